@@ -1,0 +1,1 @@
+//! TODO: module `convert` (see docs/architecture.md).

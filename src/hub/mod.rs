@@ -1,0 +1,1 @@
+//! TODO: module `hub` (see docs/architecture.md).

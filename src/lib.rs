@@ -1,0 +1,23 @@
+//! # uerzoo — the UER-py Chinese model zoo without Python
+//!
+//! The crate is a pipeline of capabilities; data flows one way, top to bottom:
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`registry`] | the zoo as data (`registry.toml`): names, aliases, sizes, sources, presets |
+//! | [`hub`] | the Huggingface cache layout and the download protocol |
+//! | [`checkpoint`] | reading and writing tensor files (torch `.bin`, safetensors); never renames |
+//! | [`convert`] | naming tables (UER v1/v2 ⇄ HF), rescaling; never touches disk by itself |
+//! | [`tokenizer`] | BERT WordPiece and the word models' sentencepiece |
+//! | [`model`] | Burn models (BERT/RoBERTa, ALBERT, GPT-2) and their heads |
+//!
+//! The library never prints: long work reports through [`progress::Progress`], and the
+//! command line (`src/cli/`, one file per subcommand) owns stdout, stderr and exit codes.
+
+pub mod checkpoint;
+pub mod convert;
+pub mod hub;
+pub mod model;
+pub mod progress;
+pub mod registry;
+pub mod tokenizer;

@@ -1,0 +1,1 @@
+//! TODO: module `registry` (see docs/architecture.md).

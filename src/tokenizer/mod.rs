@@ -1,0 +1,1 @@
+//! TODO: module `tokenizer` (see docs/architecture.md).

@@ -1,0 +1,34 @@
+//! Shared test helpers: where the read-only reference data lives.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+/// The shared reference data: `$UERZOO_SHARED`, else `../shared` beside the checkout.
+pub fn shared() -> PathBuf {
+    if let Some(dir) = std::env::var_os("UERZOO_SHARED") {
+        return PathBuf::from(dir);
+    }
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let candidate = manifest.join("..").join("shared");
+    assert!(
+        candidate.join("fixtures").is_dir(),
+        "reference data not found at {}; set UERZOO_SHARED",
+        candidate.display()
+    );
+    candidate
+}
+
+/// `shared()/fixtures/uer/<name>`.
+pub fn uer_fixture(name: &str) -> PathBuf {
+    shared().join("fixtures").join("uer").join(name)
+}
+
+/// The six UER fixtures.
+pub const UER_FIXTURES: [&str; 6] = [
+    "albert_v1", "bert_v1", "gpt2_v1", "gpt2_v2", "roberta_v1", "roberta_v2",
+];
+
+/// The path of the built `uerzoo` binary, for CLI tests.
+pub fn uerzoo_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_uerzoo"))
+}
