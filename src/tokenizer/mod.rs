@@ -47,6 +47,8 @@ pub enum TokenizerError {
         "vocabulary `{path}` has no `{token}` line; a BERT vocab.txt needs [PAD] [UNK] [CLS] [SEP] [MASK]"
     )]
     MissingSpecial { path: PathBuf, token: String },
+    #[error("vocabulary `{path}` cannot build a WordPiece model: {reason}")]
+    BadVocab { path: PathBuf, reason: String },
     #[error("sentencepiece model `{path}` is malformed: {reason}")]
     MalformedModel { path: PathBuf, reason: String },
     #[error(
@@ -164,16 +166,17 @@ impl Tokenizer {
         options: TokenizerOptions,
         path: &Path,
     ) -> Result<Self, TokenizerError> {
-        let special = special_ids(|t| vocab.ids.get(t).copied(), |token| {
-            TokenizerError::MissingSpecial {
+        let special = special_ids(
+            |t| vocab.ids.get(t).copied(),
+            |token| TokenizerError::MissingSpecial {
                 path: path.to_owned(),
                 token,
-            }
-        })?;
-        let bert = BertTokenizer::new(vocab, &options, UNK_TOKEN).map_err(|_| {
-            TokenizerError::MissingSpecial {
+            },
+        )?;
+        let bert = BertTokenizer::new(vocab, &options, UNK_TOKEN).map_err(|reason| {
+            TokenizerError::BadVocab {
                 path: path.to_owned(),
-                token: UNK_TOKEN.into(),
+                reason,
             }
         })?;
         Ok(Self {
@@ -200,12 +203,13 @@ impl Tokenizer {
             return Err(malformed("no pieces".into()));
         }
         let spm = SpmTokenizer::from_proto(model).map_err(malformed)?;
-        let special = special_ids(|t| spm.token_to_id(t), |token| {
-            TokenizerError::MissingPiece {
+        let special = special_ids(
+            |t| spm.token_to_id(t),
+            |token| TokenizerError::MissingPiece {
                 path: path.to_owned(),
                 token,
-            }
-        })?;
+            },
+        )?;
         Ok(Self {
             inner: Inner::Spm(spm),
             special,
@@ -347,7 +351,9 @@ impl Tokenizer {
         let bytes = text.as_bytes();
         while i < bytes.len() {
             if bytes[i] == b'['
-                && let Some(special) = SPECIALS.iter().find(|s| bytes[i..].starts_with(s.as_bytes()))
+                && let Some(special) = SPECIALS
+                    .iter()
+                    .find(|s| bytes[i..].starts_with(s.as_bytes()))
             {
                 if start < i {
                     out.push(Segment::Text(&text[start..i]));
