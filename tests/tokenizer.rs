@@ -37,8 +37,16 @@ fn spm() -> Tokenizer {
     Tokenizer::from_spm_file(spm_path()).unwrap()
 }
 
+/// One reference case: (text, tokens, ids, ids of the other implementation).
+type Case = (
+    &'static str,
+    &'static [&'static str],
+    &'static [u32],
+    &'static [u32],
+);
+
 /// BERT cases: (text, UER-py tokens, UER-py ids, transformers ids).
-const BERT_CASES: &[(&str, &[&str], &[u32], &[u32])] = &[
+const BERT_CASES: &[Case] = &[
     (
         "我爱北京天安门。",
         &["我", "爱", "北", "京", "天", "安", "门", "。"],
@@ -126,7 +134,7 @@ const BERT_CASES: &[(&str, &[&str], &[u32], &[u32])] = &[
         &[100],
     ),
     (
-        "\u{9}Hello World​！\u{d}\u{a}第二行　全角空格\u{0}�结束",
+        "\u{9}Hello\u{a0}World\u{200b}！\u{d}\u{a}第二行\u{3000}全角空格\u{0}\u{fffd}结束",
         &[
             "hello", "world", "！", "第", "二", "行", "全", "角", "空", "格", "结", "束",
         ],
@@ -207,7 +215,7 @@ const BERT_CASES: &[(&str, &[&str], &[u32], &[u32])] = &[
 ];
 
 /// Sentencepiece cases: (text, UER-py pieces, UER-py ids, sentencepiece EncodeAsIds).
-const SPM_CASES: &[(&str, &[&str], &[u32], &[u32])] = &[
+const SPM_CASES: &[Case] = &[
     (
         "最近一趟去北京的[MASK]几点发车",
         &["▁最近", "一趟", "去北京", "的", "[MASK]", "几点", "发车"],
@@ -316,7 +324,7 @@ const SPM_CASES: &[(&str, &[&str], &[u32], &[u32])] = &[
         &[17, 5416, 21, 1463, 980, 10004],
     ),
     (
-        "　全角空格开头",
+        "\u{3000}全角空格开头",
         &["▁", "全", "角", "空格", "开头"],
         &[17, 325, 1721, 45342, 5416],
         &[17, 325, 1721, 45342, 5416],

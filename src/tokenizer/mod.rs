@@ -120,8 +120,8 @@ pub enum Segment<'a> {
 
 #[derive(Debug, Clone)]
 enum Inner {
-    Bert(BertTokenizer),
-    Spm(SpmTokenizer),
+    Bert(Box<BertTokenizer>),
+    Spm(Box<SpmTokenizer>),
 }
 
 /// A zoo tokenizer: BERT WordPiece or sentencepiece, plus the special-token ids.
@@ -180,7 +180,7 @@ impl Tokenizer {
             }
         })?;
         Ok(Self {
-            inner: Inner::Bert(bert),
+            inner: Inner::Bert(Box::new(bert)),
             special,
         })
     }
@@ -211,7 +211,7 @@ impl Tokenizer {
             },
         )?;
         Ok(Self {
-            inner: Inner::Spm(spm),
+            inner: Inner::Spm(Box::new(spm)),
             special,
         })
     }
