@@ -628,3 +628,51 @@ fn fixture_vocab_loads() {
     assert!(tok.vocab_size() > 100);
     assert!(tok.cls_id() < tok.vocab_size() as u32);
 }
+
+/// transformers 5 runs the Rust `tokenizers` BertNormalizer, which differs from the Python
+/// algorithm (UER-py, transformers 4 `BertTokenizer`) in two places the random strings hit:
+/// it lower-cases `Σ` to `σ` even at a word's end (Python: `ς`), and it splits private-use
+/// characters off as separate words. We follow the Python algorithm.
+fn hits_known_transformers5_quirk(text: &str) -> bool {
+    text.contains('Σ') || text.chars().any(|c| ('\u{e000}'..='\u{f8ff}').contains(&c))
+}
+
+/// 1500 random strings over a pool of tricky characters (blanks of every kind, controls,
+/// combining accents, emoji sequences, full-width forms, Hangul, Greek, `[MASK]`, digit-comma
+/// pieces, CJK extensions): reference digests from `make_tricky.py`.
+#[test]
+fn tricky_strings_match_all_four_references() {
+    let (uer, hf, sp) = (uer_bert(), hf_bert(), spm());
+    let inner = sp.as_spm().unwrap();
+    let data = include_str!("data/tokenizer/tricky.jsonl");
+    let mut failures = Vec::new();
+    let mut quirks = 0;
+    for line in data.lines() {
+        let rec: serde_json::Value = serde_json::from_str(line).unwrap();
+        let text = rec["text"].as_str().unwrap();
+        let spm_ids: Vec<u32> = inner
+            .encode_as_pieces(text)
+            .into_iter()
+            .map(|(_, id)| id)
+            .collect();
+        let checks = [
+            ("uer_bert", uer.encode(text)),
+            ("hf", hf.encode_with_specials(text)),
+            ("uer_spm", sp.encode(text)),
+            ("spm", spm_ids),
+        ];
+        for (key, ids) in checks {
+            if digest(&ids) != rec[key].as_str().unwrap() {
+                if key == "hf" && hits_known_transformers5_quirk(text) {
+                    quirks += 1;
+                } else {
+                    failures.push(format!("{key} {text:?}"));
+                }
+            }
+        }
+    }
+    assert_eq!(data.lines().count(), 1500);
+    assert!(failures.is_empty(), "{failures:#?}");
+    // The quirk is real: all of the strings that hit it and differ are counted here.
+    assert!(quirks > 0 && quirks < 300, "{quirks}");
+}

@@ -1,4 +1,9 @@
 # Reference ids for tests/tokenizer.rs. Run once by hand; not needed by the test suite.
+# Setup (2026-11-25): python3.11 -m venv v && v/bin/pip install transformers==5.24.0
+#   tokenizers==0.23.3 sentencepiece==0.2.3 protobuf six regex; /tmp/uerpy holds UER-py HEAD's
+#   `uer/` (git archive) and `models/special_tokens_map.json`; cases from make_cases.py in
+#   /tmp/tokref/cases.json. Outputs: /tmp/tokref/ref.json (→ emit_rust.py → the case tables),
+#   corpus_bert.txt, corpus_spm.txt. make_tricky.py reuses this file's set-up for tricky.jsonl.
 import sys, types, json, hashlib, os
 from transformers import BertTokenizer
 sys.modules['torch'] = types.ModuleType('torch')  # uer/utils/__init__ imports torch; tokenizers.py does not use it
