@@ -676,3 +676,28 @@ fn tricky_strings_match_all_four_references() {
     // The quirk is real: all of the strings that hit it and differ are counted here.
     assert!(quirks > 0 && quirks < 300, "{quirks}");
 }
+
+/// Word models: sentencepiece keeps the user-defined `[MASK]` whole by itself, so the
+/// fill-mask path equals UER-py there; control tokens written in text are split off.
+#[test]
+fn spm_fill_mask_path_keeps_mask_like_uer_py() {
+    let tok = spm();
+    let text = "最近一趟去北京的[MASK]几点发车";
+    assert_eq!(
+        tok.tokenize_with_specials(text),
+        tok.tokenize_with_ids(text)
+    );
+    assert_eq!(tok.encode_with_specials(text)[4], tok.mask_id());
+    let with_sep: Vec<String> = tok
+        .tokenize_with_specials("北京[SEP]上海")
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect();
+    assert_eq!(with_sep, ["▁北京", "[SEP]", "▁上海"]);
+}
+
+#[test]
+fn tokenizer_is_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Tokenizer>();
+}
