@@ -533,7 +533,7 @@ struct VocabFile {
 /// A registry lookup or load failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    #[error("no weight named `{name}` in the registry{}; `uerzoo list` shows them all", did_you_mean(.suggestions))]
+    #[error("no weight named `{name}`{} (`uerzoo list` shows every weight)", did_you_mean(.suggestions))]
     Unknown {
         name: String,
         /// Closest names, best first.
@@ -567,7 +567,8 @@ fn did_you_mean(suggestions: &[String]) -> String {
     if suggestions.is_empty() {
         String::new()
     } else {
-        format!("; did you mean {}?", suggestions.join(", "))
+        let quoted: Vec<String> = suggestions.iter().map(|s| format!("`{s}`")).collect();
+        format!("; did you mean {}?", quoted.join(", "))
     }
 }
 
