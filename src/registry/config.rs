@@ -178,7 +178,7 @@ impl UerConfig {
     /// Width of one attention head (`hidden_size / heads_num`), or `None` when the heads do
     /// not divide the width (or there are none, as in LSTM configs).
     pub fn head_dim(&self) -> Option<usize> {
-        (self.heads_num > 0 && self.hidden_size % self.heads_num == 0)
+        (self.heads_num > 0 && self.hidden_size.is_multiple_of(self.heads_num))
             .then(|| self.hidden_size / self.heads_num)
     }
 
