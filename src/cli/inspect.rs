@@ -26,7 +26,7 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let start = std::time::Instant::now();
     let ck = Checkpoint::open(&args.path)
-        .with_context(|| format!("inspecting {}", args.path.display()))?;
+        .with_context(|| format!("cannot inspect {}", args.path.display()))?;
     let timing = args.time.then(|| {
         let checksum = ck.tensors.iter().fold(0u64, |acc, (_, t)| {
             t.bytes().chunks(8).fold(acc, |a, c| {
