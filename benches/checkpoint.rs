@@ -83,6 +83,12 @@ fn main() {
         best(3, || ck.write_safetensors(&st, true).unwrap()),
     );
     drop(ck);
+    // `UERZOO_BENCH_KEEP=DIR` keeps the files (e.g. for `/usr/bin/time -v uerzoo inspect`).
+    if let Some(keep) = std::env::var_os("UERZOO_BENCH_KEEP") {
+        for p in [&bin, &st] {
+            std::fs::copy(p, std::path::Path::new(&keep).join(p.file_name().unwrap())).unwrap();
+        }
+    }
     for (name, path) in [("torch zip .bin", &bin), ("safetensors", &st)] {
         report(
             &format!("baseline std::fs::read ({name})"),

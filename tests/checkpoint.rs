@@ -827,3 +827,49 @@ fn fuzz_readers_with_random_mutations() {
     }
     eprintln!("fuzz: {runs} inputs in {secs} s, no panic");
 }
+
+/// Writes every fixture back through our writers into `$UERZOO_TORCH_CHECK_DIR`, for a
+/// check by hand with real PyTorch (the suite itself never needs Python):
+/// `UERZOO_TORCH_CHECK_DIR=/tmp/tc cargo test --test checkpoint torch_check -- --ignored`,
+/// then for each `NAME.bin` there: `torch.load(NAME.bin, weights_only=True)` must equal
+/// `torch.load(ORIGINAL)` tensor for tensor, tied names sharing one storage. `sources.txt`
+/// lists `NAME ORIGINAL`. Files in `$UERZOO_TORCH_CHECK_INPUTS` (e.g. made by torch with
+/// other dtypes, parameters, protocol 4) are added.
+#[test]
+#[ignore = "writes files for a manual PyTorch check"]
+fn torch_check_files() {
+    let Some(out) = std::env::var_os("UERZOO_TORCH_CHECK_DIR").map(PathBuf::from) else {
+        return;
+    };
+    std::fs::create_dir_all(&out).unwrap();
+    let mut sources: Vec<(String, PathBuf)> = common::UER_FIXTURES
+        .iter()
+        .map(|f| (f.to_string(), common::uer_fixture(f).join("uer_model.bin")))
+        .collect();
+    for f in [
+        "views.bin",
+        "views_legacy.bin",
+        "roberta_v1_legacy.bin",
+        "roberta_v1_fp16.bin",
+        "roberta_v1_nested.bin",
+    ] {
+        sources.push((f.trim_end_matches(".bin").to_string(), formats(f)));
+    }
+    if let Some(extra) = std::env::var_os("UERZOO_TORCH_CHECK_INPUTS") {
+        for e in std::fs::read_dir(extra).unwrap() {
+            let p = e.unwrap().path();
+            sources.push((p.file_stem().unwrap().to_string_lossy().to_string(), p));
+        }
+    }
+    let mut list = String::new();
+    for (name, src) in &sources {
+        let ck = open(src);
+        ck.write_safetensors(out.join(format!("{name}.safetensors")), true)
+            .unwrap();
+        open(&out.join(format!("{name}.safetensors")))
+            .write_torch(out.join(format!("{name}.bin")), true)
+            .unwrap();
+        list.push_str(&format!("{name} {}\n", src.display()));
+    }
+    std::fs::write(out.join("sources.txt"), list).unwrap();
+}
