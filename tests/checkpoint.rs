@@ -873,3 +873,93 @@ fn torch_check_files() {
     }
     std::fs::write(out.join("sources.txt"), list).unwrap();
 }
+
+/// Pickle bytes for `_rebuild_tensor_v2` of FloatStorage `key` (numel elements).
+fn tensor_pickle(key: &str, numel: u8, offset: u8, shape: &[u8], stride: &[u8]) -> Vec<u8> {
+    let s = |s: &str| {
+        [
+            b"X".to_vec(),
+            (s.len() as u32).to_le_bytes().to_vec(),
+            s.as_bytes().to_vec(),
+        ]
+        .concat()
+    };
+    let mut p = b"ctorch._utils\n_rebuild_tensor_v2\n((".to_vec();
+    p.extend(s("storage"));
+    p.extend_from_slice(b"ctorch\nFloatStorage\n");
+    p.extend(s(key));
+    p.extend(s("cpu"));
+    p.extend_from_slice(&[b'K', numel, b't', b'Q', b'K', offset, b'(']);
+    for &d in shape {
+        p.extend_from_slice(&[b'K', d]);
+    }
+    p.extend_from_slice(b"t(");
+    for &d in stride {
+        p.extend_from_slice(&[b'K', d]);
+    }
+    p.extend_from_slice(b"t\x89}tR");
+    p
+}
+
+fn state_dict_zip(items: &[(&str, Vec<u8>)], storage: &[f32]) -> Vec<u8> {
+    let mut pkl = b"\x80\x02}(".to_vec();
+    for (name, t) in items {
+        pkl.push(b'X');
+        pkl.extend_from_slice(&(name.len() as u32).to_le_bytes());
+        pkl.extend_from_slice(name.as_bytes());
+        pkl.extend_from_slice(t);
+    }
+    pkl.extend_from_slice(b"u.");
+    let data: Vec<u8> = storage.iter().flat_map(|x| x.to_le_bytes()).collect();
+    zip_of(&[("a/data.pkl", &pkl), ("a/data/0", &data)])
+}
+
+#[test]
+fn hand_made_pickles_follow_python_semantics_and_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    // A repeated key keeps its first position and takes the last value.
+    let zip = state_dict_zip(
+        &[
+            ("a", tensor_pickle("0", 4, 0, &[2], &[1])),
+            ("b", tensor_pickle("0", 4, 1, &[3], &[1])),
+            ("a", tensor_pickle("0", 4, 2, &[2], &[1])),
+        ],
+        &[1.0, 2.0, 3.0, 4.0],
+    );
+    let ck = open(&write_file(dir.path(), "dup.bin", &zip));
+    assert_eq!(ck.names().collect::<Vec<_>>(), ["a", "b"]);
+    assert_eq!(ck.get("a").unwrap().to_f32_vec(), [3.0, 4.0]);
+    assert_eq!(ck.get("b").unwrap().to_f32_vec(), [2.0, 3.0, 4.0]);
+    // A stride-0 (expanded) view is materialised…
+    let zip = state_dict_zip(
+        &[("e", tensor_pickle("0", 2, 1, &[2, 3], &[0, 0]))],
+        &[1.0, 7.0],
+    );
+    let ck = open(&write_file(dir.path(), "expand.bin", &zip));
+    assert_eq!(ck.get("e").unwrap().to_f32_vec(), [7.0; 6]);
+    // …but one claiming a huge size is refused, not allocated.
+    let zip = state_dict_zip(
+        &[(
+            "e",
+            tensor_pickle("0", 2, 0, &[255, 255, 255, 255], &[0, 0, 0, 0]),
+        )],
+        &[1.0, 7.0],
+    );
+    let e = open_err(&write_file(dir.path(), "expand_bomb.bin", &zip));
+    assert!(matches!(e, CheckpointError::OutOfBounds { .. }), "{e}");
+    // Writers refuse two tensors of one name.
+    let mut ck = Checkpoint::default();
+    ck.tensors
+        .push(("x".into(), Tensor::from_f32(vec![1], &[1.0])));
+    ck.tensors
+        .push(("x".into(), Tensor::from_f32(vec![1], &[2.0])));
+    let e = ck
+        .write_torch(dir.path().join("dup_out.bin"), false)
+        .unwrap_err();
+    assert!(matches!(e, CheckpointError::DuplicateName { .. }), "{e}");
+    assert!(
+        ck.write_safetensors(dir.path().join("dup_out.safetensors"), false)
+            .is_err()
+    );
+    assert!(!dir.path().join("dup_out.bin").exists());
+}
