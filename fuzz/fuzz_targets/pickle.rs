@@ -3,5 +3,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = uerzoo::checkpoint::pickle::parse(data);
+    let _ = uerzoo_fuzz::checkpoint::pickle::parse(data);
 });

@@ -1,7 +1,7 @@
 //! Any bytes as a safetensors file.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use uerzoo::checkpoint::Checkpoint;
+use uerzoo_fuzz::checkpoint::Checkpoint;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(ck) = Checkpoint::from_bytes("fuzz.safetensors", data) {

@@ -1,7 +1,7 @@
 //! Any bytes after the legacy torch magic number, read as a legacy (torch ≤ 1.5) stream.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use uerzoo::checkpoint::Checkpoint;
+use uerzoo_fuzz::checkpoint::Checkpoint;
 
 const MAGIC: [u8; 14] = [0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
 

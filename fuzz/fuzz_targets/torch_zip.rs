@@ -1,7 +1,7 @@
 //! Any bytes as a torch zip archive (prefixed with the zip magic so the zip reader runs).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use uerzoo::checkpoint::Checkpoint;
+use uerzoo_fuzz::checkpoint::Checkpoint;
 
 fuzz_target!(|data: &[u8]| {
     let mut bytes = b"PK\x03\x04".to_vec();
