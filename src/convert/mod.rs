@@ -429,12 +429,18 @@ fn convert(
     let family = det.family;
     // Input tensors by the name the table uses for them.
     let mut input: HashMap<String, (&str, &Tensor)> = HashMap::new();
+    // Two spellings of one name (`bert.x` and `roberta.x`): never silently drop either.
+    let mut collisions: Vec<String> = Vec::new();
     for (name, t) in &ckpt.tensors {
         let key = match det.source {
             Source::Hf => family::canonical_hf(name, family_is_bert(family)),
             Source::Uer(_) => name.clone(),
         };
-        input.insert(key, (name.as_str(), t));
+        if input.contains_key(&key) {
+            collisions.push(name.clone());
+        } else {
+            input.insert(key, (name.as_str(), t));
+        }
     }
     let src_name = |row: &Row, layer: usize| -> Vec<String> {
         match det.source {
@@ -699,7 +705,7 @@ fn convert(
         });
     }
     // Every input tensor is mapped, a known buffer, or unmapped.
-    let mut unmapped = Vec::new();
+    let mut unmapped = collisions;
     for (key, (orig, _)) in input.iter() {
         if used.contains(key) {
             continue;
