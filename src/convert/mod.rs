@@ -335,10 +335,15 @@ impl fmt::Display for Report {
         writeln!(
             f,
             "layernorm:  {}",
-            if self.exact_layernorm {
-                "exact (LayerNorm weights rescaled by sqrt((n-1)/n) for the target's LayerNorm)"
-            } else {
-                "weights copied as is (UER-py script compatible; outputs differ ~1e-2 in logits)"
+            match (self.exact_layernorm, self.source, self.target) {
+                (true, _, Target::Hf) =>
+                    "exact (LayerNorm weights × sqrt((n-1)/n), eps 1e-12: HF reproduces UER's outputs)",
+                (true, _, Target::Uer(_)) =>
+                    "exact (LayerNorm weights × sqrt(n/(n-1)): UER reproduces HF's outputs)",
+                (false, Source::Uer(_), Target::Uer(_)) => "weights copied as is",
+                (false, _, _) => {
+                    "weights copied as is (like UER-py's scripts; UER and HF LayerNorm differ, ~1e-2 in logits; --exact-layernorm rescales)"
+                }
             }
         )?;
         writeln!(f, "mapped:     {} tensors", self.mapped.len())?;
