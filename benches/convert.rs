@@ -45,33 +45,73 @@ fn roberta_base() -> Checkpoint {
         seed += 1;
         c.insert(name, tensor(shape, seed));
     };
-    add(&mut c, "embedding.word_embedding.weight".into(), &[VOCAB, HIDDEN]);
-    add(&mut c, "embedding.position_embedding.weight".into(), &[POSITIONS, HIDDEN]);
-    add(&mut c, "embedding.segment_embedding.weight".into(), &[3, HIDDEN]);
+    add(
+        &mut c,
+        "embedding.word_embedding.weight".into(),
+        &[VOCAB, HIDDEN],
+    );
+    add(
+        &mut c,
+        "embedding.position_embedding.weight".into(),
+        &[POSITIONS, HIDDEN],
+    );
+    add(
+        &mut c,
+        "embedding.segment_embedding.weight".into(),
+        &[3, HIDDEN],
+    );
     add(&mut c, "embedding.layer_norm.gamma".into(), &[HIDDEN]);
     add(&mut c, "embedding.layer_norm.beta".into(), &[HIDDEN]);
     for i in 0..LAYERS {
         let p = format!("encoder.transformer.{i}.");
         for j in 0..3 {
-            add(&mut c, format!("{p}self_attn.linear_layers.{j}.weight"), &[HIDDEN, HIDDEN]);
-            add(&mut c, format!("{p}self_attn.linear_layers.{j}.bias"), &[HIDDEN]);
+            add(
+                &mut c,
+                format!("{p}self_attn.linear_layers.{j}.weight"),
+                &[HIDDEN, HIDDEN],
+            );
+            add(
+                &mut c,
+                format!("{p}self_attn.linear_layers.{j}.bias"),
+                &[HIDDEN],
+            );
         }
-        add(&mut c, format!("{p}self_attn.final_linear.weight"), &[HIDDEN, HIDDEN]);
+        add(
+            &mut c,
+            format!("{p}self_attn.final_linear.weight"),
+            &[HIDDEN, HIDDEN],
+        );
         add(&mut c, format!("{p}self_attn.final_linear.bias"), &[HIDDEN]);
-        add(&mut c, format!("{p}feed_forward.linear_1.weight"), &[FFN, HIDDEN]);
+        add(
+            &mut c,
+            format!("{p}feed_forward.linear_1.weight"),
+            &[FFN, HIDDEN],
+        );
         add(&mut c, format!("{p}feed_forward.linear_1.bias"), &[FFN]);
-        add(&mut c, format!("{p}feed_forward.linear_2.weight"), &[HIDDEN, FFN]);
+        add(
+            &mut c,
+            format!("{p}feed_forward.linear_2.weight"),
+            &[HIDDEN, FFN],
+        );
         add(&mut c, format!("{p}feed_forward.linear_2.bias"), &[HIDDEN]);
         for k in 1..=2 {
             add(&mut c, format!("{p}layer_norm_{k}.gamma"), &[HIDDEN]);
             add(&mut c, format!("{p}layer_norm_{k}.beta"), &[HIDDEN]);
         }
     }
-    add(&mut c, "target.mlm_linear_1.weight".into(), &[HIDDEN, HIDDEN]);
+    add(
+        &mut c,
+        "target.mlm_linear_1.weight".into(),
+        &[HIDDEN, HIDDEN],
+    );
     add(&mut c, "target.mlm_linear_1.bias".into(), &[HIDDEN]);
     add(&mut c, "target.layer_norm.gamma".into(), &[HIDDEN]);
     add(&mut c, "target.layer_norm.beta".into(), &[HIDDEN]);
-    add(&mut c, "target.mlm_linear_2.weight".into(), &[VOCAB, HIDDEN]);
+    add(
+        &mut c,
+        "target.mlm_linear_2.weight".into(),
+        &[VOCAB, HIDDEN],
+    );
     add(&mut c, "target.mlm_linear_2.bias".into(), &[VOCAB]);
     c
 }
@@ -86,7 +126,11 @@ fn request(input: &Path, output: &Path, to: To) -> Request {
         vocab: None,
         naming: Naming::V1,
         exact_layernorm: false,
-        format: Some(if to == To::Hf { FileFormat::Safetensors } else { FileFormat::Torch }),
+        format: Some(if to == To::Hf {
+            FileFormat::Safetensors
+        } else {
+            FileFormat::Torch
+        }),
         dry_run: false,
         force: true,
         allow_unmapped: false,
@@ -136,9 +180,15 @@ fn main() {
     // `cargo bench` passes `--bench`; no other arguments are used.
     let tmp = tempfile::tempdir().expect("tempdir");
     let uer = tmp.path().join("roberta_base_uer.bin");
-    roberta_base().write_torch(&uer, true).expect("write the generated checkpoint");
+    roberta_base()
+        .write_torch(&uer, true)
+        .expect("write the generated checkpoint");
     let size = std::fs::metadata(&uer).map(|m| m.len()).unwrap_or(0);
-    println!("generated {} ({:.1} MB, {LAYERS} layers, hidden {HIDDEN}, vocab {VOCAB})", uer.display(), size as f64 / 1e6);
+    println!(
+        "generated {} ({:.1} MB, {LAYERS} layers, hidden {HIDDEN}, vocab {VOCAB})",
+        uer.display(),
+        size as f64 / 1e6
+    );
 
     let hf = tmp.path().join("hf");
     let back = tmp.path().join("back.bin");
@@ -151,12 +201,25 @@ fn main() {
         convert::run(&request(&hf, &back, To::Uer)).expect("convert to uer");
     });
 
-    let (u, h, b) = (uer.to_str().unwrap(), hf.to_str().unwrap(), back.to_str().unwrap());
+    let (u, h, b) = (
+        uer.to_str().unwrap(),
+        hf.to_str().unwrap(),
+        back.to_str().unwrap(),
+    );
     match peak_rss_mib(&["convert", u, h, "--to", "hf", "--force"]) {
         Some(m) => println!("peak RSS, CLI UER → HF: {m:.1} MiB"),
         None => println!("peak RSS, CLI UER → HF: /usr/bin/time unavailable"),
     }
-    match peak_rss_mib(&["convert", h, b, "--to", "uer", "--uer-naming", "v1", "--force"]) {
+    match peak_rss_mib(&[
+        "convert",
+        h,
+        b,
+        "--to",
+        "uer",
+        "--uer-naming",
+        "v1",
+        "--force",
+    ]) {
         Some(m) => println!("peak RSS, CLI HF → UER: {m:.1} MiB"),
         None => println!("peak RSS, CLI HF → UER: /usr/bin/time unavailable"),
     }

@@ -441,10 +441,11 @@ fn convert(
             Source::Hf => family::canonical_hf(name, family_is_bert(family)),
             Source::Uer(_) => name.clone(),
         };
-        if input.contains_key(&key) {
-            collisions.push(name.clone());
-        } else {
-            input.insert(key, (name.as_str(), t));
+        match input.entry(key) {
+            std::collections::hash_map::Entry::Occupied(_) => collisions.push(name.clone()),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert((name.as_str(), t));
+            }
         }
     }
     let src_name = |row: &Row, layer: usize| -> Vec<String> {
@@ -650,7 +651,7 @@ fn convert(
                         continue;
                     }
                     (Op::QkvWeight(j), Target::Uer(_)) => {
-                        if t.shape.len() != 2 || t.shape[1] % 3 != 0 {
+                        if t.shape.len() != 2 || !t.shape[1].is_multiple_of(3) {
                             return Err(shape_err(orig, t, "[H, 3H] (Conv1D c_attn)"));
                         }
                         let full = qkv_cache
@@ -663,7 +664,7 @@ fn convert(
                         )
                     }
                     (Op::QkvBias(j), Target::Uer(_)) => {
-                        if t.shape.len() != 1 || t.shape[0] % 3 != 0 {
+                        if t.shape.len() != 1 || !t.shape[0].is_multiple_of(3) {
                             return Err(shape_err(orig, t, "[3H]"));
                         }
                         let h = t.shape[0] / 3;
