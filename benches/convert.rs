@@ -194,6 +194,23 @@ fn main() {
     let back = tmp.path().join("back.bin");
     // Warm the page cache once, as a user converting a just-downloaded file would have it.
     convert::run(&request(&uer, &hf, To::Hf)).expect("convert to hf");
+    time_runs("UER .bin → HF in memory (open + to_hf, no write)", || {
+        let ckpt = Checkpoint::open(&uer).expect("open");
+        let (out, _) = convert::to_hf(&ckpt, &Default::default()).expect("to_hf");
+        // Touch every output byte, as a writer would.
+        let sum: u64 = out
+            .tensors
+            .iter()
+            .map(|(_, t)| {
+                t.bytes()
+                    .iter()
+                    .step_by(4096)
+                    .map(|&b| b as u64)
+                    .sum::<u64>()
+            })
+            .sum();
+        std::hint::black_box(sum);
+    });
     time_runs("UER .bin → HF dir (safetensors)", || {
         convert::run(&request(&uer, &hf, To::Hf)).expect("convert to hf");
     });
