@@ -134,6 +134,7 @@ pub(crate) fn write(ck: &Checkpoint, out: &mut dyn Write) -> std::io::Result<()>
     out.write_all(&json)?;
     for (_, t) in &ck.tensors {
         out.write_all(t.bytes())?;
+        crate::checkpoint::release_pages(t);
     }
     Ok(())
 }

@@ -187,6 +187,7 @@ pub(crate) fn write_torch<W: Write + Seek>(ck: &Checkpoint, out: W) -> zip::resu
             .large_file(bytes.len() as u64 >= u32::MAX as u64);
         z.start_file(format!("archive/data/{i}"), o)?;
         z.write_all(bytes)?;
+        crate::checkpoint::release_pages(t);
     }
     z.start_file("archive/version", opts)?;
     z.write_all(b"3\n")?;
