@@ -1,11 +1,72 @@
 //! `uerzoo verify`: Re-hash cached files.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Re-hash cached files.
-#[derive(clap::Args)]
-pub struct Args {}
+use uerzoo::hub::{Cache, CheckStatus, local_repo_id, verify_repo};
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`uerzoo verify` is not implemented yet")
+/// Re-hash cached files and report each as OK, CORRUPT or MISSING.
+///
+/// Every blob is named by its hash (sha256 for LFS files and imports, git sha1 for small
+/// files), so each cached file is checked against its own name. Exits 1 when anything is
+/// corrupt or missing. Without NAME, checks every repo in the cache.
+///
+/// Examples:
+///   uerzoo verify
+///   uerzoo verify uer/chinese_roberta_L-2_H-128 --cache-dir ~/.cache/huggingface/hub
+#[derive(clap::Args)]
+pub struct Args {
+    /// Registry name, or a Huggingface repo id `org/name` (default: all cached repos).
+    name: Option<String>,
+    /// Cache root (overrides HF_HUB_CACHE / HF_HOME).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let cache = args
+        .cache_dir
+        .map(Cache::new)
+        .unwrap_or_else(Cache::from_env);
+    let repos: Vec<(String, Vec<String>)> = match &args.name {
+        Some(name) if name.contains('/') => vec![(name.clone(), Vec::new())],
+        Some(name) => vec![(local_repo_id(name), Vec::new())],
+        None => cache.repos().into_iter().map(|r| (r, Vec::new())).collect(),
+    };
+    let bars = super::download::Bars::new();
+    let (mut bad, mut total) = (0, 0);
+    for (repo_id, expected) in &repos {
+        let checks = verify_repo(&cache, repo_id, expected, &bars);
+        if checks.is_empty() && args.name.is_some() {
+            println!(
+                "MISSING  {repo_id}: nothing cached under {}",
+                cache.root().display()
+            );
+            bad += 1;
+        }
+        for check in checks {
+            total += 1;
+            let (word, detail) = match &check.status {
+                CheckStatus::Ok => ("OK", String::new()),
+                CheckStatus::Unverifiable => ("OK?", " (blob name is not a hash)".into()),
+                CheckStatus::Missing => ("MISSING", String::new()),
+                CheckStatus::Corrupt { expected, actual } => {
+                    ("CORRUPT", format!(" (expected {expected}, got {actual})"))
+                }
+            };
+            if matches!(
+                check.status,
+                CheckStatus::Missing | CheckStatus::Corrupt { .. }
+            ) {
+                bad += 1;
+            }
+            println!("{word:<8} {}  {}{detail}", check.repo_id, check.file);
+        }
+    }
+    println!("{total} file(s) checked, {bad} problem(s)");
+    Ok(if bad == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
