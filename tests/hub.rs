@@ -75,20 +75,8 @@ fn fixture_sized(size: usize) -> Fixture {
     let server = HubServer::start(
         REPO,
         vec![
-            (
-                "pytorch_model.bin",
-                Served {
-                    content: weight.clone(),
-                    lfs: true,
-                },
-            ),
-            (
-                "config.json",
-                Served {
-                    content: config.clone(),
-                    lfs: false,
-                },
-            ),
+            ("pytorch_model.bin", Served::new(weight.clone(), true)),
+            ("config.json", Served::new(config.clone(), false)),
         ],
     );
     Fixture {
@@ -119,11 +107,7 @@ impl Fixture {
         Request::new(REPO, "main", ["config.json", "pytorch_model.bin"])
     }
     fn weight_sha256(&self) -> String {
-        hub_server::Served {
-            content: self.weight.clone(),
-            lfs: true,
-        }
-        .etag()
+        hub_server::Served::new(self.weight.clone(), true).etag()
     }
     fn repo_folder(&self) -> std::path::PathBuf {
         self.dir.path().join("models--uer--test-model")
@@ -154,11 +138,7 @@ fn plain_download_fills_the_hf_cache_layout() {
         assert_eq!(read(&snap.dir.join("config.json")), *fx.config);
         assert_eq!(read(&folder.join("blobs").join(&sha)), *fx.weight);
         // The small file's blob is named by its git sha1.
-        let config_etag = Served {
-            content: fx.config.clone(),
-            lfs: false,
-        }
-        .etag();
+        let config_etag = Served::new(fx.config.clone(), false).etag();
         assert_eq!(config_etag.len(), 40);
         assert!(folder.join("blobs").join(&config_etag).is_file());
         assert!(

@@ -682,18 +682,18 @@ async fn stream_once(
         StatusCode::PARTIAL_CONTENT if *offset > 0 => {
             let start = content_range_start(response.headers());
             if start != Some(*offset) {
-                restart(file, offset, hasher, progress).map_err(io_err)?;
+                restart(file, offset, hasher, progress, meta.size).map_err(io_err)?;
                 return Err((Interrupted::Transient, None));
             }
         }
         StatusCode::OK | StatusCode::PARTIAL_CONTENT => {
             // A 200 to a Range request is the whole file: restart, never append.
             if *offset > 0 {
-                restart(file, offset, hasher, progress).map_err(io_err)?;
+                restart(file, offset, hasher, progress, meta.size).map_err(io_err)?;
             }
         }
         StatusCode::RANGE_NOT_SATISFIABLE => {
-            restart(file, offset, hasher, progress).map_err(io_err)?;
+            restart(file, offset, hasher, progress, meta.size).map_err(io_err)?;
             return Err((Interrupted::Transient, None));
         }
         s if retryable(s) => return Err((Interrupted::Transient, None)),
@@ -737,11 +737,12 @@ fn restart(
     offset: &mut u64,
     hasher: &StreamHasher,
     progress: &dyn Progress,
+    total: Option<u64>,
 ) -> std::io::Result<()> {
     file.set_len(0)?;
     *offset = 0;
     hasher.reset();
-    progress.start("restarting", 0);
+    progress.start("restarting", total.unwrap_or(0));
     Ok(())
 }
 

@@ -185,3 +185,40 @@ pub fn verify_repo(
     }
     checks
 }
+
+/// One file present in the cache (no hashing: cheap enough for `info`).
+#[derive(Clone, Debug)]
+pub struct CachedFile {
+    pub commit: String,
+    pub file: String,
+    /// The blob the snapshot entry points at.
+    pub blob: PathBuf,
+    /// `None` when the blob is missing.
+    pub size: Option<u64>,
+    /// The hash the blob's name records (sha256 for LFS files and imports).
+    pub hash: Option<Hash>,
+}
+
+/// Every file of every snapshot of `repo_id`, e.g. to show what `import` put under a name
+/// (`cached_files(&cache, &local_repo_id(name))`).
+pub fn cached_files(cache: &Cache, repo_id: &str) -> Vec<CachedFile> {
+    let repo = cache.repo(repo_id);
+    let mut out = Vec::new();
+    for commit in repo.snapshots() {
+        for file in repo.snapshot_files(&commit) {
+            let blob = repo.blob_of(&commit, &file);
+            let name = blob
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            out.push(CachedFile {
+                size: fs::metadata(&blob).map(|m| m.len()).ok(),
+                hash: Hash::from_etag(&name),
+                commit: commit.clone(),
+                file,
+                blob,
+            });
+        }
+    }
+    out
+}

@@ -28,7 +28,10 @@ use std::time::Duration;
 
 pub use cache::{Cache, CacheRepo, default_root, is_commit};
 pub use hash::{Hash, git_sha1_file, sha256_file};
-pub use local::{CheckStatus, FileCheck, Imported, import_file, local_repo_id, verify_repo};
+pub use local::{
+    CachedFile, CheckStatus, FileCheck, Imported, cached_files, import_file, local_repo_id,
+    verify_repo,
+};
 
 use crate::progress::Progress;
 

@@ -27,18 +27,25 @@ pub struct Served {
     /// LFS files are redirected to the CDN and carry their sha256; git files are served by
     /// the hub itself with their git sha1.
     pub lfs: bool,
+    etag: String,
 }
 
 impl Served {
-    pub fn etag(&self) -> String {
-        if self.lfs {
-            hex::encode(Sha256::digest(&self.content[..]))
+    /// Hashes the content once: sha256 for LFS files, git blob sha1 otherwise.
+    pub fn new(content: Arc<Vec<u8>>, lfs: bool) -> Served {
+        let etag = if lfs {
+            hex::encode(Sha256::digest(&content[..]))
         } else {
             let mut h = Sha1::new();
-            h.update(format!("blob {}\0", self.content.len()).as_bytes());
-            h.update(&self.content[..]);
+            h.update(format!("blob {}\0", content.len()).as_bytes());
+            h.update(&content[..]);
             hex::encode(h.finalize())
-        }
+        };
+        Served { content, lfs, etag }
+    }
+
+    pub fn etag(&self) -> String {
+        self.etag.clone()
     }
 }
 
@@ -321,7 +328,7 @@ fn serve_hub(
             ],
         );
     };
-    let etag = served.etag();
+    let etag = served.etag.clone();
     if served.lfs {
         let location = format!("{}/cdn/{etag}?sig=test", state.cdn.lock().unwrap());
         entry.status = 302;
@@ -359,7 +366,7 @@ fn serve_cdn(
         .strip_prefix("/cdn/")
         .and_then(|p| p.split('?').next())
         .unwrap_or("");
-    let served = state.files.values().find(|s| s.lfs && s.etag() == sha);
+    let served = state.files.values().find(|s| s.lfs && s.etag == sha);
     let Some(served) = served else {
         entry.status = 404;
         return write_head(
