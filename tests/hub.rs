@@ -567,7 +567,17 @@ fn import_then_verify_detects_a_flipped_byte() {
                 .output()
                 .unwrap()
         };
-        let out = run(&["import", "google_zh_bert", source.to_str().unwrap()]);
+        let out = run(&["download", "google_zh_bert_base"]);
+        assert!(
+            !out.status.success(),
+            "a legacy weight cannot be downloaded"
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("uerzoo import google_zh_bert_base"),
+            "{stderr}"
+        );
+        let out = run(&["import", "google_zh_bert_base", source.to_str().unwrap()]);
         assert!(
             out.status.success(),
             "{}",
@@ -575,16 +585,33 @@ fn import_then_verify_detects_a_flipped_byte() {
         );
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(stdout.contains(&sha), "{stdout}");
-        let out = run(&["verify", "google_zh_bert"]);
-        assert!(out.status.success());
+        let pointer = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap()
+            .to_string();
+        assert_eq!(read(Path::new(&pointer)), read(&source));
+        // `download` of the legacy name now finds the import.
+        let out = run(&["download", "google_zh_bert_base", "--offline"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = run(&["verify", "google_zh_bert_base"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         assert!(String::from_utf8_lossy(&out.stdout).contains("OK"));
         let blob = cache2
-            .join("models--uerzoo--google_zh_bert/blobs")
+            .join("models--uerzoo--google_zh_bert_base/blobs")
             .join(&sha);
         let mut content = read(&blob);
         content[7] ^= 1;
         std::fs::write(&blob, content).unwrap();
-        let out = run(&["verify", "google_zh_bert"]);
+        let out = run(&["verify", "google_zh_bert_base"]);
         assert!(!out.status.success());
         assert!(String::from_utf8_lossy(&out.stdout).contains("CORRUPT"));
         // A deleted blob is MISSING.

@@ -7,10 +7,12 @@ use std::sync::Mutex;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use uerzoo::hub::{Cache, FileSpec, Hub, HubOptions, Request};
+use uerzoo::convert;
+use uerzoo::hub::{Cache, FileSpec, Hub, HubOptions, Request, Snapshot, local_repo_id};
 use uerzoo::progress::Progress;
+use uerzoo::registry::{Entry, Registry};
 
-/// Files fetched for a bare `org/name` repo id when no `--file` is given.
+/// Files fetched for an `org/name` repo id outside the registry when no `--file` is given.
 const DEFAULT_FILES: [&str; 3] = ["config.json", "vocab.txt", "pytorch_model.bin"];
 
 /// Download a zoo weight into the Huggingface cache.
@@ -60,19 +62,20 @@ enum Format {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if args.format == Format::Uer {
-        anyhow::bail!(
-            "`--format uer` needs the conversion layer, which is not available in this build yet; \
-             download with `--format hf` and convert later with `uerzoo convert`"
-        );
-    }
-    let request = resolve(&args)?;
+    let entry = lookup(&args.name)?;
     let hub = hub(
         args.cache_dir.clone(),
         args.endpoint.clone(),
         args.offline,
         args.jobs,
     );
+    let Some(request) = request(&args, entry)? else {
+        // A legacy weight: only a manual download exists.
+        return legacy(
+            &hub,
+            entry.context("legacy entries come from the registry")?,
+        );
+    };
     let bars = Bars::new();
     let snapshot = hub.download(&request, &bars).with_context(|| {
         format!(
@@ -84,32 +87,114 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let how = if file.cached { "cached " } else { "fetched" };
         println!("{how} {:>12} B  {}", file.size, file.path);
     }
+    if args.format == Format::Uer {
+        let output = to_uer(&hub, &snapshot, entry)?;
+        println!("uer     {}", output.display());
+    }
     println!("{}", snapshot.dir.display());
     Ok(ExitCode::SUCCESS)
 }
 
-/// NAME → repo id, revision and files.
-fn resolve(args: &Args) -> anyhow::Result<Request> {
-    if !args.name.contains('/') {
-        anyhow::bail!(
-            "`{}` is not a Huggingface repo id; the registry is not wired into this build yet, \
-             pass `org/name` with --file",
-            args.name
-        );
+/// The registry entry for NAME; `None` for a plain `org/name` repo id the registry lacks.
+fn lookup(name: &str) -> anyhow::Result<Option<&'static Entry>> {
+    match Registry::builtin().get(name) {
+        Ok(entry) => Ok(Some(entry)),
+        Err(_) if name.contains('/') => Ok(None),
+        Err(err) => Err(err.into()),
     }
-    let files: Vec<String> = if args.files.is_empty() {
-        DEFAULT_FILES.iter().map(|s| s.to_string()).collect()
-    } else {
-        args.files.clone()
+}
+
+/// Repo, revision and files (with the registry's sha256 on the weights file); `None` for a
+/// legacy entry without a Huggingface source.
+fn request(args: &Args, entry: Option<&Entry>) -> anyhow::Result<Option<Request>> {
+    let (repo_id, revision, mut files, weights, sha256) = match entry {
+        None => (
+            args.name.clone(),
+            "main".to_string(),
+            DEFAULT_FILES.iter().map(|s| s.to_string()).collect(),
+            String::new(),
+            None,
+        ),
+        Some(entry) => match &entry.sources.hf {
+            None => return Ok(None),
+            Some(hf) => (
+                hf.repo.clone(),
+                hf.revision.clone(),
+                hf.files.clone(),
+                hf.weights.clone(),
+                hf.sha256.clone(),
+            ),
+        },
     };
-    Ok(Request {
-        repo_id: args.name.clone(),
-        revision: args.revision.clone().unwrap_or_else(|| "main".into()),
-        files: files
-            .into_iter()
-            .map(|path| FileSpec { path, sha256: None })
-            .collect(),
-    })
+    if !args.files.is_empty() {
+        files = args.files.clone();
+    }
+    // The registry's hash belongs to its revision; another revision is checked by the hub's.
+    let pinned = args.revision.as_ref().is_none_or(|r| *r == revision);
+    let files = files
+        .into_iter()
+        .map(|path| FileSpec {
+            sha256: sha256.clone().filter(|_| pinned && path == weights),
+            path,
+        })
+        .collect();
+    Ok(Some(Request {
+        repo_id,
+        revision: args.revision.clone().unwrap_or(revision),
+        files,
+    }))
+}
+
+/// A legacy weight: succeed if it was imported, else explain the manual route.
+fn legacy(hub: &Hub, entry: &Entry) -> anyhow::Result<ExitCode> {
+    let repo_id = local_repo_id(&entry.name);
+    if let Some(path) = hub.cache.repo(&repo_id).get("main", &entry.uer_file) {
+        println!("imported {}", entry.uer_file);
+        println!("{}", path.parent().unwrap_or(&path).display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let page = entry.sources.weiyun.as_ref().map(|w| w.url.as_str());
+    anyhow::bail!(
+        "`{}` is a legacy UER-format weight with no Huggingface copy; it is published only on a \
+         Weiyun share page ({}), which needs a browser. Download `{}` there, then run \
+         `uerzoo import {} <downloaded file>`; `uerzoo download {}` then finds it",
+        entry.name,
+        page.unwrap_or("see `uerzoo info`"),
+        entry.uer_file,
+        entry.name,
+        entry.name
+    )
+}
+
+/// Converts the snapshot into `models--org--name/uer/<commit>/<uer file>`.
+fn to_uer(hub: &Hub, snapshot: &Snapshot, entry: Option<&Entry>) -> anyhow::Result<PathBuf> {
+    let file = entry.map_or("uer_model.bin", |e| e.uer_file.as_str());
+    let output = hub
+        .cache
+        .repo(&snapshot.repo_id)
+        .uer_path(&snapshot.commit, file);
+    let request = convert::Request {
+        input: snapshot.dir.clone(),
+        output: output.clone(),
+        to: convert::To::Uer,
+        arch: entry.and_then(|e| {
+            (e.family.as_str().parse().ok()).or_else(|| e.arch.as_str().parse().ok())
+        }),
+        uer_config: entry.and_then(|e| e.uer_config().ok()),
+        vocab: None,
+        naming: convert::Naming::V2,
+        exact_layernorm: false,
+        format: None,
+        dry_run: false,
+        force: true,
+        allow_unmapped: false,
+    };
+    if let Some(dir) = output.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    convert::run(&request)
+        .with_context(|| format!("converting {} to UER format", snapshot.dir.display()))?;
+    Ok(output)
 }
 
 /// A hub from the environment with the command-line overrides.

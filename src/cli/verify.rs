@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use uerzoo::hub::{Cache, CheckStatus, local_repo_id, verify_repo};
+use uerzoo::registry::Registry;
 
 /// Re-hash cached files and report each as OK, CORRUPT or MISSING.
 ///
@@ -28,9 +29,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .cache_dir
         .map(Cache::new)
         .unwrap_or_else(Cache::from_env);
-    let repos: Vec<(String, Vec<String>)> = match &args.name {
-        Some(name) if name.contains('/') => vec![(name.clone(), Vec::new())],
-        Some(name) => vec![(local_repo_id(name), Vec::new())],
+    let repos = match &args.name {
+        Some(name) => repos_of(&cache, name)?,
         None => cache.repos().into_iter().map(|r| (r, Vec::new())).collect(),
     };
     let bars = super::download::Bars::new();
@@ -69,4 +69,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The cache repos of NAME with the files each must hold: the Huggingface repo (its registry
+/// file list) and the imported files, whichever exist; a bare `org/name` as given.
+fn repos_of(cache: &Cache, name: &str) -> anyhow::Result<Vec<(String, Vec<String>)>> {
+    let entry = match Registry::builtin().get(name) {
+        Ok(entry) => entry,
+        Err(_) if name.contains('/') => return Ok(vec![(name.to_string(), Vec::new())]),
+        Err(err) => return Err(err.into()),
+    };
+    let local = local_repo_id(&entry.name);
+    let mut repos = Vec::new();
+    if let Some(hf) = &entry.sources.hf {
+        repos.push((hf.repo.clone(), hf.files.clone()));
+    }
+    if cache.repo(&local).folder().is_dir() || repos.is_empty() {
+        repos.push((local, Vec::new()));
+    }
+    Ok(repos)
 }

@@ -8,6 +8,7 @@
 //!     blobs/<etag>.incomplete               a partial download, continued with `Range`
 //!     refs/<revision>                       one line: the 40-hex commit the revision resolved to
 //!     snapshots/<commit>/<path>             relative symlink -> ../../blobs/<etag>
+//!     uer/<commit>/<uer file>               `download --format uer`: the snapshot converted
 //! ```
 //!
 //! Writes are atomic (temp file or temp link in the target directory, then rename), so a
@@ -152,6 +153,12 @@ impl CacheRepo {
     /// `snapshots/<commit>/<file>`.
     pub fn pointer_path(&self, commit: &str, file: &str) -> PathBuf {
         self.snapshot_dir(commit).join(file)
+    }
+
+    /// `uer/<commit>/<file>`: a UER-format conversion of a snapshot, kept beside
+    /// `snapshots/` so the snapshot itself stays exactly what the hub serves.
+    pub fn uer_path(&self, commit: &str, file: &str) -> PathBuf {
+        self.folder().join("uer").join(commit).join(file)
     }
 
     /// The commit a revision points at: the revision itself when it is a 40-hex commit,
