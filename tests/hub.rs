@@ -33,15 +33,12 @@ fn with_timeout<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T 
     });
     match rx.recv_timeout(TEST_TIMEOUT) {
         Ok(v) => v,
-        Err(_) => {
-            if handle.is_finished() {
-                // The closure panicked: re-raise its panic.
-                if let Err(p) = handle.join() {
-                    std::panic::resume_unwind(p);
-                }
-            }
-            panic!("test exceeded {TEST_TIMEOUT:?}")
-        }
+        // The closure panicked (its sender is gone): re-raise its panic.
+        Err(mpsc::RecvTimeoutError::Disconnected) => match handle.join() {
+            Err(p) => std::panic::resume_unwind(p),
+            Ok(()) => unreachable!("the closure sent nothing yet returned"),
+        },
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("test exceeded {TEST_TIMEOUT:?}"),
     }
 }
 
@@ -702,5 +699,161 @@ fn registry_hash_disagreeing_with_the_hub_is_refused() {
         let err = fx.hub().download(&request, &NoProgress).unwrap_err();
         assert!(matches!(err, HubError::RegistryMismatch { .. }), "{err}");
         assert!(fx.server.content_requests().is_empty());
+    })
+}
+
+#[test]
+fn download_name_resolves_through_the_registry() {
+    with_timeout(|| {
+        use uerzoo::registry::Registry;
+        let registry = Registry::builtin();
+        let hf_of = |want_sha: bool| {
+            registry
+                .entries()
+                .iter()
+                .find(|e| {
+                    e.sources
+                        .hf
+                        .as_ref()
+                        .is_some_and(|h| h.sha256.is_some() == want_sha)
+                })
+                .expect("a registry entry with a Huggingface source")
+        };
+        let dir = tempfile::tempdir().unwrap();
+        for (entry, pinned) in [(hf_of(false), false), (hf_of(true), true)] {
+            let hf = entry.sources.hf.as_ref().unwrap();
+            let files: Vec<(&str, Served)> = hf
+                .files
+                .iter()
+                .enumerate()
+                .map(|(i, f)| {
+                    let lfs = *f == hf.weights;
+                    (
+                        f.as_str(),
+                        Served::new(Arc::new(bytes(10_000 + i, i as u64 + 1)), lfs),
+                    )
+                })
+                .collect();
+            let server = HubServer::start(&hf.repo, files);
+            let out = Command::new(common::uerzoo_bin())
+                .args(["download", &entry.name, "--endpoint", &server.endpoint()])
+                .arg("--cache-dir")
+                .arg(dir.path())
+                .output()
+                .unwrap();
+            let folder = dir
+                .path()
+                .join(format!("models--{}", hf.repo.replace('/', "--")));
+            if pinned {
+                // The stand-in weights cannot match the registry's confirmed sha256.
+                assert!(
+                    !out.status.success(),
+                    "{}: accepted fake weights",
+                    entry.name
+                );
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                assert!(stderr.contains("registry expects"), "{stderr}");
+                assert!(
+                    server.content_requests().is_empty(),
+                    "refused before downloading"
+                );
+                continue;
+            }
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let snapshot = folder.join("snapshots").join(COMMIT);
+            assert_eq!(Path::new(stdout.lines().last().unwrap()), snapshot);
+            for f in &hf.files {
+                assert!(snapshot.join(f).is_file(), "{} missing", f);
+            }
+        }
+    })
+}
+
+#[test]
+fn format_uer_converts_the_snapshot_beside_it() {
+    with_timeout(|| {
+        use uerzoo::checkpoint::Checkpoint;
+        let fixture = common::uer_fixture("roberta_v2");
+        let hf = fixture.join("hf_by_uer_script");
+        let server = HubServer::start(
+            REPO,
+            vec![
+                (
+                    "config.json",
+                    Served::new(Arc::new(read(&hf.join("config.json"))), false),
+                ),
+                (
+                    "pytorch_model.bin",
+                    Served::new(Arc::new(read(&hf.join("pytorch_model.bin"))), true),
+                ),
+                (
+                    "vocab.txt",
+                    Served::new(Arc::new(read(&fixture.join("vocab.txt"))), false),
+                ),
+            ],
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new(common::uerzoo_bin())
+            .args([
+                "download",
+                REPO,
+                "--format",
+                "uer",
+                "--endpoint",
+                &server.endpoint(),
+            ])
+            .args([
+                "--file",
+                "config.json",
+                "--file",
+                "pytorch_model.bin",
+                "--file",
+                "vocab.txt",
+            ])
+            .arg("--cache-dir")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let folder = dir.path().join("models--uer--test-model");
+        assert_eq!(
+            Path::new(stdout.lines().last().unwrap()),
+            folder.join("snapshots").join(COMMIT)
+        );
+        let converted = folder.join("uer").join(COMMIT).join("uer_model.bin");
+        assert!(
+            stdout.contains(&converted.display().to_string()),
+            "{stdout}"
+        );
+        // Bit for bit UER-py's own UER file (naming v2), except the segment embedding's
+        // padding row 0, which HF does not keep and comes back as zeros.
+        let ours = Checkpoint::open(&converted).unwrap();
+        let reference = Checkpoint::open(fixture.join("uer_model.bin")).unwrap();
+        assert_eq!(ours.tensors.len(), reference.tensors.len());
+        for (name, tensor) in &reference.tensors {
+            let mine = ours.get(name).unwrap_or_else(|| panic!("{name} missing"));
+            assert_eq!(mine.shape, tensor.shape, "{name}");
+            let skip = if name.contains("seg") {
+                let row = tensor.bytes().len() / tensor.shape[0];
+                assert!(mine.bytes()[..row].iter().all(|&b| b == 0), "{name} row 0");
+                row
+            } else {
+                0
+            };
+            assert!(
+                mine.bytes()[skip..] == tensor.bytes()[skip..],
+                "{name} differs"
+            );
+        }
     })
 }

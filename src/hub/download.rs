@@ -498,8 +498,8 @@ async fn fetch_blob(
     let fetched = match fetched {
         Some(n) => n,
         None => {
-            let hasher = StreamHasher::new();
-            let n = stream(ctx, meta, &part, &hasher, progress).await?;
+            let mut hasher = StreamHasher::new();
+            let n = stream(ctx, meta, &part, &mut hasher, progress).await?;
             streamed_sha256 = Some(hasher.finish().map_err(|e| HubError::io(&part, e))?);
             n
         }
@@ -583,7 +583,7 @@ async fn stream(
     ctx: &Ctx,
     meta: &Meta,
     part: &Path,
-    hasher: &StreamHasher,
+    hasher: &mut StreamHasher,
     progress: &dyn Progress,
 ) -> Result<u64, HubError> {
     let mut file = OpenOptions::new()
@@ -662,7 +662,7 @@ async fn stream_once(
     file: &mut File,
     offset: &mut u64,
     fetched: &mut u64,
-    hasher: &StreamHasher,
+    hasher: &mut StreamHasher,
     progress: &dyn Progress,
 ) -> Result<(), AttemptError> {
     let url = &meta.content_url;
@@ -735,13 +735,14 @@ async fn stream_once(
 fn restart(
     file: &mut File,
     offset: &mut u64,
-    hasher: &StreamHasher,
+    hasher: &mut StreamHasher,
     progress: &dyn Progress,
     total: Option<u64>,
 ) -> std::io::Result<()> {
+    // Reset first: the old hashing thread may still read the partial's prefix.
+    hasher.reset();
     file.set_len(0)?;
     *offset = 0;
-    hasher.reset();
     progress.start("restarting", total.unwrap_or(0));
     Ok(())
 }

@@ -92,7 +92,6 @@ enum Msg {
     Data(Box<dyn AsRef<[u8]> + Send>),
     /// Hash the first `len` bytes of a file (the part downloaded by an earlier run).
     Prefix(std::path::PathBuf, u64),
-    Reset,
 }
 
 /// A sha256 computed on its own thread while the download streams, so hashing and the
@@ -111,7 +110,6 @@ impl StreamHasher {
             for msg in rx {
                 match msg {
                     Msg::Data(b) => hasher.update((*b).as_ref()),
-                    Msg::Reset => hasher = Sha256::new(),
                     Msg::Prefix(path, len) => {
                         let mut file = File::open(&path)?.take(len);
                         let mut buf = vec![0u8; BUF];
@@ -160,9 +158,11 @@ impl StreamHasher {
         self.send(Msg::Data(Box::new(data)));
     }
 
-    /// Forgets everything hashed so far (the server restarted the file).
-    pub fn reset(&self) {
-        self.send(Msg::Reset);
+    /// Forgets everything hashed so far (the server restarted the file). Waits for the
+    /// current thread (it may still be reading a prefix of the file) before starting anew,
+    /// so the caller may truncate the file afterwards.
+    pub fn reset(&mut self) {
+        *self = StreamHasher::new();
     }
 
     /// Waits for the thread and returns the hex digest.
