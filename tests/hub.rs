@@ -857,3 +857,57 @@ fn format_uer_converts_the_snapshot_beside_it() {
         }
     })
 }
+
+#[test]
+fn environment_variables_pick_cache_endpoint_offline_and_token() {
+    use std::ffi::OsString;
+    use uerzoo::hub::default_root;
+    let env = |pairs: &'static [(&'static str, &'static str)]| {
+        move |k: &str| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| OsString::from(v))
+        }
+    };
+    // HF_HUB_CACHE beats HF_HOME, which beats XDG_CACHE_HOME and HOME.
+    let all = env(&[
+        ("HF_HUB_CACHE", "/c"),
+        ("HF_HOME", "/h"),
+        ("XDG_CACHE_HOME", "/x"),
+        ("HOME", "/home/u"),
+    ]);
+    assert_eq!(default_root(&all), Path::new("/c"));
+    let home = env(&[("HF_HOME", "/h"), ("HOME", "/home/u")]);
+    assert_eq!(default_root(&home), Path::new("/h/hub"));
+    let xdg = env(&[("XDG_CACHE_HOME", "/x"), ("HOME", "/home/u")]);
+    assert_eq!(default_root(&xdg), Path::new("/x/huggingface/hub"));
+    let plain = env(&[("HOME", "/home/u")]);
+    assert_eq!(
+        default_root(&plain),
+        Path::new("/home/u/.cache/huggingface/hub")
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("token"), "hf_from_file\n").unwrap();
+    let hf_home = dir.path().to_string_lossy().into_owned();
+    let lookup = |pairs: Vec<(&'static str, String)>| {
+        move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
+    };
+    let options = HubOptions::from_lookup(&lookup(vec![
+        ("HF_ENDPOINT", "https://hf-mirror.com/".into()),
+        ("HF_HUB_OFFLINE", "1".into()),
+        ("HF_HOME", hf_home.clone()),
+    ]));
+    assert_eq!(options.endpoint, "https://hf-mirror.com/");
+    assert!(options.offline);
+    assert_eq!(options.token.as_deref(), Some("hf_from_file"));
+    let options = HubOptions::from_lookup(&lookup(vec![
+        ("HF_TOKEN", "hf_env".into()),
+        ("HF_HUB_OFFLINE", "0".into()),
+        ("HF_HOME", hf_home),
+    ]));
+    assert_eq!(options.token.as_deref(), Some("hf_env"));
+    assert!(!options.offline);
+    assert_eq!(options.endpoint, uerzoo::hub::DEFAULT_ENDPOINT);
+}

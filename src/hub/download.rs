@@ -129,8 +129,20 @@ impl Ctx {
                 reason: "not an http(s) URL".into(),
             });
         }
+        // A loopback hub (a local mirror, the tests) is never reached through a proxy.
+        let host = endpoint.host_str().unwrap_or("").trim_matches(['[', ']']);
+        let loopback = host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
         let build = |policy: redirect::Policy| {
-            Client::builder()
+            let builder = Client::builder();
+            let builder = if loopback {
+                builder.no_proxy()
+            } else {
+                builder
+            };
+            builder
                 .redirect(policy)
                 .connect_timeout(options.connect_timeout)
                 .read_timeout(options.read_timeout)
