@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use uerzoo::convert;
-use uerzoo::hub::{Cache, FileSpec, Hub, HubOptions, Request, Snapshot, local_repo_id};
+use uerzoo::hub::{Cache, FileSpec, Hub, HubOptions, Request, Snapshot};
 use uerzoo::progress::Progress;
 use uerzoo::registry::{Entry, Registry};
 
@@ -69,26 +69,30 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         args.offline,
         args.jobs,
     );
-    let Some(request) = request(&args, entry)? else {
-        // A legacy weight: only a manual download exists.
-        return legacy(
-            &hub,
-            entry.context("legacy entries come from the registry")?,
-        );
-    };
     let bars = Bars::new();
-    let snapshot = hub.download(&request, &bars).with_context(|| {
-        format!(
-            "downloading `{}` ({}@{})",
-            args.name, request.repo_id, request.revision
-        )
-    })?;
+    let snapshot = match request(&args, entry) {
+        Some(request) => hub.download(&request, &bars).with_context(|| {
+            format!(
+                "downloading `{}` ({}@{})",
+                args.name, request.repo_id, request.revision
+            )
+        })?,
+        // A legacy entry: its imported file, or the manual route.
+        None => hub.download_entry(entry.context("only registry entries are legacy")?, &bars)?,
+    };
     for file in &snapshot.files {
         let how = if file.cached { "cached " } else { "fetched" };
         println!("{how} {:>12} B  {}", file.size, file.path);
     }
     if args.format == Format::Uer {
-        let output = to_uer(&hub, &snapshot, entry)?;
+        // A legacy snapshot already is the UER file.
+        let output = match entry.filter(|e| e.sources.hf.is_none()) {
+            Some(_) => snapshot
+                .files
+                .first()
+                .map_or(snapshot.dir.clone(), |f| f.pointer.clone()),
+            None => to_uer(&hub, &snapshot, entry)?,
+        };
         println!("uer     {}", output.display());
     }
     println!("{}", snapshot.dir.display());
@@ -104,66 +108,29 @@ fn lookup(name: &str) -> anyhow::Result<Option<&'static Entry>> {
     }
 }
 
-/// Repo, revision and files (with the registry's sha256 on the weights file); `None` for a
-/// legacy entry without a Huggingface source.
-fn request(args: &Args, entry: Option<&Entry>) -> anyhow::Result<Option<Request>> {
-    let (repo_id, revision, mut files, weights, sha256) = match entry {
-        None => (
-            args.name.clone(),
-            "main".to_string(),
-            DEFAULT_FILES.iter().map(|s| s.to_string()).collect(),
-            String::new(),
-            None,
+/// The registry's request (or a plain repo's) with `--revision` and `--file` applied;
+/// `None` for a legacy entry.
+fn request(args: &Args, entry: Option<&Entry>) -> Option<Request> {
+    let mut request = match entry {
+        Some(entry) => Request::from_entry(entry, args.revision.as_deref())?,
+        None => Request::new(
+            &args.name,
+            args.revision.as_deref().unwrap_or("main"),
+            DEFAULT_FILES,
         ),
-        Some(entry) => match &entry.sources.hf {
-            None => return Ok(None),
-            Some(hf) => (
-                hf.repo.clone(),
-                hf.revision.clone(),
-                hf.files.clone(),
-                hf.weights.clone(),
-                hf.sha256.clone(),
-            ),
-        },
     };
     if !args.files.is_empty() {
-        files = args.files.clone();
+        request.files.retain(|f| args.files.contains(&f.path));
+        for path in &args.files {
+            if !request.files.iter().any(|f| &f.path == path) {
+                request.files.push(FileSpec {
+                    path: path.clone(),
+                    sha256: None,
+                });
+            }
+        }
     }
-    // The registry's hash belongs to its revision; another revision is checked by the hub's.
-    let pinned = args.revision.as_ref().is_none_or(|r| *r == revision);
-    let files = files
-        .into_iter()
-        .map(|path| FileSpec {
-            sha256: sha256.clone().filter(|_| pinned && path == weights),
-            path,
-        })
-        .collect();
-    Ok(Some(Request {
-        repo_id,
-        revision: args.revision.clone().unwrap_or(revision),
-        files,
-    }))
-}
-
-/// A legacy weight: succeed if it was imported, else explain the manual route.
-fn legacy(hub: &Hub, entry: &Entry) -> anyhow::Result<ExitCode> {
-    let repo_id = local_repo_id(&entry.name);
-    if let Some(path) = hub.cache.repo(&repo_id).get("main", &entry.uer_file) {
-        println!("imported {}", entry.uer_file);
-        println!("{}", path.parent().unwrap_or(&path).display());
-        return Ok(ExitCode::SUCCESS);
-    }
-    let page = entry.sources.weiyun.as_ref().map(|w| w.url.as_str());
-    anyhow::bail!(
-        "`{}` is a legacy UER-format weight with no Huggingface copy; it is published only on a \
-         Weiyun share page ({}), which needs a browser. Download `{}` there, then run \
-         `uerzoo import {} <downloaded file>`; `uerzoo download {}` then finds it",
-        entry.name,
-        page.unwrap_or("see `uerzoo info`"),
-        entry.uer_file,
-        entry.name,
-        entry.name
-    )
+    Some(request)
 }
 
 /// Converts the snapshot into `models--org--name/uer/<commit>/<uer file>`.

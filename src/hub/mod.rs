@@ -34,6 +34,7 @@ pub use local::{
 };
 
 use crate::progress::Progress;
+use crate::registry::Entry;
 
 /// The public hub, used when neither `--endpoint` nor `HF_ENDPOINT` says otherwise.
 pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
@@ -127,6 +128,14 @@ pub enum HubError {
         file: String,
         commit: String,
         path: PathBuf,
+    },
+    #[error(
+        "`{name}` is a legacy UER-format weight with no Huggingface copy; it is published only on a Weiyun share page ({page}), which needs a browser. Download `{uer_file}` there, then run `uerzoo import {name} <downloaded file>`; `uerzoo download {name}` then finds it"
+    )]
+    Legacy {
+        name: String,
+        page: String,
+        uer_file: String,
     },
     #[error(
         "waited {seconds}s for the lock {}; another uerzoo or Python download of this file is running (remove the lock file if it is not)",
@@ -243,6 +252,26 @@ pub struct Request {
 }
 
 impl Request {
+    /// The Huggingface files of a registry entry at `revision` (default: the registry's),
+    /// with the registry's sha256 on the weights file when the revision is the registry's
+    /// own. `None` for a legacy entry, which has no Huggingface copy.
+    pub fn from_entry(entry: &Entry, revision: Option<&str>) -> Option<Request> {
+        let hf = entry.sources.hf.as_ref()?;
+        let pinned = revision.is_none_or(|r| r == hf.revision);
+        Some(Request {
+            repo_id: hf.repo.clone(),
+            revision: revision.unwrap_or(&hf.revision).to_string(),
+            files: hf
+                .files
+                .iter()
+                .map(|path| FileSpec {
+                    sha256: hf.sha256.clone().filter(|_| pinned && *path == hf.weights),
+                    path: path.clone(),
+                })
+                .collect(),
+        })
+    }
+
     /// A request without registry hashes.
     pub fn new<S: AsRef<str>>(
         repo_id: &str,
@@ -303,6 +332,29 @@ impl Hub {
     /// [`Cache::from_env`] + [`HubOptions::from_env`].
     pub fn from_env() -> Self {
         Hub::new(Cache::from_env(), HubOptions::from_env())
+    }
+
+    /// Downloads a registry entry's Huggingface files. For a legacy entry (Weiyun only), returns
+    /// the snapshot of its imported UER file, or [`HubError::Legacy`] explaining the manual
+    /// route.
+    pub fn download_entry(
+        &self,
+        entry: &Entry,
+        progress: &dyn Progress,
+    ) -> Result<Snapshot, HubError> {
+        if let Some(request) = Request::from_entry(entry, None) {
+            return self.download(&request, progress);
+        }
+        let request = Request::new(&local_repo_id(&entry.name), "main", [&entry.uer_file]);
+        download::offline(&self.cache, &request).map_err(|_| HubError::Legacy {
+            name: entry.name.clone(),
+            page: entry
+                .sources
+                .weiyun
+                .as_ref()
+                .map_or_else(|| "see `uerzoo info`".to_string(), |w| w.url.clone()),
+            uer_file: entry.uer_file.clone(),
+        })
     }
 
     /// Downloads (or finds in the cache) every file of `request` and returns the snapshot.
