@@ -165,6 +165,15 @@ fn plain_download_fills_the_hf_cache_layout() {
         assert_eq!(cdn.len(), 1);
         assert_eq!(cdn[0].body_bytes, WEIGHT_SIZE as u64);
         assert_eq!(snap.files[1].fetched, WEIGHT_SIZE as u64);
+        // `verify` re-hashes both kinds of blob (sha256 and git sha1) as OK.
+        let checks = verify_repo(&fx.cache(), REPO, &["config.json".into()], &NoProgress);
+        assert_eq!(checks.len(), 2);
+        assert!(
+            checks.iter().all(|c| c.status == CheckStatus::Ok),
+            "{checks:?}"
+        );
+        let checks = verify_repo(&fx.cache(), REPO, &["vocab.txt".into()], &NoProgress);
+        assert_eq!(checks.last().unwrap().status, CheckStatus::Missing);
     })
 }
 
@@ -910,4 +919,27 @@ fn environment_variables_pick_cache_endpoint_offline_and_token() {
     assert_eq!(options.token.as_deref(), Some("hf_env"));
     assert!(!options.offline);
     assert_eq!(options.endpoint, uerzoo::hub::DEFAULT_ENDPOINT);
+}
+
+#[test]
+fn parallel_ranges_fall_back_to_one_stream_when_range_is_ignored() {
+    with_timeout(|| {
+        let fx = fixture();
+        fx.server.set_faults(Faults {
+            ignore_range: true,
+            ..Faults::default()
+        });
+        let options = HubOptions {
+            jobs: 4,
+            parallel_min_size: 1,
+            ..fx.options()
+        };
+        let request = Request::new(REPO, "main", ["pytorch_model.bin"]);
+        let snap = Hub::new(fx.cache(), options)
+            .download(&request, &NoProgress)
+            .unwrap();
+        assert_eq!(read(&snap.dir.join("pytorch_model.bin")), *fx.weight);
+        let last = fx.server.content_requests().into_iter().last().unwrap();
+        assert_eq!((last.range, last.status), (None, 200));
+    })
 }
