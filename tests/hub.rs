@@ -145,6 +145,8 @@ fn plain_download_fills_the_hf_cache_layout() {
                 .join(format!("{sha}.lock"))
                 .exists()
         );
+        let tag = std::fs::read_to_string(fx.dir.path().join("CACHEDIR.TAG")).unwrap();
+        assert!(tag.starts_with("Signature: 8a477f597d28d172789f06886806bc55\n"));
         // Nothing partial is left behind.
         let leftovers: Vec<_> = std::fs::read_dir(folder.join("blobs"))
             .unwrap()

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! <root>/                                   $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub
+//!   CACHEDIR.TAG                            marks the folder as a cache (backup tools skip it)
 //!   .locks/models--<org>--<name>/<etag>.lock
 //!   models--<org>--<name>/
 //!     blobs/<etag>                          content-addressed: sha256 (LFS) or git sha1 (git files)
@@ -250,8 +251,13 @@ impl CacheRepo {
         Ok(pointer)
     }
 
-    /// Creates the folders a download writes into.
+    /// Creates the folders a download writes into (and the root's `CACHEDIR.TAG`).
     pub fn create_dirs(&self) -> Result<(), HubError> {
+        let tag = self.root.join("CACHEDIR.TAG");
+        if !tag.exists() {
+            fs::create_dir_all(&self.root).map_err(|e| HubError::io(&self.root, e))?;
+            write_atomic(&tag, CACHEDIR_TAG.as_bytes())?;
+        }
         for dir in [
             self.folder().join("blobs"),
             self.lock_path("x")
@@ -264,6 +270,11 @@ impl CacheRepo {
         Ok(())
     }
 }
+
+/// A cache directory tag (bford.info/cachedir): the signature line is fixed by the spec.
+const CACHEDIR_TAG: &str = "Signature: 8a477f597d28d172789f06886806bc55\n\
+# Cache directory tag written by uerzoo (Huggingface hub cache).\n\
+# See https://bford.info/cachedir/\n";
 
 /// Whether `s` is a full 40-hex commit id.
 pub fn is_commit(s: &str) -> bool {
