@@ -945,3 +945,27 @@ fn parallel_ranges_fall_back_to_one_stream_when_range_is_ignored() {
         assert_eq!((last.range, last.status), (None, 200));
     })
 }
+
+#[test]
+fn unreachable_hub_falls_back_to_a_cached_file() {
+    with_timeout(|| {
+        let fx = fixture();
+        let online = fx.hub().download(&fx.request(), &NoProgress).unwrap();
+        // Nothing listens on the discard port: connection refused, no retries.
+        let hub = Hub::new(
+            fx.cache(),
+            HubOptions {
+                endpoint: "http://127.0.0.1:9".into(),
+                retries: 0,
+                ..fx.options()
+            },
+        );
+        let again = hub.download(&fx.request(), &NoProgress).unwrap();
+        assert_eq!(online.dir, again.dir);
+        // A file that is not cached still fails, naming the request.
+        let err = hub
+            .download(&Request::new(REPO, "main", ["tf_model.h5"]), &NoProgress)
+            .unwrap_err();
+        assert!(matches!(err, HubError::Http { .. }), "{err}");
+    })
+}

@@ -23,12 +23,12 @@ const DEFAULT_FILES: [&str; 3] = ["config.json", "vocab.txt", "pytorch_model.bin
 /// checked (sha256 for LFS files, git sha1 for small ones) before it appears in the snapshot.
 /// Honours HF_ENDPOINT, HF_HOME, HF_HUB_CACHE, HF_HUB_OFFLINE and HF_TOKEN. The last line of
 /// stdout is the snapshot directory.
-///
-/// Examples:
-///   uerzoo download chinese_roberta_L-2_H-128
-///   HF_ENDPOINT=https://hf-mirror.com uerzoo download gpt2-chinese-poem --jobs 8
-///   uerzoo download uer/chinese_roberta_L-2_H-128 --file config.json --file vocab.txt
 #[derive(clap::Args)]
+#[command(after_help = "Examples:\n  \
+    uerzoo download chinese_roberta_L-2_H-128\n  \
+    HF_ENDPOINT=https://hf-mirror.com uerzoo download gpt2-chinese-poem --jobs 8\n  \
+    uerzoo download tiny --format uer\n  \
+    uerzoo download uer/chinese_roberta_L-2_H-128 --file config.json --file vocab.txt")]
 pub struct Args {
     /// Registry name or alias, or a Huggingface repo id `org/name`.
     name: String,

@@ -11,12 +11,14 @@ use uerzoo::registry::Registry;
 ///
 /// The file is copied into `models--uerzoo--<NAME>/blobs/<sha256>` under the registry's
 /// canonical name and UER file name, and linked from the snapshot that `refs/main` points
-/// at; `uerzoo info NAME` shows it, `uerzoo download NAME` finds it and `uerzoo verify NAME`
-/// re-checks it. The last line of stdout is the cached path.
-///
-/// Example:
-///   uerzoo import google_zh_bert ~/Downloads/google_zh_model.bin  (see `uerzoo list --family legacy`)
+/// at; `uerzoo download NAME` then finds it and `uerzoo verify NAME` re-checks it. The last
+/// line of stdout is the cached path.
 #[derive(clap::Args)]
+#[command(
+    after_help = "Examples (`uerzoo list --family legacy` names the legacy weights):\n  \
+    uerzoo import google_zh_bert_base ~/Downloads/google_zh_model.bin\n  \
+    uerzoo verify google_zh_bert_base"
+)]
 pub struct Args {
     /// Registry name or alias the file belongs to.
     name: String,

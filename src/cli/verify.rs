@@ -11,11 +11,11 @@ use uerzoo::registry::Registry;
 /// Every blob is named by its hash (sha256 for LFS files and imports, git sha1 for small
 /// files), so each cached file is checked against its own name. Exits 1 when anything is
 /// corrupt or missing. Without NAME, checks every repo in the cache.
-///
-/// Examples:
-///   uerzoo verify
-///   uerzoo verify uer/chinese_roberta_L-2_H-128 --cache-dir ~/.cache/huggingface/hub
 #[derive(clap::Args)]
+#[command(after_help = "Examples:\n  \
+    uerzoo verify\n  \
+    uerzoo verify chinese_roberta_L-2_H-128\n  \
+    uerzoo verify uer/chinese_roberta_L-2_H-128 --cache-dir ~/.cache/huggingface/hub")]
 pub struct Args {
     /// Registry name, or a Huggingface repo id `org/name` (default: all cached repos).
     name: Option<String>,
