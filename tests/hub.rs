@@ -969,3 +969,42 @@ fn unreachable_hub_falls_back_to_a_cached_file() {
         assert!(matches!(err, HubError::Http { .. }), "{err}");
     })
 }
+
+#[test]
+fn two_processes_downloading_one_file_share_it() {
+    with_timeout(|| {
+        let fx = fixture_sized(2_000_000);
+        fx.server.set_faults(Faults {
+            slow: Some(Duration::from_millis(10)),
+            ..Faults::default()
+        });
+        let spawn = || {
+            Command::new(common::uerzoo_bin())
+                .args(["download", REPO, "--file", "pytorch_model.bin"])
+                .args(["--endpoint", &fx.server.endpoint(), "--cache-dir"])
+                .arg(fx.dir.path())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let children = [spawn(), spawn()];
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let dir = Path::new(stdout.lines().last().unwrap());
+            assert_eq!(read(&dir.join("pytorch_model.bin")), *fx.weight);
+        }
+        assert_eq!(
+            fx.server.content_requests().len(),
+            1,
+            "{:?}",
+            fx.server.log()
+        );
+    })
+}
