@@ -455,3 +455,45 @@ fn cli_bad_input_fails_clearly_and_writes_nothing() {
     // UER → UER keeps every byte, segment row 0 included.
     assert_matches_uer_seg("bert_v1", &Checkpoint::open(&existing).unwrap(), false);
 }
+
+#[test]
+fn cli_word_roberta_ships_sentencepiece_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = common::uer_fixture("roberta_v1");
+    let spm = tmp.path().join("cluecorpussmall_spm.model");
+    std::fs::write(&spm, b"stand-in for a sentencepiece model").unwrap();
+    let out = tmp.path().join("word");
+    let o = uerzoo(&[
+        "convert",
+        s(&f.join("uer_model.bin")),
+        s(&out),
+        "--to",
+        "hf",
+        "--arch",
+        "word-roberta",
+        "--model",
+        "roberta-tiny-word-chinese-cluecorpussmall",
+        "--vocab",
+        s(&spm),
+        "--format",
+        "bin",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Heads and activation came from the registry entry (tiny: L2/H128, 2 heads).
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["num_attention_heads"], 2);
+    assert_eq!(
+        std::fs::read(out.join("spiece.model")).unwrap(),
+        b"stand-in for a sentencepiece model"
+    );
+    assert!(!out.join("vocab.txt").exists());
+    assert!(out.join("pytorch_model.bin").is_file());
+    let tok: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("tokenizer_config.json")).unwrap())
+            .unwrap();
+    assert_eq!(tok["tokenizer_class"], "AlbertTokenizer");
+    assert_eq!(tok["do_lower_case"], false);
+    assert_eq!(tok["mask_token"], "[MASK]");
+    assert_matches_script("roberta_v1", &Checkpoint::open(&out).unwrap());
+}

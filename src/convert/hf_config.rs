@@ -190,7 +190,7 @@ pub fn config_json(
             h
         }
     };
-    if heads == 0 || hidden % heads != 0 {
+    if heads == 0 || !hidden.is_multiple_of(heads) {
         return Err(ConvertError::Heads {
             what: "config".into(),
             heads,

@@ -335,10 +335,15 @@ impl fmt::Display for Report {
         writeln!(
             f,
             "layernorm:  {}",
-            if self.exact_layernorm {
-                "exact (LayerNorm weights rescaled by sqrt((n-1)/n) for the target's LayerNorm)"
-            } else {
-                "weights copied as is (UER-py script compatible; outputs differ ~1e-2 in logits)"
+            match (self.exact_layernorm, self.source, self.target) {
+                (true, _, Target::Hf) =>
+                    "exact (LayerNorm weights × sqrt((n-1)/n), eps 1e-12: HF reproduces UER's outputs)",
+                (true, _, Target::Uer(_)) =>
+                    "exact (LayerNorm weights × sqrt(n/(n-1)): UER reproduces HF's outputs)",
+                (false, Source::Uer(_), Target::Uer(_)) => "weights copied as is",
+                (false, _, _) => {
+                    "weights copied as is (like UER-py's scripts; UER and HF LayerNorm differ, ~1e-2 in logits; --exact-layernorm rescales)"
+                }
             }
         )?;
         writeln!(f, "mapped:     {} tensors", self.mapped.len())?;
@@ -429,12 +434,19 @@ fn convert(
     let family = det.family;
     // Input tensors by the name the table uses for them.
     let mut input: HashMap<String, (&str, &Tensor)> = HashMap::new();
+    // Two spellings of one name (`bert.x` and `roberta.x`): never silently drop either.
+    let mut collisions: Vec<String> = Vec::new();
     for (name, t) in &ckpt.tensors {
         let key = match det.source {
             Source::Hf => family::canonical_hf(name, family_is_bert(family)),
             Source::Uer(_) => name.clone(),
         };
-        input.insert(key, (name.as_str(), t));
+        match input.entry(key) {
+            std::collections::hash_map::Entry::Occupied(_) => collisions.push(name.clone()),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert((name.as_str(), t));
+            }
+        }
     }
     let src_name = |row: &Row, layer: usize| -> Vec<String> {
         match det.source {
@@ -639,7 +651,7 @@ fn convert(
                         continue;
                     }
                     (Op::QkvWeight(j), Target::Uer(_)) => {
-                        if t.shape.len() != 2 || t.shape[1] % 3 != 0 {
+                        if t.shape.len() != 2 || !t.shape[1].is_multiple_of(3) {
                             return Err(shape_err(orig, t, "[H, 3H] (Conv1D c_attn)"));
                         }
                         let full = qkv_cache
@@ -652,7 +664,7 @@ fn convert(
                         )
                     }
                     (Op::QkvBias(j), Target::Uer(_)) => {
-                        if t.shape.len() != 1 || t.shape[0] % 3 != 0 {
+                        if t.shape.len() != 1 || !t.shape[0].is_multiple_of(3) {
                             return Err(shape_err(orig, t, "[3H]"));
                         }
                         let h = t.shape[0] / 3;
@@ -699,7 +711,7 @@ fn convert(
         });
     }
     // Every input tensor is mapped, a known buffer, or unmapped.
-    let mut unmapped = Vec::new();
+    let mut unmapped = collisions;
     for (key, (orig, _)) in input.iter() {
         if used.contains(key) {
             continue;

@@ -402,3 +402,21 @@ fn unknown_family() {
     .unwrap();
     assert!(v1.get("target.nsp_linear_1.weight").is_some());
 }
+
+#[test]
+fn two_spellings_of_one_name_are_not_silently_merged() {
+    let src = uer(Family::BertMlm, Naming::V1);
+    let (mut hf, _) = to_hf(&src, &ToHfOptions::default()).unwrap();
+    let w = hf
+        .get("bert.embeddings.word_embeddings.weight")
+        .unwrap()
+        .clone();
+    hf.insert("roberta.embeddings.word_embeddings.weight", w);
+    let err = to_uer(&hf, &ToUerOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("roberta.embeddings.word_embeddings.weight"),
+        "{err}"
+    );
+}
