@@ -497,6 +497,8 @@ fn concurrent_downloads_of_one_file_fetch_it_once() {
         assert_eq!(cdn_gets.len(), 1, "{cdn_gets:?}");
         let fetched: u64 = snaps.iter().map(|s| s.files[0].fetched).sum();
         assert_eq!(fetched, 2_000_000);
+        // Neither found the blob when it started: the second one waited on the lock.
+        assert!(snaps.iter().all(|s| !s.files[0].cached));
     })
 }
 
