@@ -208,3 +208,35 @@ fn help_explains_with_examples() {
         assert!(examples.count() >= 3, "{cmd} --help:\n{text}");
     }
 }
+
+#[test]
+fn info_shows_a_file_put_in_the_cache_by_import() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let file = dir.path().join("google_zh_model.bin");
+    std::fs::write(&file, b"not really a model, but bytes with a known hash").unwrap();
+    let run = |args: &[&str]| {
+        Command::new(common::uerzoo_bin())
+            .args(args)
+            .env("HF_HUB_CACHE", &cache)
+            .env("HF_HUB_OFFLINE", "1")
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let before = run(&["info", "google_zh_bert_base"]);
+    assert!(before.status.success());
+    assert!(stdout(&before).contains("nothing cached"));
+    let import = run(&["import", "google_zh_bert_base", file.to_str().unwrap()]);
+    assert!(
+        import.status.success(),
+        "{}",
+        String::from_utf8_lossy(&import.stderr)
+    );
+    let after = stdout(&run(&["info", "google_zh_bert_base"]));
+    // sha256 of the bytes above, computed independently with `sha256sum`.
+    let sha = "71a2cbeeea168514e85a5a1eb045aafe77a2e60a477b6f4542fee4879bfa2a81";
+    assert!(after.contains("Local cache"), "{after}");
+    assert!(after.contains(&format!("sha256 {sha}")), "{after}");
+    assert!(!after.contains("nothing cached"), "{after}");
+}

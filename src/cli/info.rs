@@ -61,6 +61,7 @@ fn render(registry: &Registry, e: &Entry) -> String {
     field(&mut out, "UER options", e.uer.to_flags());
     field(&mut out, "UER file", &e.uer_file);
     sources(&mut out, e);
+    cached(&mut out, e);
     if let Some(p) = &e.pretraining {
         let _ = writeln!(out, "\nPretraining");
         field(&mut out, "corpus", &p.corpus);
@@ -215,6 +216,32 @@ fn sources(out: &mut String, e: &Entry) {
                 format!("earlier links: {}", w.older_urls.join(", ")),
             );
         }
+    }
+}
+
+/// What the local cache (`$HF_HUB_CACHE`) holds for the entry: Hub downloads and files put
+/// there by `uerzoo import`, with their sha256.
+fn cached(out: &mut String, e: &Entry) {
+    use uerzoo::hub::{Cache, Hash, cached_files, local_repo_id};
+    let cache = Cache::from_env();
+    let mut repos = vec![local_repo_id(&e.name)];
+    if let Some(hf) = &e.sources.hf {
+        repos.push(hf.repo.clone());
+    }
+    let files: Vec<_> = repos.iter().flat_map(|r| cached_files(&cache, r)).collect();
+    let _ = writeln!(out, "\nLocal cache ({})", cache.root().display());
+    if files.is_empty() {
+        field(out, "", "nothing cached (`uerzoo download NAME` or `uerzoo import NAME FILE`)");
+    }
+    for f in files {
+        let size = f.size.map_or("missing".to_string(), |s| format!("{} bytes", thousands(s)));
+        let hash = match &f.hash {
+            Some(Hash::Sha256(h)) => format!(", sha256 {h}"),
+            Some(Hash::GitSha1(h)) => format!(", git sha1 {h}"),
+            None => String::new(),
+        };
+        let commit = &f.commit[..f.commit.len().min(12)];
+        let _ = writeln!(out, "  {}: {size}{hash} (snapshot {commit})", f.file);
     }
 }
 
