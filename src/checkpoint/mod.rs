@@ -5,8 +5,56 @@
 //! [`crate::convert`]'s job — and it never executes a pickle: only the globals a torch state
 //! dict needs are accepted.
 
-use std::path::PathBuf;
+pub mod pickle;
+mod safetensors;
+mod torch;
+mod write;
+
+pub use safetensors::TIED_METADATA_KEY;
+
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// Everything that can go wrong reading or writing a checkpoint. Each names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("{}: no such file or directory", path.display())]
+    NotFound { path: PathBuf },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: the file is empty (0 bytes); it was probably cut off: download or write it again", path.display())]
+    Empty { path: PathBuf },
+    #[error("{}: is a directory", path.display())]
+    IsDirectory { path: PathBuf },
+    #[error("{}: a directory with neither `model.safetensors` nor `pytorch_model.bin` in it; name the file", path.display())]
+    NoCheckpointInDir { path: PathBuf },
+    #[error("{}: not a torch .bin (zip or legacy) or safetensors file (it starts with {magic})", path.display())]
+    UnknownFormat { path: PathBuf, magic: String },
+    #[error("{}: {what}", path.display())]
+    Corrupt { path: PathBuf, what: String },
+    #[error("{}: the pickle names the global `{global}`, which a torch state dict never needs; refusing it (nothing was executed)", path.display())]
+    ForbiddenGlobal { path: PathBuf, global: String },
+    #[error("{}: tensor `{tensor}` refers to storage `{key}`, which is not in the file", path.display())]
+    MissingStorage {
+        path: PathBuf,
+        key: String,
+        tensor: String,
+    },
+    #[error("{}: tensor `{tensor}` extends past its storage `{key}`: {detail}", path.display())]
+    OutOfBounds {
+        path: PathBuf,
+        tensor: String,
+        key: String,
+        detail: String,
+    },
+    #[error("{}: bad safetensors file: {what}", path.display())]
+    Safetensors { path: PathBuf, what: String },
+    #[error("{}: already exists; pass --force to overwrite it", path.display())]
+    Exists { path: PathBuf },
+}
 
 /// Element type of a tensor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -24,6 +72,22 @@ pub enum DType {
 }
 
 impl DType {
+    /// The short name used in summaries: `f32`, `bf16`, `i64`, `bool`…
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F64 => "f64",
+            DType::F32 => "f32",
+            DType::F16 => "f16",
+            DType::BF16 => "bf16",
+            DType::I64 => "i64",
+            DType::I32 => "i32",
+            DType::I16 => "i16",
+            DType::I8 => "i8",
+            DType::U8 => "u8",
+            DType::Bool => "bool",
+        }
+    }
+
     /// Bytes per element.
     pub fn size(self) -> usize {
         match self {
@@ -71,9 +135,19 @@ pub struct Tensor {
 
 impl Tensor {
     /// A tensor over `range` of `storage`; the range must hold exactly numel·dtype.size bytes.
-    pub fn new(dtype: DType, shape: Vec<usize>, storage: Storage, range: std::ops::Range<usize>) -> Self {
+    pub fn new(
+        dtype: DType,
+        shape: Vec<usize>,
+        storage: Storage,
+        range: std::ops::Range<usize>,
+    ) -> Self {
         debug_assert_eq!(range.len(), shape.iter().product::<usize>() * dtype.size());
-        Tensor { dtype, shape, storage, range }
+        Tensor {
+            dtype,
+            shape,
+            storage,
+            range,
+        }
     }
 
     /// A tensor owning `bytes`.
@@ -106,13 +180,34 @@ impl Tensor {
     pub fn to_f32_vec(&self) -> Vec<f32> {
         let b = self.bytes();
         match self.dtype {
-            DType::F32 => b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(),
-            DType::F64 => b.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32).collect(),
-            DType::F16 => b.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-            DType::BF16 => b.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-            DType::I64 => b.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f32).collect(),
-            DType::I32 => b.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap()) as f32).collect(),
-            DType::I16 => b.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]]) as f32).collect(),
+            DType::F32 => b
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect(),
+            DType::F64 => b
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
+                .collect(),
+            DType::F16 => b
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            DType::BF16 => b
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            DType::I64 => b
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f32)
+                .collect(),
+            DType::I32 => b
+                .chunks_exact(4)
+                .map(|c| i32::from_le_bytes(c.try_into().unwrap()) as f32)
+                .collect(),
+            DType::I16 => b
+                .chunks_exact(2)
+                .map(|c| i16::from_le_bytes([c[0], c[1]]) as f32)
+                .collect(),
             DType::I8 => b.iter().map(|&x| x as i8 as f32).collect(),
             DType::U8 | DType::Bool => b.iter().map(|&x| x as f32).collect(),
         }
@@ -122,9 +217,18 @@ impl Tensor {
     pub fn to_i64_vec(&self) -> Option<Vec<i64>> {
         let b = self.bytes();
         Some(match self.dtype {
-            DType::I64 => b.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect(),
-            DType::I32 => b.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap()) as i64).collect(),
-            DType::I16 => b.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]]) as i64).collect(),
+            DType::I64 => b
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+                .collect(),
+            DType::I32 => b
+                .chunks_exact(4)
+                .map(|c| i32::from_le_bytes(c.try_into().unwrap()) as i64)
+                .collect(),
+            DType::I16 => b
+                .chunks_exact(2)
+                .map(|c| i16::from_le_bytes([c[0], c[1]]) as i64)
+                .collect(),
             DType::I8 => b.iter().map(|&x| x as i8 as i64).collect(),
             DType::U8 | DType::Bool => b.iter().map(|&x| x as i64).collect(),
             _ => return None,
@@ -143,6 +247,17 @@ pub enum Format {
     Safetensors,
 }
 
+impl Format {
+    /// A human name: `torch zip`, `torch legacy`, `safetensors`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::TorchZip => "torch zip",
+            Format::TorchLegacy => "torch legacy",
+            Format::Safetensors => "safetensors",
+        }
+    }
+}
+
 /// Ordered named tensors and their tied groups.
 #[derive(Debug, Clone, Default)]
 pub struct Checkpoint {
@@ -152,9 +267,220 @@ pub struct Checkpoint {
     pub format: Option<Format>,
     /// Where it was read from, for error messages.
     pub source: Option<PathBuf>,
+    /// The key the state dict was found under (`state_dict`, `model`, …), if nested.
+    pub nested_under: Option<String>,
+    /// A prefix removed from every name (`module.` from DDP), if any.
+    pub stripped_prefix: Option<String>,
 }
 
 impl Checkpoint {
+    /// Reads a checkpoint, detecting the format from the first bytes: zip (`PK\x03\x04`) →
+    /// torch zip, the legacy magic number → torch legacy, else a safetensors header. A
+    /// directory means its `model.safetensors`, else its `pytorch_model.bin`.
+    ///
+    /// Storages are slices of the memory-mapped file (no copy) unless a view is not
+    /// contiguous or a zip entry is compressed. The file must not be truncated while the
+    /// checkpoint is alive.
+    pub fn open(path: impl AsRef<Path>) -> Result<Checkpoint, CheckpointError> {
+        let path = path.as_ref();
+        let meta = std::fs::metadata(path).map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => CheckpointError::NotFound {
+                path: path.to_path_buf(),
+            },
+            _ => CheckpointError::Io {
+                path: path.to_path_buf(),
+                source,
+            },
+        })?;
+        if meta.is_dir() {
+            let file = ["model.safetensors", "pytorch_model.bin"]
+                .iter()
+                .map(|n| path.join(n))
+                .find(|p| p.is_file())
+                .ok_or_else(|| CheckpointError::NoCheckpointInDir {
+                    path: path.to_path_buf(),
+                })?;
+            return Checkpoint::open(file);
+        }
+        let io = |source| CheckpointError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        if meta.len() == 0 {
+            return Err(CheckpointError::Empty {
+                path: path.to_path_buf(),
+            });
+        }
+        let file = std::fs::File::open(path).map_err(io)?;
+        // SAFETY: the map is read-only; the file is treated as immutable while mapped.
+        let map = Arc::new(unsafe { memmap2::Mmap::map(&file) }.map_err(io)?);
+        Checkpoint::from_mapped(path, map)
+    }
+
+    /// Reads a checkpoint from bytes in memory (`path` is only used in messages).
+    pub fn from_bytes(path: impl AsRef<Path>, bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
+        let path = path.as_ref();
+        if bytes.is_empty() {
+            return Err(CheckpointError::Empty {
+                path: path.to_path_buf(),
+            });
+        }
+        let mut map =
+            memmap2::MmapMut::map_anon(bytes.len()).map_err(|source| CheckpointError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        map.copy_from_slice(bytes);
+        let map = map.make_read_only().map_err(|source| CheckpointError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Checkpoint::from_mapped(path, Arc::new(map))
+    }
+
+    fn from_mapped(path: &Path, map: Arc<memmap2::Mmap>) -> Result<Checkpoint, CheckpointError> {
+        let head = &map[..map.len().min(16)];
+        if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
+            torch::read_zip(path, map)
+        } else if head.starts_with(&torch::LEGACY_MAGIC) {
+            torch::read_legacy(path, map)
+        } else if head.len() >= 9 && head[8] == b'{' {
+            safetensors::read(path, map)
+        } else {
+            let magic = head
+                .iter()
+                .take(8)
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            Err(CheckpointError::UnknownFormat {
+                path: path.to_path_buf(),
+                magic,
+            })
+        }
+    }
+
+    /// Writes safetensors (metadata `format: pt`; tied names recorded under
+    /// [`TIED_METADATA_KEY`]) atomically; an existing `path` is refused unless `force`.
+    pub fn write_safetensors(
+        &self,
+        path: impl AsRef<Path>,
+        force: bool,
+    ) -> Result<(), CheckpointError> {
+        write::atomic_write(path.as_ref(), force, |w| safetensors::write(self, w))
+    }
+
+    /// Writes a torch zip `.bin` that `torch.load(weights_only=True)` and UER-py accept
+    /// (tied tensors share one storage) atomically; an existing `path` is refused unless
+    /// `force`.
+    pub fn write_torch(&self, path: impl AsRef<Path>, force: bool) -> Result<(), CheckpointError> {
+        write::atomic_write(path.as_ref(), force, |w| {
+            write::write_torch(self, w)
+                .map(|_| ())
+                .map_err(std::io::Error::other)
+        })
+    }
+
+    /// Total elements over all tensors (tied tensors counted once).
+    pub fn num_parameters(&self) -> u64 {
+        self.unique_tensors().map(|t| t.numel() as u64).sum()
+    }
+
+    /// Total tensor bytes (tied tensors counted once).
+    pub fn num_bytes(&self) -> u64 {
+        self.unique_tensors().map(|t| t.bytes().len() as u64).sum()
+    }
+
+    fn unique_tensors(&self) -> impl Iterator<Item = &Tensor> {
+        let mut seen = std::collections::HashSet::new();
+        self.tensors.iter().map(|(_, t)| t).filter(move |t| {
+            let (s, r) = t.storage();
+            r.is_empty() || seen.insert((s.as_bytes().as_ptr() as usize, r.start, r.end))
+        })
+    }
+
+    /// A machine-readable summary (what `uerzoo inspect --json` prints).
+    pub fn summary(&self) -> serde_json::Value {
+        let tensors: Vec<serde_json::Value> = self
+            .tensors
+            .iter()
+            .map(|(n, t)| serde_json::json!({"name": n, "dtype": t.dtype.name(), "shape": t.shape}))
+            .collect();
+        serde_json::json!({
+            "path": self.source.as_ref().map(|p| p.display().to_string()),
+            "format": self.format.map(Format::name),
+            "tensor_count": self.tensors.len(),
+            "parameters": self.num_parameters(),
+            "bytes": self.num_bytes(),
+            "nested_under": self.nested_under,
+            "stripped_prefix": self.stripped_prefix,
+            "tied_groups": self.tied_groups(),
+            "tensors": tensors,
+        })
+    }
+
+    /// A human-readable summary (what `uerzoo inspect` prints).
+    pub fn summary_text(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let path = self
+            .source
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let _ = writeln!(s, "file:       {path}");
+        let _ = writeln!(
+            s,
+            "format:     {}",
+            self.format.map(Format::name).unwrap_or("in memory")
+        );
+        let tied = self.tied_groups();
+        let _ = writeln!(
+            s,
+            "tensors:    {} ({} tied group{})",
+            self.tensors.len(),
+            tied.len(),
+            if tied.len() == 1 { "" } else { "s" }
+        );
+        let _ = writeln!(
+            s,
+            "parameters: {} (tied counted once)",
+            self.num_parameters()
+        );
+        let _ = writeln!(
+            s,
+            "bytes:      {} ({:.1} MiB)",
+            self.num_bytes(),
+            self.num_bytes() as f64 / (1 << 20) as f64
+        );
+        if let Some(k) = &self.nested_under {
+            let _ = writeln!(s, "nested:     the state dict is under `{k}`");
+        }
+        if let Some(p) = &self.stripped_prefix {
+            let _ = writeln!(s, "prefix:     `{p}` removed from every name");
+        }
+        for g in &tied {
+            let _ = writeln!(s, "tied:       {}", g.join(" = "));
+        }
+        let width = self.tensors.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+        for (n, t) in &self.tensors {
+            let _ = writeln!(s, "  {n:<width$}  {:<4}  {:?}", t.dtype.name(), t.shape);
+        }
+        s
+    }
+
+    /// Removes a prefix every name shares (`module.`, added by DistributedDataParallel)
+    /// and records it in [`Checkpoint::stripped_prefix`].
+    pub fn strip_module_prefix(&mut self) {
+        const PREFIX: &str = "module.";
+        if self.tensors.is_empty() || !self.tensors.iter().all(|(n, _)| n.starts_with(PREFIX)) {
+            return;
+        }
+        for (n, _) in &mut self.tensors {
+            n.drain(..PREFIX.len());
+        }
+        self.stripped_prefix = Some(PREFIX.to_string());
+    }
     /// The tensor named `name`.
     pub fn get(&self, name: &str) -> Option<&Tensor> {
         self.tensors.iter().find(|(n, _)| n == name).map(|(_, t)| t)
@@ -189,6 +515,10 @@ impl Checkpoint {
                 None => groups.push((key, r, vec![name.clone()])),
             }
         }
-        groups.into_iter().filter(|g| g.2.len() > 1).map(|g| g.2).collect()
+        groups
+            .into_iter()
+            .filter(|g| g.2.len() > 1)
+            .map(|g| g.2)
+            .collect()
     }
 }

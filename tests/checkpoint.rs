@@ -1,0 +1,607 @@
+//! Checkpoint I/O against the shared fixtures: exact reads of every format, round trips,
+//! and a clear error (naming the file) for each kind of bad input.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use uerzoo::checkpoint::{Checkpoint, CheckpointError, DType, Format, Tensor};
+
+fn formats(name: &str) -> PathBuf {
+    common::shared()
+        .join("fixtures")
+        .join("torch_formats")
+        .join(name)
+}
+
+fn open(p: &Path) -> Checkpoint {
+    Checkpoint::open(p).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn info(fixture: &str) -> serde_json::Value {
+    let s = std::fs::read_to_string(common::uer_fixture(fixture).join("info.json")).unwrap();
+    serde_json::from_str(&s).unwrap()
+}
+
+/// Same names, dtypes, shapes and bytes, in the same order.
+fn assert_same(a: &Checkpoint, b: &Checkpoint) {
+    let an: Vec<&str> = a.names().collect();
+    let bn: Vec<&str> = b.names().collect();
+    assert_eq!(an, bn);
+    for ((n, x), (_, y)) in a.tensors.iter().zip(&b.tensors) {
+        assert_eq!(x.dtype, y.dtype, "{n}");
+        assert_eq!(x.shape, y.shape, "{n}");
+        assert!(x.bytes() == y.bytes(), "{n}: bytes differ");
+    }
+}
+
+fn rows(t: &Tensor, from: usize, to: usize) -> &[u8] {
+    let row = t.bytes().len() / t.shape[0];
+    &t.bytes()[from * row..to * row]
+}
+
+#[test]
+fn uer_and_hf_fixtures_hold_the_same_weights() {
+    for fx in common::UER_FIXTURES {
+        let dir = common::uer_fixture(fx);
+        let uer = open(&dir.join("uer_model.bin"));
+        let hf = open(&dir.join("hf_by_uer_script"));
+        assert_eq!(uer.format, Some(Format::TorchZip));
+        assert_eq!(hf.format, Some(Format::TorchZip));
+        assert_eq!(
+            uer.tensors.len() as u64,
+            info(fx)["keys"].as_u64().unwrap(),
+            "{fx}: UER key count"
+        );
+        assert!(
+            uer.tensors.iter().all(|(_, t)| t.dtype == DType::F32),
+            "{fx}"
+        );
+        let v2 = fx.ends_with("_v2");
+        let word = if v2 {
+            "embedding.word.embedding.weight"
+        } else {
+            "embedding.word_embedding.weight"
+        };
+        let (hf_word, hf_pos) = match fx {
+            f if f.starts_with("gpt2") => ("transformer.wte.weight", "transformer.wpe.weight"),
+            f if f.starts_with("albert") => (
+                "albert.embeddings.word_embeddings.weight",
+                "albert.embeddings.position_embeddings.weight",
+            ),
+            _ => (
+                "bert.embeddings.word_embeddings.weight",
+                "bert.embeddings.position_embeddings.weight",
+            ),
+        };
+        let pos = if v2 {
+            "embedding.pos.embedding.weight"
+        } else {
+            "embedding.position_embedding.weight"
+        };
+        let uw = uer.get(word).unwrap();
+        let hw = hf.get(hf_word).unwrap();
+        assert_eq!(uw.shape, hw.shape, "{fx}");
+        assert_eq!(uw.shape[0] as u64, info(fx)["vocab_size"].as_u64().unwrap());
+        assert!(uw.bytes() == hw.bytes(), "{fx}: word embeddings differ");
+        assert!(
+            uer.get(pos).unwrap().bytes() == hf.get(hf_pos).unwrap().bytes(),
+            "{fx}: positions differ"
+        );
+        // BERT-style: HF token types are UER segment rows 1..2.
+        if !fx.starts_with("gpt2") {
+            let seg = uer
+                .get(if v2 {
+                    "embedding.seg.embedding.weight"
+                } else {
+                    "embedding.segment_embedding.weight"
+                })
+                .unwrap();
+            let prefix = if fx.starts_with("albert") {
+                "albert"
+            } else {
+                "bert"
+            };
+            let tt = hf
+                .get(&format!("{prefix}.embeddings.token_type_embeddings.weight"))
+                .unwrap();
+            assert_eq!(seg.shape[0], 3);
+            assert!(
+                rows(seg, 1, 3) == tt.bytes(),
+                "{fx}: token types are not segment rows 1..2"
+            );
+        }
+        // A layer's query weight, value by value.
+        let q = if fx.starts_with("albert") {
+            "encoder.transformer.self_attn.linear_layers.0.weight".to_string()
+        } else {
+            "encoder.transformer.0.self_attn.linear_layers.0.weight".to_string()
+        };
+        let uq = uer.get(&q).unwrap().to_f32_vec();
+        assert!(
+            uq.iter().all(|x| x.is_finite()) && uq.iter().any(|&x| x != 0.0),
+            "{fx}"
+        );
+    }
+}
+
+#[test]
+fn tied_weights_are_detected() {
+    let expect: HashMap<&str, Vec<&str>> = HashMap::from([
+        (
+            "bert_v1",
+            vec![
+                "embedding.word_embedding.weight",
+                "target.mlm_linear_2.weight",
+            ],
+        ),
+        (
+            "gpt2_v1",
+            vec![
+                "embedding.word_embedding.weight",
+                "target.output_layer.weight",
+            ],
+        ),
+        (
+            "gpt2_v2",
+            vec![
+                "embedding.word.embedding.weight",
+                "target.lm.output_layer.weight",
+            ],
+        ),
+    ]);
+    for fx in common::UER_FIXTURES {
+        let ck = open(&common::uer_fixture(fx).join("uer_model.bin"));
+        let groups = ck.tied_groups();
+        match expect.get(fx) {
+            Some(names) => {
+                assert_eq!(groups.len(), 1, "{fx}: {groups:?}");
+                assert_eq!(groups[0], *names, "{fx}");
+                // Counted once.
+                let all: u64 = ck.tensors.iter().map(|(_, t)| t.numel() as u64).sum();
+                assert_eq!(
+                    ck.num_parameters(),
+                    all - ck.get(names[0]).unwrap().numel() as u64
+                );
+            }
+            None => assert!(groups.is_empty(), "{fx}: unexpected ties {groups:?}"),
+        }
+    }
+}
+
+#[test]
+fn legacy_fp16_and_nested_formats_match_the_zip_file() {
+    let zip = open(&common::uer_fixture("roberta_v1").join("uer_model.bin"));
+    let legacy = open(&formats("roberta_v1_legacy.bin"));
+    assert_eq!(legacy.format, Some(Format::TorchLegacy));
+    assert_same(&zip, &legacy);
+
+    let nested = open(&formats("roberta_v1_nested.bin"));
+    assert_eq!(nested.nested_under.as_deref(), Some("state_dict"));
+    assert_eq!(nested.stripped_prefix.as_deref(), Some("module."));
+    assert_same(&zip, &nested);
+    assert_eq!(zip.nested_under, None);
+    assert_eq!(zip.stripped_prefix, None);
+
+    let half = open(&formats("roberta_v1_fp16.bin"));
+    assert_eq!(half.tensors.len(), zip.tensors.len());
+    for ((n, h), (_, f)) in half.tensors.iter().zip(&zip.tensors) {
+        assert_eq!(h.dtype, DType::F16, "{n}");
+        assert_eq!(h.shape, f.shape, "{n}");
+        let want: Vec<u8> = f
+            .to_f32_vec()
+            .iter()
+            .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
+            .collect();
+        assert!(
+            h.bytes() == want.as_slice(),
+            "{n}: not the f32 values rounded to f16"
+        );
+    }
+}
+
+#[test]
+fn views_scalars_and_empty_tensors_read_exactly() {
+    let s = std::fs::read_to_string(formats("info.json")).unwrap();
+    let info: serde_json::Value = serde_json::from_str(&s).unwrap();
+    let want = info["views.bin / views_legacy.bin"].as_object().unwrap();
+    for file in ["views.bin", "views_legacy.bin"] {
+        let ck = open(&formats(file));
+        assert_eq!(ck.tensors.len(), want.len(), "{file}");
+        for (name, w) in want {
+            let t = ck.get(name).unwrap_or_else(|| panic!("{file}: no {name}"));
+            let shape: Vec<usize> = w["shape"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_u64().unwrap() as usize)
+                .collect();
+            assert_eq!(t.shape, shape, "{file} {name}");
+            let dtype = match w["dtype"].as_str().unwrap() {
+                "float32" => DType::F32,
+                "int64" => DType::I64,
+                "bool" => DType::Bool,
+                d => panic!("{d}"),
+            };
+            assert_eq!(t.dtype, dtype, "{file} {name}");
+            let values: Vec<f64> = w["values"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|v| {
+                            v.as_f64()
+                                .unwrap_or_else(|| v.as_bool().unwrap() as u8 as f64)
+                        })
+                        .collect()
+                })
+                .unwrap_or_else(|| vec![w["values"].as_f64().unwrap()]);
+            let got: Vec<f64> = t.to_f32_vec().iter().map(|&x| x as f64).collect();
+            assert_eq!(got, values, "{file} {name}");
+        }
+        // Contiguous views of one storage stay slices of it; `base` and `row_slice` share it.
+        let (a, _) = ck.get("base").unwrap().storage();
+        let (b, r) = ck.get("row_slice").unwrap().storage();
+        assert_eq!(a.as_bytes().as_ptr(), b.as_bytes().as_ptr(), "{file}");
+        assert_eq!(r.len(), 48);
+        assert!(ck.tied_groups().is_empty(), "{file}");
+    }
+}
+
+#[test]
+fn round_trip_bin_safetensors_bin_is_bit_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sources: Vec<PathBuf> = common::UER_FIXTURES
+        .iter()
+        .map(|f| common::uer_fixture(f).join("uer_model.bin"))
+        .collect();
+    sources.push(formats("views.bin"));
+    sources.push(formats("roberta_v1_fp16.bin"));
+    for (i, src) in sources.iter().enumerate() {
+        let a = open(src);
+        let st = dir.path().join(format!("{i}.safetensors"));
+        let bin = dir.path().join(format!("{i}.bin"));
+        a.write_safetensors(&st, false).unwrap();
+        let b = open(&st);
+        assert_eq!(b.format, Some(Format::Safetensors));
+        assert_same(&a, &b);
+        assert_eq!(a.tied_groups(), b.tied_groups(), "{}", src.display());
+        b.write_torch(&bin, false).unwrap();
+        let c = open(&bin);
+        assert_eq!(c.format, Some(Format::TorchZip));
+        assert_same(&a, &c);
+        assert_eq!(a.tied_groups(), c.tied_groups(), "{}", src.display());
+        // Tied tensors are one storage entry; entries are stored, data 64-byte aligned.
+        let mut z = zip::ZipArchive::new(std::fs::File::open(&bin).unwrap()).unwrap();
+        let storages = (0..z.len())
+            .filter(|&j| z.by_index(j).unwrap().name().starts_with("archive/data/"))
+            .count();
+        let tied_extra: usize = a.tied_groups().iter().map(|g| g.len() - 1).sum();
+        assert_eq!(storages, a.tensors.len() - tied_extra, "{}", src.display());
+        for j in 0..z.len() {
+            let f = z.by_index(j).unwrap();
+            assert_eq!(f.compression(), zip::CompressionMethod::Stored);
+            if f.name().starts_with("archive/data/") {
+                assert_eq!(f.data_start() % 64, 0, "{}", f.name());
+            }
+        }
+        // The safetensors header says `format: pt`.
+        let bytes = std::fs::read(&st).unwrap();
+        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+        assert_eq!(header["__metadata__"]["format"], "pt");
+    }
+    // The legacy file written back as zip equals the zip fixture.
+    let legacy = open(&formats("roberta_v1_legacy.bin"));
+    legacy
+        .write_torch(dir.path().join("legacy.bin"), false)
+        .unwrap();
+    assert_same(
+        &open(&common::uer_fixture("roberta_v1").join("uer_model.bin")),
+        &open(&dir.path().join("legacy.bin")),
+    );
+}
+
+#[test]
+fn writers_refuse_existing_output_unless_forced_and_leave_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = open(&formats("views.bin"));
+    let out = dir.path().join("model.safetensors");
+    std::fs::write(&out, b"keep me").unwrap();
+    let err = ck.write_safetensors(&out, false).unwrap_err();
+    assert!(matches!(err, CheckpointError::Exists { .. }), "{err}");
+    assert!(
+        err.to_string().contains("model.safetensors") && err.to_string().contains("--force"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), b"keep me");
+    let err = ck.write_torch(&out, false).unwrap_err();
+    assert!(matches!(err, CheckpointError::Exists { .. }), "{err}");
+    ck.write_safetensors(&out, true).unwrap();
+    assert_same(&ck, &open(&out));
+    // Only the output is in the directory: no temp files left.
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("model.safetensors")]);
+    // A directory is an error too, and a missing parent directory.
+    assert!(matches!(
+        ck.write_torch(dir.path(), true).unwrap_err(),
+        CheckpointError::IsDirectory { .. }
+    ));
+    assert!(
+        ck.write_torch(dir.path().join("no/such/dir.bin"), false)
+            .is_err()
+    );
+    // A directory opens its model.safetensors.
+    assert_eq!(open(dir.path()).format, Some(Format::Safetensors));
+}
+
+#[test]
+fn empty_checkpoint_and_scalar_only_checkpoint_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ck = Checkpoint::default();
+    ck.write_torch(dir.path().join("empty.bin"), false).unwrap();
+    assert!(open(&dir.path().join("empty.bin")).tensors.is_empty());
+    ck.write_safetensors(dir.path().join("empty.safetensors"), false)
+        .unwrap();
+    assert!(
+        open(&dir.path().join("empty.safetensors"))
+            .tensors
+            .is_empty()
+    );
+    ck.insert("s", Tensor::from_f32(vec![], &[2.5]));
+    ck.insert("e", Tensor::from_f32(vec![0, 3], &[]));
+    ck.insert(
+        "i",
+        Tensor::from_bytes(
+            DType::I64,
+            vec![2],
+            [-1i64, 1 << 40]
+                .iter()
+                .flat_map(|x| x.to_le_bytes())
+                .collect(),
+        ),
+    );
+    ck.insert("big", Tensor::from_f32(vec![70000, 1], &vec![1.0; 70000]));
+    ck.write_torch(dir.path().join("s.bin"), false).unwrap();
+    let back = open(&dir.path().join("s.bin"));
+    assert_same(&ck, &back);
+    assert_eq!(
+        back.get("i").unwrap().to_i64_vec().unwrap(),
+        vec![-1, 1 << 40]
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Bad input: a clear error naming the file and the problem, never a panic.
+
+fn open_err(p: &Path) -> CheckpointError {
+    match Checkpoint::open(p) {
+        Ok(ck) => panic!("{} opened with {} tensors", p.display(), ck.tensors.len()),
+        Err(e) => {
+            let file = p.file_name().unwrap().to_string_lossy().to_string();
+            assert!(
+                e.to_string().contains(&file),
+                "error does not name the file: {e}"
+            );
+            e
+        }
+    }
+}
+
+fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::File::create(&p).unwrap().write_all(bytes).unwrap();
+    p
+}
+
+/// A zip with the given (name, bytes) entries, stored.
+fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let o =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for (n, b) in entries {
+        z.start_file(*n, o).unwrap();
+        z.write_all(b).unwrap();
+    }
+    z.finish().unwrap().into_inner()
+}
+
+/// The entries of the torch zip written for a one-tensor checkpoint `w` = [1, 2, 3] (f32).
+fn small_torch_entries() -> Vec<(String, Vec<u8>)> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ck = Checkpoint::default();
+    ck.insert("w", Tensor::from_f32(vec![3], &[1.0, 2.0, 3.0]));
+    let p = dir.path().join("w.bin");
+    ck.write_torch(&p, false).unwrap();
+    let mut z = zip::ZipArchive::new(std::fs::File::open(&p).unwrap()).unwrap();
+    (0..z.len())
+        .map(|i| {
+            let mut f = z.by_index(i).unwrap();
+            let mut b = Vec::new();
+            std::io::Read::read_to_end(&mut f, &mut b).unwrap();
+            (f.name().to_string(), b)
+        })
+        .collect()
+}
+
+fn rezip(entries: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let e: Vec<(&str, &[u8])> = entries
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.as_slice()))
+        .collect();
+    zip_of(&e)
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let fixture = std::fs::read(common::uer_fixture("bert_v1").join("uer_model.bin")).unwrap();
+
+    // Truncated zip: the central directory is gone.
+    let p = write_file(d, "truncated.bin", &fixture[..fixture.len() / 2]);
+    let e = open_err(&p);
+    assert!(matches!(e, CheckpointError::Corrupt { .. }), "{e}");
+    // Truncated legacy stream.
+    let legacy = std::fs::read(formats("roberta_v1_legacy.bin")).unwrap();
+    for cut in [20, 500, legacy.len() / 2, legacy.len() - 1] {
+        let p = write_file(d, "truncated_legacy.bin", &legacy[..cut]);
+        assert!(
+            open_err(&p).to_string().contains("truncated"),
+            "cut at {cut}"
+        );
+    }
+
+    // Zip without data.pkl, and with a data.pkl that is not a pickle.
+    let p = write_file(d, "no_pkl.bin", &zip_of(&[("archive/version", b"3\n")]));
+    assert!(open_err(&p).to_string().contains("data.pkl"));
+    let p = write_file(
+        d,
+        "garbage_pkl.bin",
+        &zip_of(&[("archive/data.pkl", b"\x80\x02hello")]),
+    );
+    assert!(matches!(open_err(&p), CheckpointError::Corrupt { .. }));
+    let p = write_file(
+        d,
+        "list_pkl.bin",
+        &zip_of(&[("archive/data.pkl", b"\x80\x02]q\x00.")]),
+    );
+    assert!(open_err(&p).to_string().contains("not a state dict"));
+
+    // Unknown GLOBAL: refused by name, nothing runs.
+    let e = open_err(&formats("hostile_os_system.bin"));
+    assert!(
+        matches!(&e, CheckpointError::ForbiddenGlobal { global, .. } if global == "os.system"),
+        "{e}"
+    );
+    assert!(e.to_string().contains("os.system"));
+    let hostile = [(
+        "archive/data.pkl",
+        &b"\x80\x02c__builtin__\neval\nX\x01\x00\x00\x001\x85R."[..],
+    )];
+    let p = write_file(d, "eval.bin", &zip_of(&hostile));
+    assert!(open_err(&p).to_string().contains("__builtin__.eval"));
+    let p = write_file(
+        d,
+        "torch_other.bin",
+        &zip_of(&[("archive/data.pkl", &b"\x80\x02ctorch\nload\n."[..])]),
+    );
+    assert!(open_err(&p).to_string().contains("torch.load"));
+
+    // A storage key that does not exist.
+    let entries = small_torch_entries();
+    let without: Vec<_> = entries
+        .iter()
+        .filter(|(n, _)| n != "archive/data/0")
+        .cloned()
+        .collect();
+    let p = write_file(d, "missing_storage.bin", &rezip(&without));
+    let e = open_err(&p);
+    assert!(
+        matches!(&e, CheckpointError::MissingStorage { key, tensor, .. } if key == "0" && tensor == "w"),
+        "{e}"
+    );
+
+    // A tensor extending past its storage: the storage holds 2 floats, the tensor needs 3.
+    let short: Vec<_> = entries
+        .iter()
+        .map(|(n, b)| {
+            if n == "archive/data/0" {
+                (n.clone(), b[..8].to_vec())
+            } else {
+                (n.clone(), b.clone())
+            }
+        })
+        .collect();
+    let p = write_file(d, "short_storage.bin", &rezip(&short));
+    assert!(matches!(open_err(&p), CheckpointError::OutOfBounds { .. }));
+    // …and a pickle whose offset points past the end (offset 5 of a 3-element storage).
+    let pkl = &entries
+        .iter()
+        .find(|(n, _)| n == "archive/data.pkl")
+        .unwrap()
+        .1;
+    let mut bad_pkl = pkl.clone();
+    let at = bad_pkl.windows(3).position(|w| w == b"QK\x00").unwrap();
+    bad_pkl[at + 2] = 5;
+    let moved: Vec<_> = entries
+        .iter()
+        .map(|(n, b)| {
+            if n == "archive/data.pkl" {
+                (n.clone(), bad_pkl.clone())
+            } else {
+                (n.clone(), b.clone())
+            }
+        })
+        .collect();
+    let p = write_file(d, "offset_past_end.bin", &rezip(&moved));
+    let e = open_err(&p);
+    assert!(
+        matches!(&e, CheckpointError::OutOfBounds { tensor, .. } if tensor == "w"),
+        "{e}"
+    );
+
+    // safetensors whose header lies: offsets past the data, and a header longer than the file.
+    let header = br#"{"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#;
+    let mut st = (header.len() as u64).to_le_bytes().to_vec();
+    st.extend_from_slice(header);
+    st.extend_from_slice(&[0; 8]);
+    let p = write_file(d, "lying.safetensors", &st);
+    assert!(matches!(open_err(&p), CheckpointError::Safetensors { .. }));
+    let mut st = 1_000_000u64.to_le_bytes().to_vec();
+    st.extend_from_slice(header);
+    let p = write_file(d, "long_header.safetensors", &st);
+    assert!(matches!(open_err(&p), CheckpointError::Safetensors { .. }));
+    let header = br#"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,16]}}"#;
+    let mut st = (header.len() as u64).to_le_bytes().to_vec();
+    st.extend_from_slice(header);
+    st.extend_from_slice(&[0; 16]);
+    let p = write_file(d, "wrong_shape.safetensors", &st);
+    assert!(matches!(open_err(&p), CheckpointError::Safetensors { .. }));
+
+    // Empty file, unknown bytes, a directory without a checkpoint, a missing path.
+    assert!(matches!(
+        open_err(&write_file(d, "empty.bin", b"")),
+        CheckpointError::Empty { .. }
+    ));
+    assert!(matches!(
+        open_err(&write_file(d, "text.bin", b"hello world, no tensors")),
+        CheckpointError::UnknownFormat { .. }
+    ));
+    let sub = d.join("just_a_dir");
+    std::fs::create_dir(&sub).unwrap();
+    assert!(matches!(
+        open_err(&sub),
+        CheckpointError::NoCheckpointInDir { .. }
+    ));
+    assert!(matches!(
+        open_err(&d.join("nope.bin")),
+        CheckpointError::NotFound { .. }
+    ));
+}
+
+#[test]
+fn hostile_pickles_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    // Deep MARK nesting, a huge memo index, and endless list self-appends stay errors.
+    let mut deep = b"\x80\x02".to_vec();
+    deep.extend(std::iter::repeat_n(b'(', 100_000));
+    let huge_memo = b"\x80\x02}r\xff\xff\xff\x7f.".to_vec();
+    let mut billion = b"\x80\x02]q\x00".to_vec();
+    for _ in 0..10_000 {
+        billion.extend_from_slice(b"h\x00a");
+    }
+    billion.push(b'.');
+    for (name, pkl) in [
+        ("deep.bin", deep),
+        ("memo.bin", huge_memo),
+        ("laughs.bin", billion),
+    ] {
+        let p = write_file(dir.path(), name, &zip_of(&[("archive/data.pkl", &pkl)]));
+        let e = open_err(&p);
+        assert!(matches!(e, CheckpointError::Corrupt { .. }), "{name}: {e}");
+    }
+}
