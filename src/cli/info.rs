@@ -1,11 +1,239 @@
-//! `uerzoo info`: Everything known about one zoo weight.
+//! `uerzoo info`: everything the registry knows about one weight, and how to use it.
 
+use anyhow::Context;
+use std::fmt::Write;
 use std::process::ExitCode;
+use uerzoo::registry::{Entry, Registry};
 
-/// Everything known about one zoo weight.
+/// Everything known about one zoo weight: shape, tokenizer, UER options, sources with sizes and
+/// checksums, pretraining, card scores, generation preset, and the commands to use it.
+///
+/// NAME is a registry name, an alias (tiny, mini, small, medium, base, gpt2-poem, …), a
+/// Huggingface repo id (uer/gpt2-chinese-couplet) or repo name (gpt2-chinese-couplet).
+/// An unknown name exits with status 1 and the closest names.
+///
+/// Examples:
+///   uerzoo info medium
+///   uerzoo info gpt2-chinese-couplet
+///   uerzoo info chinese_roberta_L-8_H-512 --config > medium_config.json
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Registry name, alias, or Huggingface repo id/name.
+    name: String,
+    /// Print the entry as JSON.
+    #[arg(long, conflicts_with = "config")]
+    json: bool,
+    /// Print only the weight's UER config JSON (file + the entry's training options).
+    #[arg(long)]
+    config: bool,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`uerzoo info` is not implemented yet")
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let registry = Registry::builtin();
+    let entry = registry.get(&args.name)?;
+    let text = if args.config {
+        let config = entry.uer_config().context("building the UER config")?;
+        format!("{}\n", config.to_json_string())
+    } else if args.json {
+        let json = serde_json::to_string_pretty(entry).context("serialising the entry")?;
+        format!("{json}\n")
+    } else {
+        render(registry, entry)
+    };
+    super::list::write_stdout(&text)
+}
+
+/// Two-column line: `  label        value`.
+fn field(out: &mut String, label: &str, value: impl std::fmt::Display) {
+    let _ = writeln!(out, "  {label:<14}{value}");
+}
+
+fn render(registry: &Registry, e: &Entry) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{} — {}", e.name, e.description);
+    let family = registry.family(e.family);
+    let title = family.map(|f| f.title.as_str()).unwrap_or_default();
+    field(&mut out, "family", format!("{} ({title})", e.family));
+    field(&mut out, "aliases", e.keys()[1..].join(", "));
+    field(&mut out, "architecture", shape(e));
+    field(&mut out, "tokenizer", tokenizer(registry, e));
+    field(&mut out, "config", format!("configs/{}", e.config));
+    field(&mut out, "UER options", e.uer.to_flags());
+    field(&mut out, "UER file", &e.uer_file);
+    sources(&mut out, e);
+    if let Some(p) = &e.pretraining {
+        let _ = writeln!(out, "\nPretraining");
+        field(&mut out, "corpus", &p.corpus);
+        for (i, s) in p.stages.iter().enumerate() {
+            let mut text = format!("{} steps", thousands(s.steps));
+            if let Some(n) = s.seq_length {
+                let _ = write!(text, ", seq {n}");
+            }
+            if let Some(lr) = s.learning_rate {
+                let _ = write!(text, ", lr {lr:e}");
+            }
+            if let Some(b) = s.batch_size {
+                let _ = write!(text, ", batch {b}");
+            }
+            field(&mut out, &format!("stage {}", i + 1), text);
+        }
+        if let Some(note) = &p.note {
+            field(&mut out, "note", note);
+        }
+    }
+    if !e.scores.is_empty() {
+        let _ = writeln!(out, "\nScores (from the model card / UER-py README)");
+        let scores: Vec<String> = e
+            .scores
+            .iter()
+            .map(|(t, s)| format!("{t} {s:.1}"))
+            .collect();
+        let _ = writeln!(out, "  {}", scores.join("  "));
+    }
+    if let Some(g) = &e.generation {
+        let _ = writeln!(out, "\nGeneration preset");
+        field(&mut out, "prompt", &g.format);
+        field(&mut out, "template", format!("[CLS]{}", g.template));
+        field(&mut out, "example", g.uer_prompt(&g.example));
+        field(&mut out, "card prompt", &g.card_prompt);
+        let top_p = if g.top_p == 0.0 {
+            "0 (off)".to_string()
+        } else {
+            g.top_p.to_string()
+        };
+        field(
+            &mut out,
+            "defaults",
+            format!(
+                "max length {}, top-k {}, top-p {top_p}, temperature {}",
+                g.max_length, g.top_k, g.temperature
+            ),
+        );
+    }
+    if !e.notes.is_empty() {
+        let _ = writeln!(out, "\nNotes");
+        for n in &e.notes {
+            let _ = writeln!(out, "  - {n}");
+        }
+    }
+    if let Some(f) = family {
+        commands(&mut out, "Use with uerzoo", &f.usage, e);
+        commands(
+            &mut out,
+            "Use with UER-py (the model zoo's commands)",
+            &f.uer_py,
+            e,
+        );
+    }
+    out
+}
+
+fn shape(e: &Entry) -> String {
+    if e.heads == 0 {
+        return format!(
+            "{}: {} layers, hidden {}, embedding {}",
+            e.arch.as_str(),
+            e.layers,
+            e.hidden,
+            e.emb_size
+        );
+    }
+    format!(
+        "{}: {} layers, hidden {}, {} heads, feed-forward {}, embedding {}, {} positions",
+        e.arch.as_str(),
+        e.layers,
+        e.hidden,
+        e.heads,
+        e.feedforward,
+        e.emb_size,
+        e.max_seq_length
+    )
+}
+
+fn tokenizer(registry: &Registry, e: &Entry) -> String {
+    let file = e.tokenizer_file().unwrap_or("?");
+    let Some(v) = registry.vocab(file) else {
+        return file.to_string();
+    };
+    let mut text = format!("{file} ({}", v.kind);
+    if let Some(n) = v.tokens {
+        let _ = write!(text, ", {n} tokens");
+    }
+    let _ = write!(text, "; `{}` in the Hub repo)", v.hf_file);
+    text
+}
+
+fn sources(out: &mut String, e: &Entry) {
+    let _ = writeln!(out, "\nSources");
+    if let Some(hf) = &e.sources.hf {
+        field(
+            out,
+            "huggingface",
+            format!("{} (revision {})", hf.url(), hf.revision),
+        );
+        field(out, "", format!("files: {}", hf.files.join(", ")));
+        let mut size = format!("weights: {}", hf.weights);
+        match (&hf.size, hf.size_bytes) {
+            (Some(s), Some(b)) => {
+                let _ = write!(size, ", {s} ({} bytes)", thousands(b));
+            }
+            (Some(s), None) => {
+                let _ = write!(size, ", {s}");
+            }
+            _ => size.push_str(", size unknown"),
+        }
+        field(out, "", size);
+        match (&hf.sha256, &hf.sha256_commit) {
+            (Some(h), Some(c)) => field(out, "", format!("sha256: {h} (set by Hub commit {c})")),
+            (Some(h), None) => field(out, "", format!("sha256: {h}")),
+            _ => field(
+                out,
+                "",
+                "sha256: none confirmed here (download checks the Hub's X-Linked-Etag)",
+            ),
+        }
+        if let Some(rev) = &hf.safetensors_revision {
+            field(out, "", format!("model.safetensors: revision {rev}"));
+        }
+    }
+    if let Some(w) = &e.sources.weiyun {
+        field(
+            out,
+            "weiyun",
+            format!("{} (UER format; browser download, no checksum)", w.url),
+        );
+        if let Some(v) = &w.vocab_url {
+            field(out, "", format!("vocabulary: {v}"));
+        }
+        if !w.older_urls.is_empty() {
+            field(
+                out,
+                "",
+                format!("earlier links: {}", w.older_urls.join(", ")),
+            );
+        }
+    }
+}
+
+fn commands(out: &mut String, title: &str, cmds: &[uerzoo::registry::Command], e: &Entry) {
+    if cmds.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\n{title}");
+    for c in cmds {
+        let _ = writeln!(out, "  # {}\n  {}", c.what, c.render(e));
+    }
+}
+
+/// `1000000` → `1,000,000`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
 }

@@ -1,11 +1,113 @@
-//! `uerzoo list`: List the zoo's weights.
+//! `uerzoo list`: the zoo's weights as a table or JSON, from the embedded registry (offline).
 
+use anyhow::Context;
 use std::process::ExitCode;
+use uerzoo::registry::{Entry, Family, Filter, Registry};
 
-/// List the zoo's weights.
+/// List the zoo's weights (offline: the registry is built into the binary).
+///
+/// Prints name, family, layers/hidden size, Hub size of the weights and where to get them
+/// (`hf` = Huggingface Hub, `weiyun` = UER-format file on a Weiyun share page). Filters combine.
+///
+/// Examples:
+///   uerzoo list
+///   uerzoo list --family roberta --layers 8
+///   uerzoo list --hidden 768 --json
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Only this family: roberta, word-roberta, gpt2, legacy.
+    #[arg(long, value_name = "FAMILY")]
+    family: Option<Family>,
+    /// Only weights with this many layers (L).
+    #[arg(long, value_name = "N")]
+    layers: Option<usize>,
+    /// Only weights with this hidden size (H).
+    #[arg(long, value_name = "N")]
+    hidden: Option<usize>,
+    /// Print a JSON array of full entries instead of the table.
+    #[arg(long)]
+    json: bool,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`uerzoo list` is not implemented yet")
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let registry = Registry::builtin();
+    let filter = Filter {
+        family: args.family,
+        layers: args.layers,
+        hidden: args.hidden,
+    };
+    let entries = registry.filter(&filter);
+    if args.json {
+        let json = serde_json::to_string_pretty(&entries).context("serialising the registry")?;
+        return write_stdout(&format!("{json}\n"));
+    }
+    if entries.is_empty() {
+        eprintln!("no weights match; `uerzoo list` without filters shows all");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let text = format!(
+        "{}\n{} of {} weights. Aliases work too (tiny, medium, gpt2-poem, …): `uerzoo info NAME`.\n",
+        table(&entries),
+        entries.len(),
+        registry.entries().len()
+    );
+    write_stdout(&text)
+}
+
+/// Print `text`; a closed pipe (`uerzoo list | head`) is not an error.
+pub(crate) fn write_stdout(text: &str) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("writing to stdout"),
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// The table, columns sized to their contents.
+fn table(entries: &[&Entry]) -> String {
+    let rows: Vec<[String; 5]> = entries
+        .iter()
+        .map(|e| {
+            let mut sources = Vec::new();
+            if e.sources.hf.is_some() {
+                sources.push("hf");
+            }
+            if e.sources.weiyun.is_some() {
+                sources.push("weiyun");
+            }
+            [
+                e.name.clone(),
+                e.family.to_string(),
+                format!("L{}/H{}", e.layers, e.hidden),
+                e.size_display(),
+                sources.join(" "),
+            ]
+        })
+        .collect();
+    let header = ["NAME", "FAMILY", "L/H", "SIZE", "SOURCES"].map(String::from);
+    let width = |i: usize| {
+        rows.iter()
+            .chain(std::iter::once(&header))
+            .map(|r| r[i].chars().count())
+            .max()
+            .unwrap_or(0)
+    };
+    let widths = [width(0), width(1), width(2), width(3)];
+    let mut out = String::new();
+    for row in std::iter::once(&header).chain(rows.iter()) {
+        out.push_str(&format!(
+            "{:<w0$}  {:<w1$}  {:<w2$}  {:>w3$}  {}\n",
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            row[4],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2],
+            w3 = widths[3],
+        ));
+    }
+    out
 }

@@ -1,1 +1,787 @@
-//! TODO: module `convert` (see docs/architecture.md).
+//! Conversion between UER-py checkpoints (naming generations v1 and v2) and Huggingface
+//! transformers checkpoints, for every family of the zoo: BERT/RoBERTa (MLM, pretraining with
+//! NSP, fine-tuned classifiers), word-based RoBERTa, GPT-2 and ALBERT.
+//!
+//! This module owns the naming tables ([`names`], data: one row per tensor), detection
+//! ([`family`]), the exact transforms (segment rows, Conv1D transpose, q/k/v concatenation,
+//! optional LayerNorm rescaling) and the HF directory's `config.json`/tokenizer files
+//! ([`hf_config`]). Conversion is in memory, `Checkpoint → (Checkpoint, Report)`; it never
+//! reads or writes tensor files itself (that is [`crate::checkpoint`]) and never prints.
+//! It never drops a tensor silently: every input tensor is mapped, reported as dropped with a
+//! reason (HF buffers, duplicates), or the conversion fails naming it.
+
+pub mod family;
+pub mod hf_config;
+pub mod names;
+mod ops;
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+
+use crate::checkpoint::{Checkpoint, Tensor};
+pub use family::{Detected, detect, detect_as};
+use names::{Op, Row};
+
+/// UER naming generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Naming {
+    /// 2019–2022: every published zoo weight (`embedding.word_embedding`, `target.mlm_linear_1`).
+    V1,
+    /// 2023+: current UER-py and TencentPretrain (`embedding.word.embedding`, `target.mlm.linear_1`).
+    V2,
+}
+
+impl Naming {
+    fn index(self) -> usize {
+        match self {
+            Naming::V1 => 0,
+            Naming::V2 => 1,
+        }
+    }
+}
+
+impl fmt::Display for Naming {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Naming::V1 => "v1",
+            Naming::V2 => "v2",
+        })
+    }
+}
+
+impl std::str::FromStr for Naming {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "v1" => Ok(Naming::V1),
+            "v2" => Ok(Naming::V2),
+            _ => Err(format!("unknown UER naming `{s}` (expected v1 or v2)")),
+        }
+    }
+}
+
+/// Where a checkpoint's names come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Uer(Naming),
+    Hf,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Uer(n) => write!(f, "UER naming {n}"),
+            Source::Hf => f.write_str("Huggingface"),
+        }
+    }
+}
+
+/// A model family: which tensors exist (the table in [`names::table`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// BERT/RoBERTa with the MLM head (`BertForMaskedLM`); also word-based RoBERTa.
+    BertMlm,
+    /// BERT with MLM + next-sentence heads (`BertForPreTraining`).
+    BertPretraining,
+    /// A fine-tuned classifier (`output_layer_1/2` ⇄ `BertForSequenceClassification`).
+    BertClassifier,
+    /// GPT-2 (`GPT2LMHeadModel`).
+    Gpt2,
+    /// ALBERT with MLM + sentence-order heads (`AlbertForPreTraining`).
+    Albert,
+}
+
+impl Family {
+    /// The transformers class of the HF side.
+    pub fn hf_architecture(self) -> &'static str {
+        match self {
+            Family::BertMlm => "BertForMaskedLM",
+            Family::BertPretraining => "BertForPreTraining",
+            Family::BertClassifier => "BertForSequenceClassification",
+            Family::Gpt2 => "GPT2LMHeadModel",
+            Family::Albert => "AlbertForPreTraining",
+        }
+    }
+}
+
+impl fmt::Display for Family {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Family::BertMlm => "BERT/RoBERTa with MLM head",
+            Family::BertPretraining => "BERT with MLM + NSP heads",
+            Family::BertClassifier => "BERT sequence classifier",
+            Family::Gpt2 => "GPT-2 LM",
+            Family::Albert => "ALBERT with MLM + SOP heads",
+        })
+    }
+}
+
+/// `--arch`: the user's word for the architecture (narrows detection; word-roberta also picks
+/// sentencepiece tokenizer files).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arch {
+    Bert,
+    Roberta,
+    WordRoberta,
+    Gpt2,
+    Albert,
+}
+
+impl Arch {
+    /// The families this architecture may be.
+    pub fn families(self) -> &'static [Family] {
+        match self {
+            Arch::Bert | Arch::Roberta | Arch::WordRoberta => &[
+                Family::BertMlm,
+                Family::BertPretraining,
+                Family::BertClassifier,
+            ],
+            Arch::Gpt2 => &[Family::Gpt2],
+            Arch::Albert => &[Family::Albert],
+        }
+    }
+}
+
+impl fmt::Display for Arch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Arch::Bert => "bert",
+            Arch::Roberta => "roberta",
+            Arch::WordRoberta => "word-roberta",
+            Arch::Gpt2 => "gpt2",
+            Arch::Albert => "albert",
+        })
+    }
+}
+
+impl std::str::FromStr for Arch {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "bert" => Arch::Bert,
+            "roberta" => Arch::Roberta,
+            "word-roberta" => Arch::WordRoberta,
+            "gpt2" => Arch::Gpt2,
+            "albert" => Arch::Albert,
+            _ => {
+                return Err(format!(
+                    "unknown arch `{s}` (bert, roberta, word-roberta, gpt2, albert)"
+                ));
+            }
+        })
+    }
+}
+
+/// Errors of conversion; each names the file, the key and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConvertError {
+    #[error(
+        "{file}: cannot tell the model family from the keys{}: first keys are {sample}; \
+         pass --arch bert|roberta|word-roberta|gpt2|albert if it is one of those",
+        arch.as_ref().map(|a| format!(" (as --arch {a})")).unwrap_or_default()
+    )]
+    UnknownFamily {
+        file: String,
+        arch: Option<String>,
+        sample: String,
+    },
+    #[error(
+        "{file}: cannot tell the UER naming generation: the word embedding is {}",
+        if found.is_empty() { "missing (neither `embedding.word_embedding.weight` (v1) nor `embedding.word.embedding.weight` (v2))".to_string() } else { format!("present in both {found}") }
+    )]
+    UnknownNaming { file: String, found: String },
+    #[error("{file}: no `{key}` (detected {family}, {side}){hint}{}", if *more > 0 { format!("; {more} more keys missing") } else { String::new() })]
+    MissingKey {
+        file: String,
+        key: String,
+        family: Family,
+        side: Source,
+        hint: String,
+        more: usize,
+    },
+    #[error(
+        "{file}: {} tensor(s) have no place in the {family} table ({side}): {}; \
+         pass --allow-unmapped to drop them",
+        names.len(), names.join(", ")
+    )]
+    Unmapped {
+        file: String,
+        family: Family,
+        side: Source,
+        names: Vec<String>,
+    },
+    #[error("{file}: `{key}` has shape {shape:?}, expected {expected}")]
+    Shape {
+        file: String,
+        key: String,
+        shape: Vec<usize>,
+        expected: String,
+    },
+    #[error("{file}: `{key}` is {dtype:?}; LayerNorm rescaling needs a float tensor")]
+    NotFloat {
+        file: String,
+        key: String,
+        dtype: crate::checkpoint::DType,
+    },
+    #[error("{what}: {heads} attention heads do not divide the hidden size {hidden}")]
+    Heads {
+        what: String,
+        heads: usize,
+        hidden: usize,
+    },
+    #[error("`{}` exists; pass --force to overwrite", path.display())]
+    OutputExists { path: std::path::PathBuf },
+    #[error("{}: {message}", path.display())]
+    Config {
+        path: std::path::PathBuf,
+        message: String,
+    },
+    #[error("writing `{}`: {source}", path.display())]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Options of [`to_uer`].
+#[derive(Debug, Clone, Copy)]
+pub struct ToUerOptions {
+    /// The UER naming generation to write (default v2: what current UER-py loads).
+    pub naming: Naming,
+    /// Rescale LayerNorm weights by sqrt(n/(n-1)) (HF source only) so UER's LayerNorm
+    /// reproduces HF's outputs. Off by default.
+    pub exact_layernorm: bool,
+    /// Drop input tensors that no table row knows (listed in the report) instead of failing.
+    pub allow_unmapped: bool,
+    /// Narrow family detection.
+    pub arch: Option<Arch>,
+}
+
+impl Default for ToUerOptions {
+    fn default() -> Self {
+        ToUerOptions {
+            naming: Naming::V2,
+            exact_layernorm: false,
+            allow_unmapped: false,
+            arch: None,
+        }
+    }
+}
+
+/// Options of [`to_hf`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ToHfOptions {
+    /// Rescale LayerNorm weights by sqrt((n-1)/n) (UER source only) so HF's LayerNorm
+    /// reproduces UER's outputs (write a small `layer_norm_eps` too). Off by default.
+    pub exact_layernorm: bool,
+    /// Drop input tensors that no table row knows instead of failing.
+    pub allow_unmapped: bool,
+    /// Narrow family detection.
+    pub arch: Option<Arch>,
+}
+
+/// Where a conversion goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Uer(Naming),
+    Hf,
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Uer(n) => write!(f, "UER naming {n}"),
+            Target::Hf => f.write_str("Huggingface"),
+        }
+    }
+}
+
+/// One output tensor and where it came from.
+#[derive(Debug, Clone)]
+pub struct Mapping {
+    pub from: Vec<String>,
+    pub to: String,
+    /// The transform, in words ("copy", "transpose", "drop segment row 0", …).
+    pub transform: &'static str,
+}
+
+/// What a conversion did.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub family: Family,
+    pub source: Source,
+    pub target: Target,
+    pub layers: usize,
+    pub exact_layernorm: bool,
+    pub mapped: Vec<Mapping>,
+    /// Input tensors not carried over, with the reason.
+    pub dropped: Vec<(String, String)>,
+    /// Output names sharing one tensor.
+    pub tied: Vec<Vec<String>>,
+    /// Whether the decoder / LM output is the word embedding (HF `tie_word_embeddings`).
+    pub tied_decoder: bool,
+    pub notes: Vec<String>,
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "family:     {} ({} layer(s))", self.family, self.layers)?;
+        writeln!(f, "from:       {}", self.source)?;
+        writeln!(f, "to:         {}", self.target)?;
+        writeln!(
+            f,
+            "layernorm:  {}",
+            if self.exact_layernorm {
+                "exact (LayerNorm weights rescaled by sqrt((n-1)/n) for the target's LayerNorm)"
+            } else {
+                "weights copied as is (UER-py script compatible; outputs differ ~1e-2 in logits)"
+            }
+        )?;
+        writeln!(f, "mapped:     {} tensors", self.mapped.len())?;
+        writeln!(f, "dropped:    {}", self.dropped.len())?;
+        for (name, why) in &self.dropped {
+            writeln!(f, "  - {name}: {why}")?;
+        }
+        writeln!(
+            f,
+            "tied:       {}",
+            if self.tied.is_empty() {
+                "none".to_string()
+            } else {
+                String::new()
+            }
+        )?;
+        for g in &self.tied {
+            writeln!(f, "  - {}", g.join(" = "))?;
+        }
+        for n in &self.notes {
+            writeln!(f, "note: {n}")?;
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn file_name(ckpt: &Checkpoint) -> String {
+    ckpt.source
+        .as_ref()
+        .map_or_else(|| "<checkpoint>".to_string(), |p| p.display().to_string())
+}
+
+/// Converts any supported checkpoint (UER v1/v2/2022 spelling, or HF) to UER naming
+/// `opts.naming`. Layer norm weights are copied unless `opts.exact_layernorm` (HF source).
+pub fn to_uer(
+    ckpt: &Checkpoint,
+    opts: &ToUerOptions,
+) -> Result<(Checkpoint, Report), ConvertError> {
+    let det = detect_as(ckpt, opts.arch)?;
+    convert(
+        ckpt,
+        &det,
+        Target::Uer(opts.naming),
+        opts.exact_layernorm,
+        opts.allow_unmapped,
+    )
+}
+
+/// Converts a UER checkpoint (or an HF one, re-spelled canonically) to Huggingface names.
+pub fn to_hf(ckpt: &Checkpoint, opts: &ToHfOptions) -> Result<(Checkpoint, Report), ConvertError> {
+    let det = detect_as(ckpt, opts.arch)?;
+    if det.source == Source::Hf {
+        // HF → HF: normalize spellings through UER v2 (bit-exact, no rescaling).
+        let (uer, first) = convert(
+            ckpt,
+            &det,
+            Target::Uer(Naming::V2),
+            false,
+            opts.allow_unmapped,
+        )?;
+        let det2 = Detected {
+            source: Source::Uer(Naming::V2),
+            notes: Vec::new(),
+            ..det
+        };
+        let (hf, mut report) = convert(&uer, &det2, Target::Hf, false, false)?;
+        report.source = Source::Hf;
+        report.dropped = first.dropped;
+        report.notes = first.notes;
+        return Ok((hf, report));
+    }
+    convert(
+        ckpt,
+        &det,
+        Target::Hf,
+        opts.exact_layernorm,
+        opts.allow_unmapped,
+    )
+}
+
+/// The table loop: every row of the family, every layer, source name → target name.
+fn convert(
+    ckpt: &Checkpoint,
+    det: &Detected,
+    target: Target,
+    exact_layernorm: bool,
+    allow_unmapped: bool,
+) -> Result<(Checkpoint, Report), ConvertError> {
+    let file = file_name(ckpt);
+    let family = det.family;
+    // Input tensors by the name the table uses for them.
+    let mut input: HashMap<String, (&str, &Tensor)> = HashMap::new();
+    for (name, t) in &ckpt.tensors {
+        let key = match det.source {
+            Source::Hf => family::canonical_hf(name, family_is_bert(family)),
+            Source::Uer(_) => name.clone(),
+        };
+        input.insert(key, (name.as_str(), t));
+    }
+    let src_name = |row: &Row, layer: usize| -> Vec<String> {
+        match det.source {
+            Source::Uer(n) => {
+                let mut v = vec![names::instantiate(row.uer[n.index()], layer)];
+                if !row.uer_alt.is_empty() {
+                    v.push(names::instantiate(row.uer_alt, layer));
+                }
+                v
+            }
+            Source::Hf => vec![names::instantiate(row.hf, layer)],
+        }
+    };
+    let dst_name = |row: &Row, layer: usize| -> String {
+        match target {
+            Target::Uer(n) => names::instantiate(row.uer[n.index()], layer),
+            Target::Hf => names::instantiate(row.hf, layer),
+        }
+    };
+    let rescale = match (exact_layernorm, det.source, target) {
+        (true, Source::Uer(_), Target::Hf) => Some(true),
+        (true, Source::Hf, Target::Uer(_)) => Some(false),
+        _ => None,
+    };
+    let shape_err = |key: &str, t: &Tensor, expected: &str| ConvertError::Shape {
+        file: file.clone(),
+        key: key.to_string(),
+        shape: t.shape.clone(),
+        expected: expected.to_string(),
+    };
+
+    let mut out = Checkpoint::default();
+    let mut mapped = Vec::new();
+    let mut used: HashSet<String> = HashSet::new();
+    let mut missing: Vec<String> = Vec::new();
+    let mut dropped: Vec<(String, String)> = Vec::new();
+    let mut notes = det.notes.clone();
+    // q/k/v parts waiting for their siblings (UER → HF), and split c_attn (HF → UER).
+    let mut qkv_parts: HashMap<String, Vec<Option<(String, Tensor)>>> = HashMap::new();
+    let mut qkv_cache: HashMap<String, Tensor> = HashMap::new();
+    let mut word: Option<(String, String, Tensor)> = None; // (src key, out name, out tensor)
+    let mut tied_decoder = false;
+
+    for block in names::table(family) {
+        let layer_range = if block.per_layer { 0..det.layers } else { 0..1 };
+        for layer in layer_range {
+            for (ri, row) in block.rows.iter().enumerate() {
+                let dst = dst_name(row, layer);
+                if row.op == Op::HfDuplicate {
+                    // A second HF name for the previous row's tensor.
+                    match (det.source, target) {
+                        (Source::Uer(_), Target::Hf) => {
+                            let main = names::instantiate(block.rows[ri - 1].hf, layer);
+                            if let Some(t) = out.get(&main).cloned() {
+                                out.insert(dst.clone(), t);
+                                mapped.push(Mapping {
+                                    from: src_name(row, layer)[..1].to_vec(),
+                                    to: dst,
+                                    transform: "copy (second HF name)",
+                                });
+                            }
+                        }
+                        (Source::Hf, _) => {
+                            let key = names::instantiate(row.hf, layer);
+                            if let Some((orig, t)) = input.get(&key) {
+                                used.insert(key.clone());
+                                let main = names::instantiate(block.rows[ri - 1].hf, layer);
+                                let why = match input.get(&main) {
+                                    Some((m, mt)) if ops::same(mt, t) => {
+                                        format!("duplicate of `{m}`")
+                                    }
+                                    Some((m, _)) => {
+                                        notes.push(format!("`{orig}` differs from `{m}`; kept `{m}` (UER has one MLM bias)"));
+                                        format!("differs from `{m}`, which was kept")
+                                    }
+                                    None => continue, // used as the main bias below
+                                };
+                                dropped.push((orig.to_string(), why));
+                            }
+                        }
+                        _ => {}
+                    }
+                    continue;
+                }
+                // Find the source tensor.
+                let candidates = src_name(row, layer);
+                let mut found = candidates
+                    .iter()
+                    .find_map(|k| input.get(k).map(|(o, t)| (k.clone(), *o, *t)));
+                if found.is_none() && det.source == Source::Hf {
+                    // Main MLM bias missing: take the duplicate HF name instead.
+                    if let Some(next) = block.rows.get(ri + 1).filter(|r| r.op == Op::HfDuplicate) {
+                        let k = names::instantiate(next.hf, layer);
+                        found = input.get(&k).map(|(o, t)| (k.clone(), *o, *t));
+                    }
+                }
+                let Some((key, orig, t)) = found else {
+                    if row.op == Op::Decoder
+                        && let Some((_, wname, wt)) = &word
+                    {
+                        // Tied decoder omitted by the writer (transformers' safetensors).
+                        out.insert(dst.clone(), wt.clone());
+                        tied_decoder = true;
+                        notes.push(format!(
+                            "`{}` absent: tied to the word embedding",
+                            candidates[0]
+                        ));
+                        mapped.push(Mapping {
+                            from: vec![wname.clone()],
+                            to: dst,
+                            transform: "tied to word embedding",
+                        });
+                        continue;
+                    }
+                    missing.push(candidates[0].clone());
+                    continue;
+                };
+                used.insert(key.clone());
+                let from = vec![orig.to_string()];
+                let (tensor, transform): (Tensor, &'static str) = match (row.op, target) {
+                    (Op::Copy, _) => (t.clone(), "copy"),
+                    (op, Target::Uer(_))
+                        if op != Op::Decoder && matches!(det.source, Source::Uer(_)) =>
+                    {
+                        (t.clone(), "copy")
+                    }
+                    (Op::LnWeight, _) => match rescale {
+                        None => (t.clone(), "copy"),
+                        Some(to_hf) => {
+                            let n = *t.shape.last().unwrap_or(&1) as f64;
+                            let factor = if to_hf {
+                                ((n - 1.0) / n).sqrt()
+                            } else {
+                                (n / (n - 1.0)).sqrt()
+                            };
+                            let scaled =
+                                ops::scale(t, factor).ok_or_else(|| ConvertError::NotFloat {
+                                    file: file.clone(),
+                                    key: orig.to_string(),
+                                    dtype: t.dtype,
+                                })?;
+                            (
+                                scaled,
+                                if to_hf {
+                                    "LayerNorm × sqrt((n-1)/n)"
+                                } else {
+                                    "LayerNorm × sqrt(n/(n-1))"
+                                },
+                            )
+                        }
+                    },
+                    (Op::SegmentRows, Target::Hf) => {
+                        if t.shape.len() != 2 || t.shape[0] != 3 {
+                            return Err(shape_err(orig, t, "[3, H] (UER: padding + 2 segments)"));
+                        }
+                        (ops::rows(t, 1, 3), "drop segment row 0")
+                    }
+                    (Op::SegmentRows, Target::Uer(_)) => {
+                        if t.shape.len() != 2 {
+                            return Err(shape_err(orig, t, "[2, H]"));
+                        }
+                        (ops::prepend_zero_row(t), "insert zero segment row 0")
+                    }
+                    (Op::Conv1D, _) => {
+                        if t.shape.len() != 2 {
+                            return Err(shape_err(orig, t, "a 2-D weight"));
+                        }
+                        (ops::transpose(t), "transpose (Conv1D)")
+                    }
+                    (Op::QkvWeight(j) | Op::QkvBias(j), Target::Hf) => {
+                        let is_weight = matches!(row.op, Op::QkvWeight(_));
+                        let parts = qkv_parts
+                            .entry(dst.clone())
+                            .or_insert_with(|| vec![None, None, None]);
+                        parts[j] = Some((orig.to_string(), t.clone()));
+                        if parts.iter().any(Option::is_none) {
+                            continue;
+                        }
+                        let parts = qkv_parts.remove(&dst).unwrap_or_default();
+                        let parts: Vec<(String, Tensor)> = parts.into_iter().flatten().collect();
+                        let tensors: Vec<&Tensor> = parts.iter().map(|p| &p.1).collect();
+                        let cat = ops::concat_rows(&tensors);
+                        let from: Vec<String> = parts.iter().map(|p| p.0.clone()).collect();
+                        if is_weight {
+                            if cat.shape.len() != 2 {
+                                return Err(shape_err(&from[0], &parts[0].1, "a 2-D weight"));
+                            }
+                            out.insert(dst.clone(), ops::transpose(&cat));
+                            mapped.push(Mapping {
+                                from,
+                                to: dst,
+                                transform: "concat q,k,v + transpose (Conv1D)",
+                            });
+                        } else {
+                            out.insert(dst.clone(), cat);
+                            mapped.push(Mapping {
+                                from,
+                                to: dst,
+                                transform: "concat q,k,v",
+                            });
+                        }
+                        continue;
+                    }
+                    (Op::QkvWeight(j), Target::Uer(_)) => {
+                        if t.shape.len() != 2 || t.shape[1] % 3 != 0 {
+                            return Err(shape_err(orig, t, "[H, 3H] (Conv1D c_attn)"));
+                        }
+                        let full = qkv_cache
+                            .entry(key.clone())
+                            .or_insert_with(|| ops::transpose(t));
+                        let h = full.shape[0] / 3;
+                        (
+                            ops::rows(full, j * h, (j + 1) * h),
+                            "transpose (Conv1D) + split q,k,v",
+                        )
+                    }
+                    (Op::QkvBias(j), Target::Uer(_)) => {
+                        if t.shape.len() != 1 || t.shape[0] % 3 != 0 {
+                            return Err(shape_err(orig, t, "[3H]"));
+                        }
+                        let h = t.shape[0] / 3;
+                        (ops::rows(t, j * h, (j + 1) * h), "split q,k,v")
+                    }
+                    (Op::Decoder, _) => {
+                        let tied_to = word.as_ref().and_then(|(wkey, _, wt)| {
+                            input
+                                .get(wkey)
+                                .filter(|(_, src_w)| ops::same(src_w, t))
+                                .map(|_| wt.clone())
+                        });
+                        match tied_to {
+                            Some(wt) => {
+                                tied_decoder = true;
+                                (wt, "copy (tied to word embedding)")
+                            }
+                            None => (t.clone(), "copy (untied decoder)"),
+                        }
+                    }
+                    (Op::HfDuplicate, _) => unreachable!("handled above"),
+                };
+                if word.is_none() {
+                    // The first row of every table is the word embedding.
+                    word = Some((key.clone(), dst.clone(), tensor.clone()));
+                }
+                out.insert(dst.clone(), tensor);
+                mapped.push(Mapping {
+                    from,
+                    to: dst,
+                    transform,
+                });
+            }
+        }
+    }
+    if let Some(first) = missing.first() {
+        return Err(ConvertError::MissingKey {
+            file,
+            key: first.clone(),
+            family,
+            side: det.source,
+            hint: missing_hint(ckpt, det, first),
+            more: missing.len() - 1,
+        });
+    }
+    // Every input tensor is mapped, a known buffer, or unmapped.
+    let mut unmapped = Vec::new();
+    for (key, (orig, _)) in input.iter() {
+        if used.contains(key) {
+            continue;
+        }
+        if let Some((_, why)) = names::HF_BUFFERS.iter().find(|(sfx, _)| key.ends_with(sfx)) {
+            dropped.push((orig.to_string(), why.to_string()));
+        } else {
+            unmapped.push(orig.to_string());
+        }
+    }
+    let order: HashMap<&str, usize> = ckpt.names().enumerate().map(|(i, n)| (n, i)).collect();
+    let by_file_order = |v: &mut Vec<String>| v.sort_by_key(|n| order.get(n.as_str()).copied());
+    by_file_order(&mut unmapped);
+    if !unmapped.is_empty() {
+        if !allow_unmapped {
+            return Err(ConvertError::Unmapped {
+                file,
+                family,
+                side: det.source,
+                names: unmapped,
+            });
+        }
+        dropped.extend(
+            unmapped
+                .into_iter()
+                .map(|n| (n, "unmapped (--allow-unmapped)".to_string())),
+        );
+    }
+    dropped.sort_by_key(|(n, _)| order.get(n.as_str()).copied());
+    let tied = out.tied_groups();
+    let report = Report {
+        family,
+        source: det.source,
+        target,
+        layers: det.layers,
+        exact_layernorm: rescale.is_some(),
+        mapped,
+        dropped,
+        tied,
+        tied_decoder,
+        notes,
+    };
+    Ok((out, report))
+}
+
+fn family_is_bert(f: Family) -> bool {
+    matches!(
+        f,
+        Family::BertMlm | Family::BertPretraining | Family::BertClassifier
+    )
+}
+
+/// A hint for a missing key: the same row under another naming, if the file has that.
+fn missing_hint(ckpt: &Checkpoint, det: &Detected, key: &str) -> String {
+    if let Source::Uer(n) = det.source {
+        let other = match n {
+            Naming::V1 => Naming::V2,
+            Naming::V2 => Naming::V1,
+        };
+        for block in names::table(det.family) {
+            for row in block.rows {
+                for layer in 0..det.layers.max(1) {
+                    if names::instantiate(row.uer[n.index()], layer) == key {
+                        let o = names::instantiate(row.uer[other.index()], layer);
+                        if ckpt.get(&o).is_some() {
+                            return format!(
+                                "; the file has `{o}` (naming {other}): it mixes generations"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let close = ckpt
+        .names()
+        .map(|n| (strsim::jaro_winkler(n, key), n))
+        .filter(|(s, _)| *s > 0.9)
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    match close {
+        Some((_, n)) => format!("; closest key in the file: `{n}`"),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

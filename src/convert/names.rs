@@ -1,0 +1,322 @@
+//! The naming maps, as data: one table per family, one row per tensor, with a column per
+//! UER naming generation (v1 = 2019–2022, every published zoo weight; v2 = 2023+, current
+//! UER-py/TencentPretrain) and one for Huggingface. `{i}` stands for the layer index.
+//! Every exception to a plain copy is an [`Op`] tag on its row; the conversion in
+//! [`super`] is one loop over these rows, in either direction.
+//!
+//! Sources: UER-py `scripts/convert_*_{from,to}_huggingface*.py` (dbiir/UER-py 5743050) and the
+//! fixtures' `hf_by_uer_script/pytorch_model.bin`; `shared/FACTS.md` §1–2.
+
+use super::Family;
+
+/// What happens to a tensor on the way between UER and Huggingface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// Same bytes, new name.
+    Copy,
+    /// A LayerNorm weight (UER `gamma`): rescaled by sqrt((n-1)/n) under `--exact-layernorm`.
+    LnWeight,
+    /// The segment embedding: UER keeps 3 rows (row 0 = padding), HF 2 (drop row 0 going to
+    /// HF; insert a zero row 0 going to UER).
+    SegmentRows,
+    /// A GPT-2 Conv1D weight: HF stores `[in, out]`, UER torch-style `[out, in]`: transpose.
+    Conv1D,
+    /// Part `j` of GPT-2's `c_attn` weight: UER q/k/v `[H, H]` each ⇄ HF `[H, 3H]` (the three
+    /// concatenated on the out dim, then transposed).
+    QkvWeight(usize),
+    /// Part `j` of GPT-2's `c_attn` bias: concatenation of the q/k/v biases.
+    QkvBias(usize),
+    /// The MLM decoder / LM output weight, usually tied to the word embedding; HF files
+    /// saved by transformers may omit it (then it is the word embedding).
+    Decoder,
+    /// A second HF copy of the previous row's tensor (`…decoder.bias`, which transformers 5
+    /// reads when the decoder is untied). Written going to HF; going to UER it is the
+    /// fallback when the main name is missing, else dropped as a duplicate.
+    HfDuplicate,
+}
+
+/// One tensor: its name in UER v1, UER v2 and Huggingface, and the transform.
+#[derive(Debug, Clone, Copy)]
+pub struct Row {
+    /// UER names: `[v1, v2]`.
+    pub uer: [&'static str; 2],
+    /// A read-only alternative UER spelling ("" if none): the 2022 `target.sp_linear_*`.
+    pub uer_alt: &'static str,
+    /// The Huggingface name (canonical: `bert.` prefix, `LayerNorm.weight/bias`).
+    pub hf: &'static str,
+    pub op: Op,
+}
+
+const fn r(v1: &'static str, v2: &'static str, hf: &'static str, op: Op) -> Row {
+    Row {
+        uer: [v1, v2],
+        uer_alt: "",
+        hf,
+        op,
+    }
+}
+
+/// Same name in both UER generations.
+const fn s(uer: &'static str, hf: &'static str, op: Op) -> Row {
+    Row {
+        uer: [uer, uer],
+        uer_alt: "",
+        hf,
+        op,
+    }
+}
+
+const fn alt(v1: &'static str, v2: &'static str, uer_alt: &'static str, hf: &'static str) -> Row {
+    Row {
+        uer: [v1, v2],
+        uer_alt,
+        hf,
+        op: Op::Copy,
+    }
+}
+
+use Op::*;
+
+/// BERT-style embeddings (word, position, 3-row segment, LayerNorm), `{m}` = `bert`/`albert`.
+#[rustfmt::skip]
+macro_rules! bert_embeddings {
+    ($m:literal) => {
+        [
+            r("embedding.word_embedding.weight", "embedding.word.embedding.weight", concat!($m, ".embeddings.word_embeddings.weight"), Copy),
+            r("embedding.position_embedding.weight", "embedding.pos.embedding.weight", concat!($m, ".embeddings.position_embeddings.weight"), Copy),
+            r("embedding.segment_embedding.weight", "embedding.seg.embedding.weight", concat!($m, ".embeddings.token_type_embeddings.weight"), SegmentRows),
+            s("embedding.layer_norm.gamma", concat!($m, ".embeddings.LayerNorm.weight"), LnWeight),
+            s("embedding.layer_norm.beta", concat!($m, ".embeddings.LayerNorm.bias"), Copy),
+        ]
+    };
+}
+
+#[rustfmt::skip]
+const BERT_EMBEDDINGS: [Row; 5] = bert_embeddings!("bert");
+#[rustfmt::skip]
+const ALBERT_EMBEDDINGS: [Row; 5] = bert_embeddings!("albert");
+
+/// One post-LN BERT layer.
+#[rustfmt::skip]
+const BERT_LAYER: [Row; 16] = [
+    s("encoder.transformer.{i}.self_attn.linear_layers.0.weight", "bert.encoder.layer.{i}.attention.self.query.weight", Copy),
+    s("encoder.transformer.{i}.self_attn.linear_layers.0.bias", "bert.encoder.layer.{i}.attention.self.query.bias", Copy),
+    s("encoder.transformer.{i}.self_attn.linear_layers.1.weight", "bert.encoder.layer.{i}.attention.self.key.weight", Copy),
+    s("encoder.transformer.{i}.self_attn.linear_layers.1.bias", "bert.encoder.layer.{i}.attention.self.key.bias", Copy),
+    s("encoder.transformer.{i}.self_attn.linear_layers.2.weight", "bert.encoder.layer.{i}.attention.self.value.weight", Copy),
+    s("encoder.transformer.{i}.self_attn.linear_layers.2.bias", "bert.encoder.layer.{i}.attention.self.value.bias", Copy),
+    s("encoder.transformer.{i}.self_attn.final_linear.weight", "bert.encoder.layer.{i}.attention.output.dense.weight", Copy),
+    s("encoder.transformer.{i}.self_attn.final_linear.bias", "bert.encoder.layer.{i}.attention.output.dense.bias", Copy),
+    s("encoder.transformer.{i}.feed_forward.linear_1.weight", "bert.encoder.layer.{i}.intermediate.dense.weight", Copy),
+    s("encoder.transformer.{i}.feed_forward.linear_1.bias", "bert.encoder.layer.{i}.intermediate.dense.bias", Copy),
+    s("encoder.transformer.{i}.feed_forward.linear_2.weight", "bert.encoder.layer.{i}.output.dense.weight", Copy),
+    s("encoder.transformer.{i}.feed_forward.linear_2.bias", "bert.encoder.layer.{i}.output.dense.bias", Copy),
+    s("encoder.transformer.{i}.layer_norm_1.gamma", "bert.encoder.layer.{i}.attention.output.LayerNorm.weight", LnWeight),
+    s("encoder.transformer.{i}.layer_norm_1.beta", "bert.encoder.layer.{i}.attention.output.LayerNorm.bias", Copy),
+    s("encoder.transformer.{i}.layer_norm_2.gamma", "bert.encoder.layer.{i}.output.LayerNorm.weight", LnWeight),
+    s("encoder.transformer.{i}.layer_norm_2.beta", "bert.encoder.layer.{i}.output.LayerNorm.bias", Copy),
+];
+
+/// BERT's MLM head (`BertForMaskedLM` / `BertForPreTraining` `cls.predictions`).
+#[rustfmt::skip]
+const BERT_MLM: [Row; 7] = [
+    r("target.mlm_linear_1.weight", "target.mlm.linear_1.weight", "cls.predictions.transform.dense.weight", Copy),
+    r("target.mlm_linear_1.bias", "target.mlm.linear_1.bias", "cls.predictions.transform.dense.bias", Copy),
+    r("target.layer_norm.gamma", "target.mlm.layer_norm.gamma", "cls.predictions.transform.LayerNorm.weight", LnWeight),
+    r("target.layer_norm.beta", "target.mlm.layer_norm.beta", "cls.predictions.transform.LayerNorm.bias", Copy),
+    r("target.mlm_linear_2.weight", "target.mlm.linear_2.weight", "cls.predictions.decoder.weight", Decoder),
+    r("target.mlm_linear_2.bias", "target.mlm.linear_2.bias", "cls.predictions.bias", Copy),
+    r("target.mlm_linear_2.bias", "target.mlm.linear_2.bias", "cls.predictions.decoder.bias", HfDuplicate),
+];
+
+/// BERT's next-sentence head (pooler + `seq_relationship`).
+#[rustfmt::skip]
+const BERT_NSP: [Row; 4] = [
+    alt("target.nsp_linear_1.weight", "target.sp.linear_1.weight", "target.sp_linear_1.weight", "bert.pooler.dense.weight"),
+    alt("target.nsp_linear_1.bias", "target.sp.linear_1.bias", "target.sp_linear_1.bias", "bert.pooler.dense.bias"),
+    alt("target.nsp_linear_2.weight", "target.sp.linear_2.weight", "target.sp_linear_2.weight", "cls.seq_relationship.weight"),
+    alt("target.nsp_linear_2.bias", "target.sp.linear_2.bias", "target.sp_linear_2.bias", "cls.seq_relationship.bias"),
+];
+
+/// A fine-tuned classifier's head (`run_classifier` ⇄ `BertForSequenceClassification`).
+#[rustfmt::skip]
+const CLASSIFIER: [Row; 4] = [
+    s("output_layer_1.weight", "bert.pooler.dense.weight", Copy),
+    s("output_layer_1.bias", "bert.pooler.dense.bias", Copy),
+    s("output_layer_2.weight", "classifier.weight", Copy),
+    s("output_layer_2.bias", "classifier.bias", Copy),
+];
+
+#[rustfmt::skip]
+const GPT2_EMBEDDINGS: [Row; 2] = [
+    r("embedding.word_embedding.weight", "embedding.word.embedding.weight", "transformer.wte.weight", Copy),
+    r("embedding.position_embedding.weight", "embedding.pos.embedding.weight", "transformer.wpe.weight", Copy),
+];
+
+/// One pre-LN GPT-2 layer: q/k/v concatenated into `c_attn`, Conv1D weights transposed.
+#[rustfmt::skip]
+const GPT2_LAYER: [Row; 16] = [
+    s("encoder.transformer.{i}.self_attn.linear_layers.0.weight", "transformer.h.{i}.attn.c_attn.weight", QkvWeight(0)),
+    s("encoder.transformer.{i}.self_attn.linear_layers.0.bias", "transformer.h.{i}.attn.c_attn.bias", QkvBias(0)),
+    s("encoder.transformer.{i}.self_attn.linear_layers.1.weight", "transformer.h.{i}.attn.c_attn.weight", QkvWeight(1)),
+    s("encoder.transformer.{i}.self_attn.linear_layers.1.bias", "transformer.h.{i}.attn.c_attn.bias", QkvBias(1)),
+    s("encoder.transformer.{i}.self_attn.linear_layers.2.weight", "transformer.h.{i}.attn.c_attn.weight", QkvWeight(2)),
+    s("encoder.transformer.{i}.self_attn.linear_layers.2.bias", "transformer.h.{i}.attn.c_attn.bias", QkvBias(2)),
+    s("encoder.transformer.{i}.self_attn.final_linear.weight", "transformer.h.{i}.attn.c_proj.weight", Conv1D),
+    s("encoder.transformer.{i}.self_attn.final_linear.bias", "transformer.h.{i}.attn.c_proj.bias", Copy),
+    s("encoder.transformer.{i}.feed_forward.linear_1.weight", "transformer.h.{i}.mlp.c_fc.weight", Conv1D),
+    s("encoder.transformer.{i}.feed_forward.linear_1.bias", "transformer.h.{i}.mlp.c_fc.bias", Copy),
+    s("encoder.transformer.{i}.feed_forward.linear_2.weight", "transformer.h.{i}.mlp.c_proj.weight", Conv1D),
+    s("encoder.transformer.{i}.feed_forward.linear_2.bias", "transformer.h.{i}.mlp.c_proj.bias", Copy),
+    s("encoder.transformer.{i}.layer_norm_1.gamma", "transformer.h.{i}.ln_1.weight", LnWeight),
+    s("encoder.transformer.{i}.layer_norm_1.beta", "transformer.h.{i}.ln_1.bias", Copy),
+    s("encoder.transformer.{i}.layer_norm_2.gamma", "transformer.h.{i}.ln_2.weight", LnWeight),
+    s("encoder.transformer.{i}.layer_norm_2.beta", "transformer.h.{i}.ln_2.bias", Copy),
+];
+
+#[rustfmt::skip]
+const GPT2_HEAD: [Row; 3] = [
+    s("encoder.layer_norm.gamma", "transformer.ln_f.weight", LnWeight),
+    s("encoder.layer_norm.beta", "transformer.ln_f.bias", Copy),
+    r("target.output_layer.weight", "target.lm.output_layer.weight", "lm_head.weight", Decoder),
+];
+
+/// ALBERT: factorized embedding projection and the one shared layer (no index).
+#[rustfmt::skip]
+const ALBERT_ENCODER: [Row; 18] = [
+    s("encoder.linear.weight", "albert.encoder.embedding_hidden_mapping_in.weight", Copy),
+    s("encoder.linear.bias", "albert.encoder.embedding_hidden_mapping_in.bias", Copy),
+    s("encoder.transformer.self_attn.linear_layers.0.weight", "albert.encoder.albert_layer_groups.0.albert_layers.0.attention.query.weight", Copy),
+    s("encoder.transformer.self_attn.linear_layers.0.bias", "albert.encoder.albert_layer_groups.0.albert_layers.0.attention.query.bias", Copy),
+    s("encoder.transformer.self_attn.linear_layers.1.weight", "albert.encoder.albert_layer_groups.0.albert_layers.0.attention.key.weight", Copy),
+    s("encoder.transformer.self_attn.linear_layers.1.bias", "albert.encoder.albert_layer_groups.0.albert_layers.0.attention.key.bias", Copy),
+    s("encoder.transformer.self_attn.linear_layers.2.weight", "albert.encoder.albert_layer_groups.0.albert_layers.0.attention.value.weight", Copy),
+    s("encoder.transformer.self_attn.linear_layers.2.bias", "albert.encoder.albert_layer_groups.0.albert_layers.0.attention.value.bias", Copy),
+    s("encoder.transformer.self_attn.final_linear.weight", "albert.encoder.albert_layer_groups.0.albert_layers.0.attention.dense.weight", Copy),
+    s("encoder.transformer.self_attn.final_linear.bias", "albert.encoder.albert_layer_groups.0.albert_layers.0.attention.dense.bias", Copy),
+    s("encoder.transformer.feed_forward.linear_1.weight", "albert.encoder.albert_layer_groups.0.albert_layers.0.ffn.weight", Copy),
+    s("encoder.transformer.feed_forward.linear_1.bias", "albert.encoder.albert_layer_groups.0.albert_layers.0.ffn.bias", Copy),
+    s("encoder.transformer.feed_forward.linear_2.weight", "albert.encoder.albert_layer_groups.0.albert_layers.0.ffn_output.weight", Copy),
+    s("encoder.transformer.feed_forward.linear_2.bias", "albert.encoder.albert_layer_groups.0.albert_layers.0.ffn_output.bias", Copy),
+    s("encoder.transformer.layer_norm_1.gamma", "albert.encoder.albert_layer_groups.0.albert_layers.0.attention.LayerNorm.weight", LnWeight),
+    s("encoder.transformer.layer_norm_1.beta", "albert.encoder.albert_layer_groups.0.albert_layers.0.attention.LayerNorm.bias", Copy),
+    s("encoder.transformer.layer_norm_2.gamma", "albert.encoder.albert_layer_groups.0.albert_layers.0.full_layer_layer_norm.weight", LnWeight),
+    s("encoder.transformer.layer_norm_2.beta", "albert.encoder.albert_layer_groups.0.albert_layers.0.full_layer_layer_norm.bias", Copy),
+];
+
+/// ALBERT's MLM head (`predictions`, projecting back to the embedding size).
+#[rustfmt::skip]
+const ALBERT_MLM: [Row; 7] = [
+    r("target.mlm_linear_1.weight", "target.mlm.linear_1.weight", "predictions.dense.weight", Copy),
+    r("target.mlm_linear_1.bias", "target.mlm.linear_1.bias", "predictions.dense.bias", Copy),
+    r("target.layer_norm.gamma", "target.mlm.layer_norm.gamma", "predictions.LayerNorm.weight", LnWeight),
+    r("target.layer_norm.beta", "target.mlm.layer_norm.beta", "predictions.LayerNorm.bias", Copy),
+    r("target.mlm_linear_2.weight", "target.mlm.linear_2.weight", "predictions.decoder.weight", Decoder),
+    r("target.mlm_linear_2.bias", "target.mlm.linear_2.bias", "predictions.bias", Copy),
+    r("target.mlm_linear_2.bias", "target.mlm.linear_2.bias", "predictions.decoder.bias", HfDuplicate),
+];
+
+/// ALBERT's sentence-order head.
+#[rustfmt::skip]
+const ALBERT_SOP: [Row; 4] = [
+    alt("target.sop_linear_1.weight", "target.sp.linear_1.weight", "target.sp_linear_1.weight", "albert.pooler.weight"),
+    alt("target.sop_linear_1.bias", "target.sp.linear_1.bias", "target.sp_linear_1.bias", "albert.pooler.bias"),
+    alt("target.sop_linear_2.weight", "target.sp.linear_2.weight", "target.sp_linear_2.weight", "sop_classifier.classifier.weight"),
+    alt("target.sop_linear_2.bias", "target.sp.linear_2.bias", "target.sp_linear_2.bias", "sop_classifier.classifier.bias"),
+];
+
+/// A block of rows; `per_layer` blocks are instantiated for every layer index.
+#[derive(Debug, Clone, Copy)]
+pub struct Block {
+    pub rows: &'static [Row],
+    pub per_layer: bool,
+}
+
+const fn once(rows: &'static [Row]) -> Block {
+    Block {
+        rows,
+        per_layer: false,
+    }
+}
+const fn layers(rows: &'static [Row]) -> Block {
+    Block {
+        rows,
+        per_layer: true,
+    }
+}
+
+const BERT_MLM_TABLE: &[Block] = &[once(&BERT_EMBEDDINGS), layers(&BERT_LAYER), once(&BERT_MLM)];
+const BERT_PRETRAINING_TABLE: &[Block] = &[
+    once(&BERT_EMBEDDINGS),
+    layers(&BERT_LAYER),
+    once(&BERT_MLM),
+    once(&BERT_NSP),
+];
+const BERT_CLASSIFIER_TABLE: &[Block] = &[
+    once(&BERT_EMBEDDINGS),
+    layers(&BERT_LAYER),
+    once(&CLASSIFIER),
+];
+const GPT2_TABLE: &[Block] = &[
+    once(&GPT2_EMBEDDINGS),
+    layers(&GPT2_LAYER),
+    once(&GPT2_HEAD),
+];
+const ALBERT_TABLE: &[Block] = &[
+    once(&ALBERT_EMBEDDINGS),
+    once(&ALBERT_ENCODER),
+    once(&ALBERT_MLM),
+    once(&ALBERT_SOP),
+];
+
+/// The table of a family: its blocks in file order. The first row is the word embedding.
+pub fn table(family: Family) -> &'static [Block] {
+    match family {
+        Family::BertMlm => BERT_MLM_TABLE,
+        Family::BertPretraining => BERT_PRETRAINING_TABLE,
+        Family::BertClassifier => BERT_CLASSIFIER_TABLE,
+        Family::Gpt2 => GPT2_TABLE,
+        Family::Albert => ALBERT_TABLE,
+    }
+}
+
+/// HF-side spellings read as the canonical ones (prefix rewrites, applied to BERT-family
+/// input only): RoBERTa-prefixed BERTs and `RobertaForMaskedLM`'s `lm_head`.
+pub const HF_BERT_PREFIX_ALIASES: &[(&str, &str)] = &[
+    ("roberta.", "bert."),
+    ("lm_head.dense.", "cls.predictions.transform.dense."),
+    (
+        "lm_head.layer_norm.",
+        "cls.predictions.transform.LayerNorm.",
+    ),
+    ("lm_head.decoder.", "cls.predictions.decoder."),
+    ("lm_head.bias", "cls.predictions.bias"),
+];
+
+/// HF LayerNorm parameter names of old transformers (TF-converted checkpoints).
+pub const HF_LAYERNORM_ALIASES: &[(&str, &str)] = &[
+    ("LayerNorm.gamma", "LayerNorm.weight"),
+    ("LayerNorm.beta", "LayerNorm.bias"),
+];
+
+/// HF tensors that are buffers, not weights: dropped going to UER, with the reason.
+/// Matched as suffixes.
+pub const HF_BUFFERS: &[(&str, &str)] = &[
+    (
+        ".attn.bias",
+        "GPT-2 causal-mask buffer (lower-triangular), rebuilt by the model",
+    ),
+    (
+        ".attn.masked_bias",
+        "GPT-2 masking constant buffer of old transformers",
+    ),
+    (
+        "embeddings.position_ids",
+        "position-id buffer of old transformers",
+    ),
+];
+
+/// Substitutes the layer index into a pattern.
+pub fn instantiate(pattern: &str, layer: usize) -> String {
+    pattern.replace("{i}", &layer.to_string())
+}

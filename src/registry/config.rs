@@ -1,0 +1,204 @@
+//! UER-py's model config JSON (`models/bert/base_config.json` and friends) as a serde struct.
+//!
+//! Every field is optional in the file; a missing one takes UER-py's default (2022 `opts.py`,
+//! with `models/bert/base_config.json` — BERT-base — as the default config file). Both naming
+//! generations parse: v1 spells `embedding` as `"word_pos_seg"` and `target` as `"mlm"` or
+//! `["mlm", "sp"]`; v2 (2023-07 on) spells them `["word", "pos", "seg"]` and `["mlm"]`. The
+//! spelling read is kept, so a config written back looks like the one read. Fields this struct
+//! does not name (`data_processor`, `pooling`, …) are kept in [`UerConfig::extra`].
+
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// A UER option that is either one string (`"word_pos_seg"`, `"mlm"`) or a list of parts
+/// (`["word", "pos", "seg"]`, `["mlm", "sp"]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Parts {
+    /// One string, as UER-py ≤2022 writes `embedding` (`word_pos_seg`) and `target` (`mlm`).
+    One(String),
+    /// A list, as UER-py writes `target` since 2021 and `embedding` since 2023-07.
+    List(Vec<String>),
+}
+
+impl Parts {
+    /// The parts, with a one-string embedding split on `_` (`word_pos_seg` → word, pos, seg)
+    /// and a one-string target kept whole (`bert`, `mlm`, `lm`).
+    pub fn parts(&self) -> Vec<&str> {
+        match self {
+            Parts::One(s) => vec![s.as_str()],
+            Parts::List(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
+
+    /// Whether `part` is one of the parts (for `embedding`, `word_pos_seg` contains `seg`).
+    pub fn contains(&self, part: &str) -> bool {
+        match self {
+            Parts::One(s) => s == part || s.split('_').any(|p| p == part),
+            Parts::List(v) => v.iter().any(|p| p == part),
+        }
+    }
+
+    /// The parts joined with `+` for display (`mlm+sp`, `word_pos_seg`).
+    pub fn display(&self) -> String {
+        self.parts().join("+")
+    }
+}
+
+impl From<&str> for Parts {
+    fn from(s: &str) -> Self {
+        Parts::One(s.to_string())
+    }
+}
+
+impl std::fmt::Display for Parts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.display())
+    }
+}
+
+/// UER-py's model config (the JSON passed as `--config_path`). Missing fields take UER-py's
+/// defaults; see [`UerConfig::default`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UerConfig {
+    /// Embedding width (differs from `hidden_size` only with factorized embeddings). [768]
+    pub emb_size: usize,
+    /// Transformer/RNN width. [768]
+    pub hidden_size: usize,
+    /// Feed-forward inner width, usually 4 × hidden. [3072]
+    pub feedforward_size: usize,
+    /// Attention heads, usually hidden / 64. [12]
+    pub heads_num: usize,
+    /// Encoder layers. [12]
+    pub layers_num: usize,
+    /// Position embedding rows. [512]
+    pub max_seq_length: usize,
+    /// Dropout probability. [0.1]
+    pub dropout: f64,
+    /// Feed-forward activation: `gelu` (erf), `gelu_fast` (tanh, GPT-2), `relu` (ALBERT). [gelu]
+    pub hidden_act: String,
+    /// Embedding parts: `word_pos_seg` / `word_pos` / `word`, or v2's list. [word_pos_seg]
+    pub embedding: Parts,
+    /// Encoder: `transformer`, `lstm`, `gru`, `bilstm`, … [transformer]
+    pub encoder: String,
+    /// Attention mask: `fully_visible`, `causal`, `causal_with_prefix`. [fully_visible]
+    pub mask: String,
+    /// Pretraining target(s): `mlm`, `lm`, `["mlm", "sp"]`, v1 `bert`/`albert`, … [mlm]
+    pub target: Parts,
+    /// LayerNorm before (`pre`, GPT-2) or after (`post`, BERT) each sub-layer. [post]
+    pub layernorm_positioning: String,
+    /// No LayerNorm after the embedding (GPT-2). [false]
+    pub remove_embedding_layernorm: bool,
+    /// The MLM decoder / LM output shares the word embedding. [false]
+    pub tie_weights: bool,
+    /// ALBERT: embeddings of `emb_size` projected to `hidden_size`. [false]
+    pub factorized_embedding_parameterization: bool,
+    /// ALBERT: one transformer layer shared by all `layers_num` layers. [false]
+    pub parameter_sharing: bool,
+    /// Recurrent encoders: bidirectional. [false]
+    pub bidirectional: bool,
+    /// Every other key of the file (`data_processor`, `pooling`, …), kept as read.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Default for UerConfig {
+    /// UER-py's defaults: BERT-base shape (`models/bert/base_config.json` is the default
+    /// config file) and the 2022 `opts.py` option defaults.
+    fn default() -> Self {
+        UerConfig {
+            emb_size: 768,
+            hidden_size: 768,
+            feedforward_size: 3072,
+            heads_num: 12,
+            layers_num: 12,
+            max_seq_length: 512,
+            dropout: 0.1,
+            hidden_act: "gelu".into(),
+            embedding: "word_pos_seg".into(),
+            encoder: "transformer".into(),
+            mask: "fully_visible".into(),
+            target: "mlm".into(),
+            layernorm_positioning: "post".into(),
+            remove_embedding_layernorm: false,
+            tie_weights: false,
+            factorized_embedding_parameterization: false,
+            parameter_sharing: false,
+            bidirectional: false,
+            extra: serde_json::Map::new(),
+        }
+    }
+}
+
+/// Reading a UER config failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading UER config `{path}`: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "parsing UER config `{path}`: {source} (expected UER-py's config JSON, e.g. models/bert/base_config.json)"
+    )]
+    Parse {
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl UerConfig {
+    /// Parse UER config JSON text; `origin` names the source in errors.
+    pub fn from_json_str(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        serde_json::from_str(text).map_err(|source| ConfigError::Parse {
+            path: origin.to_string(),
+            source,
+        })
+    }
+
+    /// Read a UER config JSON file (e.g. a fixture's `uer_config.json`).
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_json_str(&text, &path.display().to_string())
+    }
+
+    /// Pretty JSON, as UER-py's config files are written.
+    pub fn to_json_string(&self) -> String {
+        // Serialising plain strings, numbers and maps cannot fail.
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Width of one attention head (`hidden_size / heads_num`), or `None` when the heads do
+    /// not divide the width (or there are none, as in LSTM configs).
+    pub fn head_dim(&self) -> Option<usize> {
+        (self.heads_num > 0 && self.hidden_size % self.heads_num == 0)
+            .then(|| self.hidden_size / self.heads_num)
+    }
+
+    /// Pre-LN (GPT-2 style) layers.
+    pub fn is_pre_ln(&self) -> bool {
+        self.layernorm_positioning == "pre"
+    }
+
+    /// Causal attention (GPT, GPT-2).
+    pub fn is_causal(&self) -> bool {
+        self.mask == "causal"
+    }
+
+    /// Whether the embedding has a segment (token type) table.
+    pub fn has_segment_embedding(&self) -> bool {
+        self.embedding.contains("seg")
+    }
+
+    /// Whether the embedding has a learned position table.
+    pub fn has_position_embedding(&self) -> bool {
+        self.embedding.contains("pos")
+    }
+}

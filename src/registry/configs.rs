@@ -1,0 +1,168 @@
+//! The UER config files under `configs/`, embedded into the binary so `info` can print them and
+//! other modules can get a weight's config by registry name. A new file under `configs/` needs
+//! its line here (`tests/registry.rs` checks that every file is listed).
+
+/// `(path under configs/, file text)` for every config file.
+const CONFIGS: &[(&str, &str)] = &[
+    (
+        "albert/base_config.json",
+        include_str!("../../configs/albert/base_config.json"),
+    ),
+    (
+        "albert/large_config.json",
+        include_str!("../../configs/albert/large_config.json"),
+    ),
+    (
+        "albert/xlarge_config.json",
+        include_str!("../../configs/albert/xlarge_config.json"),
+    ),
+    (
+        "albert/xxlarge_config.json",
+        include_str!("../../configs/albert/xxlarge_config.json"),
+    ),
+    (
+        "bert/L-10_H-128_config.json",
+        include_str!("../../configs/bert/L-10_H-128_config.json"),
+    ),
+    (
+        "bert/L-10_H-256_config.json",
+        include_str!("../../configs/bert/L-10_H-256_config.json"),
+    ),
+    (
+        "bert/L-10_H-512_config.json",
+        include_str!("../../configs/bert/L-10_H-512_config.json"),
+    ),
+    (
+        "bert/L-10_H-768_config.json",
+        include_str!("../../configs/bert/L-10_H-768_config.json"),
+    ),
+    (
+        "bert/L-12_H-128_config.json",
+        include_str!("../../configs/bert/L-12_H-128_config.json"),
+    ),
+    (
+        "bert/L-12_H-256_config.json",
+        include_str!("../../configs/bert/L-12_H-256_config.json"),
+    ),
+    (
+        "bert/L-12_H-512_config.json",
+        include_str!("../../configs/bert/L-12_H-512_config.json"),
+    ),
+    (
+        "bert/L-2_H-256_config.json",
+        include_str!("../../configs/bert/L-2_H-256_config.json"),
+    ),
+    (
+        "bert/L-2_H-512_config.json",
+        include_str!("../../configs/bert/L-2_H-512_config.json"),
+    ),
+    (
+        "bert/L-2_H-768_config.json",
+        include_str!("../../configs/bert/L-2_H-768_config.json"),
+    ),
+    (
+        "bert/L-4_H-128_config.json",
+        include_str!("../../configs/bert/L-4_H-128_config.json"),
+    ),
+    (
+        "bert/L-4_H-768_config.json",
+        include_str!("../../configs/bert/L-4_H-768_config.json"),
+    ),
+    (
+        "bert/L-6_H-128_config.json",
+        include_str!("../../configs/bert/L-6_H-128_config.json"),
+    ),
+    (
+        "bert/L-6_H-256_config.json",
+        include_str!("../../configs/bert/L-6_H-256_config.json"),
+    ),
+    (
+        "bert/L-6_H-512_config.json",
+        include_str!("../../configs/bert/L-6_H-512_config.json"),
+    ),
+    (
+        "bert/L-6_H-768_config.json",
+        include_str!("../../configs/bert/L-6_H-768_config.json"),
+    ),
+    (
+        "bert/L-8_H-128_config.json",
+        include_str!("../../configs/bert/L-8_H-128_config.json"),
+    ),
+    (
+        "bert/L-8_H-256_config.json",
+        include_str!("../../configs/bert/L-8_H-256_config.json"),
+    ),
+    (
+        "bert/L-8_H-768_config.json",
+        include_str!("../../configs/bert/L-8_H-768_config.json"),
+    ),
+    (
+        "bert/base_config.json",
+        include_str!("../../configs/bert/base_config.json"),
+    ),
+    (
+        "bert/large_config.json",
+        include_str!("../../configs/bert/large_config.json"),
+    ),
+    (
+        "bert/medium_config.json",
+        include_str!("../../configs/bert/medium_config.json"),
+    ),
+    (
+        "bert/mini_config.json",
+        include_str!("../../configs/bert/mini_config.json"),
+    ),
+    (
+        "bert/small_config.json",
+        include_str!("../../configs/bert/small_config.json"),
+    ),
+    (
+        "bert/tiny_config.json",
+        include_str!("../../configs/bert/tiny_config.json"),
+    ),
+    (
+        "bert/xlarge_config.json",
+        include_str!("../../configs/bert/xlarge_config.json"),
+    ),
+    (
+        "gpt2/config.json",
+        include_str!("../../configs/gpt2/config.json"),
+    ),
+    (
+        "gpt2/distil_config.json",
+        include_str!("../../configs/gpt2/distil_config.json"),
+    ),
+    (
+        "legacy/bert_small_config.json",
+        include_str!("../../configs/legacy/bert_small_config.json"),
+    ),
+    (
+        "legacy/bert_tiny_config.json",
+        include_str!("../../configs/legacy/bert_tiny_config.json"),
+    ),
+    (
+        "legacy/bert_xlarge_config.json",
+        include_str!("../../configs/legacy/bert_xlarge_config.json"),
+    ),
+    (
+        "rnn/lstm_config.json",
+        include_str!("../../configs/rnn/lstm_config.json"),
+    ),
+    (
+        "rnn/lstm_reviews_config.json",
+        include_str!("../../configs/rnn/lstm_reviews_config.json"),
+    ),
+];
+
+/// The text of the config file `configs/<path>`, if it is embedded.
+pub fn config_text(path: &str) -> Option<&'static str> {
+    CONFIGS
+        .iter()
+        .find(|(p, _)| *p == path)
+        .map(|(_, text)| *text)
+}
+
+/// Every embedded config path (relative to `configs/`).
+pub fn config_paths() -> impl Iterator<Item = &'static str> {
+    CONFIGS.iter().map(|(p, _)| *p)
+}
