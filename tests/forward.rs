@@ -58,6 +58,7 @@ fn check_uer(name: &str) {
     assert_eq!(logits.shape, logits_ref.shape);
     let dh = max_diff_real(&out.hidden.values, &hidden_ref.to_f32_vec(), &input.segment, hidden_ref.shape[2]);
     let dl = max_diff_real(&logits.values, &logits_ref.to_f32_vec(), &input.segment, logits_ref.shape[2]);
+    eprintln!("{name} (UER): hidden max diff {dh:e}, logits max diff {dl:e}");
     assert!(dh < TOL && dl < TOL, "{name}: hidden diff {dh:e}, logits diff {dl:e} (tolerance {TOL:e})");
 }
 
@@ -71,6 +72,7 @@ fn check_hf(name: &str) {
     let logits = out.logits.expect("pretraining head");
     assert_eq!(logits.shape, logits_ref.shape);
     let dl = max_diff_real(&logits.values, &logits_ref.to_f32_vec(), &input.segment, logits_ref.shape[2]);
+    eprintln!("{name} (HF dir): logits max diff {dl:e}");
     assert!(dl < TOL, "{name} (HF dir): logits diff {dl:e} (tolerance {TOL:e})");
 }
 

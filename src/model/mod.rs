@@ -15,8 +15,8 @@ pub mod encoder;
 pub mod heads;
 pub mod layer_norm;
 pub mod load;
-// pub mod open;
-// pub mod tasks;
+pub mod open;
+pub mod tasks;
 pub mod transformer;
 
 pub use backend::{Cpu, DeviceSpec};
