@@ -5,18 +5,18 @@ use std::fmt::Write;
 use std::process::ExitCode;
 use uerzoo::registry::{Entry, Registry};
 
-/// Everything known about one zoo weight: shape, tokenizer, UER options, sources with sizes and
-/// checksums, pretraining, card scores, generation preset, and the commands to use it.
+/// Everything known about one zoo weight, and how to use it.
 ///
-/// NAME is a registry name, an alias (tiny, mini, small, medium, base, gpt2-poem, …), a
-/// Huggingface repo id (uer/gpt2-chinese-couplet) or repo name (gpt2-chinese-couplet).
-/// An unknown name exits with status 1 and the closest names.
-///
-/// Examples:
-///   uerzoo info medium
-///   uerzoo info gpt2-chinese-couplet
-///   uerzoo info chinese_roberta_L-8_H-512 --config > medium_config.json
+/// Shape, tokenizer, UER options, sources with sizes and checksums, pretraining, card scores,
+/// generation preset, and the uerzoo and UER-py commands to use it. NAME is a registry name,
+/// an alias (tiny, mini, small, medium, base, gpt2-poem, …), a Huggingface repo id
+/// (uer/gpt2-chinese-couplet) or repo name (gpt2-chinese-couplet). An unknown name exits with
+/// status 1 and the closest names.
 #[derive(clap::Args)]
+#[command(after_help = "Examples:\n  \
+    uerzoo info medium\n  \
+    uerzoo info gpt2-chinese-couplet\n  \
+    uerzoo info chinese_roberta_L-8_H-512 --config > medium_config.json")]
 pub struct Args {
     /// Registry name, alias, or Huggingface repo id/name.
     name: String,

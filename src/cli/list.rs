@@ -8,12 +8,11 @@ use uerzoo::registry::{Entry, Family, Filter, Registry};
 ///
 /// Prints name, family, layers/hidden size, Hub size of the weights and where to get them
 /// (`hf` = Huggingface Hub, `weiyun` = UER-format file on a Weiyun share page). Filters combine.
-///
-/// Examples:
-///   uerzoo list
-///   uerzoo list --family roberta --layers 8
-///   uerzoo list --hidden 768 --json
 #[derive(clap::Args)]
+#[command(after_help = "Examples:\n  \
+    uerzoo list\n  \
+    uerzoo list --family roberta --layers 8\n  \
+    uerzoo list --hidden 768 --json")]
 pub struct Args {
     /// Only this family: roberta, word-roberta, gpt2, legacy.
     #[arg(long, value_name = "FAMILY")]

@@ -27,22 +27,13 @@ pub struct Hyper {
 }
 
 impl Hyper {
-    /// From UER-py's model config JSON (`models/*_config.json`).
-    pub fn from_uer_config(v: &Value) -> Hyper {
+    /// From UER-py's model config (`--config`, or a registry entry's).
+    pub fn from_uer_config(c: &crate::registry::UerConfig) -> Hyper {
         Hyper {
-            heads: v
-                .get("heads_num")
-                .and_then(Value::as_u64)
-                .map(|x| x as usize),
-            hidden_act: v
-                .get("hidden_act")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            layers: v
-                .get("layers_num")
-                .and_then(Value::as_u64)
-                .map(|x| x as usize),
-            dropout: v.get("dropout").and_then(Value::as_f64),
+            heads: Some(c.heads_num),
+            hidden_act: Some(c.hidden_act.clone()),
+            layers: Some(c.layers_num),
+            dropout: Some(c.dropout),
         }
     }
 

@@ -14,6 +14,7 @@ pub mod family;
 pub mod hf_config;
 pub mod names;
 mod ops;
+pub mod run;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -21,6 +22,7 @@ use std::fmt;
 use crate::checkpoint::{Checkpoint, Tensor};
 pub use family::{Detected, detect, detect_as};
 use names::{Op, Row};
+pub use run::{FileFormat, Outcome, Request, To, run};
 
 /// UER naming generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -241,6 +243,8 @@ pub enum ConvertError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Checkpoint(Box<crate::checkpoint::CheckpointError>),
 }
 
 /// Options of [`to_uer`].
@@ -342,18 +346,16 @@ impl fmt::Display for Report {
         for (name, why) in &self.dropped {
             writeln!(f, "  - {name}: {why}")?;
         }
+        let tied: Vec<String> = self.tied.iter().map(|g| g.join(" = ")).collect();
         writeln!(
             f,
             "tied:       {}",
-            if self.tied.is_empty() {
+            if tied.is_empty() {
                 "none".to_string()
             } else {
-                String::new()
+                tied.join("; ")
             }
         )?;
-        for g in &self.tied {
-            writeln!(f, "  - {}", g.join(" = "))?;
-        }
         for n in &self.notes {
             writeln!(f, "note: {n}")?;
         }

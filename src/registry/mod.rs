@@ -745,10 +745,10 @@ const SUGGEST_THRESHOLD: f64 = 0.75;
 /// Similarity of a query to a key in [0, 1]: containment counts as close, otherwise
 /// Jaro-Winkler (which favours a shared prefix, as in `gpt2-couplet` → `gpt2-chinese-couplet`).
 fn similarity(query: &str, key: &str) -> f64 {
-    if query.len() >= 3 && (key.contains(query) || query.contains(key) && key.len() >= 4) {
-        return 0.9;
-    }
+    let contained =
+        query.len() >= 3 && (key.contains(query) || query.contains(key) && key.len() >= 4);
+    let containment: f64 = if contained { 0.9 } else { 0.0 };
     let jw = strsim::jaro_winkler(query, key);
     let lev = strsim::normalized_levenshtein(query, key);
-    jw.max(lev)
+    containment.max(jw).max(lev)
 }

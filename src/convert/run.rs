@@ -1,0 +1,191 @@
+//! `uerzoo convert` as one library call: read the input through [`crate::checkpoint`],
+//! convert in memory, write the output (a UER `.bin`, or an HF directory via
+//! [`hf_config::write_hf_dir`]). Checks the output path before doing any work, so a failed
+//! run writes nothing.
+
+use std::path::{Path, PathBuf};
+
+use super::hf_config::{self, HfDir, Hyper, Vocab};
+use super::{Arch, ConvertError, Naming, Report, ToHfOptions, ToUerOptions};
+use crate::checkpoint::{Checkpoint, CheckpointError};
+use crate::registry::UerConfig;
+
+/// Which side to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum To {
+    Hf,
+    Uer,
+}
+
+/// Tensor file format of the output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileFormat {
+    Safetensors,
+    Torch,
+}
+
+/// Everything `uerzoo convert` was asked.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// A UER `.bin`, or an HF directory / tensor file.
+    pub input: PathBuf,
+    /// A directory (`--to hf`) or a file (`--to uer`).
+    pub output: PathBuf,
+    pub to: To,
+    pub arch: Option<Arch>,
+    /// The UER config (from `--config` or `--model`): heads, activation, ALBERT's layer count.
+    pub uer_config: Option<UerConfig>,
+    /// `vocab.txt` or a sentencepiece `.model` for the HF directory.
+    pub vocab: Option<PathBuf>,
+    /// Naming written with `--to uer`.
+    pub naming: Naming,
+    pub exact_layernorm: bool,
+    /// Output format; default safetensors for HF, torch for UER.
+    pub format: Option<FileFormat>,
+    pub dry_run: bool,
+    pub force: bool,
+    pub allow_unmapped: bool,
+}
+
+/// What a run did.
+#[derive(Debug)]
+pub struct Outcome {
+    pub report: Report,
+    /// Files written (empty for a dry run).
+    pub written: Vec<PathBuf>,
+}
+
+impl From<CheckpointError> for ConvertError {
+    fn from(e: CheckpointError) -> Self {
+        ConvertError::Checkpoint(Box::new(e))
+    }
+}
+
+/// Runs one conversion.
+pub fn run(req: &Request) -> Result<Outcome, ConvertError> {
+    let format = req.format.unwrap_or(match req.to {
+        To::Hf => FileFormat::Safetensors,
+        To::Uer => FileFormat::Torch,
+    });
+    let vocab = match &req.vocab {
+        Some(p) => Some(Vocab::open(p, req.arch)?),
+        None => input_vocab(&req.input, req.arch)?,
+    };
+    if !req.dry_run {
+        match req.to {
+            To::Hf => {
+                let files = hf_config::hf_dir_files(format == FileFormat::Torch, vocab.as_ref());
+                hf_config::check_output_dir(&req.output, &files, req.force)?;
+            }
+            To::Uer if req.output.exists() && !req.force => {
+                return Err(ConvertError::OutputExists {
+                    path: req.output.clone(),
+                });
+            }
+            To::Uer => {}
+        }
+    }
+    let ckpt = Checkpoint::open(&req.input)?;
+    let hf_input_config = read_hf_config(&req.input)?;
+    let (out, mut report) = match req.to {
+        To::Uer => super::to_uer(
+            &ckpt,
+            &ToUerOptions {
+                naming: req.naming,
+                exact_layernorm: req.exact_layernorm,
+                allow_unmapped: req.allow_unmapped,
+                arch: req.arch,
+            },
+        )?,
+        To::Hf => super::to_hf(
+            &ckpt,
+            &ToHfOptions {
+                exact_layernorm: req.exact_layernorm,
+                allow_unmapped: req.allow_unmapped,
+                arch: req.arch,
+            },
+        )?,
+    };
+    let mut written = Vec::new();
+    match req.to {
+        To::Uer => {
+            if !req.dry_run {
+                match format {
+                    FileFormat::Torch => out.write_torch(&req.output, req.force)?,
+                    FileFormat::Safetensors => out.write_safetensors(&req.output, req.force)?,
+                }
+                written.push(req.output.clone());
+            }
+        }
+        To::Hf => {
+            let hyper = match (&req.uer_config, &hf_input_config) {
+                (Some(c), _) => Hyper::from_uer_config(c),
+                (None, Some(v)) => Hyper::from_hf_config(v),
+                (None, None) => Hyper::default(),
+            };
+            let exact = report.exact_layernorm;
+            let (config, notes) =
+                hf_config::config_json(&out, &report, &hyper, vocab.as_ref(), exact)?;
+            report.notes.extend(notes);
+            if vocab.is_none() {
+                report
+                    .notes
+                    .push("no --vocab: tokenizer files not written".into());
+            }
+            if !req.dry_run {
+                let dir = HfDir {
+                    dir: &req.output,
+                    config: &config,
+                    vocab: vocab.as_ref(),
+                    torch_format: format == FileFormat::Torch,
+                    force: req.force,
+                };
+                written = hf_config::write_hf_dir(&dir, |path| {
+                    match format {
+                        FileFormat::Torch => out.write_torch(path, true)?,
+                        FileFormat::Safetensors => out.write_safetensors(path, true)?,
+                    }
+                    Ok(())
+                })?;
+            }
+        }
+    }
+    Ok(Outcome { report, written })
+}
+
+/// The HF `config.json` beside an HF input, if any.
+fn read_hf_config(input: &Path) -> Result<Option<serde_json::Value>, ConvertError> {
+    let dir = if input.is_dir() {
+        input
+    } else {
+        input.parent().unwrap_or(Path::new("."))
+    };
+    let path = dir.join("config.json");
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| ConvertError::Io {
+        path: path.clone(),
+        source: e,
+    })?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| ConvertError::Config {
+        path: path.clone(),
+        message: format!("not valid JSON: {e}"),
+    })?;
+    // A UER config next to a UER file is not an HF config.
+    Ok(v.get("model_type").is_some().then_some(v))
+}
+
+/// The tokenizer files of an HF input directory, carried over on HF → HF.
+fn input_vocab(input: &Path, arch: Option<Arch>) -> Result<Option<Vocab>, ConvertError> {
+    if !input.is_dir() {
+        return Ok(None);
+    }
+    for name in ["vocab.txt", "spiece.model"] {
+        let p = input.join(name);
+        if p.is_file() {
+            return Vocab::open(&p, arch).map(Some);
+        }
+    }
+    Ok(None)
+}

@@ -1,0 +1,210 @@
+//! `uerzoo list` and `uerzoo info` run as a user would: the built binary, stdout and exit codes.
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::process::{Command, Output};
+
+fn uerzoo(args: &[&str]) -> Output {
+    // Run from a temporary directory: the registry must not depend on the working directory.
+    let dir = tempfile::tempdir().unwrap();
+    Command::new(common::uerzoo_bin())
+        .args(args)
+        .current_dir(dir.path())
+        .output()
+        .unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn json(args: &[&str]) -> serde_json::Value {
+    let out = uerzoo(args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn list_json_has_every_family_and_required_fields() {
+    let all = json(&["list", "--json"]);
+    let entries = all.as_array().unwrap();
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    let mut pairs = BTreeSet::new();
+    for e in entries {
+        for key in ["name", "family", "layers", "hidden", "config", "sources"] {
+            assert!(!e[key].is_null(), "{} lacks {key}", e["name"]);
+        }
+        let family = e["family"].as_str().unwrap().to_string();
+        if family == "roberta" {
+            pairs.insert((e["layers"].as_u64().unwrap(), e["hidden"].as_u64().unwrap()));
+        }
+        *counts.entry(family).or_default() += 1;
+    }
+    assert_eq!(counts["roberta"], 24);
+    assert_eq!(counts["word-roberta"], 5);
+    assert_eq!(counts["gpt2"], 6);
+    assert!(counts["legacy"] >= 26);
+    assert_eq!(pairs.len(), 24, "every (layers, hidden) pair");
+    let couplet = entries
+        .iter()
+        .find(|e| e["name"] == "gpt2-chinese-couplet")
+        .unwrap();
+    assert_eq!(couplet["sources"]["hf"]["repo"], "uer/gpt2-chinese-couplet");
+    assert_eq!(
+        couplet["generation"]["card_prompt"],
+        "[CLS]丹 枫 江 冷 人 初 去 -"
+    );
+}
+
+#[test]
+fn list_filters_combine() {
+    let eight = json(&["list", "--family", "roberta", "--layers", "8", "--json"]);
+    let names: Vec<&str> = eight
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "chinese_roberta_L-8_H-128",
+            "chinese_roberta_L-8_H-256",
+            "chinese_roberta_L-8_H-512",
+            "chinese_roberta_L-8_H-768"
+        ]
+    );
+    let h768 = json(&["list", "--hidden", "768", "--family", "gpt2", "--json"]);
+    assert_eq!(h768.as_array().unwrap().len(), 6);
+    let none = json(&["list", "--layers", "99", "--json"]);
+    assert_eq!(none, serde_json::json!([]));
+    let bad = uerzoo(&["list", "--family", "bart"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("roberta, word-roberta, gpt2, legacy"));
+}
+
+#[test]
+fn list_table_fits_a_terminal() {
+    let out = uerzoo(&["list"]);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("NAME") && lines[0].contains("SOURCES"));
+    assert_eq!(lines.iter().filter(|l| l.contains(" roberta ")).count(), 24);
+    let medium = lines
+        .iter()
+        .find(|l| l.starts_with("chinese_roberta_L-8_H-512 "))
+        .unwrap();
+    for part in ["roberta", "L8/H512", "146 MB", "hf weiyun"] {
+        assert!(medium.contains(part), "{medium}");
+    }
+    let widest = lines.iter().map(|l| l.chars().count()).max().unwrap();
+    assert!(widest <= 100, "widest line {widest} columns");
+    assert!(text.contains("61 of 61 weights"));
+}
+
+#[test]
+fn info_shows_facts_and_usage_for_a_full_name() {
+    let out = uerzoo(&["info", "chinese_roberta_L-8_H-512"]);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    for part in [
+        "chinese_roberta_L-8_H-512 — Chinese RoBERTa-Medium",
+        "aliases       medium",
+        "8 layers, hidden 512, 8 heads, feed-forward 2048",
+        "configs/bert/medium_config.json",
+        "--target mlm --tie_weights",
+        "cluecorpussmall_roberta_medium_seq512_model.bin",
+        "https://huggingface.co/uer/chinese_roberta_L-8_H-512",
+        "146 MB (146,403,143 bytes)",
+        "https://share.weiyun.com/vpnaZ5jp",
+        "1,000,000 steps, seq 128",
+        "250,000 steps, seq 512",
+        "average 78.0",
+        "uerzoo download chinese_roberta_L-8_H-512",
+        "uerzoo fill-mask chinese_roberta_L-8_H-512",
+        "python3 run_classifier.py --pretrained_model_path models/cluecorpussmall_roberta_medium_seq512_model.bin",
+    ] {
+        assert!(text.contains(part), "missing `{part}` in:\n{text}");
+    }
+}
+
+#[test]
+fn info_by_alias_equals_info_by_name() {
+    let by_alias = uerzoo(&["info", "medium"]);
+    let by_name = uerzoo(&["info", "chinese_roberta_L-8_H-512"]);
+    assert!(by_alias.status.success());
+    assert_eq!(by_alias.stdout, by_name.stdout);
+}
+
+#[test]
+fn info_gpt2_couplet_shows_the_preset() {
+    let out = uerzoo(&["info", "gpt2-chinese-couplet"]);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    for part in [
+        "gpt2-chinese-couplet — Chinese GPT-2 for couplets",
+        "aliases       gpt2-couplet, uer/gpt2-chinese-couplet",
+        "12 layers, hidden 768, 12 heads",
+        "--layernorm_positioning pre",
+        "example       [CLS]丹 枫 江 冷 人 初 去 -",
+        "max length 25, top-k 70",
+        "25,000 steps, seq 64",
+        "uerzoo download gpt2-chinese-couplet",
+        "python3 scripts/generate_lm.py --load_model_path models/couplet_gpt2_model.bin",
+    ] {
+        assert!(text.contains(part), "missing `{part}` in:\n{text}");
+    }
+    assert_eq!(uerzoo(&["info", "gpt2-poem"]).status.code(), Some(0));
+    assert_eq!(
+        uerzoo(&["info", "uer/gpt2-chinese-couplet"]).stdout,
+        out.stdout
+    );
+}
+
+#[test]
+fn info_config_prints_the_uer_config() {
+    let cfg = json(&["info", "small", "--config"]);
+    assert_eq!(cfg["layers_num"], 4);
+    assert_eq!(cfg["hidden_size"], 512);
+    assert_eq!(cfg["heads_num"], 8);
+    assert_eq!(cfg["target"], "mlm");
+    let entry = json(&["info", "small", "--json"]);
+    assert_eq!(entry["name"], "chinese_roberta_L-4_H-512");
+    assert_eq!(entry["config"], "bert/small_config.json");
+}
+
+#[test]
+fn unknown_name_fails_with_suggestions() {
+    let out = uerzoo(&["info", "gpt2-chinese-couplett"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no weight named `gpt2-chinese-couplett`"),
+        "{err}"
+    );
+    assert!(err.contains("did you mean `gpt2-chinese-couplet`"), "{err}");
+    let out = uerzoo(&["info", "mediun"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`chinese_roberta_L-8_H-512`"));
+}
+
+#[test]
+fn help_explains_with_examples() {
+    for cmd in ["list", "info"] {
+        let out = uerzoo(&[cmd, "--help"]);
+        assert!(out.status.success());
+        let text = stdout(&out);
+        assert!(text.contains("Examples:\n"), "{cmd} --help:\n{text}");
+        let examples = text
+            .lines()
+            .filter(|l| l.starts_with(&format!("  uerzoo {cmd}")));
+        assert!(examples.count() >= 3, "{cmd} --help:\n{text}");
+    }
+}

@@ -1,0 +1,457 @@
+//! `uerzoo convert` against the fixtures made by the real UER-py and transformers
+//! (`shared/fixtures/uer/*`): bit-for-bit equality with UER-py's own conversion script's
+//! output, exact round trips back to UER, and clear errors that write nothing.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use uerzoo::checkpoint::Checkpoint;
+use uerzoo::convert::{self, Family, Naming, Source, ToHfOptions, ToUerOptions};
+
+/// HF names UER-py's script writes that we need not: GPT-2's causal-mask buffers.
+fn is_buffer(name: &str) -> bool {
+    name.ends_with(".attn.bias")
+}
+
+/// The second MLM bias name we add (transformers 5 reads it when the decoder is untied).
+const EXTRA_DECODER_BIAS: &str = "cls.predictions.decoder.bias";
+
+fn era(fixture: &str) -> Naming {
+    let info: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(common::uer_fixture(fixture).join("info.json")).unwrap(),
+    )
+    .unwrap();
+    info["era"].as_str().unwrap().parse().unwrap()
+}
+
+/// Every tensor of UER-py's script output is in `ours`, bit for bit (buffers aside), and
+/// `ours` has nothing else but the extra decoder bias (equal to `cls.predictions.bias`).
+fn assert_matches_script(fixture: &str, ours: &Checkpoint) {
+    let reference =
+        Checkpoint::open(common::uer_fixture(fixture).join("hf_by_uer_script/pytorch_model.bin"))
+            .unwrap();
+    for (name, r) in &reference.tensors {
+        if is_buffer(name) {
+            continue;
+        }
+        let o = ours
+            .get(name)
+            .unwrap_or_else(|| panic!("{fixture}: no `{name}` in our output"));
+        assert_eq!(
+            (o.dtype, &o.shape),
+            (r.dtype, &r.shape),
+            "{fixture}: {name}"
+        );
+        assert!(
+            o.bytes() == r.bytes(),
+            "{fixture}: `{name}` differs from UER-py's script"
+        );
+    }
+    for name in ours.names() {
+        if reference.get(name).is_none() {
+            assert_eq!(name, EXTRA_DECODER_BIAS, "{fixture}: unexpected `{name}`");
+            assert_eq!(
+                ours.get(name).unwrap().bytes(),
+                ours.get("cls.predictions.bias").unwrap().bytes()
+            );
+        }
+    }
+}
+
+/// `back` has `uer_model.bin`'s key set and tensors, bit for bit; the segment embedding's
+/// row 0 (padding, which HF does not keep) comes back as zeros.
+fn assert_matches_uer(fixture: &str, back: &Checkpoint) {
+    assert_matches_uer_seg(fixture, back, true)
+}
+
+fn assert_matches_uer_seg(fixture: &str, back: &Checkpoint, via_hf: bool) {
+    let original = Checkpoint::open(common::uer_fixture(fixture).join("uer_model.bin")).unwrap();
+    let mut a: Vec<&str> = original.names().collect();
+    let mut b: Vec<&str> = back.names().collect();
+    a.sort();
+    b.sort();
+    assert_eq!(a, b, "{fixture}: key sets differ");
+    for (name, o) in &original.tensors {
+        let t = back.get(name).unwrap();
+        assert_eq!(
+            (t.dtype, &t.shape),
+            (o.dtype, &o.shape),
+            "{fixture}: {name}"
+        );
+        if via_hf && name.contains("seg") {
+            let row = o.bytes().len() / o.shape[0];
+            assert_eq!(
+                t.bytes()[row..],
+                o.bytes()[row..],
+                "{fixture}: {name} rows 1.."
+            );
+            assert!(
+                t.bytes()[..row].iter().all(|&b| b == 0),
+                "{fixture}: {name} row 0 not zero"
+            );
+        } else {
+            assert!(
+                t.bytes() == o.bytes(),
+                "{fixture}: `{name}` differs after the round trip"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_fixture_converts_bit_for_bit_like_uer_script_and_back() {
+    for fixture in common::UER_FIXTURES {
+        let uer = Checkpoint::open(common::uer_fixture(fixture).join("uer_model.bin")).unwrap();
+        let naming = era(fixture);
+        let det = convert::detect(&uer).unwrap();
+        assert_eq!(det.source, Source::Uer(naming), "{fixture}");
+        let expected_family = match fixture {
+            "albert_v1" => Family::Albert,
+            "bert_v1" => Family::BertPretraining,
+            "gpt2_v1" | "gpt2_v2" => Family::Gpt2,
+            _ => Family::BertMlm,
+        };
+        assert_eq!(det.family, expected_family, "{fixture}");
+        let (hf, report) = convert::to_hf(&uer, &ToHfOptions::default()).unwrap();
+        assert!(report.dropped.is_empty(), "{fixture}: {:?}", report.dropped);
+        assert_matches_script(fixture, &hf);
+        let (back, _) = convert::to_uer(
+            &hf,
+            &ToUerOptions {
+                naming,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_matches_uer(fixture, &back);
+    }
+}
+
+#[test]
+fn script_output_reads_back_to_uer_exactly() {
+    // UER-py's script output (with GPT-2's attn.bias buffers) → UER: the buffers are dropped
+    // with a reason, everything else comes back exactly.
+    for fixture in common::UER_FIXTURES {
+        let script = Checkpoint::open(
+            common::uer_fixture(fixture).join("hf_by_uer_script/pytorch_model.bin"),
+        )
+        .unwrap();
+        let (back, report) = convert::to_uer(
+            &script,
+            &ToUerOptions {
+                naming: era(fixture),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_matches_uer(fixture, &back);
+        for (name, why) in &report.dropped {
+            assert!(
+                is_buffer(name) || name == "predictions.decoder.bias",
+                "{fixture}: dropped {name}: {why}"
+            );
+        }
+        let buffers = script.names().filter(|n| is_buffer(n)).count();
+        assert_eq!(
+            report.dropped.iter().filter(|d| is_buffer(&d.0)).count(),
+            buffers,
+            "{fixture}"
+        );
+    }
+}
+
+#[test]
+fn generations_migrate_both_ways() {
+    for (v1, v2) in [("roberta_v1", "roberta_v2"), ("gpt2_v1", "gpt2_v2")] {
+        for (from, naming) in [(v1, Naming::V2), (v2, Naming::V1)] {
+            let uer = Checkpoint::open(common::uer_fixture(from).join("uer_model.bin")).unwrap();
+            let (out, report) = convert::to_uer(
+                &uer,
+                &ToUerOptions {
+                    naming,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            assert_eq!(report.target, convert::Target::Uer(naming));
+            // Same tensors under the other generation's names: its HF form equals the script's.
+            let (hf, _) = convert::to_hf(&out, &ToHfOptions::default()).unwrap();
+            assert_matches_script(from, &hf);
+            let wanted = if naming == Naming::V2 {
+                "embedding.word.embedding.weight"
+            } else {
+                "embedding.word_embedding.weight"
+            };
+            assert!(out.get(wanted).is_some(), "{from} → {naming}");
+        }
+    }
+}
+
+fn uerzoo(args: &[&str]) -> std::process::Output {
+    Command::new(common::uerzoo_bin())
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn cli_converts_every_fixture_and_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    for fixture in common::UER_FIXTURES {
+        let f = common::uer_fixture(fixture);
+        let out = tmp.path().join(fixture);
+        let o = uerzoo(&[
+            "convert",
+            s(&f.join("uer_model.bin")),
+            s(&out),
+            "--to",
+            "hf",
+            "--config",
+            s(&f.join("uer_config.json")),
+            "--vocab",
+            s(&f.join("vocab.txt")),
+        ]);
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success(),
+            "{fixture}: {}{}",
+            stdout,
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(
+            stdout.contains("layernorm:") && stdout.contains("mapped:"),
+            "{stdout}"
+        );
+        for file in [
+            "model.safetensors",
+            "config.json",
+            "vocab.txt",
+            "tokenizer_config.json",
+            "special_tokens_map.json",
+        ] {
+            assert!(out.join(file).is_file(), "{fixture}: no {file}");
+        }
+        assert_matches_script(fixture, &Checkpoint::open(&out).unwrap());
+        // config.json agrees with the fixture maker's on what transformers reads.
+        let ours: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap())
+                .unwrap();
+        let theirs: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(f.join("hf_by_uer_script/config.json")).unwrap(),
+        )
+        .unwrap();
+        for key in [
+            "model_type",
+            "vocab_size",
+            "hidden_size",
+            "n_embd",
+            "num_attention_heads",
+            "n_head",
+            "num_hidden_layers",
+            "n_layer",
+            "intermediate_size",
+            "n_inner",
+            "embedding_size",
+            "hidden_act",
+            "activation_function",
+            "tie_word_embeddings",
+            "layer_norm_eps",
+            "layer_norm_epsilon",
+            "max_position_embeddings",
+            "n_positions",
+            "type_vocab_size",
+        ] {
+            assert_eq!(
+                ours.get(key),
+                theirs.get(key),
+                "{fixture}: config.json `{key}`"
+            );
+        }
+        let arch = ours["architectures"][0].as_str().unwrap();
+        assert!(
+            [
+                "BertForMaskedLM",
+                "BertForPreTraining",
+                "GPT2LMHeadModel",
+                "AlbertForPreTraining"
+            ]
+            .contains(&arch)
+        );
+        if fixture.starts_with("gpt2") {
+            assert_eq!(ours["tokenizer_class"], "BertTokenizer");
+        }
+
+        let back = tmp.path().join(format!("{fixture}.bin"));
+        let naming = era(fixture).to_string();
+        let o = uerzoo(&[
+            "convert",
+            s(&out),
+            s(&back),
+            "--to",
+            "uer",
+            "--uer-naming",
+            &naming,
+        ]);
+        assert!(
+            o.status.success(),
+            "{fixture}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_matches_uer(fixture, &Checkpoint::open(&back).unwrap());
+    }
+}
+
+#[test]
+fn cli_exact_layernorm_and_dry_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = common::uer_fixture("roberta_v1");
+    let out = tmp.path().join("exact");
+    let o = uerzoo(&[
+        "convert",
+        s(&f.join("uer_model.bin")),
+        s(&out),
+        "--to",
+        "hf",
+        "--exact-layernorm",
+        "--dry-run",
+    ]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout.contains("embedding.layer_norm.gamma -> bert.embeddings.LayerNorm.weight  [LayerNorm × sqrt((n-1)/n)]"), "{stdout}");
+    assert!(stdout.contains("embedding.segment_embedding.weight -> bert.embeddings.token_type_embeddings.weight  [drop segment row 0]"));
+    assert!(stdout.contains("layernorm:  exact"));
+    assert!(!out.exists(), "dry run wrote something");
+
+    let o = uerzoo(&[
+        "convert",
+        s(&f.join("uer_model.bin")),
+        s(&out),
+        "--to",
+        "hf",
+        "--exact-layernorm",
+        "--config",
+        s(&f.join("uer_config.json")),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let hf = Checkpoint::open(&out).unwrap();
+    let uer = Checkpoint::open(f.join("uer_model.bin")).unwrap();
+    let g = uer
+        .get("encoder.transformer.1.layer_norm_2.gamma")
+        .unwrap()
+        .to_f32_vec();
+    let w = hf
+        .get("bert.encoder.layer.1.output.LayerNorm.weight")
+        .unwrap()
+        .to_f32_vec();
+    let k = (127.0f64 / 128.0).sqrt();
+    assert!(g.iter().zip(&w).all(|(a, b)| *b == (*a as f64 * k) as f32));
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["layer_norm_eps"], 1e-12);
+}
+
+/// Runs a failing conversion and checks that stderr says `needle` and nothing was written.
+fn assert_fails(args: &[&str], needle: &str, out: &Path) {
+    let existed = out.exists();
+    let o = uerzoo(args);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "expected failure for {args:?}");
+    assert!(stderr.contains(needle), "stderr lacks {needle:?}: {stderr}");
+    if !existed {
+        assert!(!out.exists(), "{} was written", out.display());
+    }
+}
+
+#[test]
+fn cli_bad_input_fails_clearly_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = common::uer_fixture("bert_v1");
+    let model = f.join("uer_model.bin");
+    let out = tmp.path().join("out");
+
+    // Unknown family.
+    let mut odd = Checkpoint::default();
+    odd.insert(
+        "decoder.weight",
+        uerzoo::checkpoint::Tensor::from_f32(vec![2], &[1.0, 2.0]),
+    );
+    let odd_path = tmp.path().join("odd.bin");
+    odd.write_torch(&odd_path, false).unwrap();
+    assert_fails(
+        &["convert", s(&odd_path), s(&out), "--to", "hf"],
+        "cannot tell the model family",
+        &out,
+    );
+
+    // Missing key: named, with the generation detected.
+    let mut cut = Checkpoint::open(&model).unwrap();
+    cut.tensors
+        .retain(|(n, _)| n != "encoder.transformer.1.self_attn.final_linear.bias");
+    let cut_path = tmp.path().join("cut.bin");
+    cut.write_torch(&cut_path, false).unwrap();
+    assert_fails(
+        &["convert", s(&cut_path), s(&out), "--to", "hf"],
+        "no `encoder.transformer.1.self_attn.final_linear.bias` (detected BERT with MLM + NSP heads, UER naming v1)",
+        &out,
+    );
+
+    // Heads that do not divide hidden.
+    let cfg = tmp.path().join("bad_config.json");
+    std::fs::write(
+        &cfg,
+        r#"{"hidden_size": 128, "heads_num": 3, "layers_num": 2}"#,
+    )
+    .unwrap();
+    assert_fails(
+        &[
+            "convert",
+            s(&model),
+            s(&out),
+            "--to",
+            "hf",
+            "--config",
+            s(&cfg),
+        ],
+        "3 attention heads do not divide the hidden size 128",
+        &out,
+    );
+
+    // Output exists without --force: refused, file untouched.
+    let existing = tmp.path().join("existing.bin");
+    std::fs::write(&existing, b"keep me").unwrap();
+    assert_fails(
+        &["convert", s(&model), s(&existing), "--to", "uer"],
+        "--force",
+        &existing,
+    );
+    assert_eq!(std::fs::read(&existing).unwrap(), b"keep me");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("config.json"), b"{}").unwrap();
+    assert_fails(
+        &["convert", s(&model), s(&out), "--to", "hf"],
+        "--force",
+        &out,
+    );
+    assert_eq!(std::fs::read(out.join("config.json")).unwrap(), b"{}");
+    assert!(!out.join("model.safetensors").exists());
+    // With --force it goes through.
+    let o = uerzoo(&[
+        "convert",
+        s(&model),
+        s(&existing),
+        "--to",
+        "uer",
+        "--uer-naming",
+        "v1",
+        "--force",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // UER → UER keeps every byte, segment row 0 included.
+    assert_matches_uer_seg("bert_v1", &Checkpoint::open(&existing).unwrap(), false);
+}

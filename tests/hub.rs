@@ -1,0 +1,706 @@
+//! The hub against a real HTTP server on loopback (hub on 127.0.0.1, CDN on 127.0.0.2):
+//! plain download, resume after a cut, 200-to-Range, corruption, cache reuse, offline,
+//! concurrency, mirrors with a trailing slash, import + verify. Every test runs under a
+//! timeout and every server loop is bounded.
+
+mod common;
+mod hub_server;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use hub_server::{COMMIT, Faults, HubServer, Served};
+use uerzoo::hub::{
+    Cache, CheckStatus, Hub, HubError, HubOptions, Request, import_file, local_repo_id,
+    sha256_file, verify_repo,
+};
+use uerzoo::progress::NoProgress;
+
+const REPO: &str = "uer/test-model";
+/// Size of the LFS weight file: big enough to cut in the middle, small enough to be quick.
+const WEIGHT_SIZE: usize = 3_000_000;
+/// Upper bound for any single test.
+const TEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs `f` on a thread and fails the test if it takes longer than [`TEST_TIMEOUT`].
+fn with_timeout<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    let handle = std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(TEST_TIMEOUT) {
+        Ok(v) => v,
+        Err(_) => {
+            if handle.is_finished() {
+                // The closure panicked: re-raise its panic.
+                if let Err(p) = handle.join() {
+                    std::panic::resume_unwind(p);
+                }
+            }
+            panic!("test exceeded {TEST_TIMEOUT:?}")
+        }
+    }
+}
+
+/// Deterministic pseudo-random bytes (xorshift64).
+fn bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+struct Fixture {
+    server: HubServer,
+    weight: Arc<Vec<u8>>,
+    config: Arc<Vec<u8>>,
+    dir: tempfile::TempDir,
+}
+
+fn fixture() -> Fixture {
+    fixture_sized(WEIGHT_SIZE)
+}
+
+fn fixture_sized(size: usize) -> Fixture {
+    let weight = Arc::new(bytes(size, 7));
+    let config = Arc::new(br#"{"model_type": "bert", "hidden_size": 128}"#.to_vec());
+    let server = HubServer::start(
+        REPO,
+        vec![
+            ("pytorch_model.bin", Served::new(weight.clone(), true)),
+            ("config.json", Served::new(config.clone(), false)),
+        ],
+    );
+    Fixture {
+        server,
+        weight,
+        config,
+        dir: tempfile::tempdir().unwrap(),
+    }
+}
+
+impl Fixture {
+    fn options(&self) -> HubOptions {
+        HubOptions {
+            endpoint: self.server.endpoint(),
+            backoff: Duration::from_millis(10),
+            retries: 3,
+            lock_timeout: Duration::from_secs(30),
+            ..HubOptions::default()
+        }
+    }
+    fn cache(&self) -> Cache {
+        Cache::new(self.dir.path())
+    }
+    fn hub(&self) -> Hub {
+        Hub::new(self.cache(), self.options())
+    }
+    fn request(&self) -> Request {
+        Request::new(REPO, "main", ["config.json", "pytorch_model.bin"])
+    }
+    fn weight_sha256(&self) -> String {
+        hub_server::Served::new(self.weight.clone(), true).etag()
+    }
+    fn repo_folder(&self) -> std::path::PathBuf {
+        self.dir.path().join("models--uer--test-model")
+    }
+}
+
+fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn plain_download_fills_the_hf_cache_layout() {
+    with_timeout(|| {
+        let fx = fixture();
+        let snap = fx.hub().download(&fx.request(), &NoProgress).unwrap();
+        let folder = fx.repo_folder();
+        assert_eq!(snap.commit, COMMIT);
+        assert_eq!(snap.dir, folder.join("snapshots").join(COMMIT));
+        assert_eq!(
+            std::fs::read_to_string(folder.join("refs/main")).unwrap(),
+            COMMIT
+        );
+        let sha = fx.weight_sha256();
+        // Relative symlinks into blobs/<etag>.
+        let link = std::fs::read_link(snap.dir.join("pytorch_model.bin")).unwrap();
+        assert_eq!(link, Path::new("../../blobs").join(&sha));
+        assert_eq!(read(&snap.dir.join("pytorch_model.bin")), *fx.weight);
+        assert_eq!(read(&snap.dir.join("config.json")), *fx.config);
+        assert_eq!(read(&folder.join("blobs").join(&sha)), *fx.weight);
+        // The small file's blob is named by its git sha1.
+        let config_etag = Served::new(fx.config.clone(), false).etag();
+        assert_eq!(config_etag.len(), 40);
+        assert!(folder.join("blobs").join(&config_etag).is_file());
+        assert!(
+            fx.dir
+                .path()
+                .join(".locks/models--uer--test-model")
+                .join(format!("{sha}.lock"))
+                .exists()
+        );
+        // Nothing partial is left behind.
+        let leftovers: Vec<_> = std::fs::read_dir(folder.join("blobs"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().contains("incomplete"))
+            .collect();
+        assert!(leftovers.is_empty());
+        // The protocol: HEAD on /resolve (identity encoding), GET on the CDN.
+        let log = fx.server.log();
+        assert!(
+            log.iter()
+                .any(|l| l.host == "hub" && l.method == "HEAD" && l.status == 302)
+        );
+        let cdn: Vec<_> = log
+            .iter()
+            .filter(|l| l.host == "cdn" && l.method == "GET")
+            .collect();
+        assert_eq!(cdn.len(), 1);
+        assert_eq!(cdn[0].body_bytes, WEIGHT_SIZE as u64);
+        assert_eq!(snap.files[1].fetched, WEIGHT_SIZE as u64);
+    })
+}
+
+#[test]
+fn cut_connection_resumes_within_the_run_fetching_only_missing_bytes() {
+    with_timeout(|| {
+        let fx = fixture();
+        fx.server.set_faults(Faults {
+            cut_after: Some(1_000_000),
+            cut_times: 1,
+            ..Faults::default()
+        });
+        let request = Request::new(REPO, "main", ["pytorch_model.bin"]);
+        let snap = fx.hub().download(&request, &NoProgress).unwrap();
+        assert_eq!(read(&snap.dir.join("pytorch_model.bin")), *fx.weight);
+        let gets = fx.server.content_requests();
+        assert_eq!(gets.len(), 2, "{gets:?}");
+        assert_eq!(gets[0].body_bytes, 1_000_000);
+        assert_eq!(gets[1].range.as_deref(), Some("bytes=1000000-"));
+        assert_eq!(fx.server.content_bytes(), WEIGHT_SIZE as u64);
+    })
+}
+
+#[test]
+fn interrupted_run_leaves_a_partial_that_the_next_run_continues() {
+    with_timeout(|| {
+        let fx = fixture();
+        fx.server.set_faults(Faults {
+            cut_after: Some(1_200_000),
+            cut_times: 1,
+            ..Faults::default()
+        });
+        let request = Request::new(REPO, "main", ["pytorch_model.bin"]);
+        let hub = Hub::new(
+            fx.cache(),
+            HubOptions {
+                retries: 0,
+                ..fx.options()
+            },
+        );
+        let err = hub.download(&request, &NoProgress).unwrap_err();
+        assert!(
+            matches!(err, HubError::Status { .. } | HubError::Http { .. }),
+            "{err}"
+        );
+        let sha = fx.weight_sha256();
+        let partial = fx
+            .repo_folder()
+            .join("blobs")
+            .join(format!("{sha}.incomplete"));
+        assert_eq!(std::fs::metadata(&partial).unwrap().len(), 1_200_000);
+        assert!(
+            !fx.repo_folder()
+                .join("snapshots")
+                .join(COMMIT)
+                .join("pytorch_model.bin")
+                .exists()
+        );
+        // Next run: only the missing bytes.
+        fx.server.clear_log();
+        let snap = fx.hub().download(&request, &NoProgress).unwrap();
+        assert_eq!(read(&snap.dir.join("pytorch_model.bin")), *fx.weight);
+        let gets = fx.server.content_requests();
+        assert_eq!(gets.len(), 1);
+        assert_eq!(gets[0].range.as_deref(), Some("bytes=1200000-"));
+        assert_eq!(gets[0].status, 206);
+        assert_eq!(fx.server.content_bytes(), (WEIGHT_SIZE - 1_200_000) as u64);
+        assert_eq!(snap.files[0].fetched, (WEIGHT_SIZE - 1_200_000) as u64);
+        assert!(!partial.exists());
+    })
+}
+
+#[test]
+fn a_200_answer_to_a_range_request_restarts_the_file() {
+    with_timeout(|| {
+        let fx = fixture();
+        let sha = fx.weight_sha256();
+        let blobs = fx.repo_folder().join("blobs");
+        std::fs::create_dir_all(&blobs).unwrap();
+        std::fs::write(
+            blobs.join(format!("{sha}.incomplete")),
+            &fx.weight[..500_000],
+        )
+        .unwrap();
+        fx.server.set_faults(Faults {
+            ignore_range: true,
+            ..Faults::default()
+        });
+        let request = Request::new(REPO, "main", ["pytorch_model.bin"]);
+        let snap = fx.hub().download(&request, &NoProgress).unwrap();
+        // Not appended: exactly the file.
+        assert_eq!(read(&snap.dir.join("pytorch_model.bin")), *fx.weight);
+        let gets = fx.server.content_requests();
+        assert_eq!(gets.len(), 1);
+        assert_eq!(gets[0].range.as_deref(), Some("bytes=500000-"));
+        assert_eq!(gets[0].status, 200);
+    })
+}
+
+#[test]
+fn corrupted_bytes_fail_and_nothing_reaches_the_snapshot() {
+    with_timeout(|| {
+        let fx = fixture();
+        fx.server.set_faults(Faults {
+            corrupt: true,
+            ..Faults::default()
+        });
+        let request = Request::new(REPO, "main", ["pytorch_model.bin"]);
+        let err = fx.hub().download(&request, &NoProgress).unwrap_err();
+        let HubError::HashMismatch { kind, expected, .. } = &err else {
+            panic!("expected a hash mismatch, got {err}")
+        };
+        assert_eq!(*kind, "sha256");
+        assert_eq!(*expected, fx.weight_sha256());
+        let folder = fx.repo_folder();
+        assert!(
+            !folder
+                .join("snapshots")
+                .join(COMMIT)
+                .join("pytorch_model.bin")
+                .exists()
+        );
+        let blobs: Vec<_> = std::fs::read_dir(folder.join("blobs"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .collect();
+        assert!(blobs.is_empty(), "partial not deleted: {blobs:?}");
+        // The CLI exits non-zero with the reason.
+        let out = Command::new(common::uerzoo_bin())
+            .args(["download", REPO, "--file", "pytorch_model.bin"])
+            .args(["--endpoint", &fx.server.endpoint(), "--cache-dir"])
+            .arg(fx.dir.path())
+            .env_remove("HF_HUB_OFFLINE")
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("sha256 mismatch"), "{stderr}");
+        assert!(
+            !folder
+                .join("snapshots")
+                .join(COMMIT)
+                .join("pytorch_model.bin")
+                .exists()
+        );
+    })
+}
+
+#[test]
+fn corrupted_small_git_file_fails_its_sha1() {
+    with_timeout(|| {
+        let fx = fixture();
+        fx.server.set_faults(Faults {
+            corrupt: true,
+            ..Faults::default()
+        });
+        let request = Request::new(REPO, "main", ["config.json"]);
+        let err = fx.hub().download(&request, &NoProgress).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                HubError::HashMismatch {
+                    kind: "git sha1",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(
+            !fx.repo_folder()
+                .join("snapshots")
+                .join(COMMIT)
+                .join("config.json")
+                .exists()
+        );
+    })
+}
+
+#[test]
+fn second_run_makes_no_content_request() {
+    with_timeout(|| {
+        let fx = fixture();
+        let first = fx.hub().download(&fx.request(), &NoProgress).unwrap();
+        fx.server.clear_log();
+        let second = fx.hub().download(&fx.request(), &NoProgress).unwrap();
+        assert_eq!(first.dir, second.dir);
+        assert!(
+            fx.server.content_requests().is_empty(),
+            "{:?}",
+            fx.server.log()
+        );
+        assert!(second.files.iter().all(|f| f.cached && f.fetched == 0));
+    })
+}
+
+#[test]
+fn offline_succeeds_from_a_complete_cache() {
+    with_timeout(|| {
+        let fx = fixture();
+        let online = fx.hub().download(&fx.request(), &NoProgress).unwrap();
+        fx.server.clear_log();
+        let hub = Hub::new(
+            fx.cache(),
+            HubOptions {
+                offline: true,
+                ..fx.options()
+            },
+        );
+        let offline = hub.download(&fx.request(), &NoProgress).unwrap();
+        assert_eq!(online.dir, offline.dir);
+        assert!(fx.server.log().is_empty(), "offline touched the network");
+        // Same through the CLI with HF_HUB_OFFLINE=1 and HF_HUB_CACHE: last line = snapshot.
+        let out = Command::new(common::uerzoo_bin())
+            .args([
+                "download",
+                REPO,
+                "--file",
+                "config.json",
+                "--file",
+                "pytorch_model.bin",
+            ])
+            .env("HF_HUB_OFFLINE", "1")
+            .env("HF_HUB_CACHE", fx.dir.path())
+            .env("HF_ENDPOINT", "http://127.0.0.1:9")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            stdout.lines().last().unwrap(),
+            online.dir.display().to_string()
+        );
+        assert!(fx.server.log().is_empty());
+    })
+}
+
+#[test]
+fn offline_names_the_missing_file() {
+    with_timeout(|| {
+        let fx = fixture();
+        let offline = |request: &Request| {
+            Hub::new(
+                fx.cache(),
+                HubOptions {
+                    offline: true,
+                    ..fx.options()
+                },
+            )
+            .download(request, &NoProgress)
+            .unwrap_err()
+        };
+        // Empty cache: no revision.
+        let err = offline(&fx.request());
+        assert!(matches!(err, HubError::OfflineNoRevision { .. }), "{err}");
+        // Cache with config.json only: the weight is named.
+        fx.hub()
+            .download(&Request::new(REPO, "main", ["config.json"]), &NoProgress)
+            .unwrap();
+        let err = offline(&fx.request());
+        let HubError::OfflineMissing { file, path, .. } = &err else {
+            panic!("{err}")
+        };
+        assert_eq!(file, "pytorch_model.bin");
+        assert!(path.ends_with(format!("snapshots/{COMMIT}/pytorch_model.bin")));
+        assert!(err.to_string().contains("pytorch_model.bin"));
+        // The CLI says so too and exits non-zero.
+        let out = Command::new(common::uerzoo_bin())
+            .args([
+                "download",
+                REPO,
+                "--file",
+                "config.json",
+                "--file",
+                "pytorch_model.bin",
+            ])
+            .args(["--offline", "--cache-dir"])
+            .arg(fx.dir.path())
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("`pytorch_model.bin`") && stderr.contains("not cached"),
+            "{stderr}"
+        );
+        assert!(
+            fx.server.content_requests().len() == 1,
+            "only the online config fetch"
+        );
+    })
+}
+
+#[test]
+fn concurrent_downloads_of_one_file_fetch_it_once() {
+    with_timeout(|| {
+        let fx = fixture_sized(2_000_000);
+        // ~31 chunks × 10 ms: long enough for both runs to overlap.
+        fx.server.set_faults(Faults {
+            slow: Some(Duration::from_millis(10)),
+            ..Faults::default()
+        });
+        let request = Request::new(REPO, "main", ["pytorch_model.bin"]);
+        let hubs = [fx.hub(), fx.hub()];
+        let results: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = hubs
+                .iter()
+                .map(|hub| s.spawn(|| hub.download(&request, &NoProgress)))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let snaps: Vec<_> = results.into_iter().map(|r| r.unwrap()).collect();
+        assert_eq!(snaps[0].dir, snaps[1].dir);
+        assert_eq!(read(&snaps[0].dir.join("pytorch_model.bin")), *fx.weight);
+        let cdn_gets = fx.server.content_requests();
+        assert_eq!(cdn_gets.len(), 1, "{cdn_gets:?}");
+        let fetched: u64 = snaps.iter().map(|s| s.files[0].fetched).sum();
+        assert_eq!(fetched, 2_000_000);
+    })
+}
+
+#[test]
+fn mirror_endpoint_with_a_trailing_slash() {
+    with_timeout(|| {
+        let fx = fixture();
+        let out = Command::new(common::uerzoo_bin())
+            .args([
+                "download",
+                REPO,
+                "--file",
+                "config.json",
+                "--file",
+                "pytorch_model.bin",
+            ])
+            .env("HF_ENDPOINT", format!("{}/", fx.server.endpoint()))
+            .env("HF_HUB_CACHE", fx.dir.path())
+            .env_remove("HF_HUB_OFFLINE")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let last = stdout.lines().last().unwrap();
+        assert_eq!(
+            Path::new(last),
+            fx.repo_folder().join("snapshots").join(COMMIT)
+        );
+        for l in fx.server.log().iter().filter(|l| l.host == "hub") {
+            assert!(l.path.starts_with("/uer/test-model/resolve/"), "{}", l.path);
+            assert!(!l.path.contains("//"), "{}", l.path);
+        }
+        assert_eq!(read(&Path::new(last).join("pytorch_model.bin")), *fx.weight);
+    })
+}
+
+#[test]
+fn import_then_verify_detects_a_flipped_byte() {
+    with_timeout(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path().join("cache"));
+        let source = dir.path().join("google_zh_model.bin");
+        std::fs::write(&source, bytes(100_000, 3)).unwrap();
+        let sha = sha256_file(&source).unwrap();
+        let repo = local_repo_id("google_zh_bert");
+        let imported = import_file(&cache, &repo, "google_zh_model.bin", &source, None).unwrap();
+        assert_eq!(imported.sha256, sha);
+        assert_eq!(read(&imported.pointer), read(&source));
+        let checks = verify_repo(&cache, &repo, &[], &NoProgress);
+        assert_eq!(checks.len(), 1);
+        assert_eq!(checks[0].status, CheckStatus::Ok);
+        // A refused import: wrong expected sha256.
+        let err = import_file(&cache, &repo, "x.bin", &source, Some(&"0".repeat(64))).unwrap_err();
+        assert!(matches!(err, HubError::HashMismatch { .. }));
+        // Flip one byte of the blob.
+        let mut content = read(&imported.blob);
+        content[50_000] ^= 0x80;
+        std::fs::write(&imported.blob, content).unwrap();
+        let checks = verify_repo(&cache, &repo, &[], &NoProgress);
+        let CheckStatus::Corrupt { expected, actual } = &checks[0].status else {
+            panic!("{:?}", checks[0])
+        };
+        assert_eq!(*expected, sha);
+        assert_ne!(*actual, sha);
+        // The CLI: import + verify exit codes.
+        let cache2 = dir.path().join("cache2");
+        let run = |args: &[&str]| {
+            Command::new(common::uerzoo_bin())
+                .args(args)
+                .arg("--cache-dir")
+                .arg(&cache2)
+                .output()
+                .unwrap()
+        };
+        let out = run(&["download", "google_zh_bert_base"]);
+        assert!(
+            !out.status.success(),
+            "a legacy weight cannot be downloaded"
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("uerzoo import google_zh_bert_base"),
+            "{stderr}"
+        );
+        let out = run(&["import", "google_zh_bert_base", source.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains(&sha), "{stdout}");
+        let pointer = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap()
+            .to_string();
+        assert_eq!(read(Path::new(&pointer)), read(&source));
+        // `download` of the legacy name now finds the import.
+        let out = run(&["download", "google_zh_bert_base", "--offline"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = run(&["verify", "google_zh_bert_base"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("OK"));
+        let blob = cache2
+            .join("models--uerzoo--google_zh_bert_base/blobs")
+            .join(&sha);
+        let mut content = read(&blob);
+        content[7] ^= 1;
+        std::fs::write(&blob, content).unwrap();
+        let out = run(&["verify", "google_zh_bert_base"]);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stdout).contains("CORRUPT"));
+        // A deleted blob is MISSING.
+        std::fs::remove_file(&blob).unwrap();
+        let out = run(&["verify"]);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stdout).contains("MISSING"));
+    })
+}
+
+#[test]
+fn parallel_ranges_download_and_resume() {
+    with_timeout(|| {
+        let fx = fixture();
+        let options = HubOptions {
+            jobs: 4,
+            parallel_min_size: 1,
+            retries: 0,
+            ..fx.options()
+        };
+        // First run: one of the four ranges is cut and retries are off → the run fails.
+        fx.server.set_faults(Faults {
+            cut_after: Some(100_000),
+            cut_times: 1,
+            ..Faults::default()
+        });
+        let request = Request::new(REPO, "main", ["pytorch_model.bin"]);
+        let err = Hub::new(fx.cache(), options.clone())
+            .download(&request, &NoProgress)
+            .unwrap_err();
+        assert!(
+            matches!(err, HubError::Status { .. } | HubError::Http { .. }),
+            "{err}"
+        );
+        let first_bytes = fx.server.content_bytes();
+        // Second run continues each range where it stopped.
+        fx.server.clear_log();
+        let snap = Hub::new(fx.cache(), options)
+            .download(&request, &NoProgress)
+            .unwrap();
+        assert_eq!(read(&snap.dir.join("pytorch_model.bin")), *fx.weight);
+        let total = first_bytes + fx.server.content_bytes();
+        assert_eq!(total, WEIGHT_SIZE as u64, "no byte fetched twice");
+        assert!(fx.server.content_requests().iter().all(|l| l.status == 206));
+    })
+}
+
+#[test]
+fn missing_file_is_a_clear_404() {
+    with_timeout(|| {
+        let fx = fixture();
+        let request = Request::new(REPO, "main", ["tf_model.h5"]);
+        let err = fx.hub().download(&request, &NoProgress).unwrap_err();
+        let HubError::Status { status, code, .. } = &err else {
+            panic!("{err}")
+        };
+        assert_eq!(*status, 404);
+        assert_eq!(code.as_deref(), Some("EntryNotFound"));
+        assert!(err.to_string().contains("does not exist at this revision"));
+    })
+}
+
+#[test]
+fn token_goes_to_the_hub_never_to_the_cdn() {
+    with_timeout(|| {
+        let fx = fixture();
+        let hub = Hub::new(
+            fx.cache(),
+            HubOptions {
+                token: Some("hf_secret".into()),
+                ..fx.options()
+            },
+        );
+        hub.download(&fx.request(), &NoProgress).unwrap();
+        for l in fx.server.log() {
+            let expected = (l.host == "hub").then_some("Bearer hf_secret");
+            assert_eq!(l.authorization.as_deref(), expected, "{l:?}");
+        }
+    })
+}
+
+#[test]
+fn registry_hash_disagreeing_with_the_hub_is_refused() {
+    with_timeout(|| {
+        let fx = fixture();
+        let mut request = Request::new(REPO, "main", ["pytorch_model.bin"]);
+        request.files[0].sha256 = Some("ab".repeat(32));
+        let err = fx.hub().download(&request, &NoProgress).unwrap_err();
+        assert!(matches!(err, HubError::RegistryMismatch { .. }), "{err}");
+        assert!(fx.server.content_requests().is_empty());
+    })
+}
