@@ -178,3 +178,93 @@ fn cuda_matches_cpu_roberta_v1() {
     let d = max_diff_real(&out.logits.unwrap().values, &logits_ref.to_f32_vec(), &input.segment, logits_ref.shape[2]);
     assert!(d < TOL, "cuda logits diff {d:e}");
 }
+
+fn roberta_v1_tokenizer() -> uerzoo::tokenizer::Tokenizer {
+    let vocab = common::uer_fixture("roberta_v1").join("vocab.txt");
+    uerzoo::tokenizer::Tokenizer::from_vocab_file(vocab, uerzoo::tokenizer::TokenizerOptions::uer()).unwrap()
+}
+
+/// `uerzoo fill-mask` end to end on the roberta_v1 fixture (random small weights, so the
+/// ranking itself means nothing): five candidates, best first, and the best is the argmax
+/// of the MLM logits `forward` gives for the same ids.
+#[test]
+fn cli_fill_mask_roberta_v1() {
+    let dir = common::uer_fixture("roberta_v1");
+    let text = "北京是[MASK]国的首都。";
+    let out = std::process::Command::new(common::uerzoo_bin())
+        .arg("fill-mask")
+        .arg(dir.join("uer_model.bin"))
+        .arg(text)
+        .args(["--top-k", "5", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cands = json[0].as_array().unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 1);
+    assert_eq!(cands.len(), 5);
+    let scores: Vec<f64> = cands.iter().map(|c| c["score"].as_f64().unwrap()).collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]) && scores[0] <= 1.0 && scores[4] > 0.0, "{scores:?}");
+
+    let tok = roberta_v1_tokenizer();
+    let mut ids = vec![tok.cls_id() as i64];
+    ids.extend(tok.encode_with_specials(text).into_iter().map(i64::from));
+    ids.push(tok.sep_id() as i64);
+    let pos = ids.iter().position(|&i| i == tok.mask_id() as i64).unwrap();
+    assert_eq!(pos, 4, "[CLS] 北 京 是 [MASK]");
+    let opened = model::open::open_model(&dir.join("uer_model.bin"), None).unwrap();
+    let seq = ids.len();
+    let fwd = model::tasks::forward(&opened, &Batch { ids, segment: vec![1; seq], batch: 1, seq }, DeviceSpec::Cpu).unwrap();
+    let logits = fwd.logits.unwrap();
+    let vocab = logits.shape[2];
+    let row = &logits.values[pos * vocab..(pos + 1) * vocab];
+    let best = (0..vocab).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap();
+    assert_eq!(cands[0]["id"].as_u64().unwrap() as usize, best);
+    assert_eq!(cands[0]["token"].as_str().unwrap(), tok.id_to_token(best as u32).unwrap());
+}
+
+/// `uerzoo extract-features`: one row per non-empty line; `first` pooling is the `[CLS]`
+/// state of `forward`, `mean` is UER-py's sum over real tokens / seq_length.
+#[test]
+fn cli_extract_features_roberta_v1() {
+    let dir = common::uer_fixture("roberta_v1");
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("texts.txt");
+    std::fs::write(&input, "北京是中国的首都。\n\n今天天气很好\n").unwrap();
+    let tok = roberta_v1_tokenizer();
+    let opened = model::open::open_model(&dir.join("uer_model.bin"), None).unwrap();
+    let seq = 16;
+    for pooling in ["first", "mean"] {
+        let output = tmp.path().join(format!("{pooling}.safetensors"));
+        let status = std::process::Command::new(common::uerzoo_bin())
+            .arg("extract-features")
+            .arg(dir.join("uer_model.bin"))
+            .arg("--input")
+            .arg(&input)
+            .arg("--output")
+            .arg(&output)
+            .args(["--pooling", pooling, "--seq-length", "16", "--batch-size", "1"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let got = read(&output);
+        let features = got.get("features").unwrap();
+        assert_eq!(features.shape, vec![2, 128]);
+        let values = features.to_f32_vec();
+        for (row, line) in ["北京是中国的首都。", "今天天气很好"].iter().enumerate() {
+            let enc = tok.encode_single(line, seq);
+            let ids: Vec<i64> = enc.ids.iter().map(|&i| i64::from(i)).collect();
+            let segment: Vec<i64> = enc.segments.iter().map(|&s| i64::from(s)).collect();
+            let fwd = model::tasks::forward(&opened, &Batch { ids, segment: segment.clone(), batch: 1, seq }, DeviceSpec::Cpu).unwrap();
+            let h = &fwd.hidden.values;
+            let expected: Vec<f32> = match pooling {
+                "first" => h[..128].to_vec(),
+                _ => (0..128)
+                    .map(|k| (0..seq).filter(|&p| segment[p] > 0).map(|p| h[p * 128 + k]).sum::<f32>() / seq as f32)
+                    .collect(),
+            };
+            let d = (0..128).map(|k| (values[row * 128 + k] - expected[k]).abs()).fold(0f32, f32::max);
+            assert!(d < 1e-5, "{pooling} row {row}: {d:e}");
+        }
+    }
+}

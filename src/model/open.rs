@@ -31,48 +31,93 @@ impl OpenedModel {
     }
 }
 
-/// Opens `model` (file, HF directory) with an optional UER config path.
+/// Opens `model` (file, HF directory, or a registry name/alias whose weights are in the
+/// Huggingface cache) with an optional UER config path.
 pub fn open_model(model: &Path, config: Option<&Path>) -> Result<OpenedModel, ModelError> {
-    let (weights, hf_config) = if model.is_dir() {
-        let cfg = model.join("config.json");
-        (model.to_path_buf(), cfg.is_file().then_some(cfg))
+    if !model.exists()
+        && let Some(name) = model.to_str()
+        && let Ok(entry) = crate::registry::Registry::builtin().get(name)
+    {
+        return open_registry_entry(entry, config);
+    }
+    let (weights, dir) = if model.is_dir() {
+        (model.to_path_buf(), model.to_path_buf())
     } else if model.is_file() {
-        (model.to_path_buf(), None)
+        (model.to_path_buf(), model.parent().unwrap_or(Path::new(".")).to_path_buf())
     } else {
         return Err(ModelError::Open {
             path: model.to_path_buf(),
             message: "no such file or directory (give a UER .bin, an HF directory or a registry name)".into(),
         });
     };
-    let raw = Checkpoint::open(&weights).map_err(|e| ModelError::Open { path: weights.clone(), message: e.to_string() })?;
-    let (checkpoint, report) = convert::to_uer(&raw, &ToUerOptions::default())
-        .map_err(|e| ModelError::Open { path: weights.clone(), message: e.to_string() })?;
-    let dir = if model.is_dir() { model.to_path_buf() } else { model.parent().unwrap_or(Path::new(".")).to_path_buf() };
-    let mut cfg = match (config, report.source) {
-        (Some(path), _) if looks_like_hf_config(path) => ModelConfig::from_hf_file(path)?,
-        (Some(path), _) => ModelConfig::from_uer_file(path)?,
-        (None, Source::Hf) => match &hf_config {
-            Some(path) => ModelConfig::from_hf_file(path)?,
-            None => return Err(missing_config(model, "config.json")),
-        },
-        (None, Source::Uer(_)) => {
-            let beside = ["uer_config.json", "config.json"].iter().map(|n| dir.join(n)).find(|p| p.is_file());
-            match beside {
-                Some(path) if looks_like_hf_config(&path) => ModelConfig::from_hf_file(&path)?,
-                Some(path) => ModelConfig::from_uer_file(&path)?,
-                None => return Err(missing_config(model, "--config UER_CONFIG.json")),
+    let (checkpoint, source) = read_as_uer_v2(&weights)?;
+    let config_file = match config {
+        Some(path) => path.to_path_buf(),
+        None => {
+            let names: &[&str] = if source == Source::Hf { &["config.json"] } else { &["uer_config.json", "config.json"] };
+            match names.iter().map(|n| dir.join(n)).find(|p| p.is_file()) {
+                Some(path) => path,
+                None => return Err(missing_config(model, if source == Source::Hf { "config.json" } else { "--config UER_CONFIG.json" })),
             }
         }
     };
-    // The LN formula follows the weights, whatever spelling the config used.
-    match report.source {
+    let cfg = if looks_like_hf_config(&config_file) {
+        ModelConfig::from_hf_file(&config_file)?
+    } else {
+        ModelConfig::from_uer_file(&config_file)?
+    };
+    Ok(finish(checkpoint, cfg, source, dir))
+}
+
+/// Reads a checkpoint and renames it to UER naming v2.
+fn read_as_uer_v2(weights: &Path) -> Result<(Checkpoint, Source), ModelError> {
+    let open_err = |message: String| ModelError::Open { path: weights.to_path_buf(), message };
+    let raw = Checkpoint::open(weights).map_err(|e| open_err(e.to_string()))?;
+    let (checkpoint, report) = convert::to_uer(&raw, &ToUerOptions::default()).map_err(|e| open_err(e.to_string()))?;
+    Ok((checkpoint, report.source))
+}
+
+/// Sets the LN formula from where the weights came from, whatever spelling the config used.
+fn finish(checkpoint: Checkpoint, mut config: ModelConfig, source: Source, dir: PathBuf) -> OpenedModel {
+    match source {
         Source::Uer(_) => {
-            cfg.ln_kind = LnKind::Uer;
-            cfg.ln_eps = super::config::UER_LN_EPS;
+            config.ln_kind = LnKind::Uer;
+            config.ln_eps = super::config::UER_LN_EPS;
         }
-        Source::Hf => cfg.ln_kind = LnKind::Hf,
+        Source::Hf => config.ln_kind = LnKind::Hf,
     }
-    Ok(OpenedModel { checkpoint, config: cfg, source: report.source, dir })
+    OpenedModel { checkpoint, config, source, dir }
+}
+
+/// A registry entry: its HF snapshot in the cache (`uerzoo download NAME`), else an
+/// imported legacy UER file with the registry's UER config.
+fn open_registry_entry(entry: &crate::registry::Entry, config: Option<&Path>) -> Result<OpenedModel, ModelError> {
+    let cache = crate::hub::Cache::from_env();
+    if let Some(hf) = &entry.sources.hf {
+        let repo = cache.repo(&hf.repo);
+        if let Some(commit) = repo.resolve_revision(&hf.revision) {
+            let dir = repo.snapshot_dir(&commit);
+            if dir.join("config.json").is_file() {
+                return open_model(&dir, config);
+            }
+        }
+    }
+    let Some(path) = cache.repo(&crate::hub::local_repo_id(&entry.name)).get("main", &entry.uer_file) else {
+        return Err(ModelError::Open {
+            path: entry.name.clone().into(),
+            message: format!("`{}` is not in the cache; run `uerzoo download {}` first", entry.name, entry.name),
+        });
+    };
+    if config.is_some() {
+        return open_model(&path, config);
+    }
+    let cfg_err = |message: String| ModelError::Open { path: path.clone(), message };
+    let uer = entry.uer_config().map_err(|e| cfg_err(e.to_string()))?;
+    let value = serde_json::to_value(&uer).map_err(|e| cfg_err(e.to_string()))?;
+    let cfg = ModelConfig::from_uer_json(&value)?;
+    let (checkpoint, source) = read_as_uer_v2(&path)?;
+    let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    Ok(finish(checkpoint, cfg, source, dir))
 }
 
 /// An HF config has `model_type`; UER's never does.
