@@ -171,15 +171,17 @@ impl BertTokenizer {
             .ids
             .get(unk_token)
             .ok_or_else(|| format!("no `{unk_token}` line"))?;
-        // The builder wants ahash's map; its serde form takes a plain one.
-        let wordpiece: WordPiece = serde_json::from_value(serde_json::json!({
+        // The builder wants ahash's map; its serde form takes a plain one (from text: it
+        // borrows its `type` tag).
+        let config = serde_json::json!({
             "type": "WordPiece",
             "unk_token": unk_token,
             "continuing_subword_prefix": "##",
             "max_input_chars_per_word": options.max_word_chars,
             "vocab": &vocab.ids,
-        }))
-        .map_err(|e| e.to_string())?;
+        });
+        let wordpiece: WordPiece =
+            serde_json::from_str(&config.to_string()).map_err(|e| e.to_string())?;
         Ok(Self {
             vocab,
             basic: BasicTokenizer {

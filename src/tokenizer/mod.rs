@@ -47,6 +47,8 @@ pub enum TokenizerError {
         "vocabulary `{path}` has no `{token}` line; a BERT vocab.txt needs [PAD] [UNK] [CLS] [SEP] [MASK]"
     )]
     MissingSpecial { path: PathBuf, token: String },
+    #[error("vocabulary `{path}` cannot build a WordPiece model: {reason}")]
+    BadVocab { path: PathBuf, reason: String },
     #[error("sentencepiece model `{path}` is malformed: {reason}")]
     MalformedModel { path: PathBuf, reason: String },
     #[error(
@@ -118,8 +120,8 @@ pub enum Segment<'a> {
 
 #[derive(Debug, Clone)]
 enum Inner {
-    Bert(BertTokenizer),
-    Spm(SpmTokenizer),
+    Bert(Box<BertTokenizer>),
+    Spm(Box<SpmTokenizer>),
 }
 
 /// A zoo tokenizer: BERT WordPiece or sentencepiece, plus the special-token ids.
@@ -164,20 +166,21 @@ impl Tokenizer {
         options: TokenizerOptions,
         path: &Path,
     ) -> Result<Self, TokenizerError> {
-        let special = special_ids(|t| vocab.ids.get(t).copied(), |token| {
-            TokenizerError::MissingSpecial {
+        let special = special_ids(
+            |t| vocab.ids.get(t).copied(),
+            |token| TokenizerError::MissingSpecial {
                 path: path.to_owned(),
                 token,
-            }
-        })?;
-        let bert = BertTokenizer::new(vocab, &options, UNK_TOKEN).map_err(|_| {
-            TokenizerError::MissingSpecial {
+            },
+        )?;
+        let bert = BertTokenizer::new(vocab, &options, UNK_TOKEN).map_err(|reason| {
+            TokenizerError::BadVocab {
                 path: path.to_owned(),
-                token: UNK_TOKEN.into(),
+                reason,
             }
         })?;
         Ok(Self {
-            inner: Inner::Bert(bert),
+            inner: Inner::Bert(Box::new(bert)),
             special,
         })
     }
@@ -200,14 +203,15 @@ impl Tokenizer {
             return Err(malformed("no pieces".into()));
         }
         let spm = SpmTokenizer::from_proto(model).map_err(malformed)?;
-        let special = special_ids(|t| spm.token_to_id(t), |token| {
-            TokenizerError::MissingPiece {
+        let special = special_ids(
+            |t| spm.token_to_id(t),
+            |token| TokenizerError::MissingPiece {
                 path: path.to_owned(),
                 token,
-            }
-        })?;
+            },
+        )?;
         Ok(Self {
-            inner: Inner::Spm(spm),
+            inner: Inner::Spm(Box::new(spm)),
             special,
         })
     }
@@ -340,36 +344,30 @@ impl Tokenizer {
     /// Splits `text` on the five special tokens, keeping them whole (leftmost match).
     /// `"北京是[MASK]国的首都"` → `Text("北京是"), Special("[MASK]"), Text("国的首都")`.
     pub fn split_on_specials(text: &str) -> Vec<Segment<'_>> {
-        const SPECIALS: [&str; 5] = [CLS_TOKEN, SEP_TOKEN, MASK_TOKEN, PAD_TOKEN, UNK_TOKEN];
-        let mut out = Vec::new();
-        let mut start = 0;
-        let mut i = 0;
-        let bytes = text.as_bytes();
-        while i < bytes.len() {
-            if bytes[i] == b'['
-                && let Some(special) = SPECIALS.iter().find(|s| bytes[i..].starts_with(s.as_bytes()))
-            {
-                if start < i {
-                    out.push(Segment::Text(&text[start..i]));
-                }
-                out.push(Segment::Special(special));
-                i += special.len();
-                start = i;
-                continue;
-            }
-            i += 1;
-        }
-        if start < text.len() {
-            out.push(Segment::Text(&text[start..]));
-        }
-        out
+        split_on(
+            text,
+            &[CLS_TOKEN, SEP_TOKEN, MASK_TOKEN, PAD_TOKEN, UNK_TOKEN],
+        )
     }
 
     /// Tokens and ids of `text`, with special tokens written in it kept whole (what
-    /// transformers does and fill-mask needs; UER-py's own tokenizer does not).
+    /// transformers does and fill-mask needs; UER-py's BERT tokenizer does not). The text
+    /// between them is tokenized piece by piece. Sentencepiece already keeps its
+    /// user-defined pieces (`[MASK]` in the word models) whole, exactly as UER-py does, so
+    /// those are left in the text rather than split off.
     pub fn tokenize_with_specials(&self, text: &str) -> Vec<(String, u32)> {
+        let specials: Vec<&str> = [CLS_TOKEN, SEP_TOKEN, MASK_TOKEN, PAD_TOKEN, UNK_TOKEN]
+            .into_iter()
+            .filter(|s| match &self.inner {
+                Inner::Bert(_) => true,
+                Inner::Spm(spm) => spm
+                    .token_to_id(s)
+                    .and_then(|id| spm.piece_type(id))
+                    .is_none_or(|kind| kind != PieceType::UserDefined),
+            })
+            .collect();
         let mut out = Vec::new();
-        for segment in Self::split_on_specials(text) {
+        for segment in split_on(text, &specials) {
             match segment {
                 Segment::Text(t) => out.extend(self.tokenize_with_ids(t)),
                 Segment::Special(s) => out.push((
@@ -429,6 +427,34 @@ impl Tokenizer {
         segments.resize(seq_len, 0);
         Encoded { ids, segments }
     }
+}
+
+/// Splits `text` on `specials` (all start with `[`), leftmost match first.
+fn split_on<'a>(text: &'a str, specials: &[&'a str]) -> Vec<Segment<'a>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    let bytes = text.as_bytes();
+    while i < bytes.len() {
+        if bytes[i] == b'['
+            && let Some(special) = specials
+                .iter()
+                .find(|s| bytes[i..].starts_with(s.as_bytes()))
+        {
+            if start < i {
+                out.push(Segment::Text(&text[start..i]));
+            }
+            out.push(Segment::Special(special));
+            i += special.len();
+            start = i;
+            continue;
+        }
+        i += 1;
+    }
+    if start < text.len() {
+        out.push(Segment::Text(&text[start..]));
+    }
+    out
 }
 
 /// Looks up the five special tokens; the first missing one becomes the error.

@@ -105,11 +105,10 @@ impl SpmTokenizer {
                     max_score = max_score.max(piece.score);
                 }
                 PieceType::UserDefined => user_defined.push(piece.piece.clone()),
-                PieceType::Unknown => {
-                    if unk_id.replace(id).is_some() {
-                        return Err("more than one unknown piece".into());
-                    }
+                PieceType::Unknown if unk_id.is_some() => {
+                    return Err("more than one unknown piece".into());
                 }
+                PieceType::Unknown => unk_id = Some(id),
                 _ => {}
             }
             pieces.push(piece.piece);
