@@ -2,7 +2,8 @@
 //! feed-forward 3072, vocab 21128) with random weights, batch 8 × 128 tokens, on the CPU
 //! (Flex) — or CUDA with `--features cuda` and `UERZOO_BENCH_DEVICE=cuda`.
 //!
-//! Run: `cargo bench --bench forward` (env `UERZOO_BENCH_BATCH`, `UERZOO_BENCH_SEQ`,
+//! Run: `cargo bench --bench forward` (NdArray instead of Flex: `--features ndarray` and
+//! `UERZOO_BENCH_BACKEND=ndarray`; env `UERZOO_BENCH_BATCH`, `UERZOO_BENCH_SEQ`,
 //! `UERZOO_BENCH_ITERS`, `UERZOO_BENCH_DEVICE`). Prints the median of the timed runs for
 //! the encoder alone (`hidden`) and encoder + MLM head (`hidden` + `logits`, what
 //! `uerzoo forward` computes), after one warm-up run.
@@ -97,5 +98,11 @@ fn main() {
         iters: env("UERZOO_BENCH_ITERS", 5),
     };
     println!("device {device}, threads {}", rayon::current_num_threads());
+    #[cfg(feature = "ndarray")]
+    if std::env::var("UERZOO_BENCH_BACKEND").is_ok_and(|b| b == "ndarray") {
+        println!("backend NdArray");
+        return bench.run::<burn::backend::NdArray>(Default::default());
+    }
+    println!("backend Flex (CPU) or CUDA");
     run_on(device, bench).expect("backend");
 }
