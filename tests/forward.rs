@@ -431,3 +431,31 @@ fn cli_forward_registry_name_from_cache() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("uerzoo download"), "{stderr}");
 }
+
+/// A run_classifier checkpoint (`output_layer_{1,2}`) gets a classifier head: pooled
+/// first token → linear → tanh → linear to the labels.
+#[test]
+fn classifier_head_loads_from_output_layers() {
+    let mut cfg = model::ModelConfig::from_uer_json(&serde_json::json!({
+        "hidden_size": 32, "emb_size": 32, "feedforward_size": 64, "heads_num": 4, "layers_num": 1
+    }))
+    .unwrap();
+    cfg.vocab_size = 40;
+    cfg.max_seq_length = 8;
+    let mut ckpt = model::random_checkpoint(&cfg, 3);
+    let t = |shape: Vec<usize>| {
+        let n = shape.iter().product::<usize>();
+        uerzoo::checkpoint::Tensor::from_f32(shape, &vec![0.01; n])
+    };
+    ckpt.insert("output_layer_1.weight", t(vec![32, 32]));
+    ckpt.insert("output_layer_1.bias", t(vec![32]));
+    ckpt.insert("output_layer_2.weight", t(vec![3, 32]));
+    ckpt.insert("output_layer_2.bias", t(vec![3]));
+    let dev = Default::default();
+    let (m, report) = model::load_model::<model::Cpu>(&ckpt, &cfg, &dev).unwrap();
+    assert_eq!(report.heads, vec!["mlm", "classifier"]);
+    assert!(report.unused.is_empty(), "{:?}", report.unused);
+    let (ids, seg) = m.inputs(&[1, 2, 3, 0], &[1, 1, 1, 0], 1, 4, &dev).unwrap();
+    let logits = m.classifier.as_ref().unwrap().forward(m.encode(ids, seg));
+    assert_eq!(logits.dims(), [1, 3]);
+}
