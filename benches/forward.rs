@@ -53,6 +53,26 @@ impl BackendJob for Bench {
         let ids: Vec<i64> = (0..n).map(|i| (i * 7919 % 21000 + 100) as i64).collect();
         let seg = vec![1i64; n];
         let tokens = n as f64;
+        // Calibration on this (shared) machine: one 1024×768×3072 matmul.
+        let a = burn::tensor::Tensor::<B, 2>::ones([1024, 768], &device);
+        let w = burn::tensor::Tensor::<B, 2>::ones([768, 3072], &device);
+        let mut mm = Vec::new();
+        for _ in 0..5 {
+            let start = Instant::now();
+            let _ = a.clone().matmul(w.clone()).into_data();
+            mm.push(start.elapsed());
+        }
+        let mm = median(mm).as_secs_f64();
+        println!(
+            "calibration: matmul 1024x768x3072 {:.1} ms = {:.0} GFLOP/s",
+            mm * 1e3,
+            2.0 * 1024.0 * 768.0 * 3072.0 / mm / 1e9
+        );
+        // Encoder FLOPs: 2 × tokens × (4h² + 2hf) per layer + attention (2 × 2 × b·s²·h).
+        let (h, f, l) = (768.0, 3072.0, 12.0);
+        let enc_flop = l
+            * (2.0 * tokens * (4.0 * h * h + 2.0 * h * f)
+                + 4.0 * self.batch as f64 * (self.seq * self.seq) as f64 * h);
         for (label, with_head) in [
             ("encoder (hidden)", false),
             ("encoder + MLM head (hidden + logits)", true),
@@ -75,12 +95,13 @@ impl BackendJob for Bench {
             }
             let m = median(times);
             println!(
-                "forward base {}x{} {label}: median {:.1} ms over {} runs, {:.0} tokens/s",
+                "forward base {}x{} {label}: median {:.1} ms over {} runs, {:.0} tokens/s, encoder at {:.0} GFLOP/s",
                 self.batch,
                 self.seq,
                 m.as_secs_f64() * 1e3,
                 self.iters,
-                tokens / m.as_secs_f64()
+                tokens / m.as_secs_f64(),
+                enc_flop / m.as_secs_f64() / 1e9
             );
         }
     }
