@@ -317,7 +317,10 @@ pub fn load_model<B: Backend>(
     };
     let classifier = if r.has(&format!("{}.weight", keys::CLS_1)) {
         report.heads.push("classifier");
-        let labels = r.ckpt.get(&format!("{}.weight", keys::CLS_2)).map_or(0, |t| t.shape[0]);
+        let labels = r
+            .ckpt
+            .get(&format!("{}.weight", keys::CLS_2))
+            .map_or(0, |t| t.shape[0]);
         Some(ClassifierHead {
             output_layer_1: r.linear(keys::CLS_1, h, h, true)?,
             output_layer_2: r.linear(keys::CLS_2, h, labels, true)?,
