@@ -1,11 +1,93 @@
-//! `uerzoo extract-features`: Sentence embeddings from a model.
+//! `uerzoo extract-features`: one vector per line of text, as UER-py's extract_features.
 
+use anyhow::Context;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use uerzoo::checkpoint::{Checkpoint, Tensor};
+use uerzoo::model::{self, DeviceSpec, Pooling, tasks::Batch};
 
-/// Sentence embeddings from a model.
+/// One vector per line of text, as UER-py's `scripts/extract_features.py` computes it.
+///
+/// Each non-empty line becomes `[CLS] tokens`, cut or padded to `--seq-length`; the last
+/// layer's states are zeroed on padding and pooled over all positions (`mean` therefore
+/// divides by the sequence length, as UER-py does). Lines with no tokens are skipped, as
+/// UER-py skips them. OUT gets `features` ([lines, hidden], f32).
+///
+/// Example: uerzoo extract-features ./chinese_roberta_L-2_H-128 --input texts.txt --output emb.safetensors --pooling mean
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// A UER `.bin` file or a Huggingface model directory.
+    model: PathBuf,
+    /// Text file, one sentence per line.
+    #[arg(long)]
+    input: PathBuf,
+    /// Output safetensors with `features`.
+    #[arg(long)]
+    output: PathBuf,
+    /// first, mean, max or last.
+    #[arg(long, default_value = "first")]
+    pooling: Pooling,
+    /// Sequence length (UER-py default 128).
+    #[arg(long, default_value_t = 128)]
+    seq_length: usize,
+    /// Sentences per forward pass.
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
+    /// UER-py config JSON of the weights (default: beside them).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// `vocab.txt` or sentencepiece `.model` (default: beside the weights).
+    #[arg(long)]
+    vocab: Option<PathBuf>,
+    /// `cpu`, `cuda` or `cuda:N`.
+    #[arg(long, default_value = "cpu")]
+    device: DeviceSpec,
+    /// Overwrite OUT if it exists.
+    #[arg(long)]
+    force: bool,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`uerzoo extract-features` is not implemented yet")
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let opened = model::open::open_model(&args.model, args.config.as_deref())?;
+    let tok = super::fill_mask::load_tokenizer(args.vocab.clone(), &opened)?;
+    let text = std::fs::read_to_string(&args.input)
+        .with_context(|| format!("reading {}", args.input.display()))?;
+    let (mut ids, mut segment) = (Vec::new(), Vec::new());
+    for line in text.lines().filter(|l| !tok.encode(l).is_empty()) {
+        let enc = tok.encode_single(line, args.seq_length);
+        ids.extend(enc.ids.iter().map(|&i| i64::from(i)));
+        segment.extend(enc.segments.iter().map(|&s| i64::from(s)));
+    }
+    let batch = Batch {
+        batch: ids.len() / args.seq_length.max(1),
+        ids,
+        segment,
+        seq: args.seq_length,
+    };
+    anyhow::ensure!(
+        batch.batch > 0,
+        "{} has no line with tokens",
+        args.input.display()
+    );
+    let features = model::tasks::extract_features(
+        &opened,
+        &batch,
+        args.pooling,
+        args.batch_size,
+        args.device,
+    )?;
+    let mut out = Checkpoint::default();
+    out.insert(
+        "features",
+        Tensor::from_f32(features.shape.clone(), &features.values),
+    );
+    out.write_safetensors(&args.output, args.force)
+        .with_context(|| format!("writing {}", args.output.display()))?;
+    eprintln!(
+        "wrote {} ({} × {})",
+        args.output.display(),
+        features.shape[0],
+        features.shape[1]
+    );
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,11 +1,106 @@
-//! `uerzoo fill-mask`: Predict the [MASK] tokens of a sentence.
+//! `uerzoo fill-mask`: predict the tokens behind `[MASK]` in a text.
 
+use anyhow::Context;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use uerzoo::model::{self, DeviceSpec};
+use uerzoo::tokenizer::{MASK_TOKEN, Tokenizer, TokenizerOptions};
 
-/// Predict the [MASK] tokens of a sentence.
+/// Predict the tokens behind `[MASK]` in a text (the MLM head, as the model cards show it).
+///
+/// The text is tokenized with `[MASK]` and the other special tokens kept whole, wrapped in
+/// `[CLS] … [SEP]` (segment 1) and each mask's top-k tokens are printed with their
+/// probabilities.
+///
+/// Example: uerzoo fill-mask ./chinese_roberta_L-2_H-128 "北京是[MASK]国的首都。" --top-k 5
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// A UER `.bin` file or a Huggingface model directory.
+    model: PathBuf,
+    /// Text with one or more `[MASK]`.
+    text: String,
+    /// Candidates per mask.
+    #[arg(long, default_value_t = 5)]
+    top_k: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// UER-py config JSON of the weights (default: beside them).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// `vocab.txt` or sentencepiece `.model` (default: `vocab.txt`/`spiece.model` beside the weights).
+    #[arg(long)]
+    vocab: Option<PathBuf>,
+    /// `cpu`, `cuda` or `cuda:N`.
+    #[arg(long, default_value = "cpu")]
+    device: DeviceSpec,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`uerzoo fill-mask` is not implemented yet")
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let opened = model::open::open_model(&args.model, args.config.as_deref())?;
+    let tok = load_tokenizer(args.vocab.clone(), &opened)?;
+    let mut ids = vec![i64::from(tok.cls_id())];
+    ids.extend(
+        tok.encode_with_specials(&args.text)
+            .into_iter()
+            .map(i64::from),
+    );
+    ids.push(i64::from(tok.sep_id()));
+    let positions: Vec<usize> = (0..ids.len())
+        .filter(|&i| ids[i] == i64::from(tok.mask_id()))
+        .collect();
+    anyhow::ensure!(!positions.is_empty(), "the text has no {MASK_TOKEN}");
+    let results = model::tasks::fill_mask(&opened, &ids, &positions, args.top_k, args.device)?;
+    let token = |id: u32| tok.id_to_token(id).unwrap_or("[UNK]").to_string();
+    if args.json {
+        let json: Vec<Vec<serde_json::Value>> = results
+            .iter()
+            .map(|c| {
+                c.iter()
+                    .map(
+                        |c| serde_json::json!({"token": token(c.id), "id": c.id, "score": c.score}),
+                    )
+                    .collect()
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&json)?);
+    } else {
+        for (n, cands) in results.iter().enumerate() {
+            println!("[MASK] #{} (position {}):", n + 1, positions[n]);
+            for (rank, c) in cands.iter().enumerate() {
+                let filled =
+                    args.text
+                        .replacen(MASK_TOKEN, token(c.id).trim_start_matches("##"), 1);
+                println!(
+                    "  {:>2}. {:<8} {:.4}  {filled}",
+                    rank + 1,
+                    token(c.id),
+                    c.score
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The tokenizer beside the weights (or `--vocab`): HF directories use transformers'
+/// options, UER files UER-py's.
+pub fn load_tokenizer(
+    vocab: Option<PathBuf>,
+    opened: &model::open::OpenedModel,
+) -> anyhow::Result<Tokenizer> {
+    let path = vocab
+        .or_else(|| opened.vocab_file())
+        .or_else(|| Some(opened.dir.join("spiece.model")).filter(|p| p.is_file()))
+        .context("no vocab.txt or spiece.model beside the weights; pass --vocab")?;
+    let options = match opened.source {
+        uerzoo::convert::Source::Hf => TokenizerOptions::huggingface(),
+        uerzoo::convert::Source::Uer(_) => TokenizerOptions::uer(),
+    };
+    let tok = if path.extension().is_some_and(|e| e == "model") {
+        Tokenizer::from_spm_file(&path)
+    } else {
+        Tokenizer::from_vocab_file(&path, options)
+    };
+    tok.with_context(|| format!("loading the tokenizer {}", path.display()))
 }

@@ -1,11 +1,83 @@
-//! `uerzoo forward`: Run a model on token ids and write its hidden states and logits.
+//! `uerzoo forward`: run a model on token ids and write its hidden states and logits.
 
+use anyhow::Context;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use uerzoo::checkpoint::{Checkpoint, Tensor};
+use uerzoo::model::{self, DeviceSpec, tasks::Batch};
 
 /// Run a model on token ids and write its hidden states and logits.
+///
+/// IN holds `input_ids` and `segment` (integers, [batch, seq]; segment 0 = padding, 1/2 =
+/// sentence A/B; without `segment`, non-zero ids count as sentence A). OUT gets `hidden`
+/// (the last encoder layer) and `logits` (the MLM or LM head), both f32.
+///
+/// Example: uerzoo forward uer_model.bin --config uer_config.json --input in.safetensors --output out.safetensors
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// A UER `.bin`/`.safetensors` file or a Huggingface model directory.
+    model: PathBuf,
+    /// UER-py config JSON of the weights (default: `uer_config.json` or `config.json` beside them).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Input safetensors with `input_ids` and `segment`.
+    #[arg(long)]
+    input: PathBuf,
+    /// Output safetensors (`hidden`, `logits`).
+    #[arg(long)]
+    output: PathBuf,
+    /// `cpu`, `cuda` or `cuda:N` (CUDA needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    device: DeviceSpec,
+    /// Overwrite OUT if it exists.
+    #[arg(long)]
+    force: bool,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`uerzoo forward` is not implemented yet")
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let opened = model::open::open_model(&args.model, args.config.as_deref())?;
+    let input = Checkpoint::open(&args.input)
+        .with_context(|| format!("reading {}", args.input.display()))?;
+    let ids_t = input
+        .get("input_ids")
+        .with_context(|| format!("{}: no `input_ids` tensor", args.input.display()))?;
+    let ids = ids_t
+        .to_i64_vec()
+        .context("`input_ids` must be an integer tensor")?;
+    let [batch, seq] = ids_t.shape[..] else {
+        anyhow::bail!("`input_ids` must be [batch, seq], got {:?}", ids_t.shape)
+    };
+    let segment = match input.get("segment") {
+        Some(t) => t
+            .to_i64_vec()
+            .context("`segment` must be an integer tensor")?,
+        None => ids.iter().map(|&i| i64::from(i != 0)).collect(),
+    };
+    let out = model::tasks::forward(
+        &opened,
+        &Batch {
+            ids,
+            segment,
+            batch,
+            seq,
+        },
+        args.device,
+    )?;
+    let mut result = Checkpoint::default();
+    result.insert(
+        "hidden",
+        Tensor::from_f32(out.hidden.shape, &out.hidden.values),
+    );
+    if let Some(logits) = out.logits {
+        result.insert("logits", Tensor::from_f32(logits.shape, &logits.values));
+    }
+    result
+        .write_safetensors(&args.output, args.force)
+        .with_context(|| format!("writing {}", args.output.display()))?;
+    eprintln!(
+        "wrote {} (heads: {})",
+        args.output.display(),
+        out.report.heads.join(", ")
+    );
+    Ok(ExitCode::SUCCESS)
 }

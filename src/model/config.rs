@@ -1,0 +1,373 @@
+//! The model's shape and numerics, built from a UER-py config JSON (v1 2019–2022 or v2 2023
+//! spelling) or a Huggingface `config.json`. Which heads exist is decided by the weights
+//! (see [`super::load`]), not here.
+
+use super::ModelError;
+use serde_json::Value;
+use std::path::Path;
+
+/// Which LayerNorm formula to use; it depends on where the weights came from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LnKind {
+    /// UER-py: `gamma·(x−mean)/(std_unbiased + eps) + beta`, eps 1e-6 outside the root.
+    Uer,
+    /// PyTorch / transformers: `gamma·(x−mean)/sqrt(var_biased + eps) + beta`.
+    Hf,
+}
+
+/// Feed-forward (and MLM-head) activation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// `x·Φ(x)` with erf (BERT, RoBERTa).
+    Gelu,
+    /// The tanh approximation (GPT-2; HF `gelu_new`).
+    GeluFast,
+    /// `max(0, x)` (the ALBERT zoo configs).
+    Relu,
+}
+
+/// Attention mask kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaskKind {
+    /// Every token sees every non-padding token (segment 0 = padding).
+    FullyVisible,
+    /// Token i sees tokens 0..=i; padding is not masked (as UER-py 2022).
+    Causal,
+}
+
+/// Where the LayerNorms sit in a transformer layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LnPosition {
+    /// `LN(x + f(x))` (BERT, ALBERT).
+    Post,
+    /// `x + f(LN(x))`, plus a final LN after the last layer (GPT-2).
+    Pre,
+}
+
+/// Everything needed to build a [`super::Model`] except the weights.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelConfig {
+    /// Vocabulary size; 0 means "take it from the word embedding".
+    pub vocab_size: usize,
+    /// Embedding width (differs from `hidden_size` only with factorized embeddings).
+    pub emb_size: usize,
+    /// Hidden width.
+    pub hidden_size: usize,
+    /// Feed-forward inner width.
+    pub feedforward_size: usize,
+    /// Attention heads.
+    pub heads_num: usize,
+    /// Transformer layers (applied `layers_num` times with one shared layer for ALBERT).
+    pub layers_num: usize,
+    /// Position embedding rows; 0 means "take it from the weights".
+    pub max_seq_length: usize,
+    /// Segment embedding present (`word_pos_seg`).
+    pub segment_embedding: bool,
+    /// LayerNorm after the embedding sum (off for GPT-2).
+    pub embedding_layernorm: bool,
+    /// ALBERT: embedding of `emb_size` projected to `hidden_size` by `encoder.linear`.
+    pub factorized_embedding: bool,
+    /// ALBERT: one transformer layer shared by all `layers_num` applications.
+    pub parameter_sharing: bool,
+    /// Linear layers in the encoder have biases (UER `remove_transformer_bias` = false).
+    pub transformer_bias: bool,
+    /// Activation of the feed-forward and MLM head.
+    pub activation: Activation,
+    /// Attention mask kind.
+    pub mask: MaskKind,
+    /// Post-LN or pre-LN.
+    pub ln_position: LnPosition,
+    /// LayerNorm formula.
+    pub ln_kind: LnKind,
+    /// LayerNorm epsilon (1e-6 for UER; the config's for HF).
+    pub ln_eps: f64,
+    /// Dropout probability (used only in training; forward here is eval mode).
+    pub dropout: f64,
+}
+
+/// UER-py's LayerNorm epsilon (added to the standard deviation).
+pub const UER_LN_EPS: f64 = 1e-6;
+
+impl ModelConfig {
+    /// Reads a UER-py config JSON file.
+    pub fn from_uer_file(path: &Path) -> Result<Self, ModelError> {
+        let v = read_json(path)?;
+        Self::from_uer_json(&v).map_err(|m| with_path(m, path))
+    }
+
+    /// Reads a Huggingface `config.json`.
+    pub fn from_hf_file(path: &Path) -> Result<Self, ModelError> {
+        let v = read_json(path)?;
+        Self::from_hf_json(&v).map_err(|m| with_path(m, path))
+    }
+
+    /// Builds the config from UER-py's config JSON (v1 strings or v2 lists for
+    /// `embedding`/`target`), with UER-py's defaults for absent fields.
+    pub fn from_uer_json(v: &Value) -> Result<Self, ModelError> {
+        let hidden = get_usize(v, "hidden_size").unwrap_or(768);
+        let embedding =
+            string_list(v.get("embedding")).unwrap_or_else(|| vec!["word_pos_seg".into()]);
+        let segment_embedding = embedding.iter().any(|e| e == "seg" || e == "word_pos_seg");
+        let has_pos = embedding
+            .iter()
+            .any(|e| e == "pos" || e == "word_pos" || e == "word_pos_seg");
+        if !has_pos {
+            return Err(unsupported(
+                "embedding",
+                embedding.join(","),
+                "word_pos_seg, word_pos, [word, pos(, seg)]",
+            ));
+        }
+        check_eq(v, "encoder", &["transformer"])?;
+        check_eq(v, "feed_forward", &["dense"])?;
+        check_eq(v, "layernorm", &["normal"])?;
+        if v.get("relative_position_embedding")
+            .and_then(Value::as_bool)
+            == Some(true)
+        {
+            return Err(unsupported(
+                "relative_position_embedding",
+                "true".into(),
+                "false",
+            ));
+        }
+        let activation = match v
+            .get("hidden_act")
+            .and_then(Value::as_str)
+            .unwrap_or("gelu")
+        {
+            "gelu" => Activation::Gelu,
+            "gelu_fast" => Activation::GeluFast,
+            "relu" => Activation::Relu,
+            other => {
+                return Err(unsupported(
+                    "hidden_act",
+                    other.into(),
+                    "gelu, gelu_fast, relu",
+                ));
+            }
+        };
+        let mask = match v
+            .get("mask")
+            .and_then(Value::as_str)
+            .unwrap_or("fully_visible")
+        {
+            "fully_visible" => MaskKind::FullyVisible,
+            "causal" => MaskKind::Causal,
+            other => return Err(unsupported("mask", other.into(), "fully_visible, causal")),
+        };
+        let ln_position = match v
+            .get("layernorm_positioning")
+            .and_then(Value::as_str)
+            .unwrap_or("post")
+        {
+            "post" => LnPosition::Post,
+            "pre" => LnPosition::Pre,
+            other => {
+                return Err(unsupported(
+                    "layernorm_positioning",
+                    other.into(),
+                    "post, pre",
+                ));
+            }
+        };
+        Ok(ModelConfig {
+            vocab_size: 0,
+            emb_size: get_usize(v, "emb_size").unwrap_or(hidden),
+            hidden_size: hidden,
+            feedforward_size: get_usize(v, "feedforward_size").unwrap_or(4 * hidden),
+            heads_num: get_usize(v, "heads_num").unwrap_or(12),
+            layers_num: get_usize(v, "layers_num").unwrap_or(12),
+            max_seq_length: 0,
+            segment_embedding,
+            embedding_layernorm: !get_bool(v, "remove_embedding_layernorm"),
+            factorized_embedding: get_bool(v, "factorized_embedding_parameterization"),
+            parameter_sharing: get_bool(v, "parameter_sharing"),
+            transformer_bias: !get_bool(v, "remove_transformer_bias"),
+            activation,
+            mask,
+            ln_position,
+            ln_kind: LnKind::Uer,
+            ln_eps: UER_LN_EPS,
+            dropout: v.get("dropout").and_then(Value::as_f64).unwrap_or(0.1),
+        })
+    }
+
+    /// Builds the config from a Huggingface `config.json` (`model_type` bert, albert or gpt2,
+    /// the architectures UER-py's conversion scripts write). LN semantics are HF's.
+    pub fn from_hf_json(v: &Value) -> Result<Self, ModelError> {
+        let model_type = v.get("model_type").and_then(Value::as_str).unwrap_or("");
+        let act = |name: &str| match name {
+            "gelu" => Ok(Activation::Gelu),
+            "gelu_new" | "gelu_fast" | "gelu_pytorch_tanh" => Ok(Activation::GeluFast),
+            "relu" => Ok(Activation::Relu),
+            other => Err(unsupported(
+                "hidden_act",
+                other.into(),
+                "gelu, gelu_new, relu",
+            )),
+        };
+        match model_type {
+            "bert" | "albert" => {
+                let hidden = get_usize(v, "hidden_size").unwrap_or(768);
+                let albert = model_type == "albert";
+                Ok(ModelConfig {
+                    vocab_size: get_usize(v, "vocab_size").unwrap_or(0),
+                    emb_size: if albert {
+                        get_usize(v, "embedding_size").unwrap_or(128)
+                    } else {
+                        hidden
+                    },
+                    hidden_size: hidden,
+                    feedforward_size: get_usize(v, "intermediate_size").unwrap_or(4 * hidden),
+                    heads_num: get_usize(v, "num_attention_heads").unwrap_or(12),
+                    layers_num: get_usize(v, "num_hidden_layers").unwrap_or(12),
+                    max_seq_length: get_usize(v, "max_position_embeddings").unwrap_or(512),
+                    segment_embedding: true,
+                    embedding_layernorm: true,
+                    factorized_embedding: albert,
+                    parameter_sharing: albert,
+                    transformer_bias: true,
+                    activation: act(v
+                        .get("hidden_act")
+                        .and_then(Value::as_str)
+                        .unwrap_or("gelu"))?,
+                    mask: MaskKind::FullyVisible,
+                    ln_position: LnPosition::Post,
+                    ln_kind: LnKind::Hf,
+                    ln_eps: v
+                        .get("layer_norm_eps")
+                        .and_then(Value::as_f64)
+                        .unwrap_or(1e-12),
+                    dropout: v
+                        .get("hidden_dropout_prob")
+                        .and_then(Value::as_f64)
+                        .unwrap_or(0.1),
+                })
+            }
+            "gpt2" => {
+                let hidden = get_usize(v, "n_embd").unwrap_or(768);
+                Ok(ModelConfig {
+                    vocab_size: get_usize(v, "vocab_size").unwrap_or(0),
+                    emb_size: hidden,
+                    hidden_size: hidden,
+                    feedforward_size: get_usize(v, "n_inner").unwrap_or(4 * hidden),
+                    heads_num: get_usize(v, "n_head").unwrap_or(12),
+                    layers_num: get_usize(v, "n_layer").unwrap_or(12),
+                    max_seq_length: get_usize(v, "n_positions").unwrap_or(1024),
+                    segment_embedding: false,
+                    embedding_layernorm: false,
+                    factorized_embedding: false,
+                    parameter_sharing: false,
+                    transformer_bias: true,
+                    activation: act(v
+                        .get("activation_function")
+                        .and_then(Value::as_str)
+                        .unwrap_or("gelu_new"))?,
+                    mask: MaskKind::Causal,
+                    ln_position: LnPosition::Pre,
+                    ln_kind: LnKind::Hf,
+                    ln_eps: v
+                        .get("layer_norm_epsilon")
+                        .and_then(Value::as_f64)
+                        .unwrap_or(1e-5),
+                    dropout: v.get("resid_pdrop").and_then(Value::as_f64).unwrap_or(0.1),
+                })
+            }
+            other => Err(unsupported(
+                "model_type",
+                other.into(),
+                "bert, albert, gpt2",
+            )),
+        }
+    }
+
+    /// Width of one attention head.
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.heads_num.max(1)
+    }
+
+    /// Checks the dimensions fit together.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        if self.heads_num == 0 || !self.hidden_size.is_multiple_of(self.heads_num) {
+            return Err(ModelError::Unsupported {
+                field: "heads_num",
+                value: format!("{} (hidden_size {})", self.heads_num, self.hidden_size),
+                supported: "a divisor of hidden_size",
+            });
+        }
+        if !self.factorized_embedding && self.emb_size != self.hidden_size {
+            return Err(ModelError::Unsupported {
+                field: "emb_size",
+                value: format!(
+                    "{} ≠ hidden_size {} without factorized embeddings",
+                    self.emb_size, self.hidden_size
+                ),
+                supported: "emb_size = hidden_size unless factorized_embedding_parameterization",
+            });
+        }
+        Ok(())
+    }
+}
+
+fn read_json(path: &Path) -> Result<Value, ModelError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ModelError::Config {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    serde_json::from_str(&text).map_err(|e| ModelError::Config {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+fn with_path(err: ModelError, path: &Path) -> ModelError {
+    match err {
+        ModelError::Unsupported { .. } => ModelError::Config {
+            path: path.to_path_buf(),
+            message: err.to_string(),
+        },
+        other => other,
+    }
+}
+
+fn unsupported(field: &'static str, value: String, supported: &'static str) -> ModelError {
+    ModelError::Unsupported {
+        field,
+        value,
+        supported,
+    }
+}
+
+fn get_usize(v: &Value, key: &str) -> Option<usize> {
+    v.get(key).and_then(Value::as_u64).map(|x| x as usize)
+}
+
+fn get_bool(v: &Value, key: &str) -> bool {
+    v.get(key).and_then(Value::as_bool).unwrap_or(false)
+}
+
+/// A string or a list of strings (UER v1 writes `"word_pos_seg"`, v2 `["word","pos","seg"]`).
+fn string_list(v: Option<&Value>) -> Option<Vec<String>> {
+    match v? {
+        Value::String(s) => Some(vec![s.clone()]),
+        Value::Array(a) => Some(
+            a.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+/// Fails when `key` is present with a value outside `allowed`.
+fn check_eq(
+    v: &Value,
+    key: &'static str,
+    allowed: &'static [&'static str],
+) -> Result<(), ModelError> {
+    match v.get(key).and_then(Value::as_str) {
+        Some(s) if !allowed.contains(&s) => Err(unsupported(key, s.into(), allowed[0])),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,175 @@
+//! The transformer encoder as UER-py builds it: multi-head self-attention and a
+//! position-wise feed-forward, post-LN (BERT/ALBERT) or pre-LN with a final LN (GPT-2),
+//! one layer per index or one layer shared by all (ALBERT).
+//!
+//! Attention is one function ([`attention`]: scores → mask add → softmax → dropout → values)
+//! and each activation one function ([`activate`]), so fused kernels can replace them later.
+//! Keys, queries and values are projected separately so a KV cache can sit between the
+//! projection and [`attention`] (generation).
+
+use super::config::{Activation, LnPosition, ModelConfig};
+use super::layer_norm::LayerNorm;
+use burn::module::Module;
+use burn::nn::Linear;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Distribution, Tensor, activation, backend::Backend, module};
+
+/// Applies `act` element-wise.
+pub fn activate<B: Backend, const D: usize>(x: Tensor<B, D>, act: Activation) -> Tensor<B, D> {
+    match act {
+        Activation::Gelu => activation::gelu(x),
+        Activation::GeluFast => activation::gelu_approximate(x),
+        Activation::Relu => activation::relu(x),
+    }
+}
+
+/// Scaled dot-product attention over `[batch, heads, seq, head_dim]` tensors.
+///
+/// `bias` is the additive mask (0 or −10000, UER's convention) shaped `[batch|1, 1, seq_q,
+/// seq_k]`. Scores are scaled by `1/sqrt(head_dim)`. Dropout on the probabilities is applied
+/// only when `dropout > 0` (training), through the unfused path; inference uses the
+/// backend's fused attention, which computes the same formula.
+pub fn attention<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    bias: Option<Tensor<B, 4>>,
+    dropout: f64,
+) -> Tensor<B, 4> {
+    let head_dim = q.dims()[3];
+    let scale = 1.0 / (head_dim as f64).sqrt();
+    if dropout <= 0.0 {
+        let options = AttentionModuleOptions {
+            scale: Some(scale),
+            softcap: None,
+            is_causal: false,
+        };
+        return module::attention(q, k, v, None, bias, options);
+    }
+    let mut scores = q.matmul(k.swap_dims(2, 3)) * scale;
+    if let Some(bias) = bias {
+        scores = scores + bias;
+    }
+    let probs = activation::softmax(scores, 3);
+    dropout_fn(probs, dropout).matmul(v)
+}
+
+/// Inverted dropout: zeroes each value with probability `p`, scales the rest by `1/(1−p)`.
+pub fn dropout_fn<B: Backend, const D: usize>(x: Tensor<B, D>, p: f64) -> Tensor<B, D> {
+    if p <= 0.0 {
+        return x;
+    }
+    let keep = x.random_like(Distribution::Bernoulli(1.0 - p));
+    x * keep / (1.0 - p)
+}
+
+/// Multi-head self-attention (UER `self_attn`: `linear_layers.{0,1,2}`, `final_linear`).
+#[derive(Module, Debug)]
+pub struct SelfAttention<B: Backend> {
+    pub query: Linear<B>,
+    pub key: Linear<B>,
+    pub value: Linear<B>,
+    pub output: Linear<B>,
+    #[module(skip)]
+    pub heads: usize,
+}
+
+impl<B: Backend> SelfAttention<B> {
+    /// `[batch, seq, hidden]` → `[batch, seq, hidden]` with the additive mask `bias`.
+    pub fn forward(&self, x: Tensor<B, 3>, bias: Option<Tensor<B, 4>>) -> Tensor<B, 3> {
+        let [b, s, h] = x.dims();
+        let split = |t: Tensor<B, 3>| {
+            t.reshape([b, s, self.heads, h / self.heads])
+                .swap_dims(1, 2)
+        };
+        let q = split(self.query.forward(x.clone()));
+        let k = split(self.key.forward(x.clone()));
+        let v = split(self.value.forward(x));
+        let ctx = attention(q, k, v, bias, 0.0);
+        self.output.forward(ctx.swap_dims(1, 2).reshape([b, s, h]))
+    }
+}
+
+/// Position-wise feed-forward (`feed_forward.linear_1` → act → `linear_2`).
+#[derive(Module, Debug)]
+pub struct FeedForward<B: Backend> {
+    pub linear_1: Linear<B>,
+    pub linear_2: Linear<B>,
+    #[module(skip)]
+    pub act: Activation,
+}
+
+impl<B: Backend> FeedForward<B> {
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        self.linear_2
+            .forward(activate(self.linear_1.forward(x), self.act))
+    }
+}
+
+/// One transformer layer (`encoder.transformer.{i}`).
+#[derive(Module, Debug)]
+pub struct TransformerLayer<B: Backend> {
+    pub self_attn: SelfAttention<B>,
+    pub feed_forward: FeedForward<B>,
+    pub layer_norm_1: LayerNorm<B>,
+    pub layer_norm_2: LayerNorm<B>,
+    #[module(skip)]
+    pub ln_position: LnPosition,
+}
+
+impl<B: Backend> TransformerLayer<B> {
+    pub fn forward(&self, x: Tensor<B, 3>, bias: Option<Tensor<B, 4>>) -> Tensor<B, 3> {
+        match self.ln_position {
+            LnPosition::Post => {
+                let h = self
+                    .layer_norm_1
+                    .forward(x.clone() + self.self_attn.forward(x, bias));
+                self.layer_norm_2
+                    .forward(h.clone() + self.feed_forward.forward(h))
+            }
+            LnPosition::Pre => {
+                let h = x.clone() + self.self_attn.forward(self.layer_norm_1.forward(x), bias);
+                h.clone() + self.feed_forward.forward(self.layer_norm_2.forward(h))
+            }
+        }
+    }
+}
+
+/// The layer stack: `layers_num` layers, or one shared layer applied `layers_num` times.
+#[derive(Module, Debug)]
+pub struct Encoder<B: Backend> {
+    /// ALBERT's factorized projection `encoder.linear` (emb_size → hidden_size).
+    pub linear: Option<Linear<B>>,
+    pub layers: Vec<TransformerLayer<B>>,
+    /// GPT-2's final LayerNorm (`encoder.layer_norm`), pre-LN only.
+    pub layer_norm: Option<LayerNorm<B>>,
+    #[module(skip)]
+    pub layers_num: usize,
+}
+
+impl<B: Backend> Encoder<B> {
+    /// Runs the stack on embeddings `[batch, seq, emb]`.
+    pub fn forward(&self, emb: Tensor<B, 3>, bias: Option<Tensor<B, 4>>) -> Tensor<B, 3> {
+        let mut h = match &self.linear {
+            Some(linear) => linear.forward(emb),
+            None => emb,
+        };
+        for i in 0..self.layers_num {
+            let layer = &self.layers[if self.layers.len() == 1 { 0 } else { i }];
+            h = layer.forward(h, bias.clone());
+        }
+        match &self.layer_norm {
+            Some(ln) => ln.forward(h),
+            None => h,
+        }
+    }
+}
+
+/// Checks that `layers` fits `config` (used by the loader).
+pub(crate) fn expected_layers(config: &ModelConfig) -> usize {
+    if config.parameter_sharing {
+        1
+    } else {
+        config.layers_num
+    }
+}

@@ -1,0 +1,418 @@
+//! Building a [`Model`] from a [`Checkpoint`] in **UER naming v2** (the canonical names;
+//! [`crate::convert::to_uer`] produces them from v1, the `sp_linear` spelling and HF) and a
+//! [`ModelConfig`]. Heads are detected from the keys; a missing decoder weight means it is
+//! tied to the word embedding. Also makes random checkpoints (benchmarks, tests).
+
+use super::ModelError;
+use super::config::{LnPosition, MaskKind, ModelConfig};
+use super::encoder::{Encoder, FeedForward, SelfAttention, TransformerLayer, expected_layers};
+use super::heads::{ClassifierHead, LmHead, MlmHead, Pooling, SpHead};
+use super::layer_norm::LayerNorm;
+use super::transformer::{Embeddings, Model};
+use crate::checkpoint::{Checkpoint, Tensor as CkptTensor};
+use burn::module::Param;
+use burn::nn::Linear;
+use burn::tensor::{Tensor, TensorData, backend::Backend};
+use rand::{Rng, SeedableRng};
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+
+/// UER naming v2 keys the model reads (`{i}` = layer index; ALBERT's shared layer has no
+/// index). They are the v2 column of the conversion tables.
+pub mod keys {
+    pub const WORD: &str = "embedding.word.embedding.weight";
+    pub const POS: &str = "embedding.pos.embedding.weight";
+    pub const SEG: &str = "embedding.seg.embedding.weight";
+    pub const EMB_LN: &str = "embedding.layer_norm";
+    pub const ENC_LINEAR: &str = "encoder.linear";
+    pub const LAYER: &str = "encoder.transformer.{i}";
+    pub const SHARED_LAYER: &str = "encoder.transformer";
+    pub const QUERY: &str = "self_attn.linear_layers.0";
+    pub const KEY: &str = "self_attn.linear_layers.1";
+    pub const VALUE: &str = "self_attn.linear_layers.2";
+    pub const ATTN_OUT: &str = "self_attn.final_linear";
+    pub const FF_1: &str = "feed_forward.linear_1";
+    pub const FF_2: &str = "feed_forward.linear_2";
+    pub const LN_1: &str = "layer_norm_1";
+    pub const LN_2: &str = "layer_norm_2";
+    pub const FINAL_LN: &str = "encoder.layer_norm";
+    pub const MLM_1: &str = "target.mlm.linear_1";
+    pub const MLM_LN: &str = "target.mlm.layer_norm";
+    pub const MLM_2: &str = "target.mlm.linear_2";
+    pub const SP_1: &str = "target.sp.linear_1";
+    pub const SP_2: &str = "target.sp.linear_2";
+    pub const LM_OUT: &str = "target.lm.output_layer";
+    pub const CLS_1: &str = "output_layer_1";
+    pub const CLS_2: &str = "output_layer_2";
+}
+
+/// What loading found: heads built, tied decoders, and keys the model did not use.
+#[derive(Debug, Clone, Default)]
+pub struct LoadReport {
+    /// Heads built, e.g. `["mlm", "sp"]`.
+    pub heads: Vec<&'static str>,
+    /// Heads whose decoder took the word embedding (tied).
+    pub tied: Vec<&'static str>,
+    /// Keys in the checkpoint the model did not read.
+    pub unused: Vec<String>,
+}
+
+/// Reads tensors by name, remembering which were used.
+struct Reader<'a, B: Backend> {
+    ckpt: &'a Checkpoint,
+    device: &'a B::Device,
+    used: RefCell<BTreeSet<String>>,
+}
+
+impl<'a, B: Backend> Reader<'a, B> {
+    fn source(&self) -> String {
+        match &self.ckpt.source {
+            Some(p) => p.display().to_string(),
+            None => "checkpoint".into(),
+        }
+    }
+
+    fn has(&self, key: &str) -> bool {
+        self.ckpt.get(key).is_some()
+    }
+
+    fn raw(&self, key: &str, shape: &[usize]) -> Result<&'a CkptTensor, ModelError> {
+        let t = self
+            .ckpt
+            .get(key)
+            .ok_or_else(|| ModelError::MissingTensor {
+                source_name: self.source(),
+                key: key.to_string(),
+                hint: hint(self.ckpt),
+            })?;
+        let ok = t.shape.len() == shape.len()
+            && t.shape.iter().zip(shape).all(|(a, b)| *b == 0 || a == b);
+        if !ok {
+            return Err(ModelError::Shape {
+                source_name: self.source(),
+                key: key.into(),
+                expected: shape.to_vec(),
+                got: t.shape.clone(),
+            });
+        }
+        self.used.borrow_mut().insert(key.to_string());
+        Ok(t)
+    }
+
+    /// A 2-D tensor as stored; 0 in `shape` means any size.
+    fn matrix(&self, key: &str, shape: [usize; 2]) -> Result<Tensor<B, 2>, ModelError> {
+        let t = self.raw(key, &shape)?;
+        let dims = [t.shape[0], t.shape[1]];
+        Ok(Tensor::from_data(
+            TensorData::new(t.to_f32_vec(), dims),
+            self.device,
+        ))
+    }
+
+    fn vector(&self, key: &str, n: usize) -> Result<Tensor<B, 1>, ModelError> {
+        let t = self.raw(key, &[n])?;
+        Ok(Tensor::from_data(
+            TensorData::new(t.to_f32_vec(), [n]),
+            self.device,
+        ))
+    }
+
+    /// A torch-style linear `prefix.weight` `[out, in]` (+ `prefix.bias`), stored transposed
+    /// as Burn's `[in, out]`.
+    fn linear(
+        &self,
+        prefix: &str,
+        d_in: usize,
+        d_out: usize,
+        bias: bool,
+    ) -> Result<Linear<B>, ModelError> {
+        let t = self.raw(&format!("{prefix}.weight"), &[d_out, d_in])?;
+        let w = t.to_f32_vec();
+        let mut wt = vec![0f32; w.len()];
+        for o in 0..d_out {
+            for i in 0..d_in {
+                wt[i * d_out + o] = w[o * d_in + i];
+            }
+        }
+        let weight = Tensor::from_data(TensorData::new(wt, [d_in, d_out]), self.device);
+        let bias = if bias {
+            Some(Param::from_tensor(
+                self.vector(&format!("{prefix}.bias"), d_out)?,
+            ))
+        } else {
+            None
+        };
+        Ok(Linear {
+            weight: Param::from_tensor(weight),
+            bias,
+        })
+    }
+
+    fn layer_norm(
+        &self,
+        prefix: &str,
+        n: usize,
+        config: &ModelConfig,
+    ) -> Result<LayerNorm<B>, ModelError> {
+        let gamma = self.vector(&format!("{prefix}.gamma"), n)?;
+        let beta = self.vector(&format!("{prefix}.beta"), n)?;
+        Ok(LayerNorm::new(gamma, beta, config.ln_kind, config.ln_eps))
+    }
+}
+
+/// A hint for a missing key: which naming the keys look like.
+fn hint(ckpt: &Checkpoint) -> String {
+    let names: Vec<&str> = ckpt.names().collect();
+    if names
+        .iter()
+        .any(|n| n.starts_with("embedding.word_embedding"))
+    {
+        "the keys look like UER naming v1; convert them with `convert::to_uer` (naming v2) first"
+            .into()
+    } else if names.iter().any(|n| {
+        n.starts_with("bert.") || n.starts_with("transformer.") || n.starts_with("albert.")
+    }) {
+        "the keys look like a Huggingface model; convert them with `convert::to_uer` (naming v2) first".into()
+    } else {
+        "check that the config matches the checkpoint".into()
+    }
+}
+
+/// Builds the model from `ckpt` (UER naming v2) and `config` on `device`.
+///
+/// `vocab_size` and `max_seq_length` are taken from the embeddings. Heads: MLM when
+/// `target.mlm.linear_1.weight` exists (decoder tied when `target.mlm.linear_2.weight` is
+/// absent), SP when `target.sp.linear_1.weight` exists, LM when
+/// `target.lm.output_layer.weight` exists or the model is causal without an MLM head (tied),
+/// and a classifier (first-token pooling; set `pooling` after loading) when
+/// `output_layer_1.weight` exists (UER-py run_classifier checkpoints).
+pub fn load_model<B: Backend>(
+    ckpt: &Checkpoint,
+    config: &ModelConfig,
+    device: &B::Device,
+) -> Result<(Model<B>, LoadReport), ModelError> {
+    config.validate()?;
+    let r = Reader::<B> {
+        ckpt,
+        device,
+        used: RefCell::new(BTreeSet::new()),
+    };
+    let mut report = LoadReport::default();
+    let (e, h, f) = (config.emb_size, config.hidden_size, config.feedforward_size);
+
+    let word = r.matrix(keys::WORD, [0, e])?;
+    let position = r.matrix(keys::POS, [0, e])?;
+    let mut config = config.clone();
+    config.vocab_size = word.dims()[0];
+    config.max_seq_length = position.dims()[0];
+    let segment = if config.segment_embedding {
+        Some(Param::from_tensor(r.matrix(keys::SEG, [3, e])?))
+    } else {
+        None
+    };
+    let emb_ln = if config.embedding_layernorm {
+        Some(r.layer_norm(keys::EMB_LN, e, &config)?)
+    } else {
+        None
+    };
+    let word_t = word.clone().transpose();
+    let embedding = Embeddings {
+        word: Param::from_tensor(word),
+        position: Param::from_tensor(position),
+        segment,
+        layer_norm: emb_ln,
+    };
+
+    let bias = config.transformer_bias;
+    let linear = if config.factorized_embedding {
+        Some(r.linear(keys::ENC_LINEAR, e, h, true)?)
+    } else {
+        None
+    };
+    let mut layers = Vec::new();
+    for i in 0..expected_layers(&config) {
+        let p = if config.parameter_sharing {
+            keys::SHARED_LAYER.to_string()
+        } else {
+            keys::LAYER.replace("{i}", &i.to_string())
+        };
+        layers.push(TransformerLayer {
+            self_attn: SelfAttention {
+                query: r.linear(&format!("{p}.{}", keys::QUERY), h, h, bias)?,
+                key: r.linear(&format!("{p}.{}", keys::KEY), h, h, bias)?,
+                value: r.linear(&format!("{p}.{}", keys::VALUE), h, h, bias)?,
+                output: r.linear(&format!("{p}.{}", keys::ATTN_OUT), h, h, bias)?,
+                heads: config.heads_num,
+            },
+            feed_forward: FeedForward {
+                linear_1: r.linear(&format!("{p}.{}", keys::FF_1), h, f, bias)?,
+                linear_2: r.linear(&format!("{p}.{}", keys::FF_2), f, h, bias)?,
+                act: config.activation,
+            },
+            layer_norm_1: r.layer_norm(&format!("{p}.{}", keys::LN_1), h, &config)?,
+            layer_norm_2: r.layer_norm(&format!("{p}.{}", keys::LN_2), h, &config)?,
+            ln_position: config.ln_position,
+        });
+    }
+    let final_ln = if config.ln_position == LnPosition::Pre {
+        Some(r.layer_norm(keys::FINAL_LN, h, &config)?)
+    } else {
+        None
+    };
+    let encoder = Encoder {
+        linear,
+        layers,
+        layer_norm: final_ln,
+        layers_num: config.layers_num,
+    };
+
+    let v = config.vocab_size;
+    let tied = |bias: Option<Tensor<B, 1>>| Linear {
+        weight: Param::from_tensor(word_t.clone()),
+        bias: bias.map(Param::from_tensor),
+    };
+    let mlm = if r.has(&format!("{}.weight", keys::MLM_1)) {
+        report.heads.push("mlm");
+        // ALBERT's MLM head works in emb_size; the others in hidden_size.
+        let m = if config.factorized_embedding { e } else { h };
+        let linear_2 = if r.has(&format!("{}.weight", keys::MLM_2)) {
+            r.linear(keys::MLM_2, m, v, true)?
+        } else {
+            report.tied.push("mlm");
+            tied(Some(r.vector(&format!("{}.bias", keys::MLM_2), v)?))
+        };
+        Some(MlmHead {
+            linear_1: r.linear(keys::MLM_1, h, m, true)?,
+            layer_norm: r.layer_norm(keys::MLM_LN, m, &config)?,
+            linear_2,
+            act: config.activation,
+        })
+    } else {
+        None
+    };
+    let sp = if r.has(&format!("{}.weight", keys::SP_1)) {
+        report.heads.push("sp");
+        Some(SpHead {
+            linear_1: r.linear(keys::SP_1, h, h, true)?,
+            linear_2: r.linear(keys::SP_2, h, 2, true)?,
+        })
+    } else {
+        None
+    };
+    let lm_key = format!("{}.weight", keys::LM_OUT);
+    let lm = if r.has(&lm_key) {
+        report.heads.push("lm");
+        let lm_bias = r.has(&format!("{}.bias", keys::LM_OUT));
+        Some(LmHead {
+            output_layer: r.linear(keys::LM_OUT, h, v, lm_bias)?,
+        })
+    } else if config.mask == MaskKind::Causal && mlm.is_none() {
+        report.heads.push("lm");
+        report.tied.push("lm");
+        Some(LmHead {
+            output_layer: tied(None),
+        })
+    } else {
+        None
+    };
+    let classifier = if r.has(&format!("{}.weight", keys::CLS_1)) {
+        report.heads.push("classifier");
+        let labels = r
+            .ckpt
+            .get(&format!("{}.weight", keys::CLS_2))
+            .map_or(0, |t| t.shape[0]);
+        Some(ClassifierHead {
+            output_layer_1: r.linear(keys::CLS_1, h, h, true)?,
+            output_layer_2: r.linear(keys::CLS_2, h, labels, true)?,
+            pooling: Pooling::First,
+        })
+    } else {
+        None
+    };
+    let used = r.used.into_inner();
+    report.unused = ckpt
+        .names()
+        .filter(|n| !used.contains(*n))
+        .map(String::from)
+        .collect();
+    Ok((
+        Model {
+            embedding,
+            encoder,
+            mlm,
+            sp,
+            lm,
+            classifier,
+            config,
+        },
+        report,
+    ))
+}
+
+/// A checkpoint in UER naming v2 with random weights for `config` (`vocab_size` and
+/// `max_seq_length` must be set): weights uniform in ±0.05, LN gamma 1 and beta 0, an MLM
+/// head for fully-visible models and an LM head for causal ones, both untied.
+pub fn random_checkpoint(config: &ModelConfig, seed: u64) -> Checkpoint {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut ckpt = Checkpoint::default();
+    let mut put = |name: String, shape: Vec<usize>, fill: Option<f32>| {
+        let n: usize = shape.iter().product();
+        let values: Vec<f32> = match fill {
+            Some(x) => vec![x; n],
+            None => (0..n).map(|_| rng.random_range(-0.05f32..0.05)).collect(),
+        };
+        ckpt.insert(name, CkptTensor::from_f32(shape, &values));
+    };
+    let (v, e, h, f) = (
+        config.vocab_size,
+        config.emb_size,
+        config.hidden_size,
+        config.feedforward_size,
+    );
+    let lin =
+        |put: &mut dyn FnMut(String, Vec<usize>, Option<f32>), p: &str, i: usize, o: usize| {
+            put(format!("{p}.weight"), vec![o, i], None);
+            put(format!("{p}.bias"), vec![o], None);
+        };
+    let ln = |put: &mut dyn FnMut(String, Vec<usize>, Option<f32>), p: &str, n: usize| {
+        put(format!("{p}.gamma"), vec![n], Some(1.0));
+        put(format!("{p}.beta"), vec![n], Some(0.0));
+    };
+    put(keys::WORD.into(), vec![v, e], None);
+    put(keys::POS.into(), vec![config.max_seq_length, e], None);
+    if config.segment_embedding {
+        put(keys::SEG.into(), vec![3, e], None);
+    }
+    if config.embedding_layernorm {
+        ln(&mut put, keys::EMB_LN, e);
+    }
+    if config.factorized_embedding {
+        lin(&mut put, keys::ENC_LINEAR, e, h);
+    }
+    for i in 0..expected_layers(config) {
+        let p = if config.parameter_sharing {
+            keys::SHARED_LAYER.to_string()
+        } else {
+            keys::LAYER.replace("{i}", &i.to_string())
+        };
+        for k in [keys::QUERY, keys::KEY, keys::VALUE, keys::ATTN_OUT] {
+            lin(&mut put, &format!("{p}.{k}"), h, h);
+        }
+        lin(&mut put, &format!("{p}.{}", keys::FF_1), h, f);
+        lin(&mut put, &format!("{p}.{}", keys::FF_2), f, h);
+        ln(&mut put, &format!("{p}.{}", keys::LN_1), h);
+        ln(&mut put, &format!("{p}.{}", keys::LN_2), h);
+    }
+    if config.ln_position == LnPosition::Pre {
+        ln(&mut put, keys::FINAL_LN, h);
+    }
+    if config.mask == MaskKind::Causal {
+        put(format!("{}.weight", keys::LM_OUT), vec![v, h], None);
+    } else {
+        let m = if config.factorized_embedding { e } else { h };
+        lin(&mut put, keys::MLM_1, h, m);
+        ln(&mut put, keys::MLM_LN, m);
+        lin(&mut put, keys::MLM_2, m, v);
+    }
+    ckpt
+}

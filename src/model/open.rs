@@ -1,0 +1,182 @@
+//! Opening a model argument as the commands take it: a UER `.bin`/`.safetensors` file (its
+//! config from `--config`, else `uer_config.json`/`config.json` beside it), an HF directory
+//! (`config.json` + weights), or a registry name. The checkpoint goes through
+//! [`crate::convert::to_uer`] into UER naming v2, and the LayerNorm formula follows where the
+//! weights came from (UER file → UER's, HF → HF's with the config's eps).
+
+use super::ModelError;
+use super::config::{LnKind, ModelConfig};
+use crate::checkpoint::Checkpoint;
+use crate::convert::{self, Source, ToUerOptions};
+use std::path::{Path, PathBuf};
+
+/// A checkpoint in UER naming v2 with its config, ready for [`super::load_model`].
+#[derive(Debug, Clone)]
+pub struct OpenedModel {
+    /// The weights, UER naming v2.
+    pub checkpoint: Checkpoint,
+    /// The config (LN kind set from the source).
+    pub config: ModelConfig,
+    /// Where the weights' names came from.
+    pub source: Source,
+    /// The folder holding the weights (where `vocab.txt` is looked for).
+    pub dir: PathBuf,
+}
+
+impl OpenedModel {
+    /// The vocabulary file beside the weights (`vocab.txt`), if any.
+    pub fn vocab_file(&self) -> Option<PathBuf> {
+        let p = self.dir.join("vocab.txt");
+        p.is_file().then_some(p)
+    }
+}
+
+/// Opens `model` (file, HF directory, or a registry name/alias whose weights are in the
+/// Huggingface cache) with an optional UER config path.
+pub fn open_model(model: &Path, config: Option<&Path>) -> Result<OpenedModel, ModelError> {
+    if !model.exists()
+        && let Some(name) = model.to_str()
+        && let Ok(entry) = crate::registry::Registry::builtin().get(name)
+    {
+        return open_registry_entry(entry, config);
+    }
+    let (weights, dir) = if model.is_dir() {
+        (model.to_path_buf(), model.to_path_buf())
+    } else if model.is_file() {
+        (
+            model.to_path_buf(),
+            model.parent().unwrap_or(Path::new(".")).to_path_buf(),
+        )
+    } else {
+        return Err(ModelError::Open {
+            path: model.to_path_buf(),
+            message:
+                "no such file or directory (give a UER .bin, an HF directory or a registry name)"
+                    .into(),
+        });
+    };
+    let (checkpoint, source) = read_as_uer_v2(&weights)?;
+    let config_file = match config {
+        Some(path) => path.to_path_buf(),
+        None => {
+            let names: &[&str] = if source == Source::Hf {
+                &["config.json"]
+            } else {
+                &["uer_config.json", "config.json"]
+            };
+            match names.iter().map(|n| dir.join(n)).find(|p| p.is_file()) {
+                Some(path) => path,
+                None => {
+                    return Err(missing_config(
+                        model,
+                        if source == Source::Hf {
+                            "config.json"
+                        } else {
+                            "--config UER_CONFIG.json"
+                        },
+                    ));
+                }
+            }
+        }
+    };
+    let cfg = if looks_like_hf_config(&config_file) {
+        ModelConfig::from_hf_file(&config_file)?
+    } else {
+        ModelConfig::from_uer_file(&config_file)?
+    };
+    Ok(finish(checkpoint, cfg, source, dir))
+}
+
+/// Reads a checkpoint and renames it to UER naming v2.
+fn read_as_uer_v2(weights: &Path) -> Result<(Checkpoint, Source), ModelError> {
+    let open_err = |message: String| ModelError::Open {
+        path: weights.to_path_buf(),
+        message,
+    };
+    let raw = Checkpoint::open(weights).map_err(|e| open_err(e.to_string()))?;
+    let (checkpoint, report) =
+        convert::to_uer(&raw, &ToUerOptions::default()).map_err(|e| open_err(e.to_string()))?;
+    Ok((checkpoint, report.source))
+}
+
+/// Sets the LN formula from where the weights came from, whatever spelling the config used.
+fn finish(
+    checkpoint: Checkpoint,
+    mut config: ModelConfig,
+    source: Source,
+    dir: PathBuf,
+) -> OpenedModel {
+    match source {
+        Source::Uer(_) => {
+            config.ln_kind = LnKind::Uer;
+            config.ln_eps = super::config::UER_LN_EPS;
+        }
+        Source::Hf => config.ln_kind = LnKind::Hf,
+    }
+    OpenedModel {
+        checkpoint,
+        config,
+        source,
+        dir,
+    }
+}
+
+/// A registry entry: its HF snapshot in the cache (`uerzoo download NAME`), else an
+/// imported legacy UER file with the registry's UER config.
+fn open_registry_entry(
+    entry: &crate::registry::Entry,
+    config: Option<&Path>,
+) -> Result<OpenedModel, ModelError> {
+    let cache = crate::hub::Cache::from_env();
+    if let Some(hf) = &entry.sources.hf {
+        let repo = cache.repo(&hf.repo);
+        if let Some(commit) = repo.resolve_revision(&hf.revision) {
+            let dir = repo.snapshot_dir(&commit);
+            if dir.join("config.json").is_file() {
+                return open_model(&dir, config);
+            }
+        }
+    }
+    let Some(path) = cache
+        .repo(&crate::hub::local_repo_id(&entry.name))
+        .get("main", &entry.uer_file)
+    else {
+        return Err(ModelError::Open {
+            path: entry.name.clone().into(),
+            message: format!(
+                "`{}` is not in the cache; run `uerzoo download {}` first",
+                entry.name, entry.name
+            ),
+        });
+    };
+    if config.is_some() {
+        return open_model(&path, config);
+    }
+    let cfg_err = |message: String| ModelError::Open {
+        path: path.clone(),
+        message,
+    };
+    let uer = entry.uer_config().map_err(|e| cfg_err(e.to_string()))?;
+    let value = serde_json::to_value(&uer).map_err(|e| cfg_err(e.to_string()))?;
+    let cfg = ModelConfig::from_uer_json(&value)?;
+    let (checkpoint, source) = read_as_uer_v2(&path)?;
+    let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    Ok(finish(checkpoint, cfg, source, dir))
+}
+
+/// An HF config has `model_type`; UER's never does.
+fn looks_like_hf_config(path: &Path) -> bool {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .is_some_and(|v| v.get("model_type").is_some())
+}
+
+fn missing_config(model: &Path, what: &str) -> ModelError {
+    ModelError::Open {
+        path: model.to_path_buf(),
+        message: format!(
+            "no model config found; pass {what} (UER-py's config JSON for the weights)"
+        ),
+    }
+}

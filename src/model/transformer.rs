@@ -1,0 +1,164 @@
+//! The whole model: embeddings → encoder → heads, in forward order. One struct covers
+//! BERT/RoBERTa (`word_pos_seg`, post-LN, fully-visible mask, MLM (+SP)), ALBERT
+//! (factorized embedding, shared layer, MLM + SOP) and GPT-2 (`word_pos`, no embedding LN,
+//! pre-LN + final LN, causal mask, LM), as UER-py composes them from its config.
+
+use super::ModelError;
+use super::config::{MaskKind, ModelConfig};
+use super::encoder::Encoder;
+use super::heads::{ClassifierHead, LmHead, MlmHead, SpHead};
+use super::layer_norm::LayerNorm;
+use burn::module::{Module, Param};
+use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
+
+/// Token ids and segments on the device, both `[batch, seq]`.
+pub type IdsAndSegments<B> = (Tensor<B, 2, Int>, Tensor<B, 2, Int>);
+
+/// UER-py's additive mask value for hidden keys.
+pub const MASK_VALUE: f32 = -10000.0;
+
+/// Word + position (+ segment) embeddings, then LayerNorm unless removed.
+#[derive(Module, Debug)]
+pub struct Embeddings<B: Backend> {
+    /// `[vocab, emb]`.
+    pub word: Param<Tensor<B, 2>>,
+    /// `[max_seq_length, emb]`.
+    pub position: Param<Tensor<B, 2>>,
+    /// `[3, emb]`: row 0 padding, 1 sentence A, 2 sentence B.
+    pub segment: Option<Param<Tensor<B, 2>>>,
+    pub layer_norm: Option<LayerNorm<B>>,
+}
+
+impl<B: Backend> Embeddings<B> {
+    /// `ids`, `segment`: `[batch, seq]` → `[batch, seq, emb]`.
+    pub fn forward(&self, ids: Tensor<B, 2, Int>, segment: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+        let [b, s] = ids.dims();
+        let word = self.word.val();
+        let e = word.dims()[1];
+        let mut emb = word.select(0, ids.reshape([b * s])).reshape([b, s, e]);
+        emb = emb + self.position.val().narrow(0, 0, s).unsqueeze::<3>();
+        if let Some(seg) = &self.segment {
+            emb = emb
+                + seg
+                    .val()
+                    .select(0, segment.reshape([b * s]))
+                    .reshape([b, s, e]);
+        }
+        match &self.layer_norm {
+            Some(ln) => ln.forward(emb),
+            None => emb,
+        }
+    }
+}
+
+/// What [`Model::forward`] returns.
+#[derive(Debug, Clone)]
+pub struct ModelOutput<B: Backend> {
+    /// Last encoder layer (after GPT-2's final LN), `[batch, seq, hidden]`.
+    pub hidden: Tensor<B, 3>,
+    /// The pretraining head's logits, `[batch, seq, vocab]` (MLM if present, else LM).
+    pub logits: Option<Tensor<B, 3>>,
+}
+
+/// A zoo model: embedding, encoder and whichever heads its weights contain.
+#[derive(Module, Debug)]
+pub struct Model<B: Backend> {
+    pub embedding: Embeddings<B>,
+    pub encoder: Encoder<B>,
+    pub mlm: Option<MlmHead<B>>,
+    pub sp: Option<SpHead<B>>,
+    pub lm: Option<LmHead<B>>,
+    pub classifier: Option<ClassifierHead<B>>,
+    /// The configuration, with `vocab_size` and `max_seq_length` filled from the weights.
+    #[module(skip)]
+    pub config: ModelConfig,
+}
+
+impl<B: Backend> Model<B> {
+    /// Encoder output only: `[batch, seq, hidden]`.
+    pub fn encode(&self, ids: Tensor<B, 2, Int>, segment: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+        let bias = self.mask_bias(&segment);
+        let emb = self.embedding.forward(ids, segment);
+        self.encoder.forward(emb, Some(bias))
+    }
+
+    /// Hidden states and the pretraining head's logits.
+    pub fn forward(&self, ids: Tensor<B, 2, Int>, segment: Tensor<B, 2, Int>) -> ModelOutput<B> {
+        let hidden = self.encode(ids, segment);
+        let logits = match (&self.mlm, &self.lm) {
+            (Some(mlm), _) => Some(mlm.forward(hidden.clone())),
+            (None, Some(lm)) => Some(lm.forward(hidden.clone())),
+            (None, None) => None,
+        };
+        ModelOutput { hidden, logits }
+    }
+
+    /// The additive attention mask `[batch|1, 1, seq, seq]` (0 visible, −10000 hidden).
+    pub fn mask_bias(&self, segment: &Tensor<B, 2, Int>) -> Tensor<B, 4> {
+        let [b, s] = segment.dims();
+        let device = segment.device();
+        match self.config.mask {
+            MaskKind::FullyVisible => {
+                let visible = segment.clone().greater_elem(0).float();
+                let bias = (visible - 1.0) * (-MASK_VALUE as f64);
+                bias.reshape([b, 1, 1, s]).expand([b, 1, s, s])
+            }
+            MaskKind::Causal => {
+                let mut values = vec![0f32; s * s];
+                for i in 0..s {
+                    for j in i + 1..s {
+                        values[i * s + j] = MASK_VALUE;
+                    }
+                }
+                Tensor::from_data(TensorData::new(values, [1, 1, s, s]), &device)
+            }
+        }
+    }
+
+    /// Checks host-side inputs and turns them into tensors on `device`:
+    /// `ids`/`segment` row-major `[batch, seq]`.
+    pub fn inputs(
+        &self,
+        ids: &[i64],
+        segment: &[i64],
+        batch: usize,
+        seq: usize,
+        device: &B::Device,
+    ) -> Result<IdsAndSegments<B>, ModelError> {
+        if ids.len() != batch * seq || segment.len() != batch * seq {
+            return Err(ModelError::Input(format!(
+                "input_ids has {} values and segment {}, expected batch {batch} × seq {seq}",
+                ids.len(),
+                segment.len()
+            )));
+        }
+        if seq == 0 || seq > self.config.max_seq_length {
+            return Err(ModelError::Input(format!(
+                "sequence length {seq} is outside 1..={} (the model's position embeddings)",
+                self.config.max_seq_length
+            )));
+        }
+        if let Some(bad) = ids
+            .iter()
+            .find(|&&i| i < 0 || i as usize >= self.config.vocab_size)
+        {
+            return Err(ModelError::Input(format!(
+                "token id {bad} is outside the vocabulary 0..{}",
+                self.config.vocab_size
+            )));
+        }
+        let max_seg = if self.embedding.segment.is_some() {
+            2
+        } else {
+            i64::MAX
+        };
+        if let Some(bad) = segment.iter().find(|&&x| x < 0 || x > max_seg) {
+            return Err(ModelError::Input(format!(
+                "segment {bad} is not 0 (padding), 1 or 2"
+            )));
+        }
+        let ids = Tensor::from_data(TensorData::new(ids.to_vec(), [batch, seq]), device);
+        let seg = Tensor::from_data(TensorData::new(segment.to_vec(), [batch, seq]), device);
+        Ok((ids, seg))
+    }
+}
