@@ -77,16 +77,30 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let entry = (!args.model.exists()).then(|| args.model.to_str().and_then(|n| Registry::builtin().get(n).ok())).flatten();
+    let entry = (!args.model.exists())
+        .then(|| {
+            args.model
+                .to_str()
+                .and_then(|n| Registry::builtin().get(n).ok())
+        })
+        .flatten();
     let card = entry.and_then(|e| e.generation.as_ref());
     let preset = match (&args.preset, entry) {
         (Some(name), _) => Preset::get(name)?,
         (None, Some(e)) => Preset::for_entry(&e.name),
         (None, None) => Preset::get("plain")?,
     };
-    let card_sampling = card.map_or(Sampling::default(), |c| Sampling { top_k: c.top_k, top_p: c.top_p, temperature: c.temperature, ..Sampling::default() });
+    let card_sampling = card.map_or(Sampling::default(), |c| Sampling {
+        top_k: c.top_k,
+        top_p: c.top_p,
+        temperature: c.temperature,
+        ..Sampling::default()
+    });
     let sampling = if args.greedy {
-        Sampling { repetition_penalty: args.repetition_penalty, ..Sampling::greedy() }
+        Sampling {
+            repetition_penalty: args.repetition_penalty,
+            ..Sampling::greedy()
+        }
     } else {
         Sampling {
             top_k: args.top_k.unwrap_or(card_sampling.top_k),
@@ -97,16 +111,27 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     sampling.validate()?;
     if args.top_p == Some(0.0) {
-        anyhow::bail!("--top-p 0: expected a probability in (0, 1], e.g. 0.9 (leave it out to turn nucleus sampling off)");
+        anyhow::bail!(
+            "--top-p 0: expected a probability in (0, 1], e.g. 0.9 (leave it out to turn nucleus sampling off)"
+        );
     }
     let opened = model::open::open_model(&args.model, args.config.as_deref())?;
     let tok = super::fill_mask::load_tokenizer(args.vocab.clone(), &opened)?;
-    let positions = generate::positions(&opened).context("the weights have no position embedding")?;
+    let positions =
+        generate::positions(&opened).context("the weights have no position embedding")?;
     let prompt = generate::prompt_ids(&tok, &preset.format_prompt(&args.prompt));
-    let max_new_tokens = [args.max_new_tokens, preset.new_token_limit(&tok, &args.prompt)].into_iter().flatten().min();
+    let max_new_tokens = [
+        args.max_new_tokens,
+        preset.new_token_limit(&tok, &args.prompt),
+    ]
+    .into_iter()
+    .flatten()
+    .min();
     let seed = args.seed.unwrap_or_else(clock_seed);
     let opts = GenerateOptions {
-        max_length: args.max_length.unwrap_or_else(|| card.map_or(128, |c| c.max_length).min(positions)),
+        max_length: args
+            .max_length
+            .unwrap_or_else(|| card.map_or(128, |c| c.max_length).min(positions)),
         max_new_tokens,
         sampling,
         seed,
@@ -146,5 +171,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 fn clock_seed() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }

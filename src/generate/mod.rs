@@ -26,9 +26,15 @@ use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
 pub enum GenerateError {
     /// An option outside its range.
     #[error("--{option} {value}: expected {expected}")]
-    Option { option: &'static str, value: String, expected: &'static str },
+    Option {
+        option: &'static str,
+        value: String,
+        expected: &'static str,
+    },
     /// `--max-length` beyond the position embeddings.
-    #[error("--max-length {max_length} is beyond the model's {positions} position embeddings; use at most {positions}")]
+    #[error(
+        "--max-length {max_length} is beyond the model's {positions} position embeddings; use at most {positions}"
+    )]
     MaxLength { max_length: usize, positions: usize },
     /// An unknown `--preset`.
     #[error("unknown preset `{name}`; use one of: {known}")]
@@ -82,10 +88,17 @@ impl GenerateOptions {
             });
         }
         if self.max_length > positions {
-            return Err(GenerateError::MaxLength { max_length: self.max_length, positions });
+            return Err(GenerateError::MaxLength {
+                max_length: self.max_length,
+                positions,
+            });
         }
         if self.num_return == 0 {
-            return Err(GenerateError::Option { option: "num-return", value: "0".into(), expected: "at least 1" });
+            return Err(GenerateError::Option {
+                option: "num-return",
+                value: "0".into(),
+                expected: "at least 1",
+            });
         }
         Ok(())
     }
@@ -136,10 +149,21 @@ pub fn generate<B: Backend>(
 ) -> Result<Vec<Generated>, GenerateError> {
     opts.validate(model.config.max_seq_length)?;
     if prompt.is_empty() {
-        return Err(GenerateError::Option { option: "prompt", value: "\"\"".into(), expected: "at least [CLS]" });
+        return Err(GenerateError::Option {
+            option: "prompt",
+            value: "\"\"".into(),
+            expected: "at least [CLS]",
+        });
     }
-    if let Some(&bad) = prompt.iter().find(|&&i| i as usize >= model.config.vocab_size) {
-        return Err(ModelError::Input(format!("token id {bad} is outside the vocabulary 0..{}", model.config.vocab_size)).into());
+    if let Some(&bad) = prompt
+        .iter()
+        .find(|&&i| i as usize >= model.config.vocab_size)
+    {
+        return Err(ModelError::Input(format!(
+            "token id {bad} is outside the vocabulary 0..{}",
+            model.config.vocab_size
+        ))
+        .into());
     }
     // UER-py: truncate to seq_length, then run seq_length − (untruncated length) steps.
     let steps = opts.max_length.saturating_sub(prompt.len());
@@ -158,7 +182,10 @@ pub fn generate<B: Backend>(
                 break;
             }
             let mut logits = if opts.use_cache {
-                let logits = model.decode_step(id_tensor(pending, &model.embedding.word.device()), &mut cache)?;
+                let logits = model.decode_step(
+                    id_tensor(pending, &model.embedding.word.device()),
+                    &mut cache,
+                )?;
                 last_row(logits)?
             } else {
                 full_last_logits(model, &ids)?
@@ -174,7 +201,11 @@ pub fn generate<B: Backend>(
                 break;
             }
         }
-        out.push(Generated { ids, prompt_len: prompt.len(), stop });
+        out.push(Generated {
+            ids,
+            prompt_len: prompt.len(),
+            stop,
+        });
     }
     Ok(out)
 }
@@ -196,9 +227,15 @@ fn last_row<B: Backend>(logits: Tensor<B, 3>) -> Result<Vec<f32>, GenerateError>
 
 /// The no-cache path (UER-py's): the whole sequence through the encoder, the LM head on
 /// the last position.
-pub fn full_last_logits<B: Backend>(model: &Model<B>, ids: &[u32]) -> Result<Vec<f32>, GenerateError> {
+pub fn full_last_logits<B: Backend>(
+    model: &Model<B>,
+    ids: &[u32],
+) -> Result<Vec<f32>, GenerateError> {
     let lm = model.lm.as_ref().ok_or_else(|| {
-        ModelError::Input("the weights have no LM head (`target.lm.output_layer`); generation needs a GPT-2".into())
+        ModelError::Input(
+            "the weights have no LM head (`target.lm.output_layer`); generation needs a GPT-2"
+                .into(),
+        )
     })?;
     let values: Vec<i64> = ids.iter().map(|&i| i64::from(i)).collect();
     let seg = vec![1i64; ids.len()];
@@ -233,11 +270,22 @@ pub fn generate_opened(
     on_token: &mut dyn FnMut(usize, u32),
 ) -> Result<Vec<Generated>, GenerateError> {
     opts.sampling.validate()?;
-    run_on(device, GenerateJob { model, prompt, opts, on_token })?
+    run_on(
+        device,
+        GenerateJob {
+            model,
+            prompt,
+            opts,
+            on_token,
+        },
+    )?
 }
 
 /// Position embedding rows of an opened (not yet loaded) model, for validating
 /// `--max-length` before loading.
 pub fn positions(model: &OpenedModel) -> Option<usize> {
-    model.checkpoint.get(crate::model::load::keys::POS).map(|t| t.shape[0])
+    model
+        .checkpoint
+        .get(crate::model::load::keys::POS)
+        .map(|t| t.shape[0])
 }

@@ -90,15 +90,25 @@ pub const ENTRY_PRESETS: &[(&str, &str)] = &[
 impl Preset {
     /// Looks a preset up by name.
     pub fn get(name: &str) -> Result<&'static Preset, GenerateError> {
-        PRESETS.iter().find(|p| p.name == name).ok_or_else(|| GenerateError::Preset {
-            name: name.to_string(),
-            known: PRESETS.iter().map(|p| p.name).collect::<Vec<_>>().join(", "),
-        })
+        PRESETS
+            .iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| GenerateError::Preset {
+                name: name.to_string(),
+                known: PRESETS
+                    .iter()
+                    .map(|p| p.name)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
     }
 
     /// The default preset of the registry entry `entry_name` (`plain` if it has none).
     pub fn for_entry(entry_name: &str) -> &'static Preset {
-        let name = ENTRY_PRESETS.iter().find(|(e, _)| *e == entry_name).map_or("plain", |(_, p)| *p);
+        let name = ENTRY_PRESETS
+            .iter()
+            .find(|(e, _)| *e == entry_name)
+            .map_or("plain", |(_, p)| *p);
         Preset::get(name).unwrap_or(&PRESETS[0])
     }
 
@@ -106,8 +116,15 @@ impl Preset {
     /// copied from a model card is dropped, since the generator adds it.
     pub fn format_prompt(&self, text: &str) -> String {
         let text = user_text(text);
-        let spaced = text.chars().filter(|c| !c.is_whitespace()).map(String::from).collect::<Vec<_>>().join(" ");
-        self.template.replace("{spaced}", &spaced).replace("{text}", text)
+        let spaced = text
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .map(String::from)
+            .collect::<Vec<_>>()
+            .join(" ");
+        self.template
+            .replace("{spaced}", &spaced)
+            .replace("{text}", text)
     }
 
     /// The most new tokens this preset wants after the user's `text`: a couplet's lower
@@ -130,13 +147,19 @@ impl Preset {
 /// The user's text without surrounding blanks and a card-style leading `[CLS]`.
 fn user_text(text: &str) -> &str {
     let t = text.trim();
-    t.strip_prefix(crate::tokenizer::CLS_TOKEN).unwrap_or(t).trim_start()
+    t.strip_prefix(crate::tokenizer::CLS_TOKEN)
+        .unwrap_or(t)
+        .trim_start()
 }
 
 /// Readable text of `ids` without `[CLS]`, `[SEP]` and `[PAD]`.
 pub fn clean_text(tok: &Tokenizer, ids: &[u32]) -> String {
     let s = tok.special_ids();
-    let kept: Vec<u32> = ids.iter().copied().filter(|&i| i != s.cls && i != s.sep && i != s.pad).collect();
+    let kept: Vec<u32> = ids
+        .iter()
+        .copied()
+        .filter(|&i| i != s.cls && i != s.sep && i != s.pad)
+        .collect();
     tok.decode(&kept)
 }
 
@@ -161,7 +184,10 @@ impl TextStream {
         let text = clean_text(tok, &self.ids);
         // A piece that rewrites what was printed (rare: spacing between ASCII words) is
         // not printed; the final text is.
-        let piece = text.strip_prefix(self.printed.as_str()).map(str::to_string).unwrap_or_default();
+        let piece = text
+            .strip_prefix(self.printed.as_str())
+            .map(str::to_string)
+            .unwrap_or_default();
         self.printed = text;
         piece
     }

@@ -25,31 +25,52 @@ pub struct Sampling {
 impl Default for Sampling {
     /// UER-py's defaults: top-k 70, no top-p, temperature 1.
     fn default() -> Self {
-        Sampling { top_k: 70, top_p: 0.0, temperature: 1.0, repetition_penalty: 1.0 }
+        Sampling {
+            top_k: 70,
+            top_p: 0.0,
+            temperature: 1.0,
+            repetition_penalty: 1.0,
+        }
     }
 }
 
 impl Sampling {
     /// Greedy decoding: top-k 1 (UER-py's way of asking for it).
     pub fn greedy() -> Self {
-        Sampling { top_k: 1, ..Sampling::default() }
+        Sampling {
+            top_k: 1,
+            ..Sampling::default()
+        }
     }
 
     /// Checks the ranges: top-p in (0, 1] (or 0 = off), temperature > 0, penalty > 0.
     pub fn validate(&self) -> Result<(), GenerateError> {
-        let bad = |option: &'static str, value: f64, expected: &'static str| GenerateError::Option {
-            option,
-            value: value.to_string(),
-            expected,
-        };
+        let bad =
+            |option: &'static str, value: f64, expected: &'static str| GenerateError::Option {
+                option,
+                value: value.to_string(),
+                expected,
+            };
         if !(self.top_p == 0.0 || (self.top_p > 0.0 && self.top_p <= 1.0)) {
-            return Err(bad("top-p", self.top_p, "a probability in (0, 1], e.g. 0.9 (leave it out to turn nucleus sampling off)"));
+            return Err(bad(
+                "top-p",
+                self.top_p,
+                "a probability in (0, 1], e.g. 0.9 (leave it out to turn nucleus sampling off)",
+            ));
         }
         if !(self.temperature > 0.0 && self.temperature.is_finite()) {
-            return Err(bad("temperature", self.temperature, "a number > 0, e.g. 0.7 (use --greedy for deterministic output)"));
+            return Err(bad(
+                "temperature",
+                self.temperature,
+                "a number > 0, e.g. 0.7 (use --greedy for deterministic output)",
+            ));
         }
         if !(self.repetition_penalty > 0.0 && self.repetition_penalty.is_finite()) {
-            return Err(bad("repetition-penalty", self.repetition_penalty, "a number > 0; 1.0 is off, 1.2 a typical penalty"));
+            return Err(bad(
+                "repetition-penalty",
+                self.repetition_penalty,
+                "a number > 0; 1.0 is off, 1.2 a typical penalty",
+            ));
         }
         Ok(())
     }
@@ -79,7 +100,10 @@ impl Sampling {
             let mut sorted = logits.to_vec();
             let (_, kth, _) = sorted.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
             let threshold = *kth;
-            logits.iter_mut().filter(|l| **l < threshold).for_each(|l| *l = f32::NEG_INFINITY);
+            logits
+                .iter_mut()
+                .filter(|l| **l < threshold)
+                .for_each(|l| *l = f32::NEG_INFINITY);
         }
         if self.top_p > 0.0 {
             let mut order: Vec<usize> = (0..logits.len()).collect();
@@ -116,7 +140,9 @@ pub struct Sampler {
 
 impl Sampler {
     pub fn new(seed: u64) -> Self {
-        Sampler { rng: ChaCha8Rng::seed_from_u64(seed) }
+        Sampler {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+        }
     }
 
     /// Draws an id from filtered `logits`. When only one token survives filtering it is
@@ -151,25 +177,54 @@ mod tests {
     #[test]
     fn top_k_keeps_ties_with_the_kth() {
         let mut l = vec![1.0, 3.0, 2.0, 3.0, 0.5];
-        Sampling { top_k: 1, ..Sampling::default() }.filter(&mut l, &[]);
-        assert_eq!(l.iter().map(|x| x.is_finite()).collect::<Vec<_>>(), [false, true, false, true, false]);
+        Sampling {
+            top_k: 1,
+            ..Sampling::default()
+        }
+        .filter(&mut l, &[]);
+        assert_eq!(
+            l.iter().map(|x| x.is_finite()).collect::<Vec<_>>(),
+            [false, true, false, true, false]
+        );
     }
 
     #[test]
     fn top_p_keeps_the_first_token_above_the_threshold() {
         // probabilities 0.5, 0.3, 0.2 (logits are their logs)
         let mut l: Vec<f32> = [0.5f32, 0.3, 0.2].iter().map(|p| p.ln()).collect();
-        Sampling { top_k: 0, top_p: 0.6, ..Sampling::default() }.filter(&mut l, &[]);
-        assert_eq!(l.iter().map(|x| x.is_finite()).collect::<Vec<_>>(), [true, true, false]);
+        Sampling {
+            top_k: 0,
+            top_p: 0.6,
+            ..Sampling::default()
+        }
+        .filter(&mut l, &[]);
+        assert_eq!(
+            l.iter().map(|x| x.is_finite()).collect::<Vec<_>>(),
+            [true, true, false]
+        );
         let mut l: Vec<f32> = [0.5f32, 0.3, 0.2].iter().map(|p| p.ln()).collect();
-        Sampling { top_k: 0, top_p: 0.4, ..Sampling::default() }.filter(&mut l, &[]);
-        assert_eq!(l.iter().map(|x| x.is_finite()).collect::<Vec<_>>(), [true, false, false]);
+        Sampling {
+            top_k: 0,
+            top_p: 0.4,
+            ..Sampling::default()
+        }
+        .filter(&mut l, &[]);
+        assert_eq!(
+            l.iter().map(|x| x.is_finite()).collect::<Vec<_>>(),
+            [true, false, false]
+        );
     }
 
     #[test]
     fn temperature_and_penalty() {
         let mut l = vec![2.0, -2.0, 1.0];
-        Sampling { top_k: 0, temperature: 2.0, repetition_penalty: 2.0, ..Sampling::default() }.filter(&mut l, &[0, 1, 0]);
+        Sampling {
+            top_k: 0,
+            temperature: 2.0,
+            repetition_penalty: 2.0,
+            ..Sampling::default()
+        }
+        .filter(&mut l, &[0, 1, 0]);
         assert_eq!(l, vec![0.5, -2.0, 0.5]);
     }
 
@@ -188,10 +243,45 @@ mod tests {
 
     #[test]
     fn validation() {
-        assert!(Sampling { top_p: 1.5, ..Sampling::default() }.validate().is_err());
-        assert!(Sampling { top_p: -0.1, ..Sampling::default() }.validate().is_err());
-        assert!(Sampling { top_p: 1.0, ..Sampling::default() }.validate().is_ok());
-        assert!(Sampling { temperature: 0.0, ..Sampling::default() }.validate().is_err());
-        assert!(Sampling { repetition_penalty: 0.0, ..Sampling::default() }.validate().is_err());
+        assert!(
+            Sampling {
+                top_p: 1.5,
+                ..Sampling::default()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            Sampling {
+                top_p: -0.1,
+                ..Sampling::default()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            Sampling {
+                top_p: 1.0,
+                ..Sampling::default()
+            }
+            .validate()
+            .is_ok()
+        );
+        assert!(
+            Sampling {
+                temperature: 0.0,
+                ..Sampling::default()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            Sampling {
+                repetition_penalty: 0.0,
+                ..Sampling::default()
+            }
+            .validate()
+            .is_err()
+        );
     }
 }

@@ -24,7 +24,10 @@ impl<B: Backend> KvCache<B> {
     /// An empty cache for `model` (one slot per layer application; ALBERT's shared layer
     /// gets one per application too).
     pub fn new(model: &Model<B>) -> Self {
-        KvCache { layers: vec![None; model.encoder.layers_num], len: 0 }
+        KvCache {
+            layers: vec![None; model.encoder.layers_num],
+            len: 0,
+        }
     }
 
     /// Positions cached so far.
@@ -42,12 +45,21 @@ impl<B: Backend> Model<B> {
     /// Runs the causal model on `ids` (`[batch, new]`, the tokens after the cached ones),
     /// appends their keys and values to `cache`, and returns the LM logits of the new
     /// positions, `[batch, new, vocab]`. Segment 1 everywhere (UER-py's generate_lm).
-    pub fn decode_step(&self, ids: Tensor<B, 2, Int>, cache: &mut KvCache<B>) -> Result<Tensor<B, 3>, ModelError> {
+    pub fn decode_step(
+        &self,
+        ids: Tensor<B, 2, Int>,
+        cache: &mut KvCache<B>,
+    ) -> Result<Tensor<B, 3>, ModelError> {
         let lm = self.lm.as_ref().ok_or_else(|| {
-            ModelError::Input("the weights have no LM head (`target.lm.output_layer`); generation needs a GPT-2".into())
+            ModelError::Input(
+                "the weights have no LM head (`target.lm.output_layer`); generation needs a GPT-2"
+                    .into(),
+            )
         })?;
         if self.config.mask != MaskKind::Causal {
-            return Err(ModelError::Input("incremental decoding needs a causal model (mask = causal)".into()));
+            return Err(ModelError::Input(
+                "incremental decoding needs a causal model (mask = causal)".into(),
+            ));
         }
         let [b, s] = ids.dims();
         let past = cache.len;
@@ -105,11 +117,16 @@ fn layer_step<B: Backend>(
 ) -> Tensor<B, 3> {
     match layer.ln_position {
         LnPosition::Post => {
-            let h = layer.layer_norm_1.forward(x.clone() + attn_step(&layer.self_attn, x, bias, slot));
-            layer.layer_norm_2.forward(h.clone() + layer.feed_forward.forward(h))
+            let h = layer
+                .layer_norm_1
+                .forward(x.clone() + attn_step(&layer.self_attn, x, bias, slot));
+            layer
+                .layer_norm_2
+                .forward(h.clone() + layer.feed_forward.forward(h))
         }
         LnPosition::Pre => {
-            let h = x.clone() + attn_step(&layer.self_attn, layer.layer_norm_1.forward(x), bias, slot);
+            let h =
+                x.clone() + attn_step(&layer.self_attn, layer.layer_norm_1.forward(x), bias, slot);
             h.clone() + layer.feed_forward.forward(layer.layer_norm_2.forward(h))
         }
     }
@@ -122,7 +139,10 @@ fn attn_step<B: Backend>(
     slot: &mut Option<(Tensor<B, 4>, Tensor<B, 4>)>,
 ) -> Tensor<B, 3> {
     let [b, s, h] = x.dims();
-    let split = |t: Tensor<B, 3>| t.reshape([b, s, attn.heads, h / attn.heads]).swap_dims(1, 2);
+    let split = |t: Tensor<B, 3>| {
+        t.reshape([b, s, attn.heads, h / attn.heads])
+            .swap_dims(1, 2)
+    };
     let q = split(attn.query.forward(x.clone()));
     let mut k = split(attn.key.forward(x.clone()));
     let mut v = split(attn.value.forward(x));
