@@ -468,3 +468,96 @@ fn preset_table_agrees_with_the_registry() {
     assert_eq!(Preset::for_entry("gpt2-chinese-couplet").name, "couplet");
     assert_eq!(Preset::for_entry("gpt2-chinese-poem").name, "poem");
 }
+
+/// A Huggingface cache holding the gpt2_v1 fixture's HF export as `uer/gpt2-chinese-couplet`.
+fn fake_couplet_cache() -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    let repo = root.path().join("models--uer--gpt2-chinese-couplet");
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs").join("main"), commit).unwrap();
+    let snap = repo.join("snapshots").join(commit);
+    std::fs::create_dir_all(&snap).unwrap();
+    let f = fixture();
+    for (from, to) in [
+        (
+            f.join("hf_by_uer_script").join("config.json"),
+            "config.json",
+        ),
+        (
+            f.join("hf_by_uer_script").join("pytorch_model.bin"),
+            "pytorch_model.bin",
+        ),
+        (f.join("vocab.txt"), "vocab.txt"),
+    ] {
+        std::fs::copy(from, snap.join(to)).unwrap();
+    }
+    root
+}
+
+fn run_in_cache(cache: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(common::uerzoo_bin())
+        .arg("generate")
+        .args(args)
+        .env("HF_HUB_CACHE", cache)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn cli_registry_name_brings_the_couplet_preset() {
+    let cache = fake_couplet_cache();
+    let args = [
+        "gpt2-chinese-couplet",
+        "--prompt",
+        "今天天气很好",
+        "--seed",
+        "7",
+        "--num-return",
+        "3",
+    ];
+    let out = run_in_cache(cache.path(), &args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    for line in &lines {
+        let (upper, lower) = line
+            .split_once(" - ")
+            .unwrap_or_else(|| panic!("no ` - ` in {line:?}"));
+        assert_eq!(upper, "今天天气很好");
+        assert!(
+            lower.chars().count() <= 6,
+            "lower line longer than the upper: {line:?}"
+        );
+        assert!(
+            !lower.contains("[SEP]") && !lower.contains("[CLS]") && !lower.contains(' '),
+            "{line:?}"
+        );
+    }
+    let again = run_in_cache(cache.path(), &args);
+    assert_eq!(
+        String::from_utf8(again.stdout).unwrap(),
+        stdout,
+        "same seed, same couplets"
+    );
+}
+
+#[test]
+fn cli_registry_name_not_cached_says_download() {
+    let empty = tempfile::tempdir().unwrap();
+    let out = run_in_cache(
+        empty.path(),
+        &["gpt2-chinese-poem", "--prompt", "梅山如积翠，"],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("uerzoo download gpt2-chinese-poem"),
+        "{stderr}"
+    );
+}
