@@ -2,7 +2,8 @@
 //! feed-forward 3072, vocab 21128) with random weights, batch 8 × 128 tokens, on the CPU
 //! (Flex) — or CUDA with `--features cuda` and `UERZOO_BENCH_DEVICE=cuda`.
 //!
-//! Run: `cargo bench --bench forward` (env `UERZOO_BENCH_BATCH`, `UERZOO_BENCH_SEQ`,
+//! Run: `cargo bench --bench forward` (NdArray instead of Flex: `--features ndarray` and
+//! `UERZOO_BENCH_BACKEND=ndarray`; env `UERZOO_BENCH_BATCH`, `UERZOO_BENCH_SEQ`,
 //! `UERZOO_BENCH_ITERS`, `UERZOO_BENCH_DEVICE`). Prints the median of the timed runs for
 //! the encoder alone (`hidden`) and encoder + MLM head (`hidden` + `logits`, what
 //! `uerzoo forward` computes), after one warm-up run.
@@ -13,7 +14,10 @@ use uerzoo::model::backend::{BackendJob, DeviceSpec, run_on};
 use uerzoo::model::{ModelConfig, load_model, random_checkpoint};
 
 fn env(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn base_config() -> ModelConfig {
@@ -49,10 +53,35 @@ impl BackendJob for Bench {
         let ids: Vec<i64> = (0..n).map(|i| (i * 7919 % 21000 + 100) as i64).collect();
         let seg = vec![1i64; n];
         let tokens = n as f64;
-        for (label, with_head) in [("encoder (hidden)", false), ("encoder + MLM head (hidden + logits)", true)] {
+        // Calibration on this (shared) machine: one 1024×768×3072 matmul.
+        let a = burn::tensor::Tensor::<B, 2>::ones([1024, 768], &device);
+        let w = burn::tensor::Tensor::<B, 2>::ones([768, 3072], &device);
+        let mut mm = Vec::new();
+        for _ in 0..5 {
+            let start = Instant::now();
+            let _ = a.clone().matmul(w.clone()).into_data();
+            mm.push(start.elapsed());
+        }
+        let mm = median(mm).as_secs_f64();
+        println!(
+            "calibration: matmul 1024x768x3072 {:.1} ms = {:.0} GFLOP/s",
+            mm * 1e3,
+            2.0 * 1024.0 * 768.0 * 3072.0 / mm / 1e9
+        );
+        // Encoder FLOPs: 2 × tokens × (4h² + 2hf) per layer + attention (2 × 2 × b·s²·h).
+        let (h, f, l) = (768.0, 3072.0, 12.0);
+        let enc_flop = l
+            * (2.0 * tokens * (4.0 * h * h + 2.0 * h * f)
+                + 4.0 * self.batch as f64 * (self.seq * self.seq) as f64 * h);
+        for (label, with_head) in [
+            ("encoder (hidden)", false),
+            ("encoder + MLM head (hidden + logits)", true),
+        ] {
             let mut times = Vec::new();
             for i in 0..=self.iters {
-                let (t_ids, t_seg) = model.inputs(&ids, &seg, self.batch, self.seq, &device).expect("inputs");
+                let (t_ids, t_seg) = model
+                    .inputs(&ids, &seg, self.batch, self.seq, &device)
+                    .expect("inputs");
                 let start = Instant::now();
                 if with_head {
                     let out = model.forward(t_ids, t_seg);
@@ -66,12 +95,13 @@ impl BackendJob for Bench {
             }
             let m = median(times);
             println!(
-                "forward base {}x{} {label}: median {:.1} ms over {} runs, {:.0} tokens/s",
+                "forward base {}x{} {label}: median {:.1} ms over {} runs, {:.0} tokens/s, encoder at {:.0} GFLOP/s",
                 self.batch,
                 self.seq,
                 m.as_secs_f64() * 1e3,
                 self.iters,
-                tokens / m.as_secs_f64()
+                tokens / m.as_secs_f64(),
+                enc_flop / m.as_secs_f64() / 1e9
             );
         }
     }
@@ -79,8 +109,21 @@ impl BackendJob for Bench {
 
 fn main() {
     // `cargo bench` passes `--bench`; nothing else to parse.
-    let device: DeviceSpec = std::env::var("UERZOO_BENCH_DEVICE").unwrap_or_else(|_| "cpu".into()).parse().expect("device");
-    let bench = Bench { batch: env("UERZOO_BENCH_BATCH", 8), seq: env("UERZOO_BENCH_SEQ", 128), iters: env("UERZOO_BENCH_ITERS", 5) };
+    let device: DeviceSpec = std::env::var("UERZOO_BENCH_DEVICE")
+        .unwrap_or_else(|_| "cpu".into())
+        .parse()
+        .expect("device");
+    let bench = Bench {
+        batch: env("UERZOO_BENCH_BATCH", 8),
+        seq: env("UERZOO_BENCH_SEQ", 128),
+        iters: env("UERZOO_BENCH_ITERS", 5),
+    };
     println!("device {device}, threads {}", rayon::current_num_threads());
+    #[cfg(feature = "ndarray")]
+    if std::env::var("UERZOO_BENCH_BACKEND").is_ok_and(|b| b == "ndarray") {
+        println!("backend NdArray");
+        return bench.run::<burn::backend::NdArray>(Default::default());
+    }
+    println!("backend Flex (CPU) or CUDA");
     run_on(device, bench).expect("backend");
 }

@@ -11,6 +11,9 @@ use super::layer_norm::LayerNorm;
 use burn::module::{Module, Param};
 use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
 
+/// Token ids and segments on the device, both `[batch, seq]`.
+pub type IdsAndSegments<B> = (Tensor<B, 2, Int>, Tensor<B, 2, Int>);
+
 /// UER-py's additive mask value for hidden keys.
 pub const MASK_VALUE: f32 = -10000.0;
 
@@ -35,7 +38,11 @@ impl<B: Backend> Embeddings<B> {
         let mut emb = word.select(0, ids.reshape([b * s])).reshape([b, s, e]);
         emb = emb + self.position.val().narrow(0, 0, s).unsqueeze::<3>();
         if let Some(seg) = &self.segment {
-            emb = emb + seg.val().select(0, segment.reshape([b * s])).reshape([b, s, e]);
+            emb = emb
+                + seg
+                    .val()
+                    .select(0, segment.reshape([b * s]))
+                    .reshape([b, s, e]);
         }
         match &self.layer_norm {
             Some(ln) => ln.forward(emb),
@@ -117,7 +124,7 @@ impl<B: Backend> Model<B> {
         batch: usize,
         seq: usize,
         device: &B::Device,
-    ) -> Result<(Tensor<B, 2, Int>, Tensor<B, 2, Int>), ModelError> {
+    ) -> Result<IdsAndSegments<B>, ModelError> {
         if ids.len() != batch * seq || segment.len() != batch * seq {
             return Err(ModelError::Input(format!(
                 "input_ids has {} values and segment {}, expected batch {batch} × seq {seq}",
@@ -131,12 +138,24 @@ impl<B: Backend> Model<B> {
                 self.config.max_seq_length
             )));
         }
-        if let Some(bad) = ids.iter().find(|&&i| i < 0 || i as usize >= self.config.vocab_size) {
-            return Err(ModelError::Input(format!("token id {bad} is outside the vocabulary 0..{}", self.config.vocab_size)));
+        if let Some(bad) = ids
+            .iter()
+            .find(|&&i| i < 0 || i as usize >= self.config.vocab_size)
+        {
+            return Err(ModelError::Input(format!(
+                "token id {bad} is outside the vocabulary 0..{}",
+                self.config.vocab_size
+            )));
         }
-        let max_seg = if self.embedding.segment.is_some() { 2 } else { i64::MAX };
+        let max_seg = if self.embedding.segment.is_some() {
+            2
+        } else {
+            i64::MAX
+        };
         if let Some(bad) = segment.iter().find(|&&x| x < 0 || x > max_seg) {
-            return Err(ModelError::Input(format!("segment {bad} is not 0 (padding), 1 or 2")));
+            return Err(ModelError::Input(format!(
+                "segment {bad} is not 0 (padding), 1 or 2"
+            )));
         }
         let ids = Tensor::from_data(TensorData::new(ids.to_vec(), [batch, seq]), device);
         let seg = Tensor::from_data(TensorData::new(segment.to_vec(), [batch, seq]), device);
