@@ -4,9 +4,11 @@
 //! per token). On the CPU (Flex), or CUDA with `--features cuda` and
 //! `UERZOO_BENCH_DEVICE=cuda`.
 //!
-//! Run: `cargo bench --bench generate` (env `UERZOO_BENCH_NEW` new tokens [256],
+//! Run: `cargo bench --bench generate`, or `cargo bench --profile dev --bench generate` on a
+//! machine without a release build of the dependencies (they are built at opt-level 3 in dev
+//! too; only uerzoo's own glue is unoptimised), with env `UERZOO_BENCH_NEW` new tokens [256],
 //! `UERZOO_BENCH_ITERS` timed runs with the cache [3], `UERZOO_BENCH_NOCACHE_ITERS` timed
-//! runs without it [1], `UERZOO_BENCH_DEVICE`). Prints the median of the timed runs after one
+//! runs without it [1], `UERZOO_BENCH_DEVICE`. Prints the median of the timed runs after one
 //! warm-up run of 8 tokens, as new tokens per second, and the speed-up of the cache.
 
 use burn::tensor::backend::Backend;
