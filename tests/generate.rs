@@ -194,6 +194,23 @@ fn kv_cache_logits_match_full_forward_on_fixture() {
 }
 
 #[test]
+fn kv_cache_logits_match_full_forward_on_v2_and_hf_fixtures() {
+    let v2 = common::uer_fixture("gpt2_v2");
+    let hf = fixture().join("hf_by_uer_script");
+    for (weights, config) in [
+        (v2.join("uer_model.bin"), Some(v2.join("uer_config.json"))),
+        (hf, None),
+    ] {
+        let opened = uerzoo::model::open::open_model(&weights, config.as_deref()).unwrap();
+        let model = load_model::<Cpu>(&opened.checkpoint, &opened.config, &Default::default())
+            .unwrap()
+            .0;
+        let ids: Vec<u32> = (0..30).map(|i| (i * 53 % 3000 + 1) as u32).collect();
+        assert_cache_matches_forward(&model, &ids, 3);
+    }
+}
+
+#[test]
 fn kv_cache_logits_match_full_forward_random_gpt2() {
     // A GPT-2 shaped like the zoo's (pre-LN, final LN, causal, gelu_fast), 4 heads, untied head.
     let mut cfg = ModelConfig::from_uer_json(&serde_json::json!({
