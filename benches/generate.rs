@@ -66,6 +66,9 @@ impl BackendJob for Bench {
             ("KV cache", true, self.iters),
             ("no cache", false, self.nocache_iters),
         ] {
+            if iters == 0 {
+                continue;
+            }
             generate::generate(&model, &prompt, &opts(use_cache, 8), &mut |_, _| {})
                 .expect("warm-up");
             let mut times = Vec::new();
