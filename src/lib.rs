@@ -10,12 +10,14 @@
 //! | [`convert`] | naming tables (UER v1/v2 ⇄ HF), rescaling; never touches disk by itself |
 //! | [`tokenizer`] | BERT WordPiece and the word models' sentencepiece |
 //! | [`model`] | Burn models (BERT/RoBERTa, ALBERT, GPT-2) and their heads |
+//! | [`generate`] | GPT-2 text generation (UER-py's generate_lm with a KV cache), presets |
 //!
 //! The library never prints: long work reports through [`progress::Progress`], and the
 //! command line (`src/cli/`, one file per subcommand) owns stdout, stderr and exit codes.
 
 pub mod checkpoint;
 pub mod convert;
+pub mod generate;
 pub mod hub;
 pub mod model;
 pub mod progress;

@@ -10,6 +10,7 @@ mod download;
 mod extract_features;
 mod fill_mask;
 mod forward;
+mod generate;
 mod import;
 mod info;
 mod inspect;
@@ -42,6 +43,7 @@ enum Command {
     Forward(forward::Args),
     FillMask(fill_mask::Args),
     ExtractFeatures(extract_features::Args),
+    Generate(generate::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -57,6 +59,7 @@ pub fn main() -> ExitCode {
         Command::Forward(a) => forward::run(a),
         Command::FillMask(a) => fill_mask::run(a),
         Command::ExtractFeatures(a) => extract_features::run(a),
+        Command::Generate(a) => generate::run(a),
     };
     match result {
         Ok(code) => code,

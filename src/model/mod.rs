@@ -13,6 +13,7 @@ pub mod backend;
 pub mod config;
 pub mod encoder;
 pub mod heads;
+pub mod kv_cache;
 pub mod layer_norm;
 pub mod load;
 pub mod open;

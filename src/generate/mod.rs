@@ -1,0 +1,291 @@
+//! Text generation with the GPT-2 zoo, faithful to UER-py's `scripts/generate_lm.py`:
+//! the prompt is `[CLS]` + its tokens (segment 1), the total length counts `[CLS]` and the
+//! prompt (UER's `seq_length`), and each new token comes from the last position's logits
+//! through [`Sampling`] (top-k then top-p, temperature; greedy = top-k 1).
+//!
+//! This module owns the decoding loop, sampling, the prompt presets ([`preset`]) and the
+//! output text. Unlike UER-py it does not recompute the whole prefix per token: the model's
+//! KV cache ([`crate::model::kv_cache`]) makes each step cost one position. The no-cache
+//! path stays available (`use_cache: false`) as the reference the cache is tested against.
+
+pub mod preset;
+pub mod sampling;
+
+pub use preset::{PRESETS, Preset, TextStream, clean_text, uer_text};
+pub use sampling::{Sampler, Sampling};
+
+use crate::model::backend::{BackendJob, DeviceSpec, run_on};
+use crate::model::kv_cache::KvCache;
+use crate::model::open::OpenedModel;
+use crate::model::{Model, ModelError, load_model};
+use crate::tokenizer::Tokenizer;
+use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
+
+/// Everything that can go wrong generating.
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    /// An option outside its range.
+    #[error("--{option} {value}: expected {expected}")]
+    Option {
+        option: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    /// `--max-length` beyond the position embeddings.
+    #[error(
+        "--max-length {max_length} is beyond the model's {positions} position embeddings; use at most {positions}"
+    )]
+    MaxLength { max_length: usize, positions: usize },
+    /// An unknown `--preset`.
+    #[error("unknown preset `{name}`; use one of: {known}")]
+    Preset { name: String, known: String },
+    /// Loading or running the model failed.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+}
+
+/// When and how to generate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerateOptions {
+    /// Total tokens, `[CLS]` and prompt included (UER-py's `seq_length`).
+    pub max_length: usize,
+    /// At most this many new tokens per sequence.
+    pub max_new_tokens: Option<usize>,
+    pub sampling: Sampling,
+    /// Seed of the sampling RNG; the same seed gives the same text.
+    pub seed: u64,
+    /// Sequences to generate (one after the other, one RNG).
+    pub num_return: usize,
+    /// Stop after generating this id (`[SEP]` for presets that end samples with it).
+    pub stop_id: Option<u32>,
+    /// Use the KV cache (default); `false` recomputes the prefix per token, as UER-py does.
+    pub use_cache: bool,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        GenerateOptions {
+            max_length: 128,
+            max_new_tokens: None,
+            sampling: Sampling::default(),
+            seed: 0,
+            num_return: 1,
+            stop_id: None,
+            use_cache: true,
+        }
+    }
+}
+
+impl GenerateOptions {
+    /// Checks the options against a model with `positions` position embeddings.
+    pub fn validate(&self, positions: usize) -> Result<(), GenerateError> {
+        self.sampling.validate()?;
+        if self.max_length == 0 {
+            return Err(GenerateError::Option {
+                option: "max-length",
+                value: "0".into(),
+                expected: "at least 1 (it counts [CLS] and the prompt)",
+            });
+        }
+        if self.max_length > positions {
+            return Err(GenerateError::MaxLength {
+                max_length: self.max_length,
+                positions,
+            });
+        }
+        if self.num_return == 0 {
+            return Err(GenerateError::Option {
+                option: "num-return",
+                value: "0".into(),
+                expected: "at least 1",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Why a sequence ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// It reached `max_length` tokens.
+    MaxLength,
+    /// It generated `max_new_tokens`.
+    MaxNewTokens,
+    /// It generated the stop id.
+    StopToken,
+}
+
+/// One generated sequence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Generated {
+    /// The whole sequence: `[CLS]`, the prompt, the new tokens.
+    pub ids: Vec<u32>,
+    /// How many of `ids` are `[CLS]` + prompt (after truncation to `max_length`).
+    pub prompt_len: usize,
+    pub stop: StopReason,
+}
+
+impl Generated {
+    /// The new tokens.
+    pub fn continuation(&self) -> &[u32] {
+        &self.ids[self.prompt_len..]
+    }
+}
+
+/// `[CLS]` + the prompt's tokens, as UER-py's generate_lm builds its input.
+pub fn prompt_ids(tok: &Tokenizer, prompt: &str) -> Vec<u32> {
+    let mut ids = vec![tok.cls_id()];
+    ids.extend(tok.encode(prompt));
+    ids
+}
+
+/// Generates `opts.num_return` continuations of `prompt` (ids, `[CLS]` first) with a
+/// loaded model. `on_token(sequence, id)` sees every new id as soon as it is chosen.
+pub fn generate<B: Backend>(
+    model: &Model<B>,
+    prompt: &[u32],
+    opts: &GenerateOptions,
+    on_token: &mut dyn FnMut(usize, u32),
+) -> Result<Vec<Generated>, GenerateError> {
+    opts.validate(model.config.max_seq_length)?;
+    if prompt.is_empty() {
+        return Err(GenerateError::Option {
+            option: "prompt",
+            value: "\"\"".into(),
+            expected: "at least [CLS]",
+        });
+    }
+    if let Some(&bad) = prompt
+        .iter()
+        .find(|&&i| i as usize >= model.config.vocab_size)
+    {
+        return Err(ModelError::Input(format!(
+            "token id {bad} is outside the vocabulary 0..{}",
+            model.config.vocab_size
+        ))
+        .into());
+    }
+    // UER-py: truncate to seq_length, then run seq_length − (untruncated length) steps.
+    let steps = opts.max_length.saturating_sub(prompt.len());
+    let prompt = &prompt[..prompt.len().min(opts.max_length)];
+    let mut sampler = Sampler::new(opts.seed);
+    let mut out = Vec::with_capacity(opts.num_return);
+    for n in 0..opts.num_return {
+        let mut ids = prompt.to_vec();
+        let mut stop = StopReason::MaxLength;
+        let mut cache = KvCache::new(model);
+        let mut pending: &[u32] = prompt;
+        let mut last;
+        for step in 0..steps {
+            if opts.max_new_tokens.is_some_and(|m| step >= m) {
+                stop = StopReason::MaxNewTokens;
+                break;
+            }
+            let mut logits = if opts.use_cache {
+                let logits = model.decode_step(
+                    id_tensor(pending, &model.embedding.word.device()),
+                    &mut cache,
+                )?;
+                last_row(logits)?
+            } else {
+                full_last_logits(model, &ids)?
+            };
+            opts.sampling.filter(&mut logits, &ids);
+            let id = sampler.draw(&logits);
+            ids.push(id);
+            on_token(n, id);
+            last = [id];
+            pending = &last;
+            if opts.stop_id == Some(id) {
+                stop = StopReason::StopToken;
+                break;
+            }
+        }
+        out.push(Generated {
+            ids,
+            prompt_len: prompt.len(),
+            stop,
+        });
+    }
+    Ok(out)
+}
+
+fn id_tensor<B: Backend>(ids: &[u32], device: &B::Device) -> Tensor<B, 2, Int> {
+    let values: Vec<i64> = ids.iter().map(|&i| i64::from(i)).collect();
+    Tensor::from_data(TensorData::new(values, [1, ids.len()]), device)
+}
+
+/// The last position's logits of `[1, s, vocab]` as a host vector.
+fn last_row<B: Backend>(logits: Tensor<B, 3>) -> Result<Vec<f32>, GenerateError> {
+    let [_, s, v] = logits.dims();
+    let row = logits.narrow(1, s - 1, 1).reshape([v]);
+    row.into_data()
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .map_err(|e| ModelError::Input(format!("reading logits back: {e:?}")).into())
+}
+
+/// The no-cache path (UER-py's): the whole sequence through the encoder, the LM head on
+/// the last position.
+pub fn full_last_logits<B: Backend>(
+    model: &Model<B>,
+    ids: &[u32],
+) -> Result<Vec<f32>, GenerateError> {
+    let lm = model.lm.as_ref().ok_or_else(|| {
+        ModelError::Input(
+            "the weights have no LM head (`target.lm.output_layer`); generation needs a GPT-2"
+                .into(),
+        )
+    })?;
+    let values: Vec<i64> = ids.iter().map(|&i| i64::from(i)).collect();
+    let seg = vec![1i64; ids.len()];
+    let device = model.embedding.word.device();
+    let (t_ids, t_seg) = model.inputs(&values, &seg, 1, ids.len(), &device)?;
+    let hidden = model.encode(t_ids, t_seg);
+    let [_, s, h] = hidden.dims();
+    last_row(lm.forward(hidden.narrow(1, s - 1, 1).reshape([1, 1, h])))
+}
+
+struct GenerateJob<'a> {
+    model: &'a OpenedModel,
+    prompt: &'a [u32],
+    opts: &'a GenerateOptions,
+    on_token: &'a mut dyn FnMut(usize, u32),
+}
+
+impl BackendJob for GenerateJob<'_> {
+    type Output = Result<Vec<Generated>, GenerateError>;
+    fn run<B: Backend>(self, device: B::Device) -> Self::Output {
+        let (model, _) = load_model::<B>(&self.model.checkpoint, &self.model.config, &device)?;
+        generate(&model, self.prompt, self.opts, self.on_token)
+    }
+}
+
+/// Loads `model` on `device` and generates (see [`generate`]).
+pub fn generate_opened(
+    model: &OpenedModel,
+    prompt: &[u32],
+    opts: &GenerateOptions,
+    device: DeviceSpec,
+    on_token: &mut dyn FnMut(usize, u32),
+) -> Result<Vec<Generated>, GenerateError> {
+    opts.sampling.validate()?;
+    run_on(
+        device,
+        GenerateJob {
+            model,
+            prompt,
+            opts,
+            on_token,
+        },
+    )?
+}
+
+/// Position embedding rows of an opened (not yet loaded) model, for validating
+/// `--max-length` before loading.
+pub fn positions(model: &OpenedModel) -> Option<usize> {
+    model
+        .checkpoint
+        .get(crate::model::load::keys::POS)
+        .map(|t| t.shape[0])
+}

@@ -1,0 +1,580 @@
+//! Generation against UER-py's own output (`../shared/fixtures/uer/gpt2_v1`:
+//! `greedy_prompt.txt` = prompt line + max length, `greedy_generation.txt` line 2 = UER-py's
+//! generate_lm output with top-k 1), the KV cache against the full forward pass, seeded
+//! sampling, presets and the CLI's errors.
+
+mod common;
+
+use burn::tensor::{Int, Tensor, TensorData};
+use std::path::PathBuf;
+use std::process::Command;
+use uerzoo::generate::{self, GenerateError, GenerateOptions, Preset, Sampling, StopReason};
+use uerzoo::model::kv_cache::KvCache;
+use uerzoo::model::{Cpu, Model, ModelConfig, load_model, random_checkpoint};
+use uerzoo::registry::Registry;
+use uerzoo::tokenizer::{Tokenizer, TokenizerOptions};
+
+/// KV-cache logits vs the full forward pass: same f32 math in a different order (one
+/// position at a time, attention over cached keys). Measured ~1e-6; the bound.
+const TOL: f32 = 1e-4;
+
+fn fixture() -> PathBuf {
+    common::uer_fixture("gpt2_v1")
+}
+
+fn fixture_model() -> Model<Cpu> {
+    let f = fixture();
+    let opened =
+        uerzoo::model::open::open_model(&f.join("uer_model.bin"), Some(&f.join("uer_config.json")))
+            .unwrap();
+    load_model::<Cpu>(&opened.checkpoint, &opened.config, &Default::default())
+        .unwrap()
+        .0
+}
+
+fn fixture_tokenizer() -> Tokenizer {
+    Tokenizer::from_vocab_file(fixture().join("vocab.txt"), TokenizerOptions::uer()).unwrap()
+}
+
+/// (prompt line, max length, UER-py's output line 2).
+fn greedy_reference() -> (String, usize, String) {
+    let prompt = std::fs::read_to_string(fixture().join("greedy_prompt.txt")).unwrap();
+    let mut lines = prompt.lines();
+    let text = lines.next().unwrap().trim().to_string();
+    let max_length = lines.next().unwrap().trim().parse().unwrap();
+    let out = std::fs::read_to_string(fixture().join("greedy_generation.txt")).unwrap();
+    (text, max_length, out.lines().nth(1).unwrap().to_string())
+}
+
+fn ids_tensor(ids: &[u32]) -> Tensor<Cpu, 2, Int> {
+    let v: Vec<i64> = ids.iter().map(|&i| i64::from(i)).collect();
+    Tensor::from_data(TensorData::new(v, [1, ids.len()]), &Default::default())
+}
+
+fn to_vec(t: Tensor<Cpu, 3>) -> Vec<f32> {
+    t.into_data().convert::<f32>().to_vec::<f32>().unwrap()
+}
+
+fn greedy(max_length: usize) -> GenerateOptions {
+    GenerateOptions {
+        max_length,
+        sampling: Sampling::greedy(),
+        ..GenerateOptions::default()
+    }
+}
+
+#[test]
+fn greedy_reproduces_uer_py_tokens() {
+    let (text, max_length, expected) = greedy_reference();
+    let tok = fixture_tokenizer();
+    let model = fixture_model();
+    let prompt = generate::prompt_ids(&tok, &text);
+    for use_cache in [true, false] {
+        let opts = GenerateOptions {
+            use_cache,
+            ..greedy(max_length)
+        };
+        let out = generate::generate(&model, &prompt, &opts, &mut |_, _| {}).unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            out[0].ids.len(),
+            max_length,
+            "UER-py generates to seq_length"
+        );
+        assert_eq!(out[0].stop, StopReason::MaxLength);
+        assert_eq!(
+            generate::uer_text(&tok, &out[0].ids),
+            expected,
+            "use_cache {use_cache}"
+        );
+    }
+}
+
+#[test]
+fn cli_greedy_prints_uer_py_text() {
+    let (text, max_length, expected) = greedy_reference();
+    let f = fixture();
+    let out = Command::new(common::uerzoo_bin())
+        .arg("generate")
+        .arg(f.join("uer_model.bin"))
+        .arg("--config")
+        .arg(f.join("uer_config.json"))
+        .arg("--vocab")
+        .arg(f.join("vocab.txt"))
+        .args([
+            "--prompt",
+            &text,
+            "--greedy",
+            "--max-length",
+            &max_length.to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stdout.trim_end(), expected.strip_prefix("[CLS]").unwrap());
+}
+
+#[test]
+fn cli_top_k_1_equals_greedy_and_stream_prints_the_same() {
+    let (text, max_length, _) = greedy_reference();
+    let f = fixture();
+    let run = |extra: &[&str]| {
+        let out = Command::new(common::uerzoo_bin())
+            .arg("generate")
+            .arg(f.join("uer_model.bin"))
+            .arg("--config")
+            .arg(f.join("uer_config.json"))
+            .arg("--vocab")
+            .arg(f.join("vocab.txt"))
+            .args(["--prompt", &text, "--max-length", &max_length.to_string()])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let greedy = run(&["--greedy"]);
+    assert_eq!(run(&["--top-k", "1", "--seed", "5"]), greedy);
+    assert_eq!(run(&["--top-k", "1", "--seed", "6", "--stream"]), greedy);
+    assert_eq!(run(&["--greedy", "--no-cache"]), greedy);
+}
+
+/// Logits of every position: the full forward pass vs prefill + one token at a time.
+fn assert_cache_matches_forward(model: &Model<Cpu>, ids: &[u32], prefill: usize) {
+    let seg = vec![1i64; ids.len()];
+    let ids_i64: Vec<i64> = ids.iter().map(|&i| i64::from(i)).collect();
+    let (t_ids, t_seg) = model
+        .inputs(&ids_i64, &seg, 1, ids.len(), &Default::default())
+        .unwrap();
+    let full = to_vec(model.forward(t_ids, t_seg).logits.unwrap());
+    let vocab = model.config.vocab_size;
+    let mut cache = KvCache::new(model);
+    let mut cached = to_vec(
+        model
+            .decode_step(ids_tensor(&ids[..prefill]), &mut cache)
+            .unwrap(),
+    );
+    for i in prefill..ids.len() {
+        cached.extend(to_vec(
+            model
+                .decode_step(ids_tensor(&ids[i..=i]), &mut cache)
+                .unwrap(),
+        ));
+    }
+    assert_eq!(cache.len(), ids.len());
+    assert_eq!(cached.len(), full.len());
+    let worst = full
+        .iter()
+        .zip(&cached)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    eprintln!("kv cache vs full forward: max |diff| = {worst:e}");
+    assert!(
+        worst <= TOL,
+        "max |full − cached| = {worst} over {} positions × {vocab}",
+        ids.len()
+    );
+}
+
+#[test]
+fn kv_cache_logits_match_full_forward_on_fixture() {
+    let model = fixture_model();
+    let ids: Vec<u32> = (0..40).map(|i| (i * 37 % 3000 + 1) as u32).collect();
+    assert_cache_matches_forward(&model, &ids, 1);
+    assert_cache_matches_forward(&model, &ids, 7);
+}
+
+#[test]
+fn kv_cache_logits_match_full_forward_on_v2_and_hf_fixtures() {
+    let v2 = common::uer_fixture("gpt2_v2");
+    let hf = fixture().join("hf_by_uer_script");
+    for (weights, config) in [
+        (v2.join("uer_model.bin"), Some(v2.join("uer_config.json"))),
+        (hf, None),
+    ] {
+        let opened = uerzoo::model::open::open_model(&weights, config.as_deref()).unwrap();
+        let model = load_model::<Cpu>(&opened.checkpoint, &opened.config, &Default::default())
+            .unwrap()
+            .0;
+        let ids: Vec<u32> = (0..30).map(|i| (i * 53 % 3000 + 1) as u32).collect();
+        assert_cache_matches_forward(&model, &ids, 3);
+    }
+}
+
+#[test]
+fn kv_cache_logits_match_full_forward_random_gpt2() {
+    // A GPT-2 shaped like the zoo's (pre-LN, final LN, causal, gelu_fast), 4 heads, untied head.
+    let mut cfg = ModelConfig::from_uer_json(&serde_json::json!({
+        "emb_size": 64, "hidden_size": 64, "feedforward_size": 256, "heads_num": 4, "layers_num": 3,
+        "hidden_act": "gelu_fast", "embedding": "word_pos", "remove_embedding_layernorm": true,
+        "mask": "causal", "layernorm_positioning": "pre"
+    }))
+    .unwrap();
+    cfg.vocab_size = 500;
+    cfg.max_seq_length = 64;
+    let ckpt = random_checkpoint(&cfg, 11);
+    let model = load_model::<Cpu>(&ckpt, &cfg, &Default::default())
+        .unwrap()
+        .0;
+    let ids: Vec<u32> = (0..64).map(|i| (i * 13 % 499 + 1) as u32).collect();
+    assert_cache_matches_forward(&model, &ids, 5);
+    // Past the last position embedding is an error, not a panic.
+    let mut cache = KvCache::new(&model);
+    model.decode_step(ids_tensor(&ids), &mut cache).unwrap();
+    assert!(
+        model
+            .decode_step(ids_tensor(&ids[..1]), &mut cache)
+            .is_err()
+    );
+}
+
+#[test]
+fn sampling_is_seeded_and_cache_independent() {
+    let tok = fixture_tokenizer();
+    let model = fixture_model();
+    let prompt = generate::prompt_ids(&tok, "今天天气很好");
+    let opts = |seed, use_cache| GenerateOptions {
+        max_length: 40,
+        sampling: Sampling {
+            top_k: 20,
+            top_p: 0.9,
+            temperature: 1.3,
+            repetition_penalty: 1.0,
+        },
+        seed,
+        num_return: 3,
+        use_cache,
+        ..GenerateOptions::default()
+    };
+    let run = |o: GenerateOptions| generate::generate(&model, &prompt, &o, &mut |_, _| {}).unwrap();
+    let a = run(opts(42, true));
+    assert_eq!(a, run(opts(42, true)), "same seed, same text");
+    assert_eq!(
+        a,
+        run(opts(42, false)),
+        "the cache does not change the tokens"
+    );
+    assert_ne!(a, run(opts(43, true)), "another seed, other text");
+    assert_ne!(a[0].ids, a[1].ids, "the returns differ");
+    // top-k 1 ignores the seed and equals greedy.
+    let g = run(GenerateOptions {
+        sampling: Sampling::greedy(),
+        ..opts(1, true)
+    });
+    let k1 = run(GenerateOptions {
+        sampling: Sampling {
+            top_k: 1,
+            temperature: 0.5,
+            ..Sampling::default()
+        },
+        ..opts(99, true)
+    });
+    assert_eq!(g, k1);
+}
+
+#[test]
+fn stops_at_stop_id_and_max_new_tokens() {
+    let (text, max_length, _) = greedy_reference();
+    let tok = fixture_tokenizer();
+    let model = fixture_model();
+    let prompt = generate::prompt_ids(&tok, &text);
+    let full = generate::generate(&model, &prompt, &greedy(max_length), &mut |_, _| {})
+        .unwrap()
+        .remove(0);
+    let third = full.continuation()[2];
+    let first_hit = full
+        .continuation()
+        .iter()
+        .position(|&i| i == third)
+        .unwrap();
+    let stopped = generate::generate(
+        &model,
+        &prompt,
+        &GenerateOptions {
+            stop_id: Some(third),
+            ..greedy(max_length)
+        },
+        &mut |_, _| {},
+    )
+    .unwrap()
+    .remove(0);
+    assert_eq!(stopped.stop, StopReason::StopToken);
+    assert_eq!(stopped.continuation(), &full.continuation()[..=first_hit]);
+    let mut seen = Vec::new();
+    let short = generate::generate(
+        &model,
+        &prompt,
+        &GenerateOptions {
+            max_new_tokens: Some(4),
+            ..greedy(max_length)
+        },
+        &mut |_, id| seen.push(id),
+    )
+    .unwrap()
+    .remove(0);
+    assert_eq!(short.stop, StopReason::MaxNewTokens);
+    assert_eq!(short.continuation(), &full.continuation()[..4]);
+    assert_eq!(seen, short.continuation(), "every new token is reported");
+}
+
+#[test]
+fn invalid_options_are_errors() {
+    let model = fixture_model();
+    let prompt = [2u32, 100, 200];
+    let err =
+        |o: GenerateOptions| generate::generate(&model, &prompt, &o, &mut |_, _| {}).unwrap_err();
+    let s = |top_p, temperature| GenerateOptions {
+        sampling: Sampling {
+            top_p,
+            temperature,
+            ..Sampling::default()
+        },
+        ..greedy(20)
+    };
+    assert!(matches!(
+        err(s(1.5, 1.0)),
+        GenerateError::Option {
+            option: "top-p",
+            ..
+        }
+    ));
+    assert!(matches!(
+        err(s(-0.2, 1.0)),
+        GenerateError::Option {
+            option: "top-p",
+            ..
+        }
+    ));
+    assert!(matches!(
+        err(s(0.5, 0.0)),
+        GenerateError::Option {
+            option: "temperature",
+            ..
+        }
+    ));
+    assert!(matches!(
+        err(s(0.5, -1.0)),
+        GenerateError::Option {
+            option: "temperature",
+            ..
+        }
+    ));
+    assert!(matches!(
+        err(greedy(129)),
+        GenerateError::MaxLength {
+            max_length: 129,
+            positions: 128
+        }
+    ));
+    assert!(matches!(
+        err(GenerateOptions {
+            num_return: 0,
+            ..greedy(20)
+        }),
+        GenerateError::Option { .. }
+    ));
+}
+
+#[test]
+fn cli_invalid_options_explain_themselves() {
+    let f = fixture();
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["--top-p", "1.5"],
+            "--top-p 1.5: expected a probability in (0, 1]",
+        ),
+        (
+            &["--top-p", "0"],
+            "--top-p 0: expected a probability in (0, 1]",
+        ),
+        (
+            &["--temperature", "0"],
+            "--temperature 0: expected a number > 0",
+        ),
+        (
+            &["--max-length", "500"],
+            "--max-length 500 is beyond the model's 128 position embeddings",
+        ),
+        (
+            &["--preset", "sonnet"],
+            "unknown preset `sonnet`; use one of: plain, poem, couplet, lyric, ancient",
+        ),
+    ];
+    for (extra, message) in cases {
+        let out = Command::new(common::uerzoo_bin())
+            .arg("generate")
+            .arg(f.join("uer_model.bin"))
+            .arg("--config")
+            .arg(f.join("uer_config.json"))
+            .args(["--prompt", "今天"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{extra:?} should fail");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(message), "{extra:?}: stderr was {stderr}");
+    }
+}
+
+#[test]
+fn presets_format_prompts_like_the_cards() {
+    let tok = fixture_tokenizer();
+    let couplet = Preset::get("couplet").unwrap();
+    assert_eq!(
+        couplet.format_prompt("丹枫江冷人初去"),
+        "丹 枫 江 冷 人 初 去 -"
+    );
+    // A card prompt pasted with its [CLS] gives the same ids: the generator adds [CLS] itself.
+    assert_eq!(
+        couplet.format_prompt("[CLS]丹枫江冷人初去"),
+        couplet.format_prompt("丹枫江冷人初去")
+    );
+    let poem = Preset::get("poem").unwrap();
+    assert_eq!(poem.format_prompt("梅山如积翠，"), "梅 山 如 积 翠 ，");
+    // Spaces between characters do not change the ids (FACTS §7).
+    assert_eq!(
+        generate::prompt_ids(&tok, "梅 山 如 积 翠 ，"),
+        generate::prompt_ids(&tok, "梅山如积翠，")
+    );
+    // Couplet: the lower line has the upper line's length; output cleaned of specials.
+    assert_eq!(couplet.new_token_limit(&tok, "今天天气"), Some(4));
+    let lower = tok.encode("明日阳光");
+    let mut continuation = lower.clone();
+    continuation.push(tok.sep_id());
+    assert_eq!(
+        couplet.render(&tok, "今天天气", &continuation),
+        "今天天气 - 明日阳光"
+    );
+    assert!(couplet.stop_at_sep && poem.stop_at_sep);
+    assert_eq!(
+        Preset::get("plain")
+            .unwrap()
+            .render(&tok, "今天", &[tok.pad_id(), lower[0]]),
+        "今天明"
+    );
+}
+
+#[test]
+fn preset_table_agrees_with_the_registry() {
+    for entry in Registry::builtin().entries() {
+        let Some(card) = &entry.generation else {
+            continue;
+        };
+        let preset = Preset::for_entry(&entry.name);
+        assert_eq!(
+            preset.template, card.template,
+            "{}: preset {} vs registry template",
+            entry.name, preset.name
+        );
+        assert_eq!(
+            preset.format_prompt(&card.example),
+            card.format_prompt(&card.example),
+            "{}",
+            entry.name
+        );
+    }
+    assert_eq!(Preset::for_entry("gpt2-chinese-couplet").name, "couplet");
+    assert_eq!(Preset::for_entry("gpt2-chinese-poem").name, "poem");
+}
+
+/// A Huggingface cache holding the gpt2_v1 fixture's HF export as `uer/gpt2-chinese-couplet`.
+fn fake_couplet_cache() -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    let repo = root.path().join("models--uer--gpt2-chinese-couplet");
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs").join("main"), commit).unwrap();
+    let snap = repo.join("snapshots").join(commit);
+    std::fs::create_dir_all(&snap).unwrap();
+    let f = fixture();
+    for (from, to) in [
+        (
+            f.join("hf_by_uer_script").join("config.json"),
+            "config.json",
+        ),
+        (
+            f.join("hf_by_uer_script").join("pytorch_model.bin"),
+            "pytorch_model.bin",
+        ),
+        (f.join("vocab.txt"), "vocab.txt"),
+    ] {
+        std::fs::copy(from, snap.join(to)).unwrap();
+    }
+    root
+}
+
+fn run_in_cache(cache: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(common::uerzoo_bin())
+        .arg("generate")
+        .args(args)
+        .env("HF_HUB_CACHE", cache)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn cli_registry_name_brings_the_couplet_preset() {
+    let cache = fake_couplet_cache();
+    let args = [
+        "gpt2-chinese-couplet",
+        "--prompt",
+        "今天天气很好",
+        "--seed",
+        "7",
+        "--num-return",
+        "3",
+    ];
+    let out = run_in_cache(cache.path(), &args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    for line in &lines {
+        let (upper, lower) = line
+            .split_once(" - ")
+            .unwrap_or_else(|| panic!("no ` - ` in {line:?}"));
+        assert_eq!(upper, "今天天气很好");
+        assert!(
+            lower.chars().count() <= 6,
+            "lower line longer than the upper: {line:?}"
+        );
+        assert!(
+            !lower.contains("[SEP]") && !lower.contains("[CLS]") && !lower.contains(' '),
+            "{line:?}"
+        );
+    }
+    let again = run_in_cache(cache.path(), &args);
+    assert_eq!(
+        String::from_utf8(again.stdout).unwrap(),
+        stdout,
+        "same seed, same couplets"
+    );
+}
+
+#[test]
+fn cli_registry_name_not_cached_says_download() {
+    let empty = tempfile::tempdir().unwrap();
+    let out = run_in_cache(
+        empty.path(),
+        &["gpt2-chinese-poem", "--prompt", "梅山如积翠，"],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("uerzoo download gpt2-chinese-poem"),
+        "{stderr}"
+    );
+}
