@@ -10,6 +10,7 @@
 //! | [`convert`] | naming tables (UER v1/v2 ⇄ HF), rescaling; never touches disk by itself |
 //! | [`tokenizer`] | BERT WordPiece and the word models' sentencepiece |
 //! | [`model`] | Burn models (BERT/RoBERTa, ALBERT, GPT-2) and their heads |
+//! | [`train`] | fine-tuning (UER-py's run_classifier, grid, predict), AdamW and schedule |
 //!
 //! The library never prints: long work reports through [`progress::Progress`], and the
 //! command line (`src/cli/`, one file per subcommand) owns stdout, stderr and exit codes.
@@ -21,3 +22,4 @@ pub mod model;
 pub mod progress;
 pub mod registry;
 pub mod tokenizer;
+pub mod train;

@@ -50,19 +50,44 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let opened = model::open::open_model(&args.model, args.config.as_deref())?;
     let tok = super::fill_mask::load_tokenizer(args.vocab.clone(), &opened)?;
-    let text = std::fs::read_to_string(&args.input).with_context(|| format!("reading {}", args.input.display()))?;
+    let text = std::fs::read_to_string(&args.input)
+        .with_context(|| format!("reading {}", args.input.display()))?;
     let (mut ids, mut segment) = (Vec::new(), Vec::new());
     for line in text.lines().filter(|l| !tok.encode(l).is_empty()) {
         let enc = tok.encode_single(line, args.seq_length);
         ids.extend(enc.ids.iter().map(|&i| i64::from(i)));
         segment.extend(enc.segments.iter().map(|&s| i64::from(s)));
     }
-    let batch = Batch { batch: ids.len() / args.seq_length.max(1), ids, segment, seq: args.seq_length };
-    anyhow::ensure!(batch.batch > 0, "{} has no line with tokens", args.input.display());
-    let features = model::tasks::extract_features(&opened, &batch, args.pooling, args.batch_size, args.device)?;
+    let batch = Batch {
+        batch: ids.len() / args.seq_length.max(1),
+        ids,
+        segment,
+        seq: args.seq_length,
+    };
+    anyhow::ensure!(
+        batch.batch > 0,
+        "{} has no line with tokens",
+        args.input.display()
+    );
+    let features = model::tasks::extract_features(
+        &opened,
+        &batch,
+        args.pooling,
+        args.batch_size,
+        args.device,
+    )?;
     let mut out = Checkpoint::default();
-    out.insert("features", Tensor::from_f32(features.shape.clone(), &features.values));
-    out.write_safetensors(&args.output, args.force).with_context(|| format!("writing {}", args.output.display()))?;
-    eprintln!("wrote {} ({} × {})", args.output.display(), features.shape[0], features.shape[1]);
+    out.insert(
+        "features",
+        Tensor::from_f32(features.shape.clone(), &features.values),
+    );
+    out.write_safetensors(&args.output, args.force)
+        .with_context(|| format!("writing {}", args.output.display()))?;
+    eprintln!(
+        "wrote {} ({} × {})",
+        args.output.display(),
+        features.shape[0],
+        features.shape[1]
+    );
     Ok(ExitCode::SUCCESS)
 }

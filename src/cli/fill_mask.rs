@@ -40,24 +40,43 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let opened = model::open::open_model(&args.model, args.config.as_deref())?;
     let tok = load_tokenizer(args.vocab.clone(), &opened)?;
     let mut ids = vec![i64::from(tok.cls_id())];
-    ids.extend(tok.encode_with_specials(&args.text).into_iter().map(i64::from));
+    ids.extend(
+        tok.encode_with_specials(&args.text)
+            .into_iter()
+            .map(i64::from),
+    );
     ids.push(i64::from(tok.sep_id()));
-    let positions: Vec<usize> = (0..ids.len()).filter(|&i| ids[i] == i64::from(tok.mask_id())).collect();
+    let positions: Vec<usize> = (0..ids.len())
+        .filter(|&i| ids[i] == i64::from(tok.mask_id()))
+        .collect();
     anyhow::ensure!(!positions.is_empty(), "the text has no {MASK_TOKEN}");
     let results = model::tasks::fill_mask(&opened, &ids, &positions, args.top_k, args.device)?;
     let token = |id: u32| tok.id_to_token(id).unwrap_or("[UNK]").to_string();
     if args.json {
         let json: Vec<Vec<serde_json::Value>> = results
             .iter()
-            .map(|c| c.iter().map(|c| serde_json::json!({"token": token(c.id), "id": c.id, "score": c.score})).collect())
+            .map(|c| {
+                c.iter()
+                    .map(
+                        |c| serde_json::json!({"token": token(c.id), "id": c.id, "score": c.score}),
+                    )
+                    .collect()
+            })
             .collect();
         println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
         for (n, cands) in results.iter().enumerate() {
             println!("[MASK] #{} (position {}):", n + 1, positions[n]);
             for (rank, c) in cands.iter().enumerate() {
-                let filled = args.text.replacen(MASK_TOKEN, token(c.id).trim_start_matches("##"), 1);
-                println!("  {:>2}. {:<8} {:.4}  {filled}", rank + 1, token(c.id), c.score);
+                let filled =
+                    args.text
+                        .replacen(MASK_TOKEN, token(c.id).trim_start_matches("##"), 1);
+                println!(
+                    "  {:>2}. {:<8} {:.4}  {filled}",
+                    rank + 1,
+                    token(c.id),
+                    c.score
+                );
             }
         }
     }
@@ -66,7 +85,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// The tokenizer beside the weights (or `--vocab`): HF directories use transformers'
 /// options, UER files UER-py's.
-pub fn load_tokenizer(vocab: Option<PathBuf>, opened: &model::open::OpenedModel) -> anyhow::Result<Tokenizer> {
+pub fn load_tokenizer(
+    vocab: Option<PathBuf>,
+    opened: &model::open::OpenedModel,
+) -> anyhow::Result<Tokenizer> {
     let path = vocab
         .or_else(|| opened.vocab_file())
         .or_else(|| Some(opened.dir.join("spiece.model")).filter(|p| p.is_file()))

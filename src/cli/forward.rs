@@ -36,21 +36,48 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let opened = model::open::open_model(&args.model, args.config.as_deref())?;
-    let input = Checkpoint::open(&args.input).with_context(|| format!("reading {}", args.input.display()))?;
-    let ids_t = input.get("input_ids").with_context(|| format!("{}: no `input_ids` tensor", args.input.display()))?;
-    let ids = ids_t.to_i64_vec().context("`input_ids` must be an integer tensor")?;
-    let [batch, seq] = ids_t.shape[..] else { anyhow::bail!("`input_ids` must be [batch, seq], got {:?}", ids_t.shape) };
+    let input = Checkpoint::open(&args.input)
+        .with_context(|| format!("reading {}", args.input.display()))?;
+    let ids_t = input
+        .get("input_ids")
+        .with_context(|| format!("{}: no `input_ids` tensor", args.input.display()))?;
+    let ids = ids_t
+        .to_i64_vec()
+        .context("`input_ids` must be an integer tensor")?;
+    let [batch, seq] = ids_t.shape[..] else {
+        anyhow::bail!("`input_ids` must be [batch, seq], got {:?}", ids_t.shape)
+    };
     let segment = match input.get("segment") {
-        Some(t) => t.to_i64_vec().context("`segment` must be an integer tensor")?,
+        Some(t) => t
+            .to_i64_vec()
+            .context("`segment` must be an integer tensor")?,
         None => ids.iter().map(|&i| i64::from(i != 0)).collect(),
     };
-    let out = model::tasks::forward(&opened, &Batch { ids, segment, batch, seq }, args.device)?;
+    let out = model::tasks::forward(
+        &opened,
+        &Batch {
+            ids,
+            segment,
+            batch,
+            seq,
+        },
+        args.device,
+    )?;
     let mut result = Checkpoint::default();
-    result.insert("hidden", Tensor::from_f32(out.hidden.shape, &out.hidden.values));
+    result.insert(
+        "hidden",
+        Tensor::from_f32(out.hidden.shape, &out.hidden.values),
+    );
     if let Some(logits) = out.logits {
         result.insert("logits", Tensor::from_f32(logits.shape, &logits.values));
     }
-    result.write_safetensors(&args.output, args.force).with_context(|| format!("writing {}", args.output.display()))?;
-    eprintln!("wrote {} (heads: {})", args.output.display(), out.report.heads.join(", "));
+    result
+        .write_safetensors(&args.output, args.force)
+        .with_context(|| format!("writing {}", args.output.display()))?;
+    eprintln!(
+        "wrote {} (heads: {})",
+        args.output.display(),
+        out.report.heads.join(", ")
+    );
     Ok(ExitCode::SUCCESS)
 }

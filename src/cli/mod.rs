@@ -9,11 +9,13 @@ mod convert;
 mod download;
 mod extract_features;
 mod fill_mask;
+mod finetune;
 mod forward;
 mod import;
 mod info;
 mod inspect;
 mod list;
+mod predict;
 mod verify;
 
 /// uerzoo — the UER-py Chinese model zoo without Python.
@@ -24,7 +26,12 @@ mod verify;
 ///
 /// Start with `uerzoo list` (works offline) and `uerzoo info NAME`.
 #[derive(Parser)]
-#[command(name = "uerzoo", version, propagate_version = true, arg_required_else_help = true)]
+#[command(
+    name = "uerzoo",
+    version,
+    propagate_version = true,
+    arg_required_else_help = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -42,6 +49,8 @@ enum Command {
     Forward(forward::Args),
     FillMask(fill_mask::Args),
     ExtractFeatures(extract_features::Args),
+    Finetune(finetune::Args),
+    Predict(predict::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -57,6 +66,8 @@ pub fn main() -> ExitCode {
         Command::Forward(a) => forward::run(a),
         Command::FillMask(a) => fill_mask::run(a),
         Command::ExtractFeatures(a) => extract_features::run(a),
+        Command::Finetune(a) => finetune::run(a),
+        Command::Predict(a) => predict::run(a),
     };
     match result {
         Ok(code) => code,

@@ -105,33 +105,71 @@ impl ModelConfig {
     /// `embedding`/`target`), with UER-py's defaults for absent fields.
     pub fn from_uer_json(v: &Value) -> Result<Self, ModelError> {
         let hidden = get_usize(v, "hidden_size").unwrap_or(768);
-        let embedding = string_list(v.get("embedding")).unwrap_or_else(|| vec!["word_pos_seg".into()]);
+        let embedding =
+            string_list(v.get("embedding")).unwrap_or_else(|| vec!["word_pos_seg".into()]);
         let segment_embedding = embedding.iter().any(|e| e == "seg" || e == "word_pos_seg");
-        let has_pos = embedding.iter().any(|e| e == "pos" || e == "word_pos" || e == "word_pos_seg");
+        let has_pos = embedding
+            .iter()
+            .any(|e| e == "pos" || e == "word_pos" || e == "word_pos_seg");
         if !has_pos {
-            return Err(unsupported("embedding", embedding.join(","), "word_pos_seg, word_pos, [word, pos(, seg)]"));
+            return Err(unsupported(
+                "embedding",
+                embedding.join(","),
+                "word_pos_seg, word_pos, [word, pos(, seg)]",
+            ));
         }
         check_eq(v, "encoder", &["transformer"])?;
         check_eq(v, "feed_forward", &["dense"])?;
         check_eq(v, "layernorm", &["normal"])?;
-        if v.get("relative_position_embedding").and_then(Value::as_bool) == Some(true) {
-            return Err(unsupported("relative_position_embedding", "true".into(), "false"));
+        if v.get("relative_position_embedding")
+            .and_then(Value::as_bool)
+            == Some(true)
+        {
+            return Err(unsupported(
+                "relative_position_embedding",
+                "true".into(),
+                "false",
+            ));
         }
-        let activation = match v.get("hidden_act").and_then(Value::as_str).unwrap_or("gelu") {
+        let activation = match v
+            .get("hidden_act")
+            .and_then(Value::as_str)
+            .unwrap_or("gelu")
+        {
             "gelu" => Activation::Gelu,
             "gelu_fast" => Activation::GeluFast,
             "relu" => Activation::Relu,
-            other => return Err(unsupported("hidden_act", other.into(), "gelu, gelu_fast, relu")),
+            other => {
+                return Err(unsupported(
+                    "hidden_act",
+                    other.into(),
+                    "gelu, gelu_fast, relu",
+                ));
+            }
         };
-        let mask = match v.get("mask").and_then(Value::as_str).unwrap_or("fully_visible") {
+        let mask = match v
+            .get("mask")
+            .and_then(Value::as_str)
+            .unwrap_or("fully_visible")
+        {
             "fully_visible" => MaskKind::FullyVisible,
             "causal" => MaskKind::Causal,
             other => return Err(unsupported("mask", other.into(), "fully_visible, causal")),
         };
-        let ln_position = match v.get("layernorm_positioning").and_then(Value::as_str).unwrap_or("post") {
+        let ln_position = match v
+            .get("layernorm_positioning")
+            .and_then(Value::as_str)
+            .unwrap_or("post")
+        {
             "post" => LnPosition::Post,
             "pre" => LnPosition::Pre,
-            other => return Err(unsupported("layernorm_positioning", other.into(), "post, pre")),
+            other => {
+                return Err(unsupported(
+                    "layernorm_positioning",
+                    other.into(),
+                    "post, pre",
+                ));
+            }
         };
         Ok(ModelConfig {
             vocab_size: 0,
@@ -163,7 +201,11 @@ impl ModelConfig {
             "gelu" => Ok(Activation::Gelu),
             "gelu_new" | "gelu_fast" | "gelu_pytorch_tanh" => Ok(Activation::GeluFast),
             "relu" => Ok(Activation::Relu),
-            other => Err(unsupported("hidden_act", other.into(), "gelu, gelu_new, relu")),
+            other => Err(unsupported(
+                "hidden_act",
+                other.into(),
+                "gelu, gelu_new, relu",
+            )),
         };
         match model_type {
             "bert" | "albert" => {
@@ -171,7 +213,11 @@ impl ModelConfig {
                 let albert = model_type == "albert";
                 Ok(ModelConfig {
                     vocab_size: get_usize(v, "vocab_size").unwrap_or(0),
-                    emb_size: if albert { get_usize(v, "embedding_size").unwrap_or(128) } else { hidden },
+                    emb_size: if albert {
+                        get_usize(v, "embedding_size").unwrap_or(128)
+                    } else {
+                        hidden
+                    },
                     hidden_size: hidden,
                     feedforward_size: get_usize(v, "intermediate_size").unwrap_or(4 * hidden),
                     heads_num: get_usize(v, "num_attention_heads").unwrap_or(12),
@@ -182,12 +228,21 @@ impl ModelConfig {
                     factorized_embedding: albert,
                     parameter_sharing: albert,
                     transformer_bias: true,
-                    activation: act(v.get("hidden_act").and_then(Value::as_str).unwrap_or("gelu"))?,
+                    activation: act(v
+                        .get("hidden_act")
+                        .and_then(Value::as_str)
+                        .unwrap_or("gelu"))?,
                     mask: MaskKind::FullyVisible,
                     ln_position: LnPosition::Post,
                     ln_kind: LnKind::Hf,
-                    ln_eps: v.get("layer_norm_eps").and_then(Value::as_f64).unwrap_or(1e-12),
-                    dropout: v.get("hidden_dropout_prob").and_then(Value::as_f64).unwrap_or(0.1),
+                    ln_eps: v
+                        .get("layer_norm_eps")
+                        .and_then(Value::as_f64)
+                        .unwrap_or(1e-12),
+                    dropout: v
+                        .get("hidden_dropout_prob")
+                        .and_then(Value::as_f64)
+                        .unwrap_or(0.1),
                 })
             }
             "gpt2" => {
@@ -205,15 +260,25 @@ impl ModelConfig {
                     factorized_embedding: false,
                     parameter_sharing: false,
                     transformer_bias: true,
-                    activation: act(v.get("activation_function").and_then(Value::as_str).unwrap_or("gelu_new"))?,
+                    activation: act(v
+                        .get("activation_function")
+                        .and_then(Value::as_str)
+                        .unwrap_or("gelu_new"))?,
                     mask: MaskKind::Causal,
                     ln_position: LnPosition::Pre,
                     ln_kind: LnKind::Hf,
-                    ln_eps: v.get("layer_norm_epsilon").and_then(Value::as_f64).unwrap_or(1e-5),
+                    ln_eps: v
+                        .get("layer_norm_epsilon")
+                        .and_then(Value::as_f64)
+                        .unwrap_or(1e-5),
                     dropout: v.get("resid_pdrop").and_then(Value::as_f64).unwrap_or(0.1),
                 })
             }
-            other => Err(unsupported("model_type", other.into(), "bert, albert, gpt2")),
+            other => Err(unsupported(
+                "model_type",
+                other.into(),
+                "bert, albert, gpt2",
+            )),
         }
     }
 
@@ -234,7 +299,10 @@ impl ModelConfig {
         if !self.factorized_embedding && self.emb_size != self.hidden_size {
             return Err(ModelError::Unsupported {
                 field: "emb_size",
-                value: format!("{} ≠ hidden_size {} without factorized embeddings", self.emb_size, self.hidden_size),
+                value: format!(
+                    "{} ≠ hidden_size {} without factorized embeddings",
+                    self.emb_size, self.hidden_size
+                ),
                 supported: "emb_size = hidden_size unless factorized_embedding_parameterization",
             });
         }
@@ -243,20 +311,32 @@ impl ModelConfig {
 }
 
 fn read_json(path: &Path) -> Result<Value, ModelError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ModelError::Config { path: path.to_path_buf(), message: e.to_string() })?;
-    serde_json::from_str(&text).map_err(|e| ModelError::Config { path: path.to_path_buf(), message: e.to_string() })
+    let text = std::fs::read_to_string(path).map_err(|e| ModelError::Config {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    serde_json::from_str(&text).map_err(|e| ModelError::Config {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
 }
 
 fn with_path(err: ModelError, path: &Path) -> ModelError {
     match err {
-        ModelError::Unsupported { .. } => ModelError::Config { path: path.to_path_buf(), message: err.to_string() },
+        ModelError::Unsupported { .. } => ModelError::Config {
+            path: path.to_path_buf(),
+            message: err.to_string(),
+        },
         other => other,
     }
 }
 
 fn unsupported(field: &'static str, value: String, supported: &'static str) -> ModelError {
-    ModelError::Unsupported { field, value, supported }
+    ModelError::Unsupported {
+        field,
+        value,
+        supported,
+    }
 }
 
 fn get_usize(v: &Value, key: &str) -> Option<usize> {
@@ -271,13 +351,21 @@ fn get_bool(v: &Value, key: &str) -> bool {
 fn string_list(v: Option<&Value>) -> Option<Vec<String>> {
     match v? {
         Value::String(s) => Some(vec![s.clone()]),
-        Value::Array(a) => Some(a.iter().filter_map(|x| x.as_str().map(String::from)).collect()),
+        Value::Array(a) => Some(
+            a.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect(),
+        ),
         _ => None,
     }
 }
 
 /// Fails when `key` is present with a value outside `allowed`.
-fn check_eq(v: &Value, key: &'static str, allowed: &'static [&'static str]) -> Result<(), ModelError> {
+fn check_eq(
+    v: &Value,
+    key: &'static str,
+    allowed: &'static [&'static str],
+) -> Result<(), ModelError> {
     match v.get(key).and_then(Value::as_str) {
         Some(s) if !allowed.contains(&s) => Err(unsupported(key, s.into(), allowed[0])),
         _ => Ok(()),

@@ -39,7 +39,11 @@ pub fn attention<B: Backend>(
     let head_dim = q.dims()[3];
     let scale = 1.0 / (head_dim as f64).sqrt();
     if dropout <= 0.0 {
-        let options = AttentionModuleOptions { scale: Some(scale), softcap: None, is_causal: false };
+        let options = AttentionModuleOptions {
+            scale: Some(scale),
+            softcap: None,
+            is_causal: false,
+        };
         return module::attention(q, k, v, None, bias, options);
     }
     let mut scores = q.matmul(k.swap_dims(2, 3)) * scale;
@@ -74,7 +78,10 @@ impl<B: Backend> SelfAttention<B> {
     /// `[batch, seq, hidden]` → `[batch, seq, hidden]` with the additive mask `bias`.
     pub fn forward(&self, x: Tensor<B, 3>, bias: Option<Tensor<B, 4>>) -> Tensor<B, 3> {
         let [b, s, h] = x.dims();
-        let split = |t: Tensor<B, 3>| t.reshape([b, s, self.heads, h / self.heads]).swap_dims(1, 2);
+        let split = |t: Tensor<B, 3>| {
+            t.reshape([b, s, self.heads, h / self.heads])
+                .swap_dims(1, 2)
+        };
         let q = split(self.query.forward(x.clone()));
         let k = split(self.key.forward(x.clone()));
         let v = split(self.value.forward(x));
@@ -94,7 +101,8 @@ pub struct FeedForward<B: Backend> {
 
 impl<B: Backend> FeedForward<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.linear_2.forward(activate(self.linear_1.forward(x), self.act))
+        self.linear_2
+            .forward(activate(self.linear_1.forward(x), self.act))
     }
 }
 
@@ -113,8 +121,11 @@ impl<B: Backend> TransformerLayer<B> {
     pub fn forward(&self, x: Tensor<B, 3>, bias: Option<Tensor<B, 4>>) -> Tensor<B, 3> {
         match self.ln_position {
             LnPosition::Post => {
-                let h = self.layer_norm_1.forward(x.clone() + self.self_attn.forward(x, bias));
-                self.layer_norm_2.forward(h.clone() + self.feed_forward.forward(h))
+                let h = self
+                    .layer_norm_1
+                    .forward(x.clone() + self.self_attn.forward(x, bias));
+                self.layer_norm_2
+                    .forward(h.clone() + self.feed_forward.forward(h))
             }
             LnPosition::Pre => {
                 let h = x.clone() + self.self_attn.forward(self.layer_norm_1.forward(x), bias);
@@ -156,5 +167,9 @@ impl<B: Backend> Encoder<B> {
 
 /// Checks that `layers` fits `config` (used by the loader).
 pub(crate) fn expected_layers(config: &ModelConfig) -> usize {
-    if config.parameter_sharing { 1 } else { config.layers_num }
+    if config.parameter_sharing {
+        1
+    } else {
+        config.layers_num
+    }
 }

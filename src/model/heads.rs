@@ -78,7 +78,9 @@ impl std::str::FromStr for Pooling {
             "mean" => Ok(Pooling::Mean),
             "max" => Ok(Pooling::Max),
             "last" => Ok(Pooling::Last),
-            other => Err(format!("unknown pooling `{other}`; use first, mean, max or last")),
+            other => Err(format!(
+                "unknown pooling `{other}`; use first, mean, max or last"
+            )),
         }
     }
 }
@@ -118,6 +120,7 @@ impl<B: Backend> ClassifierHead<B> {
     /// `[batch, seq, hidden]` → logits `[batch, labels]`.
     pub fn forward(&self, hidden: Tensor<B, 3>) -> Tensor<B, 2> {
         let pooled = pool(hidden, self.pooling);
-        self.output_layer_2.forward(self.output_layer_1.forward(pooled).tanh())
+        self.output_layer_2
+            .forward(self.output_layer_1.forward(pooled).tanh())
     }
 }

@@ -23,7 +23,12 @@ pub struct LayerNorm<B: Backend> {
 impl<B: Backend> LayerNorm<B> {
     /// A LayerNorm over `gamma`/`beta` with the given formula and epsilon.
     pub fn new(gamma: Tensor<B, 1>, beta: Tensor<B, 1>, kind: LnKind, eps: f64) -> Self {
-        LayerNorm { gamma: Param::from_tensor(gamma), beta: Param::from_tensor(beta), kind, eps }
+        LayerNorm {
+            gamma: Param::from_tensor(gamma),
+            beta: Param::from_tensor(beta),
+            kind,
+            eps,
+        }
     }
 
     /// Normalises `x` over its last dimension.

@@ -75,12 +75,16 @@ impl<'a, B: Backend> Reader<'a, B> {
     }
 
     fn raw(&self, key: &str, shape: &[usize]) -> Result<&'a CkptTensor, ModelError> {
-        let t = self.ckpt.get(key).ok_or_else(|| ModelError::MissingTensor {
-            source_name: self.source(),
-            key: key.to_string(),
-            hint: hint(self.ckpt),
-        })?;
-        let ok = t.shape.len() == shape.len() && t.shape.iter().zip(shape).all(|(a, b)| *b == 0 || a == b);
+        let t = self
+            .ckpt
+            .get(key)
+            .ok_or_else(|| ModelError::MissingTensor {
+                source_name: self.source(),
+                key: key.to_string(),
+                hint: hint(self.ckpt),
+            })?;
+        let ok = t.shape.len() == shape.len()
+            && t.shape.iter().zip(shape).all(|(a, b)| *b == 0 || a == b);
         if !ok {
             return Err(ModelError::Shape {
                 source_name: self.source(),
@@ -97,17 +101,29 @@ impl<'a, B: Backend> Reader<'a, B> {
     fn matrix(&self, key: &str, shape: [usize; 2]) -> Result<Tensor<B, 2>, ModelError> {
         let t = self.raw(key, &shape)?;
         let dims = [t.shape[0], t.shape[1]];
-        Ok(Tensor::from_data(TensorData::new(t.to_f32_vec(), dims), self.device))
+        Ok(Tensor::from_data(
+            TensorData::new(t.to_f32_vec(), dims),
+            self.device,
+        ))
     }
 
     fn vector(&self, key: &str, n: usize) -> Result<Tensor<B, 1>, ModelError> {
         let t = self.raw(key, &[n])?;
-        Ok(Tensor::from_data(TensorData::new(t.to_f32_vec(), [n]), self.device))
+        Ok(Tensor::from_data(
+            TensorData::new(t.to_f32_vec(), [n]),
+            self.device,
+        ))
     }
 
     /// A torch-style linear `prefix.weight` `[out, in]` (+ `prefix.bias`), stored transposed
     /// as Burn's `[in, out]`.
-    fn linear(&self, prefix: &str, d_in: usize, d_out: usize, bias: bool) -> Result<Linear<B>, ModelError> {
+    fn linear(
+        &self,
+        prefix: &str,
+        d_in: usize,
+        d_out: usize,
+        bias: bool,
+    ) -> Result<Linear<B>, ModelError> {
         let t = self.raw(&format!("{prefix}.weight"), &[d_out, d_in])?;
         let w = t.to_f32_vec();
         let mut wt = vec![0f32; w.len()];
@@ -117,11 +133,25 @@ impl<'a, B: Backend> Reader<'a, B> {
             }
         }
         let weight = Tensor::from_data(TensorData::new(wt, [d_in, d_out]), self.device);
-        let bias = if bias { Some(Param::from_tensor(self.vector(&format!("{prefix}.bias"), d_out)?)) } else { None };
-        Ok(Linear { weight: Param::from_tensor(weight), bias })
+        let bias = if bias {
+            Some(Param::from_tensor(
+                self.vector(&format!("{prefix}.bias"), d_out)?,
+            ))
+        } else {
+            None
+        };
+        Ok(Linear {
+            weight: Param::from_tensor(weight),
+            bias,
+        })
     }
 
-    fn layer_norm(&self, prefix: &str, n: usize, config: &ModelConfig) -> Result<LayerNorm<B>, ModelError> {
+    fn layer_norm(
+        &self,
+        prefix: &str,
+        n: usize,
+        config: &ModelConfig,
+    ) -> Result<LayerNorm<B>, ModelError> {
         let gamma = self.vector(&format!("{prefix}.gamma"), n)?;
         let beta = self.vector(&format!("{prefix}.beta"), n)?;
         Ok(LayerNorm::new(gamma, beta, config.ln_kind, config.ln_eps))
@@ -131,9 +161,15 @@ impl<'a, B: Backend> Reader<'a, B> {
 /// A hint for a missing key: which naming the keys look like.
 fn hint(ckpt: &Checkpoint) -> String {
     let names: Vec<&str> = ckpt.names().collect();
-    if names.iter().any(|n| n.starts_with("embedding.word_embedding")) {
-        "the keys look like UER naming v1; convert them with `convert::to_uer` (naming v2) first".into()
-    } else if names.iter().any(|n| n.starts_with("bert.") || n.starts_with("transformer.") || n.starts_with("albert.")) {
+    if names
+        .iter()
+        .any(|n| n.starts_with("embedding.word_embedding"))
+    {
+        "the keys look like UER naming v1; convert them with `convert::to_uer` (naming v2) first"
+            .into()
+    } else if names.iter().any(|n| {
+        n.starts_with("bert.") || n.starts_with("transformer.") || n.starts_with("albert.")
+    }) {
         "the keys look like a Huggingface model; convert them with `convert::to_uer` (naming v2) first".into()
     } else {
         "check that the config matches the checkpoint".into()
@@ -152,7 +188,11 @@ pub fn load_model<B: Backend>(
     device: &B::Device,
 ) -> Result<(Model<B>, LoadReport), ModelError> {
     config.validate()?;
-    let r = Reader::<B> { ckpt, device, used: RefCell::new(BTreeSet::new()) };
+    let r = Reader::<B> {
+        ckpt,
+        device,
+        used: RefCell::new(BTreeSet::new()),
+    };
     let mut report = LoadReport::default();
     let (e, h, f) = (config.emb_size, config.hidden_size, config.feedforward_size);
 
@@ -161,16 +201,37 @@ pub fn load_model<B: Backend>(
     let mut config = config.clone();
     config.vocab_size = word.dims()[0];
     config.max_seq_length = position.dims()[0];
-    let segment = if config.segment_embedding { Some(Param::from_tensor(r.matrix(keys::SEG, [3, e])?)) } else { None };
-    let emb_ln = if config.embedding_layernorm { Some(r.layer_norm(keys::EMB_LN, e, &config)?) } else { None };
+    let segment = if config.segment_embedding {
+        Some(Param::from_tensor(r.matrix(keys::SEG, [3, e])?))
+    } else {
+        None
+    };
+    let emb_ln = if config.embedding_layernorm {
+        Some(r.layer_norm(keys::EMB_LN, e, &config)?)
+    } else {
+        None
+    };
     let word_t = word.clone().transpose();
-    let embedding = Embeddings { word: Param::from_tensor(word), position: Param::from_tensor(position), segment, layer_norm: emb_ln };
+    let embedding = Embeddings {
+        word: Param::from_tensor(word),
+        position: Param::from_tensor(position),
+        segment,
+        layer_norm: emb_ln,
+    };
 
     let bias = config.transformer_bias;
-    let linear = if config.factorized_embedding { Some(r.linear(keys::ENC_LINEAR, e, h, true)?) } else { None };
+    let linear = if config.factorized_embedding {
+        Some(r.linear(keys::ENC_LINEAR, e, h, true)?)
+    } else {
+        None
+    };
     let mut layers = Vec::new();
     for i in 0..expected_layers(&config) {
-        let p = if config.parameter_sharing { keys::SHARED_LAYER.to_string() } else { keys::LAYER.replace("{i}", &i.to_string()) };
+        let p = if config.parameter_sharing {
+            keys::SHARED_LAYER.to_string()
+        } else {
+            keys::LAYER.replace("{i}", &i.to_string())
+        };
         layers.push(TransformerLayer {
             self_attn: SelfAttention {
                 query: r.linear(&format!("{p}.{}", keys::QUERY), h, h, bias)?,
@@ -189,11 +250,23 @@ pub fn load_model<B: Backend>(
             ln_position: config.ln_position,
         });
     }
-    let final_ln = if config.ln_position == LnPosition::Pre { Some(r.layer_norm(keys::FINAL_LN, h, &config)?) } else { None };
-    let encoder = Encoder { linear, layers, layer_norm: final_ln, layers_num: config.layers_num };
+    let final_ln = if config.ln_position == LnPosition::Pre {
+        Some(r.layer_norm(keys::FINAL_LN, h, &config)?)
+    } else {
+        None
+    };
+    let encoder = Encoder {
+        linear,
+        layers,
+        layer_norm: final_ln,
+        layers_num: config.layers_num,
+    };
 
     let v = config.vocab_size;
-    let tied = |bias: Option<Tensor<B, 1>>| Linear { weight: Param::from_tensor(word_t.clone()), bias: bias.map(Param::from_tensor) };
+    let tied = |bias: Option<Tensor<B, 1>>| Linear {
+        weight: Param::from_tensor(word_t.clone()),
+        bias: bias.map(Param::from_tensor),
+    };
     let mlm = if r.has(&format!("{}.weight", keys::MLM_1)) {
         report.heads.push("mlm");
         // ALBERT's MLM head works in emb_size; the others in hidden_size.
@@ -215,7 +288,10 @@ pub fn load_model<B: Backend>(
     };
     let sp = if r.has(&format!("{}.weight", keys::SP_1)) {
         report.heads.push("sp");
-        Some(SpHead { linear_1: r.linear(keys::SP_1, h, h, true)?, linear_2: r.linear(keys::SP_2, h, 2, true)? })
+        Some(SpHead {
+            linear_1: r.linear(keys::SP_1, h, h, true)?,
+            linear_2: r.linear(keys::SP_2, h, 2, true)?,
+        })
     } else {
         None
     };
@@ -223,17 +299,36 @@ pub fn load_model<B: Backend>(
     let lm = if r.has(&lm_key) {
         report.heads.push("lm");
         let lm_bias = r.has(&format!("{}.bias", keys::LM_OUT));
-        Some(LmHead { output_layer: r.linear(keys::LM_OUT, h, v, lm_bias)? })
+        Some(LmHead {
+            output_layer: r.linear(keys::LM_OUT, h, v, lm_bias)?,
+        })
     } else if config.mask == MaskKind::Causal && mlm.is_none() {
         report.heads.push("lm");
         report.tied.push("lm");
-        Some(LmHead { output_layer: tied(None) })
+        Some(LmHead {
+            output_layer: tied(None),
+        })
     } else {
         None
     };
     let used = r.used.into_inner();
-    report.unused = ckpt.names().filter(|n| !used.contains(*n)).map(String::from).collect();
-    Ok((Model { embedding, encoder, mlm, sp, lm, classifier: None, config }, report))
+    report.unused = ckpt
+        .names()
+        .filter(|n| !used.contains(*n))
+        .map(String::from)
+        .collect();
+    Ok((
+        Model {
+            embedding,
+            encoder,
+            mlm,
+            sp,
+            lm,
+            classifier: None,
+            config,
+        },
+        report,
+    ))
 }
 
 /// A checkpoint in UER naming v2 with random weights for `config` (`vocab_size` and
@@ -250,11 +345,17 @@ pub fn random_checkpoint(config: &ModelConfig, seed: u64) -> Checkpoint {
         };
         ckpt.insert(name, CkptTensor::from_f32(shape, &values));
     };
-    let (v, e, h, f) = (config.vocab_size, config.emb_size, config.hidden_size, config.feedforward_size);
-    let lin = |put: &mut dyn FnMut(String, Vec<usize>, Option<f32>), p: &str, i: usize, o: usize| {
-        put(format!("{p}.weight"), vec![o, i], None);
-        put(format!("{p}.bias"), vec![o], None);
-    };
+    let (v, e, h, f) = (
+        config.vocab_size,
+        config.emb_size,
+        config.hidden_size,
+        config.feedforward_size,
+    );
+    let lin =
+        |put: &mut dyn FnMut(String, Vec<usize>, Option<f32>), p: &str, i: usize, o: usize| {
+            put(format!("{p}.weight"), vec![o, i], None);
+            put(format!("{p}.bias"), vec![o], None);
+        };
     let ln = |put: &mut dyn FnMut(String, Vec<usize>, Option<f32>), p: &str, n: usize| {
         put(format!("{p}.gamma"), vec![n], Some(1.0));
         put(format!("{p}.beta"), vec![n], Some(0.0));
@@ -271,7 +372,11 @@ pub fn random_checkpoint(config: &ModelConfig, seed: u64) -> Checkpoint {
         lin(&mut put, keys::ENC_LINEAR, e, h);
     }
     for i in 0..expected_layers(config) {
-        let p = if config.parameter_sharing { keys::SHARED_LAYER.to_string() } else { keys::LAYER.replace("{i}", &i.to_string()) };
+        let p = if config.parameter_sharing {
+            keys::SHARED_LAYER.to_string()
+        } else {
+            keys::LAYER.replace("{i}", &i.to_string())
+        };
         for k in [keys::QUERY, keys::KEY, keys::VALUE, keys::ATTN_OUT] {
             lin(&mut put, &format!("{p}.{k}"), h, h);
         }

@@ -32,10 +32,21 @@ use std::path::PathBuf;
 pub enum ModelError {
     /// A tensor the model needs is not in the checkpoint.
     #[error("{source_name}: no tensor `{key}` (UER naming v2); {hint}")]
-    MissingTensor { source_name: String, key: String, hint: String },
+    MissingTensor {
+        source_name: String,
+        key: String,
+        hint: String,
+    },
     /// A tensor has the wrong shape for the configuration.
-    #[error("{source_name}: tensor `{key}` has shape {got:?}, the config wants {expected:?}; check that the config matches the weights")]
-    Shape { source_name: String, key: String, expected: Vec<usize>, got: Vec<usize> },
+    #[error(
+        "{source_name}: tensor `{key}` has shape {got:?}, the config wants {expected:?}; check that the config matches the weights"
+    )]
+    Shape {
+        source_name: String,
+        key: String,
+        expected: Vec<usize>,
+        got: Vec<usize>,
+    },
     /// The model argument could not be opened (file, directory, conversion).
     #[error("opening `{path}`: {message}")]
     Open { path: PathBuf, message: String },
@@ -44,7 +55,11 @@ pub enum ModelError {
     Config { path: PathBuf, message: String },
     /// A configuration value this crate does not implement.
     #[error("unsupported model configuration: {field} = {value}; supported: {supported}")]
-    Unsupported { field: &'static str, value: String, supported: &'static str },
+    Unsupported {
+        field: &'static str,
+        value: String,
+        supported: &'static str,
+    },
     /// Bad model inputs (ids out of range, wrong shapes, sequence too long).
     #[error("bad input: {0}")]
     Input(String),

@@ -43,21 +43,39 @@ pub fn open_model(model: &Path, config: Option<&Path>) -> Result<OpenedModel, Mo
     let (weights, dir) = if model.is_dir() {
         (model.to_path_buf(), model.to_path_buf())
     } else if model.is_file() {
-        (model.to_path_buf(), model.parent().unwrap_or(Path::new(".")).to_path_buf())
+        (
+            model.to_path_buf(),
+            model.parent().unwrap_or(Path::new(".")).to_path_buf(),
+        )
     } else {
         return Err(ModelError::Open {
             path: model.to_path_buf(),
-            message: "no such file or directory (give a UER .bin, an HF directory or a registry name)".into(),
+            message:
+                "no such file or directory (give a UER .bin, an HF directory or a registry name)"
+                    .into(),
         });
     };
     let (checkpoint, source) = read_as_uer_v2(&weights)?;
     let config_file = match config {
         Some(path) => path.to_path_buf(),
         None => {
-            let names: &[&str] = if source == Source::Hf { &["config.json"] } else { &["uer_config.json", "config.json"] };
+            let names: &[&str] = if source == Source::Hf {
+                &["config.json"]
+            } else {
+                &["uer_config.json", "config.json"]
+            };
             match names.iter().map(|n| dir.join(n)).find(|p| p.is_file()) {
                 Some(path) => path,
-                None => return Err(missing_config(model, if source == Source::Hf { "config.json" } else { "--config UER_CONFIG.json" })),
+                None => {
+                    return Err(missing_config(
+                        model,
+                        if source == Source::Hf {
+                            "config.json"
+                        } else {
+                            "--config UER_CONFIG.json"
+                        },
+                    ));
+                }
             }
         }
     };
@@ -71,14 +89,23 @@ pub fn open_model(model: &Path, config: Option<&Path>) -> Result<OpenedModel, Mo
 
 /// Reads a checkpoint and renames it to UER naming v2.
 fn read_as_uer_v2(weights: &Path) -> Result<(Checkpoint, Source), ModelError> {
-    let open_err = |message: String| ModelError::Open { path: weights.to_path_buf(), message };
+    let open_err = |message: String| ModelError::Open {
+        path: weights.to_path_buf(),
+        message,
+    };
     let raw = Checkpoint::open(weights).map_err(|e| open_err(e.to_string()))?;
-    let (checkpoint, report) = convert::to_uer(&raw, &ToUerOptions::default()).map_err(|e| open_err(e.to_string()))?;
+    let (checkpoint, report) =
+        convert::to_uer(&raw, &ToUerOptions::default()).map_err(|e| open_err(e.to_string()))?;
     Ok((checkpoint, report.source))
 }
 
 /// Sets the LN formula from where the weights came from, whatever spelling the config used.
-fn finish(checkpoint: Checkpoint, mut config: ModelConfig, source: Source, dir: PathBuf) -> OpenedModel {
+fn finish(
+    checkpoint: Checkpoint,
+    mut config: ModelConfig,
+    source: Source,
+    dir: PathBuf,
+) -> OpenedModel {
     match source {
         Source::Uer(_) => {
             config.ln_kind = LnKind::Uer;
@@ -86,12 +113,20 @@ fn finish(checkpoint: Checkpoint, mut config: ModelConfig, source: Source, dir: 
         }
         Source::Hf => config.ln_kind = LnKind::Hf,
     }
-    OpenedModel { checkpoint, config, source, dir }
+    OpenedModel {
+        checkpoint,
+        config,
+        source,
+        dir,
+    }
 }
 
 /// A registry entry: its HF snapshot in the cache (`uerzoo download NAME`), else an
 /// imported legacy UER file with the registry's UER config.
-fn open_registry_entry(entry: &crate::registry::Entry, config: Option<&Path>) -> Result<OpenedModel, ModelError> {
+fn open_registry_entry(
+    entry: &crate::registry::Entry,
+    config: Option<&Path>,
+) -> Result<OpenedModel, ModelError> {
     let cache = crate::hub::Cache::from_env();
     if let Some(hf) = &entry.sources.hf {
         let repo = cache.repo(&hf.repo);
@@ -102,16 +137,25 @@ fn open_registry_entry(entry: &crate::registry::Entry, config: Option<&Path>) ->
             }
         }
     }
-    let Some(path) = cache.repo(&crate::hub::local_repo_id(&entry.name)).get("main", &entry.uer_file) else {
+    let Some(path) = cache
+        .repo(&crate::hub::local_repo_id(&entry.name))
+        .get("main", &entry.uer_file)
+    else {
         return Err(ModelError::Open {
             path: entry.name.clone().into(),
-            message: format!("`{}` is not in the cache; run `uerzoo download {}` first", entry.name, entry.name),
+            message: format!(
+                "`{}` is not in the cache; run `uerzoo download {}` first",
+                entry.name, entry.name
+            ),
         });
     };
     if config.is_some() {
         return open_model(&path, config);
     }
-    let cfg_err = |message: String| ModelError::Open { path: path.clone(), message };
+    let cfg_err = |message: String| ModelError::Open {
+        path: path.clone(),
+        message,
+    };
     let uer = entry.uer_config().map_err(|e| cfg_err(e.to_string()))?;
     let value = serde_json::to_value(&uer).map_err(|e| cfg_err(e.to_string()))?;
     let cfg = ModelConfig::from_uer_json(&value)?;
@@ -131,6 +175,8 @@ fn looks_like_hf_config(path: &Path) -> bool {
 fn missing_config(model: &Path, what: &str) -> ModelError {
     ModelError::Open {
         path: model.to_path_buf(),
-        message: format!("no model config found; pass {what} (UER-py's config JSON for the weights)"),
+        message: format!(
+            "no model config found; pass {what} (UER-py's config JSON for the weights)"
+        ),
     }
 }

@@ -19,7 +19,11 @@ pub struct HostTensor {
 impl HostTensor {
     fn from_burn<B: Backend, const D: usize>(t: Tensor<B, D>) -> Self {
         let shape = t.dims().to_vec();
-        let values = t.into_data().convert::<f32>().to_vec::<f32>().unwrap_or_default();
+        let values = t
+            .into_data()
+            .convert::<f32>()
+            .to_vec::<f32>()
+            .unwrap_or_default();
         HostTensor { shape, values }
     }
 }
@@ -56,12 +60,20 @@ impl BackendJob for ForwardJob<'_> {
         let b = self.input;
         let (ids, seg) = model.inputs(&b.ids, &b.segment, b.batch, b.seq, &device)?;
         let out = model.forward(ids, seg);
-        Ok(ForwardOutput { hidden: HostTensor::from_burn(out.hidden), logits: out.logits.map(HostTensor::from_burn), report })
+        Ok(ForwardOutput {
+            hidden: HostTensor::from_burn(out.hidden),
+            logits: out.logits.map(HostTensor::from_burn),
+            report,
+        })
     }
 }
 
 /// Runs `model` on `input` on `device`: hidden states and the pretraining head's logits.
-pub fn forward(model: &OpenedModel, input: &Batch, device: DeviceSpec) -> Result<ForwardOutput, ModelError> {
+pub fn forward(
+    model: &OpenedModel,
+    input: &Batch,
+    device: DeviceSpec,
+) -> Result<ForwardOutput, ModelError> {
     run_on(device, ForwardJob { model, input })?
 }
 
@@ -85,7 +97,9 @@ impl BackendJob for FillMaskJob<'_> {
     fn run<B: Backend>(self, device: B::Device) -> Self::Output {
         let (model, _) = load_model::<B>(&self.model.checkpoint, &self.model.config, &device)?;
         if model.mlm.is_none() {
-            return Err(ModelError::Input("the weights have no MLM head (`target.mlm.*`); fill-mask needs one".into()));
+            return Err(ModelError::Input(
+                "the weights have no MLM head (`target.mlm.*`); fill-mask needs one".into(),
+            ));
         }
         let seq = self.ids.len();
         let seg = vec![1i64; seq];
@@ -95,7 +109,11 @@ impl BackendJob for FillMaskJob<'_> {
         let mut all = Vec::new();
         for &p in self.positions {
             let row = logits.clone().narrow(1, p, 1).reshape([vocab]);
-            let probs = activation::softmax(row, 0).into_data().convert::<f32>().to_vec::<f32>().unwrap_or_default();
+            let probs = activation::softmax(row, 0)
+                .into_data()
+                .convert::<f32>()
+                .to_vec::<f32>()
+                .unwrap_or_default();
             all.push(top_k(&probs, self.top_k));
         }
         Ok(all)
@@ -107,7 +125,13 @@ pub fn top_k(probs: &[f32], k: usize) -> Vec<Candidate> {
     let mut idx: Vec<usize> = (0..probs.len()).collect();
     let k = k.min(idx.len());
     idx.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
-    idx.into_iter().take(k).map(|i| Candidate { id: i as u32, score: probs[i] }).collect()
+    idx.into_iter()
+        .take(k)
+        .map(|i| Candidate {
+            id: i as u32,
+            score: probs[i],
+        })
+        .collect()
 }
 
 /// Predicts the tokens at `positions` of one sequence `ids` (segment 1 everywhere).
@@ -119,9 +143,20 @@ pub fn fill_mask(
     device: DeviceSpec,
 ) -> Result<Vec<Vec<Candidate>>, ModelError> {
     if let Some(&p) = positions.iter().find(|&&p| p >= ids.len()) {
-        return Err(ModelError::Input(format!("mask position {p} is past the sequence end {}", ids.len())));
+        return Err(ModelError::Input(format!(
+            "mask position {p} is past the sequence end {}",
+            ids.len()
+        )));
     }
-    run_on(device, FillMaskJob { model, ids, positions, top_k })?
+    run_on(
+        device,
+        FillMaskJob {
+            model,
+            ids,
+            positions,
+            top_k,
+        },
+    )?
 }
 
 struct FeaturesJob<'a> {
@@ -141,7 +176,8 @@ impl BackendJob for FeaturesJob<'_> {
         for start in (0..b.batch).step_by(self.batch_size.max(1)) {
             let n = self.batch_size.max(1).min(b.batch - start);
             let range = start * b.seq..(start + n) * b.seq;
-            let (ids, seg) = model.inputs(&b.ids[range.clone()], &b.segment[range], n, b.seq, &device)?;
+            let (ids, seg) =
+                model.inputs(&b.ids[range.clone()], &b.segment[range], n, b.seq, &device)?;
             // UER-py extract_features: hidden × segment (zeroes padding), then pool over all
             // seq_length positions (so "mean" divides by seq_length, padding included).
             let keep = seg.clone().float().unsqueeze_dim::<3>(2);
@@ -149,7 +185,10 @@ impl BackendJob for FeaturesJob<'_> {
             hidden = h.dims()[2];
             values.extend(HostTensor::from_burn(pool(h, self.pooling)).values);
         }
-        Ok(HostTensor { shape: vec![b.batch, hidden], values })
+        Ok(HostTensor {
+            shape: vec![b.batch, hidden],
+            values,
+        })
     }
 }
 
@@ -161,5 +200,13 @@ pub fn extract_features(
     batch_size: usize,
     device: DeviceSpec,
 ) -> Result<HostTensor, ModelError> {
-    run_on(device, FeaturesJob { model, input, pooling, batch_size })?
+    run_on(
+        device,
+        FeaturesJob {
+            model,
+            input,
+            pooling,
+            batch_size,
+        },
+    )?
 }

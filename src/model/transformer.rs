@@ -35,7 +35,11 @@ impl<B: Backend> Embeddings<B> {
         let mut emb = word.select(0, ids.reshape([b * s])).reshape([b, s, e]);
         emb = emb + self.position.val().narrow(0, 0, s).unsqueeze::<3>();
         if let Some(seg) = &self.segment {
-            emb = emb + seg.val().select(0, segment.reshape([b * s])).reshape([b, s, e]);
+            emb = emb
+                + seg
+                    .val()
+                    .select(0, segment.reshape([b * s]))
+                    .reshape([b, s, e]);
         }
         match &self.layer_norm {
             Some(ln) => ln.forward(emb),
@@ -131,12 +135,24 @@ impl<B: Backend> Model<B> {
                 self.config.max_seq_length
             )));
         }
-        if let Some(bad) = ids.iter().find(|&&i| i < 0 || i as usize >= self.config.vocab_size) {
-            return Err(ModelError::Input(format!("token id {bad} is outside the vocabulary 0..{}", self.config.vocab_size)));
+        if let Some(bad) = ids
+            .iter()
+            .find(|&&i| i < 0 || i as usize >= self.config.vocab_size)
+        {
+            return Err(ModelError::Input(format!(
+                "token id {bad} is outside the vocabulary 0..{}",
+                self.config.vocab_size
+            )));
         }
-        let max_seg = if self.embedding.segment.is_some() { 2 } else { i64::MAX };
+        let max_seg = if self.embedding.segment.is_some() {
+            2
+        } else {
+            i64::MAX
+        };
         if let Some(bad) = segment.iter().find(|&&x| x < 0 || x > max_seg) {
-            return Err(ModelError::Input(format!("segment {bad} is not 0 (padding), 1 or 2")));
+            return Err(ModelError::Input(format!(
+                "segment {bad} is not 0 (padding), 1 or 2"
+            )));
         }
         let ids = Tensor::from_data(TensorData::new(ids.to_vec(), [batch, seq]), device);
         let seg = Tensor::from_data(TensorData::new(segment.to_vec(), [batch, seq]), device);
