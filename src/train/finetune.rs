@@ -151,7 +151,8 @@ fn check(opened: &OpenedModel, data: &TaskData, opts: &FinetuneOptions) -> Resul
     if opts.epochs == 0 || opts.batch_size == 0 {
         return bad("--epochs and --batch-size must be at least 1".into());
     }
-    if !(opts.learning_rate > 0.0)
+    if opts.learning_rate.is_nan()
+        || opts.learning_rate <= 0.0
         || !(0.0..1.0).contains(&opts.dropout)
         || !(0.0..=1.0).contains(&opts.warmup)
     {
