@@ -232,6 +232,7 @@ fn train<B: Backend>(
     } = job;
     let start = Instant::now();
     A::<B>::seed(&device, opts.seed);
+    crate::kernels::seed(opts.seed);
     let (mut model, _) = load_model::<A<B>>(&opened.checkpoint, &opened.config, &device)?;
     // run_classifier's model has no pretraining heads.
     (model.mlm, model.sp, model.lm) = (None, None, None);
