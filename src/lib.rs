@@ -9,8 +9,10 @@
 //! | [`checkpoint`] | reading and writing tensor files (torch `.bin`, safetensors); never renames |
 //! | [`convert`] | naming tables (UER v1/v2 ⇄ HF), rescaling; never touches disk by itself |
 //! | [`tokenizer`] | BERT WordPiece and the word models' sentencepiece |
+//! | [`kernels`] | fast CPU kernels (GELU, dropout, masked softmax, LayerNorm, attention) with exact backward passes |
 //! | [`model`] | Burn models (BERT/RoBERTa, ALBERT, GPT-2) and their heads |
 //! | [`generate`] | GPT-2 text generation (UER-py's generate_lm with a KV cache), presets |
+//! | [`train`] | fine-tuning (UER-py's run_classifier, grid, predict), AdamW and schedule |
 //!
 //! The library never prints: long work reports through [`progress::Progress`], and the
 //! command line (`src/cli/`, one file per subcommand) owns stdout, stderr and exit codes.
@@ -19,7 +21,9 @@ pub mod checkpoint;
 pub mod convert;
 pub mod generate;
 pub mod hub;
+pub mod kernels;
 pub mod model;
 pub mod progress;
 pub mod registry;
 pub mod tokenizer;
+pub mod train;

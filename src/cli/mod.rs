@@ -9,12 +9,14 @@ mod convert;
 mod download;
 mod extract_features;
 mod fill_mask;
+mod finetune;
 mod forward;
 mod generate;
 mod import;
 mod info;
 mod inspect;
 mod list;
+mod predict;
 mod verify;
 
 /// uerzoo — the UER-py Chinese model zoo without Python.
@@ -25,7 +27,12 @@ mod verify;
 ///
 /// Start with `uerzoo list` (works offline) and `uerzoo info NAME`.
 #[derive(Parser)]
-#[command(name = "uerzoo", version, propagate_version = true, arg_required_else_help = true)]
+#[command(
+    name = "uerzoo",
+    version,
+    propagate_version = true,
+    arg_required_else_help = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -44,6 +51,8 @@ enum Command {
     FillMask(fill_mask::Args),
     ExtractFeatures(extract_features::Args),
     Generate(generate::Args),
+    Finetune(finetune::Args),
+    Predict(predict::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -60,6 +69,8 @@ pub fn main() -> ExitCode {
         Command::FillMask(a) => fill_mask::run(a),
         Command::ExtractFeatures(a) => extract_features::run(a),
         Command::Generate(a) => generate::run(a),
+        Command::Finetune(a) => finetune::run(a),
+        Command::Predict(a) => predict::run(a),
     };
     match result {
         Ok(code) => code,

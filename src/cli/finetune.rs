@@ -1,0 +1,380 @@
+//! `uerzoo finetune`: fine-tune a zoo model on a classification TSV (UER-py's
+//! run_classifier), or search a grid of hyper-parameters (run_classifier_grid).
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Mutex;
+use uerzoo::convert::{Naming, Source};
+use uerzoo::model::{self, DeviceSpec, Pooling};
+use uerzoo::progress::Progress;
+use uerzoo::train::{self, Dataset, EpochReport, FinetuneOptions, TaskData, save};
+
+/// Fine-tune a model on a classification TSV, as UER-py's run_classifier does.
+///
+/// Data: TSV with a header naming `label` and `text_a` (and `text_b` for pairs); labels
+/// 0..n-1 (n counted from --train). Model: the encoder + UER's classifier head (pooling →
+/// linear → tanh → linear), UER's AdamW (no bias correction) with linear warmup and decay.
+/// After each epoch: dev accuracy; the best epoch's weights are kept, tested on --test and
+/// written to --output (a UER classifier `.bin` that UER-py's run_classifier_infer loads, or
+/// with --format hf a `BertForSequenceClassification` directory).
+///
+/// With --grid, --learning-rate/--batch-size/--epochs take comma-separated lists; every
+/// combination is trained and a table sorted by dev accuracy is printed (nothing is saved).
+///
+/// Example: uerzoo finetune ./roberta/uer_model.bin --train train.tsv --dev dev.tsv --test test.tsv --learning-rate 3e-4 --output classifier.bin
+///
+/// Example: uerzoo finetune chinese_roberta_L-2_H-128 --train train.tsv --dev dev.tsv --grid --learning-rate 3e-5,1e-4,3e-4 --batch-size 32,64 --epochs 3,5,8
+#[derive(clap::Args)]
+pub struct Args {
+    /// A UER `.bin`, a Huggingface model directory or a registry name.
+    model: PathBuf,
+    /// Training TSV.
+    #[arg(long)]
+    train: PathBuf,
+    /// Development TSV (accuracy after every epoch; picks the best epoch).
+    #[arg(long)]
+    dev: PathBuf,
+    /// Test TSV (accuracy of the best epoch's model).
+    #[arg(long)]
+    test: Option<PathBuf>,
+    /// UER-py config JSON of the weights (default: beside them).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// `vocab.txt` (default: beside the weights).
+    #[arg(long, conflicts_with = "spm")]
+    vocab: Option<PathBuf>,
+    /// Sentencepiece `.model` (word-based models).
+    #[arg(long)]
+    spm: Option<PathBuf>,
+    /// Epochs (a list with --grid).
+    #[arg(long, value_delimiter = ',', default_value = "3")]
+    epochs: Vec<usize>,
+    /// Batch size (a list with --grid).
+    #[arg(long, value_delimiter = ',', default_value = "32")]
+    batch_size: Vec<usize>,
+    /// Peak learning rate (a list with --grid).
+    #[arg(long, value_delimiter = ',', default_value = "2e-5")]
+    learning_rate: Vec<f64>,
+    /// Tokens per example (cut or padded).
+    #[arg(long, default_value_t = 128)]
+    seq_length: usize,
+    /// first, mean, max or last.
+    #[arg(long, default_value = "first")]
+    pooling: Pooling,
+    /// Fraction of the steps with a rising learning rate.
+    #[arg(long, default_value_t = 0.1)]
+    warmup: f64,
+    /// Dropout during training.
+    #[arg(long, default_value_t = 0.1)]
+    dropout: f64,
+    /// Seed of the shuffling, the head's init and dropout.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// `cpu`, `cuda` or `cuda:N`.
+    #[arg(long, default_value = "cpu")]
+    device: DeviceSpec,
+    /// Output: a `.bin` (--format uer) or a directory (--format hf). Required without --grid.
+    #[arg(long, required_unless_present = "grid")]
+    output: Option<PathBuf>,
+    /// uer or hf.
+    #[arg(long, default_value = "uer", value_parser = ["uer", "hf"])]
+    format: String,
+    /// UER naming of the output's encoder keys: v1 (UER-py ≤2022, the zoo) or v2 (default:
+    /// the input's naming; v1 for HF inputs).
+    #[arg(long)]
+    uer_naming: Option<Naming>,
+    /// Search every combination of the listed values.
+    #[arg(long)]
+    grid: bool,
+    /// Overwrite the output if it exists.
+    #[arg(long)]
+    force: bool,
+}
+
+pub fn run(a: Args) -> anyhow::Result<ExitCode> {
+    let opened = model::open::open_model(&a.model, a.config.as_deref())?;
+    let tok = super::fill_mask::load_tokenizer(a.vocab.clone().or(a.spm.clone()), &opened)?;
+    let data = load_data(&a, &tok)?;
+    let base = FinetuneOptions {
+        epochs: a.epochs[0],
+        batch_size: a.batch_size[0],
+        learning_rate: a.learning_rate[0],
+        warmup: a.warmup,
+        dropout: a.dropout,
+        seed: a.seed,
+        pooling: a.pooling,
+        ..Default::default()
+    };
+    if a.grid {
+        return run_grid(&a, &opened, &data, &base);
+    }
+    let single = a.epochs.len() == 1 && a.batch_size.len() == 1 && a.learning_rate.len() == 1;
+    anyhow::ensure!(
+        single,
+        "lists of --epochs/--batch-size/--learning-rate need --grid"
+    );
+    let output = a.output.clone().context("--output is required")?;
+    check_output(&output, &a)?;
+    eprintln!(
+        "{} train / {} dev rows, {} labels, seq {}",
+        data.train.len(),
+        data.dev.len(),
+        data.labels_num,
+        a.seq_length
+    );
+    let result = train::finetune(
+        &opened,
+        &data,
+        &base,
+        a.device,
+        &Bar::new(),
+        &mut print_epoch,
+    )?;
+    println!(
+        "best epoch {}  dev acc {:.4}",
+        result.best_epoch, result.best_dev
+    );
+    if let Some(t) = &result.test {
+        println!(
+            "test accuracy: {:.4} ({}/{})",
+            t.accuracy(),
+            t.correct,
+            t.total
+        );
+    }
+    write_output(&a, &opened, &result.checkpoint, &output)?;
+    println!(
+        "wall time: {:.1} s (training and evaluation)",
+        result.seconds
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn load_data(a: &Args, tok: &uerzoo::tokenizer::Tokenizer) -> anyhow::Result<TaskData> {
+    let train = Dataset::read(&a.train, true)?;
+    let dev = Dataset::read(&a.dev, true)?;
+    let test = a
+        .test
+        .as_deref()
+        .map(|p| Dataset::read(p, true))
+        .transpose()?;
+    let labels_num = train.labels_num()?;
+    dev.check_labels(labels_num)?;
+    if let Some(t) = &test {
+        t.check_labels(labels_num)?;
+    }
+    let enc = |d: &Dataset| d.encode(tok, a.seq_length);
+    Ok(TaskData {
+        train: enc(&train),
+        dev: enc(&dev),
+        test: test.as_ref().map(enc),
+        labels_num,
+    })
+}
+
+fn check_output(output: &Path, a: &Args) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        a.force || !output.exists(),
+        "{} exists; pass --force to overwrite it",
+        output.display()
+    );
+    Ok(())
+}
+
+fn print_epoch(r: &EpochReport) {
+    let best = if r.improved { "  (best so far)" } else { "" };
+    println!(
+        "epoch {}/{}  loss {:.4}  dev acc {:.4} ({}/{})  {:.1} s{best}",
+        r.epoch,
+        r.epochs,
+        r.loss,
+        r.dev.accuracy(),
+        r.dev.correct,
+        r.dev.total,
+        r.seconds
+    );
+    if r.dev.confusion.len() > 2 {
+        for (label, s) in r.dev.per_class().iter().enumerate() {
+            println!(
+                "  label {label}: precision {:.3}  recall {:.3}  f1 {:.3}",
+                s.precision, s.recall, s.f1
+            );
+        }
+    }
+}
+
+fn write_output(
+    a: &Args,
+    opened: &model::open::OpenedModel,
+    ckpt: &uerzoo::checkpoint::Checkpoint,
+    output: &Path,
+) -> anyhow::Result<()> {
+    if a.format == "hf" {
+        let uer_config =
+            source_config(a, opened).and_then(|p| uerzoo::registry::UerConfig::from_file(&p).ok());
+        let vocab = a
+            .vocab
+            .clone()
+            .or(a.spm.clone())
+            .or_else(|| opened.vocab_file());
+        let files = save::save_hf(ckpt, output, uer_config, vocab, a.force)?;
+        println!(
+            "wrote {} ({} files, BertForSequenceClassification)",
+            output.display(),
+            files.len()
+        );
+        return Ok(());
+    }
+    let naming = a.uer_naming.unwrap_or(match opened.source {
+        Source::Uer(n) => n,
+        Source::Hf => Naming::V1,
+    });
+    save::save_uer(ckpt, naming, output, a.force)
+        .with_context(|| format!("writing {}", output.display()))?;
+    println!(
+        "wrote {} (UER classifier, naming {naming})",
+        output.display()
+    );
+    // `uerzoo predict OUT` finds its config and vocabulary beside it.
+    let dir = output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let vocab = a
+        .vocab
+        .clone()
+        .or(a.spm.clone())
+        .or_else(|| opened.vocab_file());
+    let beside = [
+        (source_config(a, opened), "uer_config.json"),
+        (vocab.clone(), vocab_name(vocab.as_deref())),
+    ];
+    for (from, name) in beside {
+        let to = dir.join(name);
+        let present =
+            to.exists() || (name == "uer_config.json" && dir.join("config.json").exists());
+        if let Some(from) = from.filter(|_| !present) {
+            copy_atomic(&from, &to)
+                .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+            println!("wrote {} (copy of {})", to.display(), from.display());
+        }
+    }
+    Ok(())
+}
+
+/// Copies through a temp file in the target directory, then renames.
+fn copy_atomic(from: &Path, to: &Path) -> std::io::Result<()> {
+    let dir = to.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    std::io::copy(&mut std::fs::File::open(from)?, &mut tmp)?;
+    tmp.persist(to).map(|_| ()).map_err(|e| e.error)
+}
+
+fn vocab_name(vocab: Option<&Path>) -> &'static str {
+    if vocab.is_some_and(|p| p.extension().is_some_and(|e| e == "model")) {
+        "spiece.model"
+    } else {
+        "vocab.txt"
+    }
+}
+
+/// The UER config file the weights were opened with.
+fn source_config(a: &Args, opened: &model::open::OpenedModel) -> Option<PathBuf> {
+    a.config.clone().or_else(|| {
+        ["uer_config.json", "config.json"]
+            .iter()
+            .map(|n| opened.dir.join(n))
+            .find(|p| p.is_file())
+    })
+}
+
+fn run_grid(
+    a: &Args,
+    opened: &model::open::OpenedModel,
+    data: &TaskData,
+    base: &FinetuneOptions,
+) -> anyhow::Result<ExitCode> {
+    let points = train::grid_points(&a.learning_rate, &a.batch_size, &a.epochs);
+    eprintln!("grid: {} settings", points.len());
+    let (total, mut done) = (points.len(), 0);
+    let rows = train::grid(
+        opened,
+        data,
+        base,
+        &points,
+        a.device,
+        &Bar::new(),
+        &mut |r| {
+            done += 1;
+            println!(
+                "run {done}/{total}  lr {:.0e}  batch {}  epochs {}  dev acc {:.4} (epoch {})  {:.1} s",
+                r.point.learning_rate,
+                r.point.batch_size,
+                r.point.epochs,
+                r.best_dev,
+                r.best_epoch,
+                r.seconds
+            );
+        },
+    )?;
+    println!(
+        "\n{:<10} {:>6} {:>7} {:>8} {:>9}",
+        "lr", "batch", "epochs", "dev acc", "test acc"
+    );
+    for r in &rows {
+        let test = r.test.map_or("-".to_string(), |t| format!("{t:.4}"));
+        println!(
+            "{:<10} {:>6} {:>7} {:>8.4} {:>9}",
+            format!("{:.0e}", r.point.learning_rate),
+            r.point.batch_size,
+            r.point.epochs,
+            r.best_dev,
+            test
+        );
+    }
+    if let Some(b) = rows.first() {
+        println!(
+            "best: --learning-rate {:e} --batch-size {} --epochs {}  dev acc {:.4}",
+            b.point.learning_rate, b.point.batch_size, b.point.epochs, b.best_dev
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One indicatif bar per epoch on stderr; nothing when stderr is not a terminal.
+struct Bar(Mutex<Option<ProgressBar>>, bool);
+
+impl Bar {
+    fn new() -> Self {
+        Bar(Mutex::new(None), std::io::stderr().is_terminal())
+    }
+}
+
+impl Progress for Bar {
+    fn start(&self, message: &str, total: u64) {
+        if !self.1 {
+            return;
+        }
+        let bar = ProgressBar::new(total);
+        let style = ProgressStyle::with_template(
+            "{msg:12} {bar:30} {pos}/{len} batches {per_sec} ETA {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+        bar.set_style(style);
+        bar.set_message(message.to_string());
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar);
+    }
+    fn advance(&self, delta: u64) {
+        if let Some(b) = self.0.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            b.inc(delta);
+        }
+    }
+    fn finish(&self) {
+        if let Some(b) = self.0.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            b.finish_and_clear();
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! `uerzoo predict`: batched inference with a fine-tuned classifier (UER-py's
+//! run_classifier_infer).
+
+use anyhow::Context;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use uerzoo::model::{self, DeviceSpec, Pooling};
+use uerzoo::train::{self, Dataset};
+
+/// Label a TSV with a fine-tuned classifier, as UER-py's run_classifier_infer does.
+///
+/// MODEL is what `uerzoo finetune` wrote (a UER classifier `.bin` with `uer_config.json` and
+/// `vocab.txt` beside it, or an HF `BertForSequenceClassification` directory). INPUT is a TSV
+/// with a header naming `text_a` (and `text_b` for pairs); a `label` column is ignored unless
+/// --labels is given. OUTPUT gets a header and one line per row: the predicted `label`, then
+/// with --logits the `logits` and with --probabilities the `prob` (space-separated, as UER-py).
+///
+/// Example: uerzoo predict classifier.bin --input test_nolabel.tsv --output predictions.tsv --probabilities
+#[derive(clap::Args)]
+pub struct Args {
+    /// The fine-tuned classifier.
+    model: PathBuf,
+    /// TSV to label.
+    #[arg(long)]
+    input: PathBuf,
+    /// Where to write the predictions (TSV).
+    #[arg(long)]
+    output: PathBuf,
+    /// The input has gold labels: also print the accuracy against them.
+    #[arg(long)]
+    labels: bool,
+    /// Add a `prob` column (softmax probabilities).
+    #[arg(long)]
+    probabilities: bool,
+    /// Add a `logits` column.
+    #[arg(long)]
+    logits: bool,
+    /// Tokens per example (as in training).
+    #[arg(long, default_value_t = 128)]
+    seq_length: usize,
+    /// Pooling used in training: first, mean, max or last.
+    #[arg(long, default_value = "first")]
+    pooling: Pooling,
+    /// Rows per forward pass.
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// UER-py config JSON (default: beside the weights).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// `vocab.txt` or sentencepiece `.model` (default: beside the weights).
+    #[arg(long)]
+    vocab: Option<PathBuf>,
+    /// `cpu`, `cuda` or `cuda:N`.
+    #[arg(long, default_value = "cpu")]
+    device: DeviceSpec,
+    /// Overwrite OUTPUT if it exists.
+    #[arg(long)]
+    force: bool,
+}
+
+pub fn run(a: Args) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        a.force || !a.output.exists(),
+        "{} exists; pass --force to overwrite it",
+        a.output.display()
+    );
+    let opened = model::open::open_model(&a.model, a.config.as_deref())?;
+    let tok = super::fill_mask::load_tokenizer(a.vocab.clone(), &opened)?;
+    let data = Dataset::read(&a.input, a.labels)?;
+    let encoded = data.encode(&tok, a.seq_length);
+    let pred = train::predict(&opened, &encoded, a.pooling, a.batch_size, a.device)?;
+    let join = |v: &[f32]| {
+        v.iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let mut text = String::from("label");
+    text += if a.logits { "\tlogits" } else { "" };
+    text += if a.probabilities { "\tprob\n" } else { "\n" };
+    for i in 0..pred.labels.len() {
+        text += &pred.labels[i].to_string();
+        if a.logits {
+            text += &format!("\t{}", join(&pred.logits[i]));
+        }
+        if a.probabilities {
+            text += &format!("\t{}", join(&pred.probabilities[i]));
+        }
+        text.push('\n');
+    }
+    let dir = a
+        .output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("creating a file in {}", dir.display()))?;
+    tmp.write_all(text.as_bytes())?;
+    tmp.persist(&a.output)
+        .with_context(|| format!("writing {}", a.output.display()))?;
+    eprintln!("wrote {} ({} rows)", a.output.display(), pred.labels.len());
+    if a.labels {
+        let gold: Vec<usize> = data.examples.iter().filter_map(|e| e.label).collect();
+        let correct = gold
+            .iter()
+            .zip(&pred.labels)
+            .filter(|(g, p)| g == p)
+            .count();
+        println!(
+            "accuracy: {:.4} ({correct}/{})",
+            correct as f64 / gold.len().max(1) as f64,
+            gold.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,463 @@
+//! The sequence classifier of UER-py's run_classifier on a zoo [`Model`]: the encoder with
+//! dropout where UER-py puts it (after the embedding LayerNorm, on the attention
+//! probabilities, on the attention and feed-forward outputs before each residual add), its
+//! pooling (over real tokens, as run_classifier's `pooling` since 2022-03), and the head
+//! `output_layer_1` → tanh → `output_layer_2`. Also: the head's PyTorch-default init, the
+//! weights as a UER-naming-v2 [`Checkpoint`], and reading a saved head back.
+//!
+//! The training forward is written against the model's public parts; attention, dropout
+//! and the feed-forward activation go through [`crate::kernels`] (fused on Flex and
+//! `Autodiff<Flex>`, plain Burn elsewhere).
+
+use super::TrainError;
+use crate::checkpoint::{Checkpoint, Tensor as CkptTensor};
+use crate::kernels::{self, attention, dropout as dropout_fn};
+use crate::model::Activation;
+use crate::model::encoder::TransformerLayer;
+use crate::model::heads::ClassifierHead;
+use crate::model::layer_norm::LayerNorm;
+use crate::model::load::keys;
+use crate::model::{LnPosition, Model, Pooling};
+use burn::module::Param;
+use burn::nn::Linear;
+use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
+use rand::{Rng, SeedableRng};
+
+/// Keys of the classifier head in a UER checkpoint (all naming generations).
+pub const HEAD_1: &str = "output_layer_1";
+pub const HEAD_2: &str = "output_layer_2";
+
+/// A head initialised as PyTorch's `nn.Linear` does (weight and bias uniform in
+/// ±1/sqrt(fan_in)), from `seed`.
+pub fn init_head<B: Backend>(
+    hidden: usize,
+    labels: usize,
+    pooling: Pooling,
+    seed: u64,
+    device: &B::Device,
+) -> ClassifierHead<B> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut linear = |d_in: usize, d_out: usize| {
+        let bound = 1.0 / (d_in as f32).sqrt();
+        let w: Vec<f32> = (0..d_in * d_out)
+            .map(|_| rng.random_range(-bound..bound))
+            .collect();
+        let b: Vec<f32> = (0..d_out)
+            .map(|_| rng.random_range(-bound..bound))
+            .collect();
+        Linear {
+            weight: Param::from_tensor(Tensor::from_data(
+                TensorData::new(w, [d_in, d_out]),
+                device,
+            )),
+            bias: Some(Param::from_tensor(Tensor::from_data(
+                TensorData::new(b, [d_out]),
+                device,
+            ))),
+        }
+    };
+    ClassifierHead {
+        output_layer_1: linear(hidden, hidden),
+        output_layer_2: linear(hidden, labels),
+        pooling,
+    }
+}
+
+/// Reads `output_layer_{1,2}` from a checkpoint (torch layout `[out, in]`).
+pub fn load_head<B: Backend>(
+    ckpt: &Checkpoint,
+    hidden: usize,
+    pooling: Pooling,
+    device: &B::Device,
+) -> Result<ClassifierHead<B>, TrainError> {
+    let missing = |key: String| TrainError::NoHead {
+        key,
+        hint: "the weights are not a fine-tuned classifier; run `uerzoo finetune` first".into(),
+    };
+    let get = |key: String| ckpt.get(&key).cloned().ok_or_else(|| missing(key));
+    let w2 = get(format!("{HEAD_2}.weight"))?;
+    let labels = w2.shape[0];
+    let linear = |prefix: &str, d_in: usize, d_out: usize| -> Result<Linear<B>, TrainError> {
+        let w = get(format!("{prefix}.weight"))?;
+        let b = get(format!("{prefix}.bias"))?;
+        if w.shape != [d_out, d_in] || b.shape != [d_out] {
+            return Err(TrainError::NoHead {
+                key: format!("{prefix}.weight"),
+                hint: format!(
+                    "shape {:?}, expected [{d_out}, {d_in}] for hidden size {hidden}",
+                    w.shape
+                ),
+            });
+        }
+        let wt = transpose(&w.to_f32_vec(), d_out, d_in);
+        Ok(Linear {
+            weight: Param::from_tensor(Tensor::from_data(
+                TensorData::new(wt, [d_in, d_out]),
+                device,
+            )),
+            bias: Some(Param::from_tensor(Tensor::from_data(
+                TensorData::new(b.to_f32_vec(), [d_out]),
+                device,
+            ))),
+        })
+    };
+    Ok(ClassifierHead {
+        output_layer_1: linear(HEAD_1, hidden, hidden)?,
+        output_layer_2: linear(HEAD_2, hidden, labels)?,
+        pooling,
+    })
+}
+
+/// `[rows, cols]` row-major → `[cols, rows]`.
+fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0f32; v.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = v[r * cols + c];
+        }
+    }
+    out
+}
+
+/// Host-side pooling weights `[batch, seq]` for run_classifier's pooling over real tokens
+/// (segment > 0): `mean` = 1/len on real tokens, `last` = one-hot at the last real token,
+/// `max` = 0 on real tokens and −1e9 elsewhere (added before the max). `first` needs none.
+///
+/// UER-py multiplies by the raw segment ids (so a pair's second sentence counts twice in
+/// `mean`); this uses the 0/1 mask those lines intend. Single sentences are identical.
+pub fn pool_weights(
+    segment: &[i64],
+    batch: usize,
+    seq: usize,
+    pooling: Pooling,
+) -> Option<Vec<f32>> {
+    if pooling == Pooling::First {
+        return None;
+    }
+    let mut w = vec![0f32; batch * seq];
+    for b in 0..batch {
+        let row = &segment[b * seq..(b + 1) * seq];
+        let len = row.iter().filter(|&&s| s > 0).count().max(1);
+        for (j, &s) in row.iter().enumerate() {
+            w[b * seq + j] = match pooling {
+                Pooling::Mean if s > 0 => 1.0 / len as f32,
+                Pooling::Max if s <= 0 => -1e9,
+                _ => 0.0,
+            };
+        }
+        if pooling == Pooling::Last {
+            w[b * seq + len - 1] = 1.0;
+        }
+    }
+    Some(w)
+}
+
+/// Pools `[batch, seq, hidden]` with [`pool_weights`] (already on the device).
+pub fn pool_hidden<B: Backend>(
+    hidden: Tensor<B, 3>,
+    pooling: Pooling,
+    weights: Option<Tensor<B, 2>>,
+) -> Tensor<B, 2> {
+    let [b, _, h] = hidden.dims();
+    match (pooling, weights) {
+        (Pooling::Max, Some(w)) => (hidden + w.unsqueeze_dim::<3>(2))
+            .max_dim(1)
+            .reshape([b, h]),
+        (Pooling::Mean | Pooling::Last, Some(w)) => (hidden * w.unsqueeze_dim::<3>(2))
+            .sum_dim(1)
+            .reshape([b, h]),
+        _ => hidden.narrow(1, 0, 1).reshape([b, h]),
+    }
+}
+
+/// One transformer layer with UER-py's dropouts (`p` > 0 only in training).
+fn layer_forward<B: Backend>(
+    layer: &TransformerLayer<B>,
+    x: Tensor<B, 3>,
+    bias: Tensor<B, 4>,
+    p: f64,
+    ln_formula: (crate::model::LnKind, f64),
+) -> Tensor<B, 3> {
+    let attn = |x: Tensor<B, 3>| {
+        let a = &layer.self_attn;
+        let [b, s, h] = x.dims();
+        let split = |t: Tensor<B, 3>| t.reshape([b, s, a.heads, h / a.heads]).swap_dims(1, 2);
+        let q = split(a.query.forward(x.clone()));
+        let k = split(a.key.forward(x.clone()));
+        let v = split(a.value.forward(x));
+        let ctx = attention(q, k, v, Some(bias.clone()), p);
+        dropout_fn(a.output.forward(ctx.swap_dims(1, 2).reshape([b, s, h])), p)
+    };
+    let ff = |x: Tensor<B, 3>| {
+        let f = &layer.feed_forward;
+        let inner = f.linear_1.forward(x);
+        let inner = match f.act {
+            Activation::Gelu => kernels::gelu(inner),
+            Activation::GeluFast => kernels::gelu_tanh(inner),
+            Activation::Relu => burn::tensor::activation::relu(inner),
+        };
+        dropout_fn(f.linear_2.forward(inner), p)
+    };
+    // The model builds every LayerNorm from the config's formula and eps (model::load), so
+    // the fused kernel gets them from there.
+    let ln = |n: &LayerNorm<B>, x: Tensor<B, 3>| {
+        kernels::layer_norm(x, n.gamma.val(), n.beta.val(), ln_formula.0, ln_formula.1)
+    };
+    match layer.ln_position {
+        LnPosition::Post => {
+            let h = ln(&layer.layer_norm_1, attn(x.clone()) + x);
+            ln(&layer.layer_norm_2, ff(h.clone()) + h)
+        }
+        LnPosition::Pre => {
+            let h = x.clone() + attn(ln(&layer.layer_norm_1, x));
+            h.clone() + ff(ln(&layer.layer_norm_2, h))
+        }
+    }
+}
+
+/// Encoder output with dropout `p` (`p` = 0: the model's own inference path).
+pub fn encode<B: Backend>(
+    model: &Model<B>,
+    ids: Tensor<B, 2, Int>,
+    segment: Tensor<B, 2, Int>,
+    p: f64,
+) -> Tensor<B, 3> {
+    if p <= 0.0 {
+        return model.encode(ids, segment);
+    }
+    let bias = model.mask_bias(&segment);
+    let emb = dropout_fn(model.embedding.forward(ids, segment), p);
+    let enc = &model.encoder;
+    let mut h = match &enc.linear {
+        Some(linear) => linear.forward(emb),
+        None => emb,
+    };
+    for i in 0..enc.layers_num {
+        let layer = &enc.layers[if enc.layers.len() == 1 { 0 } else { i }];
+        h = layer_forward(
+            layer,
+            h,
+            bias.clone(),
+            p,
+            (model.config.ln_kind, model.config.ln_eps),
+        );
+    }
+    match &enc.layer_norm {
+        Some(ln) => ln.forward(h),
+        None => h,
+    }
+}
+
+/// Classifier logits `[batch, labels]`; the model must carry a classifier head.
+pub fn logits<B: Backend>(
+    model: &Model<B>,
+    ids: Tensor<B, 2, Int>,
+    segment: Tensor<B, 2, Int>,
+    pool_w: Option<Tensor<B, 2>>,
+    p: f64,
+) -> Tensor<B, 2> {
+    let head = model
+        .classifier
+        .as_ref()
+        .expect("classifier head attached before training");
+    let hidden = encode(model, ids, segment, p);
+    let pooled = pool_hidden(hidden, head.pooling, pool_w);
+    head.output_layer_2
+        .forward(head.output_layer_1.forward(pooled).tanh())
+}
+
+fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> (Vec<usize>, Vec<f32>) {
+    let shape = t.dims().to_vec();
+    (
+        shape,
+        t.into_data()
+            .convert::<f32>()
+            .to_vec::<f32>()
+            .unwrap_or_default(),
+    )
+}
+
+/// The embedding, encoder and classifier head as a checkpoint in UER naming v2 (what
+/// run_classifier saves: no pretraining heads). Linear weights in torch layout `[out, in]`.
+pub fn to_checkpoint<B: Backend>(model: &Model<B>) -> Checkpoint {
+    let mut ckpt = Checkpoint::default();
+    let mut put = |name: String, t: (Vec<usize>, Vec<f32>)| {
+        ckpt.insert(name, CkptTensor::from_f32(t.0, &t.1))
+    };
+    let linear =
+        |put: &mut dyn FnMut(String, (Vec<usize>, Vec<f32>)), prefix: &str, l: &Linear<B>| {
+            let (shape, w) = host(l.weight.val());
+            put(
+                format!("{prefix}.weight"),
+                (vec![shape[1], shape[0]], transpose(&w, shape[0], shape[1])),
+            );
+            if let Some(b) = &l.bias {
+                put(format!("{prefix}.bias"), host(b.val()));
+            }
+        };
+    let ln =
+        |put: &mut dyn FnMut(String, (Vec<usize>, Vec<f32>)), prefix: &str, n: &LayerNorm<B>| {
+            put(format!("{prefix}.gamma"), host(n.gamma.val()));
+            put(format!("{prefix}.beta"), host(n.beta.val()));
+        };
+    let e = &model.embedding;
+    put(keys::WORD.into(), host(e.word.val()));
+    put(keys::POS.into(), host(e.position.val()));
+    if let Some(seg) = &e.segment {
+        put(keys::SEG.into(), host(seg.val()));
+    }
+    if let Some(n) = &e.layer_norm {
+        ln(&mut put, keys::EMB_LN, n);
+    }
+    let enc = &model.encoder;
+    if let Some(l) = &enc.linear {
+        linear(&mut put, keys::ENC_LINEAR, l);
+    }
+    let shared = model.config.parameter_sharing;
+    for (i, layer) in enc.layers.iter().enumerate() {
+        let p = if shared {
+            keys::SHARED_LAYER.to_string()
+        } else {
+            keys::LAYER.replace("{i}", &i.to_string())
+        };
+        let a = &layer.self_attn;
+        for (k, l) in [
+            (keys::QUERY, &a.query),
+            (keys::KEY, &a.key),
+            (keys::VALUE, &a.value),
+            (keys::ATTN_OUT, &a.output),
+        ] {
+            linear(&mut put, &format!("{p}.{k}"), l);
+        }
+        linear(
+            &mut put,
+            &format!("{p}.{}", keys::FF_1),
+            &layer.feed_forward.linear_1,
+        );
+        linear(
+            &mut put,
+            &format!("{p}.{}", keys::FF_2),
+            &layer.feed_forward.linear_2,
+        );
+        ln(
+            &mut put,
+            &format!("{p}.{}", keys::LN_1),
+            &layer.layer_norm_1,
+        );
+        ln(
+            &mut put,
+            &format!("{p}.{}", keys::LN_2),
+            &layer.layer_norm_2,
+        );
+    }
+    if let Some(n) = &enc.layer_norm {
+        ln(&mut put, keys::FINAL_LN, n);
+    }
+    if let Some(head) = &model.classifier {
+        linear(&mut put, HEAD_1, &head.output_layer_1);
+        linear(&mut put, HEAD_2, &head.output_layer_2);
+    }
+    ckpt
+}
+
+/// Labels (`[batch]`, i64) as a device tensor.
+pub fn labels_tensor<B: Backend>(labels: &[i64], device: &B::Device) -> Tensor<B, 1, Int> {
+    Tensor::from_data(TensorData::new(labels.to_vec(), [labels.len()]), device)
+}
+
+/// Mean negative log-likelihood of log-softmax (UER-py's `NLLLoss(LogSoftmax(logits))`).
+pub fn nll_loss<B: Backend>(logits: Tensor<B, 2>, labels: Tensor<B, 1, Int>) -> Tensor<B, 1> {
+    let n = labels.dims()[0];
+    let logp = burn::tensor::activation::log_softmax(logits, 1);
+    logp.gather(1, labels.reshape([n, 1])).mean().neg()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pooling_weights_cover_real_tokens() {
+        let seg = [1, 1, 1, 0, 1, 2, 0, 0];
+        assert_eq!(pool_weights(&seg, 2, 4, Pooling::First), None);
+        let m = pool_weights(&seg, 2, 4, Pooling::Mean).unwrap();
+        assert_eq!(
+            m,
+            vec![1.0 / 3.0, 1.0 / 3.0, 1.0 / 3.0, 0.0, 0.5, 0.5, 0.0, 0.0]
+        );
+        let l = pool_weights(&seg, 2, 4, Pooling::Last).unwrap();
+        assert_eq!(l, vec![0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0]);
+        let x = pool_weights(&seg, 2, 4, Pooling::Max).unwrap();
+        assert_eq!(x, vec![0.0, 0.0, 0.0, -1e9, 0.0, 0.0, -1e9, -1e9]);
+    }
+
+    fn tiny_model(pre_ln: bool) -> Model<crate::model::Cpu> {
+        let json = serde_json::json!({"hidden_size": 16, "heads_num": 2, "layers_num": 2, "feedforward_size": 32,
+            "layernorm_positioning": if pre_ln { "pre" } else { "post" }});
+        let mut cfg = crate::model::ModelConfig::from_uer_json(&json).unwrap();
+        (cfg.vocab_size, cfg.max_seq_length) = (30, 8);
+        let ckpt = crate::model::random_checkpoint(&cfg, 3);
+        let dev = Default::default();
+        let (mut model, _) =
+            crate::model::load_model::<crate::model::Cpu>(&ckpt, &cfg, &dev).unwrap();
+        model.classifier = Some(init_head(16, 3, Pooling::First, 1, &dev));
+        model
+    }
+
+    #[test]
+    fn training_forward_equals_inference_when_nothing_drops() {
+        // The dropout path (own layer loop) must compute what the model's encoder computes.
+        for pre_ln in [false, true] {
+            let model = tiny_model(pre_ln);
+            let dev = Default::default();
+            let ids = [1i64, 5, 7, 9, 2, 0, 0, 0, 1, 3, 4, 6, 8, 10, 12, 2];
+            let seg = [1i64, 1, 1, 1, 1, 0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 2];
+            let (i, s) = model.inputs(&ids, &seg, 2, 8, &dev).unwrap();
+            let want = host(model.encode(i.clone(), s.clone())).1;
+            let got = host(encode(&model, i, s, 1e-12)).1;
+            for (a, b) in want.iter().zip(&got) {
+                assert!((a - b).abs() < 1e-4, "pre_ln {pre_ln}: {a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn checkpoint_round_trips_the_head() {
+        let model = tiny_model(false);
+        let ckpt = to_checkpoint(&model);
+        assert!(
+            ckpt.get(keys::WORD).is_some()
+                && ckpt.get("output_layer_2.weight").unwrap().shape == [3, 16]
+        );
+        let head =
+            load_head::<crate::model::Cpu>(&ckpt, 16, Pooling::First, &Default::default()).unwrap();
+        let a = host(
+            model
+                .classifier
+                .as_ref()
+                .unwrap()
+                .output_layer_2
+                .weight
+                .val(),
+        )
+        .1;
+        assert_eq!(a, host(head.output_layer_2.weight.val()).1);
+        assert!(
+            load_head::<crate::model::Cpu>(
+                &Checkpoint::default(),
+                16,
+                Pooling::First,
+                &Default::default()
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn transpose_is_exact() {
+        assert_eq!(
+            transpose(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 2, 3),
+            vec![1.0, 4.0, 2.0, 5.0, 3.0, 6.0]
+        );
+    }
+}

@@ -1,0 +1,65 @@
+//! Writing a fine-tuned classifier: a UER `.bin` with run_classifier's keys (embedding and
+//! encoder in the requested naming generation + `output_layer_{1,2}`), which UER-py's
+//! run_classifier_infer loads, or a Huggingface `BertForSequenceClassification` directory
+//! through [`crate::convert::run`]. Both are written atomically (temp file, then rename).
+
+use super::TrainError;
+use crate::checkpoint::Checkpoint;
+use crate::convert::{self, Naming, ToUerOptions};
+use crate::registry::UerConfig;
+use std::path::{Path, PathBuf};
+
+/// Writes `ckpt` (UER naming v2, from [`super::classifier::to_checkpoint`]) as a torch `.bin`
+/// in naming `naming`.
+pub fn save_uer(
+    ckpt: &Checkpoint,
+    naming: Naming,
+    path: &Path,
+    force: bool,
+) -> Result<(), TrainError> {
+    let (out, _) = convert::to_uer(
+        ckpt,
+        &ToUerOptions {
+            naming,
+            ..Default::default()
+        },
+    )?;
+    out.write_torch(path, force)?;
+    Ok(())
+}
+
+/// Writes `ckpt` as an HF `BertForSequenceClassification` directory `dir` (config from
+/// `uer_config` when given, tokenizer files from `vocab`). Returns the files written.
+pub fn save_hf(
+    ckpt: &Checkpoint,
+    dir: &Path,
+    uer_config: Option<UerConfig>,
+    vocab: Option<PathBuf>,
+    force: bool,
+) -> Result<Vec<PathBuf>, TrainError> {
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = tempfile::tempdir_in(parent).map_err(|e| TrainError::Io {
+        path: parent.into(),
+        source: e,
+    })?;
+    let bin = tmp.path().join("classifier.bin");
+    save_uer(ckpt, Naming::V1, &bin, true)?;
+    let req = convert::Request {
+        input: bin,
+        output: dir.to_path_buf(),
+        to: convert::To::Hf,
+        arch: None,
+        uer_config,
+        vocab,
+        naming: Naming::V1,
+        exact_layernorm: false,
+        format: None,
+        dry_run: false,
+        force,
+        allow_unmapped: false,
+    };
+    Ok(convert::run(&req)?.written)
+}
