@@ -16,6 +16,8 @@ mod info;
 mod inspect;
 mod list;
 mod predict;
+mod preprocess;
+mod pretrain;
 mod verify;
 
 /// uerzoo — the UER-py Chinese model zoo without Python.
@@ -51,6 +53,8 @@ enum Command {
     ExtractFeatures(extract_features::Args),
     Finetune(finetune::Args),
     Predict(predict::Args),
+    Preprocess(preprocess::Args),
+    Pretrain(pretrain::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -68,6 +72,8 @@ pub fn main() -> ExitCode {
         Command::ExtractFeatures(a) => extract_features::run(a),
         Command::Finetune(a) => finetune::run(a),
         Command::Predict(a) => predict::run(a),
+        Command::Preprocess(a) => preprocess::run(a),
+        Command::Pretrain(a) => pretrain::run(a),
     };
     match result {
         Ok(code) => code,
