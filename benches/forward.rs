@@ -13,7 +13,10 @@ use uerzoo::model::backend::{BackendJob, DeviceSpec, run_on};
 use uerzoo::model::{ModelConfig, load_model, random_checkpoint};
 
 fn env(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn base_config() -> ModelConfig {
@@ -49,10 +52,15 @@ impl BackendJob for Bench {
         let ids: Vec<i64> = (0..n).map(|i| (i * 7919 % 21000 + 100) as i64).collect();
         let seg = vec![1i64; n];
         let tokens = n as f64;
-        for (label, with_head) in [("encoder (hidden)", false), ("encoder + MLM head (hidden + logits)", true)] {
+        for (label, with_head) in [
+            ("encoder (hidden)", false),
+            ("encoder + MLM head (hidden + logits)", true),
+        ] {
             let mut times = Vec::new();
             for i in 0..=self.iters {
-                let (t_ids, t_seg) = model.inputs(&ids, &seg, self.batch, self.seq, &device).expect("inputs");
+                let (t_ids, t_seg) = model
+                    .inputs(&ids, &seg, self.batch, self.seq, &device)
+                    .expect("inputs");
                 let start = Instant::now();
                 if with_head {
                     let out = model.forward(t_ids, t_seg);
@@ -79,8 +87,15 @@ impl BackendJob for Bench {
 
 fn main() {
     // `cargo bench` passes `--bench`; nothing else to parse.
-    let device: DeviceSpec = std::env::var("UERZOO_BENCH_DEVICE").unwrap_or_else(|_| "cpu".into()).parse().expect("device");
-    let bench = Bench { batch: env("UERZOO_BENCH_BATCH", 8), seq: env("UERZOO_BENCH_SEQ", 128), iters: env("UERZOO_BENCH_ITERS", 5) };
+    let device: DeviceSpec = std::env::var("UERZOO_BENCH_DEVICE")
+        .unwrap_or_else(|_| "cpu".into())
+        .parse()
+        .expect("device");
+    let bench = Bench {
+        batch: env("UERZOO_BENCH_BATCH", 8),
+        seq: env("UERZOO_BENCH_SEQ", 128),
+        iters: env("UERZOO_BENCH_ITERS", 5),
+    };
     println!("device {device}, threads {}", rayon::current_num_threads());
     run_on(device, bench).expect("backend");
 }

@@ -47,7 +47,11 @@ fn max_diff_real(a: &[f32], b: &[f32], segment: &[i64], width: usize) -> f32 {
 
 fn check_uer(name: &str) {
     let dir = common::uer_fixture(name);
-    let opened = model::open::open_model(&dir.join("uer_model.bin"), Some(&dir.join("uer_config.json"))).unwrap();
+    let opened = model::open::open_model(
+        &dir.join("uer_model.bin"),
+        Some(&dir.join("uer_config.json")),
+    )
+    .unwrap();
     let reference = read(&dir.join("uer_outputs.safetensors"));
     let input = batch_of(&reference);
     let out = model::tasks::forward(&opened, &input, DeviceSpec::Cpu).unwrap();
@@ -56,10 +60,23 @@ fn check_uer(name: &str) {
     assert_eq!(out.hidden.shape, hidden_ref.shape);
     let logits = out.logits.expect("pretraining head");
     assert_eq!(logits.shape, logits_ref.shape);
-    let dh = max_diff_real(&out.hidden.values, &hidden_ref.to_f32_vec(), &input.segment, hidden_ref.shape[2]);
-    let dl = max_diff_real(&logits.values, &logits_ref.to_f32_vec(), &input.segment, logits_ref.shape[2]);
+    let dh = max_diff_real(
+        &out.hidden.values,
+        &hidden_ref.to_f32_vec(),
+        &input.segment,
+        hidden_ref.shape[2],
+    );
+    let dl = max_diff_real(
+        &logits.values,
+        &logits_ref.to_f32_vec(),
+        &input.segment,
+        logits_ref.shape[2],
+    );
     eprintln!("{name} (UER): hidden max diff {dh:e}, logits max diff {dl:e}");
-    assert!(dh < TOL && dl < TOL, "{name}: hidden diff {dh:e}, logits diff {dl:e} (tolerance {TOL:e})");
+    assert!(
+        dh < TOL && dl < TOL,
+        "{name}: hidden diff {dh:e}, logits diff {dl:e} (tolerance {TOL:e})"
+    );
 }
 
 fn check_hf(name: &str) {
@@ -71,9 +88,17 @@ fn check_hf(name: &str) {
     let logits_ref = reference.get("logits").unwrap();
     let logits = out.logits.expect("pretraining head");
     assert_eq!(logits.shape, logits_ref.shape);
-    let dl = max_diff_real(&logits.values, &logits_ref.to_f32_vec(), &input.segment, logits_ref.shape[2]);
+    let dl = max_diff_real(
+        &logits.values,
+        &logits_ref.to_f32_vec(),
+        &input.segment,
+        logits_ref.shape[2],
+    );
     eprintln!("{name} (HF dir): logits max diff {dl:e}");
-    assert!(dl < TOL, "{name} (HF dir): logits diff {dl:e} (tolerance {TOL:e})");
+    assert!(
+        dl < TOL,
+        "{name} (HF dir): logits diff {dl:e} (tolerance {TOL:e})"
+    );
 }
 
 macro_rules! fixture_tests {
@@ -92,7 +117,10 @@ fn layer_norm_formulas() {
     use burn::tensor::{Tensor, TensorData};
     use uerzoo::model::layer_norm::LayerNorm;
     let dev = Default::default();
-    let x = Tensor::<model::Cpu, 2>::from_data(TensorData::new(vec![1f32, 2.0, 3.0, 4.0], [1, 4]), &dev);
+    let x = Tensor::<model::Cpu, 2>::from_data(
+        TensorData::new(vec![1f32, 2.0, 3.0, 4.0], [1, 4]),
+        &dev,
+    );
     let ones = || Tensor::<model::Cpu, 1>::from_data(TensorData::new(vec![1f32; 4], [4]), &dev);
     let zeros = || Tensor::<model::Cpu, 1>::from_data(TensorData::new(vec![0f32; 4], [4]), &dev);
     let uer = LayerNorm::new(ones(), zeros(), model::LnKind::Uer, 1e-6).forward(x.clone());
@@ -102,7 +130,10 @@ fn layer_norm_formulas() {
     let std_u = (5f64 / 3.0).sqrt() + 1e-6;
     let std_b = 1.25f64.sqrt();
     for (i, x) in [1.0, 2.0, 3.0, 4.0].iter().enumerate() {
-        assert!((uer[i] as f64 - (x - 2.5) / std_u).abs() < 1e-6, "uer {uer:?}");
+        assert!(
+            (uer[i] as f64 - (x - 2.5) / std_u).abs() < 1e-6,
+            "uer {uer:?}"
+        );
         assert!((hf[i] as f64 - (x - 2.5) / std_b).abs() < 1e-6, "hf {hf:?}");
     }
 }
@@ -117,8 +148,18 @@ fn random_model_all_padding_row_is_finite() {
     cfg.vocab_size = 50;
     cfg.max_seq_length = 16;
     let ckpt = model::random_checkpoint(&cfg, 7);
-    let opened = model::open::OpenedModel { checkpoint: ckpt, config: cfg, source: uerzoo::convert::Source::Uer(uerzoo::convert::Naming::V2), dir: ".".into() };
-    let input = Batch { ids: vec![1, 2, 3, 0, 0, 0, 0, 0], segment: vec![1, 1, 2, 0, 0, 0, 0, 0], batch: 2, seq: 4 };
+    let opened = model::open::OpenedModel {
+        checkpoint: ckpt,
+        config: cfg,
+        source: uerzoo::convert::Source::Uer(uerzoo::convert::Naming::V2),
+        dir: ".".into(),
+    };
+    let input = Batch {
+        ids: vec![1, 2, 3, 0, 0, 0, 0, 0],
+        segment: vec![1, 1, 2, 0, 0, 0, 0, 0],
+        batch: 2,
+        seq: 4,
+    };
     let out = model::tasks::forward(&opened, &input, DeviceSpec::Cpu).unwrap();
     assert!(out.hidden.values.iter().all(|v| v.is_finite()));
     assert_eq!(out.logits.unwrap().shape, vec![2, 4, 50]);
@@ -128,11 +169,25 @@ fn random_model_all_padding_row_is_finite() {
 #[test]
 fn out_of_range_ids_are_rejected() {
     let dir = common::uer_fixture("roberta_v2");
-    let opened = model::open::open_model(&dir.join("uer_model.bin"), Some(&dir.join("uer_config.json"))).unwrap();
-    let input = Batch { ids: vec![1, 999_999], segment: vec![1, 1], batch: 1, seq: 2 };
+    let opened = model::open::open_model(
+        &dir.join("uer_model.bin"),
+        Some(&dir.join("uer_config.json")),
+    )
+    .unwrap();
+    let input = Batch {
+        ids: vec![1, 999_999],
+        segment: vec![1, 1],
+        batch: 1,
+        seq: 2,
+    };
     let err = model::tasks::forward(&opened, &input, DeviceSpec::Cpu).unwrap_err();
     assert!(err.to_string().contains("999999"), "{err}");
-    let input = Batch { ids: vec![1, 2], segment: vec![1, 7], batch: 1, seq: 2 };
+    let input = Batch {
+        ids: vec![1, 2],
+        segment: vec![1, 7],
+        batch: 1,
+        seq: 2,
+    };
     assert!(model::tasks::forward(&opened, &input, DeviceSpec::Cpu).is_err());
 }
 
@@ -170,18 +225,28 @@ fn cli_forward_roberta_v1() {
 #[ignore = "needs an NVIDIA GPU and --features cuda"]
 fn cuda_matches_cpu_roberta_v1() {
     let dir = common::uer_fixture("roberta_v1");
-    let opened = model::open::open_model(&dir.join("uer_model.bin"), Some(&dir.join("uer_config.json"))).unwrap();
+    let opened = model::open::open_model(
+        &dir.join("uer_model.bin"),
+        Some(&dir.join("uer_config.json")),
+    )
+    .unwrap();
     let reference = read(&dir.join("uer_outputs.safetensors"));
     let input = batch_of(&reference);
     let out = model::tasks::forward(&opened, &input, DeviceSpec::Cuda(0)).unwrap();
     let logits_ref = reference.get("logits").unwrap();
-    let d = max_diff_real(&out.logits.unwrap().values, &logits_ref.to_f32_vec(), &input.segment, logits_ref.shape[2]);
+    let d = max_diff_real(
+        &out.logits.unwrap().values,
+        &logits_ref.to_f32_vec(),
+        &input.segment,
+        logits_ref.shape[2],
+    );
     assert!(d < TOL, "cuda logits diff {d:e}");
 }
 
 fn roberta_v1_tokenizer() -> uerzoo::tokenizer::Tokenizer {
     let vocab = common::uer_fixture("roberta_v1").join("vocab.txt");
-    uerzoo::tokenizer::Tokenizer::from_vocab_file(vocab, uerzoo::tokenizer::TokenizerOptions::uer()).unwrap()
+    uerzoo::tokenizer::Tokenizer::from_vocab_file(vocab, uerzoo::tokenizer::TokenizerOptions::uer())
+        .unwrap()
 }
 
 /// `uerzoo fill-mask` end to end on the roberta_v1 fixture (random small weights, so the
@@ -198,13 +263,20 @@ fn cli_fill_mask_roberta_v1() {
         .args(["--top-k", "5", "--json"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let cands = json[0].as_array().unwrap();
     assert_eq!(json.as_array().unwrap().len(), 1);
     assert_eq!(cands.len(), 5);
     let scores: Vec<f64> = cands.iter().map(|c| c["score"].as_f64().unwrap()).collect();
-    assert!(scores.windows(2).all(|w| w[0] >= w[1]) && scores[0] <= 1.0 && scores[4] > 0.0, "{scores:?}");
+    assert!(
+        scores.windows(2).all(|w| w[0] >= w[1]) && scores[0] <= 1.0 && scores[4] > 0.0,
+        "{scores:?}"
+    );
 
     let tok = roberta_v1_tokenizer();
     let mut ids = vec![tok.cls_id() as i64];
@@ -214,13 +286,28 @@ fn cli_fill_mask_roberta_v1() {
     assert_eq!(pos, 4, "[CLS] 北 京 是 [MASK]");
     let opened = model::open::open_model(&dir.join("uer_model.bin"), None).unwrap();
     let seq = ids.len();
-    let fwd = model::tasks::forward(&opened, &Batch { ids, segment: vec![1; seq], batch: 1, seq }, DeviceSpec::Cpu).unwrap();
+    let fwd = model::tasks::forward(
+        &opened,
+        &Batch {
+            ids,
+            segment: vec![1; seq],
+            batch: 1,
+            seq,
+        },
+        DeviceSpec::Cpu,
+    )
+    .unwrap();
     let logits = fwd.logits.unwrap();
     let vocab = logits.shape[2];
     let row = &logits.values[pos * vocab..(pos + 1) * vocab];
-    let best = (0..vocab).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap();
+    let best = (0..vocab)
+        .max_by(|&a, &b| row[a].total_cmp(&row[b]))
+        .unwrap();
     assert_eq!(cands[0]["id"].as_u64().unwrap() as usize, best);
-    assert_eq!(cands[0]["token"].as_str().unwrap(), tok.id_to_token(best as u32).unwrap());
+    assert_eq!(
+        cands[0]["token"].as_str().unwrap(),
+        tok.id_to_token(best as u32).unwrap()
+    );
 }
 
 /// `uerzoo extract-features`: one row per non-empty line; `first` pooling is the `[CLS]`
@@ -243,7 +330,14 @@ fn cli_extract_features_roberta_v1() {
             .arg(&input)
             .arg("--output")
             .arg(&output)
-            .args(["--pooling", pooling, "--seq-length", "16", "--batch-size", "1"])
+            .args([
+                "--pooling",
+                pooling,
+                "--seq-length",
+                "16",
+                "--batch-size",
+                "1",
+            ])
             .status()
             .unwrap();
         assert!(status.success());
@@ -251,19 +345,38 @@ fn cli_extract_features_roberta_v1() {
         let features = got.get("features").unwrap();
         assert_eq!(features.shape, vec![2, 128]);
         let values = features.to_f32_vec();
-        for (row, line) in ["北京是中国的首都。", "今天天气很好"].iter().enumerate() {
+        for (row, line) in ["北京是中国的首都。", "今天天气很好"].iter().enumerate()
+        {
             let enc = tok.encode_single(line, seq);
             let ids: Vec<i64> = enc.ids.iter().map(|&i| i64::from(i)).collect();
             let segment: Vec<i64> = enc.segments.iter().map(|&s| i64::from(s)).collect();
-            let fwd = model::tasks::forward(&opened, &Batch { ids, segment: segment.clone(), batch: 1, seq }, DeviceSpec::Cpu).unwrap();
+            let fwd = model::tasks::forward(
+                &opened,
+                &Batch {
+                    ids,
+                    segment: segment.clone(),
+                    batch: 1,
+                    seq,
+                },
+                DeviceSpec::Cpu,
+            )
+            .unwrap();
             let h = &fwd.hidden.values;
             let expected: Vec<f32> = match pooling {
                 "first" => h[..128].to_vec(),
                 _ => (0..128)
-                    .map(|k| (0..seq).filter(|&p| segment[p] > 0).map(|p| h[p * 128 + k]).sum::<f32>() / seq as f32)
+                    .map(|k| {
+                        (0..seq)
+                            .filter(|&p| segment[p] > 0)
+                            .map(|p| h[p * 128 + k])
+                            .sum::<f32>()
+                            / seq as f32
+                    })
                     .collect(),
             };
-            let d = (0..128).map(|k| (values[row * 128 + k] - expected[k]).abs()).fold(0f32, f32::max);
+            let d = (0..128)
+                .map(|k| (values[row * 128 + k] - expected[k]).abs())
+                .fold(0f32, f32::max);
             assert!(d < 1e-5, "{pooling} row {row}: {d:e}");
         }
     }

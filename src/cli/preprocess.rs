@@ -80,8 +80,15 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         seed: a.seed,
         jobs: a.jobs,
     };
-    let r = dataset::preprocess(&a.corpus, &tok, vocab_file, &a.output, &opts, &Bar::new("bytes"))
-        .with_context(|| format!("preprocessing `{}`", a.corpus.display()))?;
+    let r = dataset::preprocess(
+        &a.corpus,
+        &tok,
+        vocab_file,
+        &a.output,
+        &opts,
+        &Bar::new("bytes"),
+    )
+    .with_context(|| format!("preprocessing `{}`", a.corpus.display()))?;
     println!(
         "{} instances ({} lines, {} tokens) → {} in {:.1}s ({:.0} lines/s, {:.2} MB/s)",
         r.instances,
@@ -110,7 +117,10 @@ impl Progress for Bar {
             return;
         }
         let bar = ProgressBar::new(total);
-        let template = format!("{{msg:12}} {{bar:30}} {{pos}}/{{len}} {} {{per_sec}} ETA {{eta}}", self.2);
+        let template = format!(
+            "{{msg:12}} {{bar:30}} {{pos}}/{{len}} {} {{per_sec}} ETA {{eta}}",
+            self.2
+        );
         let style = ProgressStyle::with_template(&template)
             .unwrap_or_else(|_| ProgressStyle::default_bar());
         bar.set_style(style);

@@ -124,7 +124,15 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     };
     let bar = super::preprocess::Bar::new("steps");
     let r = pretrain::pretrain(
-        &ckpt, &config, &ds, &opts, &a.output, resume, device, &bar, &mut print_report,
+        &ckpt,
+        &config,
+        &ds,
+        &opts,
+        &a.output,
+        resume,
+        device,
+        &bar,
+        &mut print_report,
     )?;
     pretrain::write_uer(&r.checkpoint, a.uer_naming, &a.output)?;
     println!(
@@ -159,14 +167,19 @@ fn start(
         .and_then(|v| v.as_u64())
         .unwrap_or(512) as usize;
     config.ln_kind = LnKind::Uer;
-    let tie = json.get("tie_weights").and_then(|v| v.as_bool()).unwrap_or(false);
+    let tie = json
+        .get("tie_weights")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
     let ckpt = pretrain::scratch_checkpoint(&config, a.target, tie, a.seed);
     Ok((ckpt, config, tie, a.vocab.clone()))
 }
 
 /// A boolean of the UER config (given, or `uer_config.json` in `dir`).
 fn config_flag(config: Option<&Path>, dir: &Path, key: &str) -> bool {
-    let path = config.map(Path::to_path_buf).unwrap_or(dir.join("uer_config.json"));
+    let path = config
+        .map(Path::to_path_buf)
+        .unwrap_or(dir.join("uer_config.json"));
     std::fs::read_to_string(path)
         .ok()
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())

@@ -362,9 +362,23 @@ impl Writer {
         tmp.seek(SeekFrom::Start(0)).map_err(|e| io(&path, e))?;
         tmp.write_all(&header).map_err(|e| io(&path, e))?;
         tmp.as_file().sync_all().map_err(|e| io(&path, e))?;
-        tmp.persist(&path).map_err(|e| io(&path, e.error))?;
+        let file = tmp.persist(&path).map_err(|e| io(&path, e.error))?;
+        readable(&file, &path)?;
         Ok(n)
     }
+}
+
+/// Temporary files are created 0600; a dataset or checkpoint is an ordinary file (0644).
+pub(crate) fn readable(file: &File, path: &Path) -> Result<(), TrainError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| io(path, e))?;
+    }
+    #[cfg(not(unix))]
+    let _ = (file, path);
+    Ok(())
 }
 
 /// Reads `path` in chunks of lines, tokenizing each chunk on `jobs` threads; `f` sees the
@@ -385,20 +399,21 @@ fn for_each_line(
         let mut buf = Vec::new();
         while lines.len() < CHUNK_LINES {
             buf.clear();
-            let n = reader.read_until(b'\n', &mut buf).map_err(|e| io(path, e))?;
+            let n = reader
+                .read_until(b'\n', &mut buf)
+                .map_err(|e| io(path, e))?;
             if n == 0 {
                 break;
             }
             line_no += 1;
             stats.bytes_read += n as u64;
             progress.advance(n as u64);
-            let text = String::from_utf8(std::mem::take(&mut buf)).map_err(|_| {
-                TrainError::Data {
+            let text =
+                String::from_utf8(std::mem::take(&mut buf)).map_err(|_| TrainError::Data {
                     path: path.to_path_buf(),
                     line: line_no as usize,
                     message: "not UTF-8; the corpus must be UTF-8 text".into(),
-                }
-            })?;
+                })?;
             lines.push(text);
         }
         if lines.is_empty() {
@@ -440,7 +455,9 @@ pub fn preprocess(
         )));
     }
     if opts.dup_factor == 0 {
-        return Err(TrainError::Options("--dup-factor must be at least 1".into()));
+        return Err(TrainError::Options(
+            "--dup-factor must be at least 1".into(),
+        ));
     }
     let ids = tok.special_ids();
     let specials = Specials {
@@ -606,13 +623,7 @@ impl Builder<'_> {
     fn mask(&mut self, ins: &mut Instance) {
         if self.opts.target.masks() && !self.opts.dynamic_masking {
             let len = ins.ids.len();
-            ins.masked = mask_seq(
-                &mut ins.ids,
-                len,
-                &self.specials,
-                self.vocab_size,
-                self.rng,
-            );
+            ins.masked = mask_seq(&mut ins.ids, len, &self.specials, self.vocab_size, self.rng);
         }
     }
 
@@ -646,7 +657,11 @@ impl Builder<'_> {
                 } else {
                     1
                 };
-                let mut a: Vec<u32> = chunk[..a_end].iter().flat_map(|s| s.iter()).copied().collect();
+                let mut a: Vec<u32> = chunk[..a_end]
+                    .iter()
+                    .flat_map(|s| s.iter())
+                    .copied()
+                    .collect();
                 let mut b = Vec::new();
                 let random_next = chunk.len() == 1 || self.rng.random::<f64>() < 0.5;
                 if random_next {
@@ -668,7 +683,11 @@ impl Builder<'_> {
                     }
                     i -= chunk.len() - a_end;
                 } else {
-                    b = chunk[a_end..].iter().flat_map(|s| s.iter()).copied().collect();
+                    b = chunk[a_end..]
+                        .iter()
+                        .flat_map(|s| s.iter())
+                        .copied()
+                        .collect();
                 }
                 while a.len() + b.len() > max_tokens {
                     let t = if a.len() > b.len() { &mut a } else { &mut b };

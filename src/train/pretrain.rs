@@ -19,11 +19,11 @@ use super::dataset::{DatasetFile, Record, Target, mask_seq};
 use super::optim::{UerAdamW, WarmupLinear};
 use crate::checkpoint::{Checkpoint, Tensor as CkptTensor};
 use crate::convert::{self, Naming, ToUerOptions};
+use crate::model::backend::{BackendJob, run_on};
 use crate::model::encoder::activate;
 use crate::model::layer_norm::LayerNorm;
 use crate::model::load::keys;
 use crate::model::{DeviceSpec, MaskKind, Model, ModelConfig, load_model};
-use crate::model::backend::{BackendJob, run_on};
 use crate::progress::Progress;
 use burn::backend::Autodiff;
 use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param};
@@ -157,8 +157,16 @@ impl OptimState {
             match m {
                 Some((t, m1, m2)) => {
                     times.push(*t);
-                    bytes.push((format!("m.{i:04}"), bytemuck::cast_slice(m1).to_vec(), m1.len()));
-                    bytes.push((format!("v.{i:04}"), bytemuck::cast_slice(m2).to_vec(), m2.len()));
+                    bytes.push((
+                        format!("m.{i:04}"),
+                        bytemuck::cast_slice(m1).to_vec(),
+                        m1.len(),
+                    ));
+                    bytes.push((
+                        format!("v.{i:04}"),
+                        bytemuck::cast_slice(m2).to_vec(),
+                        m2.len(),
+                    ));
                 }
                 None => times.push(0),
             }
@@ -191,7 +199,8 @@ impl OptimState {
             .unwrap_or(Path::new("."));
         let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| io(dir, e))?;
         std::io::Write::write_all(&mut tmp, &data).map_err(|e| io(path, e))?;
-        tmp.persist(path).map_err(|e| io(path, e.error))?;
+        let file = tmp.persist(path).map_err(|e| io(path, e.error))?;
+        super::dataset::readable(&file, path)?;
         Ok(())
     }
 
@@ -222,10 +231,12 @@ impl OptimState {
         };
         let mut moments = Vec::new();
         for (i, &t) in times.iter().enumerate() {
-            moments.push(match (floats(&format!("m.{i:04}")), floats(&format!("v.{i:04}"))) {
-                (Some(m), Some(v)) => Some((t, m, v)),
-                _ => None,
-            });
+            moments.push(
+                match (floats(&format!("m.{i:04}")), floats(&format!("v.{i:04}"))) {
+                    (Some(m), Some(v)) => Some((t, m, v)),
+                    _ => None,
+                },
+            );
         }
         Ok(OptimState {
             step: num("step")?,
@@ -254,11 +265,23 @@ fn state_err(path: &Path, message: &str) -> TrainError {
 /// (normal(0, 0.02) except LayerNorm gamma 1 / beta 0): the MLM head, the sentence-
 /// prediction head for `bert`, the LM head for `lm` (tied to the word embedding when
 /// `tie` is set). `ckpt` is in UER naming v2 and must hold the word embedding.
-pub fn complete_heads(ckpt: &mut Checkpoint, config: &ModelConfig, target: Target, tie: bool, seed: u64) {
+pub fn complete_heads(
+    ckpt: &mut Checkpoint,
+    config: &ModelConfig,
+    target: Target,
+    tie: bool,
+    seed: u64,
+) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_4ead);
     let h = config.hidden_size;
-    let m = if config.factorized_embedding { config.emb_size } else { h };
-    let v = ckpt.get(keys::WORD).map_or(config.vocab_size, |t| t.shape[0]);
+    let m = if config.factorized_embedding {
+        config.emb_size
+    } else {
+        h
+    };
+    let v = ckpt
+        .get(keys::WORD)
+        .map_or(config.vocab_size, |t| t.shape[0]);
     let mut want: Vec<(String, Vec<usize>)> = Vec::new();
     let lin = |want: &mut Vec<(String, Vec<usize>)>, p: &str, i: usize, o: usize| {
         want.push((format!("{p}.weight"), vec![o, i]));
@@ -312,7 +335,12 @@ fn uer_init(name: &str, shape: Vec<usize>, rng: &mut ChaCha8Rng) -> CkptTensor {
 
 /// A model from scratch: every tensor of `config` (vocab_size, max_seq_length set) with
 /// UER-py's initialisation; the decoder left out when `tie` (so loading ties it).
-pub fn scratch_checkpoint(config: &ModelConfig, target: Target, tie: bool, seed: u64) -> Checkpoint {
+pub fn scratch_checkpoint(
+    config: &ModelConfig,
+    target: Target,
+    tie: bool,
+    seed: u64,
+) -> Checkpoint {
     let shapes = crate::model::random_checkpoint(config, 0);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut ckpt = Checkpoint::default();
@@ -323,7 +351,10 @@ pub fn scratch_checkpoint(config: &ModelConfig, target: Target, tie: bool, seed:
         if tied_out || name.starts_with("target.") {
             continue;
         }
-        let shape = shapes.get(name).map(|t| t.shape.clone()).unwrap_or_default();
+        let shape = shapes
+            .get(name)
+            .map(|t| t.shape.clone())
+            .unwrap_or_default();
         ckpt.insert(name.to_string(), uer_init(name, shape, &mut rng));
     }
     complete_heads(&mut ckpt, config, target, tie, seed);
@@ -426,6 +457,7 @@ pub fn pretrain(
             r.step, opts.total_steps
         )));
     }
+    let ckpt = &untie_for_loading(ckpt, opts.target);
     run_on(
         device,
         Job {
@@ -439,6 +471,29 @@ pub fn pretrain(
             on_report,
         },
     )?
+}
+
+/// A decoder that is the word embedding (same storage or same values, as torch saves tied
+/// weights) is left out, so [`load_model`] ties it and training keeps it tied.
+fn untie_for_loading(ckpt: &Checkpoint, target: Target) -> Checkpoint {
+    let key = if target == Target::Lm {
+        format!("{}.weight", keys::LM_OUT)
+    } else {
+        format!("{}.weight", keys::MLM_2)
+    };
+    let same = match (ckpt.get(keys::WORD), ckpt.get(&key)) {
+        (Some(w), Some(d)) => {
+            let ((sw, rw), (sd, rd)) = (w.storage(), d.storage());
+            (std::ptr::eq(sw.as_bytes().as_ptr(), sd.as_bytes().as_ptr()) && rw == rd)
+                || (w.shape == d.shape && w.bytes() == d.bytes())
+        }
+        _ => false,
+    };
+    let mut out = ckpt.clone();
+    if same {
+        out.tensors.retain(|(n, _)| *n != key);
+    }
+    out
 }
 
 struct Job<'a> {
@@ -501,7 +556,12 @@ impl Order {
     }
 }
 
-fn host_batch(ds: &DatasetFile, order: &mut Order, step: usize, opts: &PretrainOptions) -> HostBatch {
+fn host_batch(
+    ds: &DatasetFile,
+    order: &mut Order,
+    step: usize,
+    opts: &PretrainOptions,
+) -> HostBatch {
     let h = &ds.header;
     let (b, l) = (opts.batch_size, h.seq_length);
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
@@ -550,7 +610,9 @@ fn host_batch(ds: &DatasetFile, order: &mut Order, step: usize, opts: &PretrainO
                     None => {
                         let len = seg_a.max(seg_b) as usize;
                         let mut t = vec![0u32; l];
-                        for (p, id) in mask_seq(&mut ids, len, &h.specials, h.vocab_size as u32, &mut rng) {
+                        for (p, id) in
+                            mask_seq(&mut ids, len, &h.specials, h.vocab_size as u32, &mut rng)
+                        {
                             t[p] = id;
                         }
                         t
@@ -580,7 +642,11 @@ struct Losses<B: Backend> {
     sp_correct: Option<Tensor<B, 1>>,
 }
 
-fn ints<B: Backend, const D: usize>(v: &[i64], shape: [usize; D], device: &B::Device) -> Tensor<B, D, Int> {
+fn ints<B: Backend, const D: usize>(
+    v: &[i64],
+    shape: [usize; D],
+    device: &B::Device,
+) -> Tensor<B, D, Int> {
     Tensor::from_data(TensorData::new(v.to_vec(), shape), device)
 }
 
@@ -600,7 +666,12 @@ fn nll<B: Backend>(logits: Tensor<B, 2>, tgt: Tensor<B, 1, Int>) -> (Tensor<B, 1
 }
 
 /// The decoder to the vocabulary: the word embedding's transpose when tied.
-fn decode<B: Backend>(model: &Model<B>, x: Tensor<B, 2>, out: &Linear<B>, tied: bool) -> Tensor<B, 2> {
+fn decode<B: Backend>(
+    model: &Model<B>,
+    x: Tensor<B, 2>,
+    out: &Linear<B>,
+    tied: bool,
+) -> Tensor<B, 2> {
     if !tied {
         return out.forward(x);
     }
@@ -658,7 +729,13 @@ fn losses<B: Backend>(
 /// order (so it survives reloading the weights, which makes new parameter ids).
 struct StepMapper<'a, B: AutodiffBackend> {
     opt: &'a UerAdamW,
-    states: &'a mut Vec<Option<(usize, Tensor<B::InnerBackend, 1>, Tensor<B::InnerBackend, 1>)>>,
+    states: &'a mut Vec<
+        Option<(
+            usize,
+            Tensor<B::InnerBackend, 1>,
+            Tensor<B::InnerBackend, 1>,
+        )>,
+    >,
     grads: &'a mut GradientsParams,
     lr: f64,
     scale: Option<f64>,
@@ -681,9 +758,9 @@ impl<B: AutodiffBackend> ModuleMapper<B> for StepMapper<'_, B> {
                 };
                 let dims = tensor.dims();
                 let n = dims.iter().product::<usize>();
-                let state = self.states[i]
-                    .take()
-                    .map(|(t, m, v)| AdaptiveMomentumState::new(t, m.reshape(dims), v.reshape(dims)));
+                let state = self.states[i].take().map(|(t, m, v)| {
+                    AdaptiveMomentumState::new(t, m.reshape(dims), v.reshape(dims))
+                });
                 let (p, st) = SimpleOptimizer::<B::InnerBackend>::step(
                     self.opt,
                     self.lr,
@@ -691,7 +768,8 @@ impl<B: AutodiffBackend> ModuleMapper<B> for StepMapper<'_, B> {
                     grad,
                     state,
                 );
-                self.states[i] = st.map(|s| (s.time, s.moment_1.reshape([n]), s.moment_2.reshape([n])));
+                self.states[i] =
+                    st.map(|s| (s.time, s.moment_1.reshape([n]), s.moment_2.reshape([n])));
                 Tensor::from_inner(p).require_grad()
             }
             None => tensor,
@@ -727,7 +805,10 @@ fn to_f64<B: Backend>(t: Tensor<B, 1>) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-fn train<A: AutodiffBackend>(job: Job<'_>, device: A::Device) -> Result<PretrainResult, TrainError> {
+fn train<A: AutodiffBackend>(
+    job: Job<'_>,
+    device: A::Device,
+) -> Result<PretrainResult, TrainError> {
     let Job {
         ckpt,
         config,
@@ -803,14 +884,21 @@ fn train<A: AutodiffBackend>(job: Job<'_>, device: A::Device) -> Result<Pretrain
         let update_now = step % k == 0 || step == opts.total_steps;
         let mut grads = if k > 1 {
             accum.accumulate(&model, grads);
-            if update_now { Some(accum.grads()) } else { None }
+            if update_now {
+                Some(accum.grads())
+            } else {
+                None
+            }
         } else {
             Some(grads)
         };
         if let Some(g) = grads.as_mut() {
             let scale = match opts.max_grad_norm {
                 Some(max) => {
-                    let mut v = NormVisitor::<A> { grads: g, sum: None };
+                    let mut v = NormVisitor::<A> {
+                        grads: g,
+                        sum: None,
+                    };
                     model.visit(&mut v);
                     let norm = v.sum.map_or(0.0, |s| to_f64(s).sqrt());
                     (norm > max).then(|| max / (norm + 1e-6))
@@ -905,7 +993,11 @@ fn summarize<B: Backend>(
 }
 
 fn export_states<A: AutodiffBackend>(
-    states: &[Option<(usize, Tensor<A::InnerBackend, 1>, Tensor<A::InnerBackend, 1>)>],
+    states: &[Option<(
+        usize,
+        Tensor<A::InnerBackend, 1>,
+        Tensor<A::InnerBackend, 1>,
+    )>],
 ) -> Vec<Option<(usize, Vec<f32>, Vec<f32>)>> {
     let host = |t: &Tensor<A::InnerBackend, 1>| {
         t.clone()
@@ -960,8 +1052,13 @@ fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> (Vec<usize>, Vec<f32>) {
 pub fn export<B: Backend>(model: &Model<B>, tied: bool) -> Checkpoint {
     let mut ckpt = classifier::to_checkpoint(model);
     let word = ckpt.get(keys::WORD).cloned();
-    let mut put = |name: String, t: (Vec<usize>, Vec<f32>)| ckpt.insert(name, CkptTensor::from_f32(t.0, &t.1));
-    let linear = |put: &mut dyn FnMut(String, (Vec<usize>, Vec<f32>)), p: &str, l: &Linear<B>, weight: bool| {
+    let mut put = |name: String, t: (Vec<usize>, Vec<f32>)| {
+        ckpt.insert(name, CkptTensor::from_f32(t.0, &t.1))
+    };
+    let linear = |put: &mut dyn FnMut(String, (Vec<usize>, Vec<f32>)),
+                  p: &str,
+                  l: &Linear<B>,
+                  weight: bool| {
         if weight {
             let (s, w) = host(l.weight.val().transpose());
             put(format!("{p}.weight"), (s, w));

@@ -25,7 +25,12 @@ pub fn uer_fixture(name: &str) -> PathBuf {
 
 /// The six UER fixtures.
 pub const UER_FIXTURES: [&str; 6] = [
-    "albert_v1", "bert_v1", "gpt2_v1", "gpt2_v2", "roberta_v1", "roberta_v2",
+    "albert_v1",
+    "bert_v1",
+    "gpt2_v1",
+    "gpt2_v2",
+    "roberta_v1",
+    "roberta_v2",
 ];
 
 /// The path of the built `uerzoo` binary, for CLI tests.
