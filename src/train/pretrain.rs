@@ -127,9 +127,16 @@ pub struct OptimState {
     pub step: usize,
     pub updates: usize,
     /// Per parameter: (adam time, first moment, second moment), flattened.
-    pub moments: Vec<Option<(usize, Vec<f32>, Vec<f32>)>>,
+    pub moments: Vec<HostMoments>,
     pub seed: u64,
 }
+
+/// Adam state of one parameter on the host: (time, first moment, second moment), flattened;
+/// `None` for a parameter that has had no gradient.
+pub type HostMoments = Option<(usize, Vec<f32>, Vec<f32>)>;
+
+/// The same on the device.
+type DeviceMoments<B> = Option<(usize, Tensor<B, 1>, Tensor<B, 1>)>;
 
 const STATE_FORMAT: &str = "uerzoo-pretrain-optimizer-1";
 
@@ -729,13 +736,7 @@ fn losses<B: Backend>(
 /// order (so it survives reloading the weights, which makes new parameter ids).
 struct StepMapper<'a, B: AutodiffBackend> {
     opt: &'a UerAdamW,
-    states: &'a mut Vec<
-        Option<(
-            usize,
-            Tensor<B::InnerBackend, 1>,
-            Tensor<B::InnerBackend, 1>,
-        )>,
-    >,
+    states: &'a mut Vec<DeviceMoments<B::InnerBackend>>,
     grads: &'a mut GradientsParams,
     lr: f64,
     scale: Option<f64>,
@@ -993,12 +994,8 @@ fn summarize<B: Backend>(
 }
 
 fn export_states<A: AutodiffBackend>(
-    states: &[Option<(
-        usize,
-        Tensor<A::InnerBackend, 1>,
-        Tensor<A::InnerBackend, 1>,
-    )>],
-) -> Vec<Option<(usize, Vec<f32>, Vec<f32>)>> {
+    states: &[DeviceMoments<A::InnerBackend>],
+) -> Vec<HostMoments> {
     let host = |t: &Tensor<A::InnerBackend, 1>| {
         t.clone()
             .into_data()
