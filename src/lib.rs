@@ -9,6 +9,7 @@
 //! | [`checkpoint`] | reading and writing tensor files (torch `.bin`, safetensors); never renames |
 //! | [`convert`] | naming tables (UER v1/v2 ⇄ HF), rescaling; never touches disk by itself |
 //! | [`tokenizer`] | BERT WordPiece and the word models' sentencepiece |
+//! | [`kernels`] | fast CPU kernels (GELU, dropout, masked softmax, LayerNorm, attention) with exact backward passes |
 //! | [`model`] | Burn models (BERT/RoBERTa, ALBERT, GPT-2) and their heads |
 //! | [`train`] | fine-tuning (UER-py's run_classifier, grid, predict), AdamW and schedule |
 //!
@@ -18,6 +19,7 @@
 pub mod checkpoint;
 pub mod convert;
 pub mod hub;
+pub mod kernels;
 pub mod model;
 pub mod progress;
 pub mod registry;

@@ -254,15 +254,23 @@ fn write_output(
     ];
     for (from, name) in beside {
         let to = dir.join(name);
-        if let Some(from) = from.filter(|_| {
-            !to.exists() && !(name == "uer_config.json" && dir.join("config.json").exists())
-        }) {
-            std::fs::copy(&from, &to)
+        let present =
+            to.exists() || (name == "uer_config.json" && dir.join("config.json").exists());
+        if let Some(from) = from.filter(|_| !present) {
+            copy_atomic(&from, &to)
                 .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
             println!("wrote {} (copy of {})", to.display(), from.display());
         }
     }
     Ok(())
+}
+
+/// Copies through a temp file in the target directory, then renames.
+fn copy_atomic(from: &Path, to: &Path) -> std::io::Result<()> {
+    let dir = to.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    std::io::copy(&mut std::fs::File::open(from)?, &mut tmp)?;
+    tmp.persist(to).map(|_| ()).map_err(|e| e.error)
 }
 
 fn vocab_name(vocab: Option<&Path>) -> &'static str {
@@ -291,6 +299,7 @@ fn run_grid(
 ) -> anyhow::Result<ExitCode> {
     let points = train::grid_points(&a.learning_rate, &a.batch_size, &a.epochs);
     eprintln!("grid: {} settings", points.len());
+    let (total, mut done) = (points.len(), 0);
     let rows = train::grid(
         opened,
         data,
@@ -299,8 +308,9 @@ fn run_grid(
         a.device,
         &Bar::new(),
         &mut |r| {
+            done += 1;
             println!(
-                "lr {:.0e}  batch {}  epochs {}  dev acc {:.4} (epoch {})  {:.1} s",
+                "run {done}/{total}  lr {:.0e}  batch {}  epochs {}  dev acc {:.4} (epoch {})  {:.1} s",
                 r.point.learning_rate,
                 r.point.batch_size,
                 r.point.epochs,

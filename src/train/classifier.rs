@@ -5,12 +5,15 @@
 //! `output_layer_1` → tanh → `output_layer_2`. Also: the head's PyTorch-default init, the
 //! weights as a UER-naming-v2 [`Checkpoint`], and reading a saved head back.
 //!
-//! The training forward is written against the model's public parts and calls the model's
-//! own [`attention`], [`dropout_fn`] and feed-forward, so faster kernels there speed this up.
+//! The training forward is written against the model's public parts; attention, dropout
+//! and the feed-forward activation go through [`crate::kernels`] (fused on Flex and
+//! `Autodiff<Flex>`, plain Burn elsewhere).
 
 use super::TrainError;
 use crate::checkpoint::{Checkpoint, Tensor as CkptTensor};
-use crate::model::encoder::{TransformerLayer, attention, dropout_fn};
+use crate::kernels::{self, attention, dropout as dropout_fn};
+use crate::model::Activation;
+use crate::model::encoder::TransformerLayer;
 use crate::model::heads::ClassifierHead;
 use crate::model::layer_norm::LayerNorm;
 use crate::model::load::keys;
@@ -184,7 +187,16 @@ fn layer_forward<B: Backend>(
         let ctx = attention(q, k, v, Some(bias.clone()), p);
         dropout_fn(a.output.forward(ctx.swap_dims(1, 2).reshape([b, s, h])), p)
     };
-    let ff = |x: Tensor<B, 3>| dropout_fn(layer.feed_forward.forward(x), p);
+    let ff = |x: Tensor<B, 3>| {
+        let f = &layer.feed_forward;
+        let inner = f.linear_1.forward(x);
+        let inner = match f.act {
+            Activation::Gelu => kernels::gelu(inner),
+            Activation::GeluFast => kernels::gelu_tanh(inner),
+            Activation::Relu => burn::tensor::activation::relu(inner),
+        };
+        dropout_fn(f.linear_2.forward(inner), p)
+    };
     let ln = |n: &LayerNorm<B>, x: Tensor<B, 3>| n.forward(x);
     match layer.ln_position {
         LnPosition::Post => {

@@ -151,7 +151,8 @@ fn check(opened: &OpenedModel, data: &TaskData, opts: &FinetuneOptions) -> Resul
     if opts.epochs == 0 || opts.batch_size == 0 {
         return bad("--epochs and --batch-size must be at least 1".into());
     }
-    if !(opts.learning_rate > 0.0)
+    if opts.learning_rate.is_nan()
+        || opts.learning_rate <= 0.0
         || !(0.0..1.0).contains(&opts.dropout)
         || !(0.0..=1.0).contains(&opts.warmup)
     {
@@ -231,6 +232,7 @@ fn train<B: Backend>(
     } = job;
     let start = Instant::now();
     A::<B>::seed(&device, opts.seed);
+    crate::kernels::seed(opts.seed);
     let (mut model, _) = load_model::<A<B>>(&opened.checkpoint, &opened.config, &device)?;
     // run_classifier's model has no pretraining heads.
     (model.mlm, model.sp, model.lm) = (None, None, None);

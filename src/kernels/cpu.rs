@@ -1,0 +1,616 @@
+//! The f32 slice kernels behind the Flex fast paths: plain loops written so that LLVM
+//! vectorises them, compiled three times (AVX-512, AVX2+FMA, baseline) and picked at run
+//! time, and split over rayon's global pool (the one Flex's GEMM uses, sized to the
+//! machine; nested calls from parallel batches share it instead of oversubscribing).
+//!
+//! Every kernel is a pure function of its inputs; dropout masks come from a counter-based
+//! hash of (key, element index), so a mask does not depend on how the work is split.
+
+use rayon::prelude::*;
+
+/// Elements per rayon task for element-wise kernels (64 KiB of f32).
+const CHUNK: usize = 1 << 14;
+
+/// Defines `$name` that runs `$body` compiled for the best x86 level the CPU has.
+macro_rules! multiversion {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $body:block) => {
+        $(#[$meta])*
+        $vis fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            fn inner($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx512bw,avx2,fma")]
+                fn v4($($arg: $ty),*) { inner($($arg),*) }
+                #[target_feature(enable = "avx2,fma")]
+                fn v3($($arg: $ty),*) { inner($($arg),*) }
+                if level() >= 4 {
+                    // SAFETY: the CPU reports the features `v4` was compiled for.
+                    return unsafe { v4($($arg),*) };
+                }
+                if level() >= 3 {
+                    // SAFETY: the CPU reports the features `v3` was compiled for.
+                    return unsafe { v3($($arg),*) };
+                }
+            }
+            inner($($arg),*)
+        }
+    };
+}
+
+/// The x86 level this CPU supports (4: AVX-512, 3: AVX2+FMA, 0: baseline), detected once.
+#[cfg(target_arch = "x86_64")]
+fn level() -> u8 {
+    use std::sync::OnceLock;
+    static LEVEL: OnceLock<u8> = OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        let v3 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+        let v4 = v3
+            && is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512dq")
+            && is_x86_feature_detected!("avx512vl")
+            && is_x86_feature_detected!("avx512bw");
+        if v4 {
+            4
+        } else if v3 {
+            3
+        } else {
+            0
+        }
+    })
+}
+
+/// `e^x` for f32 (Cephes polynomial, ~1 ulp on [-87, 88]; clamped outside), branch-free.
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0; // 1.5·2^23: adding it rounds to an integer
+    let x = x.clamp(-87.0, 88.0);
+    let t = x * std::f32::consts::LOG2_E + MAGIC;
+    let n = t - MAGIC;
+    let ni = (t.to_bits() as i32).wrapping_sub(0x4B40_0000);
+    let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
+    let mut p = 1.987_569_1e-4f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 5.000_000_1e-1;
+    let y = p * r * r + r + 1.0;
+    y * f32::from_bits(((ni + 127) << 23) as u32)
+}
+
+/// Φ(x) (the normal CDF) and φ(x) (its density), through erf by Abramowitz–Stegun 7.1.26
+/// (|error| ≤ 1.5e-7 on erf) sharing one `exp(−x²/2)` between both.
+#[inline(always)]
+fn normal_cdf_pdf(x: f32) -> (f32, f32) {
+    const P: f32 = 0.327_591_1;
+    const A: [f32; 5] = [
+        0.254_829_6,
+        -0.284_496_74,
+        1.421_413_8,
+        -1.453_152_1,
+        1.061_405_4,
+    ];
+    let z = x.abs() * std::f32::consts::FRAC_1_SQRT_2;
+    let t = 1.0 / (1.0 + P * z);
+    let poly = t * (A[0] + t * (A[1] + t * (A[2] + t * (A[3] + t * A[4]))));
+    let e = exp(-0.5 * x * x);
+    let half_erfc = 0.5 * poly * e; // Φ(−|x|)
+    let cdf = if x >= 0.0 { 1.0 - half_erfc } else { half_erfc };
+    (cdf, e * 0.398_942_3) // 1/√(2π)
+}
+
+const TANH_K: f32 = 0.797_884_6; // √(2/π)
+const TANH_C: f32 = 0.044_715;
+
+/// `x·σ(2u)` = `0.5·x·(1 + tanh u)`, `u = √(2/π)(x + 0.044715x³)`; returns (gelu, σ(2u), u').
+#[inline(always)]
+fn gelu_tanh_parts(x: f32) -> (f32, f32, f32) {
+    let x2 = x * x;
+    let u = TANH_K * (x + TANH_C * x2 * x);
+    let s = 1.0 / (1.0 + exp(-2.0 * u));
+    (x * s, s, TANH_K * (1.0 + 3.0 * TANH_C * x2))
+}
+
+multiversion! {
+    fn gelu_erf_chunk(x: &[f32], y: &mut [f32]) {
+        for (y, &x) in y.iter_mut().zip(x) {
+            *y = x * normal_cdf_pdf(x).0;
+        }
+    }
+}
+
+multiversion! {
+    fn gelu_erf_grad_chunk(x: &[f32], g: &[f32], out: &mut [f32]) {
+        for ((o, &x), &g) in out.iter_mut().zip(x).zip(g) {
+            let (cdf, pdf) = normal_cdf_pdf(x);
+            *o = g * (cdf + x * pdf);
+        }
+    }
+}
+
+multiversion! {
+    fn gelu_tanh_chunk(x: &[f32], y: &mut [f32]) {
+        for (y, &x) in y.iter_mut().zip(x) {
+            *y = gelu_tanh_parts(x).0;
+        }
+    }
+}
+
+multiversion! {
+    fn gelu_tanh_grad_chunk(x: &[f32], g: &[f32], out: &mut [f32]) {
+        for ((o, &x), &g) in out.iter_mut().zip(x).zip(g) {
+            let (_, s, du) = gelu_tanh_parts(x);
+            *o = g * (s + x * s * (1.0 - s) * 2.0 * du);
+        }
+    }
+}
+
+/// GELU, erf form (BERT): `y = x·Φ(x)`.
+pub fn gelu_erf(x: &[f32], y: &mut [f32]) {
+    y.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK))
+        .for_each(|(y, x)| gelu_erf_chunk(x, y));
+}
+
+/// `g·(Φ(x) + x·φ(x))`.
+pub fn gelu_erf_grad(x: &[f32], g: &[f32], out: &mut [f32]) {
+    out.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
+        .for_each(|(o, (x, g))| gelu_erf_grad_chunk(x, g, o));
+}
+
+/// GELU, tanh form (GPT-2).
+pub fn gelu_tanh(x: &[f32], y: &mut [f32]) {
+    y.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK))
+        .for_each(|(y, x)| gelu_tanh_chunk(x, y));
+}
+
+/// Gradient of the tanh-form GELU.
+pub fn gelu_tanh_grad(x: &[f32], g: &[f32], out: &mut [f32]) {
+    out.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
+        .for_each(|(o, (x, g))| gelu_tanh_grad_chunk(x, g, o));
+}
+
+// ---------------------------------------------------------------------------------------
+// Dropout
+// ---------------------------------------------------------------------------------------
+
+/// A 32-bit integer hash with good avalanche (Chris Wellons' "lowbias32" constants).
+#[inline(always)]
+fn mix32(mut h: u32) -> u32 {
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x7feb_352d);
+    h ^= h >> 15;
+    h = h.wrapping_mul(0x846c_a68b);
+    h ^= h >> 16;
+    h
+}
+
+/// The random draw for element `index` under `key` (two hash rounds, keyed both times).
+#[inline(always)]
+fn draw(key: u64, index: u32) -> u32 {
+    let (k0, k1) = (key as u32, (key >> 32) as u32);
+    mix32(mix32(index.wrapping_mul(0x9e37_79b9) ^ k0).wrapping_add(k1))
+}
+
+/// A dropout mask: which elements survive, and the scale `1/(1−p)` applied to them.
+#[derive(Debug, Clone, Copy)]
+pub struct DropSpec {
+    /// Elements whose draw is below this are dropped (`p·2^32`).
+    pub threshold: u32,
+    /// `1/(1−p)`.
+    pub keep_scale: f32,
+    /// The per-call key (from [`super::next_key`]).
+    pub key: u64,
+}
+
+impl DropSpec {
+    /// A mask dropping with probability `p` (0 < p < 1) under `key`.
+    pub fn new(p: f64, key: u64) -> Self {
+        let threshold = (p * 4_294_967_296.0).round().min(u32::MAX as f64) as u32;
+        DropSpec {
+            threshold,
+            keep_scale: (1.0 / (1.0 - p)) as f32,
+            key,
+        }
+    }
+}
+
+multiversion! {
+    fn dropout_chunk(x: &[f32], y: &mut [f32], mask: &mut [u8], spec: DropSpec, base: u32) {
+        for (i, ((y, m), &x)) in y.iter_mut().zip(mask.iter_mut()).zip(x).enumerate() {
+            let keep = draw(spec.key, base.wrapping_add(i as u32)) >= spec.threshold;
+            *m = keep as u8;
+            *y = if keep { x * spec.keep_scale } else { 0.0 };
+        }
+    }
+}
+
+multiversion! {
+    fn masked_scale_chunk(g: &[f32], mask: &[u8], out: &mut [f32], scale: f32) {
+        for ((o, &g), &m) in out.iter_mut().zip(g).zip(mask) {
+            *o = if m != 0 { g * scale } else { 0.0 };
+        }
+    }
+}
+
+/// Inverted dropout in one pass: `y = x·keep/(1−p)`; `mask` receives `keep` (0/1).
+pub fn dropout(x: &[f32], y: &mut [f32], mask: &mut [u8], spec: DropSpec) {
+    y.par_chunks_mut(CHUNK)
+        .zip(mask.par_chunks_mut(CHUNK))
+        .zip(x.par_chunks(CHUNK))
+        .enumerate()
+        .for_each(|(c, ((y, m), x))| dropout_chunk(x, y, m, spec, (c * CHUNK) as u32));
+}
+
+/// Dropout's backward with the forward mask: `out = g·mask·scale`.
+pub fn masked_scale(g: &[f32], mask: &[u8], scale: f32, out: &mut [f32]) {
+    out.par_chunks_mut(CHUNK)
+        .zip(g.par_chunks(CHUNK).zip(mask.par_chunks(CHUNK)))
+        .for_each(|(o, (g, m))| masked_scale_chunk(g, m, o, scale));
+}
+
+// ---------------------------------------------------------------------------------------
+// Row reductions
+// ---------------------------------------------------------------------------------------
+
+const LANES: usize = 16;
+
+#[inline(always)]
+fn row_max(x: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let mut chunks = x.chunks_exact(LANES);
+    for c in &mut chunks {
+        for i in 0..LANES {
+            acc[i] = if c[i] > acc[i] { c[i] } else { acc[i] };
+        }
+    }
+    let mut m = acc.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    for &v in chunks.remainder() {
+        m = m.max(v);
+    }
+    m
+}
+
+#[inline(always)]
+fn row_sum(x: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    let mut chunks = x.chunks_exact(LANES);
+    for c in &mut chunks {
+        for i in 0..LANES {
+            acc[i] += c[i];
+        }
+    }
+    acc.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
+}
+
+#[inline(always)]
+fn row_dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    let mut ca = a.chunks_exact(LANES);
+    let mut cb = b.chunks_exact(LANES);
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for i in 0..LANES {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    acc.iter().sum::<f32>() + tail
+}
+
+/// Rows per rayon task so that a task holds about [`CHUNK`] elements.
+fn rows_per_task(row_len: usize) -> usize {
+    (CHUNK / row_len.max(1)).max(1)
+}
+
+// ---------------------------------------------------------------------------------------
+// Softmax with the additive mask (+ dropout)
+// ---------------------------------------------------------------------------------------
+
+/// Where row `r` of the `[b, h, q, k]` scores finds its bias row in a `[bb, bh, bq, k]`
+/// bias (each of bb, bh, bq is 1 or the full size).
+#[derive(Debug, Clone, Copy)]
+pub struct BiasLayout {
+    pub heads: usize,
+    pub queries: usize,
+    pub bb: usize,
+    pub bh: usize,
+    pub bq: usize,
+}
+
+impl BiasLayout {
+    #[inline(always)]
+    fn row(&self, r: usize) -> usize {
+        let qi = r % self.queries;
+        let hi = (r / self.queries) % self.heads;
+        let bi = r / (self.queries * self.heads);
+        ((bi % self.bb) * self.bh + hi % self.bh) * self.bq + qi % self.bq
+    }
+}
+
+multiversion! {
+    fn softmax_row(s: &[f32], bias: Option<&[f32]>, scale: f32, p: &mut [f32]) {
+        match bias {
+            Some(b) => {
+                for ((p, &s), &b) in p.iter_mut().zip(s).zip(b) {
+                    *p = s * scale + b;
+                }
+            }
+            None => {
+                for (p, &s) in p.iter_mut().zip(s) {
+                    *p = s * scale;
+                }
+            }
+        }
+        let m = row_max(p);
+        for p in p.iter_mut() {
+            *p = exp(*p - m);
+        }
+        let inv = 1.0 / row_sum(p);
+        for p in p.iter_mut() {
+            *p *= inv;
+        }
+    }
+}
+
+/// Row-wise `softmax(s·scale + bias)` over rows of length `k`; with `drop`, also writes the
+/// dropped probabilities to `out` and the mask to `mask` (`p` keeps the undropped ones).
+pub fn masked_softmax(
+    s: &[f32],
+    k: usize,
+    bias: Option<(&[f32], BiasLayout)>,
+    scale: f32,
+    p: &mut [f32],
+    drop: Option<(DropSpec, &mut [f32], &mut [u8])>,
+) {
+    let rows = rows_per_task(k);
+    let step = rows * k;
+    let row_fn = |task: usize, s: &[f32], p: &mut [f32]| {
+        for (j, (s, p)) in s.chunks(k).zip(p.chunks_mut(k)).enumerate() {
+            let r = task * rows + j;
+            let b = bias.map(|(b, lay)| {
+                let o = lay.row(r) * k;
+                &b[o..o + k]
+            });
+            softmax_row(s, b, scale, p);
+        }
+    };
+    match drop {
+        None => p
+            .par_chunks_mut(step)
+            .zip(s.par_chunks(step))
+            .enumerate()
+            .for_each(|(t, (p, s))| row_fn(t, s, p)),
+        Some((spec, out, mask)) => p
+            .par_chunks_mut(step)
+            .zip(s.par_chunks(step))
+            .zip(out.par_chunks_mut(step).zip(mask.par_chunks_mut(step)))
+            .enumerate()
+            .for_each(|(t, ((p, s), (o, m)))| {
+                row_fn(t, s, p);
+                dropout_chunk(p, o, m, spec, (t * step) as u32);
+            }),
+    }
+}
+
+multiversion! {
+    fn softmax_grad_row(p: &[f32], g: &[f32], mask: Option<&[u8]>, keep_scale: f32, scale: f32, out: &mut [f32]) {
+        // gp = g·mask·keep_scale (the gradient w.r.t. the undropped probabilities)
+        match mask {
+            Some(m) => {
+                for ((o, &g), &m) in out.iter_mut().zip(g).zip(m) {
+                    *o = if m != 0 { g * keep_scale } else { 0.0 };
+                }
+            }
+            None => out.copy_from_slice(g),
+        }
+        let dot = row_dot(out, p);
+        for (o, &p) in out.iter_mut().zip(p) {
+            *o = scale * p * (*o - dot);
+        }
+    }
+}
+
+/// Gradient w.r.t. the scores of [`masked_softmax`]: `scale·P⊙(gp − Σ gp⊙P)` per row.
+pub fn masked_softmax_grad(
+    p: &[f32],
+    g: &[f32],
+    k: usize,
+    mask: Option<(&[u8], f32)>,
+    scale: f32,
+    out: &mut [f32],
+) {
+    let step = rows_per_task(k) * k;
+    out.par_chunks_mut(step)
+        .zip(p.par_chunks(step).zip(g.par_chunks(step)))
+        .enumerate()
+        .for_each(|(t, (o, (p, g)))| {
+            for (j, ((o, p), g)) in o
+                .chunks_mut(k)
+                .zip(p.chunks(k))
+                .zip(g.chunks(k))
+                .enumerate()
+            {
+                let start = t * step + j * k;
+                let m = mask.map(|(m, _)| &m[start..start + k]);
+                let keep_scale = mask.map_or(1.0, |(_, s)| s);
+                softmax_grad_row(p, g, m, keep_scale, scale, o);
+            }
+        });
+}
+
+// ---------------------------------------------------------------------------------------
+// LayerNorm
+// ---------------------------------------------------------------------------------------
+
+/// Which LayerNorm formula: UER-py's (`(x−μ)/(std_unbiased + eps)`) or PyTorch/HF's
+/// (`(x−μ)/√(var_biased + eps)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LnFormula {
+    Uer,
+    Hf,
+}
+
+/// Per-row statistics kept for the backward pass: `1/d` and (UER) the std.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LnRow {
+    pub inv: f32,
+    pub std: f32,
+}
+
+multiversion! {
+    fn ln_row(x: &[f32], gamma: &[f32], beta: &[f32], formula: LnFormula, eps: f32, y: &mut [f32], stat: &mut LnRow) {
+        let n = x.len();
+        let mean = row_sum(x) / n as f32;
+        for (y, &x) in y.iter_mut().zip(x) {
+            *y = x - mean;
+        }
+        let ss = row_dot(y, y);
+        let (inv, std) = match formula {
+            LnFormula::Uer => {
+                let std = (ss / (n.max(2) - 1) as f32).sqrt();
+                (1.0 / (std + eps), std)
+            }
+            LnFormula::Hf => (1.0 / (ss / n as f32 + eps).sqrt(), 0.0),
+        };
+        *stat = LnRow { inv, std };
+        for ((y, &g), &b) in y.iter_mut().zip(gamma).zip(beta) {
+            *y = *y * inv * g + b;
+        }
+    }
+}
+
+/// LayerNorm over rows of length `gamma.len()`; `stats` receives one [`LnRow`] per row.
+pub fn layer_norm(
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    formula: LnFormula,
+    eps: f32,
+    y: &mut [f32],
+    stats: &mut [LnRow],
+) {
+    let n = gamma.len();
+    let rows = rows_per_task(n);
+    y.par_chunks_mut(rows * n)
+        .zip(x.par_chunks(rows * n))
+        .zip(stats.par_chunks_mut(rows))
+        .for_each(|((y, x), st)| {
+            for ((y, x), st) in y.chunks_mut(n).zip(x.chunks(n)).zip(st.iter_mut()) {
+                ln_row(x, gamma, beta, formula, eps, y, st);
+            }
+        });
+}
+
+multiversion! {
+    fn ln_grad_row(x: &[f32], dy: &[f32], gamma: &[f32], formula: LnFormula, st: LnRow, dx: &mut [f32], dgamma: &mut [f32], dbeta: &mut [f32]) {
+        let n = x.len();
+        let mean = row_sum(x) / n as f32;
+        // dx holds g = dy·γ first; dγ += dy·x̂, dβ += dy.
+        for (((((dx, &x), &dy), &gm), dg), db) in dx.iter_mut().zip(x).zip(dy).zip(gamma).zip(dgamma.iter_mut()).zip(dbeta.iter_mut()) {
+            *dx = dy * gm;
+            *dg += dy * (x - mean) * st.inv;
+            *db += dy;
+        }
+        let g_mean = row_sum(dx) / n as f32;
+        let mut gc = 0f32;
+        {
+            let mut acc = [0f32; LANES];
+            let mut cg = dx.chunks_exact(LANES);
+            let mut cx = x.chunks_exact(LANES);
+            for (g, x) in (&mut cg).zip(&mut cx) {
+                for i in 0..LANES {
+                    acc[i] += g[i] * (x[i] - mean);
+                }
+            }
+            for (g, x) in cg.remainder().iter().zip(cx.remainder()) {
+                gc += g * (x - mean);
+            }
+            gc += acc.iter().sum::<f32>();
+        }
+        // dx_j = inv·(g_j − mean g) − c_j·coef
+        let coef = match formula {
+            LnFormula::Uer if st.std > 0.0 => gc * st.inv * st.inv / ((n.max(2) - 1) as f32 * st.std),
+            LnFormula::Uer => 0.0,
+            LnFormula::Hf => gc * st.inv * st.inv * st.inv / n as f32,
+        };
+        for (dx, &x) in dx.iter_mut().zip(x) {
+            *dx = st.inv * (*dx - g_mean) - (x - mean) * coef;
+        }
+    }
+}
+
+/// LayerNorm's backward: fills `dx` and returns (dγ, dβ).
+pub fn layer_norm_grad(
+    x: &[f32],
+    dy: &[f32],
+    gamma: &[f32],
+    formula: LnFormula,
+    stats: &[LnRow],
+    dx: &mut [f32],
+) -> (Vec<f32>, Vec<f32>) {
+    let n = gamma.len();
+    let rows = rows_per_task(n).max(64);
+    let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
+        .par_chunks_mut(rows * n)
+        .zip(x.par_chunks(rows * n).zip(dy.par_chunks(rows * n)))
+        .zip(stats.par_chunks(rows))
+        .map(|((dx, (x, dy)), st)| {
+            let mut dg = vec![0f32; n];
+            let mut db = vec![0f32; n];
+            for (((dx, x), dy), &st) in dx.chunks_mut(n).zip(x.chunks(n)).zip(dy.chunks(n)).zip(st)
+            {
+                ln_grad_row(x, dy, gamma, formula, st, dx, &mut dg, &mut db);
+            }
+            (dg, db)
+        })
+        .collect();
+    let mut dg = vec![0f32; n];
+    let mut db = vec![0f32; n];
+    for (g, b) in partials {
+        for i in 0..n {
+            dg[i] += g[i];
+            db[i] += b[i];
+        }
+    }
+    (dg, db)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_matches_std() {
+        let mut worst = 0f32;
+        for i in -8700..8800 {
+            let x = i as f32 * 0.01;
+            let rel = ((exp(x) - x.exp()) / x.exp()).abs();
+            worst = worst.max(rel);
+        }
+        assert!(worst < 5e-7, "worst relative error {worst}");
+    }
+
+    #[test]
+    fn dropout_rate_is_p() {
+        let x = vec![1f32; 1 << 20];
+        let mut y = vec![0f32; x.len()];
+        let mut m = vec![0u8; x.len()];
+        dropout(&x, &mut y, &mut m, DropSpec::new(0.1, 42));
+        let kept = m.iter().filter(|&&k| k == 1).count() as f64 / x.len() as f64;
+        assert!((kept - 0.9).abs() < 2e-3, "kept {kept}");
+        assert!(y.iter().zip(&m).all(|(&y, &m)| if m == 1 {
+            (y - 1.0 / 0.9).abs() < 1e-6
+        } else {
+            y == 0.0
+        }));
+    }
+}

@@ -1,0 +1,353 @@
+//! The fast paths on Burn's Flex tensors (`FlexTensor`, f32) and their `Autodiff<Flex>`
+//! wrappers: each autodiff op is a custom backward step (`burn_autodiff::ops::Backward`)
+//! whose state is what the backward kernel reads (the input, the probabilities, the dropout
+//! mask, the LayerNorm row statistics) — nothing is recomputed and no mask is re-drawn.
+
+use super::cpu::{self, BiasLayout, DropSpec, LnFormula, LnRow};
+use burn::backend::Flex;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
+use burn::backend::flex::FlexTensor;
+use burn::tensor::ops::FloatTensor;
+use burn::tensor::{DType, Shape, TensorData, TensorMetadata};
+use std::sync::Arc;
+
+/// `Autodiff<Flex>`'s float primitive.
+pub type AdTensor = FloatTensor<burn::backend::Autodiff<Flex>>;
+
+/// A contiguous copy (or the same buffer when already contiguous) and its shape.
+fn contiguous(t: &FlexTensor) -> FlexTensor {
+    t.to_contiguous()
+}
+
+/// The f32 values of a contiguous tensor.
+fn values(t: &FlexTensor) -> &[f32] {
+    t.as_slice::<f32>().unwrap_or(&[])
+}
+
+fn tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape))
+}
+
+/// Whether the fast path handles this tensor (f32 only; other dtypes take the plain path).
+pub fn supported(t: &FlexTensor) -> bool {
+    t.dtype() == DType::F32
+}
+
+// ---------------------------------------------------------------------------------------
+// GELU
+// ---------------------------------------------------------------------------------------
+
+/// Which GELU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GeluForm {
+    Erf,
+    Tanh,
+}
+
+pub fn gelu(x: &FlexTensor, form: GeluForm) -> FlexTensor {
+    let x = contiguous(x);
+    let mut y = vec![0f32; x.shape().num_elements()];
+    match form {
+        GeluForm::Erf => cpu::gelu_erf(values(&x), &mut y),
+        GeluForm::Tanh => cpu::gelu_tanh(values(&x), &mut y),
+    }
+    tensor(y, x.shape())
+}
+
+fn gelu_grad(x: &FlexTensor, g: &FlexTensor, form: GeluForm) -> FlexTensor {
+    let (x, g) = (contiguous(x), contiguous(g));
+    let mut out = vec![0f32; x.shape().num_elements()];
+    match form {
+        GeluForm::Erf => cpu::gelu_erf_grad(values(&x), values(&g), &mut out),
+        GeluForm::Tanh => cpu::gelu_tanh_grad(values(&x), values(&g), &mut out),
+    }
+    tensor(out, x.shape())
+}
+
+#[derive(Debug)]
+struct GeluBackward(GeluForm);
+
+impl Backward<Flex, 1> for GeluBackward {
+    type State = FlexTensor;
+    fn backward(self, ops: Ops<FlexTensor, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let x = ops.state;
+        unary::<Flex, _>(ops.parents, ops.node, grads, |g| gelu_grad(&x, &g, self.0));
+    }
+}
+
+pub fn gelu_ad(x: AdTensor, form: GeluForm) -> AdTensor {
+    match GeluBackward(form)
+        .prepare::<NoCheckpointing>([x.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let input = contiguous(&x.primitive);
+            let y = gelu(&input, form);
+            prep.finish(input, y)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(gelu(&x.primitive, form)),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Dropout
+// ---------------------------------------------------------------------------------------
+
+/// Dropout in one pass; returns the output and the mask (1 = kept).
+pub fn dropout(x: &FlexTensor, spec: DropSpec) -> (FlexTensor, Vec<u8>) {
+    let x = contiguous(x);
+    let n = x.shape().num_elements();
+    let (mut y, mut mask) = (vec![0f32; n], vec![0u8; n]);
+    cpu::dropout(values(&x), &mut y, &mut mask, spec);
+    (tensor(y, x.shape()), mask)
+}
+
+#[derive(Debug)]
+struct DropoutBackward;
+
+impl Backward<Flex, 1> for DropoutBackward {
+    type State = (Arc<Vec<u8>>, f32);
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (mask, scale) = ops.state;
+        unary::<Flex, _>(ops.parents, ops.node, grads, |g| {
+            let g = contiguous(&g);
+            let mut out = vec![0f32; mask.len()];
+            cpu::masked_scale(values(&g), &mask, scale, &mut out);
+            tensor(out, g.shape())
+        });
+    }
+}
+
+pub fn dropout_ad(x: AdTensor, spec: DropSpec) -> AdTensor {
+    let (y, mask) = dropout(&x.primitive, spec);
+    match DropoutBackward
+        .prepare::<NoCheckpointing>([x.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish((Arc::new(mask), spec.keep_scale), y),
+        OpsKind::UnTracked(prep) => prep.finish(y),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Softmax with the additive mask (+ dropout)
+// ---------------------------------------------------------------------------------------
+
+/// The bias as a compact contiguous tensor (broadcast dims of stride 0 narrowed to 1) and
+/// how rows of the `[b, h, q, k]` scores map onto it; `None` if it does not broadcast.
+fn bias_rows(bias: &FlexTensor, scores: &[usize; 4]) -> Option<(FlexTensor, BiasLayout)> {
+    let dims = bias.shape().dims::<4>();
+    let mut b = bias.clone();
+    for (d, &stride) in bias.layout().strides().iter().enumerate().take(3) {
+        if stride == 0 && dims[d] > 1 {
+            b = b.narrow(d, 0, 1);
+        }
+    }
+    let bd = b.shape().dims::<4>();
+    let fits = |i: usize| bd[i] == 1 || bd[i] == scores[i];
+    if !(fits(0) && fits(1) && fits(2)) || bd[3] != scores[3] {
+        return None;
+    }
+    let lay = BiasLayout {
+        heads: scores[1],
+        queries: scores[2],
+        bb: bd[0],
+        bh: bd[1],
+        bq: bd[2],
+    };
+    Some((contiguous(&b), lay))
+}
+
+/// What the backward of [`masked_softmax_ad`] needs.
+#[derive(Debug, Clone)]
+struct SoftmaxState {
+    probs: FlexTensor,
+    mask: Option<(Arc<Vec<u8>>, f32)>,
+    scale: f32,
+}
+
+/// `softmax(scores·scale + bias)` over the last dim, then dropout; returns
+/// (output, undropped probabilities, mask). `None` when the bias does not broadcast.
+#[allow(clippy::type_complexity)]
+pub fn masked_softmax(
+    scores: &FlexTensor,
+    bias: Option<&FlexTensor>,
+    scale: f32,
+    drop: Option<DropSpec>,
+) -> Option<(FlexTensor, FlexTensor, Option<Vec<u8>>)> {
+    let dims = scores.shape().dims::<4>();
+    let bias = match bias {
+        Some(b) => Some(bias_rows(b, &dims)?),
+        None => None,
+    };
+    let s = contiguous(scores);
+    let n = s.shape().num_elements();
+    let mut p = vec![0f32; n];
+    let bias_ref = bias.as_ref().map(|(b, lay)| (values(b), *lay));
+    match drop {
+        None => {
+            cpu::masked_softmax(values(&s), dims[3], bias_ref, scale, &mut p, None);
+            let p = tensor(p, s.shape());
+            Some((p.clone(), p, None))
+        }
+        Some(spec) => {
+            let (mut out, mut mask) = (vec![0f32; n], vec![0u8; n]);
+            cpu::masked_softmax(
+                values(&s),
+                dims[3],
+                bias_ref,
+                scale,
+                &mut p,
+                Some((spec, &mut out, &mut mask)),
+            );
+            Some((tensor(out, s.shape()), tensor(p, s.shape()), Some(mask)))
+        }
+    }
+}
+
+#[derive(Debug)]
+struct SoftmaxBackward;
+
+impl Backward<Flex, 1> for SoftmaxBackward {
+    type State = SoftmaxState;
+    fn backward(self, ops: Ops<SoftmaxState, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let st = ops.state;
+        unary::<Flex, _>(ops.parents, ops.node, grads, |g| {
+            let g = contiguous(&g);
+            let k = g.shape().dims::<4>()[3];
+            let mut out = vec![0f32; g.shape().num_elements()];
+            let mask = st.mask.as_ref().map(|(m, s)| (m.as_slice(), *s));
+            cpu::masked_softmax_grad(values(&st.probs), values(&g), k, mask, st.scale, &mut out);
+            tensor(out, g.shape())
+        });
+    }
+}
+
+/// [`masked_softmax`] on `Autodiff<Flex>`: the gradient flows to `scores` only (the mask is a
+/// constant). `None` when the bias does not broadcast.
+pub fn masked_softmax_ad(
+    scores: AdTensor,
+    bias: Option<&FlexTensor>,
+    scale: f32,
+    drop: Option<DropSpec>,
+) -> Option<AdTensor> {
+    let (out, probs, mask) = masked_softmax(&scores.primitive, bias, scale, drop)?;
+    Some(
+        match SoftmaxBackward
+            .prepare::<NoCheckpointing>([scores.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let mask = mask.map(|m| (Arc::new(m), drop.map_or(1.0, |d| d.keep_scale)));
+                prep.finish(SoftmaxState { probs, mask, scale }, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        },
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// LayerNorm
+// ---------------------------------------------------------------------------------------
+
+/// LayerNorm over the last dim; returns the output and the row statistics.
+pub fn layer_norm(
+    x: &FlexTensor,
+    gamma: &FlexTensor,
+    beta: &FlexTensor,
+    formula: LnFormula,
+    eps: f32,
+) -> (FlexTensor, Vec<LnRow>) {
+    let (x, gamma, beta) = (contiguous(x), contiguous(gamma), contiguous(beta));
+    let n = gamma.shape().num_elements();
+    let total = x.shape().num_elements();
+    let mut y = vec![0f32; total];
+    let mut stats = vec![LnRow::default(); total / n.max(1)];
+    cpu::layer_norm(
+        values(&x),
+        values(&gamma),
+        values(&beta),
+        formula,
+        eps,
+        &mut y,
+        &mut stats,
+    );
+    (tensor(y, x.shape()), stats)
+}
+
+#[derive(Debug, Clone)]
+struct LnState {
+    x: FlexTensor,
+    gamma: FlexTensor,
+    stats: Arc<Vec<LnRow>>,
+    formula: LnFormula,
+}
+
+#[derive(Debug)]
+struct LnBackward;
+
+impl Backward<Flex, 3> for LnBackward {
+    type State = LnState;
+    fn backward(self, ops: Ops<LnState, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let st = ops.state;
+        let dy = contiguous(&grads.consume::<Flex>(&ops.node));
+        let mut dx = vec![0f32; dy.shape().num_elements()];
+        let (dg, db) = cpu::layer_norm_grad(
+            values(&st.x),
+            values(&dy),
+            values(&st.gamma),
+            st.formula,
+            &st.stats,
+            &mut dx,
+        );
+        let [px, pg, pb] = ops.parents;
+        if let Some(node) = px {
+            grads.register::<Flex>(node.id, tensor(dx, dy.shape()));
+        }
+        if let Some(node) = pg {
+            grads.register::<Flex>(node.id, tensor(dg, st.gamma.shape()));
+        }
+        if let Some(node) = pb {
+            grads.register::<Flex>(node.id, tensor(db, st.gamma.shape()));
+        }
+    }
+}
+
+pub fn layer_norm_ad(
+    x: AdTensor,
+    gamma: AdTensor,
+    beta: AdTensor,
+    formula: LnFormula,
+    eps: f32,
+) -> AdTensor {
+    let (y, stats) = layer_norm(
+        &x.primitive,
+        &gamma.primitive,
+        &beta.primitive,
+        formula,
+        eps,
+    );
+    let nodes = [x.node.clone(), gamma.node.clone(), beta.node.clone()];
+    match LnBackward
+        .prepare::<NoCheckpointing>(nodes)
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let state = LnState {
+                x: contiguous(&x.primitive),
+                gamma: contiguous(&gamma.primitive),
+                stats: Arc::new(stats),
+                formula,
+            };
+            prep.finish(state, y)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(y),
+    }
+}

@@ -1,0 +1,312 @@
+//! Fast CPU kernels for the ops that dominate the zoo's small models: GELU (erf and tanh
+//! forms), dropout, softmax with the additive attention mask (+ dropout), LayerNorm (UER and
+//! HF formulas) and attention built from them — each with an exact backward pass.
+//!
+//! Every function here is generic over `B: Backend` and computes the same formula as the
+//! plain Burn composition in [`plain`]. On Burn's Flex backend (f32) and on
+//! `Autodiff<Flex>` it takes a fused path instead: one pass over the data, vectorised for
+//! the CPU's SIMD level and split over rayon's global pool (see [`cpu`]); the autodiff
+//! versions register custom backward steps that reuse what the forward computed (input,
+//! probabilities, dropout mask, row statistics). Every other backend (CUDA, whose fusion
+//! already merges element-wise ops) runs [`plain`].
+//!
+//! Dispatch is by the backend's concrete type (`TypeId`), so the models stay generic over
+//! `B: Backend` with no extra trait bound and the choice costs one comparison per call.
+//!
+//! Dropout draws from a counter-based hash of (key, element index); each call takes a fresh
+//! key from a global stream that [`seed`] resets, so runs are reproducible.
+
+pub mod cpu;
+pub mod flex;
+
+use crate::model::LnKind;
+use burn::backend::{Autodiff, Flex};
+use burn::tensor::backend::Backend;
+use burn::tensor::ops::{AttentionModuleOptions, FloatTensor};
+use burn::tensor::{Tensor, TensorPrimitive, module};
+use cpu::{DropSpec, LnFormula};
+use flex::{AdTensor, GeluForm};
+use std::any::{Any, TypeId};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The plain Burn compositions: the reference the fast paths are tested against and the
+/// path every non-Flex backend takes.
+pub mod plain {
+    use crate::model::LnKind;
+    use burn::tensor::backend::Backend;
+    use burn::tensor::{Distribution, Tensor, activation};
+
+    /// `x·Φ(x)` through Burn's erf.
+    pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+        activation::gelu(x)
+    }
+
+    /// `0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³)))`.
+    pub fn gelu_tanh<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+        activation::gelu_approximate(x)
+    }
+
+    /// Inverted dropout with the backend's Bernoulli sampler.
+    pub fn dropout<B: Backend, const D: usize>(x: Tensor<B, D>, p: f64) -> Tensor<B, D> {
+        if p <= 0.0 {
+            return x;
+        }
+        let keep = x.random_like(Distribution::Bernoulli(1.0 - p));
+        x * keep / (1.0 - p)
+    }
+
+    /// `dropout(softmax(scores·scale + bias))` over the last dimension.
+    pub fn masked_softmax<B: Backend>(
+        scores: Tensor<B, 4>,
+        bias: Option<Tensor<B, 4>>,
+        scale: f64,
+        p: f64,
+    ) -> Tensor<B, 4> {
+        let mut s = scores * scale;
+        if let Some(bias) = bias {
+            s = s + bias;
+        }
+        dropout(activation::softmax(s, 3), p)
+    }
+
+    /// LayerNorm over the last dimension, UER's or HF's formula.
+    pub fn layer_norm<B: Backend, const D: usize>(
+        x: Tensor<B, D>,
+        gamma: Tensor<B, 1>,
+        beta: Tensor<B, 1>,
+        kind: LnKind,
+        eps: f64,
+    ) -> Tensor<B, D> {
+        let n = x.dims()[D - 1];
+        let centered = x.clone() - x.mean_dim(D - 1);
+        let sq_sum = centered.clone().powi_scalar(2).sum_dim(D - 1);
+        let normed = match kind {
+            LnKind::Uer => centered / ((sq_sum / ((n.max(2) - 1) as f64)).sqrt() + eps),
+            LnKind::Hf => centered / (sq_sum / n as f64 + eps).sqrt(),
+        };
+        normed * gamma.unsqueeze::<D>() + beta.unsqueeze::<D>()
+    }
+}
+
+static SEED: AtomicU64 = AtomicU64::new(0x5eed_0f_0e12_200);
+static CALLS: AtomicU64 = AtomicU64::new(0);
+
+/// Resets the dropout stream: after `seed(s)`, the same sequence of calls draws the same masks.
+pub fn seed(s: u64) {
+    SEED.store(s, Ordering::SeqCst);
+    CALLS.store(0, Ordering::SeqCst);
+}
+
+fn splitmix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The key for the next dropout call.
+fn next_key() -> u64 {
+    let call = CALLS.fetch_add(1, Ordering::Relaxed);
+    splitmix64(SEED.load(Ordering::Relaxed) ^ splitmix64(call))
+}
+
+/// Moves `t` into a `U` when `T` and `U` are the same type.
+fn cast<T: Any, U: Any>(t: T) -> Result<U, T> {
+    if TypeId::of::<T>() != TypeId::of::<U>() {
+        return Err(t);
+    }
+    let boxed: Box<dyn Any> = Box::new(t);
+    match boxed.downcast::<U>() {
+        Ok(u) => Ok(*u),
+        Err(_) => unreachable!("TypeId equality means the downcast succeeds"),
+    }
+}
+
+/// A tensor's primitive, seen as the backend it really is.
+enum Prim<B: Backend> {
+    Flex(burn::backend::flex::FlexTensor),
+    Ad(AdTensor),
+    Other(FloatTensor<B>),
+}
+
+fn split<B: Backend, const D: usize>(x: Tensor<B, D>) -> Prim<B> {
+    let p = x.into_primitive().tensor();
+    let p = match cast::<_, burn::backend::flex::FlexTensor>(p) {
+        Ok(t) if flex::supported(&t) => return Prim::Flex(t),
+        Ok(t) => return Prim::Other(back(t)),
+        Err(p) => p,
+    };
+    match cast::<_, AdTensor>(p) {
+        Ok(t) if flex::supported(&t.primitive) => Prim::Ad(t),
+        Ok(t) => Prim::Other(back(t)),
+        Err(p) => Prim::Other(p),
+    }
+}
+
+/// The inverse of the cast in [`split`] (only called with `T` = `FloatTensor<B>`).
+fn back<T: Any, U: Any>(t: T) -> U {
+    match cast::<T, U>(t) {
+        Ok(u) => u,
+        Err(_) => unreachable!("called only with the backend's own primitive"),
+    }
+}
+
+fn join<B: Backend, const D: usize>(p: Prim<B>) -> Tensor<B, D> {
+    let p: FloatTensor<B> = match p {
+        Prim::Flex(t) => back(t),
+        Prim::Ad(t) => back(t),
+        Prim::Other(t) => t,
+    };
+    Tensor::from_primitive(TensorPrimitive::Float(p))
+}
+
+fn is_fast<B: Backend>() -> bool {
+    TypeId::of::<B>() == TypeId::of::<Flex>() || TypeId::of::<B>() == TypeId::of::<Autodiff<Flex>>()
+}
+
+fn unary<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    on_flex: impl FnOnce(burn::backend::flex::FlexTensor) -> burn::backend::flex::FlexTensor,
+    on_ad: impl FnOnce(AdTensor) -> AdTensor,
+    plain: impl FnOnce(Tensor<B, D>) -> Tensor<B, D>,
+) -> Tensor<B, D> {
+    if !is_fast::<B>() {
+        return plain(x);
+    }
+    match split(x) {
+        Prim::Flex(t) => join(Prim::<B>::Flex(on_flex(t))),
+        Prim::Ad(t) => join(Prim::<B>::Ad(on_ad(t))),
+        other => plain(join(other)),
+    }
+}
+
+/// GELU, erf form (BERT, RoBERTa, ALBERT): `x·Φ(x)`; within 1e-6 of the exact value.
+pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    unary(
+        x,
+        |t| flex::gelu(&t, GeluForm::Erf),
+        |t| flex::gelu_ad(t, GeluForm::Erf),
+        plain::gelu,
+    )
+}
+
+/// GELU, tanh form (GPT-2's `gelu_fast`).
+pub fn gelu_tanh<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    unary(
+        x,
+        |t| flex::gelu(&t, GeluForm::Tanh),
+        |t| flex::gelu_ad(t, GeluForm::Tanh),
+        plain::gelu_tanh,
+    )
+}
+
+/// Inverted dropout with probability `p` (identity when `p` ≤ 0; all zeros when `p` ≥ 1).
+pub fn dropout<B: Backend, const D: usize>(x: Tensor<B, D>, p: f64) -> Tensor<B, D> {
+    if p <= 0.0 {
+        return x;
+    }
+    if p >= 1.0 {
+        return x.zeros_like();
+    }
+    let spec = DropSpec::new(p, next_key());
+    unary(
+        x,
+        |t| flex::dropout(&t, spec).0,
+        |t| flex::dropout_ad(t, spec),
+        |x| plain::dropout(x, p),
+    )
+}
+
+/// `dropout(softmax(scores·scale + bias), p)` over the last dimension of `[batch, heads,
+/// seq_q, seq_k]` scores. `bias` is the additive mask, shaped `[batch|1, heads|1, seq_q|1,
+/// seq_k]`; it is a constant (no gradient flows to it).
+pub fn masked_softmax<B: Backend>(
+    scores: Tensor<B, 4>,
+    bias: Option<Tensor<B, 4>>,
+    scale: f64,
+    p: f64,
+) -> Tensor<B, 4> {
+    if !is_fast::<B>() || p >= 1.0 {
+        return plain::masked_softmax(scores, bias, scale, p);
+    }
+    let drop = (p > 0.0).then(|| DropSpec::new(p, next_key()));
+    let bias_prim = bias.clone().map(|b| match split(b) {
+        Prim::Flex(t) => Some(t),
+        Prim::Ad(t) => Some(t.primitive),
+        Prim::Other(_) => None,
+    });
+    let bias_flex = match bias_prim {
+        Some(None) => return plain::masked_softmax(scores, bias, scale, p),
+        Some(Some(t)) => Some(t),
+        None => None,
+    };
+    let fallback = scores.clone();
+    let done = match split(scores) {
+        Prim::Flex(t) => flex::masked_softmax(&t, bias_flex.as_ref(), scale as f32, drop)
+            .map(|(out, _, _)| Prim::<B>::Flex(out)),
+        Prim::Ad(t) => {
+            flex::masked_softmax_ad(t, bias_flex.as_ref(), scale as f32, drop).map(Prim::<B>::Ad)
+        }
+        Prim::Other(_) => None,
+    };
+    match done {
+        Some(p) => join(p),
+        None => plain::masked_softmax(fallback, bias, scale, p),
+    }
+}
+
+/// Scaled dot-product attention over `[batch, heads, seq, head_dim]`: scores (`q·kᵀ`) →
+/// ·1/√head_dim → + `bias` → softmax → dropout `p` → ·`v`. The matrix products are Burn's
+/// (Flex's GEMM is fast); the middle is one fused [`masked_softmax`]. Without dropout on a
+/// backend that is not Flex, Burn's fused attention module runs instead.
+pub fn attention<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    bias: Option<Tensor<B, 4>>,
+    p: f64,
+) -> Tensor<B, 4> {
+    let scale = 1.0 / (q.dims()[3] as f64).sqrt();
+    if !is_fast::<B>() && p <= 0.0 {
+        let options = AttentionModuleOptions {
+            scale: Some(scale),
+            softcap: None,
+            is_causal: false,
+        };
+        return module::attention(q, k, v, None, bias, options);
+    }
+    let scores = q.matmul(k.swap_dims(2, 3));
+    masked_softmax(scores, bias, scale, p).matmul(v)
+}
+
+/// LayerNorm over the last dimension with UER's (`(x−μ)/(std_unbiased+eps)`) or HF's
+/// (`(x−μ)/√(var+eps)`) formula, then `·gamma + beta`.
+pub fn layer_norm<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    gamma: Tensor<B, 1>,
+    beta: Tensor<B, 1>,
+    kind: LnKind,
+    eps: f64,
+) -> Tensor<B, D> {
+    if !is_fast::<B>() || x.dims()[D - 1] != gamma.dims()[0] || beta.dims() != gamma.dims() {
+        return plain::layer_norm(x, gamma, beta, kind, eps);
+    }
+    let formula = match kind {
+        LnKind::Uer => LnFormula::Uer,
+        LnKind::Hf => LnFormula::Hf,
+    };
+    let (x0, g0, b0) = (x.clone(), gamma.clone(), beta.clone());
+    let out = match (split(x), split(gamma), split(beta)) {
+        (Prim::Flex(x), Prim::Flex(g), Prim::Flex(b)) => Some(Prim::<B>::Flex(
+            flex::layer_norm(&x, &g, &b, formula, eps as f32).0,
+        )),
+        (Prim::Ad(x), Prim::Ad(g), Prim::Ad(b)) => Some(Prim::<B>::Ad(flex::layer_norm_ad(
+            x, g, b, formula, eps as f32,
+        ))),
+        _ => None,
+    };
+    match out {
+        Some(p) => join(p),
+        None => plain::layer_norm(x0, g0, b0, kind, eps),
+    }
+}
