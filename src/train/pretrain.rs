@@ -6,9 +6,10 @@
 //! (`OUT-<step>.optim.safetensors`), from which [`pretrain`] resumes bit for bit.
 //!
 //! Determinism: the instance order of epoch e is a ChaCha8 permutation of (seed, e); dynamic
-//! masks of step s come from ChaCha8 (seed, stream s) and dropout from the backend seeded
-//! with seed + s before step s. Nothing depends on what ran before a step except the
-//! weights and the optimizer state, which the checkpoint pair holds exactly (f32).
+//! masks of step s come from ChaCha8 (seed, stream s) and dropout from the backend and the
+//! fused kernels' stream ([`crate::kernels::seed`]), both seeded with seed + s before step
+//! s. Nothing depends on what ran before a step except the weights and the optimizer state,
+//! which the checkpoint pair holds exactly (f32).
 //!
 //! Steps count forward passes as UER-py's trainer does; the optimizer updates every
 //! `accumulation_steps` passes and the schedule advances once per update.
@@ -865,7 +866,9 @@ fn train<A: AutodiffBackend>(
     while step < opts.total_steps {
         let batch = host_batch(ds, &mut order, step, opts);
         predicted += batch.pos.len();
+        // Dropout: the backend's generator and the fused kernels' stream.
         A::seed(&device, opts.seed.wrapping_add(step as u64));
+        crate::kernels::seed(opts.seed.wrapping_add(step as u64));
         let l = losses(&model, tied, &batch, dropout, &device);
         let k = opts.accumulation_steps;
         let scaled = if k > 1 {
