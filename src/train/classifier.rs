@@ -176,6 +176,7 @@ fn layer_forward<B: Backend>(
     x: Tensor<B, 3>,
     bias: Tensor<B, 4>,
     p: f64,
+    ln_formula: (crate::model::LnKind, f64),
 ) -> Tensor<B, 3> {
     let attn = |x: Tensor<B, 3>| {
         let a = &layer.self_attn;
@@ -197,7 +198,11 @@ fn layer_forward<B: Backend>(
         };
         dropout_fn(f.linear_2.forward(inner), p)
     };
-    let ln = |n: &LayerNorm<B>, x: Tensor<B, 3>| n.forward(x);
+    // The model builds every LayerNorm from the config's formula and eps (model::load), so
+    // the fused kernel gets them from there.
+    let ln = |n: &LayerNorm<B>, x: Tensor<B, 3>| {
+        kernels::layer_norm(x, n.gamma.val(), n.beta.val(), ln_formula.0, ln_formula.1)
+    };
     match layer.ln_position {
         LnPosition::Post => {
             let h = ln(&layer.layer_norm_1, attn(x.clone()) + x);
@@ -229,7 +234,13 @@ pub fn encode<B: Backend>(
     };
     for i in 0..enc.layers_num {
         let layer = &enc.layers[if enc.layers.len() == 1 { 0 } else { i }];
-        h = layer_forward(layer, h, bias.clone(), p);
+        h = layer_forward(
+            layer,
+            h,
+            bias.clone(),
+            p,
+            (model.config.ln_kind, model.config.ln_eps),
+        );
     }
     match &enc.layer_norm {
         Some(ln) => ln.forward(h),

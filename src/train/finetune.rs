@@ -237,13 +237,23 @@ fn train<B: Backend>(
     // run_classifier's model has no pretraining heads.
     (model.mlm, model.sp, model.lm) = (None, None, None);
     let hidden = model.config.hidden_size;
-    model.classifier = Some(init_head(
-        hidden,
-        data.labels_num,
-        opts.pooling,
-        opts.seed,
-        &device,
-    ));
+    // A classifier checkpoint with as many labels keeps its head (UER-py's strict=False
+    // load); otherwise the head starts from PyTorch's default init.
+    let labels_of =
+        |h: &crate::model::heads::ClassifierHead<A<B>>| h.output_layer_2.weight.dims()[1];
+    model.classifier = match model.classifier.take() {
+        Some(mut head) if labels_of(&head) == data.labels_num => {
+            head.pooling = opts.pooling;
+            Some(head)
+        }
+        _ => Some(init_head(
+            hidden,
+            data.labels_num,
+            opts.pooling,
+            opts.seed,
+            &device,
+        )),
+    };
 
     let (n, seq, bs) = (data.train.len(), data.train.seq, opts.batch_size);
     let schedule = WarmupLinear::new(
