@@ -417,6 +417,15 @@ pub fn check(
             "--batch-size, --total-steps and --accumulation-steps must be at least 1".into(),
         ));
     }
+    if !opts
+        .save_checkpoint_steps
+        .is_multiple_of(opts.accumulation_steps)
+    {
+        return Err(TrainError::Options(format!(
+            "--save-checkpoint-steps {} is not a multiple of --accumulation-steps {}; a checkpoint would drop half-accumulated gradients",
+            opts.save_checkpoint_steps, opts.accumulation_steps
+        )));
+    }
     if opts.report_steps == 0 || opts.save_checkpoint_steps == 0 {
         return Err(TrainError::Options(
             "--report-steps and --save-checkpoint-steps must be at least 1".into(),
