@@ -17,6 +17,8 @@ mod info;
 mod inspect;
 mod list;
 mod predict;
+mod preprocess;
+mod pretrain;
 mod verify;
 
 /// uerzoo — the UER-py Chinese model zoo without Python.
@@ -53,6 +55,8 @@ enum Command {
     Generate(generate::Args),
     Finetune(finetune::Args),
     Predict(predict::Args),
+    Preprocess(preprocess::Args),
+    Pretrain(pretrain::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -71,6 +75,8 @@ pub fn main() -> ExitCode {
         Command::Generate(a) => generate::run(a),
         Command::Finetune(a) => finetune::run(a),
         Command::Predict(a) => predict::run(a),
+        Command::Preprocess(a) => preprocess::run(a),
+        Command::Pretrain(a) => pretrain::run(a),
     };
     match result {
         Ok(code) => code,

@@ -12,8 +12,10 @@
 
 pub mod classifier;
 pub mod data;
+pub mod dataset;
 pub mod finetune;
 pub mod optim;
+pub mod pretrain;
 pub mod save;
 
 pub use data::{Dataset, Encoded, Example};
@@ -62,4 +64,7 @@ pub enum TrainError {
     /// Writing the output checkpoint.
     #[error(transparent)]
     Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    /// A pretraining dataset that cannot be used (format, vocabulary, target).
+    #[error("dataset `{}`: {message}", path.display())]
+    Dataset { path: PathBuf, message: String },
 }

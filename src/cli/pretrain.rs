@@ -1,0 +1,204 @@
+//! `uerzoo pretrain`: (further) pretrain a zoo model or a model from scratch on a dataset
+//! made by `uerzoo preprocess` (UER-py's pretrain.py).
+
+use anyhow::Context;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use uerzoo::checkpoint::Checkpoint;
+use uerzoo::convert::{self, Naming, ToUerOptions};
+use uerzoo::model::{self, DeviceSpec, LnKind, ModelConfig};
+use uerzoo::train::dataset::{DatasetFile, Target};
+use uerzoo::train::pretrain::{self, OptimState, PretrainOptions, StepReport};
+
+/// Pretrain a model on a dataset from `uerzoo preprocess`, as UER-py's pretrain.py does.
+///
+/// Starts from --model (a zoo weight: UER `.bin`, HF directory or registry name) or, with
+/// only --config, from scratch with UER-py's initialisation. UER's AdamW (no bias correction)
+/// with warmup and linear decay; every --report-steps a line with loss, accuracy over the
+/// predicted tokens and tokens/s; every --save-checkpoint-steps a UER checkpoint
+/// `OUTPUT-<step>` with the optimizer state beside it (`OUTPUT-<step>.optim.safetensors`);
+/// `--resume OUTPUT-<step>` continues exactly as the uninterrupted run would (same options).
+/// The final weights go to --output.
+///
+/// Example: uerzoo pretrain --model roberta/uer_model.bin --dataset corpus.uzds --target mlm --total-steps 5000 --batch-size 64 --save-checkpoint-steps 2500 --output my_roberta.bin
+///
+/// Example: uerzoo pretrain --model roberta/uer_model.bin --dataset corpus.uzds --target mlm --total-steps 5000 --resume my_roberta.bin-2500 --output my_roberta.bin
+#[derive(clap::Args)]
+pub struct Args {
+    /// Starting weights: a UER `.bin`, an HF directory or a registry name (default: from
+    /// scratch with --config).
+    #[arg(long, required_unless_present = "config")]
+    model: Option<PathBuf>,
+    /// UER-py config JSON (default: beside --model).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// `vocab.txt` or sentencepiece `.model` the dataset was made with (checked by hash;
+    /// default: beside --model).
+    #[arg(long)]
+    vocab: Option<PathBuf>,
+    /// The dataset (`uerzoo preprocess`).
+    #[arg(long)]
+    dataset: PathBuf,
+    /// mlm, lm or bert.
+    #[arg(long)]
+    target: Target,
+    /// Forward passes.
+    #[arg(long, default_value_t = 100_000)]
+    total_steps: usize,
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 1e-4)]
+    learning_rate: f64,
+    /// Fraction of the steps with a rising learning rate.
+    #[arg(long, default_value_t = 0.1)]
+    warmup: f64,
+    /// Passes per optimizer update.
+    #[arg(long, default_value_t = 1)]
+    accumulation_steps: usize,
+    #[arg(long, default_value_t = 100)]
+    report_steps: usize,
+    #[arg(long, default_value_t = 10_000)]
+    save_checkpoint_steps: usize,
+    /// Clip the global gradient norm (UER-py 2022 does not clip).
+    #[arg(long)]
+    max_grad_norm: Option<f64>,
+    /// Dropout (default: the config's).
+    #[arg(long)]
+    dropout: Option<f64>,
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// `cpu`, `cuda` or `cuda:N`.
+    #[arg(long, default_value = "cpu")]
+    device: DeviceSpec,
+    /// Several GPUs, e.g. `cuda:0,cuda:1` (data-parallel; see docs/pretraining.md).
+    #[arg(long, value_delimiter = ',')]
+    devices: Vec<DeviceSpec>,
+    /// Continue from a checkpoint `OUTPUT-<step>` written by an earlier run.
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// The final UER checkpoint; step checkpoints are `OUTPUT-<step>`.
+    #[arg(long)]
+    output: PathBuf,
+    /// Key names of the checkpoints: v1 (UER-py ≤2022, the zoo) or v2 (2023+).
+    #[arg(long, default_value = "v1")]
+    uer_naming: Naming,
+}
+
+pub fn run(a: Args) -> anyhow::Result<ExitCode> {
+    if a.devices.len() > 1 {
+        anyhow::bail!(
+            "--devices with several GPUs is not implemented yet (docs/pretraining.md explains the plan); use --device cuda:N"
+        );
+    }
+    let device = a.devices.first().copied().unwrap_or(a.device);
+    let ds = DatasetFile::open(&a.dataset)?;
+    let (mut ckpt, config, tie, vocab) = start(&a, &ds)?;
+    match vocab {
+        Some(v) => pretrain::check_vocab(&ds, &v)?,
+        None => eprintln!("note: no vocabulary to check the dataset against; pass --vocab"),
+    }
+    let resume = match &a.resume {
+        Some(path) => {
+            ckpt = read_v2(path)?;
+            let state = OptimState::load(&pretrain::state_path(path))
+                .context("reading the optimizer state beside the checkpoint")?;
+            Some(state)
+        }
+        None => None,
+    };
+    pretrain::complete_heads(&mut ckpt, &config, a.target, tie, a.seed);
+    let opts = PretrainOptions {
+        target: a.target,
+        total_steps: a.total_steps,
+        batch_size: a.batch_size,
+        learning_rate: a.learning_rate,
+        warmup: a.warmup,
+        accumulation_steps: a.accumulation_steps,
+        report_steps: a.report_steps,
+        save_checkpoint_steps: a.save_checkpoint_steps,
+        seed: a.seed,
+        max_grad_norm: a.max_grad_norm,
+        dropout: a.dropout,
+        naming: a.uer_naming,
+        ..Default::default()
+    };
+    let bar = super::preprocess::Bar::new("steps");
+    let r = pretrain::pretrain(
+        &ckpt,
+        &config,
+        &ds,
+        &opts,
+        &a.output,
+        resume,
+        device,
+        &bar,
+        &mut print_report,
+    )?;
+    pretrain::write_uer(&r.checkpoint, a.uer_naming, &a.output)?;
+    println!(
+        "{} steps in {:.1}s ({:.0} tokens/s); wrote {} (UER naming {})",
+        r.steps_run,
+        r.seconds,
+        r.tokens_per_s,
+        a.output.display(),
+        a.uer_naming
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The starting weights (UER naming v2), config, whether the decoder is tied, and the
+/// vocabulary to check the dataset against.
+fn start(
+    a: &Args,
+    ds: &DatasetFile,
+) -> anyhow::Result<(Checkpoint, ModelConfig, bool, Option<PathBuf>)> {
+    if let Some(m) = &a.model {
+        let opened = model::open::open_model(m, a.config.as_deref())?;
+        let vocab = a.vocab.clone().or_else(|| opened.vocab_file());
+        let tie = config_flag(a.config.as_deref(), &opened.dir, "tie_weights");
+        return Ok((opened.checkpoint, opened.config, tie, vocab));
+    }
+    let path = a.config.as_deref().context("give --model or --config")?;
+    let mut config = ModelConfig::from_uer_file(path)?;
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path)?)?;
+    config.vocab_size = ds.header.vocab_size;
+    config.max_seq_length = json
+        .get("max_seq_length")
+        .and_then(|v| v.as_u64())
+        .unwrap_or(512) as usize;
+    config.ln_kind = LnKind::Uer;
+    let tie = json
+        .get("tie_weights")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    let ckpt = pretrain::scratch_checkpoint(&config, a.target, tie, a.seed);
+    Ok((ckpt, config, tie, a.vocab.clone()))
+}
+
+/// A boolean of the UER config (given, or `uer_config.json` in `dir`).
+fn config_flag(config: Option<&Path>, dir: &Path, key: &str) -> bool {
+    let path = config
+        .map(Path::to_path_buf)
+        .unwrap_or(dir.join("uer_config.json"));
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v.get(key).and_then(|x| x.as_bool()))
+        .unwrap_or(false)
+}
+
+fn read_v2(path: &Path) -> anyhow::Result<Checkpoint> {
+    let raw = Checkpoint::open(path).with_context(|| format!("reading `{}`", path.display()))?;
+    Ok(convert::to_uer(&raw, &ToUerOptions::default())?.0)
+}
+
+fn print_report(r: &StepReport) {
+    let mut line = format!(
+        "| {:8}/{:8} steps| {:8.2} tokens/s| loss {:7.2}| acc: {:3.3}",
+        r.step, r.total_steps, r.tokens_per_s, r.loss, r.acc
+    );
+    if let (Some(l), Some(acc)) = (r.loss_sp, r.acc_sp) {
+        line.push_str(&format!("| loss_sp {l:7.2}| acc_sp: {acc:3.3}"));
+    }
+    println!("{line}");
+}

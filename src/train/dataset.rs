@@ -1,0 +1,870 @@
+//! Pretraining datasets: building instances from a corpus as UER-py's `preprocess.py` does
+//! (`MlmDataset`, `LmDataset`, `BertDataset` of `uer/utils/dataset.py`), BERT masking
+//! (`uer/utils/mask.py`), and the on-disk format, a compact memory-mapped file.
+//!
+//! Corpus formats: for `mlm` and `lm` one document per line; for `bert` one sentence per
+//! line with documents separated by blank lines. Instances:
+//! - `mlm`: each document becomes `[CLS] tokens [SEP]` and is cut into `seq_length` windows,
+//!   the remainder padded (`full_sentences`: documents concatenated first). Blank lines are
+//!   skipped (UER-py would emit a `[CLS] [SEP]` instance for each).
+//! - `lm`: windows of `seq_length + 1` (input and shifted target), remainder padded.
+//! - `bert`: sentence pairs as Google BERT builds them (short_seq_prob 0.1, 50% random next,
+//!   at most `seq_length − 3` tokens), 100 000 documents per buffer.
+//!
+//! Masking: `max(1, round(0.15·len))` positions in random order, each 80% `[MASK]`, 10% a
+//! random id in `1..|V|` that is not a special token, 10% unchanged; done here
+//! (`dup_factor` copies) or at training time (dynamic masking).
+//!
+//! ## File format (`.uzds`, little-endian)
+//! A 128-byte header: magic `UZDSET01`, header length u32, target u8 (0 mlm, 1 lm,
+//! 2 bert), dynamic-masking u8, bytes per id u8 (2 or 4), a reserved byte, seq_length u32,
+//! row length u32 (seq_length, or seq_length + 1 for lm), vocab size u32, instance count
+//! u64, the SHA-256 of the vocabulary file (32 bytes), the seed u64, dup_factor u32 and the
+//! ids of `[CLS] [SEP] [MASK] [PAD]` (u32 each), zero padding. Then fixed-size records:
+//! `row` ids, `row` masked targets (static mlm/bert only; 0 = not predicted), then three
+//! u32: end of segment A, end of segment B (0 without B), is-random-next.
+
+use super::TrainError;
+use crate::progress::Progress;
+use crate::tokenizer::Tokenizer;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// File magic (version 1 of the format).
+pub const MAGIC: &[u8; 8] = b"UZDSET01";
+/// Header length in bytes.
+pub const HEADER_LEN: usize = 128;
+/// Documents per buffer for the `bert` target (pairs draw random next sentences inside it).
+pub const DOCS_BUFFER: usize = 100_000;
+/// Probability of a shorter target length for `bert` pairs (UER-py `short_seq_prob`).
+pub const SHORT_SEQ_PROB: f64 = 0.1;
+/// Lines tokenized together (in parallel with `jobs`).
+const CHUNK_LINES: usize = 4096;
+
+/// Pretraining target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// Masked language model (RoBERTa).
+    Mlm,
+    /// Left-to-right language model (GPT-2).
+    Lm,
+    /// MLM + next-sentence prediction (BERT).
+    Bert,
+}
+
+impl Target {
+    fn code(self) -> u8 {
+        match self {
+            Target::Mlm => 0,
+            Target::Lm => 1,
+            Target::Bert => 2,
+        }
+    }
+    fn from_code(c: u8) -> Option<Self> {
+        [Target::Mlm, Target::Lm, Target::Bert]
+            .into_iter()
+            .find(|t| t.code() == c)
+    }
+    /// Whether instances carry masked targets.
+    pub fn masks(self) -> bool {
+        self != Target::Lm
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Target::Mlm => "mlm",
+            Target::Lm => "lm",
+            Target::Bert => "bert",
+        })
+    }
+}
+
+impl std::str::FromStr for Target {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "mlm" => Ok(Target::Mlm),
+            "lm" => Ok(Target::Lm),
+            "bert" => Ok(Target::Bert),
+            _ => Err(format!("unknown target `{s}`; use mlm, lm or bert")),
+        }
+    }
+}
+
+/// The special ids masking and padding need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Specials {
+    pub cls: u32,
+    pub sep: u32,
+    pub mask: u32,
+    pub pad: u32,
+}
+
+/// Options of [`preprocess`] (UER-py's `preprocess.py` flags; defaults in brackets).
+#[derive(Debug, Clone)]
+pub struct PreprocessOptions {
+    pub target: Target,
+    /// Tokens per instance [128].
+    pub seq_length: usize,
+    /// Copies with different static masks [5].
+    pub dup_factor: usize,
+    /// Mask at training time instead.
+    pub dynamic_masking: bool,
+    /// mlm: concatenate documents before cutting.
+    pub full_sentences: bool,
+    /// [7].
+    pub seed: u64,
+    /// Tokenizer threads [1].
+    pub jobs: usize,
+}
+
+impl Default for PreprocessOptions {
+    fn default() -> Self {
+        PreprocessOptions {
+            target: Target::Mlm,
+            seq_length: 128,
+            dup_factor: 5,
+            dynamic_masking: false,
+            full_sentences: false,
+            seed: 7,
+            jobs: 1,
+        }
+    }
+}
+
+/// What [`preprocess`] did.
+#[derive(Debug, Clone)]
+pub struct PreprocessReport {
+    pub instances: u64,
+    pub lines: u64,
+    pub tokens: u64,
+    pub bytes_read: u64,
+    pub seconds: f64,
+}
+
+/// One instance before it is written (unpadded ids).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Instance {
+    pub ids: Vec<u32>,
+    /// Static masking: (position, original id).
+    pub masked: Vec<(usize, u32)>,
+    pub seg_a: u32,
+    pub seg_b: u32,
+    pub is_random_next: u32,
+}
+
+/// SHA-256 of a vocabulary (or sentencepiece model) file, as the header records it.
+pub fn vocab_hash(path: &Path) -> Result<[u8; 32], TrainError> {
+    let bytes = std::fs::read(path).map_err(|e| io(path, e))?;
+    Ok(Sha256::digest(&bytes).into())
+}
+
+fn io(path: &Path, source: std::io::Error) -> TrainError {
+    TrainError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// UER-py's `mask_seq` on `ids[..len]` (the unpadded part): picks `max(1, round(0.15·len))`
+/// non-special positions in random order and masks them 80/10/10. Returns
+/// (position, original id) in position order.
+pub fn mask_seq(
+    ids: &mut [u32],
+    len: usize,
+    sp: &Specials,
+    vocab_size: u32,
+    rng: &mut impl Rng,
+) -> Vec<(usize, u32)> {
+    let mut candidates: Vec<usize> = (0..len)
+        .filter(|&i| ![sp.cls, sp.sep, sp.pad].contains(&ids[i]))
+        .collect();
+    candidates.shuffle(rng);
+    // Python's round() rounds halves to even.
+    let num = ((len as f64 * 0.15).round_ties_even() as usize).max(1);
+    let mut out = Vec::with_capacity(num);
+    for &i in candidates.iter().take(num) {
+        out.push((i, ids[i]));
+        let p: f64 = rng.random();
+        if p < 0.8 {
+            ids[i] = sp.mask;
+        } else if p < 0.9 && vocab_size > 5 {
+            ids[i] = loop {
+                let r = rng.random_range(1..vocab_size);
+                if ![sp.cls, sp.sep, sp.mask, sp.pad].contains(&r) {
+                    break r;
+                }
+            };
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
+/// The header of a dataset file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Header {
+    pub target: Target,
+    pub dynamic_masking: bool,
+    pub id_bytes: usize,
+    pub seq_length: usize,
+    pub row: usize,
+    pub vocab_size: usize,
+    pub instances: u64,
+    pub vocab_sha256: [u8; 32],
+    pub seed: u64,
+    pub dup_factor: u32,
+    pub specials: Specials,
+}
+
+impl Header {
+    /// Bytes per record.
+    pub fn record_len(&self) -> usize {
+        let targets = if self.target.masks() && !self.dynamic_masking {
+            self.row
+        } else {
+            0
+        };
+        (self.row + targets) * self.id_bytes + 12
+    }
+
+    fn to_bytes(&self) -> [u8; HEADER_LEN] {
+        let mut b = [0u8; HEADER_LEN];
+        b[..8].copy_from_slice(MAGIC);
+        b[8..12].copy_from_slice(&(HEADER_LEN as u32).to_le_bytes());
+        b[12] = self.target.code();
+        b[13] = self.dynamic_masking as u8;
+        b[14] = self.id_bytes as u8;
+        b[16..20].copy_from_slice(&(self.seq_length as u32).to_le_bytes());
+        b[20..24].copy_from_slice(&(self.row as u32).to_le_bytes());
+        b[24..28].copy_from_slice(&(self.vocab_size as u32).to_le_bytes());
+        b[28..36].copy_from_slice(&self.instances.to_le_bytes());
+        b[36..68].copy_from_slice(&self.vocab_sha256);
+        b[68..76].copy_from_slice(&self.seed.to_le_bytes());
+        b[76..80].copy_from_slice(&self.dup_factor.to_le_bytes());
+        let s = self.specials;
+        for (k, v) in [s.cls, s.sep, s.mask, s.pad].into_iter().enumerate() {
+            b[80 + 4 * k..84 + 4 * k].copy_from_slice(&v.to_le_bytes());
+        }
+        b
+    }
+
+    fn parse(b: &[u8], path: &Path) -> Result<Self, TrainError> {
+        let bad = |m: &str| TrainError::Dataset {
+            path: path.to_path_buf(),
+            message: m.to_string(),
+        };
+        if b.len() < HEADER_LEN || &b[..8] != MAGIC {
+            return Err(bad(
+                "not a uerzoo dataset (bad magic); make one with `uerzoo preprocess`",
+            ));
+        }
+        let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap());
+        if u32_at(8) as usize != HEADER_LEN {
+            return Err(bad("unsupported header length"));
+        }
+        let target = Target::from_code(b[12]).ok_or_else(|| bad("unknown target code"))?;
+        let id_bytes = b[14] as usize;
+        if id_bytes != 2 && id_bytes != 4 {
+            return Err(bad("ids must be 2 or 4 bytes"));
+        }
+        Ok(Header {
+            target,
+            dynamic_masking: b[13] != 0,
+            id_bytes,
+            seq_length: u32_at(16) as usize,
+            row: u32_at(20) as usize,
+            vocab_size: u32_at(24) as usize,
+            instances: u64::from_le_bytes(b[28..36].try_into().unwrap()),
+            vocab_sha256: b[36..68].try_into().unwrap(),
+            seed: u64::from_le_bytes(b[68..76].try_into().unwrap()),
+            dup_factor: u32_at(76),
+            specials: Specials {
+                cls: u32_at(80),
+                sep: u32_at(84),
+                mask: u32_at(88),
+                pad: u32_at(92),
+            },
+        })
+    }
+}
+
+/// Writes records to a temporary file beside the output, renamed into place by
+/// [`Writer::finish`].
+struct Writer {
+    out: BufWriter<tempfile::NamedTempFile>,
+    header: Header,
+    path: PathBuf,
+}
+
+impl Writer {
+    fn create(path: &Path, header: Header) -> Result<Self, TrainError> {
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| io(dir, e))?;
+        let mut out = BufWriter::new(tmp);
+        out.write_all(&header.to_bytes()).map_err(|e| io(path, e))?;
+        Ok(Writer {
+            out,
+            header,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn put(&mut self, ins: &Instance) -> Result<(), TrainError> {
+        let h = &self.header;
+        let mut rec = Vec::with_capacity(h.record_len());
+        let id = |rec: &mut Vec<u8>, v: u32| {
+            if h.id_bytes == 2 {
+                rec.extend_from_slice(&(v as u16).to_le_bytes());
+            } else {
+                rec.extend_from_slice(&v.to_le_bytes());
+            }
+        };
+        for j in 0..h.row {
+            id(&mut rec, ins.ids.get(j).copied().unwrap_or(h.specials.pad));
+        }
+        if h.target.masks() && !h.dynamic_masking {
+            let mut tgt = vec![0u32; h.row];
+            for &(p, t) in &ins.masked {
+                tgt[p] = t;
+            }
+            for t in tgt {
+                id(&mut rec, t);
+            }
+        }
+        for v in [ins.seg_a, ins.seg_b, ins.is_random_next] {
+            rec.extend_from_slice(&v.to_le_bytes());
+        }
+        self.out.write_all(&rec).map_err(|e| io(&self.path, e))?;
+        self.header.instances += 1;
+        Ok(())
+    }
+
+    fn finish(self) -> Result<u64, TrainError> {
+        let path = self.path.clone();
+        let header = self.header.to_bytes();
+        let n = self.header.instances;
+        let mut tmp = self
+            .out
+            .into_inner()
+            .map_err(|e| io(&path, e.into_error()))?;
+        tmp.seek(SeekFrom::Start(0)).map_err(|e| io(&path, e))?;
+        tmp.write_all(&header).map_err(|e| io(&path, e))?;
+        tmp.as_file().sync_all().map_err(|e| io(&path, e))?;
+        let file = tmp.persist(&path).map_err(|e| io(&path, e.error))?;
+        readable(&file, &path)?;
+        Ok(n)
+    }
+}
+
+/// Temporary files are created 0600; a dataset or checkpoint is an ordinary file (0644).
+pub(crate) fn readable(file: &File, path: &Path) -> Result<(), TrainError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| io(path, e))?;
+    }
+    #[cfg(not(unix))]
+    let _ = (file, path);
+    Ok(())
+}
+
+/// Reads `path` in chunks of lines, tokenizing each chunk on `jobs` threads; `f` sees the
+/// 1-based line number and the ids of each line (`None` for a blank line).
+fn for_each_line(
+    path: &Path,
+    tok: &Tokenizer,
+    pool: &rayon::ThreadPool,
+    progress: &dyn Progress,
+    stats: &mut PreprocessReport,
+    f: &mut dyn FnMut(Option<Vec<u32>>) -> Result<(), TrainError>,
+) -> Result<(), TrainError> {
+    let file = File::open(path).map_err(|e| io(path, e))?;
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut line_no = 0u64;
+    loop {
+        let mut lines = Vec::with_capacity(CHUNK_LINES);
+        let mut buf = Vec::new();
+        while lines.len() < CHUNK_LINES {
+            buf.clear();
+            let n = reader
+                .read_until(b'\n', &mut buf)
+                .map_err(|e| io(path, e))?;
+            if n == 0 {
+                break;
+            }
+            line_no += 1;
+            stats.bytes_read += n as u64;
+            progress.advance(n as u64);
+            let text =
+                String::from_utf8(std::mem::take(&mut buf)).map_err(|_| TrainError::Data {
+                    path: path.to_path_buf(),
+                    line: line_no as usize,
+                    message: "not UTF-8; the corpus must be UTF-8 text".into(),
+                })?;
+            lines.push(text);
+        }
+        if lines.is_empty() {
+            return Ok(());
+        }
+        stats.lines += lines.len() as u64;
+        let ids: Vec<Option<Vec<u32>>> = pool.install(|| {
+            lines
+                .par_iter()
+                .map(|l| {
+                    let t = l.trim();
+                    (!t.is_empty()).then(|| tok.encode(t))
+                })
+                .collect()
+        });
+        for doc in ids {
+            stats.tokens += doc.as_ref().map_or(0, |d| d.len() as u64);
+            f(doc)?;
+        }
+    }
+}
+
+/// Builds a dataset from `corpus` with `tok` (whose vocabulary file is `vocab_file`) into
+/// `output`, written atomically.
+pub fn preprocess(
+    corpus: &Path,
+    tok: &Tokenizer,
+    vocab_file: &Path,
+    output: &Path,
+    opts: &PreprocessOptions,
+    progress: &dyn Progress,
+) -> Result<PreprocessReport, TrainError> {
+    let start = std::time::Instant::now();
+    let min = if opts.target == Target::Bert { 4 } else { 2 };
+    if opts.seq_length < min {
+        return Err(TrainError::Options(format!(
+            "--seq-length {} is too short for target {}; use at least {min}",
+            opts.seq_length, opts.target
+        )));
+    }
+    if opts.dup_factor == 0 {
+        return Err(TrainError::Options(
+            "--dup-factor must be at least 1".into(),
+        ));
+    }
+    let ids = tok.special_ids();
+    let specials = Specials {
+        cls: ids.cls,
+        sep: ids.sep,
+        mask: ids.mask,
+        pad: ids.pad,
+    };
+    let vocab_size = tok.vocab_size();
+    let row = opts.seq_length + usize::from(opts.target == Target::Lm);
+    let header = Header {
+        target: opts.target,
+        dynamic_masking: opts.dynamic_masking,
+        id_bytes: if vocab_size <= 1 << 16 { 2 } else { 4 },
+        seq_length: opts.seq_length,
+        row,
+        vocab_size,
+        instances: 0,
+        vocab_sha256: vocab_hash(vocab_file)?,
+        seed: opts.seed,
+        dup_factor: opts.dup_factor as u32,
+        specials,
+    };
+    let size = std::fs::metadata(corpus).map_err(|e| io(corpus, e))?.len();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.jobs.max(1))
+        .build()
+        .map_err(|e| TrainError::Options(format!("--jobs: {e}")))?;
+    let passes = if opts.target == Target::Lm {
+        1
+    } else {
+        opts.dup_factor
+    };
+    progress.start("preprocess", size * passes as u64);
+    let mut writer = Writer::create(output, header)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
+    let mut stats = PreprocessReport {
+        instances: 0,
+        lines: 0,
+        tokens: 0,
+        bytes_read: 0,
+        seconds: 0.0,
+    };
+    let mut builder = Builder {
+        opts,
+        specials,
+        vocab_size: vocab_size as u32,
+        rng: &mut rng,
+        buffer: Vec::new(),
+        docs: Vec::new(),
+        document: Vec::new(),
+    };
+    for _ in 0..passes {
+        let mut emit = |ins: Instance| writer.put(&ins);
+        for_each_line(corpus, tok, &pool, progress, &mut stats, &mut |doc| {
+            builder.line(doc, &mut emit)
+        })?;
+        builder.flush(&mut emit)?;
+    }
+    progress.finish();
+    let lines_per_pass = stats.lines / passes as u64;
+    let tokens_per_pass = stats.tokens / passes as u64;
+    if writer.header.instances == 0 {
+        return Err(TrainError::Dataset {
+            path: corpus.to_path_buf(),
+            message: "no instances: the corpus is empty (or only blank lines)".into(),
+        });
+    }
+    stats.instances = writer.finish()?;
+    stats.lines = lines_per_pass;
+    stats.tokens = tokens_per_pass;
+    stats.seconds = start.elapsed().as_secs_f64();
+    Ok(stats)
+}
+
+/// Turns documents into instances for one target.
+struct Builder<'a> {
+    opts: &'a PreprocessOptions,
+    specials: Specials,
+    vocab_size: u32,
+    rng: &'a mut ChaCha8Rng,
+    /// mlm full_sentences: documents not yet cut.
+    buffer: Vec<Vec<u32>>,
+    /// bert: documents of the buffer.
+    docs: Vec<Vec<Vec<u32>>>,
+    /// bert: sentences of the current document.
+    document: Vec<Vec<u32>>,
+}
+
+type Emit<'e> = dyn FnMut(Instance) -> Result<(), TrainError> + 'e;
+
+impl Builder<'_> {
+    fn line(&mut self, doc: Option<Vec<u32>>, emit: &mut Emit<'_>) -> Result<(), TrainError> {
+        let sp = self.specials;
+        match self.opts.target {
+            Target::Bert => match doc {
+                Some(s) if !s.is_empty() => self.document.push(s),
+                Some(_) => {}
+                None => {
+                    if !self.document.is_empty() {
+                        self.docs.push(std::mem::take(&mut self.document));
+                    }
+                    if self.docs.len() >= DOCS_BUFFER {
+                        self.bert_buffer(emit)?;
+                    }
+                }
+            },
+            Target::Mlm | Target::Lm => {
+                let Some(ids) = doc else { return Ok(()) };
+                let mut d = Vec::with_capacity(ids.len() + 2);
+                d.push(sp.cls);
+                d.extend(ids);
+                d.push(sp.sep);
+                if self.opts.target == Target::Lm {
+                    self.windows(&d, self.opts.seq_length + 1, emit)?;
+                } else if self.opts.full_sentences {
+                    self.buffer.push(d);
+                    if self.buffer.len() >= DOCS_BUFFER {
+                        self.flush(emit)?;
+                    }
+                } else {
+                    self.windows(&d, self.opts.seq_length, emit)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// End of a pass: what is buffered becomes instances.
+    fn flush(&mut self, emit: &mut Emit<'_>) -> Result<(), TrainError> {
+        match self.opts.target {
+            Target::Bert => {
+                if !self.document.is_empty() {
+                    self.docs.push(std::mem::take(&mut self.document));
+                }
+                self.bert_buffer(emit)
+            }
+            Target::Mlm if !self.buffer.is_empty() => {
+                let all: Vec<u32> = std::mem::take(&mut self.buffer).concat();
+                self.windows(&all, self.opts.seq_length, emit)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Cuts `doc` into windows of `w` tokens, the remainder kept (padded on write).
+    fn windows(&mut self, doc: &[u32], w: usize, emit: &mut Emit<'_>) -> Result<(), TrainError> {
+        for chunk in doc.chunks(w) {
+            let mut ins = Instance {
+                ids: chunk.to_vec(),
+                seg_a: chunk.len() as u32,
+                ..Default::default()
+            };
+            if self.opts.target == Target::Lm && chunk.len() == w {
+                ins.seg_a = (w - 1) as u32;
+            }
+            self.mask(&mut ins);
+            emit(ins)?;
+        }
+        Ok(())
+    }
+
+    fn mask(&mut self, ins: &mut Instance) {
+        if self.opts.target.masks() && !self.opts.dynamic_masking {
+            let len = ins.ids.len();
+            ins.masked = mask_seq(&mut ins.ids, len, &self.specials, self.vocab_size, self.rng);
+        }
+    }
+
+    /// Google BERT's pairs over the buffered documents (UER-py `BertDataset`).
+    fn bert_buffer(&mut self, emit: &mut Emit<'_>) -> Result<(), TrainError> {
+        let docs = std::mem::take(&mut self.docs);
+        for di in 0..docs.len() {
+            for ins in self.bert_doc(&docs, di) {
+                emit(ins)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn bert_doc(&mut self, docs: &[Vec<Vec<u32>>], di: usize) -> Vec<Instance> {
+        let sp = self.specials;
+        let document = &docs[di];
+        let max_tokens = self.opts.seq_length - 3;
+        let mut target_len = max_tokens;
+        if self.rng.random::<f64>() < SHORT_SEQ_PROB {
+            target_len = self.rng.random_range(2..=max_tokens.max(2));
+        }
+        let mut out = Vec::new();
+        let (mut chunk, mut cur_len, mut i) = (Vec::<&Vec<u32>>::new(), 0usize, 0usize);
+        while i < document.len() {
+            chunk.push(&document[i]);
+            cur_len += document[i].len();
+            if i == document.len() - 1 || cur_len >= target_len {
+                let a_end = if chunk.len() >= 2 {
+                    self.rng.random_range(1..chunk.len())
+                } else {
+                    1
+                };
+                let mut a: Vec<u32> = chunk[..a_end]
+                    .iter()
+                    .flat_map(|s| s.iter())
+                    .copied()
+                    .collect();
+                let mut b = Vec::new();
+                let random_next = chunk.len() == 1 || self.rng.random::<f64>() < 0.5;
+                if random_next {
+                    let target_b = target_len.saturating_sub(a.len());
+                    let mut rdi = di;
+                    for _ in 0..10 {
+                        rdi = self.rng.random_range(0..docs.len());
+                        if rdi != di {
+                            break;
+                        }
+                    }
+                    let rdoc = &docs[rdi];
+                    let start = self.rng.random_range(0..rdoc.len());
+                    for s in &rdoc[start..] {
+                        b.extend_from_slice(s);
+                        if b.len() >= target_b {
+                            break;
+                        }
+                    }
+                    i -= chunk.len() - a_end;
+                } else {
+                    b = chunk[a_end..]
+                        .iter()
+                        .flat_map(|s| s.iter())
+                        .copied()
+                        .collect();
+                }
+                while a.len() + b.len() > max_tokens {
+                    let t = if a.len() > b.len() { &mut a } else { &mut b };
+                    if self.rng.random::<f64>() < 0.5 {
+                        t.remove(0);
+                    } else {
+                        t.pop();
+                    }
+                }
+                let mut ids = Vec::with_capacity(a.len() + b.len() + 3);
+                ids.push(sp.cls);
+                ids.extend(a);
+                ids.push(sp.sep);
+                let seg_a = ids.len() as u32;
+                ids.extend(b);
+                ids.push(sp.sep);
+                let mut ins = Instance {
+                    seg_a,
+                    seg_b: ids.len() as u32,
+                    ids,
+                    is_random_next: random_next as u32,
+                    ..Default::default()
+                };
+                self.mask(&mut ins);
+                out.push(ins);
+                chunk.clear();
+                cur_len = 0;
+            }
+            i += 1;
+        }
+        out
+    }
+}
+
+/// A dataset file, memory-mapped.
+pub struct DatasetFile {
+    pub header: Header,
+    pub path: PathBuf,
+    map: memmap2::Mmap,
+}
+
+/// One instance as read back, padded to the row length.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub ids: Vec<u32>,
+    /// Static masking: the original id at masked positions, 0 elsewhere.
+    pub targets: Option<Vec<u32>>,
+    pub seg_a: u32,
+    pub seg_b: u32,
+    pub is_random_next: u32,
+}
+
+impl DatasetFile {
+    /// Opens and checks a dataset file.
+    pub fn open(path: &Path) -> Result<Self, TrainError> {
+        let file = File::open(path).map_err(|e| io(path, e))?;
+        // SAFETY: the file is opened read-only and only read; datasets are not modified
+        // while training reads them.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| io(path, e))?;
+        let header = Header::parse(&map, path)?;
+        let want = HEADER_LEN as u64 + header.instances * header.record_len() as u64;
+        if map.len() as u64 != want {
+            return Err(TrainError::Dataset {
+                path: path.to_path_buf(),
+                message: format!(
+                    "{} bytes, the header says {} instances = {want} bytes; the file is truncated or corrupt, rebuild it with `uerzoo preprocess`",
+                    map.len(),
+                    header.instances
+                ),
+            });
+        }
+        Ok(DatasetFile {
+            header,
+            path: path.to_path_buf(),
+            map,
+        })
+    }
+
+    /// Number of instances.
+    pub fn len(&self) -> usize {
+        self.header.instances as usize
+    }
+
+    /// Whether there are no instances.
+    pub fn is_empty(&self) -> bool {
+        self.header.instances == 0
+    }
+
+    /// Instance `i` (< [`Self::len`]).
+    pub fn get(&self, i: usize) -> Record {
+        let h = &self.header;
+        let rl = h.record_len();
+        let rec = &self.map[HEADER_LEN + i * rl..HEADER_LEN + (i + 1) * rl];
+        let read_ids = |bytes: &[u8]| -> Vec<u32> {
+            if h.id_bytes == 2 {
+                bytes
+                    .chunks_exact(2)
+                    .map(|c| u16::from_le_bytes([c[0], c[1]]) as u32)
+                    .collect()
+            } else {
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+                    .collect()
+            }
+        };
+        let n = h.row * h.id_bytes;
+        let ids = read_ids(&rec[..n]);
+        let (targets, tail) = if h.target.masks() && !h.dynamic_masking {
+            (Some(read_ids(&rec[n..2 * n])), 2 * n)
+        } else {
+            (None, n)
+        };
+        let u = |o: usize| u32::from_le_bytes(rec[tail + o..tail + o + 4].try_into().unwrap());
+        Record {
+            ids,
+            targets,
+            seg_a: u(0),
+            seg_b: u(4),
+            is_random_next: u(8),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masking_counts_and_skips_specials() {
+        let sp = Specials {
+            cls: 101,
+            sep: 102,
+            mask: 103,
+            pad: 0,
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        for len in [3usize, 10, 30, 100, 128] {
+            let mut ids: Vec<u32> = (0..len as u32).map(|i| 200 + i).collect();
+            ids[0] = sp.cls;
+            ids[len - 1] = sp.sep;
+            let orig = ids.clone();
+            let m = mask_seq(&mut ids, len, &sp, 3000, &mut rng);
+            let want = ((len as f64 * 0.15).round_ties_even() as usize).max(1);
+            assert_eq!(m.len(), want.min(len - 2), "len {len}");
+            assert!(m.iter().all(|&(p, t)| p > 0 && p < len - 1 && orig[p] == t));
+            for (i, (&a, &b)) in ids.iter().zip(&orig).enumerate() {
+                if a != b {
+                    assert!(m.iter().any(|&(p, _)| p == i));
+                }
+            }
+        }
+        // Python rounds 4.5 to 4.
+        assert_eq!((30.0f64 * 0.15).round_ties_even(), 4.0);
+    }
+
+    #[test]
+    fn header_round_trips() {
+        let h = Header {
+            target: Target::Bert,
+            dynamic_masking: false,
+            id_bytes: 2,
+            seq_length: 128,
+            row: 128,
+            vocab_size: 21128,
+            instances: 42,
+            vocab_sha256: [7; 32],
+            seed: 9,
+            dup_factor: 5,
+            specials: Specials {
+                cls: 101,
+                sep: 102,
+                mask: 103,
+                pad: 0,
+            },
+        };
+        assert_eq!(Header::parse(&h.to_bytes(), Path::new("x")).unwrap(), h);
+        assert_eq!(h.record_len(), 2 * 128 * 2 + 12);
+    }
+}

@@ -1,0 +1,538 @@
+//! Pretraining: `preprocess` datasets (mlm, lm, bert; bad inputs) and `pretrain` on the UER
+//! fixtures — loss falls, the checkpoints carry exactly the chosen naming's keys, convert
+//! and load back, and a resumed run equals the uninterrupted one.
+//!
+//! Training tests hold one lock: Flex's random generator (dropout) is process-wide.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use uerzoo::checkpoint::Checkpoint;
+use uerzoo::convert::{self, Naming, ToUerOptions};
+use uerzoo::model::{self, Cpu, DeviceSpec, load_model};
+use uerzoo::progress::NoProgress;
+use uerzoo::tokenizer::{Tokenizer, TokenizerOptions};
+use uerzoo::train::TrainError;
+use uerzoo::train::dataset::{self, DatasetFile, PreprocessOptions, Target};
+use uerzoo::train::pretrain::{self, OptimState, PretrainOptions, PretrainResult, StepReport};
+
+static TRAINING: Mutex<()> = Mutex::new(());
+
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+    TRAINING.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn corpus(name: &str) -> PathBuf {
+    common::shared().join("data").join("corpora").join(name)
+}
+
+/// The first `n` lines of a shared corpus in `dir`.
+fn head(dir: &Path, name: &str, n: usize) -> PathBuf {
+    let text = std::fs::read_to_string(corpus(name)).unwrap();
+    let lines: Vec<&str> = text.lines().take(n).collect();
+    let path = dir.join(name);
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    path
+}
+
+fn tokenizer(fixture: &str) -> (Tokenizer, PathBuf) {
+    let vocab = common::uer_fixture(fixture).join("vocab.txt");
+    (
+        Tokenizer::from_vocab_file(&vocab, TokenizerOptions::uer()).unwrap(),
+        vocab,
+    )
+}
+
+fn build(
+    fixture: &str,
+    corpus: &Path,
+    out: &Path,
+    opts: &PreprocessOptions,
+) -> Result<dataset::PreprocessReport, TrainError> {
+    let (tok, vocab) = tokenizer(fixture);
+    dataset::preprocess(corpus, &tok, &vocab, out, opts, &NoProgress)
+}
+
+fn keys(ckpt: &Checkpoint) -> BTreeSet<String> {
+    ckpt.names().map(String::from).collect()
+}
+
+fn fixture_keys(fixture: &str) -> BTreeSet<String> {
+    keys(&Checkpoint::open(common::uer_fixture(fixture).join("uer_model.bin")).unwrap())
+}
+
+fn tie(fixture: &str) -> bool {
+    let text =
+        std::fs::read_to_string(common::uer_fixture(fixture).join("uer_config.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v.get("tie_weights")
+        .and_then(|x| x.as_bool())
+        .unwrap_or(false)
+}
+
+/// Trains `fixture` (or `start`, a v2 checkpoint) on `ds`.
+fn train(
+    fixture: &str,
+    start: Option<Checkpoint>,
+    ds: &Path,
+    opts: &PretrainOptions,
+    out: &Path,
+    resume: Option<OptimState>,
+) -> (PretrainResult, Vec<StepReport>) {
+    let opened =
+        model::open::open_model(&common::uer_fixture(fixture).join("uer_model.bin"), None).unwrap();
+    let mut ckpt = start.unwrap_or(opened.checkpoint);
+    pretrain::complete_heads(
+        &mut ckpt,
+        &opened.config,
+        opts.target,
+        tie(fixture),
+        opts.seed,
+    );
+    let ds = DatasetFile::open(ds).unwrap();
+    let mut reports = Vec::new();
+    let r = pretrain::pretrain(
+        &ckpt,
+        &opened.config,
+        &ds,
+        opts,
+        out,
+        resume,
+        DeviceSpec::Cpu,
+        &NoProgress,
+        &mut |r| reports.push(r.clone()),
+    )
+    .unwrap();
+    (r, reports)
+}
+
+fn to_v2(path: &Path) -> Checkpoint {
+    convert::to_uer(&Checkpoint::open(path).unwrap(), &ToUerOptions::default())
+        .unwrap()
+        .0
+}
+
+#[test]
+fn mlm_dataset_packs_documents_like_uer() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = dir.path().join("c.txt");
+    // 3 documents, a blank line (skipped) and a 300-character one.
+    let long = "好".repeat(300);
+    std::fs::write(&c, format!("我们去看书。\n\n天气很好\n{long}\n")).unwrap();
+    let out = dir.path().join("d.uzds");
+    let opts = PreprocessOptions {
+        seq_length: 64,
+        dup_factor: 2,
+        ..Default::default()
+    };
+    let r = build("roberta_v1", &c, &out, &opts).unwrap();
+    // Per copy: 1 + 1 + ceil(302 / 64) = 7 instances.
+    assert_eq!(r.instances, 14);
+    let ds = DatasetFile::open(&out).unwrap();
+    let h = &ds.header;
+    assert_eq!(
+        (h.target, h.seq_length, h.row, h.vocab_size, h.id_bytes),
+        (Target::Mlm, 64, 64, 3006, 2)
+    );
+    let first = ds.get(0);
+    let (cls, sep, pad) = (h.specials.cls, h.specials.sep, h.specials.pad);
+    assert_eq!(first.ids[0], cls);
+    assert_eq!(first.seg_a, 8, "[CLS] + 6 characters + [SEP]");
+    assert_eq!(first.ids[7], sep);
+    assert!(first.ids[8..].iter().all(|&i| i == pad));
+    let t = first.targets.unwrap();
+    // round(0.15 · 8) = 1 masked position, not a special token.
+    assert_eq!(t.iter().filter(|&&x| x > 0).count(), 1);
+    let p = t.iter().position(|&x| x > 0).unwrap();
+    assert!((1..7).contains(&p));
+    // The long document: windows of 64, the last 302 − 256 = 46 tokens padded.
+    assert_eq!(ds.get(2).seg_a, 64);
+    assert_eq!(ds.get(6).seg_a, 46);
+    // Same seed, same bytes.
+    let out2 = dir.path().join("d2.uzds");
+    build("roberta_v1", &c, &out2, &opts).unwrap();
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&out2).unwrap());
+}
+
+#[test]
+fn lm_and_bert_datasets() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = dir.path().join("c.txt");
+    std::fs::write(&c, "一二三四五六七八九十\n").unwrap();
+    let out = dir.path().join("lm.uzds");
+    let lm = PreprocessOptions {
+        target: Target::Lm,
+        seq_length: 8,
+        ..Default::default()
+    };
+    // 12 tokens in windows of 9: one full (8 inputs) and 3 left (seg 3).
+    assert_eq!(build("gpt2_v1", &c, &out, &lm).unwrap().instances, 2);
+    let ds = DatasetFile::open(&out).unwrap();
+    assert_eq!((ds.header.row, ds.get(0).seg_a, ds.get(1).seg_a), (9, 8, 3));
+    assert!(ds.get(0).targets.is_none());
+
+    let bert_corpus = head(dir.path(), "CLUECorpusSmall_bert_sampled.txt", 400);
+    let out = dir.path().join("bert.uzds");
+    let bert = PreprocessOptions {
+        target: Target::Bert,
+        seq_length: 64,
+        dup_factor: 1,
+        ..Default::default()
+    };
+    let r = build("bert_v1", &bert_corpus, &out, &bert).unwrap();
+    let ds = DatasetFile::open(&out).unwrap();
+    assert!(r.instances > 10);
+    let sep = ds.header.specials.sep;
+    let mut random_next = 0;
+    for i in 0..ds.len() {
+        let x = ds.get(i);
+        assert!(x.seg_a >= 2 && x.seg_b > x.seg_a && x.seg_b as usize <= 64);
+        assert_eq!(x.ids[x.seg_a as usize - 1], sep);
+        assert_eq!(x.ids[x.seg_b as usize - 1], sep);
+        random_next += x.is_random_next;
+    }
+    // About half of the pairs take a random next sentence.
+    let frac = random_next as f64 / ds.len() as f64;
+    assert!((0.3..0.8).contains(&frac), "{frac}");
+}
+
+#[test]
+fn bad_inputs_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.txt");
+    std::fs::write(&empty, "\n\n").unwrap();
+    let out = dir.path().join("x.uzds");
+    let err = build("roberta_v1", &empty, &out, &Default::default()).unwrap_err();
+    assert!(err.to_string().contains("empty"), "{err}");
+    assert!(!out.exists(), "no half-written dataset");
+
+    let bad_utf8 = dir.path().join("bin.txt");
+    std::fs::write(&bad_utf8, b"ok\n\xff\xfe\n").unwrap();
+    let err = build("roberta_v1", &bad_utf8, &out, &Default::default()).unwrap_err();
+    assert!(err.to_string().contains("line 2"), "{err}");
+
+    // A dataset made with another vocabulary.
+    let c = dir.path().join("c.txt");
+    std::fs::write(&c, "我们去看书。\n").unwrap();
+    build("roberta_v1", &c, &out, &Default::default()).unwrap();
+    let ds = DatasetFile::open(&out).unwrap();
+    pretrain::check_vocab(&ds, &common::uer_fixture("roberta_v1").join("vocab.txt")).unwrap();
+    let other = dir.path().join("vocab.txt");
+    let mut v =
+        std::fs::read_to_string(common::uer_fixture("roberta_v1").join("vocab.txt")).unwrap();
+    v.push_str("新词\n");
+    std::fs::write(&other, v).unwrap();
+    let err = pretrain::check_vocab(&ds, &other).unwrap_err();
+    assert!(err.to_string().contains("another vocabulary"), "{err}");
+
+    // A truncated file.
+    let bytes = std::fs::read(&out).unwrap();
+    let cut = dir.path().join("cut.uzds");
+    std::fs::write(&cut, &bytes[..bytes.len() - 3]).unwrap();
+    let err = DatasetFile::open(&cut).err().unwrap();
+    assert!(err.to_string().contains("truncated"), "{err}");
+
+    // --seq-length beyond GPT-2's 128 positions; the wrong target.
+    let lm_out = dir.path().join("lm.uzds");
+    let lm = PreprocessOptions {
+        target: Target::Lm,
+        seq_length: 200,
+        ..Default::default()
+    };
+    build("gpt2_v1", &c, &lm_out, &lm).unwrap();
+    let ds = DatasetFile::open(&lm_out).unwrap();
+    let opened =
+        model::open::open_model(&common::uer_fixture("gpt2_v1").join("uer_model.bin"), None)
+            .unwrap();
+    let opts = PretrainOptions {
+        target: Target::Lm,
+        ..Default::default()
+    };
+    let err = pretrain::check(&ds, &opened.config, &opened.checkpoint, &opts).unwrap_err();
+    assert!(
+        matches!(err, TrainError::SeqLength { seq: 200, max: 128 }),
+        "{err}"
+    );
+    let mlm = PretrainOptions::default();
+    let err = pretrain::check(&ds, &opened.config, &opened.checkpoint, &mlm).unwrap_err();
+    assert!(err.to_string().contains("target lm, not mlm"), "{err}");
+}
+
+fn small_opts(target: Target, steps: usize) -> PretrainOptions {
+    PretrainOptions {
+        target,
+        total_steps: steps,
+        batch_size: 4,
+        learning_rate: 1e-4,
+        warmup: 0.01,
+        report_steps: 4,
+        save_checkpoint_steps: 8,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn mlm_from_roberta_v1_learns_and_writes_v1_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    // A small corpus seen several times (static masks), so 24 steps clearly lower the loss.
+    let c = head(dir.path(), "CLUECorpusSmall_sampled.txt", 4);
+    let ds = dir.path().join("mlm.uzds");
+    let pre = PreprocessOptions {
+        seq_length: 64,
+        dup_factor: 1,
+        ..Default::default()
+    };
+    build("roberta_v1", &c, &ds, &pre).unwrap();
+    let out = dir.path().join("out.bin");
+    let _g = lock();
+    let mut opts = small_opts(Target::Mlm, 24);
+    opts.batch_size = 8;
+    opts.learning_rate = 1e-3;
+    opts.report_steps = 8;
+    let (r, reports) = train("roberta_v1", None, &ds, &opts, &out, None);
+    assert_eq!(reports.len(), 3);
+    let (first, last) = (&reports[0], &reports[2]);
+    assert!(
+        last.loss < first.loss,
+        "loss {} → {}",
+        first.loss,
+        last.loss
+    );
+    assert!(
+        reports
+            .iter()
+            .all(|r| r.loss.is_finite() && (0.0..=1.0).contains(&r.acc))
+    );
+    assert_eq!(
+        r.saved,
+        vec![
+            pretrain::step_path(&out, 8),
+            pretrain::step_path(&out, 16),
+            pretrain::step_path(&out, 24)
+        ]
+    );
+    // Exactly the zoo's v1 keys.
+    let written = Checkpoint::open(pretrain::step_path(&out, 24)).unwrap();
+    assert_eq!(keys(&written), fixture_keys("roberta_v1"));
+    // Loads into uerzoo's forward (through the conversion to v2).
+    let opened = model::open::open_model(
+        &pretrain::step_path(&out, 24),
+        Some(&common::uer_fixture("roberta_v1").join("uer_config.json")),
+    )
+    .unwrap();
+    let dev = Default::default();
+    let (m, rep) = load_model::<Cpu>(&opened.checkpoint, &opened.config, &dev).unwrap();
+    assert!(rep.unused.is_empty(), "{:?}", rep.unused);
+    let (ids, seg) = m
+        .inputs(&[101, 2769, 103, 102], &[1, 1, 1, 1], 1, 4, &dev)
+        .unwrap();
+    let logits = m.forward(ids, seg).logits.unwrap();
+    let v = logits.into_data().to_vec::<f32>().unwrap();
+    assert_eq!(v.len(), 4 * 3006);
+    assert!(v.iter().all(|x| x.is_finite()));
+    // The in-memory result is what was written.
+    let a = to_v2(&pretrain::step_path(&out, 24));
+    for name in a.names() {
+        assert_eq!(
+            a.get(name).unwrap().to_f32_vec(),
+            r.checkpoint.get(name).unwrap().to_f32_vec(),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn lm_from_gpt2_v1_writes_tied_v1_keys_and_v2_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = head(dir.path(), "CLUECorpusSmall_sampled.txt", 30);
+    let ds = dir.path().join("lm.uzds");
+    let pre = PreprocessOptions {
+        target: Target::Lm,
+        seq_length: 32,
+        ..Default::default()
+    };
+    build("gpt2_v1", &c, &ds, &pre).unwrap();
+    let out = dir.path().join("gpt.bin");
+    let _g = lock();
+    let (_, reports) = train("gpt2_v1", None, &ds, &small_opts(Target::Lm, 8), &out, None);
+    assert!(reports.iter().all(|r| r.loss.is_finite() && r.acc > 0.0));
+    let written = Checkpoint::open(pretrain::step_path(&out, 8)).unwrap();
+    assert_eq!(keys(&written), fixture_keys("gpt2_v1"));
+    let groups = written.tied_groups();
+    assert_eq!(
+        groups.len(),
+        1,
+        "the output layer is the word embedding: {groups:?}"
+    );
+    assert!(groups[0].contains(&"target.output_layer.weight".to_string()));
+    // v2 naming: the keys of the v2 fixture.
+    let mut opts = small_opts(Target::Lm, 8);
+    opts.naming = Naming::V2;
+    let out2 = dir.path().join("gpt_v2.bin");
+    train("gpt2_v1", None, &ds, &opts, &out2, None);
+    let written = Checkpoint::open(pretrain::step_path(&out2, 8)).unwrap();
+    assert_eq!(keys(&written), fixture_keys("gpt2_v2"));
+}
+
+#[test]
+fn bert_target_from_bert_v1_keeps_nsp_and_tied_decoder() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = head(dir.path(), "CLUECorpusSmall_bert_sampled.txt", 300);
+    let ds = dir.path().join("bert.uzds");
+    let pre = PreprocessOptions {
+        target: Target::Bert,
+        seq_length: 32,
+        dup_factor: 1,
+        ..Default::default()
+    };
+    build("bert_v1", &c, &ds, &pre).unwrap();
+    let out = dir.path().join("bert.bin");
+    let _g = lock();
+    let (_, reports) = train(
+        "bert_v1",
+        None,
+        &ds,
+        &small_opts(Target::Bert, 8),
+        &out,
+        None,
+    );
+    assert!(
+        reports
+            .iter()
+            .all(|r| r.loss_sp.is_some_and(f64::is_finite))
+    );
+    let written = Checkpoint::open(pretrain::step_path(&out, 8)).unwrap();
+    assert_eq!(keys(&written), fixture_keys("bert_v1"));
+    assert_eq!(written.tied_groups().len(), 1);
+}
+
+#[test]
+fn resume_continues_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = head(dir.path(), "CLUECorpusSmall_sampled.txt", 40);
+    let ds = dir.path().join("mlm.uzds");
+    let pre = PreprocessOptions {
+        seq_length: 32,
+        dynamic_masking: true,
+        ..Default::default()
+    };
+    build("roberta_v1", &c, &ds, &pre).unwrap();
+    let _g = lock();
+    let opts = small_opts(Target::Mlm, 16);
+    let straight = dir.path().join("straight.bin");
+    let (a, ra) = train("roberta_v1", None, &ds, &opts, &straight, None);
+    // Interrupted at 8 (the checkpoint pair), resumed to 16.
+    let resumed = dir.path().join("resumed.bin");
+    let at8 = pretrain::step_path(&straight, 8);
+    let state = OptimState::load(&pretrain::state_path(&at8)).unwrap();
+    assert_eq!((state.step, state.updates), (8, 8));
+    let (b, rb) = train(
+        "roberta_v1",
+        Some(to_v2(&at8)),
+        &ds,
+        &opts,
+        &resumed,
+        Some(state),
+    );
+    assert_eq!(b.steps_run, 8);
+    let mut worst = 0f32;
+    for name in a.checkpoint.names() {
+        let (x, y) = (
+            a.checkpoint.get(name).unwrap().to_f32_vec(),
+            b.checkpoint.get(name).unwrap().to_f32_vec(),
+        );
+        for (p, q) in x.iter().zip(&y) {
+            worst = worst.max((p - q).abs());
+        }
+    }
+    assert!(worst <= 1e-6, "max |straight − resumed| = {worst}");
+    assert_eq!(ra.last().unwrap().loss, rb.last().unwrap().loss);
+}
+
+#[test]
+fn cli_preprocess_pretrain_convert() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = head(dir.path(), "CLUECorpusSmall_sampled.txt", 20);
+    let fx = common::uer_fixture("roberta_v1");
+    let ds = dir.path().join("d.uzds");
+    let run = |args: &[&std::ffi::OsStr]| {
+        let o = Command::new(common::uerzoo_bin())
+            .args(args)
+            .output()
+            .unwrap();
+        let text =
+            String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+        (o.status.success(), text)
+    };
+    let s = |x: &str| std::ffi::OsString::from(x);
+    let (ok, text) = run(&[
+        s("preprocess").as_os_str(),
+        s("--corpus").as_os_str(),
+        c.as_os_str(),
+        s("--vocab").as_os_str(),
+        fx.join("vocab.txt").as_os_str(),
+        s("--target").as_os_str(),
+        s("mlm").as_os_str(),
+        s("--seq-length").as_os_str(),
+        s("32").as_os_str(),
+        s("--output").as_os_str(),
+        ds.as_os_str(),
+    ]);
+    assert!(ok && text.contains("instances"), "{text}");
+    let _g = lock();
+    let out = dir.path().join("o.bin");
+    let args: Vec<std::ffi::OsString> = vec![
+        s("pretrain"),
+        s("--model"),
+        fx.join("uer_model.bin").into(),
+        s("--dataset"),
+        ds.clone().into(),
+        s("--target"),
+        s("mlm"),
+        s("--total-steps"),
+        s("4"),
+        s("--batch-size"),
+        s("2"),
+        s("--report-steps"),
+        s("2"),
+        s("--output"),
+        out.clone().into(),
+    ];
+    let refs: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    let (ok, text) = run(&refs);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("|        4/       4 steps|") && text.contains("tokens/s"),
+        "{text}"
+    );
+    // Another vocabulary → a clear error.
+    let mut bad = args.clone();
+    bad.push(s("--vocab"));
+    bad.push(
+        common::uer_fixture("roberta_v1")
+            .join("uer_config.json")
+            .into(),
+    );
+    let refs: Vec<&std::ffi::OsStr> = bad.iter().map(|a| a.as_os_str()).collect();
+    let (ok, text) = run(&refs);
+    assert!(!ok && text.contains("another vocabulary"), "{text}");
+    // The checkpoint converts to Huggingface and loads from there.
+    let hf = dir.path().join("hf");
+    let (ok, text) = run(&[
+        s("convert").as_os_str(),
+        out.as_os_str(),
+        hf.as_os_str(),
+        s("--to").as_os_str(),
+        s("hf").as_os_str(),
+        s("--config").as_os_str(),
+        fx.join("uer_config.json").as_os_str(),
+        s("--vocab").as_os_str(),
+        fx.join("vocab.txt").as_os_str(),
+    ]);
+    assert!(ok, "{text}");
+    let opened = model::open::open_model(&hf, None).unwrap();
+    load_model::<Cpu>(&opened.checkpoint, &opened.config, &Default::default()).unwrap();
+}
