@@ -2,7 +2,8 @@
 //! feed-forward 3072, vocab 21128) with random weights, batch 8 × 128 tokens, on the CPU
 //! (Flex) — or CUDA with `--features cuda` and `UERZOO_BENCH_DEVICE=cuda`.
 //!
-//! Run: `cargo bench --bench forward` (env `UERZOO_BENCH_BATCH`, `UERZOO_BENCH_SEQ`,
+//! Run: `cargo bench --bench forward` (NdArray instead of Flex: `--features ndarray` and
+//! `UERZOO_BENCH_BACKEND=ndarray`; env `UERZOO_BENCH_BATCH`, `UERZOO_BENCH_SEQ`,
 //! `UERZOO_BENCH_ITERS`, `UERZOO_BENCH_DEVICE`). Prints the median of the timed runs for
 //! the encoder alone (`hidden`) and encoder + MLM head (`hidden` + `logits`, what
 //! `uerzoo forward` computes), after one warm-up run.
@@ -52,6 +53,26 @@ impl BackendJob for Bench {
         let ids: Vec<i64> = (0..n).map(|i| (i * 7919 % 21000 + 100) as i64).collect();
         let seg = vec![1i64; n];
         let tokens = n as f64;
+        // Calibration on this (shared) machine: one 1024×768×3072 matmul.
+        let a = burn::tensor::Tensor::<B, 2>::ones([1024, 768], &device);
+        let w = burn::tensor::Tensor::<B, 2>::ones([768, 3072], &device);
+        let mut mm = Vec::new();
+        for _ in 0..5 {
+            let start = Instant::now();
+            let _ = a.clone().matmul(w.clone()).into_data();
+            mm.push(start.elapsed());
+        }
+        let mm = median(mm).as_secs_f64();
+        println!(
+            "calibration: matmul 1024x768x3072 {:.1} ms = {:.0} GFLOP/s",
+            mm * 1e3,
+            2.0 * 1024.0 * 768.0 * 3072.0 / mm / 1e9
+        );
+        // Encoder FLOPs: 2 × tokens × (4h² + 2hf) per layer + attention (2 × 2 × b·s²·h).
+        let (h, f, l) = (768.0, 3072.0, 12.0);
+        let enc_flop = l
+            * (2.0 * tokens * (4.0 * h * h + 2.0 * h * f)
+                + 4.0 * self.batch as f64 * (self.seq * self.seq) as f64 * h);
         for (label, with_head) in [
             ("encoder (hidden)", false),
             ("encoder + MLM head (hidden + logits)", true),
@@ -74,12 +95,13 @@ impl BackendJob for Bench {
             }
             let m = median(times);
             println!(
-                "forward base {}x{} {label}: median {:.1} ms over {} runs, {:.0} tokens/s",
+                "forward base {}x{} {label}: median {:.1} ms over {} runs, {:.0} tokens/s, encoder at {:.0} GFLOP/s",
                 self.batch,
                 self.seq,
                 m.as_secs_f64() * 1e3,
                 self.iters,
-                tokens / m.as_secs_f64()
+                tokens / m.as_secs_f64(),
+                enc_flop / m.as_secs_f64() / 1e9
             );
         }
     }
@@ -97,5 +119,11 @@ fn main() {
         iters: env("UERZOO_BENCH_ITERS", 5),
     };
     println!("device {device}, threads {}", rayon::current_num_threads());
+    #[cfg(feature = "ndarray")]
+    if std::env::var("UERZOO_BENCH_BACKEND").is_ok_and(|b| b == "ndarray") {
+        println!("backend NdArray");
+        return bench.run::<burn::backend::NdArray>(Default::default());
+    }
+    println!("backend Flex (CPU) or CUDA");
     run_on(device, bench).expect("backend");
 }

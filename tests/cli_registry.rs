@@ -98,7 +98,7 @@ fn list_table_fits_a_terminal() {
     assert_eq!(lines.iter().filter(|l| l.contains(" roberta ")).count(), 24);
     let medium = lines
         .iter()
-        .find(|l| l.starts_with("chinese_roberta_L-8_H-512 "))
+        .find(|l| l.starts_with("chinese_roberta_L-8_H-512 (medium) "))
         .unwrap();
     for part in ["roberta", "L8/H512", "146 MB", "hf weiyun"] {
         assert!(medium.contains(part), "{medium}");

@@ -381,3 +381,81 @@ fn cli_extract_features_roberta_v1() {
         }
     }
 }
+
+/// MODEL as a registry name: `uerzoo forward tiny` finds `uer/chinese_roberta_L-2_H-128`
+/// in the Huggingface cache (`$HF_HUB_CACHE`). The cache here is built by hand from the
+/// roberta_v1 fixture's HF directory (the real weight is not downloaded in tests).
+#[test]
+fn cli_forward_registry_name_from_cache() {
+    let dir = common::uer_fixture("roberta_v1");
+    let cache = tempfile::tempdir().unwrap();
+    let repo = cache.path().join("models--uer--chinese_roberta_L-2_H-128");
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    let snapshot = repo.join("snapshots").join(commit);
+    std::fs::create_dir_all(&snapshot).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs").join("main"), commit).unwrap();
+    for file in ["config.json", "pytorch_model.bin"] {
+        std::fs::copy(dir.join("hf_by_uer_script").join(file), snapshot.join(file)).unwrap();
+    }
+    let out_path = cache.path().join("out.safetensors");
+    let output = std::process::Command::new(common::uerzoo_bin())
+        .env("HF_HUB_CACHE", cache.path())
+        .args(["forward", "tiny", "--input"])
+        .arg(dir.join("hf_outputs.safetensors"))
+        .arg("--output")
+        .arg(&out_path)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let got = read(&out_path);
+    let reference = read(&dir.join("hf_outputs.safetensors"));
+    let seg = reference.get("segment").unwrap().to_i64_vec().unwrap();
+    let (a, b) = (got.get("logits").unwrap(), reference.get("logits").unwrap());
+    let d = max_diff_real(&a.to_f32_vec(), &b.to_f32_vec(), &seg, b.shape[2]);
+    assert!(d < TOL, "logits: {d:e}");
+
+    // Not downloaded: the error says how to get it.
+    let empty = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(common::uerzoo_bin())
+        .env("HF_HUB_CACHE", empty.path())
+        .args(["forward", "tiny", "--input", "x.safetensors", "--output"])
+        .arg(empty.path().join("o.safetensors"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("uerzoo download"), "{stderr}");
+}
+
+/// A run_classifier checkpoint (`output_layer_{1,2}`) gets a classifier head: pooled
+/// first token → linear → tanh → linear to the labels.
+#[test]
+fn classifier_head_loads_from_output_layers() {
+    let mut cfg = model::ModelConfig::from_uer_json(&serde_json::json!({
+        "hidden_size": 32, "emb_size": 32, "feedforward_size": 64, "heads_num": 4, "layers_num": 1
+    }))
+    .unwrap();
+    cfg.vocab_size = 40;
+    cfg.max_seq_length = 8;
+    let mut ckpt = model::random_checkpoint(&cfg, 3);
+    let t = |shape: Vec<usize>| {
+        let n = shape.iter().product::<usize>();
+        uerzoo::checkpoint::Tensor::from_f32(shape, &vec![0.01; n])
+    };
+    ckpt.insert("output_layer_1.weight", t(vec![32, 32]));
+    ckpt.insert("output_layer_1.bias", t(vec![32]));
+    ckpt.insert("output_layer_2.weight", t(vec![3, 32]));
+    ckpt.insert("output_layer_2.bias", t(vec![3]));
+    let dev = Default::default();
+    let (m, report) = model::load_model::<model::Cpu>(&ckpt, &cfg, &dev).unwrap();
+    assert_eq!(report.heads, vec!["mlm", "classifier"]);
+    assert!(report.unused.is_empty(), "{:?}", report.unused);
+    let (ids, seg) = m.inputs(&[1, 2, 3, 0], &[1, 1, 1, 0], 1, 4, &dev).unwrap();
+    let logits = m.classifier.as_ref().unwrap().forward(m.encode(ids, seg));
+    assert_eq!(logits.dims(), [1, 3]);
+}

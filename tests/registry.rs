@@ -463,6 +463,13 @@ fn uer_config_reads_every_fixture() {
     let bert =
         UerConfig::from_file(common::uer_fixture("bert_v1").join("uer_config.json")).unwrap();
     assert!(bert.tie_weights && bert.has_segment_embedding() && !bert.is_causal());
+    assert!(bert.has_target("mlm") && bert.has_target("sp") && !bert.has_target("lm"));
+    assert_eq!(albert.target_parts(), ["mlm", "sp"]);
+    assert_eq!(albert.embedding_parts(), ["word", "pos", "seg"]);
+    assert_eq!(gpt2_v2.embedding_parts(), ["word", "pos"]);
+    let roberta =
+        UerConfig::from_file(common::uer_fixture("roberta_v1").join("uer_config.json")).unwrap();
+    assert_eq!(roberta.target_parts(), ["mlm"]);
     // v2 list spelling survives a round trip.
     let text =
         std::fs::read_to_string(common::uer_fixture("roberta_v2").join("uer_config.json")).unwrap();

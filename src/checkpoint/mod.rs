@@ -52,6 +52,8 @@ pub enum CheckpointError {
     },
     #[error("{}: bad safetensors file: {what}", path.display())]
     Safetensors { path: PathBuf, what: String },
+    #[error("{}: not written: the tensor name `{name}` appears twice", path.display())]
+    DuplicateName { path: PathBuf, name: String },
     #[error("{}: already exists; pass --force to overwrite it", path.display())]
     Exists { path: PathBuf },
 }
@@ -124,6 +126,10 @@ impl std::fmt::Debug for Storage {
 }
 
 /// One tensor: dtype, shape and contiguous little-endian bytes (a range of a [`Storage`]).
+///
+/// The bytes of a memory-mapped tensor need not be aligned to the element size (legacy torch
+/// files place storages at any offset): read values with [`Tensor::to_f32_vec`] or
+/// `bytemuck::pod_collect_to_vec`, not `bytemuck::cast_slice`.
 #[derive(Debug, Clone)]
 pub struct Tensor {
     pub dtype: DType,
@@ -367,6 +373,7 @@ impl Checkpoint {
         path: impl AsRef<Path>,
         force: bool,
     ) -> Result<(), CheckpointError> {
+        self.check_unique_names(path.as_ref())?;
         write::atomic_write(path.as_ref(), force, |w| safetensors::write(self, w))
     }
 
@@ -374,11 +381,23 @@ impl Checkpoint {
     /// (tied tensors share one storage) atomically; an existing `path` is refused unless
     /// `force`.
     pub fn write_torch(&self, path: impl AsRef<Path>, force: bool) -> Result<(), CheckpointError> {
+        self.check_unique_names(path.as_ref())?;
         write::atomic_write(path.as_ref(), force, |w| {
             write::write_torch(self, w)
                 .map(|_| ())
                 .map_err(std::io::Error::other)
         })
+    }
+
+    fn check_unique_names(&self, path: &Path) -> Result<(), CheckpointError> {
+        let mut seen = std::collections::HashSet::new();
+        match self.tensors.iter().find(|(n, _)| !seen.insert(n.as_str())) {
+            Some((n, _)) => Err(CheckpointError::DuplicateName {
+                path: path.to_path_buf(),
+                name: n.clone(),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Total elements over all tensors (tied tensors counted once).

@@ -296,7 +296,7 @@ impl<'a> Machine<'a> {
     }
 
     fn extend_dict(&mut self, target: &Value, items: Vec<Value>) -> Result<(), PickleError> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return self.err("SETITEMS with an odd number of items");
         }
         let Value::Obj(i) = target else {

@@ -15,6 +15,9 @@ pub(crate) const LEGACY_MAGIC: [u8; 14] = [
     0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19,
 ];
 
+/// Copies of strided views up to this size are always allowed (see `materialise`).
+const MIN_COPY_LIMIT: u64 = 64 << 20;
+
 /// Where one storage's bytes are.
 type StorageBytes = (Storage, Range<usize>);
 
@@ -249,13 +252,22 @@ fn find_state_dict<'p>(
         Some(Obj::Dict(d)) => Some(d),
         _ => None,
     };
+    // A repeated key keeps its first position and its last value, as a Python dict does.
     let tensors_of = |d: &'p Vec<(Value, Value)>| -> Vec<(String, &'p TensorSpec)> {
-        d.iter()
-            .filter_map(|(k, v)| match (k, pkl.obj(v)) {
-                (Value::Str(k), Some(Obj::Tensor(t))) => Some((k.to_string(), t)),
-                _ => None,
-            })
-            .collect()
+        let mut out: Vec<(String, &'p TensorSpec)> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        for (k, v) in d {
+            if let (Value::Str(k), Some(Obj::Tensor(t))) = (k, pkl.obj(v)) {
+                match index.get(&**k) {
+                    Some(&i) => out[i].1 = t,
+                    None => {
+                        index.insert(k.to_string(), out.len());
+                        out.push((k.to_string(), t));
+                    }
+                }
+            }
+        }
+        out
     };
     let Some(root) = dict_of(&pkl.root) else {
         return Err(corrupt(path, "the pickle holds no dict: not a state dict"));
@@ -353,7 +365,16 @@ fn materialise(
         let end = start + (numel * es) as usize;
         return Ok(Tensor::new(dtype, shape, storage, start..end));
     }
-    // Non-contiguous view: gather into row-major order.
+    // Non-contiguous view: gather into row-major order. A stride-0 view of a tiny storage
+    // can claim a huge size: refuse copies far larger than the file itself.
+    let copy_limit = (storage.as_bytes().len() as u64)
+        .saturating_mul(16)
+        .max(MIN_COPY_LIMIT);
+    if numel.saturating_mul(es) > copy_limit {
+        return Err(oob(format!(
+            "a strided view of {numel} elements would expand far beyond the file's size"
+        )));
+    }
     let src = &storage.as_bytes()[start..];
     let mut out = Vec::with_capacity((numel * es) as usize);
     gather(src, &spec.shape, &spec.stride, es as usize, &mut out);

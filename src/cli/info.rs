@@ -159,7 +159,10 @@ fn tokenizer(registry: &Registry, e: &Entry) -> String {
     if let Some(n) = v.tokens {
         let _ = write!(text, ", {n} tokens");
     }
-    let _ = write!(text, "; `{}` in the Hub repo)", v.hf_file);
+    if e.sources.hf.is_some() {
+        let _ = write!(text, "; `{}` in the Hub repo", v.hf_file);
+    }
+    text.push(')');
     text
 }
 
@@ -230,7 +233,7 @@ fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(ch);

@@ -26,7 +26,7 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let start = std::time::Instant::now();
     let ck = Checkpoint::open(&args.path)
-        .with_context(|| format!("inspecting {}", args.path.display()))?;
+        .with_context(|| format!("cannot inspect {}", args.path.display()))?;
     let timing = args.time.then(|| {
         let checksum = ck.tensors.iter().fold(0u64, |acc, (_, t)| {
             t.bytes().chunks(8).fold(acc, |a, c| {
@@ -45,6 +45,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         summary["read_seconds"] = secs.into();
         summary["read_mib_per_second"] = mib_s.into();
         summary["byte_sum"] = checksum.into();
+        for (k, v) in memory() {
+            summary[k] = v.into();
+        }
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -53,6 +56,32 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     print!("{}", ck.summary_text());
     if let Some((secs, mib_s, _)) = timing {
         println!("read:       {secs:.3} s, {mib_s:.0} MiB/s (every byte touched)");
+        let mem: Vec<String> = memory()
+            .iter()
+            .map(|(k, v)| format!("{k} {:.1} MiB", *v as f64 / 1024.0))
+            .collect();
+        println!("memory:     {}", mem.join(", "));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Peak and current memory of this process in KiB, from `/proc/self/status` (Linux only):
+/// `RssAnon` is what the reader allocated; `RssFile` is the mapped file's pages.
+fn memory() -> Vec<(&'static str, u64)> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    ["VmHWM", "RssAnon", "RssFile"]
+        .into_iter()
+        .filter_map(|key| {
+            let line = status
+                .lines()
+                .find(|l| l.starts_with(key) && l[key.len()..].starts_with(':'))?;
+            let kib = line[key.len() + 1..]
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()
+                .ok()?;
+            Some((key, kib))
+        })
+        .collect()
 }

@@ -65,6 +65,19 @@ pub(crate) fn write_stdout(text: &str) -> anyhow::Result<ExitCode> {
 
 /// The table, columns sized to their contents.
 fn table(entries: &[&Entry]) -> String {
+    // The first alias goes beside the name when that keeps the column as wide as the
+    // longest name: `chinese_roberta_L-8_H-512 (medium)`.
+    let name_width = entries
+        .iter()
+        .map(|e| e.name.chars().count())
+        .max()
+        .unwrap_or(0);
+    let name_cell = |e: &Entry| match e.aliases.first() {
+        Some(a) if e.name.chars().count() + a.chars().count() + 3 <= name_width => {
+            format!("{} ({a})", e.name)
+        }
+        _ => e.name.clone(),
+    };
     let rows: Vec<[String; 5]> = entries
         .iter()
         .map(|e| {
@@ -76,7 +89,7 @@ fn table(entries: &[&Entry]) -> String {
                 sources.push("weiyun");
             }
             [
-                e.name.clone(),
+                name_cell(e),
                 e.family.to_string(),
                 format!("L{}/H{}", e.layers, e.hidden),
                 e.size_display(),

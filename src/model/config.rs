@@ -289,7 +289,7 @@ impl ModelConfig {
 
     /// Checks the dimensions fit together.
     pub fn validate(&self) -> Result<(), ModelError> {
-        if self.heads_num == 0 || self.hidden_size % self.heads_num != 0 {
+        if self.heads_num == 0 || !self.hidden_size.is_multiple_of(self.heads_num) {
             return Err(ModelError::Unsupported {
                 field: "heads_num",
                 value: format!("{} (hidden_size {})", self.heads_num, self.hidden_size),

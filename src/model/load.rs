@@ -6,7 +6,7 @@
 use super::ModelError;
 use super::config::{LnPosition, MaskKind, ModelConfig};
 use super::encoder::{Encoder, FeedForward, SelfAttention, TransformerLayer, expected_layers};
-use super::heads::{LmHead, MlmHead, SpHead};
+use super::heads::{ClassifierHead, LmHead, MlmHead, Pooling, SpHead};
 use super::layer_norm::LayerNorm;
 use super::transformer::{Embeddings, Model};
 use crate::checkpoint::{Checkpoint, Tensor as CkptTensor};
@@ -42,6 +42,8 @@ pub mod keys {
     pub const SP_1: &str = "target.sp.linear_1";
     pub const SP_2: &str = "target.sp.linear_2";
     pub const LM_OUT: &str = "target.lm.output_layer";
+    pub const CLS_1: &str = "output_layer_1";
+    pub const CLS_2: &str = "output_layer_2";
 }
 
 /// What loading found: heads built, tied decoders, and keys the model did not use.
@@ -181,7 +183,9 @@ fn hint(ckpt: &Checkpoint) -> String {
 /// `vocab_size` and `max_seq_length` are taken from the embeddings. Heads: MLM when
 /// `target.mlm.linear_1.weight` exists (decoder tied when `target.mlm.linear_2.weight` is
 /// absent), SP when `target.sp.linear_1.weight` exists, LM when
-/// `target.lm.output_layer.weight` exists or the model is causal without an MLM head (tied).
+/// `target.lm.output_layer.weight` exists or the model is causal without an MLM head (tied),
+/// and a classifier (first-token pooling; set `pooling` after loading) when
+/// `output_layer_1.weight` exists (UER-py run_classifier checkpoints).
 pub fn load_model<B: Backend>(
     ckpt: &Checkpoint,
     config: &ModelConfig,
@@ -311,6 +315,20 @@ pub fn load_model<B: Backend>(
     } else {
         None
     };
+    let classifier = if r.has(&format!("{}.weight", keys::CLS_1)) {
+        report.heads.push("classifier");
+        let labels = r
+            .ckpt
+            .get(&format!("{}.weight", keys::CLS_2))
+            .map_or(0, |t| t.shape[0]);
+        Some(ClassifierHead {
+            output_layer_1: r.linear(keys::CLS_1, h, h, true)?,
+            output_layer_2: r.linear(keys::CLS_2, h, labels, true)?,
+            pooling: Pooling::First,
+        })
+    } else {
+        None
+    };
     let used = r.used.into_inner();
     report.unused = ckpt
         .names()
@@ -324,7 +342,7 @@ pub fn load_model<B: Backend>(
             mlm,
             sp,
             lm,
-            classifier: None,
+            classifier,
             config,
         },
         report,

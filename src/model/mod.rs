@@ -23,6 +23,8 @@ pub use backend::{Cpu, DeviceSpec};
 pub use config::{Activation, LnKind, LnPosition, MaskKind, ModelConfig};
 pub use heads::Pooling;
 pub use load::{LoadReport, load_model, random_checkpoint};
+pub use open::{OpenedModel, open_model};
+pub use tasks::{Batch, ForwardOutput, HostTensor};
 pub use transformer::{Model, ModelOutput};
 
 use std::path::PathBuf;

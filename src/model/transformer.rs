@@ -11,6 +11,9 @@ use super::layer_norm::LayerNorm;
 use burn::module::{Module, Param};
 use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
 
+/// Token ids and segments on the device, both `[batch, seq]`.
+pub type IdsAndSegments<B> = (Tensor<B, 2, Int>, Tensor<B, 2, Int>);
+
 /// UER-py's additive mask value for hidden keys.
 pub const MASK_VALUE: f32 = -10000.0;
 
@@ -121,7 +124,7 @@ impl<B: Backend> Model<B> {
         batch: usize,
         seq: usize,
         device: &B::Device,
-    ) -> Result<(Tensor<B, 2, Int>, Tensor<B, 2, Int>), ModelError> {
+    ) -> Result<IdsAndSegments<B>, ModelError> {
         if ids.len() != batch * seq || segment.len() != batch * seq {
             return Err(ModelError::Input(format!(
                 "input_ids has {} values and segment {}, expected batch {batch} × seq {seq}",

@@ -22,8 +22,8 @@ pub enum Parts {
 }
 
 impl Parts {
-    /// The parts, with a one-string embedding split on `_` (`word_pos_seg` → word, pos, seg)
-    /// and a one-string target kept whole (`bert`, `mlm`, `lm`).
+    /// The parts as written: a one-string value is one part (`word_pos_seg`, `bert`). For the
+    /// meaning, use [`UerConfig::embedding_parts`] / [`UerConfig::target_parts`].
     pub fn parts(&self) -> Vec<&str> {
         match self {
             Parts::One(s) => vec![s.as_str()],
@@ -56,6 +56,10 @@ impl std::fmt::Display for Parts {
         f.write_str(&self.display())
     }
 }
+
+/// UER-py ≤2022 targets that stand for several v2 targets.
+const V1_COMPOUND_TARGETS: &[(&str, &[&str])] =
+    &[("bert", &["mlm", "sp"]), ("albert", &["mlm", "sp"])];
 
 /// UER-py's model config (the JSON passed as `--config_path`). Missing fields take UER-py's
 /// defaults; see [`UerConfig::default`].
@@ -178,8 +182,35 @@ impl UerConfig {
     /// Width of one attention head (`hidden_size / heads_num`), or `None` when the heads do
     /// not divide the width (or there are none, as in LSTM configs).
     pub fn head_dim(&self) -> Option<usize> {
-        (self.heads_num > 0 && self.hidden_size % self.heads_num == 0)
+        (self.heads_num > 0 && self.hidden_size.is_multiple_of(self.heads_num))
             .then(|| self.hidden_size / self.heads_num)
+    }
+
+    /// Embedding parts in v2 terms: v1 `word_pos_seg` → `word`, `pos`, `seg`.
+    pub fn embedding_parts(&self) -> Vec<&str> {
+        match &self.embedding {
+            Parts::One(s) => s.split('_').collect(),
+            Parts::List(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
+
+    /// Pretraining targets in v2 terms: v1 `bert` and `albert` are `mlm` + `sp` (NSP / SOP).
+    pub fn target_parts(&self) -> Vec<&str> {
+        self.target
+            .parts()
+            .into_iter()
+            .flat_map(|t| {
+                V1_COMPOUND_TARGETS
+                    .iter()
+                    .find(|(name, _)| *name == t)
+                    .map_or_else(|| vec![t], |(_, parts)| parts.to_vec())
+            })
+            .collect()
+    }
+
+    /// Whether `target` (v2 name: `mlm`, `sp`, `lm`, `cls`, …) is among the targets.
+    pub fn has_target(&self, target: &str) -> bool {
+        self.target_parts().contains(&target)
     }
 
     /// Pre-LN (GPT-2 style) layers.
