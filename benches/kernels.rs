@@ -30,7 +30,17 @@ fn env_usize(name: &str) -> Option<usize> {
 }
 
 /// (name, layers, hidden, heads, feed-forward, batch, seq, default iterations)
-const CONFIGS: [(&str, usize, usize, usize, usize, usize, usize, usize); 2] = [
+type Shape = (
+    &'static str,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+);
+const CONFIGS: [Shape; 2] = [
     ("tiny", 2, 128, 2, 512, 32, 128, 10),
     ("base", 12, 768, 12, 3072, 8, 128, 3),
 ];
