@@ -9,16 +9,16 @@
 
 use super::config::{Activation, LnPosition, ModelConfig};
 use super::layer_norm::LayerNorm;
+use crate::kernels;
 use burn::module::Module;
 use burn::nn::Linear;
-use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Distribution, Tensor, activation, backend::Backend, module};
+use burn::tensor::{Tensor, activation, backend::Backend};
 
 /// Applies `act` element-wise.
 pub fn activate<B: Backend, const D: usize>(x: Tensor<B, D>, act: Activation) -> Tensor<B, D> {
     match act {
-        Activation::Gelu => activation::gelu(x),
-        Activation::GeluFast => activation::gelu_approximate(x),
+        Activation::Gelu => kernels::gelu(x),
+        Activation::GeluFast => kernels::gelu_tanh(x),
         Activation::Relu => activation::relu(x),
     }
 }
@@ -27,8 +27,8 @@ pub fn activate<B: Backend, const D: usize>(x: Tensor<B, D>, act: Activation) ->
 ///
 /// `bias` is the additive mask (0 or −10000, UER's convention) shaped `[batch|1, 1, seq_q,
 /// seq_k]`. Scores are scaled by `1/sqrt(head_dim)`. Dropout on the probabilities is applied
-/// only when `dropout > 0` (training), through the unfused path; inference uses the
-/// backend's fused attention, which computes the same formula.
+/// only when `dropout > 0` (training). Runs [`kernels::attention`]: fused mask + softmax +
+/// dropout on Flex, Burn's fused attention elsewhere at inference.
 pub fn attention<B: Backend>(
     q: Tensor<B, 4>,
     k: Tensor<B, 4>,
@@ -36,31 +36,13 @@ pub fn attention<B: Backend>(
     bias: Option<Tensor<B, 4>>,
     dropout: f64,
 ) -> Tensor<B, 4> {
-    let head_dim = q.dims()[3];
-    let scale = 1.0 / (head_dim as f64).sqrt();
-    if dropout <= 0.0 {
-        let options = AttentionModuleOptions {
-            scale: Some(scale),
-            softcap: None,
-            is_causal: false,
-        };
-        return module::attention(q, k, v, None, bias, options);
-    }
-    let mut scores = q.matmul(k.swap_dims(2, 3)) * scale;
-    if let Some(bias) = bias {
-        scores = scores + bias;
-    }
-    let probs = activation::softmax(scores, 3);
-    dropout_fn(probs, dropout).matmul(v)
+    kernels::attention(q, k, v, bias, dropout)
 }
 
-/// Inverted dropout: zeroes each value with probability `p`, scales the rest by `1/(1−p)`.
+/// Inverted dropout: zeroes each value with probability `p`, scales the rest by `1/(1−p)`
+/// ([`kernels::dropout`]: one pass, seeded by [`kernels::seed`], mask reused in backward).
 pub fn dropout_fn<B: Backend, const D: usize>(x: Tensor<B, D>, p: f64) -> Tensor<B, D> {
-    if p <= 0.0 {
-        return x;
-    }
-    let keep = x.random_like(Distribution::Bernoulli(1.0 - p));
-    x * keep / (1.0 - p)
+    kernels::dropout(x, p)
 }
 
 /// Multi-head self-attention (UER `self_attn`: `linear_layers.{0,1,2}`, `final_linear`).

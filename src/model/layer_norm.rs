@@ -33,17 +33,6 @@ impl<B: Backend> LayerNorm<B> {
 
     /// Normalises `x` over its last dimension.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        let n = x.dims()[D - 1];
-        let centered = x.clone() - x.mean_dim(D - 1);
-        let sq_sum = centered.clone().powi_scalar(2).sum_dim(D - 1);
-        let normed = match self.kind {
-            LnKind::Uer => {
-                // Unbiased (n−1) std; eps outside the root. n = 1 gives std 0 like torch's NaN-free path.
-                let std = (sq_sum / ((n.max(2) - 1) as f64)).sqrt();
-                centered / (std + self.eps)
-            }
-            LnKind::Hf => centered / (sq_sum / n as f64 + self.eps).sqrt(),
-        };
-        normed * self.gamma.val().unsqueeze::<D>() + self.beta.val().unsqueeze::<D>()
+        crate::kernels::layer_norm(x, self.gamma.val(), self.beta.val(), self.kind, self.eps)
     }
 }

@@ -1,0 +1,422 @@
+//! CPU speed of the zoo's models with the fused kernels ([`uerzoo::kernels`]) against the
+//! plain Burn compositions (`kernels::set_enabled(false)`), and — when `python3` with torch is
+//! installed — against PyTorch on the same shapes (`bench/torch_bench.py`), in one run.
+//!
+//! Run: `cargo bench --bench kernels` (env: `UERZOO_BENCH_CONFIG=tiny|base|all` (default
+//! all), `UERZOO_BENCH_ITERS` (timed runs per measurement; default 10 for tiny, 3 for base),
+//! `UERZOO_BENCH_TORCH=0` to skip PyTorch, `UERZOO_BENCH_OPS=0` to skip the op table).
+//!
+//! Per config it prints medians of: forward tokens/s (the encoder's hidden states,
+//! inference), training-step tokens/s (forward with UER-py's dropouts + MLM loss on 15% of
+//! the positions + backward; with dropout 0.1 and 0) and generation tokens/s (a causal
+//! pre-LN model of the same size, greedy, batch 1, 32-token prompt, 32 new tokens, full
+//! recompute per token as the model has no KV cache yet). Shapes: tiny (L2/H128/A2/FF512)
+//! batch 32×128; base (L12/H768/A12/FF3072) batch 8×128; vocab 21128.
+
+use burn::backend::{Autodiff, Flex};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Distribution, Int, Tensor, TensorData, activation, module};
+use std::collections::BTreeMap;
+use std::time::Instant;
+use uerzoo::kernels::{self, plain};
+use uerzoo::model::encoder::{activate, attention, dropout_fn};
+use uerzoo::model::{LnPosition, Model, ModelConfig, load_model, random_checkpoint};
+
+const VOCAB: usize = 21128;
+
+fn env_usize(name: &str) -> Option<usize> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+/// (name, layers, hidden, heads, feed-forward, batch, seq, default iterations)
+type Shape = (
+    &'static str,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+);
+const CONFIGS: [Shape; 2] = [
+    ("tiny", 2, 128, 2, 512, 32, 128, 10),
+    ("base", 12, 768, 12, 3072, 8, 128, 3),
+];
+
+fn config(layers: usize, hidden: usize, heads: usize, ff: usize, causal: bool) -> ModelConfig {
+    let mut v = serde_json::json!({
+        "emb_size": hidden, "hidden_size": hidden, "feedforward_size": ff, "heads_num": heads,
+        "layers_num": layers, "hidden_act": "gelu", "embedding": "word_pos_seg",
+        "mask": "fully_visible", "dropout": 0.1
+    });
+    if causal {
+        v["hidden_act"] = "gelu_fast".into();
+        v["embedding"] = "word_pos".into();
+        v["mask"] = "causal".into();
+        v["layernorm_positioning"] = "pre".into();
+        v["remove_embedding_layernorm"] = true.into();
+        v["target"] = serde_json::json!(["lm"]);
+    }
+    let mut cfg = ModelConfig::from_uer_json(&v).expect("valid config");
+    cfg.vocab_size = VOCAB;
+    cfg.max_seq_length = 512;
+    cfg
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Median seconds of `iters` runs after one warm-up.
+fn time(iters: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    median(
+        (0..iters)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed().as_secs_f64()
+            })
+            .collect(),
+    )
+}
+
+fn inputs<B: Backend>(
+    batch: usize,
+    seq: usize,
+    device: &B::Device,
+) -> (Tensor<B, 2, Int>, Tensor<B, 2, Int>) {
+    let n = batch * seq;
+    let ids: Vec<i64> = (0..n).map(|i| (i * 7919 % 21000 + 100) as i64).collect();
+    let ids = Tensor::from_data(TensorData::new(ids, [batch, seq]), device);
+    (ids, Tensor::ones([batch, seq], device))
+}
+
+/// Encoder forward in training mode, with dropout where UER-py puts it (embedding output,
+/// attention probabilities, attention output, feed-forward output).
+fn encode_train<B: Backend>(
+    model: &Model<B>,
+    ids: Tensor<B, 2, Int>,
+    seg: Tensor<B, 2, Int>,
+    p: f64,
+) -> Tensor<B, 3> {
+    let bias = model.mask_bias(&seg);
+    let mut h = dropout_fn(model.embedding.forward(ids, seg), p);
+    let enc = &model.encoder;
+    for i in 0..enc.layers_num {
+        let layer = &enc.layers[if enc.layers.len() == 1 { 0 } else { i }];
+        let a = &layer.self_attn;
+        let attn = |x: Tensor<B, 3>| {
+            let [b, s, hid] = x.dims();
+            let split = |t: Tensor<B, 3>| t.reshape([b, s, a.heads, hid / a.heads]).swap_dims(1, 2);
+            let (q, k, v) = (
+                split(a.query.forward(x.clone())),
+                split(a.key.forward(x.clone())),
+                split(a.value.forward(x)),
+            );
+            let ctx = attention(q, k, v, Some(bias.clone()), p);
+            dropout_fn(
+                a.output.forward(ctx.swap_dims(1, 2).reshape([b, s, hid])),
+                p,
+            )
+        };
+        let ff = |x: Tensor<B, 3>| dropout_fn(layer.feed_forward.forward(x), p);
+        h = match layer.ln_position {
+            LnPosition::Post => {
+                let x = layer.layer_norm_1.forward(h.clone() + attn(h));
+                layer.layer_norm_2.forward(x.clone() + ff(x))
+            }
+            LnPosition::Pre => {
+                let x = h.clone() + attn(layer.layer_norm_1.forward(h));
+                x.clone() + ff(layer.layer_norm_2.forward(x))
+            }
+        };
+    }
+    h
+}
+
+/// One MLM training step (forward + loss on every 7th position + backward).
+fn train_step<B: AutodiffBackend>(
+    model: &Model<B>,
+    batch: usize,
+    seq: usize,
+    p: f64,
+    device: &B::Device,
+) {
+    let (ids, seg) = inputs::<B>(batch, seq, device);
+    let hidden = encode_train(model, ids, seg, p);
+    let h = hidden.dims()[2];
+    let picked: Vec<i64> = (0..batch * seq).step_by(7).map(|i| i as i64).collect();
+    let m = picked.len();
+    let targets: Vec<i64> = picked
+        .iter()
+        .map(|&i| (i * 31 % VOCAB as i64).max(1))
+        .collect();
+    let rows = hidden
+        .reshape([batch * seq, h])
+        .select(0, Tensor::from_data(TensorData::new(picked, [m]), device));
+    let mlm = model.mlm.as_ref().expect("mlm head");
+    let x = activate(mlm.linear_1.forward(rows.reshape([1, m, h])), mlm.act);
+    let logits = mlm
+        .linear_2
+        .forward(mlm.layer_norm.forward(x))
+        .reshape([m, VOCAB]);
+    let logp = activation::log_softmax(logits, 1);
+    let t = Tensor::<B, 2, Int>::from_data(TensorData::new(targets, [m, 1]), device);
+    let loss = logp.gather(1, t).mean().neg();
+    let _grads = loss.backward();
+}
+
+/// Greedy generation with full recompute; returns seconds per new token.
+fn generate<B: Backend>(model: &Model<B>, prompt: usize, new: usize, device: &B::Device) {
+    let mut ids: Vec<i64> = (0..prompt)
+        .map(|i| (i * 7919 % 21000 + 100) as i64)
+        .collect();
+    for _ in 0..new {
+        let s = ids.len();
+        let t = Tensor::<B, 2, Int>::from_data(TensorData::new(ids.clone(), [1, s]), device);
+        let seg = Tensor::<B, 2, Int>::ones([1, s], device);
+        let logits = model.forward(t, seg).logits.expect("lm head");
+        let last = logits.narrow(1, s - 1, 1).reshape([VOCAB]).argmax(0);
+        let next = last
+            .into_data()
+            .convert::<i64>()
+            .to_vec::<i64>()
+            .expect("id")[0];
+        ids.push(next);
+    }
+}
+
+type Row = BTreeMap<&'static str, f64>;
+
+fn bench_config(
+    name: &str,
+    (layers, hidden, heads, ff): (usize, usize, usize, usize),
+    batch: usize,
+    seq: usize,
+    iters: usize,
+) -> Row {
+    let dev = Default::default();
+    let tokens = (batch * seq) as f64;
+    let mut row = Row::new();
+    let cfg = config(layers, hidden, heads, ff, false);
+    let ckpt = random_checkpoint(&cfg, 1);
+    let (model, _) = load_model::<Flex>(&ckpt, &cfg, &dev).expect("load");
+    let secs = time(iters, || {
+        let (ids, seg) = inputs::<Flex>(batch, seq, &dev);
+        let _ = model.encode(ids, seg).into_data();
+    });
+    row.insert("forward", tokens / secs);
+    let (model, _) = load_model::<Autodiff<Flex>>(&ckpt, &cfg, &dev).expect("load");
+    drop(ckpt);
+    for (key, p) in [("train_dropout", 0.1), ("train_no_dropout", 0.0)] {
+        let secs = time(iters, || train_step(&model, batch, seq, p, &dev));
+        row.insert(key, tokens / secs);
+    }
+    let gcfg = config(layers, hidden, heads, ff, true);
+    let ckpt = random_checkpoint(&gcfg, 2);
+    let (gpt, _) = load_model::<Flex>(&ckpt, &gcfg, &dev).expect("load");
+    let new = 32;
+    let secs = time(iters.min(3), || generate(&gpt, 32, new, &dev));
+    row.insert("generate", new as f64 / secs);
+    println!(
+        "{name:>5} {:>8}: forward {:>8.0} tok/s | train (dropout 0.1) {:>7.0} tok/s | train (no dropout) {:>7.0} tok/s | generate {:>6.1} tok/s",
+        if kernels::enabled() {
+            "kernels"
+        } else {
+            "plain"
+        },
+        row["forward"],
+        row["train_dropout"],
+        row["train_no_dropout"],
+        row["generate"]
+    );
+    row
+}
+
+/// Element-wise op timings (ms, median), plain vs fused, on Flex.
+fn bench_ops() {
+    let dev = Default::default();
+    let iters = 20;
+    let x = Tensor::<Flex, 2>::random([2048, 1024], Distribution::Normal(0.0, 1.0), &dev);
+    let scores = Tensor::<Flex, 4>::random([64, 1, 128, 128], Distribution::Normal(0.0, 1.0), &dev)
+        .reshape([8, 8, 128, 128]);
+    let bias = Tensor::<Flex, 4>::zeros([8, 1, 1, 128], &dev).expand([8, 1, 128, 128]);
+    let g = Tensor::<Flex, 1>::ones([768], &dev);
+    let b = Tensor::<Flex, 1>::zeros([768], &dev);
+    let ln_x = Tensor::<Flex, 2>::random([4096, 768], Distribution::Normal(0.0, 1.0), &dev);
+    let [q, k, v] = [0, 1, 2]
+        .map(|_| Tensor::<Flex, 4>::random([8, 12, 128, 64], Distribution::Normal(0.0, 1.0), &dev));
+    let bias12 = Tensor::<Flex, 4>::zeros([8, 1, 1, 128], &dev).expand([8, 1, 128, 128]);
+    let ms = |f: &mut dyn FnMut()| time(iters, f) * 1e3;
+    let rows: Vec<(&str, f64, f64)> = vec![
+        (
+            "gelu (erf), 2M values",
+            ms(&mut || drop(plain::gelu(x.clone()).into_data())),
+            ms(&mut || drop(kernels::gelu(x.clone()).into_data())),
+        ),
+        (
+            "gelu (tanh), 2M values",
+            ms(&mut || drop(plain::gelu_tanh(x.clone()).into_data())),
+            ms(&mut || drop(kernels::gelu_tanh(x.clone()).into_data())),
+        ),
+        (
+            "dropout 0.1, 2M values",
+            ms(&mut || drop(plain::dropout(x.clone(), 0.1).into_data())),
+            ms(&mut || drop(kernels::dropout(x.clone(), 0.1).into_data())),
+        ),
+        (
+            "softmax + mask, 64×128×128",
+            ms(&mut || {
+                drop(
+                    plain::masked_softmax(scores.clone(), Some(bias.clone()), 0.125, 0.0)
+                        .into_data(),
+                )
+            }),
+            ms(&mut || {
+                drop(
+                    kernels::masked_softmax(scores.clone(), Some(bias.clone()), 0.125, 0.0)
+                        .into_data(),
+                )
+            }),
+        ),
+        (
+            "LayerNorm (UER), 4096×768",
+            ms(&mut || {
+                drop(
+                    plain::layer_norm(
+                        ln_x.clone(),
+                        g.clone(),
+                        b.clone(),
+                        uerzoo::model::LnKind::Uer,
+                        1e-6,
+                    )
+                    .into_data(),
+                )
+            }),
+            ms(&mut || {
+                drop(
+                    kernels::layer_norm(
+                        ln_x.clone(),
+                        g.clone(),
+                        b.clone(),
+                        uerzoo::model::LnKind::Uer,
+                        1e-6,
+                    )
+                    .into_data(),
+                )
+            }),
+        ),
+        (
+            "attention 8×12×128×64 (+mask)",
+            ms(&mut || {
+                let options = AttentionModuleOptions {
+                    scale: Some(0.125),
+                    softcap: None,
+                    is_causal: false,
+                };
+                drop(
+                    module::attention(
+                        q.clone(),
+                        k.clone(),
+                        v.clone(),
+                        None,
+                        Some(bias12.clone()),
+                        options,
+                    )
+                    .into_data(),
+                )
+            }),
+            ms(&mut || {
+                drop(
+                    kernels::attention(q.clone(), k.clone(), v.clone(), Some(bias12.clone()), 0.0)
+                        .into_data(),
+                )
+            }),
+        ),
+    ];
+    println!("op (Flex, inference)            plain ms   fused ms   speed-up");
+    for (name, p, f) in rows {
+        println!("{name:<30} {p:>9.3} {f:>10.3} {:>9.1}×", p / f);
+    }
+}
+
+/// PyTorch's numbers for `name` from `bench/torch_bench.py`, when python3 has torch.
+fn torch_row(name: &str, iters: usize) -> Option<Row> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/torch_bench.py");
+    let out = std::process::Command::new("python3")
+        .args([
+            script,
+            "--config",
+            name,
+            "--iters",
+            &iters.to_string(),
+            "--threads",
+            &rayon::current_num_threads().to_string(),
+            "--json",
+        ])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!(
+            "torch_bench.py ({name}) failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        );
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let mut row = Row::new();
+    for key in ["forward", "train_dropout", "train_no_dropout", "generate"] {
+        row.insert(key, v.get(key)?.as_f64()?);
+    }
+    Some(row)
+}
+
+fn main() {
+    let which = std::env::var("UERZOO_BENCH_CONFIG").unwrap_or_else(|_| "all".into());
+    println!(
+        "uerzoo kernels bench — rayon threads {}",
+        rayon::current_num_threads()
+    );
+    if env_usize("UERZOO_BENCH_OPS") != Some(0) {
+        bench_ops();
+    }
+    for (name, layers, hidden, heads, ff, batch, seq, default_iters) in CONFIGS {
+        if which != "all" && which != name {
+            continue;
+        }
+        let iters = env_usize("UERZOO_BENCH_ITERS").unwrap_or(default_iters);
+        kernels::set_enabled(false);
+        let slow = bench_config(name, (layers, hidden, heads, ff), batch, seq, iters);
+        kernels::set_enabled(true);
+        let fast = bench_config(name, (layers, hidden, heads, ff), batch, seq, iters);
+        let torch = if std::env::var("UERZOO_BENCH_TORCH").as_deref() == Ok("0") {
+            None
+        } else {
+            torch_row(name, iters)
+        };
+        if let Some(t) = &torch {
+            println!(
+                "{name:>5} {:>8}: forward {:>8.0} tok/s | train (dropout 0.1) {:>7.0} tok/s | train (no dropout) {:>7.0} tok/s | generate {:>6.1} tok/s",
+                "torch", t["forward"], t["train_dropout"], t["train_no_dropout"], t["generate"]
+            );
+        }
+        for key in ["forward", "train_dropout", "train_no_dropout", "generate"] {
+            let vs_torch = torch
+                .as_ref()
+                .map_or(String::from("(torch not measured)"), |t| {
+                    format!("{:.2}× torch", fast[key] / t[key])
+                });
+            println!(
+                "{name:>5} {key:<17} kernels/plain {:.2}×  {vs_torch}",
+                fast[key] / slow[key]
+            );
+        }
+    }
+}
