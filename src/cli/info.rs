@@ -231,10 +231,16 @@ fn cached(out: &mut String, e: &Entry) {
     let files: Vec<_> = repos.iter().flat_map(|r| cached_files(&cache, r)).collect();
     let _ = writeln!(out, "\nLocal cache ({})", cache.root().display());
     if files.is_empty() {
-        field(out, "", "nothing cached (`uerzoo download NAME` or `uerzoo import NAME FILE`)");
+        field(
+            out,
+            "",
+            "nothing cached (`uerzoo download NAME` or `uerzoo import NAME FILE`)",
+        );
     }
     for f in files {
-        let size = f.size.map_or("missing".to_string(), |s| format!("{} bytes", thousands(s)));
+        let size = f
+            .size
+            .map_or("missing".to_string(), |s| format!("{} bytes", thousands(s)));
         let hash = match &f.hash {
             Some(Hash::Sha256(h)) => format!(", sha256 {h}"),
             Some(Hash::GitSha1(h)) => format!(", git sha1 {h}"),
