@@ -963,3 +963,36 @@ fn hand_made_pickles_follow_python_semantics_and_limits() {
     );
     assert!(!dir.path().join("dup_out.bin").exists());
 }
+
+#[test]
+fn inspect_names_the_family_and_naming_generation() {
+    let cases = [
+        (
+            "roberta_v1/uer_model.bin",
+            "BERT/RoBERTa with MLM head",
+            "UER naming v1",
+        ),
+        (
+            "bert_v1/hf_by_uer_script",
+            "BERT with MLM + NSP heads",
+            "Huggingface",
+        ),
+        ("gpt2_v2/uer_model.bin", "GPT-2 LM", "UER naming v2"),
+        (
+            "albert_v1/uer_model.bin",
+            "ALBERT with MLM + SOP heads",
+            "UER naming v1",
+        ),
+    ];
+    for (path, family, naming) in cases {
+        let out = std::process::Command::new(common::uerzoo_bin())
+            .args(["inspect", "--json"])
+            .arg(common::shared().join("fixtures/uer").join(path))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{path}");
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(json["family"], family, "{path}");
+        assert_eq!(json["naming"], naming, "{path}");
+    }
+}

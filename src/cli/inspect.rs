@@ -41,6 +41,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         )
     });
     let mut summary = ck.summary();
+    // What the conversion layer makes of the names (a model file or not).
+    let detected = uerzoo::convert::detect(&ck)
+        .map(|d| (d.family.to_string(), d.source.to_string(), d.layers))
+        .map_err(|e| e.to_string());
+    match &detected {
+        Ok((family, naming, layers)) => {
+            summary["family"] = family.as_str().into();
+            summary["naming"] = naming.as_str().into();
+            summary["layers"] = (*layers).into();
+        }
+        Err(why) => summary["family"] = format!("not detected: {why}").into(),
+    }
     if let Some((secs, mib_s, checksum)) = timing {
         summary["read_seconds"] = secs.into();
         summary["read_mib_per_second"] = mib_s.into();
@@ -54,6 +66,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     print!("{}", ck.summary_text());
+    match &detected {
+        Ok((family, naming, layers)) => {
+            println!("model:      {family}, {layers} layers, {naming}")
+        }
+        Err(why) => println!("model:      not detected ({why})"),
+    }
     if let Some((secs, mib_s, _)) = timing {
         println!("read:       {secs:.3} s, {mib_s:.0} MiB/s (every byte touched)");
         let mem: Vec<String> = memory()
