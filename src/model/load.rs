@@ -234,7 +234,7 @@ pub fn load_model<B: Backend>(
         let p = if config.parameter_sharing {
             keys::SHARED_LAYER.to_string()
         } else {
-            keys::LAYER.replace("{i}", &i.to_string())
+            crate::convert::names::instantiate(keys::LAYER, i)
         };
         layers.push(TransformerLayer {
             self_attn: SelfAttention {
@@ -393,7 +393,7 @@ pub fn random_checkpoint(config: &ModelConfig, seed: u64) -> Checkpoint {
         let p = if config.parameter_sharing {
             keys::SHARED_LAYER.to_string()
         } else {
-            keys::LAYER.replace("{i}", &i.to_string())
+            crate::convert::names::instantiate(keys::LAYER, i)
         };
         for k in [keys::QUERY, keys::KEY, keys::VALUE, keys::ATTN_OUT] {
             lin(&mut put, &format!("{p}.{k}"), h, h);

@@ -318,7 +318,7 @@ pub fn to_checkpoint<B: Backend>(model: &Model<B>) -> Checkpoint {
         let p = if shared {
             keys::SHARED_LAYER.to_string()
         } else {
-            keys::LAYER.replace("{i}", &i.to_string())
+            crate::convert::names::instantiate(keys::LAYER, i)
         };
         let a = &layer.self_attn;
         for (k, l) in [
