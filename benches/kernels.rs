@@ -4,7 +4,7 @@
 //!
 //! Run: `cargo bench --bench kernels` (env: `UERZOO_BENCH_CONFIG=tiny|base|all` (default
 //! all), `UERZOO_BENCH_ITERS` (timed runs per measurement; default 10 for tiny, 3 for base),
-//! `UERZOO_BENCH_TORCH=0` to skip PyTorch, `UERZOO_BENCH_OPS=0` to skip the op table).
+//! `UERZOO_BENCH_TORCH=0` to skip PyTorch, `UERZOO_BENCH_PLAIN=0` to skip the plain Burn pass, `UERZOO_BENCH_OPS=0` to skip the op table).
 //!
 //! Per config it prints medians of: forward tokens/s (the encoder's hidden states,
 //! inference), training-step tokens/s (forward with UER-py's dropouts + MLM loss on 15% of
@@ -16,9 +16,11 @@
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Distribution, Int, Tensor, TensorData, activation, module};
+use burn::tensor::{Distribution, Int, Tensor, TensorData, module};
 use std::collections::BTreeMap;
 use std::time::Instant;
+#[global_allocator]
+static ALLOCATOR: uerzoo::alloc::Allocator = uerzoo::alloc::Allocator;
 use uerzoo::kernels::{self, plain};
 use uerzoo::model::encoder::{activate, attention, dropout_fn};
 use uerzoo::model::{LnPosition, Model, ModelConfig, load_model, random_checkpoint};
@@ -113,13 +115,13 @@ fn encode_train<B: Backend>(
             let [b, s, hid] = x.dims();
             let split = |t: Tensor<B, 3>| t.reshape([b, s, a.heads, hid / a.heads]).swap_dims(1, 2);
             let (q, k, v) = (
-                split(a.query.forward(x.clone())),
-                split(a.key.forward(x.clone())),
-                split(a.value.forward(x)),
+                split(kernels::linear(&a.query, x.clone())),
+                split(kernels::linear(&a.key, x.clone())),
+                split(kernels::linear(&a.value, x)),
             );
             let ctx = attention(q, k, v, Some(bias.clone()), p);
             dropout_fn(
-                a.output.forward(ctx.swap_dims(1, 2).reshape([b, s, hid])),
+                kernels::linear(&a.output, ctx.swap_dims(1, 2).reshape([b, s, hid])),
                 p,
             )
         };
@@ -159,14 +161,12 @@ fn train_step<B: AutodiffBackend>(
         .reshape([batch * seq, h])
         .select(0, Tensor::from_data(TensorData::new(picked, [m]), device));
     let mlm = model.mlm.as_ref().expect("mlm head");
-    let x = activate(mlm.linear_1.forward(rows.reshape([1, m, h])), mlm.act);
-    let logits = mlm
-        .linear_2
-        .forward(mlm.layer_norm.forward(x))
-        .reshape([m, VOCAB]);
-    let logp = activation::log_softmax(logits, 1);
-    let t = Tensor::<B, 2, Int>::from_data(TensorData::new(targets, [m, 1]), device);
-    let loss = logp.gather(1, t).mean().neg();
+    let x = activate(
+        kernels::linear(&mlm.linear_1, rows.reshape([1, m, h])),
+        mlm.act,
+    );
+    let logits = kernels::linear(&mlm.linear_2, mlm.layer_norm.forward(x)).reshape([m, VOCAB]);
+    let (loss, _hits) = kernels::cross_entropy(logits, &targets);
     let _grads = loss.backward();
 }
 
@@ -379,6 +379,7 @@ fn torch_row(name: &str, iters: usize) -> Option<Row> {
 }
 
 fn main() {
+    uerzoo::alloc::configure();
     let which = std::env::var("UERZOO_BENCH_CONFIG").unwrap_or_else(|_| "all".into());
     println!(
         "uerzoo kernels bench — rayon threads {}",
@@ -393,7 +394,17 @@ fn main() {
         }
         let iters = env_usize("UERZOO_BENCH_ITERS").unwrap_or(default_iters);
         kernels::set_enabled(false);
-        let slow = bench_config(name, (layers, hidden, heads, ff), batch, seq, iters);
+        let slow = if std::env::var("UERZOO_BENCH_PLAIN").as_deref() == Ok("0") {
+            None
+        } else {
+            Some(bench_config(
+                name,
+                (layers, hidden, heads, ff),
+                batch,
+                seq,
+                iters,
+            ))
+        };
         kernels::set_enabled(true);
         let fast = bench_config(name, (layers, hidden, heads, ff), batch, seq, iters);
         let torch = if std::env::var("UERZOO_BENCH_TORCH").as_deref() == Ok("0") {
@@ -413,10 +424,12 @@ fn main() {
                 .map_or(String::from("(torch not measured)"), |t| {
                     format!("{:.2}× torch", fast[key] / t[key])
                 });
-            println!(
-                "{name:>5} {key:<17} kernels/plain {:.2}×  {vs_torch}",
-                fast[key] / slow[key]
-            );
+            let vs_plain = slow
+                .as_ref()
+                .map_or(String::from("(plain not measured)"), |s| {
+                    format!("{:.2}×", fast[key] / s[key])
+                });
+            println!("{name:>5} {key:<17} kernels/plain {vs_plain}  {vs_torch}");
         }
     }
 }

@@ -17,6 +17,7 @@
 //! The library never prints: long work reports through [`progress::Progress`], and the
 //! command line (`src/cli/`, one file per subcommand) owns stdout, stderr and exit codes.
 
+pub mod alloc;
 pub mod checkpoint;
 pub mod convert;
 pub mod generate;

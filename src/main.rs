@@ -2,6 +2,10 @@
 
 mod cli;
 
+#[global_allocator]
+static ALLOCATOR: uerzoo::alloc::Allocator = uerzoo::alloc::Allocator;
+
 fn main() -> std::process::ExitCode {
+    uerzoo::alloc::configure();
     cli::main()
 }

@@ -8,6 +8,7 @@
 //! difference of two O(1) terms says nothing).
 
 use burn::backend::{Autodiff, Flex};
+use burn::module::{AutodiffModule, Module};
 use burn::tensor::{Distribution, Tensor, TensorData, backend::Backend};
 use uerzoo::kernels::{self, plain};
 use uerzoo::model::LnKind;
@@ -389,5 +390,120 @@ fn layer_norm_inference_path_equals_autodiff_path() {
         ));
         let auto = values(kernels::layer_norm(ad(&x), ad1(&g), ad1(&b), kind, 1e-12));
         assert_eq!(flex, auto);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Cross-entropy
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn cross_entropy_matches_plain_values_hits_and_gradients() {
+    let d = dev();
+    let (n, k) = (37, 1003);
+    let logits0 = random::<Ad, 2>([n, k], 3.0, &d);
+    // Rows 0..5 aim at their own argmax (hits), the rest at a fixed pattern.
+    let argmax: Vec<i64> = values(logits0.clone().argmax(1).float())
+        .iter()
+        .map(|&v| v as i64)
+        .collect();
+    let targets: Vec<i64> = (0..n)
+        .map(|r| {
+            if r < 5 {
+                argmax[r]
+            } else {
+                (r * 97 % k) as i64
+            }
+        })
+        .collect();
+    let run = |fast: bool| {
+        let x = logits0.clone().detach().require_grad();
+        let (loss, hits) = if fast {
+            kernels::cross_entropy(x.clone(), &targets)
+        } else {
+            plain::cross_entropy(x.clone(), &targets)
+        };
+        let grads = (loss.clone() * 1.7).backward();
+        (
+            values(loss),
+            values(hits),
+            values(x.grad(&grads).expect("dlogits")),
+        )
+    };
+    let (fast, slow) = (run(true), run(false));
+    assert_close("cross_entropy loss", &fast.0, &slow.0);
+    let want_hits = (0..n).filter(|&r| targets[r] == argmax[r]).count() as f32;
+    assert_eq!(fast.1, vec![want_hits]);
+    assert_eq!(slow.1, vec![want_hits]);
+    assert_close("cross_entropy dlogits", &fast.2, &slow.2);
+    // The inference path computes the same loss.
+    let flex = Tensor::<Flex, 2>::from_data(logits0.to_data(), &d);
+    let (loss, hits) = kernels::cross_entropy(flex, &targets);
+    assert_eq!(values(loss), fast.0);
+    assert_eq!(values(hits), fast.1);
+}
+
+#[test]
+fn cross_entropy_with_a_bad_target_takes_the_plain_path() {
+    let d = dev();
+    let x = random::<Flex, 2>([2, 5], 1.0, &d);
+    // In range: both paths agree; the fast path is only taken when every target fits.
+    let (a, _) = kernels::cross_entropy(x.clone(), &[4, 0]);
+    let (b, _) = plain::cross_entropy(x, &[4, 0]);
+    assert_close("loss", &values(a), &values(b));
+}
+
+// ---------------------------------------------------------------------------------------
+// Linear
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn linear_matches_burn_values_and_gradients() {
+    use burn::nn::LinearConfig;
+    let d = dev();
+    for bias in [true, false] {
+        let layer = LinearConfig::new(70, 50).with_bias(bias).init::<Ad>(&d);
+        // Parameters initialise lazily: materialise them once so every clone shares them.
+        let layer = layer.clone().load_record(layer.into_record());
+        let x0 = random::<Ad, 3>([4, 33, 70], 1.0, &d);
+        let w = random::<Ad, 3>([4, 33, 50], 1.0, &d);
+        let run = |fast: bool| {
+            let layer = layer.clone();
+            let x = x0.clone().detach().require_grad();
+            let y = if fast {
+                kernels::linear(&layer, x.clone())
+            } else {
+                layer.forward(x.clone())
+            };
+            let grads = (y.clone() * w.clone()).sum().backward();
+            let gx = values(x.grad(&grads).expect("dx"));
+            let gw = values(layer.weight.val().grad(&grads).expect("dW"));
+            let gb = layer
+                .bias
+                .as_ref()
+                .map(|b| values(b.val().grad(&grads).expect("db")));
+            (values(y), gx, gw, gb)
+        };
+        let (fast, slow) = (run(true), run(false));
+        let what = format!("linear (bias {bias})");
+        assert_close(&format!("{what} values"), &fast.0, &slow.0);
+        assert_close(&format!("{what} dx"), &fast.1, &slow.1);
+        assert_close(&format!("{what} dW"), &fast.2, &slow.2);
+        match (fast.3, slow.3) {
+            (Some(f), Some(s)) => assert_close(&format!("{what} db"), &f, &s),
+            (None, None) => {}
+            _ => panic!("{what}: bias gradient on one side only"),
+        }
+        // Inference path: the same values on Flex.
+        let flex_layer = LinearConfig::new(70, 50)
+            .with_bias(bias)
+            .init::<Flex>(&d)
+            .load_record(layer.clone().valid().into_record());
+        let xf = Tensor::<Flex, 3>::from_data(x0.to_data(), &d);
+        assert_close(
+            &format!("{what} inference"),
+            &values(kernels::linear(&flex_layer, xf)),
+            &fast.0,
+        );
     }
 }

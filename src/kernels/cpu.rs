@@ -452,6 +452,206 @@ pub fn masked_softmax_grad(
 }
 
 // ---------------------------------------------------------------------------------------
+// Matrix products (the `gemm` crate Flex itself uses) and column sums
+// ---------------------------------------------------------------------------------------
+
+/// A read-only matrix view: `rows × cols` values of `data` at `row_stride`/`col_stride`.
+#[derive(Debug, Clone, Copy)]
+pub struct MatRef<'a> {
+    pub data: &'a [f32],
+    pub rows: usize,
+    pub cols: usize,
+    pub row_stride: usize,
+    pub col_stride: usize,
+}
+
+impl<'a> MatRef<'a> {
+    /// A contiguous row-major matrix.
+    pub fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        MatRef {
+            data,
+            rows,
+            cols,
+            row_stride: cols,
+            col_stride: 1,
+        }
+    }
+
+    /// The transpose (a view; nothing is copied).
+    pub fn t(self) -> Self {
+        MatRef {
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+            ..self
+        }
+    }
+
+    /// Whether every element lies inside `data`.
+    fn in_bounds(&self) -> bool {
+        self.rows == 0
+            || self.cols == 0
+            || (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride
+                < self.data.len()
+    }
+}
+
+/// `dst = a·b` (or `dst += a·b` with `accumulate`), `dst` row-major `a.rows × b.cols`.
+///
+/// # Panics
+/// When the shapes disagree or a view reaches outside its slice (a caller bug).
+pub fn gemm(dst: &mut [f32], accumulate: bool, a: MatRef<'_>, b: MatRef<'_>) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert!(
+        b.rows == k && dst.len() == m * n && a.in_bounds() && b.in_bounds(),
+        "gemm shapes"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            dst.fill(0.0);
+        }
+        return;
+    }
+    let par = if m * n * k >= 1 << 18 && rayon::current_num_threads() > 1 {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: every index the kernel touches is inside its slice (checked above: dst is
+    // exactly m×n row-major, the views are in bounds), and dst does not alias a or b
+    // (it is a unique borrow).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a.col_stride as isize,
+            a.row_stride as isize,
+            b.data.as_ptr(),
+            b.col_stride as isize,
+            b.row_stride as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}
+
+multiversion! {
+    fn add_rows(acc: &mut [f32], rows: &[f32]) {
+        for row in rows.chunks_exact(acc.len()) {
+            for (a, &v) in acc.iter_mut().zip(row) {
+                *a += v;
+            }
+        }
+    }
+}
+
+/// Column sums of a row-major matrix with `cols` columns.
+pub fn col_sums(x: &[f32], cols: usize) -> Vec<f32> {
+    let mut out = vec![0f32; cols];
+    if cols == 0 {
+        return out;
+    }
+    let rows = rows_per_task(cols).max(16);
+    let partials: Vec<Vec<f32>> = x
+        .par_chunks(rows * cols)
+        .map(|block| {
+            let mut acc = vec![0f32; cols];
+            add_rows(&mut acc, block);
+            acc
+        })
+        .collect();
+    for p in partials {
+        add_rows(&mut out, &p);
+    }
+    out
+}
+
+/// Fills each row of `dst` (row-major, `bias.len()` columns) with `bias`.
+pub fn fill_rows(dst: &mut [f32], bias: &[f32]) {
+    let n = bias.len();
+    if n == 0 {
+        return;
+    }
+    dst.par_chunks_mut(rows_per_task(n) * n).for_each(|block| {
+        for row in block.chunks_exact_mut(n) {
+            row.copy_from_slice(bias);
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// Cross-entropy (log-softmax + NLL)
+// ---------------------------------------------------------------------------------------
+
+multiversion! {
+    fn sum_exp_row(x: &[f32], m: f32, out: &mut f32) {
+        let mut acc = [0f32; LANES];
+        let mut chunks = x.chunks_exact(LANES);
+        for c in &mut chunks {
+            for i in 0..LANES {
+                acc[i] += exp(c[i] - m);
+            }
+        }
+        let tail: f32 = chunks.remainder().iter().map(|&v| exp(v - m)).sum();
+        *out = acc.iter().sum::<f32>() + tail;
+    }
+}
+
+/// Per row of `x` (rows of length `k`): `lse[r] = log Σ_j e^{x[r,j]}` and `argmax[r]` (the
+/// first index holding the row's maximum, as Burn's `argmax`).
+pub fn log_sum_exp_rows(x: &[f32], k: usize, lse: &mut [f32], argmax: &mut [u32]) {
+    x.par_chunks(k)
+        .zip(lse.par_iter_mut().zip(argmax.par_iter_mut()))
+        .for_each(|(row, (l, a))| {
+            let m = row_max(row);
+            let mut s = 0f32;
+            sum_exp_row(row, m, &mut s);
+            *l = m + s.ln();
+            *a = row.iter().position(|&v| v == m).unwrap_or(0) as u32;
+        });
+}
+
+multiversion! {
+    fn ce_grad_row(x: &[f32], lse: f32, scale: f32, out: &mut [f32]) {
+        for (o, &x) in out.iter_mut().zip(x) {
+            *o = scale * exp(x - lse);
+        }
+    }
+}
+
+/// Gradient of `scale·Σ_r (lse[r] − x[r, t_r])` w.r.t. `x`: `scale·(softmax(x) − onehot(t))`.
+pub fn cross_entropy_grad(
+    x: &[f32],
+    k: usize,
+    lse: &[f32],
+    targets: &[u32],
+    scale: f32,
+    out: &mut [f32],
+) {
+    out.par_chunks_mut(k)
+        .zip(x.par_chunks(k))
+        .zip(lse.par_iter().zip(targets.par_iter()))
+        .for_each(|((o, x), (&l, &t))| {
+            ce_grad_row(x, l, scale, o);
+            o[t as usize] -= scale;
+        });
+}
+
+// ---------------------------------------------------------------------------------------
 // LayerNorm
 // ---------------------------------------------------------------------------------------
 

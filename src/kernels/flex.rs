@@ -351,3 +351,222 @@ pub fn layer_norm_ad(
         OpsKind::UnTracked(prep) => prep.finish(y),
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Cross-entropy
+// ---------------------------------------------------------------------------------------
+
+/// Mean cross-entropy of `[n, k]` logits against `targets` (each `< k`): returns the loss
+/// (`[1]`), the number of rows whose argmax is the target, the contiguous logits and the
+/// per-row log-sum-exp (what the backward reads).
+pub fn cross_entropy(
+    logits: &FlexTensor,
+    targets: &[u32],
+) -> (FlexTensor, usize, FlexTensor, Vec<f32>) {
+    let x = contiguous(logits);
+    let [n, k] = x.shape().dims::<2>();
+    let (mut lse, mut arg) = (vec![0f32; n], vec![0u32; n]);
+    cpu::log_sum_exp_rows(values(&x), k, &mut lse, &mut arg);
+    let v = values(&x);
+    let mut total = 0f64;
+    let mut hits = 0usize;
+    for (r, &t) in targets.iter().enumerate() {
+        total += f64::from(lse[r] - v[r * k + t as usize]);
+        hits += usize::from(arg[r] == t);
+    }
+    let loss = (total / n.max(1) as f64) as f32;
+    (tensor(vec![loss], Shape::new([1])), hits, x, lse)
+}
+
+#[derive(Debug, Clone)]
+struct CeState {
+    logits: FlexTensor,
+    lse: Arc<Vec<f32>>,
+    targets: Arc<Vec<u32>>,
+}
+
+#[derive(Debug)]
+struct CeBackward;
+
+impl Backward<Flex, 1> for CeBackward {
+    type State = CeState;
+    fn backward(self, ops: Ops<CeState, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let st = ops.state;
+        unary::<Flex, _>(ops.parents, ops.node, grads, |g| {
+            let g = values(&contiguous(&g)).first().copied().unwrap_or(0.0);
+            let [n, k] = st.logits.shape().dims::<2>();
+            let mut out = vec![0f32; n * k];
+            let scale = g / n.max(1) as f32;
+            cpu::cross_entropy_grad(values(&st.logits), k, &st.lse, &st.targets, scale, &mut out);
+            tensor(out, st.logits.shape())
+        });
+    }
+}
+
+/// [`cross_entropy`] on `Autodiff<Flex>`: the gradient flows to the logits; the hit count
+/// is a constant.
+pub fn cross_entropy_ad(logits: AdTensor, targets: &[u32]) -> (AdTensor, usize) {
+    let (loss, hits, x, lse) = cross_entropy(&logits.primitive, targets);
+    let loss = match CeBackward
+        .prepare::<NoCheckpointing>([logits.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let state = CeState {
+                logits: x,
+                lse: Arc::new(lse),
+                targets: Arc::new(targets.to_vec()),
+            };
+            prep.finish(state, loss)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(loss),
+    };
+    (loss, hits)
+}
+
+// ---------------------------------------------------------------------------------------
+// Linear
+// ---------------------------------------------------------------------------------------
+
+/// `x·W + b` over the last dimension of `x` (`W`: `[in, out]`, Burn's layout), as one GEMM
+/// over all leading dimensions with the bias written first and accumulated into.
+pub fn linear(x: &FlexTensor, w: &FlexTensor, b: Option<&FlexTensor>) -> FlexTensor {
+    let (x, w) = (contiguous(x), contiguous(w));
+    let [d_in, d_out] = w.shape().dims::<2>();
+    let rows = x.shape().num_elements() / d_in.max(1);
+    let mut out = vec![0f32; rows * d_out];
+    let accumulate = match b {
+        Some(b) => {
+            cpu::fill_rows(&mut out, values(&contiguous(b)));
+            true
+        }
+        None => false,
+    };
+    cpu::gemm(
+        &mut out,
+        accumulate,
+        cpu::MatRef::row_major(values(&x), rows, d_in),
+        cpu::MatRef::row_major(values(&w), d_in, d_out),
+    );
+    let mut dims = x.shape().to_vec();
+    if let Some(last) = dims.last_mut() {
+        *last = d_out;
+    }
+    tensor(out, Shape::from(dims))
+}
+
+/// Whether a [`linear`] call is well-formed (the fast path's precondition).
+pub fn linear_fits(x: &FlexTensor, w: &FlexTensor, b: Option<&FlexTensor>) -> bool {
+    let ws = w.shape();
+    let xs = x.shape();
+    ws.num_dims() == 2
+        && xs.num_dims() >= 1
+        && xs[xs.num_dims() - 1] == ws[0]
+        && b.is_none_or(|b| b.shape().num_dims() == 1 && b.shape()[0] == ws[1] && supported(b))
+        && supported(x)
+        && supported(w)
+}
+
+#[derive(Debug, Clone)]
+struct LinearState {
+    x: FlexTensor,
+    w: FlexTensor,
+}
+
+/// The gradients of `y = x·W + b` from `dy`: (dx, dW, db), each only when asked for.
+fn linear_grads(
+    st: &LinearState,
+    dy: &FlexTensor,
+    want: [bool; 3],
+) -> (Option<FlexTensor>, Option<FlexTensor>, Option<FlexTensor>) {
+    let dy = contiguous(dy);
+    let [d_in, d_out] = st.w.shape().dims::<2>();
+    let rows = dy.shape().num_elements() / d_out.max(1);
+    let g = cpu::MatRef::row_major(values(&dy), rows, d_out);
+    let dx = want[0].then(|| {
+        let mut dx = vec![0f32; rows * d_in];
+        let w = cpu::MatRef::row_major(values(&st.w), d_in, d_out);
+        cpu::gemm(&mut dx, false, g, w.t());
+        tensor(dx, st.x.shape())
+    });
+    let dw = want[1].then(|| {
+        let mut dw = vec![0f32; d_in * d_out];
+        let x = cpu::MatRef::row_major(values(&st.x), rows, d_in);
+        cpu::gemm(&mut dw, false, x.t(), g);
+        tensor(dw, st.w.shape())
+    });
+    let db = want[2].then(|| tensor(cpu::col_sums(values(&dy), d_out), Shape::new([d_out])));
+    (dx, dw, db)
+}
+
+#[derive(Debug)]
+struct LinearBackward;
+
+impl Backward<Flex, 3> for LinearBackward {
+    type State = LinearState;
+    fn backward(self, ops: Ops<LinearState, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let dy = grads.consume::<Flex>(&ops.node);
+        let [px, pw, pb] = ops.parents;
+        let want = [px.is_some(), pw.is_some(), pb.is_some()];
+        let (dx, dw, db) = linear_grads(&ops.state, &dy, want);
+        for (node, g) in [(px, dx), (pw, dw), (pb, db)] {
+            if let (Some(node), Some(g)) = (node, g) {
+                grads.register::<Flex>(node.id, g);
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct LinearNoBiasBackward;
+
+impl Backward<Flex, 2> for LinearNoBiasBackward {
+    type State = LinearState;
+    fn backward(self, ops: Ops<LinearState, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let dy = grads.consume::<Flex>(&ops.node);
+        let [px, pw] = ops.parents;
+        let want = [px.is_some(), pw.is_some(), false];
+        let (dx, dw, _) = linear_grads(&ops.state, &dy, want);
+        for (node, g) in [(px, dx), (pw, dw)] {
+            if let (Some(node), Some(g)) = (node, g) {
+                grads.register::<Flex>(node.id, g);
+            }
+        }
+    }
+}
+
+/// [`linear`] on `Autodiff<Flex>`: gradients to `x`, `W` and `b` by two GEMMs on strided
+/// views (no transposed copies, no per-batch weight gradients summed afterwards) and one
+/// column sum.
+pub fn linear_ad(x: AdTensor, w: AdTensor, b: Option<AdTensor>) -> AdTensor {
+    let y = linear(&x.primitive, &w.primitive, b.as_ref().map(|b| &b.primitive));
+    let state = || LinearState {
+        x: contiguous(&x.primitive),
+        w: contiguous(&w.primitive),
+    };
+    match b {
+        Some(b) => {
+            let nodes = [x.node.clone(), w.node.clone(), b.node.clone()];
+            match LinearBackward
+                .prepare::<NoCheckpointing>(nodes)
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(prep) => prep.finish(state(), y),
+                OpsKind::UnTracked(prep) => prep.finish(y),
+            }
+        }
+        None => {
+            let nodes = [x.node.clone(), w.node.clone()];
+            match LinearNoBiasBackward
+                .prepare::<NoCheckpointing>(nodes)
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(prep) => prep.finish(state(), y),
+                OpsKind::UnTracked(prep) => prep.finish(y),
+            }
+        }
+    }
+}

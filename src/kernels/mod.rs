@@ -21,9 +21,10 @@ pub mod flex;
 
 use crate::model::LnKind;
 use burn::backend::{Autodiff, Flex};
+use burn::nn::Linear;
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::{AttentionModuleOptions, FloatTensor};
-use burn::tensor::{Tensor, TensorPrimitive, module};
+use burn::tensor::{Tensor, TensorData, TensorPrimitive, module};
 use cpu::{DropSpec, LnFormula};
 use flex::{AdTensor, GeluForm};
 use std::any::{Any, TypeId};
@@ -34,7 +35,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 pub mod plain {
     use crate::model::LnKind;
     use burn::tensor::backend::Backend;
-    use burn::tensor::{Distribution, Tensor, activation};
+    use burn::tensor::{Distribution, Int, Tensor, TensorData, activation};
 
     /// `x·Φ(x)` through Burn's erf.
     pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
@@ -85,6 +86,27 @@ pub mod plain {
             LnKind::Hf => centered / (sq_sum / n as f64 + eps).sqrt(),
         };
         normed * gamma.unsqueeze::<D>() + beta.unsqueeze::<D>()
+    }
+
+    /// `−mean_r log_softmax(logits)[r, t_r]` and the argmax hit count (detached).
+    pub fn cross_entropy<B: Backend>(
+        logits: Tensor<B, 2>,
+        targets: &[i64],
+    ) -> (Tensor<B, 1>, Tensor<B, 1>) {
+        let n = targets.len();
+        let t = Tensor::<B, 2, Int>::from_data(
+            TensorData::new(targets.to_vec(), [n, 1]),
+            &logits.device(),
+        );
+        let hits = logits
+            .clone()
+            .argmax(1)
+            .equal(t.clone())
+            .float()
+            .sum()
+            .detach();
+        let logp = activation::log_softmax(logits, 1);
+        (logp.gather(1, t).mean().neg(), hits)
     }
 }
 
@@ -323,5 +345,75 @@ pub fn layer_norm<B: Backend, const D: usize>(
     match out {
         Some(p) => join(p),
         None => plain::layer_norm(x0, g0, b0, kind, eps),
+    }
+}
+
+/// Mean cross-entropy of `[n, k]` logits against class ids `targets` (length `n`, each in
+/// `0..k`): `−mean_r log_softmax(logits)[r, t_r]` — UER-py's `NLLLoss(LogSoftmax(·))` — and,
+/// as a constant `[1]` tensor, how many rows have the target as their argmax (first maximum).
+///
+/// On Flex the fused path computes each row's log-sum-exp in one vectorised pass and its
+/// backward writes `(softmax − onehot)·g/n` directly, instead of Burn's five passes over the
+/// logits and a scatter into a zeroed buffer.
+pub fn cross_entropy<B: Backend>(
+    logits: Tensor<B, 2>,
+    targets: &[i64],
+) -> (Tensor<B, 1>, Tensor<B, 1>) {
+    let [n, k] = logits.dims();
+    let valid = targets.len() == n && targets.iter().all(|&t| t >= 0 && (t as usize) < k);
+    if !is_fast::<B>() || !valid {
+        return plain::cross_entropy(logits, targets);
+    }
+    let device = logits.device();
+    let t: Vec<u32> = targets.iter().map(|&t| t as u32).collect();
+    let fallback = logits.clone();
+    let (loss, hits) = match split(logits) {
+        Prim::Flex(x) => {
+            let (loss, hits, _, _) = flex::cross_entropy(&x, &t);
+            (Prim::<B>::Flex(loss), hits)
+        }
+        Prim::Ad(x) => {
+            let (loss, hits) = flex::cross_entropy_ad(x, &t);
+            (Prim::<B>::Ad(loss), hits)
+        }
+        Prim::Other(_) => return plain::cross_entropy(fallback, targets),
+    };
+    let hits = Tensor::<B, 1>::from_data(TensorData::new(vec![hits as f32], [1]), &device);
+    (join(loss), hits)
+}
+
+/// A [`Linear`] layer applied to the last dimension of `x` (`x·W + b`). On Flex: one GEMM
+/// over all leading dimensions into a buffer pre-filled with the bias; its backward computes
+/// `dx = dy·Wᵀ` and `dW = xᵀ·dy` as two GEMMs on strided views and `db` as one column sum
+/// (Burn's composition runs a batched product per leading index, sums the per-batch weight
+/// gradients afterwards and copies the transposes).
+pub fn linear<B: Backend, const D: usize>(layer: &Linear<B>, x: Tensor<B, D>) -> Tensor<B, D> {
+    if !is_fast::<B>() {
+        return layer.forward(x);
+    }
+    let w = layer.weight.val();
+    let b = layer.bias.as_ref().map(|b| b.val());
+    let done = match (split(x.clone()), split(w), b.map(split)) {
+        (Prim::Flex(x), Prim::Flex(w), None) if flex::linear_fits(&x, &w, None) => {
+            Some(Prim::<B>::Flex(flex::linear(&x, &w, None)))
+        }
+        (Prim::Flex(x), Prim::Flex(w), Some(Prim::Flex(b)))
+            if flex::linear_fits(&x, &w, Some(&b)) =>
+        {
+            Some(Prim::<B>::Flex(flex::linear(&x, &w, Some(&b))))
+        }
+        (Prim::Ad(x), Prim::Ad(w), None) if flex::linear_fits(&x.primitive, &w.primitive, None) => {
+            Some(Prim::<B>::Ad(flex::linear_ad(x, w, None)))
+        }
+        (Prim::Ad(x), Prim::Ad(w), Some(Prim::Ad(b)))
+            if flex::linear_fits(&x.primitive, &w.primitive, Some(&b.primitive)) =>
+        {
+            Some(Prim::<B>::Ad(flex::linear_ad(x, w, Some(b))))
+        }
+        _ => None,
+    };
+    match done {
+        Some(p) => join(p),
+        None => layer.forward(x),
     }
 }

@@ -64,11 +64,11 @@ impl<B: Backend> SelfAttention<B> {
             t.reshape([b, s, self.heads, h / self.heads])
                 .swap_dims(1, 2)
         };
-        let q = split(self.query.forward(x.clone()));
-        let k = split(self.key.forward(x.clone()));
-        let v = split(self.value.forward(x));
+        let q = split(kernels::linear(&self.query, x.clone()));
+        let k = split(kernels::linear(&self.key, x.clone()));
+        let v = split(kernels::linear(&self.value, x));
         let ctx = attention(q, k, v, bias, 0.0);
-        self.output.forward(ctx.swap_dims(1, 2).reshape([b, s, h]))
+        kernels::linear(&self.output, ctx.swap_dims(1, 2).reshape([b, s, h]))
     }
 }
 
@@ -83,8 +83,8 @@ pub struct FeedForward<B: Backend> {
 
 impl<B: Backend> FeedForward<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.linear_2
-            .forward(activate(self.linear_1.forward(x), self.act))
+        let inner = activate(kernels::linear(&self.linear_1, x), self.act);
+        kernels::linear(&self.linear_2, inner)
     }
 }
 
@@ -133,7 +133,7 @@ impl<B: Backend> Encoder<B> {
     /// Runs the stack on embeddings `[batch, seq, emb]`.
     pub fn forward(&self, emb: Tensor<B, 3>, bias: Option<Tensor<B, 4>>) -> Tensor<B, 3> {
         let mut h = match &self.linear {
-            Some(linear) => linear.forward(emb),
+            Some(linear) => kernels::linear(linear, emb),
             None => emb,
         };
         for i in 0..self.layers_num {

@@ -5,6 +5,7 @@
 use super::config::Activation;
 use super::encoder::activate;
 use super::layer_norm::LayerNorm;
+use crate::kernels;
 use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::{Tensor, backend::Backend};
@@ -23,8 +24,8 @@ pub struct MlmHead<B: Backend> {
 impl<B: Backend> MlmHead<B> {
     /// `[batch, seq, hidden]` → logits `[batch, seq, vocab]`.
     pub fn forward(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
-        let x = activate(self.linear_1.forward(hidden), self.act);
-        self.linear_2.forward(self.layer_norm.forward(x))
+        let x = activate(kernels::linear(&self.linear_1, hidden), self.act);
+        kernels::linear(&self.linear_2, self.layer_norm.forward(x))
     }
 }
 
@@ -39,7 +40,10 @@ impl<B: Backend> SpHead<B> {
     /// `[batch, seq, hidden]` → logits `[batch, 2]`.
     pub fn forward(&self, hidden: Tensor<B, 3>) -> Tensor<B, 2> {
         let first = pool(hidden, Pooling::First);
-        self.linear_2.forward(self.linear_1.forward(first).tanh())
+        kernels::linear(
+            &self.linear_2,
+            kernels::linear(&self.linear_1, first).tanh(),
+        )
     }
 }
 
@@ -52,7 +56,7 @@ pub struct LmHead<B: Backend> {
 impl<B: Backend> LmHead<B> {
     /// `[batch, seq, hidden]` → logits `[batch, seq, vocab]`.
     pub fn forward(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.output_layer.forward(hidden)
+        kernels::linear(&self.output_layer, hidden)
     }
 }
 
@@ -120,7 +124,7 @@ impl<B: Backend> ClassifierHead<B> {
     /// `[batch, seq, hidden]` → logits `[batch, labels]`.
     pub fn forward(&self, hidden: Tensor<B, 3>) -> Tensor<B, 2> {
         let pooled = pool(hidden, self.pooling);
-        self.output_layer_2
-            .forward(self.output_layer_1.forward(pooled).tanh())
+        let inner = kernels::linear(&self.output_layer_1, pooled).tanh();
+        kernels::linear(&self.output_layer_2, inner)
     }
 }

@@ -10,6 +10,7 @@ use super::ModelError;
 use super::config::{LnPosition, MaskKind};
 use super::encoder::{SelfAttention, TransformerLayer, attention};
 use super::transformer::{MASK_VALUE, Model};
+use crate::kernels;
 use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
 
 /// Keys and values of the positions seen so far, one pair per layer application,
@@ -83,7 +84,7 @@ impl<B: Backend> Model<B> {
             x = ln.forward(x);
         }
         if let Some(linear) = &self.encoder.linear {
-            x = linear.forward(x);
+            x = kernels::linear(linear, x);
         }
         // New position i (absolute past + i) sees absolute positions 0..=past + i.
         let bias = (s > 1).then(|| {
@@ -143,14 +144,14 @@ fn attn_step<B: Backend>(
         t.reshape([b, s, attn.heads, h / attn.heads])
             .swap_dims(1, 2)
     };
-    let q = split(attn.query.forward(x.clone()));
-    let mut k = split(attn.key.forward(x.clone()));
-    let mut v = split(attn.value.forward(x));
+    let q = split(kernels::linear(&attn.query, x.clone()));
+    let mut k = split(kernels::linear(&attn.key, x.clone()));
+    let mut v = split(kernels::linear(&attn.value, x));
     if let Some((pk, pv)) = slot.take() {
         k = Tensor::cat(vec![pk, k], 2);
         v = Tensor::cat(vec![pv, v], 2);
     }
     *slot = Some((k.clone(), v.clone()));
     let ctx = attention(q, k, v, bias, 0.0);
-    attn.output.forward(ctx.swap_dims(1, 2).reshape([b, s, h]))
+    kernels::linear(&attn.output, ctx.swap_dims(1, 2).reshape([b, s, h]))
 }

@@ -182,21 +182,24 @@ fn layer_forward<B: Backend>(
         let a = &layer.self_attn;
         let [b, s, h] = x.dims();
         let split = |t: Tensor<B, 3>| t.reshape([b, s, a.heads, h / a.heads]).swap_dims(1, 2);
-        let q = split(a.query.forward(x.clone()));
-        let k = split(a.key.forward(x.clone()));
-        let v = split(a.value.forward(x));
+        let q = split(kernels::linear(&a.query, x.clone()));
+        let k = split(kernels::linear(&a.key, x.clone()));
+        let v = split(kernels::linear(&a.value, x));
         let ctx = attention(q, k, v, Some(bias.clone()), p);
-        dropout_fn(a.output.forward(ctx.swap_dims(1, 2).reshape([b, s, h])), p)
+        dropout_fn(
+            kernels::linear(&a.output, ctx.swap_dims(1, 2).reshape([b, s, h])),
+            p,
+        )
     };
     let ff = |x: Tensor<B, 3>| {
         let f = &layer.feed_forward;
-        let inner = f.linear_1.forward(x);
+        let inner = kernels::linear(&f.linear_1, x);
         let inner = match f.act {
             Activation::Gelu => kernels::gelu(inner),
             Activation::GeluFast => kernels::gelu_tanh(inner),
             Activation::Relu => burn::tensor::activation::relu(inner),
         };
-        dropout_fn(f.linear_2.forward(inner), p)
+        dropout_fn(kernels::linear(&f.linear_2, inner), p)
     };
     // The model builds every LayerNorm from the config's formula and eps (model::load), so
     // the fused kernel gets them from there.
@@ -229,7 +232,7 @@ pub fn encode<B: Backend>(
     let emb = dropout_fn(model.embedding.forward(ids, segment), p);
     let enc = &model.encoder;
     let mut h = match &enc.linear {
-        Some(linear) => linear.forward(emb),
+        Some(linear) => kernels::linear(linear, emb),
         None => emb,
     };
     for i in 0..enc.layers_num {
@@ -262,8 +265,8 @@ pub fn logits<B: Backend>(
         .expect("classifier head attached before training");
     let hidden = encode(model, ids, segment, p);
     let pooled = pool_hidden(hidden, head.pooling, pool_w);
-    head.output_layer_2
-        .forward(head.output_layer_1.forward(pooled).tanh())
+    let inner = kernels::linear(&head.output_layer_1, pooled).tanh();
+    kernels::linear(&head.output_layer_2, inner)
 }
 
 fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> (Vec<usize>, Vec<f32>) {
@@ -366,10 +369,8 @@ pub fn labels_tensor<B: Backend>(labels: &[i64], device: &B::Device) -> Tensor<B
 }
 
 /// Mean negative log-likelihood of log-softmax (UER-py's `NLLLoss(LogSoftmax(logits))`).
-pub fn nll_loss<B: Backend>(logits: Tensor<B, 2>, labels: Tensor<B, 1, Int>) -> Tensor<B, 1> {
-    let n = labels.dims()[0];
-    let logp = burn::tensor::activation::log_softmax(logits, 1);
-    logp.gather(1, labels.reshape([n, 1])).mean().neg()
+pub fn nll_loss<B: Backend>(logits: Tensor<B, 2>, labels: &[i64]) -> Tensor<B, 1> {
+    crate::kernels::cross_entropy(logits, labels).0
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 //! with a strictly better dev accuracy are kept; test accuracy is that model's.
 
 use super::TrainError;
-use super::classifier::{self, init_head, labels_tensor, load_head, nll_loss, pool_weights};
+use super::classifier::{self, init_head, load_head, nll_loss, pool_weights};
 use super::data::Encoded;
 use super::optim::{UerAdamW, WarmupLinear};
 use crate::checkpoint::Checkpoint;
@@ -278,7 +278,7 @@ fn train<B: Backend>(
                 .map(|w| Tensor::from_data(TensorData::new(w, [chunk.len(), seq]), &device));
             let (ids, seg) = model.inputs(&ids, &seg, chunk.len(), seq, &device)?;
             let logits = classifier::logits(&model, ids, seg, pool, opts.dropout);
-            let loss = nll_loss(logits, labels_tensor(&labels, &device));
+            let loss = nll_loss(logits, &labels);
             losses.push(loss.clone().inner());
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(schedule.lr_at(step), model, grads);

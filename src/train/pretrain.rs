@@ -20,6 +20,7 @@ use super::dataset::{DatasetFile, Record, Target, mask_seq};
 use super::optim::{UerAdamW, WarmupLinear};
 use crate::checkpoint::{Checkpoint, Tensor as CkptTensor};
 use crate::convert::{self, Naming, ToUerOptions};
+use crate::kernels;
 use crate::model::backend::{BackendJob, run_on};
 use crate::model::encoder::activate;
 use crate::model::layer_norm::LayerNorm;
@@ -667,21 +668,6 @@ fn ints<B: Backend, const D: usize>(
     Tensor::from_data(TensorData::new(v.to_vec(), shape), device)
 }
 
-/// Negative log-likelihood (mean) and the number of argmax hits.
-fn nll<B: Backend>(logits: Tensor<B, 2>, tgt: Tensor<B, 1, Int>) -> (Tensor<B, 1>, Tensor<B, 1>) {
-    let n = tgt.dims()[0];
-    let tgt = tgt.reshape([n, 1]);
-    let hits = logits
-        .clone()
-        .argmax(1)
-        .equal(tgt.clone())
-        .float()
-        .sum()
-        .detach();
-    let logp = burn::tensor::activation::log_softmax(logits, 1);
-    (logp.gather(1, tgt).mean().neg(), hits)
-}
-
 /// The decoder to the vocabulary: the word embedding's transpose when tied.
 fn decode<B: Backend>(
     model: &Model<B>,
@@ -690,7 +676,7 @@ fn decode<B: Backend>(
     tied: bool,
 ) -> Tensor<B, 2> {
     if !tied {
-        return out.forward(x);
+        return kernels::linear(out, x);
     }
     let y = x.matmul(model.embedding.word.val().transpose());
     match &out.bias {
@@ -716,20 +702,19 @@ fn losses<B: Backend>(
         .clone()
         .reshape([b * l, h])
         .select(0, ints::<B, 1>(&batch.pos, [m], device));
-    let tgt = ints::<B, 1>(&batch.tgt, [m], device);
     let logits = if let Some(head) = &model.mlm {
-        let x = activate(head.linear_1.forward(picked), head.act);
+        let x = activate(kernels::linear(&head.linear_1, picked), head.act);
         let x = head.layer_norm.forward(x);
         decode(model, x, &head.linear_2, tied)
     } else {
         let head = model.lm.as_ref().expect("an lm head for target lm");
         decode(model, picked, &head.output_layer, tied)
     };
-    let (main_loss, correct) = nll(logits, tgt);
+    let (main_loss, correct) = kernels::cross_entropy(logits, &batch.tgt);
     let (mut loss, mut sp_loss, mut sp_correct) = (main_loss.clone(), None, None);
     if let (Some(sp), false) = (&model.sp, batch.nsp.is_empty()) {
         let logits = sp.forward(hidden);
-        let (l2, c2) = nll(logits, ints::<B, 1>(&batch.nsp, [b], device));
+        let (l2, c2) = kernels::cross_entropy(logits, &batch.nsp);
         loss = loss + l2.clone();
         (sp_loss, sp_correct) = (Some(l2), Some(c2));
     }
