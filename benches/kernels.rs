@@ -22,7 +22,7 @@ use std::time::Instant;
 #[global_allocator]
 static ALLOCATOR: uerzoo::alloc::Allocator = uerzoo::alloc::Allocator;
 use uerzoo::kernels::{self, plain};
-use uerzoo::model::encoder::{activate, attention, dropout_fn};
+use uerzoo::model::encoder::{activate, dropout_fn};
 use uerzoo::model::{LnPosition, Model, ModelConfig, load_model, random_checkpoint};
 
 const VOCAB: usize = 21128;
@@ -112,18 +112,11 @@ fn encode_train<B: Backend>(
         let layer = &enc.layers[if enc.layers.len() == 1 { 0 } else { i }];
         let a = &layer.self_attn;
         let attn = |x: Tensor<B, 3>| {
-            let [b, s, hid] = x.dims();
-            let split = |t: Tensor<B, 3>| t.reshape([b, s, a.heads, hid / a.heads]).swap_dims(1, 2);
-            let (q, k, v) = (
-                split(kernels::linear(&a.query, x.clone())),
-                split(kernels::linear(&a.key, x.clone())),
-                split(kernels::linear(&a.value, x)),
-            );
-            let ctx = attention(q, k, v, Some(bias.clone()), p);
-            dropout_fn(
-                kernels::linear(&a.output, ctx.swap_dims(1, 2).reshape([b, s, hid])),
-                p,
-            )
+            let q = kernels::linear(&a.query, x.clone());
+            let k = kernels::linear(&a.key, x.clone());
+            let v = kernels::linear(&a.value, x);
+            let ctx = kernels::self_attention(q, k, v, a.heads, Some(bias.clone()), p);
+            dropout_fn(kernels::linear(&a.output, ctx), p)
         };
         let ff = |x: Tensor<B, 3>| dropout_fn(layer.feed_forward.forward(x), p);
         h = match layer.ln_position {

@@ -507,3 +507,92 @@ fn linear_matches_burn_values_and_gradients() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Self-attention on [b, s, h]
+// ---------------------------------------------------------------------------------------
+
+/// q/k/v gradients and the output of `f` on fresh leaves, weighted by `w`.
+#[allow(clippy::type_complexity)]
+fn attn_run(
+    qkv: &[Tensor<Ad, 3>; 3],
+    w: &Tensor<Ad, 3>,
+    f: impl Fn(Tensor<Ad, 3>, Tensor<Ad, 3>, Tensor<Ad, 3>) -> Tensor<Ad, 3>,
+) -> (Vec<f32>, [Vec<f32>; 3]) {
+    let [q, k, v] = qkv.clone().map(|t| t.detach().require_grad());
+    let y = f(q.clone(), k.clone(), v.clone());
+    let grads = (y.clone() * w.clone()).sum().backward();
+    let g = [&q, &k, &v].map(|t| values(t.grad(&grads).expect("grad")));
+    (values(y), g)
+}
+
+#[test]
+fn self_attention_matches_plain_values_and_gradients() {
+    let d = dev();
+    // batch 3 ≥ the pool's threads (per-batch path) and batch 1 (per-head path).
+    for (b, heads, s, h) in [(3, 4, 29, 64), (1, 2, 17, 32)] {
+        let qkv = [0, 1, 2].map(|_| random::<Ad, 3>([b, s, h], 1.0, &d));
+        let w = random::<Ad, 3>([b, s, h], 1.0, &d);
+        for (name, bias) in masks(b, s)
+            .into_iter()
+            .map(|(n, m)| (n, Some(m)))
+            .chain([("none", None)])
+        {
+            let fast = attn_run(&qkv, &w, |q, k, v| {
+                kernels::self_attention(q, k, v, heads, bias.clone(), 0.0)
+            });
+            let slow = attn_run(&qkv, &w, |q, k, v| {
+                plain::self_attention(q, k, v, heads, bias.clone(), 0.0)
+            });
+            let what = format!("self_attention b={b} {name}");
+            assert_close(&format!("{what} values"), &fast.0, &slow.0);
+            for (i, t) in ["q", "k", "v"].iter().enumerate() {
+                assert_close(&format!("{what} d{t}"), &fast.1[i], &slow.1[i]);
+            }
+        }
+    }
+}
+
+#[test]
+fn self_attention_with_dropout_draws_the_masks_of_the_head_split_path() {
+    let d = dev();
+    let (b, heads, s, h) = (2, 4, 33, 64);
+    let qkv = [0, 1, 2].map(|_| random::<Ad, 3>([b, s, h], 1.0, &d));
+    let w = random::<Ad, 3>([b, s, h], 1.0, &d);
+    let bias = masks(b, s).remove(0).1;
+    kernels::seed(99);
+    let fast = attn_run(&qkv, &w, |q, k, v| {
+        kernels::self_attention(q, k, v, heads, Some(bias.clone()), 0.1)
+    });
+    // The same key stream through the fused [b, heads, s, s] softmax of `attention`.
+    kernels::seed(99);
+    let split = attn_run(&qkv, &w, |q, k, v| {
+        let sp = |t: Tensor<Ad, 3>| t.reshape([b, s, heads, h / heads]).swap_dims(1, 2);
+        kernels::attention(sp(q), sp(k), sp(v), Some(bias.clone()), 0.1)
+            .swap_dims(1, 2)
+            .reshape([b, s, h])
+    });
+    assert_close("self_attention+dropout values", &fast.0, &split.0);
+    for (i, t) in ["q", "k", "v"].iter().enumerate() {
+        assert_close(
+            &format!("self_attention+dropout d{t}"),
+            &fast.1[i],
+            &split.1[i],
+        );
+    }
+    // Inference path (Flex) equals the autodiff path without dropout.
+    let flex = |t: &Tensor<Ad, 3>| Tensor::<Flex, 3>::from_data(t.to_data(), &d);
+    let biasf = Tensor::<Flex, 4>::from_data(bias.to_data(), &d);
+    let inf = kernels::self_attention(
+        flex(&qkv[0]),
+        flex(&qkv[1]),
+        flex(&qkv[2]),
+        heads,
+        Some(biasf),
+        0.0,
+    );
+    let ad = attn_run(&qkv, &w, |q, k, v| {
+        kernels::self_attention(q, k, v, heads, Some(bias.clone()), 0.0)
+    });
+    assert_eq!(values(inf), ad.0);
+}

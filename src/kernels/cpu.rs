@@ -477,6 +477,18 @@ impl<'a> MatRef<'a> {
         }
     }
 
+    /// Columns `col..col + cols` of a row-major matrix with `stride` values per row
+    /// (`rows` rows): one head's slice of a `[seq, hidden]` activation.
+    pub fn block(data: &'a [f32], rows: usize, stride: usize, col: usize, cols: usize) -> Self {
+        MatRef {
+            data: &data[col.min(data.len())..],
+            rows,
+            cols,
+            row_stride: stride,
+            col_stride: 1,
+        }
+    }
+
     /// The transpose (a view; nothing is copied).
     pub fn t(self) -> Self {
         MatRef {
@@ -497,14 +509,37 @@ impl<'a> MatRef<'a> {
     }
 }
 
-/// `dst = a·b` (or `dst += a·b` with `accumulate`), `dst` row-major `a.rows × b.cols`.
+/// `dst = a·b` (or `dst += a·b` with `accumulate`), `dst` row-major `a.rows × b.cols`;
+/// split over rayon's pool when the product is large enough.
 ///
 /// # Panics
 /// When the shapes disagree or a view reaches outside its slice (a caller bug).
 pub fn gemm(dst: &mut [f32], accumulate: bool, a: MatRef<'_>, b: MatRef<'_>) {
+    assert!(dst.len() == a.rows * b.cols, "gemm: destination size");
+    let parallel = a.rows * a.cols * b.cols >= 1 << 18;
+    gemm_strided(dst, b.cols, accumulate, a, b, parallel);
+}
+
+/// [`gemm`] into rows of `dst` that are `dst_row_stride` apart (a column block of a wider
+/// row-major matrix); single-threaded unless `parallel`.
+///
+/// # Panics
+/// When the shapes disagree or a view reaches outside its slice (a caller bug).
+pub fn gemm_strided(
+    dst: &mut [f32],
+    dst_row_stride: usize,
+    accumulate: bool,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    parallel: bool,
+) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert!(
-        b.rows == k && dst.len() == m * n && a.in_bounds() && b.in_bounds(),
+        b.rows == k
+            && a.in_bounds()
+            && b.in_bounds()
+            && dst_row_stride >= n
+            && (m == 0 || n == 0 || (m - 1) * dst_row_stride + n <= dst.len()),
         "gemm shapes"
     );
     if m == 0 || n == 0 {
@@ -512,18 +547,20 @@ pub fn gemm(dst: &mut [f32], accumulate: bool, a: MatRef<'_>, b: MatRef<'_>) {
     }
     if k == 0 {
         if !accumulate {
-            dst.fill(0.0);
+            for row in dst.chunks_mut(dst_row_stride).take(m) {
+                row[..n].fill(0.0);
+            }
         }
         return;
     }
-    let par = if m * n * k >= 1 << 18 && rayon::current_num_threads() > 1 {
+    let par = if parallel && rayon::current_num_threads() > 1 {
         gemm::Parallelism::Rayon(0)
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: every index the kernel touches is inside its slice (checked above: dst is
-    // exactly m×n row-major, the views are in bounds), and dst does not alias a or b
-    // (it is a unique borrow).
+    // SAFETY: every index the kernel touches is inside its slice (checked above: the
+    // destination's m rows of n values at `dst_row_stride` fit in `dst`, the views are in
+    // bounds), and `dst` does not alias `a` or `b` (it is a unique borrow).
     unsafe {
         gemm::gemm(
             m,
@@ -531,7 +568,7 @@ pub fn gemm(dst: &mut [f32], accumulate: bool, a: MatRef<'_>, b: MatRef<'_>) {
             k,
             dst.as_mut_ptr(),
             1,
-            n as isize,
+            dst_row_stride as isize,
             accumulate,
             a.data.as_ptr(),
             a.col_stride as isize,

@@ -570,3 +570,303 @@ pub fn linear_ad(x: AdTensor, w: AdTensor, b: Option<AdTensor>) -> AdTensor {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Self-attention on [batch, seq, hidden] activations
+// ---------------------------------------------------------------------------------------
+
+/// Sizes of one fused attention call: `q` is `[b, sq, h]`, `k` and `v` are `[b, sk, h]`,
+/// split into `heads` heads of `dh = h / heads` columns.
+#[derive(Debug, Clone, Copy)]
+struct AttnDims {
+    b: usize,
+    sq: usize,
+    sk: usize,
+    h: usize,
+    heads: usize,
+    dh: usize,
+}
+
+impl AttnDims {
+    fn new(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, heads: usize) -> Option<Self> {
+        let (qs, ks, vs) = (q.shape(), k.shape(), v.shape());
+        if qs.num_dims() != 3 || ks.num_dims() != 3 || vs.num_dims() != 3 {
+            return None;
+        }
+        let [b, sq, h] = qs.dims::<3>();
+        let [kb, sk, kh] = ks.dims::<3>();
+        let ok = heads > 0
+            && h % heads == 0
+            && kb == b
+            && kh == h
+            && vs.dims::<3>() == [b, sk, h]
+            && supported(q)
+            && supported(k)
+            && supported(v);
+        ok.then_some(AttnDims {
+            b,
+            sq,
+            sk,
+            h,
+            heads,
+            dh: h / heads,
+        })
+    }
+
+    /// Values in one `[sq, sk]` score matrix.
+    fn pair(&self) -> usize {
+        self.sq * self.sk
+    }
+}
+
+/// Head `hi`'s columns of batch row `bi` of a `[b, s, h]` activation: an `s × dh` view.
+fn head<'a>(x: &'a [f32], d: &AttnDims, s: usize, bi: usize, hi: usize) -> cpu::MatRef<'a> {
+    cpu::MatRef::block(
+        &x[bi * s * d.h..(bi + 1) * s * d.h],
+        s,
+        d.h,
+        hi * d.dh,
+        d.dh,
+    )
+}
+
+/// One `[sq, sk]` matrix of a `[b, heads, sq, sk]` buffer.
+fn pair_of<'a>(x: &'a [f32], d: &AttnDims, pair: usize) -> cpu::MatRef<'a> {
+    cpu::MatRef::row_major(&x[pair * d.pair()..(pair + 1) * d.pair()], d.sq, d.sk)
+}
+
+/// Dropped probabilities, the mask (1 = kept) and `1/(1−p)`.
+#[derive(Debug, Clone)]
+struct Dropped(Arc<Vec<f32>>, Arc<Vec<u8>>, f32);
+
+/// What the fused attention's backward reads.
+#[derive(Debug, Clone)]
+struct AttnState {
+    q: FlexTensor,
+    k: FlexTensor,
+    v: FlexTensor,
+    /// Softmax probabilities before dropout, `[b, heads, sq, sk]`.
+    probs: Arc<Vec<f32>>,
+    /// After dropout (what multiplied `v`), when dropout was on.
+    dropped: Option<Dropped>,
+    dims: AttnDims,
+    scale: f32,
+}
+
+/// The forward: (context `[b, sq, h]`, probabilities, dropped probabilities + mask).
+#[allow(clippy::type_complexity)]
+fn attn_forward(
+    q: &FlexTensor,
+    k: &FlexTensor,
+    v: &FlexTensor,
+    d: AttnDims,
+    bias: Option<&FlexTensor>,
+    drop: Option<DropSpec>,
+) -> Option<(FlexTensor, Vec<f32>, Option<(Vec<f32>, Vec<u8>)>)> {
+    use rayon::prelude::*;
+    let bias = match bias {
+        Some(b) => Some(bias_rows(b, &[d.b, d.heads, d.sq, d.sk])?),
+        None => None,
+    };
+    let (q, k, v) = (contiguous(q), contiguous(k), contiguous(v));
+    let (qv, kv, vv) = (values(&q), values(&k), values(&v));
+    let scale = 1.0 / (d.dh as f32).sqrt();
+    let n = d.b * d.heads * d.pair();
+    // Scores, one GEMM per (batch, head) on strided views of q and k.
+    let mut scores = vec![0f32; n];
+    scores
+        .par_chunks_mut(d.pair().max(1))
+        .enumerate()
+        .for_each(|(pair, s)| {
+            let (bi, hi) = (pair / d.heads, pair % d.heads);
+            let qh = head(qv, &d, d.sq, bi, hi);
+            let kh = head(kv, &d, d.sk, bi, hi);
+            cpu::gemm_strided(s, d.sk, false, qh, kh.t(), false);
+        });
+    let bias_ref = bias.as_ref().map(|(b, lay)| (values(b), *lay));
+    let mut probs = vec![0f32; n];
+    let dropped = match drop {
+        None => {
+            cpu::masked_softmax(&scores, d.sk, bias_ref, scale, &mut probs, None);
+            None
+        }
+        Some(spec) => {
+            let (mut out, mut mask) = (vec![0f32; n], vec![0u8; n]);
+            cpu::masked_softmax(
+                &scores,
+                d.sk,
+                bias_ref,
+                scale,
+                &mut probs,
+                Some((spec, &mut out, &mut mask)),
+            );
+            Some((out, mask))
+        }
+    };
+    let p = dropped.as_ref().map_or(&probs, |(pd, _)| pd);
+    // Context: P·v per (batch, head), written straight into the head's columns.
+    let mut ctx = vec![0f32; d.b * d.sq * d.h];
+    if d.b >= rayon::current_num_threads() {
+        ctx.par_chunks_mut((d.sq * d.h).max(1))
+            .enumerate()
+            .for_each(|(bi, out)| {
+                for hi in 0..d.heads {
+                    let vh = head(vv, &d, d.sk, bi, hi);
+                    let ph = pair_of(p, &d, bi * d.heads + hi);
+                    cpu::gemm_strided(&mut out[hi * d.dh..], d.h, false, ph, vh, false);
+                }
+            });
+    } else {
+        // Few batch rows: one task per (batch, head) into a head-major buffer, then rows
+        // copied into place.
+        let mut tmp = vec![0f32; d.b * d.heads * d.sq * d.dh];
+        tmp.par_chunks_mut((d.sq * d.dh).max(1))
+            .enumerate()
+            .for_each(|(pair, out)| {
+                let (bi, hi) = (pair / d.heads, pair % d.heads);
+                let vh = head(vv, &d, d.sk, bi, hi);
+                cpu::gemm_strided(out, d.dh, false, pair_of(p, &d, pair), vh, false);
+            });
+        for (pair, block) in tmp.chunks(d.sq * d.dh).enumerate() {
+            let (bi, hi) = (pair / d.heads, pair % d.heads);
+            for (r, row) in block.chunks(d.dh).enumerate() {
+                let at = (bi * d.sq + r) * d.h + hi * d.dh;
+                ctx[at..at + d.dh].copy_from_slice(row);
+            }
+        }
+    }
+    let ctx = tensor(ctx, Shape::new([d.b, d.sq, d.h]));
+    Some((ctx, probs, dropped))
+}
+
+/// The backward: (dq, dk, dv) from the context's gradient.
+fn attn_backward(st: &AttnState, dctx: &FlexTensor) -> [FlexTensor; 3] {
+    use rayon::prelude::*;
+    let d = st.dims;
+    let g = contiguous(dctx);
+    let gv = values(&g);
+    let (qv, kv, vv) = (values(&st.q), values(&st.k), values(&st.v));
+    let n = d.b * d.heads * d.pair();
+    // dP = dctx·vᵀ per (batch, head).
+    let mut dp = vec![0f32; n];
+    dp.par_chunks_mut(d.pair().max(1))
+        .enumerate()
+        .for_each(|(pair, out)| {
+            let (bi, hi) = (pair / d.heads, pair % d.heads);
+            let gh = head(gv, &d, d.sq, bi, hi);
+            let vh = head(vv, &d, d.sk, bi, hi);
+            cpu::gemm_strided(out, d.sk, false, gh, vh.t(), false);
+        });
+    // dS = scale·P⊙(dP·mask·keep − Σ …), through the dropout mask.
+    let mut ds = vec![0f32; n];
+    let mask = st
+        .dropped
+        .as_ref()
+        .map(|Dropped(_, m, s)| (m.as_slice(), *s));
+    cpu::masked_softmax_grad(&st.probs, &dp, d.sk, mask, st.scale, &mut ds);
+    drop(dp);
+    let p: &[f32] = st
+        .dropped
+        .as_ref()
+        .map_or(&st.probs, |Dropped(pd, _, _)| pd);
+    let (mut dq, mut dk, mut dv) = (
+        vec![0f32; d.b * d.sq * d.h],
+        vec![0f32; d.b * d.sk * d.h],
+        vec![0f32; d.b * d.sk * d.h],
+    );
+    let (qs, ks) = ((d.sq * d.h).max(1), (d.sk * d.h).max(1));
+    dq.par_chunks_mut(qs)
+        .zip(dk.par_chunks_mut(ks).zip(dv.par_chunks_mut(ks)))
+        .enumerate()
+        .for_each(|(bi, (dq, (dk, dv)))| {
+            for hi in 0..d.heads {
+                let pair = bi * d.heads + hi;
+                let (ph, sh) = (pair_of(p, &d, pair), pair_of(&ds, &d, pair));
+                let gh = head(gv, &d, d.sq, bi, hi);
+                let off = hi * d.dh;
+                // dv = Pᵀ·dctx, dq = dS·k, dk = dSᵀ·q
+                cpu::gemm_strided(&mut dv[off..], d.h, false, ph.t(), gh, false);
+                let kh = head(kv, &d, d.sk, bi, hi);
+                cpu::gemm_strided(&mut dq[off..], d.h, false, sh, kh, false);
+                let qh = head(qv, &d, d.sq, bi, hi);
+                cpu::gemm_strided(&mut dk[off..], d.h, false, sh.t(), qh, false);
+            }
+        });
+    [
+        tensor(dq, st.q.shape()),
+        tensor(dk, st.k.shape()),
+        tensor(dv, st.v.shape()),
+    ]
+}
+
+/// Multi-head attention over `[b, s, h]` activations (no head split/merge copies):
+/// `softmax(q_h·k_hᵀ/√dh + bias)` → dropout → `·v_h` per head, written into the head's
+/// columns of `[b, sq, h]`. `None` when the shapes or the bias do not fit.
+pub fn self_attention(
+    q: &FlexTensor,
+    k: &FlexTensor,
+    v: &FlexTensor,
+    heads: usize,
+    bias: Option<&FlexTensor>,
+    drop: Option<DropSpec>,
+) -> Option<FlexTensor> {
+    let d = AttnDims::new(q, k, v, heads)?;
+    attn_forward(q, k, v, d, bias, drop).map(|(ctx, _, _)| ctx)
+}
+
+#[derive(Debug)]
+struct AttnBackward;
+
+impl Backward<Flex, 3> for AttnBackward {
+    type State = AttnState;
+    fn backward(self, ops: Ops<AttnState, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let dctx = grads.consume::<Flex>(&ops.node);
+        let [dq, dk, dv] = attn_backward(&ops.state, &dctx);
+        let [pq, pk, pv] = ops.parents;
+        for (node, g) in [(pq, dq), (pk, dk), (pv, dv)] {
+            if let Some(node) = node {
+                grads.register::<Flex>(node.id, g);
+            }
+        }
+    }
+}
+
+/// [`self_attention`] on `Autodiff<Flex>`: gradients to `q`, `k` and `v` (the bias is a
+/// constant), from the saved probabilities and dropout mask.
+pub fn self_attention_ad(
+    q: AdTensor,
+    k: AdTensor,
+    v: AdTensor,
+    heads: usize,
+    bias: Option<&FlexTensor>,
+    drop: Option<DropSpec>,
+) -> Option<AdTensor> {
+    let d = AttnDims::new(&q.primitive, &k.primitive, &v.primitive, heads)?;
+    let (ctx, probs, dropped) =
+        attn_forward(&q.primitive, &k.primitive, &v.primitive, d, bias, drop)?;
+    let nodes = [q.node.clone(), k.node.clone(), v.node.clone()];
+    Some(
+        match AttnBackward
+            .prepare::<NoCheckpointing>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let state = AttnState {
+                    q: contiguous(&q.primitive),
+                    k: contiguous(&k.primitive),
+                    v: contiguous(&v.primitive),
+                    probs: Arc::new(probs),
+                    dropped: dropped.map(|(pd, m)| {
+                        let keep = drop.map_or(1.0, |s| s.keep_scale);
+                        Dropped(Arc::new(pd), Arc::new(m), keep)
+                    }),
+                    dims: d,
+                    scale: 1.0 / (d.dh as f32).sqrt(),
+                };
+                prep.finish(state, ctx)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(ctx),
+        },
+    )
+}

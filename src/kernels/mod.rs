@@ -88,6 +88,28 @@ pub mod plain {
         normed * gamma.unsqueeze::<D>() + beta.unsqueeze::<D>()
     }
 
+    /// Multi-head attention on `[b, s, h]` activations: split into heads, scaled scores,
+    /// `+ bias`, softmax, dropout, `·v`, heads merged back.
+    pub fn self_attention<B: Backend>(
+        q: Tensor<B, 3>,
+        k: Tensor<B, 3>,
+        v: Tensor<B, 3>,
+        heads: usize,
+        bias: Option<Tensor<B, 4>>,
+        p: f64,
+    ) -> Tensor<B, 3> {
+        let [b, sq, h] = q.dims();
+        let sk = k.dims()[1];
+        let dh = h / heads;
+        let split = |t: Tensor<B, 3>, s: usize| t.reshape([b, s, heads, dh]).swap_dims(1, 2);
+        let scale = 1.0 / (dh as f64).sqrt();
+        let scores = split(q, sq).matmul(split(k, sk).swap_dims(2, 3));
+        masked_softmax(scores, bias, scale, p)
+            .matmul(split(v, sk))
+            .swap_dims(1, 2)
+            .reshape([b, sq, h])
+    }
+
     /// `−mean_r log_softmax(logits)[r, t_r]` and the argmax hit count (detached).
     pub fn cross_entropy<B: Backend>(
         logits: Tensor<B, 2>,
@@ -415,5 +437,58 @@ pub fn linear<B: Backend, const D: usize>(layer: &Linear<B>, x: Tensor<B, D>) ->
     match done {
         Some(p) => join(p),
         None => layer.forward(x),
+    }
+}
+
+/// Multi-head attention on `[batch, seq, hidden]` activations (`q`: `[b, sq, h]`, `k`, `v`:
+/// `[b, sk, h]`, `heads` dividing `h`): per head `softmax(q_h·k_hᵀ/√dh + bias)`, dropout
+/// `p`, `·v_h`, heads merged back into `[b, sq, h]`. `bias` is the additive mask as in
+/// [`masked_softmax`].
+///
+/// On Flex the heads are strided views of the `[b, s, h]` buffers: one GEMM per (batch,
+/// head) for the scores and one for the context, written straight into the head's columns,
+/// with the fused softmax/dropout between; the backward runs the four GEMMs per head the
+/// same way. Burn's composition instead copies every head split and merge (and their
+/// gradients) through a generic strided iterator.
+pub fn self_attention<B: Backend>(
+    q: Tensor<B, 3>,
+    k: Tensor<B, 3>,
+    v: Tensor<B, 3>,
+    heads: usize,
+    bias: Option<Tensor<B, 4>>,
+    p: f64,
+) -> Tensor<B, 3> {
+    let composed = |q: Tensor<B, 3>, k: Tensor<B, 3>, v: Tensor<B, 3>, bias| {
+        let [b, sq, h] = q.dims();
+        let sk = k.dims()[1];
+        let dh = h / heads;
+        let split = |t: Tensor<B, 3>, s: usize| t.reshape([b, s, heads, dh]).swap_dims(1, 2);
+        attention(split(q, sq), split(k, sk), split(v, sk), bias, p)
+            .swap_dims(1, 2)
+            .reshape([b, sq, h])
+    };
+    if !is_fast::<B>() || p >= 1.0 {
+        return composed(q, k, v, bias);
+    }
+    let bias_flex = match bias.clone().map(split) {
+        Some(Prim::Flex(t)) => Some(t),
+        Some(Prim::Ad(t)) => Some(t.primitive),
+        Some(Prim::Other(_)) => return composed(q, k, v, bias),
+        None => None,
+    };
+    let drop = (p > 0.0).then(|| DropSpec::new(p, next_key()));
+    let (q0, k0, v0) = (q.clone(), k.clone(), v.clone());
+    let done = match (split(q), split(k), split(v)) {
+        (Prim::Flex(q), Prim::Flex(k), Prim::Flex(v)) => {
+            flex::self_attention(&q, &k, &v, heads, bias_flex.as_ref(), drop).map(Prim::<B>::Flex)
+        }
+        (Prim::Ad(q), Prim::Ad(k), Prim::Ad(v)) => {
+            flex::self_attention_ad(q, k, v, heads, bias_flex.as_ref(), drop).map(Prim::<B>::Ad)
+        }
+        _ => None,
+    };
+    match done {
+        Some(p) => join(p),
+        None => composed(q0, k0, v0, bias),
     }
 }

@@ -59,16 +59,11 @@ pub struct SelfAttention<B: Backend> {
 impl<B: Backend> SelfAttention<B> {
     /// `[batch, seq, hidden]` → `[batch, seq, hidden]` with the additive mask `bias`.
     pub fn forward(&self, x: Tensor<B, 3>, bias: Option<Tensor<B, 4>>) -> Tensor<B, 3> {
-        let [b, s, h] = x.dims();
-        let split = |t: Tensor<B, 3>| {
-            t.reshape([b, s, self.heads, h / self.heads])
-                .swap_dims(1, 2)
-        };
-        let q = split(kernels::linear(&self.query, x.clone()));
-        let k = split(kernels::linear(&self.key, x.clone()));
-        let v = split(kernels::linear(&self.value, x));
-        let ctx = attention(q, k, v, bias, 0.0);
-        kernels::linear(&self.output, ctx.swap_dims(1, 2).reshape([b, s, h]))
+        let q = kernels::linear(&self.query, x.clone());
+        let k = kernels::linear(&self.key, x.clone());
+        let v = kernels::linear(&self.value, x);
+        let ctx = kernels::self_attention(q, k, v, self.heads, bias, 0.0);
+        kernels::linear(&self.output, ctx)
     }
 }
 

@@ -11,7 +11,7 @@
 
 use super::TrainError;
 use crate::checkpoint::{Checkpoint, Tensor as CkptTensor};
-use crate::kernels::{self, attention, dropout as dropout_fn};
+use crate::kernels::{self, dropout as dropout_fn};
 use crate::model::Activation;
 use crate::model::encoder::TransformerLayer;
 use crate::model::heads::ClassifierHead;
@@ -180,16 +180,11 @@ fn layer_forward<B: Backend>(
 ) -> Tensor<B, 3> {
     let attn = |x: Tensor<B, 3>| {
         let a = &layer.self_attn;
-        let [b, s, h] = x.dims();
-        let split = |t: Tensor<B, 3>| t.reshape([b, s, a.heads, h / a.heads]).swap_dims(1, 2);
-        let q = split(kernels::linear(&a.query, x.clone()));
-        let k = split(kernels::linear(&a.key, x.clone()));
-        let v = split(kernels::linear(&a.value, x));
-        let ctx = attention(q, k, v, Some(bias.clone()), p);
-        dropout_fn(
-            kernels::linear(&a.output, ctx.swap_dims(1, 2).reshape([b, s, h])),
-            p,
-        )
+        let q = kernels::linear(&a.query, x.clone());
+        let k = kernels::linear(&a.key, x.clone());
+        let v = kernels::linear(&a.value, x);
+        let ctx = kernels::self_attention(q, k, v, a.heads, Some(bias.clone()), p);
+        dropout_fn(kernels::linear(&a.output, ctx), p)
     };
     let ff = |x: Tensor<B, 3>| {
         let f = &layer.feed_forward;
