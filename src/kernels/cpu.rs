@@ -7,6 +7,7 @@
 //! hash of (key, element index), so a mask does not depend on how the work is split.
 
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Elements per rayon task for element-wise kernels (64 KiB of f32).
 const CHUNK: usize = 1 << 14;
@@ -65,6 +66,7 @@ fn level() -> u8 {
 }
 
 /// `e^x` for f32 (Cephes polynomial, ~1 ulp on [-87, 88]; clamped outside), branch-free.
+/// `mul_add` becomes one FMA instruction in the AVX2/AVX-512 builds of the kernels.
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
     const MAGIC: f32 = 12_582_912.0; // 1.5·2^23: adding it rounds to an integer
@@ -72,14 +74,14 @@ pub fn exp(x: f32) -> f32 {
     let t = x * std::f32::consts::LOG2_E + MAGIC;
     let n = t - MAGIC;
     let ni = (t.to_bits() as i32).wrapping_sub(0x4B40_0000);
-    let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
+    let r = n.mul_add(2.121_944_4e-4, n.mul_add(-0.693_359_4, x));
     let mut p = 1.987_569_1e-4f32;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 0.5;
-    let y = p * r * r + r + 1.0;
+    p = p.mul_add(r, 1.398_199_9e-3);
+    p = p.mul_add(r, 8.333_452e-3);
+    p = p.mul_add(r, 4.166_579_6e-2);
+    p = p.mul_add(r, 1.666_666_5e-1);
+    p = p.mul_add(r, 0.5);
+    let y = (p * r).mul_add(r, r + 1.0);
     y * f32::from_bits(((ni + 127) << 23) as u32)
 }
 
@@ -97,7 +99,10 @@ fn normal_cdf_pdf(x: f32) -> (f32, f32) {
     ];
     let z = x.abs() * std::f32::consts::FRAC_1_SQRT_2;
     let t = 1.0 / (1.0 + P * z);
-    let poly = t * (A[0] + t * (A[1] + t * (A[2] + t * (A[3] + t * A[4]))));
+    let poly = t * t.mul_add(
+        t.mul_add(t.mul_add(t.mul_add(A[4], A[3]), A[2]), A[1]),
+        A[0],
+    );
     let e = exp(-0.5 * x * x);
     let half_erfc = 0.5 * poly * e; // Φ(−|x|)
     let cdf = if x >= 0.0 { 1.0 - half_erfc } else { half_erfc };
@@ -533,22 +538,78 @@ pub fn gemm_strided(
     b: MatRef<'_>,
     parallel: bool,
 ) {
+    check_gemm(dst.len(), dst_row_stride, a, b);
+    // SAFETY: `check_gemm` proved the destination block and both views in bounds; `dst` is
+    // initialised, so reading it (accumulate) is fine, and it is a unique borrow.
+    unsafe { gemm_raw(dst.as_mut_ptr(), dst_row_stride, accumulate, a, b, parallel) };
+}
+
+/// [`gemm_strided`] into a buffer that is not initialised yet: writes (never reads) every
+/// value of the `a.rows × b.cols` block.
+///
+/// # Panics
+/// When the shapes disagree or a view reaches outside its slice (a caller bug).
+pub fn gemm_strided_to(
+    dst: &mut [MaybeUninit<f32>],
+    dst_row_stride: usize,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    parallel: bool,
+) {
+    check_gemm(dst.len(), dst_row_stride, a, b);
+    if a.cols == 0 {
+        for row in dst.chunks_mut(dst_row_stride).take(a.rows) {
+            row[..b.cols].fill(MaybeUninit::new(0.0));
+        }
+        return;
+    }
+    // SAFETY: as in `gemm_strided`; without `accumulate` the kernel only writes `dst`
+    // (k > 0 here), so its uninitialised values are never read.
+    unsafe {
+        gemm_raw(
+            dst.as_mut_ptr().cast::<f32>(),
+            dst_row_stride,
+            false,
+            a,
+            b,
+            parallel,
+        )
+    };
+}
+
+/// Asserts what [`gemm_raw`] relies on.
+fn check_gemm(dst_len: usize, dst_row_stride: usize, a: MatRef<'_>, b: MatRef<'_>) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert!(
         b.rows == k
             && a.in_bounds()
             && b.in_bounds()
             && dst_row_stride >= n
-            && (m == 0 || n == 0 || (m - 1) * dst_row_stride + n <= dst.len()),
+            && (m == 0 || n == 0 || (m - 1) * dst_row_stride + n <= dst_len),
         "gemm shapes"
     );
+}
+
+/// # Safety
+/// `dst` points at `(m − 1)·dst_row_stride + n` writable values (initialised when
+/// `accumulate`), not aliasing `a` or `b`; the views are in bounds ([`check_gemm`]).
+unsafe fn gemm_raw(
+    dst: *mut f32,
+    dst_row_stride: usize,
+    accumulate: bool,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    parallel: bool,
+) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
     if m == 0 || n == 0 {
         return;
     }
     if k == 0 {
         if !accumulate {
-            for row in dst.chunks_mut(dst_row_stride).take(m) {
-                row[..n].fill(0.0);
+            for r in 0..m {
+                // SAFETY: row r's n values are inside the destination (caller's contract).
+                unsafe { std::ptr::write_bytes(dst.add(r * dst_row_stride), 0, n) };
             }
         }
         return;
@@ -558,15 +619,14 @@ pub fn gemm_strided(
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: every index the kernel touches is inside its slice (checked above: the
-    // destination's m rows of n values at `dst_row_stride` fit in `dst`, the views are in
-    // bounds), and `dst` does not alias `a` or `b` (it is a unique borrow).
+    // SAFETY: the caller's contract (every index the kernel touches is in bounds, `dst` is
+    // read only when `accumulate` and then initialised, no aliasing).
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst,
             1,
             dst_row_stride as isize,
             accumulate,
@@ -584,6 +644,34 @@ pub fn gemm_strided(
             par,
         );
     }
+}
+
+/// A buffer of `n` values, not initialised.
+pub fn uninit(n: usize) -> Vec<MaybeUninit<f32>> {
+    let mut v = Vec::with_capacity(n);
+    // SAFETY: `MaybeUninit` values need no initialisation; the capacity is `n`.
+    unsafe { v.set_len(n) };
+    v
+}
+
+/// The buffer as initialised values.
+///
+/// # Safety
+/// Every element has been written.
+pub unsafe fn assume_init(v: Vec<MaybeUninit<f32>>) -> Vec<f32> {
+    let mut v = std::mem::ManuallyDrop::new(v);
+    // SAFETY: `MaybeUninit<f32>` has `f32`'s layout; pointer, length and capacity come
+    // from a live Vec that is not dropped; every element is initialised (caller).
+    unsafe { Vec::from_raw_parts(v.as_mut_ptr().cast::<f32>(), v.len(), v.capacity()) }
+}
+
+/// `a·b` into a new row-major buffer (`a.rows × b.cols`).
+pub fn matmul(a: MatRef<'_>, b: MatRef<'_>) -> Vec<f32> {
+    let (m, n) = (a.rows, b.cols);
+    let mut out = uninit(m * n);
+    gemm_strided_to(&mut out, n, a, b, m * a.cols * n >= 1 << 18);
+    // SAFETY: `gemm_strided_to` wrote the whole m×n block, i.e. every element.
+    unsafe { assume_init(out) }
 }
 
 multiversion! {
@@ -617,17 +705,21 @@ pub fn col_sums(x: &[f32], cols: usize) -> Vec<f32> {
     out
 }
 
-/// Fills each row of `dst` (row-major, `bias.len()` columns) with `bias`.
-pub fn fill_rows(dst: &mut [f32], bias: &[f32]) {
+/// `rows` copies of `bias` as a row-major buffer.
+pub fn repeat_rows(bias: &[f32], rows: usize) -> Vec<f32> {
     let n = bias.len();
-    if n == 0 {
-        return;
+    let mut out = uninit(rows * n);
+    if n > 0 {
+        out.par_chunks_mut(rows_per_task(n) * n).for_each(|block| {
+            for row in block.chunks_exact_mut(n) {
+                for (d, &b) in row.iter_mut().zip(bias) {
+                    *d = MaybeUninit::new(b);
+                }
+            }
+        });
     }
-    dst.par_chunks_mut(rows_per_task(n) * n).for_each(|block| {
-        for row in block.chunks_exact_mut(n) {
-            row.copy_from_slice(bias);
-        }
-    });
+    // SAFETY: every row (rows·n values, the whole buffer) was written above.
+    unsafe { assume_init(out) }
 }
 
 // ---------------------------------------------------------------------------------------

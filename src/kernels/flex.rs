@@ -435,20 +435,18 @@ pub fn linear(x: &FlexTensor, w: &FlexTensor, b: Option<&FlexTensor>) -> FlexTen
     let (x, w) = (contiguous(x), contiguous(w));
     let [d_in, d_out] = w.shape().dims::<2>();
     let rows = x.shape().num_elements() / d_in.max(1);
-    let mut out = vec![0f32; rows * d_out];
-    let accumulate = match b {
-        Some(b) => {
-            cpu::fill_rows(&mut out, values(&contiguous(b)));
-            true
-        }
-        None => false,
-    };
-    cpu::gemm(
-        &mut out,
-        accumulate,
+    let (xm, wm) = (
         cpu::MatRef::row_major(values(&x), rows, d_in),
         cpu::MatRef::row_major(values(&w), d_in, d_out),
     );
+    let out = match b {
+        Some(b) => {
+            let mut out = cpu::repeat_rows(values(&contiguous(b)), rows);
+            cpu::gemm(&mut out, true, xm, wm);
+            out
+        }
+        None => cpu::matmul(xm, wm),
+    };
     let mut dims = x.shape().to_vec();
     if let Some(last) = dims.last_mut() {
         *last = d_out;
@@ -485,16 +483,12 @@ fn linear_grads(
     let rows = dy.shape().num_elements() / d_out.max(1);
     let g = cpu::MatRef::row_major(values(&dy), rows, d_out);
     let dx = want[0].then(|| {
-        let mut dx = vec![0f32; rows * d_in];
         let w = cpu::MatRef::row_major(values(&st.w), d_in, d_out);
-        cpu::gemm(&mut dx, false, g, w.t());
-        tensor(dx, st.x.shape())
+        tensor(cpu::matmul(g, w.t()), st.x.shape())
     });
     let dw = want[1].then(|| {
-        let mut dw = vec![0f32; d_in * d_out];
         let x = cpu::MatRef::row_major(values(&st.x), rows, d_in);
-        cpu::gemm(&mut dw, false, x.t(), g);
-        tensor(dw, st.w.shape())
+        tensor(cpu::matmul(x.t(), g), st.w.shape())
     });
     let db = want[2].then(|| tensor(cpu::col_sums(values(&dy), d_out), Shape::new([d_out])));
     (dx, dw, db)
@@ -673,7 +667,7 @@ fn attn_forward(
     let scale = 1.0 / (d.dh as f32).sqrt();
     let n = d.b * d.heads * d.pair();
     // Scores, one GEMM per (batch, head) on strided views of q and k.
-    let mut scores = vec![0f32; n];
+    let mut scores = cpu::uninit(n);
     scores
         .par_chunks_mut(d.pair().max(1))
         .enumerate()
@@ -681,8 +675,10 @@ fn attn_forward(
             let (bi, hi) = (pair / d.heads, pair % d.heads);
             let qh = head(qv, &d, d.sq, bi, hi);
             let kh = head(kv, &d, d.sk, bi, hi);
-            cpu::gemm_strided(s, d.sk, false, qh, kh.t(), false);
+            cpu::gemm_strided_to(s, d.sk, qh, kh.t(), false);
         });
+    // SAFETY: each chunk is one (batch, head) pair's sq×sk block, written whole above.
+    let scores = unsafe { cpu::assume_init(scores) };
     let bias_ref = bias.as_ref().map(|(b, lay)| (values(b), *lay));
     let mut probs = vec![0f32; n];
     let dropped = match drop {
@@ -705,7 +701,7 @@ fn attn_forward(
     };
     let p = dropped.as_ref().map_or(&probs, |(pd, _)| pd);
     // Context: P·v per (batch, head), written straight into the head's columns.
-    let mut ctx = vec![0f32; d.b * d.sq * d.h];
+    let mut ctx = cpu::uninit(d.b * d.sq * d.h);
     if d.b >= rayon::current_num_threads() {
         ctx.par_chunks_mut((d.sq * d.h).max(1))
             .enumerate()
@@ -713,29 +709,37 @@ fn attn_forward(
                 for hi in 0..d.heads {
                     let vh = head(vv, &d, d.sk, bi, hi);
                     let ph = pair_of(p, &d, bi * d.heads + hi);
-                    cpu::gemm_strided(&mut out[hi * d.dh..], d.h, false, ph, vh, false);
+                    cpu::gemm_strided_to(&mut out[hi * d.dh..], d.h, ph, vh, false);
                 }
             });
     } else {
         // Few batch rows: one task per (batch, head) into a head-major buffer, then rows
         // copied into place.
-        let mut tmp = vec![0f32; d.b * d.heads * d.sq * d.dh];
+        let mut tmp = cpu::uninit(d.b * d.heads * d.sq * d.dh);
         tmp.par_chunks_mut((d.sq * d.dh).max(1))
             .enumerate()
             .for_each(|(pair, out)| {
                 let (bi, hi) = (pair / d.heads, pair % d.heads);
                 let vh = head(vv, &d, d.sk, bi, hi);
-                cpu::gemm_strided(out, d.dh, false, pair_of(p, &d, pair), vh, false);
+                cpu::gemm_strided_to(out, d.dh, pair_of(p, &d, pair), vh, false);
             });
+        // SAFETY: each chunk is one pair's sq×dh block, written whole above.
+        let tmp = unsafe { cpu::assume_init(tmp) };
         for (pair, block) in tmp.chunks(d.sq * d.dh).enumerate() {
             let (bi, hi) = (pair / d.heads, pair % d.heads);
             for (r, row) in block.chunks(d.dh).enumerate() {
                 let at = (bi * d.sq + r) * d.h + hi * d.dh;
-                ctx[at..at + d.dh].copy_from_slice(row);
+                for (o, &v) in ctx[at..at + d.dh].iter_mut().zip(row) {
+                    *o = std::mem::MaybeUninit::new(v);
+                }
             }
         }
     }
-    let ctx = tensor(ctx, Shape::new([d.b, d.sq, d.h]));
+    // SAFETY: every (batch, row) has each head's dh columns written (heads·dh = h).
+    let ctx = tensor(
+        unsafe { cpu::assume_init(ctx) },
+        Shape::new([d.b, d.sq, d.h]),
+    );
     Some((ctx, probs, dropped))
 }
 
@@ -748,15 +752,17 @@ fn attn_backward(st: &AttnState, dctx: &FlexTensor) -> [FlexTensor; 3] {
     let (qv, kv, vv) = (values(&st.q), values(&st.k), values(&st.v));
     let n = d.b * d.heads * d.pair();
     // dP = dctx·vᵀ per (batch, head).
-    let mut dp = vec![0f32; n];
+    let mut dp = cpu::uninit(n);
     dp.par_chunks_mut(d.pair().max(1))
         .enumerate()
         .for_each(|(pair, out)| {
             let (bi, hi) = (pair / d.heads, pair % d.heads);
             let gh = head(gv, &d, d.sq, bi, hi);
             let vh = head(vv, &d, d.sk, bi, hi);
-            cpu::gemm_strided(out, d.sk, false, gh, vh.t(), false);
+            cpu::gemm_strided_to(out, d.sk, gh, vh.t(), false);
         });
+    // SAFETY: each chunk is one pair's sq×sk block, written whole above.
+    let dp = unsafe { cpu::assume_init(dp) };
     // dS = scale·P⊙(dP·mask·keep − Σ …), through the dropout mask.
     let mut ds = vec![0f32; n];
     let mask = st
@@ -770,9 +776,9 @@ fn attn_backward(st: &AttnState, dctx: &FlexTensor) -> [FlexTensor; 3] {
         .as_ref()
         .map_or(&st.probs, |Dropped(pd, _, _)| pd);
     let (mut dq, mut dk, mut dv) = (
-        vec![0f32; d.b * d.sq * d.h],
-        vec![0f32; d.b * d.sk * d.h],
-        vec![0f32; d.b * d.sk * d.h],
+        cpu::uninit(d.b * d.sq * d.h),
+        cpu::uninit(d.b * d.sk * d.h),
+        cpu::uninit(d.b * d.sk * d.h),
     );
     let (qs, ks) = ((d.sq * d.h).max(1), (d.sk * d.h).max(1));
     dq.par_chunks_mut(qs)
@@ -785,13 +791,21 @@ fn attn_backward(st: &AttnState, dctx: &FlexTensor) -> [FlexTensor; 3] {
                 let gh = head(gv, &d, d.sq, bi, hi);
                 let off = hi * d.dh;
                 // dv = Pᵀ·dctx, dq = dS·k, dk = dSᵀ·q
-                cpu::gemm_strided(&mut dv[off..], d.h, false, ph.t(), gh, false);
+                cpu::gemm_strided_to(&mut dv[off..], d.h, ph.t(), gh, false);
                 let kh = head(kv, &d, d.sk, bi, hi);
-                cpu::gemm_strided(&mut dq[off..], d.h, false, sh, kh, false);
+                cpu::gemm_strided_to(&mut dq[off..], d.h, sh, kh, false);
                 let qh = head(qv, &d, d.sq, bi, hi);
-                cpu::gemm_strided(&mut dk[off..], d.h, false, sh.t(), qh, false);
+                cpu::gemm_strided_to(&mut dk[off..], d.h, sh.t(), qh, false);
             }
         });
+    // SAFETY: every (batch, row) of dq, dk and dv has each head's dh columns written.
+    let (dq, dk, dv) = unsafe {
+        (
+            cpu::assume_init(dq),
+            cpu::assume_init(dk),
+            cpu::assume_init(dv),
+        )
+    };
     [
         tensor(dq, st.q.shape()),
         tensor(dk, st.k.shape()),
