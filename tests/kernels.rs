@@ -596,3 +596,56 @@ fn self_attention_with_dropout_draws_the_masks_of_the_head_split_path() {
     });
     assert_eq!(values(inf), ad.0);
 }
+
+// ---------------------------------------------------------------------------------------
+// Embeddings
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn embed_matches_plain_values_and_gradients() {
+    use burn::tensor::Int;
+    let d = dev();
+    let (b, s, v, e, p) = (3, 11, 50, 24, 16);
+    let ids: Vec<i64> = (0..b * s).map(|i| (i * 7 % v) as i64).collect();
+    let segs: Vec<i64> = (0..b * s).map(|i| (i % 3) as i64).collect();
+    let ids = Tensor::<Ad, 2, Int>::from_data(TensorData::new(ids, [b, s]), &d);
+    let segs = Tensor::<Ad, 2, Int>::from_data(TensorData::new(segs, [b, s]), &d);
+    let tables = [v, p, 3].map(|rows| random::<Ad, 2>([rows, e], 1.0, &d));
+    let w = random::<Ad, 3>([b, s, e], 1.0, &d);
+    for with_seg in [true, false] {
+        let run = |fast: bool| {
+            let [word, pos, seg] = tables.clone().map(|t| t.detach().require_grad());
+            let seg_opt = with_seg.then(|| seg.clone());
+            let y = if fast {
+                kernels::embed(
+                    word.clone(),
+                    pos.clone(),
+                    seg_opt,
+                    ids.clone(),
+                    segs.clone(),
+                )
+            } else {
+                plain::embed(
+                    word.clone(),
+                    pos.clone(),
+                    seg_opt,
+                    ids.clone(),
+                    segs.clone(),
+                )
+            };
+            let grads = (y.clone() * w.clone()).sum().backward();
+            let g = |t: &Tensor<Ad, 2>| t.grad(&grads).map(values);
+            (values(y), g(&word), g(&pos), g(&seg))
+        };
+        let (fast, slow) = (run(true), run(false));
+        let what = format!("embed (segments {with_seg})");
+        assert_close(&format!("{what} values"), &fast.0, &slow.0);
+        assert_close(&format!("{what} dword"), &fast.1.unwrap(), &slow.1.unwrap());
+        assert_close(&format!("{what} dpos"), &fast.2.unwrap(), &slow.2.unwrap());
+        match (fast.3, slow.3) {
+            (Some(f), Some(s)) => assert_close(&format!("{what} dseg"), &f, &s),
+            (None, None) => assert!(!with_seg),
+            _ => panic!("{what}: segment gradient on one side only"),
+        }
+    }
+}

@@ -156,31 +156,31 @@ multiversion! {
 }
 
 /// GELU, erf form (BERT): `y = x·Φ(x)`.
-pub fn gelu_erf(x: &[f32], y: &mut [f32]) {
+pub fn gelu_erf(x: &[f32], y: Out<'_, f32>) {
     y.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK))
-        .for_each(|(y, x)| gelu_erf_chunk(x, y));
+        .for_each(|(y, x)| gelu_erf_chunk(x, init(y)));
 }
 
 /// `g·(Φ(x) + x·φ(x))`.
-pub fn gelu_erf_grad(x: &[f32], g: &[f32], out: &mut [f32]) {
+pub fn gelu_erf_grad(x: &[f32], g: &[f32], out: Out<'_, f32>) {
     out.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
-        .for_each(|(o, (x, g))| gelu_erf_grad_chunk(x, g, o));
+        .for_each(|(o, (x, g))| gelu_erf_grad_chunk(x, g, init(o)));
 }
 
 /// GELU, tanh form (GPT-2).
-pub fn gelu_tanh(x: &[f32], y: &mut [f32]) {
+pub fn gelu_tanh(x: &[f32], y: Out<'_, f32>) {
     y.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK))
-        .for_each(|(y, x)| gelu_tanh_chunk(x, y));
+        .for_each(|(y, x)| gelu_tanh_chunk(x, init(y)));
 }
 
 /// Gradient of the tanh-form GELU.
-pub fn gelu_tanh_grad(x: &[f32], g: &[f32], out: &mut [f32]) {
+pub fn gelu_tanh_grad(x: &[f32], g: &[f32], out: Out<'_, f32>) {
     out.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
-        .for_each(|(o, (x, g))| gelu_tanh_grad_chunk(x, g, o));
+        .for_each(|(o, (x, g))| gelu_tanh_grad_chunk(x, g, init(o)));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -247,19 +247,19 @@ multiversion! {
 }
 
 /// Inverted dropout in one pass: `y = x·keep/(1−p)`; `mask` receives `keep` (0/1).
-pub fn dropout(x: &[f32], y: &mut [f32], mask: &mut [u8], spec: DropSpec) {
+pub fn dropout(x: &[f32], y: Out<'_, f32>, mask: Out<'_, u8>, spec: DropSpec) {
     y.par_chunks_mut(CHUNK)
         .zip(mask.par_chunks_mut(CHUNK))
         .zip(x.par_chunks(CHUNK))
         .enumerate()
-        .for_each(|(c, ((y, m), x))| dropout_chunk(x, y, m, spec, (c * CHUNK) as u32));
+        .for_each(|(c, ((y, m), x))| dropout_chunk(x, init(y), init(m), spec, (c * CHUNK) as u32));
 }
 
 /// Dropout's backward with the forward mask: `out = g·mask·scale`.
-pub fn masked_scale(g: &[f32], mask: &[u8], scale: f32, out: &mut [f32]) {
+pub fn masked_scale(g: &[f32], mask: &[u8], scale: f32, out: Out<'_, f32>) {
     out.par_chunks_mut(CHUNK)
         .zip(g.par_chunks(CHUNK).zip(mask.par_chunks(CHUNK)))
-        .for_each(|(o, (g, m))| masked_scale_chunk(g, m, o, scale));
+        .for_each(|(o, (g, m))| masked_scale_chunk(g, m, init(o), scale));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -377,8 +377,8 @@ pub fn masked_softmax(
     k: usize,
     bias: Option<(&[f32], BiasLayout)>,
     scale: f32,
-    p: &mut [f32],
-    drop: Option<(DropSpec, &mut [f32], &mut [u8])>,
+    p: Out<'_, f32>,
+    drop: Option<(DropSpec, Out<'_, f32>, Out<'_, u8>)>,
 ) {
     let rows = rows_per_task(k);
     let step = rows * k;
@@ -397,15 +397,16 @@ pub fn masked_softmax(
             .par_chunks_mut(step)
             .zip(s.par_chunks(step))
             .enumerate()
-            .for_each(|(t, (p, s))| row_fn(t, s, p)),
+            .for_each(|(t, (p, s))| row_fn(t, s, init(p))),
         Some((spec, out, mask)) => p
             .par_chunks_mut(step)
             .zip(s.par_chunks(step))
             .zip(out.par_chunks_mut(step).zip(mask.par_chunks_mut(step)))
             .enumerate()
             .for_each(|(t, ((p, s), (o, m)))| {
+                let p = init(p);
                 row_fn(t, s, p);
-                dropout_chunk(p, o, m, spec, (t * step) as u32);
+                dropout_chunk(p, init(o), init(m), spec, (t * step) as u32);
             }),
     }
 }
@@ -435,14 +436,14 @@ pub fn masked_softmax_grad(
     k: usize,
     mask: Option<(&[u8], f32)>,
     scale: f32,
-    out: &mut [f32],
+    out: Out<'_, f32>,
 ) {
     let step = rows_per_task(k) * k;
     out.par_chunks_mut(step)
         .zip(p.par_chunks(step).zip(g.par_chunks(step)))
         .enumerate()
         .for_each(|(t, (o, (p, g)))| {
-            for (j, ((o, p), g)) in o
+            for (j, ((o, p), g)) in init(o)
                 .chunks_mut(k)
                 .zip(p.chunks(k))
                 .zip(g.chunks(k))
@@ -646,8 +647,12 @@ unsafe fn gemm_raw(
     }
 }
 
+/// An output buffer a kernel fills completely (every kernel here writes each value of its
+/// output once); allocate it with [`uninit`] and take it back with [`assume_init`].
+pub type Out<'a, T> = &'a mut [MaybeUninit<T>];
+
 /// A buffer of `n` values, not initialised.
-pub fn uninit(n: usize) -> Vec<MaybeUninit<f32>> {
+pub fn uninit<T: Copy>(n: usize) -> Vec<MaybeUninit<T>> {
     let mut v = Vec::with_capacity(n);
     // SAFETY: `MaybeUninit` values need no initialisation; the capacity is `n`.
     unsafe { v.set_len(n) };
@@ -658,11 +663,20 @@ pub fn uninit(n: usize) -> Vec<MaybeUninit<f32>> {
 ///
 /// # Safety
 /// Every element has been written.
-pub unsafe fn assume_init(v: Vec<MaybeUninit<f32>>) -> Vec<f32> {
+pub unsafe fn assume_init<T: Copy>(v: Vec<MaybeUninit<T>>) -> Vec<T> {
     let mut v = std::mem::ManuallyDrop::new(v);
-    // SAFETY: `MaybeUninit<f32>` has `f32`'s layout; pointer, length and capacity come
-    // from a live Vec that is not dropped; every element is initialised (caller).
-    unsafe { Vec::from_raw_parts(v.as_mut_ptr().cast::<f32>(), v.len(), v.capacity()) }
+    // SAFETY: `MaybeUninit<T>` has `T`'s layout; pointer, length and capacity come from a
+    // live Vec that is not dropped; every element is initialised (caller).
+    unsafe { Vec::from_raw_parts(v.as_mut_ptr().cast::<T>(), v.len(), v.capacity()) }
+}
+
+/// One task's part of an output buffer, zeroed and seen as initialised. The zeroing runs
+/// inside the task, on a chunk the kernel is about to write (so it is in cache), instead of
+/// a separate pass over the whole buffer before the parallel work starts.
+fn init<T: Copy + Default>(c: &mut [MaybeUninit<T>]) -> &mut [T] {
+    c.fill(MaybeUninit::new(T::default()));
+    // SAFETY: every element was just written; `MaybeUninit<T>` has `T`'s layout.
+    unsafe { &mut *(c as *mut [MaybeUninit<T>] as *mut [T]) }
 }
 
 /// `a·b` into a new row-major buffer (`a.rows × b.cols`).
@@ -723,6 +737,154 @@ pub fn repeat_rows(bias: &[f32], rows: usize) -> Vec<f32> {
 }
 
 // ---------------------------------------------------------------------------------------
+// Embedding sums
+// ---------------------------------------------------------------------------------------
+
+/// `out[t] = word[ids[t]] + pos[t mod seq] (+ seg[segs[t]])` for the `ids.len()` tokens of
+/// `[batch, seq]` inputs; every table has `e` columns and every id is in range.
+pub fn embed(
+    word: &[f32],
+    pos: &[f32],
+    seg: Option<(&[f32], &[u32])>,
+    ids: &[u32],
+    seq: usize,
+    e: usize,
+    out: Out<'_, f32>,
+) {
+    let tokens = rows_per_task(e);
+    out.par_chunks_mut((tokens * e).max(1))
+        .enumerate()
+        .for_each(|(c, o)| {
+            let o = init(o);
+            for (j, row) in o.chunks_mut(e).enumerate() {
+                let t = c * tokens + j;
+                let w = &word[ids[t] as usize * e..][..e];
+                let p = &pos[(t % seq) * e..][..e];
+                for ((r, &w), &p) in row.iter_mut().zip(w).zip(p) {
+                    *r = w + p;
+                }
+                if let Some((table, segs)) = seg {
+                    for (r, &s) in row.iter_mut().zip(&table[segs[t] as usize * e..][..e]) {
+                        *r += s;
+                    }
+                }
+            }
+        });
+}
+
+/// Adds row `t` of `g` (`[tokens, e]`) into row `index(t)` of the `[rows, e]` table `out`
+/// for every token: the backward of a table lookup. Split over column blocks, so no two
+/// tasks touch the same value and the sums run in token order (deterministic).
+pub fn scatter_add_rows(
+    g: &[f32],
+    e: usize,
+    rows: usize,
+    index: impl Fn(usize) -> usize + Sync,
+) -> Vec<f32> {
+    let mut out = vec![0f32; rows * e];
+    let tokens = g.len() / e.max(1);
+    assert!(
+        (0..tokens).all(|t| index(t) < rows),
+        "scatter_add_rows: index out of range"
+    );
+    let threads = rayon::current_num_threads().max(1);
+    let block = e.div_ceil(threads).max(16).min(e.max(1));
+    let blocks: Vec<usize> = (0..e).step_by(block).collect();
+    // Each task owns columns [c0, c0+block) of every row: hand out disjoint column slices.
+    let out_ptr = SendPtr(out.as_mut_ptr());
+    blocks.par_iter().for_each(|&c0| {
+        let c1 = (c0 + block).min(e);
+        let ptr = out_ptr;
+        for t in 0..tokens {
+            let r = index(t);
+            let src = &g[t * e + c0..t * e + c1];
+            // SAFETY: row r < rows (caller), columns c0..c1 < e: inside `out`; this task is
+            // the only one writing columns c0..c1, and `out` outlives the parallel loop.
+            let dst = unsafe { std::slice::from_raw_parts_mut(ptr.0.add(r * e + c0), c1 - c0) };
+            for (d, &v) in dst.iter_mut().zip(src) {
+                *d += v;
+            }
+        }
+    });
+    out
+}
+
+/// A raw pointer that may cross threads (the caller guarantees disjoint use).
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: used only by `scatter_add_rows`, whose tasks write disjoint column ranges.
+unsafe impl Send for SendPtr {}
+// SAFETY: as above.
+unsafe impl Sync for SendPtr {}
+
+// ---------------------------------------------------------------------------------------
+// AdamW (UER-py's: no bias correction, decay applied to the updated value)
+// ---------------------------------------------------------------------------------------
+
+/// The step's constants, each already rounded to f32 the way Burn's scalar ops round them.
+#[derive(Debug, Clone, Copy)]
+pub struct AdamStep {
+    pub lr: f32,
+    pub beta_1: f32,
+    pub one_minus_beta_1: f32,
+    pub beta_2: f32,
+    pub one_minus_beta_2: f32,
+    pub epsilon: f32,
+    /// `lr·weight_decay` when the parameter decays.
+    pub decay: Option<f32>,
+}
+
+multiversion! {
+    fn adamw_chunk(p: &[f32], g: &[f32], m: Option<&[f32]>, v: Option<&[f32]>, hp: AdamStep, po: &mut [f32], mo: &mut [f32], vo: &mut [f32]) {
+        for i in 0..p.len() {
+            let g = g[i];
+            // b·m + (1−b)·g with m = 0 on the first step (b·0 + x = x exactly).
+            let m = m.map_or(0.0, |m| m[i] * hp.beta_1) + g * hp.one_minus_beta_1;
+            let v = v.map_or(0.0, |v| v[i] * hp.beta_2) + g * g * hp.one_minus_beta_2;
+            let u = p[i] - m / (v.sqrt() + hp.epsilon) * hp.lr;
+            po[i] = match hp.decay {
+                Some(d) => u - u * d,
+                None => u,
+            };
+            mo[i] = m;
+            vo[i] = v;
+        }
+    }
+}
+
+/// One AdamW step over a parameter in one pass: writes the new parameter and moments
+/// (`m`, `v` absent on the first step). Same operations, in the same order and precision,
+/// as the Burn composition in `train::optim`.
+#[allow(clippy::too_many_arguments)]
+pub fn adamw(
+    p: &[f32],
+    g: &[f32],
+    m: Option<&[f32]>,
+    v: Option<&[f32]>,
+    hp: AdamStep,
+    po: Out<'_, f32>,
+    mo: Out<'_, f32>,
+    vo: Out<'_, f32>,
+) {
+    po.par_chunks_mut(CHUNK)
+        .zip(mo.par_chunks_mut(CHUNK).zip(vo.par_chunks_mut(CHUNK)))
+        .enumerate()
+        .for_each(|(c, (po, (mo, vo)))| {
+            let r = c * CHUNK..(c * CHUNK + po.len());
+            adamw_chunk(
+                &p[r.clone()],
+                &g[r.clone()],
+                m.map(|m| &m[r.clone()]),
+                v.map(|v| &v[r]),
+                hp,
+                init(po),
+                init(mo),
+                init(vo),
+            );
+        });
+}
+
+// ---------------------------------------------------------------------------------------
 // Cross-entropy (log-softmax + NLL)
 // ---------------------------------------------------------------------------------------
 
@@ -769,12 +931,13 @@ pub fn cross_entropy_grad(
     lse: &[f32],
     targets: &[u32],
     scale: f32,
-    out: &mut [f32],
+    out: Out<'_, f32>,
 ) {
     out.par_chunks_mut(k)
         .zip(x.par_chunks(k))
         .zip(lse.par_iter().zip(targets.par_iter()))
         .for_each(|((o, x), (&l, &t))| {
+            let o = init(o);
             ce_grad_row(x, l, scale, o);
             o[t as usize] -= scale;
         });
@@ -828,7 +991,7 @@ pub fn layer_norm(
     beta: &[f32],
     formula: LnFormula,
     eps: f32,
-    y: &mut [f32],
+    y: Out<'_, f32>,
     stats: &mut [LnRow],
 ) {
     let n = gamma.len();
@@ -837,7 +1000,7 @@ pub fn layer_norm(
         .zip(x.par_chunks(rows * n))
         .zip(stats.par_chunks_mut(rows))
         .for_each(|((y, x), st)| {
-            for ((y, x), st) in y.chunks_mut(n).zip(x.chunks(n)).zip(st.iter_mut()) {
+            for ((y, x), st) in init(y).chunks_mut(n).zip(x.chunks(n)).zip(st.iter_mut()) {
                 ln_row(x, gamma, beta, formula, eps, y, st);
             }
         });
@@ -888,7 +1051,7 @@ pub fn layer_norm_grad(
     gamma: &[f32],
     formula: LnFormula,
     stats: &[LnRow],
-    dx: &mut [f32],
+    dx: Out<'_, f32>,
 ) -> (Vec<f32>, Vec<f32>) {
     let n = gamma.len();
     let rows = rows_per_task(n).max(64);
@@ -899,7 +1062,11 @@ pub fn layer_norm_grad(
         .map(|((dx, (x, dy)), st)| {
             let mut dg = vec![0f32; n];
             let mut db = vec![0f32; n];
-            for (((dx, x), dy), &st) in dx.chunks_mut(n).zip(x.chunks(n)).zip(dy.chunks(n)).zip(st)
+            for (((dx, x), dy), &st) in init(dx)
+                .chunks_mut(n)
+                .zip(x.chunks(n))
+                .zip(dy.chunks(n))
+                .zip(st)
             {
                 ln_grad_row(x, dy, gamma, formula, st, dx, &mut dg, &mut db);
             }
@@ -935,9 +1102,10 @@ mod tests {
     #[test]
     fn dropout_rate_is_p() {
         let x = vec![1f32; 1 << 20];
-        let mut y = vec![0f32; x.len()];
-        let mut m = vec![0u8; x.len()];
+        let (mut y, mut m) = (uninit(x.len()), uninit(x.len()));
         dropout(&x, &mut y, &mut m, DropSpec::new(0.1, 42));
+        // SAFETY: dropout writes every element of both outputs.
+        let (y, m) = unsafe { (assume_init(y), assume_init(m)) };
         let kept = m.iter().filter(|&&k| k == 1).count() as f64 / x.len() as f64;
         assert!((kept - 0.9).abs() < 2e-3, "kept {kept}");
         assert!(y.iter().zip(&m).all(|(&y, &m)| if m == 1 {

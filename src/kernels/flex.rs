@@ -27,6 +27,18 @@ fn values(t: &FlexTensor) -> &[f32] {
     t.as_slice::<f32>().unwrap_or(&[])
 }
 
+/// A fresh buffer of `n` values filled by `fill`.
+///
+/// # Safety
+/// `fill` writes every value (the `cpu` kernels do: each parallel task initialises its own
+/// chunk of the output).
+unsafe fn filled<T: Copy>(n: usize, fill: impl FnOnce(cpu::Out<'_, T>)) -> Vec<T> {
+    let mut v = cpu::uninit(n);
+    fill(&mut v);
+    // SAFETY: `fill` wrote every value (the caller's contract).
+    unsafe { cpu::assume_init(v) }
+}
+
 fn tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape))
 }
@@ -49,21 +61,25 @@ pub enum GeluForm {
 
 pub fn gelu(x: &FlexTensor, form: GeluForm) -> FlexTensor {
     let x = contiguous(x);
-    let mut y = vec![0f32; x.shape().num_elements()];
-    match form {
-        GeluForm::Erf => cpu::gelu_erf(values(&x), &mut y),
-        GeluForm::Tanh => cpu::gelu_tanh(values(&x), &mut y),
-    }
+    // SAFETY: a `cpu` kernel, which writes every value of its output.
+    let y = unsafe {
+        filled(x.shape().num_elements(), |y| match form {
+            GeluForm::Erf => cpu::gelu_erf(values(&x), y),
+            GeluForm::Tanh => cpu::gelu_tanh(values(&x), y),
+        })
+    };
     tensor(y, x.shape())
 }
 
 fn gelu_grad(x: &FlexTensor, g: &FlexTensor, form: GeluForm) -> FlexTensor {
     let (x, g) = (contiguous(x), contiguous(g));
-    let mut out = vec![0f32; x.shape().num_elements()];
-    match form {
-        GeluForm::Erf => cpu::gelu_erf_grad(values(&x), values(&g), &mut out),
-        GeluForm::Tanh => cpu::gelu_tanh_grad(values(&x), values(&g), &mut out),
-    }
+    // SAFETY: a `cpu` kernel, which writes every value of its output.
+    let out = unsafe {
+        filled(x.shape().num_elements(), |out| match form {
+            GeluForm::Erf => cpu::gelu_erf_grad(values(&x), values(&g), out),
+            GeluForm::Tanh => cpu::gelu_tanh_grad(values(&x), values(&g), out),
+        })
+    };
     tensor(out, x.shape())
 }
 
@@ -101,8 +117,10 @@ pub fn gelu_ad(x: AdTensor, form: GeluForm) -> AdTensor {
 pub fn dropout(x: &FlexTensor, spec: DropSpec) -> (FlexTensor, Vec<u8>) {
     let x = contiguous(x);
     let n = x.shape().num_elements();
-    let (mut y, mut mask) = (vec![0f32; n], vec![0u8; n]);
+    let (mut y, mut mask) = (cpu::uninit(n), cpu::uninit(n));
     cpu::dropout(values(&x), &mut y, &mut mask, spec);
+    // SAFETY: `cpu::dropout` writes every value of both outputs.
+    let (y, mask) = unsafe { (cpu::assume_init(y), cpu::assume_init(mask)) };
     (tensor(y, x.shape()), mask)
 }
 
@@ -115,8 +133,12 @@ impl Backward<Flex, 1> for DropoutBackward {
         let (mask, scale) = ops.state;
         unary::<Flex, _>(ops.parents, ops.node, grads, |g| {
             let g = contiguous(&g);
-            let mut out = vec![0f32; mask.len()];
-            cpu::masked_scale(values(&g), &mask, scale, &mut out);
+            // SAFETY: a `cpu` kernel, which writes every value of its output.
+            let out = unsafe {
+                filled(mask.len(), |out| {
+                    cpu::masked_scale(values(&g), &mask, scale, out)
+                })
+            };
             tensor(out, g.shape())
         });
     }
@@ -187,16 +209,17 @@ pub fn masked_softmax(
     };
     let s = contiguous(scores);
     let n = s.shape().num_elements();
-    let mut p = vec![0f32; n];
+    let mut p = cpu::uninit(n);
     let bias_ref = bias.as_ref().map(|(b, lay)| (values(b), *lay));
     match drop {
         None => {
             cpu::masked_softmax(values(&s), dims[3], bias_ref, scale, &mut p, None);
-            let p = tensor(p, s.shape());
+            // SAFETY: `cpu::masked_softmax` writes every value of its outputs.
+            let p = tensor(unsafe { cpu::assume_init(p) }, s.shape());
             Some((p.clone(), p, None))
         }
         Some(spec) => {
-            let (mut out, mut mask) = (vec![0f32; n], vec![0u8; n]);
+            let (mut out, mut mask) = (cpu::uninit(n), cpu::uninit(n));
             cpu::masked_softmax(
                 values(&s),
                 dims[3],
@@ -205,6 +228,14 @@ pub fn masked_softmax(
                 &mut p,
                 Some((spec, &mut out, &mut mask)),
             );
+            // SAFETY: `cpu::masked_softmax` writes every value of its outputs.
+            let (p, out, mask) = unsafe {
+                (
+                    cpu::assume_init(p),
+                    cpu::assume_init(out),
+                    cpu::assume_init(mask),
+                )
+            };
             Some((tensor(out, s.shape()), tensor(p, s.shape()), Some(mask)))
         }
     }
@@ -220,9 +251,13 @@ impl Backward<Flex, 1> for SoftmaxBackward {
         unary::<Flex, _>(ops.parents, ops.node, grads, |g| {
             let g = contiguous(&g);
             let k = g.shape().dims::<4>()[3];
-            let mut out = vec![0f32; g.shape().num_elements()];
             let mask = st.mask.as_ref().map(|(m, s)| (m.as_slice(), *s));
-            cpu::masked_softmax_grad(values(&st.probs), values(&g), k, mask, st.scale, &mut out);
+            // SAFETY: a `cpu` kernel, which writes every value of its output.
+            let out = unsafe {
+                filled(g.shape().num_elements(), |out| {
+                    cpu::masked_softmax_grad(values(&st.probs), values(&g), k, mask, st.scale, out)
+                })
+            };
             tensor(out, g.shape())
         });
     }
@@ -267,17 +302,21 @@ pub fn layer_norm(
     let (x, gamma, beta) = (contiguous(x), contiguous(gamma), contiguous(beta));
     let n = gamma.shape().num_elements();
     let total = x.shape().num_elements();
-    let mut y = vec![0f32; total];
     let mut stats = vec![LnRow::default(); total / n.max(1)];
-    cpu::layer_norm(
-        values(&x),
-        values(&gamma),
-        values(&beta),
-        formula,
-        eps,
-        &mut y,
-        &mut stats,
-    );
+    // SAFETY: a `cpu` kernel, which writes every value of its output.
+    let y = unsafe {
+        filled(total, |y| {
+            cpu::layer_norm(
+                values(&x),
+                values(&gamma),
+                values(&beta),
+                formula,
+                eps,
+                y,
+                &mut stats,
+            )
+        })
+    };
     (tensor(y, x.shape()), stats)
 }
 
@@ -297,7 +336,7 @@ impl Backward<Flex, 3> for LnBackward {
     fn backward(self, ops: Ops<LnState, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let st = ops.state;
         let dy = contiguous(&grads.consume::<Flex>(&ops.node));
-        let mut dx = vec![0f32; dy.shape().num_elements()];
+        let mut dx = cpu::uninit(dy.shape().num_elements());
         let (dg, db) = cpu::layer_norm_grad(
             values(&st.x),
             values(&dy),
@@ -306,6 +345,8 @@ impl Backward<Flex, 3> for LnBackward {
             &st.stats,
             &mut dx,
         );
+        // SAFETY: `cpu::layer_norm_grad` writes every value of `dx`.
+        let dx = unsafe { cpu::assume_init(dx) };
         let [px, pg, pb] = ops.parents;
         if let Some(node) = px {
             grads.register::<Flex>(node.id, tensor(dx, dy.shape()));
@@ -395,9 +436,13 @@ impl Backward<Flex, 1> for CeBackward {
         unary::<Flex, _>(ops.parents, ops.node, grads, |g| {
             let g = values(&contiguous(&g)).first().copied().unwrap_or(0.0);
             let [n, k] = st.logits.shape().dims::<2>();
-            let mut out = vec![0f32; n * k];
             let scale = g / n.max(1) as f32;
-            cpu::cross_entropy_grad(values(&st.logits), k, &st.lse, &st.targets, scale, &mut out);
+            // SAFETY: a `cpu` kernel, which writes every value of its output.
+            let out = unsafe {
+                filled(n * k, |out| {
+                    cpu::cross_entropy_grad(values(&st.logits), k, &st.lse, &st.targets, scale, out)
+                })
+            };
             tensor(out, st.logits.shape())
         });
     }
@@ -680,14 +725,14 @@ fn attn_forward(
     // SAFETY: each chunk is one (batch, head) pair's sq×sk block, written whole above.
     let scores = unsafe { cpu::assume_init(scores) };
     let bias_ref = bias.as_ref().map(|(b, lay)| (values(b), *lay));
-    let mut probs = vec![0f32; n];
+    let mut probs = cpu::uninit(n);
     let dropped = match drop {
         None => {
             cpu::masked_softmax(&scores, d.sk, bias_ref, scale, &mut probs, None);
             None
         }
         Some(spec) => {
-            let (mut out, mut mask) = (vec![0f32; n], vec![0u8; n]);
+            let (mut out, mut mask) = (cpu::uninit(n), cpu::uninit(n));
             cpu::masked_softmax(
                 &scores,
                 d.sk,
@@ -696,9 +741,12 @@ fn attn_forward(
                 &mut probs,
                 Some((spec, &mut out, &mut mask)),
             );
-            Some((out, mask))
+            // SAFETY: `cpu::masked_softmax` writes every value of its outputs.
+            Some(unsafe { (cpu::assume_init(out), cpu::assume_init(mask)) })
         }
     };
+    // SAFETY: as above.
+    let probs = unsafe { cpu::assume_init(probs) };
     let p = dropped.as_ref().map_or(&probs, |(pd, _)| pd);
     // Context: P·v per (batch, head), written straight into the head's columns.
     let mut ctx = cpu::uninit(d.b * d.sq * d.h);
@@ -764,12 +812,16 @@ fn attn_backward(st: &AttnState, dctx: &FlexTensor) -> [FlexTensor; 3] {
     // SAFETY: each chunk is one pair's sq×sk block, written whole above.
     let dp = unsafe { cpu::assume_init(dp) };
     // dS = scale·P⊙(dP·mask·keep − Σ …), through the dropout mask.
-    let mut ds = vec![0f32; n];
     let mask = st
         .dropped
         .as_ref()
         .map(|Dropped(_, m, s)| (m.as_slice(), *s));
-    cpu::masked_softmax_grad(&st.probs, &dp, d.sk, mask, st.scale, &mut ds);
+    // SAFETY: a `cpu` kernel, which writes every value of its output.
+    let ds = unsafe {
+        filled(n, |ds| {
+            cpu::masked_softmax_grad(&st.probs, &dp, d.sk, mask, st.scale, ds)
+        })
+    };
     drop(dp);
     let p: &[f32] = st
         .dropped
@@ -883,4 +935,232 @@ pub fn self_attention_ad(
             OpsKind::UnTracked(prep) => prep.finish(ctx),
         },
     )
+}
+
+// ---------------------------------------------------------------------------------------
+// AdamW
+// ---------------------------------------------------------------------------------------
+
+/// One AdamW step on a parameter (see [`cpu::adamw`]); returns (parameter, m, v). `None`
+/// when the shapes disagree.
+pub fn adamw(
+    p: &FlexTensor,
+    g: &FlexTensor,
+    moments: Option<(&FlexTensor, &FlexTensor)>,
+    hp: cpu::AdamStep,
+) -> Option<(FlexTensor, FlexTensor, FlexTensor)> {
+    let shape = p.shape();
+    let same = |t: &FlexTensor| t.shape() == shape && supported(t);
+    if !same(p) || !same(g) || moments.is_some_and(|(m, v)| !same(m) || !same(v)) {
+        return None;
+    }
+    let (p, g) = (contiguous(p), contiguous(g));
+    let moments = moments.map(|(m, v)| (contiguous(m), contiguous(v)));
+    let n = shape.num_elements();
+    let (mut po, mut mo, mut vo) = (cpu::uninit(n), cpu::uninit(n), cpu::uninit(n));
+    cpu::adamw(
+        values(&p),
+        values(&g),
+        moments.as_ref().map(|(m, _)| values(m)),
+        moments.as_ref().map(|(_, v)| values(v)),
+        hp,
+        &mut po,
+        &mut mo,
+        &mut vo,
+    );
+    // SAFETY: `cpu::adamw` writes every value of its three outputs.
+    let (po, mo, vo) = unsafe {
+        (
+            cpu::assume_init(po),
+            cpu::assume_init(mo),
+            cpu::assume_init(vo),
+        )
+    };
+    Some((
+        tensor(po, shape.clone()),
+        tensor(mo, shape.clone()),
+        tensor(vo, shape),
+    ))
+}
+
+// ---------------------------------------------------------------------------------------
+// Embeddings
+// ---------------------------------------------------------------------------------------
+
+/// The token ids of one embedding call, checked against the tables.
+#[derive(Debug, Clone)]
+pub struct EmbedIds {
+    pub ids: Arc<Vec<u32>>,
+    pub segs: Option<Arc<Vec<u32>>>,
+    pub batch: usize,
+    pub seq: usize,
+}
+
+/// `word[ids] + pos[0..seq] (+ seg[segs])` as `[batch, seq, e]`; `None` when a table's
+/// shape or an id does not fit.
+pub fn embed(
+    word: &FlexTensor,
+    pos: &FlexTensor,
+    seg: Option<&FlexTensor>,
+    ids: &EmbedIds,
+) -> Option<FlexTensor> {
+    let [v, e] = dims2(word)?;
+    let [p, pe] = dims2(pos)?;
+    let seg_rows = match seg {
+        Some(s) => {
+            let [n, se] = dims2(s)?;
+            (se == e).then_some(n)?
+        }
+        None => 0,
+    };
+    let fits = pe == e
+        && ids.seq <= p
+        && ids.ids.len() == ids.batch * ids.seq
+        && ids.ids.iter().all(|&i| (i as usize) < v)
+        && seg.is_some() == ids.segs.is_some()
+        && ids
+            .segs
+            .as_ref()
+            .is_none_or(|s| s.len() == ids.ids.len() && s.iter().all(|&i| (i as usize) < seg_rows));
+    if !fits {
+        return None;
+    }
+    let (word, pos) = (contiguous(word), contiguous(pos));
+    let seg = seg.map(contiguous);
+    let n = ids.ids.len() * e;
+    // SAFETY: a `cpu` kernel, which writes every value of its output.
+    let out = unsafe {
+        filled(n, |out| {
+            cpu::embed(
+                values(&word),
+                values(&pos),
+                seg.as_ref()
+                    .zip(ids.segs.as_ref())
+                    .map(|(t, s)| (values(t), s.as_slice())),
+                &ids.ids,
+                ids.seq.max(1),
+                e,
+                out,
+            )
+        })
+    };
+    Some(tensor(out, Shape::new([ids.batch, ids.seq, e])))
+}
+
+fn dims2(t: &FlexTensor) -> Option<[usize; 2]> {
+    (t.shape().num_dims() == 2 && supported(t)).then(|| t.shape().dims::<2>())
+}
+
+#[derive(Debug, Clone)]
+struct EmbedState {
+    ids: EmbedIds,
+    /// Rows of the word, position and segment tables.
+    rows: [usize; 3],
+}
+
+/// (dword, dpos, dseg) for the asked-for tables.
+fn embed_grads(st: &EmbedState, g: &FlexTensor, want: [bool; 3]) -> [Option<FlexTensor>; 3] {
+    let g = contiguous(g);
+    let gv = values(&g);
+    let e = g.shape().dims::<3>()[2];
+    let ids = &st.ids;
+    let table = |rows: usize, index: &(dyn Fn(usize) -> usize + Sync)| {
+        tensor(
+            cpu::scatter_add_rows(gv, e, rows, index),
+            Shape::new([rows, e]),
+        )
+    };
+    [
+        want[0].then(|| table(st.rows[0], &|t| ids.ids[t] as usize)),
+        want[1].then(|| table(st.rows[1], &|t| t % ids.seq.max(1))),
+        match (&ids.segs, want[2]) {
+            (Some(s), true) => Some(table(st.rows[2], &|t| s[t] as usize)),
+            _ => None,
+        },
+    ]
+}
+
+#[derive(Debug)]
+struct EmbedBackward;
+
+impl Backward<Flex, 3> for EmbedBackward {
+    type State = EmbedState;
+    fn backward(self, ops: Ops<EmbedState, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let g = grads.consume::<Flex>(&ops.node);
+        let [pw, pp, ps] = ops.parents;
+        let want = [pw.is_some(), pp.is_some(), ps.is_some()];
+        let [dw, dp, ds] = embed_grads(&ops.state, &g, want);
+        for (node, g) in [(pw, dw), (pp, dp), (ps, ds)] {
+            if let (Some(node), Some(g)) = (node, g) {
+                grads.register::<Flex>(node.id, g);
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct EmbedNoSegBackward;
+
+impl Backward<Flex, 2> for EmbedNoSegBackward {
+    type State = EmbedState;
+    fn backward(self, ops: Ops<EmbedState, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let g = grads.consume::<Flex>(&ops.node);
+        let [pw, pp] = ops.parents;
+        let want = [pw.is_some(), pp.is_some(), false];
+        let [dw, dp, _] = embed_grads(&ops.state, &g, want);
+        for (node, g) in [(pw, dw), (pp, dp)] {
+            if let (Some(node), Some(g)) = (node, g) {
+                grads.register::<Flex>(node.id, g);
+            }
+        }
+    }
+}
+
+/// [`embed`] on `Autodiff<Flex>`: gradients to the tables by scatter-adding the output's
+/// gradient rows (word and segment by id, position by place).
+pub fn embed_ad(
+    word: AdTensor,
+    pos: AdTensor,
+    seg: Option<AdTensor>,
+    ids: &EmbedIds,
+) -> Option<AdTensor> {
+    let out = embed(
+        &word.primitive,
+        &pos.primitive,
+        seg.as_ref().map(|s| &s.primitive),
+        ids,
+    )?;
+    let rows = [
+        word.primitive.shape()[0],
+        pos.primitive.shape()[0],
+        seg.as_ref().map_or(0, |s| s.primitive.shape()[0]),
+    ];
+    let state = EmbedState {
+        ids: ids.clone(),
+        rows,
+    };
+    Some(match seg {
+        Some(seg) => {
+            let nodes = [word.node.clone(), pos.node.clone(), seg.node.clone()];
+            match EmbedBackward
+                .prepare::<NoCheckpointing>(nodes)
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(prep) => prep.finish(state, out),
+                OpsKind::UnTracked(prep) => prep.finish(out),
+            }
+        }
+        None => {
+            let nodes = [word.node.clone(), pos.node.clone()];
+            match EmbedNoSegBackward
+                .prepare::<NoCheckpointing>(nodes)
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(prep) => prep.finish(state, out),
+                OpsKind::UnTracked(prep) => prep.finish(out),
+            }
+        }
+    })
 }

@@ -32,18 +32,13 @@ pub struct Embeddings<B: Backend> {
 impl<B: Backend> Embeddings<B> {
     /// `ids`, `segment`: `[batch, seq]` → `[batch, seq, emb]`.
     pub fn forward(&self, ids: Tensor<B, 2, Int>, segment: Tensor<B, 2, Int>) -> Tensor<B, 3> {
-        let [b, s] = ids.dims();
-        let word = self.word.val();
-        let e = word.dims()[1];
-        let mut emb = word.select(0, ids.reshape([b * s])).reshape([b, s, e]);
-        emb = emb + self.position.val().narrow(0, 0, s).unsqueeze::<3>();
-        if let Some(seg) = &self.segment {
-            emb = emb
-                + seg
-                    .val()
-                    .select(0, segment.reshape([b * s]))
-                    .reshape([b, s, e]);
-        }
+        let emb = crate::kernels::embed(
+            self.word.val(),
+            self.position.val(),
+            self.segment.as_ref().map(|s| s.val()),
+            ids,
+            segment,
+        );
         match &self.layer_norm {
             Some(ln) => ln.forward(emb),
             None => emb,

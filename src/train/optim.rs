@@ -13,6 +13,7 @@
 //! scheduler steps *after* the optimizer, so update k (from 0) uses the multiplier of step k
 //! and the very first update has learning rate 0.
 
+use crate::kernels;
 use burn::optim::{AdaptiveMomentumState, SimpleOptimizer};
 use burn::tensor::{Tensor, backend::Backend};
 
@@ -56,33 +57,25 @@ impl<B: Backend> SimpleOptimizer<B> for UerAdamW {
         grad: Tensor<B, D>,
         state: Option<Self::State<D>>,
     ) -> (Tensor<B, D>, Option<Self::State<D>>) {
-        let (b1, b2) = (self.beta_1, self.beta_2);
-        let state = match state {
-            Some(mut s) => {
-                s.moment_1 = s
-                    .moment_1
-                    .mul_scalar(b1)
-                    .add(grad.clone().mul_scalar(1.0 - b1));
-                s.moment_2 = s
-                    .moment_2
-                    .mul_scalar(b2)
-                    .add(grad.square().mul_scalar(1.0 - b2));
-                s.time += 1;
-                s
-            }
-            None => AdaptiveMomentumState::new(
-                1,
-                grad.clone().mul_scalar(1.0 - b1),
-                grad.square().mul_scalar(1.0 - b2),
-            ),
+        let (moments, time) = match state {
+            Some(s) => (Some((s.moment_1, s.moment_2)), s.time + 1),
+            None => (None, 1),
         };
+        let hp = kernels::AdamW {
+            lr,
+            beta_1: self.beta_1,
+            beta_2: self.beta_2,
+            epsilon: self.epsilon,
+            weight_decay: if Self::decays(D) {
+                self.weight_decay
+            } else {
+                0.0
+            },
+        };
+        let (updated, m, v) = kernels::adamw(tensor.clone(), grad, moments, hp);
+        let state = AdaptiveMomentumState::new(time, m, v);
         if lr == 0.0 {
             return (tensor, Some(state));
-        }
-        let denom = state.moment_2.clone().sqrt().add_scalar(self.epsilon);
-        let mut updated = tensor - state.moment_1.clone().div(denom).mul_scalar(lr);
-        if Self::decays(D) && self.weight_decay != 0.0 {
-            updated = updated.clone() - updated.mul_scalar(lr * self.weight_decay);
         }
         (updated, Some(state))
     }
