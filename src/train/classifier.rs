@@ -358,11 +358,6 @@ pub fn to_checkpoint<B: Backend>(model: &Model<B>) -> Checkpoint {
     ckpt
 }
 
-/// Labels (`[batch]`, i64) as a device tensor.
-pub fn labels_tensor<B: Backend>(labels: &[i64], device: &B::Device) -> Tensor<B, 1, Int> {
-    Tensor::from_data(TensorData::new(labels.to_vec(), [labels.len()]), device)
-}
-
 /// Mean negative log-likelihood of log-softmax (UER-py's `NLLLoss(LogSoftmax(logits))`).
 pub fn nll_loss<B: Backend>(logits: Tensor<B, 2>, labels: &[i64]) -> Tensor<B, 1> {
     crate::kernels::cross_entropy(logits, labels).0
