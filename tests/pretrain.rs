@@ -536,3 +536,86 @@ fn cli_preprocess_pretrain_convert() {
     let opened = model::open::open_model(&hf, None).unwrap();
     load_model::<Cpu>(&opened.checkpoint, &opened.config, &Default::default()).unwrap();
 }
+
+#[test]
+fn data_parallel_on_two_cpu_peers_learns_and_writes_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = head(dir.path(), "CLUECorpusSmall_sampled.txt", 4);
+    let ds_path = dir.path().join("mlm.uzds");
+    let pre = PreprocessOptions {
+        seq_length: 64,
+        dup_factor: 1,
+        ..Default::default()
+    };
+    build("roberta_v1", &c, &ds_path, &pre).unwrap();
+    let out = dir.path().join("dp.bin");
+    let _g = lock();
+    let mut opts = small_opts(Target::Mlm, 24);
+    opts.batch_size = 8;
+    opts.learning_rate = 1e-3;
+    opts.report_steps = 8;
+    let opened = model::open::open_model(
+        &common::uer_fixture("roberta_v1").join("uer_model.bin"),
+        None,
+    )
+    .unwrap();
+    let mut ckpt = opened.checkpoint;
+    pretrain::complete_heads(&mut ckpt, &opened.config, opts.target, false, opts.seed);
+    let ds = DatasetFile::open(&ds_path).unwrap();
+    let run = |devices: &[DeviceSpec], opts: &PretrainOptions, reports: &mut Vec<StepReport>| {
+        pretrain::pretrain_data_parallel(
+            &ckpt,
+            &opened.config,
+            &ds,
+            opts,
+            &out,
+            None,
+            devices,
+            &NoProgress,
+            &mut |r| reports.push(r.clone()),
+        )
+    };
+    let mut reports = Vec::new();
+    let r = run(&[DeviceSpec::Cpu, DeviceSpec::Cpu], &opts, &mut reports).unwrap();
+    // Rank 0 reports (its half of each batch) and saves, once per step checkpoint.
+    assert_eq!(reports.len(), 3);
+    assert!(
+        reports[2].loss < reports[0].loss,
+        "loss {} → {}",
+        reports[0].loss,
+        reports[2].loss
+    );
+    assert_eq!(
+        r.saved,
+        vec![
+            pretrain::step_path(&out, 8),
+            pretrain::step_path(&out, 16),
+            pretrain::step_path(&out, 24)
+        ]
+    );
+    let written = Checkpoint::open(pretrain::step_path(&out, 24)).unwrap();
+    assert_eq!(keys(&written), fixture_keys("roberta_v1"));
+    assert!(r.checkpoint.names().all(|n| {
+        r.checkpoint
+            .get(n)
+            .unwrap()
+            .to_f32_vec()
+            .iter()
+            .all(|x| x.is_finite())
+    }));
+    // Bad requests are refused before any work.
+    let mut small = opts.clone();
+    small.batch_size = 1;
+    let err = run(&[DeviceSpec::Cpu, DeviceSpec::Cpu], &small, &mut Vec::new()).unwrap_err();
+    assert!(
+        err.to_string().contains("smaller than the 2 devices"),
+        "{err}"
+    );
+    let err = run(
+        &[DeviceSpec::Cpu, DeviceSpec::Cuda(0)],
+        &opts,
+        &mut Vec::new(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("mixes CPU and CUDA"), "{err}");
+}

@@ -70,7 +70,9 @@ pub struct Args {
     /// `cpu`, `cuda` or `cuda:N`.
     #[arg(long, default_value = "cpu")]
     device: DeviceSpec,
-    /// Several GPUs, e.g. `cuda:0,cuda:1` (data-parallel; see docs/pretraining.md).
+    /// Data-parallel over several devices, e.g. `cuda:0,cuda:1` (or `cpu,cpu` to try it):
+    /// one model replica per device, the batch split by rows, gradients averaged through
+    /// Burn's collective all-reduce (see docs/pretraining.md).
     #[arg(long, value_delimiter = ',')]
     devices: Vec<DeviceSpec>,
     /// Continue from a checkpoint `OUTPUT-<step>` written by an earlier run.
@@ -85,11 +87,6 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
-    if a.devices.len() > 1 {
-        anyhow::bail!(
-            "--devices with several GPUs is not implemented yet (docs/pretraining.md explains the plan); use --device cuda:N"
-        );
-    }
     let device = a.devices.first().copied().unwrap_or(a.device);
     let ds = DatasetFile::open(&a.dataset)?;
     let (mut ckpt, config, tie, vocab) = start(&a, &ds)?;
@@ -123,17 +120,31 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         ..Default::default()
     };
     let bar = super::preprocess::Bar::new("steps");
-    let r = pretrain::pretrain(
-        &ckpt,
-        &config,
-        &ds,
-        &opts,
-        &a.output,
-        resume,
-        device,
-        &bar,
-        &mut print_report,
-    )?;
+    let r = if a.devices.len() > 1 {
+        pretrain::pretrain_data_parallel(
+            &ckpt,
+            &config,
+            &ds,
+            &opts,
+            &a.output,
+            resume,
+            &a.devices,
+            &bar,
+            &mut print_report,
+        )?
+    } else {
+        pretrain::pretrain(
+            &ckpt,
+            &config,
+            &ds,
+            &opts,
+            &a.output,
+            resume,
+            device,
+            &bar,
+            &mut print_report,
+        )?
+    };
     pretrain::write_uer(&r.checkpoint, a.uer_naming, &a.output)?;
     println!(
         "{} steps in {:.1}s ({:.0} tokens/s); wrote {} (UER naming {})",

@@ -467,14 +467,7 @@ pub fn pretrain(
     on_report: &mut dyn FnMut(&StepReport),
 ) -> Result<PretrainResult, TrainError> {
     check(ds, config, ckpt, opts)?;
-    if let Some(r) = &resume
-        && r.step >= opts.total_steps
-    {
-        return Err(TrainError::Options(format!(
-            "the checkpoint is at step {}, --total-steps is {}; nothing to do",
-            r.step, opts.total_steps
-        )));
-    }
+    check_resume(&resume, opts)?;
     let ckpt = &untie_for_loading(ckpt, opts.target);
     run_on(
         device,
@@ -487,8 +480,128 @@ pub fn pretrain(
             resume,
             progress,
             on_report,
+            peer: None,
         },
     )?
+}
+
+fn check_resume(resume: &Option<OptimState>, opts: &PretrainOptions) -> Result<(), TrainError> {
+    match resume {
+        Some(r) if r.step >= opts.total_steps => Err(TrainError::Options(format!(
+            "the checkpoint is at step {}, --total-steps is {}; nothing to do",
+            r.step, opts.total_steps
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// [`pretrain`] data-parallel over `devices` (all CPU or all CUDA), through Burn's
+/// collective operations (`burn::collective`): one thread and one model replica per device,
+/// each batch split by rows across the replicas, the gradients averaged with
+/// `GradientsParams::all_reduce` before the identical optimizer step on every replica
+/// (UER-py's DistributedDataParallel does the same). Rank 0 reports and writes the
+/// checkpoints. `opts.batch_size` is the global batch.
+#[allow(clippy::too_many_arguments)]
+pub fn pretrain_data_parallel(
+    ckpt: &Checkpoint,
+    config: &ModelConfig,
+    ds: &DatasetFile,
+    opts: &PretrainOptions,
+    output: &Path,
+    resume: Option<OptimState>,
+    devices: &[DeviceSpec],
+    progress: &dyn Progress,
+    on_report: &mut dyn FnMut(&StepReport),
+) -> Result<PretrainResult, TrainError> {
+    check(ds, config, ckpt, opts)?;
+    check_resume(&resume, opts)?;
+    let world = devices.len();
+    if world < 2 {
+        return Err(TrainError::Options(
+            "data-parallel pretraining needs at least two devices".into(),
+        ));
+    }
+    let kinds = |d: &DeviceSpec| matches!(d, DeviceSpec::Cpu);
+    if devices.iter().any(|d| kinds(d) != kinds(&devices[0])) {
+        return Err(TrainError::Options(
+            "--devices mixes CPU and CUDA; give devices of one kind".into(),
+        ));
+    }
+    if opts.batch_size < world {
+        return Err(TrainError::Options(format!(
+            "--batch-size {} is smaller than the {world} devices; each needs at least one row",
+            opts.batch_size
+        )));
+    }
+    let ckpt = &untie_for_loading(ckpt, opts.target);
+    std::thread::scope(|scope| {
+        let others: Vec<_> = (1..world)
+            .map(|rank| {
+                let (device, resume) = (devices[rank], resume.clone());
+                scope.spawn(move || {
+                    let mut quiet = |_: &StepReport| {};
+                    run_on(
+                        device,
+                        Job {
+                            ckpt,
+                            config,
+                            ds,
+                            opts,
+                            output,
+                            resume,
+                            progress: &crate::progress::NoProgress,
+                            on_report: &mut quiet,
+                            peer: Some(Peer { rank, world }),
+                        },
+                    )
+                })
+            })
+            .collect();
+        let first = run_on(
+            devices[0],
+            Job {
+                ckpt,
+                config,
+                ds,
+                opts,
+                output,
+                resume,
+                progress,
+                on_report,
+                peer: Some(Peer { rank: 0, world }),
+            },
+        );
+        let mut result = first.map_err(TrainError::from).and_then(|r| r);
+        for handle in others {
+            let other = match handle.join() {
+                Ok(r) => r.map_err(TrainError::from).and_then(|r| r.map(|_| ())),
+                Err(_) => Err(TrainError::Options(
+                    "a data-parallel worker panicked".into(),
+                )),
+            };
+            if let (Ok(_), Err(e)) = (&result, other) {
+                result = Err(e);
+            }
+        }
+        result
+    })
+}
+
+/// This replica's place in a data-parallel run.
+#[derive(Debug, Clone, Copy)]
+struct Peer {
+    rank: usize,
+    world: usize,
+}
+
+impl Peer {
+    fn id(&self) -> burn::collective::PeerId {
+        burn::collective::PeerId::from(self.rank)
+    }
+}
+
+fn collective_err(e: burn::collective::CollectiveError) -> TrainError {
+    TrainError::Options(format!("data-parallel all-reduce failed: {e:?}"))
 }
 
 /// A decoder that is the word embedding (same storage or same values, as torch saves tied
@@ -523,6 +636,8 @@ struct Job<'a> {
     resume: Option<OptimState>,
     progress: &'a dyn Progress,
     on_report: &'a mut dyn FnMut(&StepReport),
+    /// Set in a data-parallel run.
+    peer: Option<Peer>,
 }
 
 impl BackendJob for Job<'_> {
@@ -542,6 +657,35 @@ struct HostBatch {
     pos: Vec<i64>,
     tgt: Vec<i64>,
     nsp: Vec<i64>,
+}
+
+impl HostBatch {
+    /// Rows `rank·b/world .. (rank+1)·b/world` of the batch (positions re-based).
+    fn shard(self, rank: usize, world: usize) -> HostBatch {
+        let (b, l) = (self.b, self.l);
+        let (r0, r1) = (rank * b / world, (rank + 1) * b / world);
+        let (lo, hi) = ((r0 * l) as i64, (r1 * l) as i64);
+        let (mut pos, mut tgt) = (Vec::new(), Vec::new());
+        for (&p, &t) in self.pos.iter().zip(&self.tgt) {
+            if p >= lo && p < hi {
+                pos.push(p - lo);
+                tgt.push(t);
+            }
+        }
+        HostBatch {
+            b: r1 - r0,
+            l,
+            ids: self.ids[r0 * l..r1 * l].to_vec(),
+            seg: self.seg[r0 * l..r1 * l].to_vec(),
+            pos,
+            tgt,
+            nsp: if self.nsp.is_empty() {
+                Vec::new()
+            } else {
+                self.nsp[r0..r1].to_vec()
+            },
+        }
+    }
 }
 
 /// Instance order: a permutation per epoch.
@@ -774,6 +918,22 @@ impl<B: AutodiffBackend> ModuleMapper<B> for StepMapper<'_, B> {
     }
 }
 
+/// Gives the parameters ids 0, 1, 2, … in visiting order, so that the replicas of a
+/// data-parallel run (each loaded on its own thread) name their gradients alike: the
+/// all-reduce pairs gradients by id.
+struct RenumberParams {
+    next: u64,
+}
+
+impl<B: AutodiffBackend> ModuleMapper<B> for RenumberParams {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let (_, tensor, mapper) = param.consume();
+        let id = burn::module::ParamId::from(self.next);
+        self.next += 1;
+        Param::from_mapped_value(id, tensor, mapper)
+    }
+}
+
 /// Sum of squared gradients over all parameters.
 struct NormVisitor<'a, B: AutodiffBackend> {
     grads: &'a GradientsParams,
@@ -814,8 +974,15 @@ fn train<A: AutodiffBackend>(
         resume,
         progress,
         on_report,
+        peer,
     } = job;
     let start = Instant::now();
+    if let Some(p) = peer {
+        let config = burn::collective::CollectiveConfig::default().with_num_devices(p.world);
+        burn::collective::register::<A::InnerBackend>(p.id(), device.clone(), config)
+            .map_err(collective_err)?;
+    }
+    let rank = peer.map_or(0, |p| p.rank);
     let (mut model, report) = load_model::<A>(ckpt, config, &device)?;
     model.classifier = None;
     let target = opts.target;
@@ -826,6 +993,9 @@ fn train<A: AutodiffBackend>(
         model.mlm = None;
     } else {
         model.lm = None;
+    }
+    if peer.is_some() {
+        model = model.map(&mut RenumberParams { next: 0 });
     }
     let tied = report
         .tied
@@ -858,11 +1028,18 @@ fn train<A: AutodiffBackend>(
     let (mut t_report, mut last_lr, mut predicted) = (Instant::now(), 0.0, 0usize);
     progress.start("pretrain", (opts.total_steps - first_step) as u64);
     while step < opts.total_steps {
-        let batch = host_batch(ds, &mut order, step, opts);
+        let mut batch = host_batch(ds, &mut order, step, opts);
+        if let Some(p) = peer {
+            batch = batch.shard(p.rank, p.world);
+        }
         predicted += batch.pos.len();
-        // Dropout: the backend's generator and the fused kernels' stream.
-        A::seed(&device, opts.seed.wrapping_add(step as u64));
-        crate::kernels::seed(opts.seed.wrapping_add(step as u64));
+        // Dropout: the backend's generator and the fused kernels' stream (one per replica).
+        let dseed = opts
+            .seed
+            .wrapping_add(step as u64)
+            .wrapping_add((rank as u64) << 32);
+        A::seed(&device, dseed);
+        crate::kernels::seed(dseed);
         let l = losses(&model, tied, &batch, dropout, &device);
         let k = opts.accumulation_steps;
         let scaled = if k > 1 {
@@ -890,6 +1067,15 @@ fn train<A: AutodiffBackend>(
         } else {
             Some(grads)
         };
+        if let Some(p) = peer
+            && let Some(g) = grads.take()
+        {
+            let mean = burn::collective::ReduceOperation::Mean;
+            grads = Some(
+                g.all_reduce::<A::InnerBackend>(p.id(), mean)
+                    .map_err(collective_err)?,
+            );
+        }
         if let Some(g) = grads.as_mut() {
             let scale = match opts.max_grad_norm {
                 Some(max) => {
@@ -932,7 +1118,7 @@ fn train<A: AutodiffBackend>(
             window.clear();
             t_report = Instant::now();
         }
-        if step % opts.save_checkpoint_steps == 0 {
+        if step % opts.save_checkpoint_steps == 0 && rank == 0 {
             let path = step_path(output, step);
             save(&model, tied, opts, &path)?;
             OptimState {
@@ -946,6 +1132,9 @@ fn train<A: AutodiffBackend>(
         }
     }
     progress.finish();
+    if let Some(p) = peer {
+        burn::collective::finish_collective::<A::InnerBackend>(p.id()).map_err(collective_err)?;
+    }
     let checkpoint = export(&model.valid(), tied);
     let steps_run = step - first_step;
     let seconds = start.elapsed().as_secs_f64();
