@@ -22,8 +22,8 @@ use std::time::Instant;
 #[global_allocator]
 static ALLOCATOR: uerzoo::alloc::Allocator = uerzoo::alloc::Allocator;
 use uerzoo::kernels::{self, plain};
-use uerzoo::model::encoder::{activate, dropout_fn};
-use uerzoo::model::{LnPosition, Model, ModelConfig, load_model, random_checkpoint};
+use uerzoo::model::encoder::activate;
+use uerzoo::model::{Model, ModelConfig, load_model, random_checkpoint};
 
 const VOCAB: usize = 21128;
 
@@ -97,42 +97,6 @@ fn inputs<B: Backend>(
     (ids, Tensor::ones([batch, seq], device))
 }
 
-/// Encoder forward in training mode, with dropout where UER-py puts it (embedding output,
-/// attention probabilities, attention output, feed-forward output).
-fn encode_train<B: Backend>(
-    model: &Model<B>,
-    ids: Tensor<B, 2, Int>,
-    seg: Tensor<B, 2, Int>,
-    p: f64,
-) -> Tensor<B, 3> {
-    let bias = model.mask_bias(&seg);
-    let mut h = dropout_fn(model.embedding.forward(ids, seg), p);
-    let enc = &model.encoder;
-    for i in 0..enc.layers_num {
-        let layer = &enc.layers[if enc.layers.len() == 1 { 0 } else { i }];
-        let a = &layer.self_attn;
-        let attn = |x: Tensor<B, 3>| {
-            let q = kernels::linear(&a.query, x.clone());
-            let k = kernels::linear(&a.key, x.clone());
-            let v = kernels::linear(&a.value, x);
-            let ctx = kernels::self_attention(q, k, v, a.heads, Some(bias.clone()), p);
-            dropout_fn(kernels::linear(&a.output, ctx), p)
-        };
-        let ff = |x: Tensor<B, 3>| dropout_fn(layer.feed_forward.forward(x), p);
-        h = match layer.ln_position {
-            LnPosition::Post => {
-                let x = layer.layer_norm_1.forward(h.clone() + attn(h));
-                layer.layer_norm_2.forward(x.clone() + ff(x))
-            }
-            LnPosition::Pre => {
-                let x = h.clone() + attn(layer.layer_norm_1.forward(h));
-                x.clone() + ff(layer.layer_norm_2.forward(x))
-            }
-        };
-    }
-    h
-}
-
 /// One MLM training step (forward + loss on every 7th position + backward).
 fn train_step<B: AutodiffBackend>(
     model: &Model<B>,
@@ -142,7 +106,8 @@ fn train_step<B: AutodiffBackend>(
     device: &B::Device,
 ) {
     let (ids, seg) = inputs::<B>(batch, seq, device);
-    let hidden = encode_train(model, ids, seg, p);
+    // The encoder as fine-tuning and pretraining run it (UER-py's dropouts when p > 0).
+    let hidden = uerzoo::train::classifier::encode(model, ids, seg, p);
     let h = hidden.dims()[2];
     let picked: Vec<i64> = (0..batch * seq).step_by(7).map(|i| i as i64).collect();
     let m = picked.len();

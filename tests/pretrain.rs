@@ -73,15 +73,13 @@ fn tie(fixture: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Trains `fixture` (or `start`, a v2 checkpoint) on `ds`.
-fn train(
+/// The weights a run starts from (`fixture`'s, or `start`, a v2 checkpoint) with the
+/// target's heads completed, and the fixture's config.
+fn starting_point(
     fixture: &str,
     start: Option<Checkpoint>,
-    ds: &Path,
     opts: &PretrainOptions,
-    out: &Path,
-    resume: Option<OptimState>,
-) -> (PretrainResult, Vec<StepReport>) {
+) -> (Checkpoint, model::ModelConfig) {
     let opened =
         model::open::open_model(&common::uer_fixture(fixture).join("uer_model.bin"), None).unwrap();
     let mut ckpt = start.unwrap_or(opened.checkpoint);
@@ -92,11 +90,24 @@ fn train(
         tie(fixture),
         opts.seed,
     );
+    (ckpt, opened.config)
+}
+
+/// Trains `fixture` (or `start`, a v2 checkpoint) on `ds`.
+fn train(
+    fixture: &str,
+    start: Option<Checkpoint>,
+    ds: &Path,
+    opts: &PretrainOptions,
+    out: &Path,
+    resume: Option<OptimState>,
+) -> (PretrainResult, Vec<StepReport>) {
+    let (ckpt, config) = starting_point(fixture, start, opts);
     let ds = DatasetFile::open(ds).unwrap();
     let mut reports = Vec::new();
     let r = pretrain::pretrain(
         &ckpt,
-        &opened.config,
+        &config,
         &ds,
         opts,
         out,
@@ -274,24 +285,35 @@ fn small_opts(target: Target, steps: usize) -> PretrainOptions {
     }
 }
 
-#[test]
-fn mlm_from_roberta_v1_learns_and_writes_v1_keys() {
-    let dir = tempfile::tempdir().unwrap();
-    // A small corpus seen several times (static masks), so 24 steps clearly lower the loss.
-    let c = head(dir.path(), "CLUECorpusSmall_sampled.txt", 4);
-    let ds = dir.path().join("mlm.uzds");
+/// A small corpus seen several times (static masks), so 24 steps clearly lower the loss.
+fn learnable_mlm_dataset(dir: &Path) -> PathBuf {
+    let c = head(dir, "CLUECorpusSmall_sampled.txt", 4);
+    let ds = dir.join("mlm.uzds");
     let pre = PreprocessOptions {
         seq_length: 64,
         dup_factor: 1,
         ..Default::default()
     };
     build("roberta_v1", &c, &ds, &pre).unwrap();
-    let out = dir.path().join("out.bin");
-    let _g = lock();
+    ds
+}
+
+/// 24 steps of batch 8 at lr 1e-3, reports every 8 steps, checkpoints at 8, 16, 24.
+fn learnable_mlm_opts() -> PretrainOptions {
     let mut opts = small_opts(Target::Mlm, 24);
     opts.batch_size = 8;
     opts.learning_rate = 1e-3;
     opts.report_steps = 8;
+    opts
+}
+
+#[test]
+fn mlm_from_roberta_v1_learns_and_writes_v1_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = learnable_mlm_dataset(dir.path());
+    let out = dir.path().join("out.bin");
+    let _g = lock();
+    let opts = learnable_mlm_opts();
     let (r, reports) = train("roberta_v1", None, &ds, &opts, &out, None);
     assert_eq!(reports.len(), 3);
     let (first, last) = (&reports[0], &reports[2]);
@@ -540,32 +562,16 @@ fn cli_preprocess_pretrain_convert() {
 #[test]
 fn data_parallel_on_two_cpu_peers_learns_and_writes_once() {
     let dir = tempfile::tempdir().unwrap();
-    let c = head(dir.path(), "CLUECorpusSmall_sampled.txt", 4);
-    let ds_path = dir.path().join("mlm.uzds");
-    let pre = PreprocessOptions {
-        seq_length: 64,
-        dup_factor: 1,
-        ..Default::default()
-    };
-    build("roberta_v1", &c, &ds_path, &pre).unwrap();
+    let ds_path = learnable_mlm_dataset(dir.path());
     let out = dir.path().join("dp.bin");
     let _g = lock();
-    let mut opts = small_opts(Target::Mlm, 24);
-    opts.batch_size = 8;
-    opts.learning_rate = 1e-3;
-    opts.report_steps = 8;
-    let opened = model::open::open_model(
-        &common::uer_fixture("roberta_v1").join("uer_model.bin"),
-        None,
-    )
-    .unwrap();
-    let mut ckpt = opened.checkpoint;
-    pretrain::complete_heads(&mut ckpt, &opened.config, opts.target, false, opts.seed);
+    let opts = learnable_mlm_opts();
+    let (ckpt, config) = starting_point("roberta_v1", None, &opts);
     let ds = DatasetFile::open(&ds_path).unwrap();
     let run = |devices: &[DeviceSpec], opts: &PretrainOptions, reports: &mut Vec<StepReport>| {
         pretrain::pretrain_data_parallel(
             &ckpt,
-            &opened.config,
+            &config,
             &ds,
             opts,
             &out,

@@ -522,8 +522,7 @@ impl<'a> MatRef<'a> {
 /// When the shapes disagree or a view reaches outside its slice (a caller bug).
 pub fn gemm(dst: &mut [f32], accumulate: bool, a: MatRef<'_>, b: MatRef<'_>) {
     assert!(dst.len() == a.rows * b.cols, "gemm: destination size");
-    let parallel = a.rows * a.cols * b.cols >= 1 << 18;
-    gemm_strided(dst, b.cols, accumulate, a, b, parallel);
+    gemm_strided(dst, b.cols, accumulate, a, b, worth_splitting(a, b));
 }
 
 /// [`gemm`] into rows of `dst` that are `dst_row_stride` apart (a column block of a wider
@@ -576,6 +575,11 @@ pub fn gemm_strided_to(
             parallel,
         )
     };
+}
+
+/// Whether `a·b` is large enough (2^18 multiply-adds) to split over the pool.
+fn worth_splitting(a: MatRef<'_>, b: MatRef<'_>) -> bool {
+    a.rows * a.cols * b.cols >= 1 << 18
 }
 
 /// Asserts what [`gemm_raw`] relies on.
@@ -683,7 +687,7 @@ fn init<T: Copy + Default>(c: &mut [MaybeUninit<T>]) -> &mut [T] {
 pub fn matmul(a: MatRef<'_>, b: MatRef<'_>) -> Vec<f32> {
     let (m, n) = (a.rows, b.cols);
     let mut out = uninit(m * n);
-    gemm_strided_to(&mut out, n, a, b, m * a.cols * n >= 1 << 18);
+    gemm_strided_to(&mut out, n, a, b, worth_splitting(a, b));
     // SAFETY: `gemm_strided_to` wrote the whole m×n block, i.e. every element.
     unsafe { assume_init(out) }
 }

@@ -477,6 +477,16 @@ pub fn cross_entropy_ad(logits: AdTensor, targets: &[u32]) -> (AdTensor, usize) 
 /// `x·W + b` over the last dimension of `x` (`W`: `[in, out]`, Burn's layout), as one GEMM
 /// over all leading dimensions with the bias written first and accumulated into.
 pub fn linear(x: &FlexTensor, w: &FlexTensor, b: Option<&FlexTensor>) -> FlexTensor {
+    linear_keep(x, w, b).0
+}
+
+/// [`linear`], also returning the contiguous input and weight it multiplied (what the
+/// backward keeps), so they are not made contiguous twice.
+fn linear_keep(
+    x: &FlexTensor,
+    w: &FlexTensor,
+    b: Option<&FlexTensor>,
+) -> (FlexTensor, LinearState) {
     let (x, w) = (contiguous(x), contiguous(w));
     let [d_in, d_out] = w.shape().dims::<2>();
     let rows = x.shape().num_elements() / d_in.max(1);
@@ -496,7 +506,7 @@ pub fn linear(x: &FlexTensor, w: &FlexTensor, b: Option<&FlexTensor>) -> FlexTen
     if let Some(last) = dims.last_mut() {
         *last = d_out;
     }
-    tensor(out, Shape::from(dims))
+    (tensor(out, Shape::from(dims)), LinearState { x, w })
 }
 
 /// Whether a [`linear`] call is well-formed (the fast path's precondition).
@@ -579,11 +589,7 @@ impl Backward<Flex, 2> for LinearNoBiasBackward {
 /// views (no transposed copies, no per-batch weight gradients summed afterwards) and one
 /// column sum.
 pub fn linear_ad(x: AdTensor, w: AdTensor, b: Option<AdTensor>) -> AdTensor {
-    let y = linear(&x.primitive, &w.primitive, b.as_ref().map(|b| &b.primitive));
-    let state = || LinearState {
-        x: contiguous(&x.primitive),
-        w: contiguous(&w.primitive),
-    };
+    let (y, state) = linear_keep(&x.primitive, &w.primitive, b.as_ref().map(|b| &b.primitive));
     match b {
         Some(b) => {
             let nodes = [x.node.clone(), w.node.clone(), b.node.clone()];
@@ -592,7 +598,7 @@ pub fn linear_ad(x: AdTensor, w: AdTensor, b: Option<AdTensor>) -> AdTensor {
                 .compute_bound()
                 .stateful()
             {
-                OpsKind::Tracked(prep) => prep.finish(state(), y),
+                OpsKind::Tracked(prep) => prep.finish(state.clone(), y),
                 OpsKind::UnTracked(prep) => prep.finish(y),
             }
         }
@@ -603,7 +609,7 @@ pub fn linear_ad(x: AdTensor, w: AdTensor, b: Option<AdTensor>) -> AdTensor {
                 .compute_bound()
                 .stateful()
             {
-                OpsKind::Tracked(prep) => prep.finish(state(), y),
+                OpsKind::Tracked(prep) => prep.finish(state.clone(), y),
                 OpsKind::UnTracked(prep) => prep.finish(y),
             }
         }

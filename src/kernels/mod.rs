@@ -142,16 +142,14 @@ pub mod plain {
         bias: Option<Tensor<B, 4>>,
         p: f64,
     ) -> Tensor<B, 3> {
-        let [b, sq, h] = q.dims();
-        let sk = k.dims()[1];
-        let dh = h / heads;
-        let split = |t: Tensor<B, 3>, s: usize| t.reshape([b, s, heads, dh]).swap_dims(1, 2);
-        let scale = 1.0 / (dh as f64).sqrt();
-        let scores = split(q, sq).matmul(split(k, sk).swap_dims(2, 3));
-        masked_softmax(scores, bias, scale, p)
-            .matmul(split(v, sk))
-            .swap_dims(1, 2)
-            .reshape([b, sq, h])
+        let scale = 1.0 / ((q.dims()[2] / heads) as f64).sqrt();
+        let (q, k, v) = (
+            super::split_heads(q, heads),
+            super::split_heads(k, heads),
+            super::split_heads(v, heads),
+        );
+        let scores = q.matmul(k.swap_dims(2, 3));
+        super::merge_heads(masked_softmax(scores, bias, scale, p).matmul(v))
     }
 
     /// `−mean_r log_softmax(logits)[r, t_r]` and the argmax hit count (detached).
@@ -484,6 +482,18 @@ pub fn linear<B: Backend, const D: usize>(layer: &Linear<B>, x: Tensor<B, D>) ->
     }
 }
 
+/// `[b, s, h]` → `[b, heads, s, h/heads]` (a view).
+fn split_heads<B: Backend>(t: Tensor<B, 3>, heads: usize) -> Tensor<B, 4> {
+    let [b, s, h] = t.dims();
+    t.reshape([b, s, heads, h / heads]).swap_dims(1, 2)
+}
+
+/// `[b, heads, s, dh]` → `[b, s, heads·dh]`.
+fn merge_heads<B: Backend>(t: Tensor<B, 4>) -> Tensor<B, 3> {
+    let [b, heads, s, dh] = t.dims();
+    t.swap_dims(1, 2).reshape([b, s, heads * dh])
+}
+
 /// Multi-head attention on `[batch, seq, hidden]` activations (`q`: `[b, sq, h]`, `k`, `v`:
 /// `[b, sk, h]`, `heads` dividing `h`): per head `softmax(q_h·k_hᵀ/√dh + bias)`, dropout
 /// `p`, `·v_h`, heads merged back into `[b, sq, h]`. `bias` is the additive mask as in
@@ -502,14 +512,9 @@ pub fn self_attention<B: Backend>(
     bias: Option<Tensor<B, 4>>,
     p: f64,
 ) -> Tensor<B, 3> {
-    let composed = |q: Tensor<B, 3>, k: Tensor<B, 3>, v: Tensor<B, 3>, bias| {
-        let [b, sq, h] = q.dims();
-        let sk = k.dims()[1];
-        let dh = h / heads;
-        let split = |t: Tensor<B, 3>, s: usize| t.reshape([b, s, heads, dh]).swap_dims(1, 2);
-        attention(split(q, sq), split(k, sk), split(v, sk), bias, p)
-            .swap_dims(1, 2)
-            .reshape([b, sq, h])
+    let composed = |q, k, v, bias| {
+        let split = |t| split_heads(t, heads);
+        merge_heads(attention(split(q), split(k), split(v), bias, p))
     };
     if !is_fast::<B>() || p >= 1.0 {
         return composed(q, k, v, bias);
@@ -573,23 +578,19 @@ pub fn adamw<B: Backend, const D: usize>(
             Prim::Flex(t) => Some(t),
             _ => None,
         };
-        let fm = moments.as_ref().map(|(m, v)| (flex(m), flex(v)));
-        if let (Some(fp), Some(fg)) = (flex(&p), flex(&g)) {
-            let fm = match fm {
-                Some((Some(m), Some(v))) => Some(Some((m, v))),
-                Some(_) => None,
-                None => Some(None),
-            };
-            if let Some(fm) = fm
-                && let Some((u, m, v)) =
-                    flex::adamw(&fp, &fg, fm.as_ref().map(|(m, v)| (m, v)), step)
-            {
-                return (
-                    join(Prim::<B>::Flex(u)),
-                    join(Prim::<B>::Flex(m)),
-                    join(Prim::<B>::Flex(v)),
-                );
-            }
+        // `Some(None)` on the first step; `None` when a moment is not on Flex.
+        let fm = match &moments {
+            None => Some(None),
+            Some((m, v)) => flex(m).zip(flex(v)).map(Some),
+        };
+        if let (Some(fp), Some(fg), Some(fm)) = (flex(&p), flex(&g), fm)
+            && let Some((u, m, v)) = flex::adamw(&fp, &fg, fm.as_ref().map(|(m, v)| (m, v)), step)
+        {
+            return (
+                join(Prim::<B>::Flex(u)),
+                join(Prim::<B>::Flex(m)),
+                join(Prim::<B>::Flex(v)),
+            );
         }
     }
     plain::adamw(p, g, moments, hp)

@@ -521,8 +521,8 @@ pub fn pretrain_data_parallel(
             "data-parallel pretraining needs at least two devices".into(),
         ));
     }
-    let kinds = |d: &DeviceSpec| matches!(d, DeviceSpec::Cpu);
-    if devices.iter().any(|d| kinds(d) != kinds(&devices[0])) {
+    let is_cpu = |d: &DeviceSpec| matches!(d, DeviceSpec::Cpu);
+    if devices.iter().any(|d| is_cpu(d) != is_cpu(&devices[0])) {
         return Err(TrainError::Options(
             "--devices mixes CPU and CUDA; give devices of one kind".into(),
         ));
