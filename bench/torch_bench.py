@@ -8,6 +8,7 @@ tokens/s (UER-py's dropouts, MLM loss on every 7th position, backward; dropout 0
 greedy generation tokens/s (batch 1, 32-token prompt, 32 new tokens, full recompute).
 
     python3 bench/torch_bench.py --config tiny --threads 2 [--iters 10] [--json]
+                                 [--only forward,train_dropout,train_no_dropout,generate]
 """
 import argparse
 import json
@@ -119,7 +120,10 @@ def timed(iters, f):
     return statistics.median(runs)
 
 
-def bench(name, iters):
+KEYS = ("forward", "train_dropout", "train_no_dropout", "generate")
+
+
+def bench(name, iters, only=KEYS):
     layers, h, heads, ff, batch, seq = CONFIGS[name]
     tokens = batch * seq
     ids, seg = inputs(batch, seq)
@@ -131,10 +135,13 @@ def bench(name, iters):
         with torch.no_grad():
             model.encode(ids, seg)
 
-    out["forward"] = tokens / timed(iters, forward)
+    if "forward" in only:
+        out["forward"] = tokens / timed(iters, forward)
     picked = torch.arange(0, tokens, 7)
     targets = (picked * 31 % VOCAB).clamp(min=1)
     for key, p in (("train_dropout", 0.1), ("train_no_dropout", 0.0)):
+        if key not in only:
+            continue
         for m in model.modules():
             if isinstance(m, nn.Dropout):
                 m.p = p
@@ -147,6 +154,8 @@ def bench(name, iters):
             loss.backward()
 
         out[key] = tokens / timed(iters, step)
+    if "generate" not in only:
+        return out
     gpt = Model(layers, h, heads, ff, 0.1, True)
     gpt.eval()
 
@@ -167,10 +176,15 @@ def main():
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--only", default=",".join(KEYS), help="comma-separated measurements to run")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    out = bench(args.config, args.iters)
+    only = args.only.split(",")
+    unknown = [k for k in only if k not in KEYS]
+    if unknown:
+        ap.error(f"--only: unknown measurement {unknown[0]!r} (known: {', '.join(KEYS)})")
+    out = bench(args.config, args.iters, only)
     if args.json:
         print(json.dumps(out))
     else:

@@ -4,7 +4,11 @@
 //!
 //! Run: `cargo bench --bench kernels` (env: `UERZOO_BENCH_CONFIG=tiny|base|all` (default
 //! all), `UERZOO_BENCH_ITERS` (timed runs per measurement; default 10 for tiny, 3 for base),
-//! `UERZOO_BENCH_TORCH=0` to skip PyTorch, `UERZOO_BENCH_PLAIN=0` to skip the plain Burn pass, `UERZOO_BENCH_OPS=0` to skip the op table).
+//! `UERZOO_BENCH_TORCH=0` to skip PyTorch, `UERZOO_BENCH_PLAIN=0` to skip the plain Burn pass,
+//! `UERZOO_BENCH_OPS=0` to skip the op table, `UERZOO_BENCH_ONLY=forward,generate` to run only
+//! those measurements, `UERZOO_BENCH_ROUNDS=n` to alternate uerzoo and PyTorch `n` times and
+//! print each round's ratio and their median — the VM this runs on drifts by ±15 % between
+//! minutes, so alternating keeps one side from getting all the fast minutes).
 //!
 //! Per config it prints medians of: forward tokens/s (the encoder's hidden states,
 //! inference), training-step tokens/s (forward with UER-py's dropouts + MLM loss on 15% of
@@ -29,6 +33,32 @@ const VOCAB: usize = 21128;
 
 fn env_usize(name: &str) -> Option<usize> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+/// The measurements, in the order they are printed.
+const KEYS: [&str; 4] = ["forward", "train_dropout", "train_no_dropout", "generate"];
+
+/// The measurements `UERZOO_BENCH_ONLY` asks for (all when unset).
+fn wanted() -> Vec<&'static str> {
+    match std::env::var("UERZOO_BENCH_ONLY") {
+        Ok(list) => {
+            let asked: Vec<&str> = list.split(',').map(str::trim).collect();
+            if let Some(bad) = asked.iter().find(|k| !KEYS.contains(k)) {
+                eprintln!("UERZOO_BENCH_ONLY: unknown measurement `{bad}` (known: {KEYS:?})");
+                std::process::exit(2);
+            }
+            KEYS.into_iter().filter(|k| asked.contains(k)).collect()
+        }
+        Err(_) => KEYS.to_vec(),
+    }
+}
+
+/// One line of a row: `key value unit | …` for the measurements it has.
+fn format_row(row: &Row) -> String {
+    KEYS.iter()
+        .filter_map(|k| row.get(k).map(|v| format!("{k} {v:.1}")))
+        .collect::<Vec<_>>()
+        .join(" | ")
 }
 
 /// (name, layers, hidden, heads, feed-forward, batch, seq, default iterations)
@@ -69,7 +99,12 @@ fn config(layers: usize, hidden: usize, heads: usize, ff: usize, causal: bool) -
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 /// Median seconds of `iters` runs after one warm-up.
@@ -156,42 +191,47 @@ fn bench_config(
     batch: usize,
     seq: usize,
     iters: usize,
+    keys: &[&str],
 ) -> Row {
     let dev = Default::default();
     let tokens = (batch * seq) as f64;
     let mut row = Row::new();
     let cfg = config(layers, hidden, heads, ff, false);
     let ckpt = random_checkpoint(&cfg, 1);
-    let (model, _) = load_model::<Flex>(&ckpt, &cfg, &dev).expect("load");
-    let secs = time(iters, || {
-        let (ids, seg) = inputs::<Flex>(batch, seq, &dev);
-        let _ = model.encode(ids, seg).into_data();
-    });
-    row.insert("forward", tokens / secs);
-    let (model, _) = load_model::<Autodiff<Flex>>(&ckpt, &cfg, &dev).expect("load");
-    drop(ckpt);
-    for (key, p) in [("train_dropout", 0.1), ("train_no_dropout", 0.0)] {
-        let secs = time(iters, || train_step(&model, batch, seq, p, &dev));
-        row.insert(key, tokens / secs);
+    if keys.contains(&"forward") {
+        let (model, _) = load_model::<Flex>(&ckpt, &cfg, &dev).expect("load");
+        let secs = time(iters, || {
+            let (ids, seg) = inputs::<Flex>(batch, seq, &dev);
+            let _ = model.encode(ids, seg).into_data();
+        });
+        row.insert("forward", tokens / secs);
     }
-    let gcfg = config(layers, hidden, heads, ff, true);
-    let ckpt = random_checkpoint(&gcfg, 2);
-    let (gpt, _) = load_model::<Flex>(&ckpt, &gcfg, &dev).expect("load");
-    let new = 32;
-    let secs = time(iters.min(3), || generate(&gpt, 32, new, &dev));
-    row.insert("generate", new as f64 / secs);
-    println!(
-        "{name:>5} {:>8}: forward {:>8.0} tok/s | train (dropout 0.1) {:>7.0} tok/s | train (no dropout) {:>7.0} tok/s | generate {:>6.1} tok/s",
-        if kernels::enabled() {
-            "kernels"
-        } else {
-            "plain"
-        },
-        row["forward"],
-        row["train_dropout"],
-        row["train_no_dropout"],
-        row["generate"]
-    );
+    let train: Vec<_> = [("train_dropout", 0.1), ("train_no_dropout", 0.0)]
+        .into_iter()
+        .filter(|(k, _)| keys.contains(k))
+        .collect();
+    if !train.is_empty() {
+        let (model, _) = load_model::<Autodiff<Flex>>(&ckpt, &cfg, &dev).expect("load");
+        for (key, p) in train {
+            let secs = time(iters, || train_step(&model, batch, seq, p, &dev));
+            row.insert(key, tokens / secs);
+        }
+    }
+    drop(ckpt);
+    if keys.contains(&"generate") {
+        let gcfg = config(layers, hidden, heads, ff, true);
+        let ckpt = random_checkpoint(&gcfg, 2);
+        let (gpt, _) = load_model::<Flex>(&ckpt, &gcfg, &dev).expect("load");
+        let new = 32;
+        let secs = time(iters.min(3), || generate(&gpt, 32, new, &dev));
+        row.insert("generate", new as f64 / secs);
+    }
+    let side = if kernels::enabled() {
+        "kernels"
+    } else {
+        "plain"
+    };
+    println!("{name:>5} {side:>8}: {} (tok/s)", format_row(&row));
     row
 }
 
@@ -303,7 +343,7 @@ fn bench_ops() {
 }
 
 /// PyTorch's numbers for `name` from `bench/torch_bench.py`, when python3 has torch.
-fn torch_row(name: &str, iters: usize) -> Option<Row> {
+fn torch_row(name: &str, iters: usize, keys: &[&'static str]) -> Option<Row> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/torch_bench.py");
     let out = std::process::Command::new("python3")
         .args([
@@ -315,6 +355,8 @@ fn torch_row(name: &str, iters: usize) -> Option<Row> {
             "--threads",
             &rayon::current_num_threads().to_string(),
             "--json",
+            "--only",
+            &keys.join(","),
         ])
         .output()
         .ok()?;
@@ -330,7 +372,7 @@ fn torch_row(name: &str, iters: usize) -> Option<Row> {
     }
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
     let mut row = Row::new();
-    for key in ["forward", "train_dropout", "train_no_dropout", "generate"] {
+    for &key in keys {
         row.insert(key, v.get(key)?.as_f64()?);
     }
     Some(row)
@@ -339,6 +381,9 @@ fn torch_row(name: &str, iters: usize) -> Option<Row> {
 fn main() {
     uerzoo::alloc::configure();
     let which = std::env::var("UERZOO_BENCH_CONFIG").unwrap_or_else(|_| "all".into());
+    let keys = wanted();
+    let rounds = env_usize("UERZOO_BENCH_ROUNDS").unwrap_or(1).max(1);
+    let with_torch = std::env::var("UERZOO_BENCH_TORCH").as_deref() != Ok("0");
     println!(
         "uerzoo kernels bench — rayon threads {}",
         rayon::current_num_threads()
@@ -350,38 +395,45 @@ fn main() {
         if which != "all" && which != name {
             continue;
         }
+        let shape = (layers, hidden, heads, ff);
         let iters = env_usize("UERZOO_BENCH_ITERS").unwrap_or(default_iters);
         kernels::set_enabled(false);
         let slow = if std::env::var("UERZOO_BENCH_PLAIN").as_deref() == Ok("0") {
             None
         } else {
-            Some(bench_config(
-                name,
-                (layers, hidden, heads, ff),
-                batch,
-                seq,
-                iters,
-            ))
+            Some(bench_config(name, shape, batch, seq, iters, &keys))
         };
         kernels::set_enabled(true);
-        let fast = bench_config(name, (layers, hidden, heads, ff), batch, seq, iters);
-        let torch = if std::env::var("UERZOO_BENCH_TORCH").as_deref() == Ok("0") {
-            None
-        } else {
-            torch_row(name, iters)
-        };
-        if let Some(t) = &torch {
-            println!(
-                "{name:>5} {:>8}: forward {:>8.0} tok/s | train (dropout 0.1) {:>7.0} tok/s | train (no dropout) {:>7.0} tok/s | generate {:>6.1} tok/s",
-                "torch", t["forward"], t["train_dropout"], t["train_no_dropout"], t["generate"]
-            );
+        // Each round measures uerzoo, then PyTorch right after it.
+        let mut ratios: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+        let mut fast = Row::new();
+        for _ in 0..rounds {
+            fast = bench_config(name, shape, batch, seq, iters, &keys);
+            let torch = if with_torch {
+                torch_row(name, iters, &keys)
+            } else {
+                None
+            };
+            let Some(t) = torch else { continue };
+            println!("{name:>5} {:>8}: {} (tok/s)", "torch", format_row(&t));
+            for &key in &keys {
+                ratios.entry(key).or_default().push(fast[key] / t[key]);
+            }
         }
-        for key in ["forward", "train_dropout", "train_no_dropout", "generate"] {
-            let vs_torch = torch
-                .as_ref()
-                .map_or(String::from("(torch not measured)"), |t| {
-                    format!("{:.2}× torch", fast[key] / t[key])
-                });
+        for &key in &keys {
+            let vs_torch = match ratios.get(key) {
+                Some(r) if r.len() > 1 => {
+                    let each: Vec<String> = r.iter().map(|x| format!("{x:.2}")).collect();
+                    format!(
+                        "{:.2}× torch (median of {} rounds: {})",
+                        median(r.clone()),
+                        r.len(),
+                        each.join(", ")
+                    )
+                }
+                Some(r) => format!("{:.2}× torch", r[0]),
+                None => String::from("(torch not measured)"),
+            };
             let vs_plain = slow
                 .as_ref()
                 .map_or(String::from("(plain not measured)"), |s| {
