@@ -9,27 +9,12 @@
 //! `uerzoo forward` computes), after one warm-up run.
 
 use burn::tensor::backend::Backend;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use uerzoo::model::backend::{BackendJob, DeviceSpec, run_on};
-use uerzoo::model::{ModelConfig, load_model, random_checkpoint};
+use uerzoo::model::{load_model, random_checkpoint};
 
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn base_config() -> ModelConfig {
-    let mut cfg = ModelConfig::from_uer_json(&serde_json::json!({
-        "emb_size": 768, "hidden_size": 768, "feedforward_size": 3072, "heads_num": 12,
-        "layers_num": 12, "hidden_act": "gelu", "embedding": "word_pos_seg", "mask": "fully_visible"
-    }))
-    .expect("valid config");
-    cfg.vocab_size = 21128;
-    cfg.max_seq_length = 512;
-    cfg
-}
+mod common;
+use common::{env_usize, median};
 
 struct Bench {
     batch: usize,
@@ -37,15 +22,10 @@ struct Bench {
     iters: usize,
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
 impl BackendJob for Bench {
     type Output = ();
     fn run<B: Backend>(self, device: B::Device) {
-        let cfg = base_config();
+        let cfg = common::bert(12, 768, 12, 3072);
         let ckpt = random_checkpoint(&cfg, 1);
         let (model, _) = load_model::<B>(&ckpt, &cfg, &device).expect("load");
         drop(ckpt);
@@ -60,9 +40,9 @@ impl BackendJob for Bench {
         for _ in 0..5 {
             let start = Instant::now();
             let _ = a.clone().matmul(w.clone()).into_data();
-            mm.push(start.elapsed());
+            mm.push(start.elapsed().as_secs_f64());
         }
-        let mm = median(mm).as_secs_f64();
+        let mm = median(mm);
         println!(
             "calibration: matmul 1024x768x3072 {:.1} ms = {:.0} GFLOP/s",
             mm * 1e3,
@@ -90,7 +70,7 @@ impl BackendJob for Bench {
                     let _ = model.encode(t_ids, t_seg).into_data();
                 }
                 if i > 0 {
-                    times.push(start.elapsed());
+                    times.push(start.elapsed().as_secs_f64());
                 }
             }
             let m = median(times);
@@ -98,10 +78,10 @@ impl BackendJob for Bench {
                 "forward base {}x{} {label}: median {:.1} ms over {} runs, {:.0} tokens/s, encoder at {:.0} GFLOP/s",
                 self.batch,
                 self.seq,
-                m.as_secs_f64() * 1e3,
+                m * 1e3,
                 self.iters,
-                tokens / m.as_secs_f64(),
-                enc_flop / m.as_secs_f64() / 1e9
+                tokens / m,
+                enc_flop / m / 1e9
             );
         }
     }
@@ -109,14 +89,15 @@ impl BackendJob for Bench {
 
 fn main() {
     // `cargo bench` passes `--bench`; nothing else to parse.
+    uerzoo::alloc::configure();
     let device: DeviceSpec = std::env::var("UERZOO_BENCH_DEVICE")
         .unwrap_or_else(|_| "cpu".into())
         .parse()
         .expect("device");
     let bench = Bench {
-        batch: env("UERZOO_BENCH_BATCH", 8),
-        seq: env("UERZOO_BENCH_SEQ", 128),
-        iters: env("UERZOO_BENCH_ITERS", 5),
+        batch: env_usize("UERZOO_BENCH_BATCH").unwrap_or(8),
+        seq: env_usize("UERZOO_BENCH_SEQ").unwrap_or(128),
+        iters: env_usize("UERZOO_BENCH_ITERS").unwrap_or(5),
     };
     println!("device {device}, threads {}", rayon::current_num_threads());
     #[cfg(feature = "ndarray")]

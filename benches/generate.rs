@@ -12,29 +12,13 @@
 //! warm-up run of 8 tokens, as new tokens per second, and the speed-up of the cache.
 
 use burn::tensor::backend::Backend;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use uerzoo::generate::{self, GenerateOptions, Sampling};
 use uerzoo::model::backend::{BackendJob, DeviceSpec, run_on};
-use uerzoo::model::{ModelConfig, load_model, random_checkpoint};
+use uerzoo::model::{load_model, random_checkpoint};
 
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn gpt2_config() -> ModelConfig {
-    let mut cfg = ModelConfig::from_uer_json(&serde_json::json!({
-        "emb_size": 768, "hidden_size": 768, "feedforward_size": 3072, "heads_num": 12,
-        "layers_num": 12, "hidden_act": "gelu_fast", "embedding": "word_pos",
-        "remove_embedding_layernorm": true, "mask": "causal", "layernorm_positioning": "pre"
-    }))
-    .expect("valid config");
-    cfg.vocab_size = 21128;
-    cfg.max_seq_length = 1024;
-    cfg
-}
+mod common;
+use common::{env_usize, median};
 
 struct Bench {
     new_tokens: usize,
@@ -42,15 +26,10 @@ struct Bench {
     nocache_iters: usize,
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
 impl BackendJob for Bench {
     type Output = ();
     fn run<B: Backend>(self, device: B::Device) {
-        let cfg = gpt2_config();
+        let cfg = common::gpt2(12, 768, 12, 3072, 1024);
         let ckpt = random_checkpoint(&cfg, 1);
         let (model, _) = load_model::<B>(&ckpt, &cfg, &device).expect("load");
         drop(ckpt);
@@ -81,18 +60,15 @@ impl BackendJob for Bench {
                     &mut |_, _| {},
                 )
                 .expect("generate");
-                times.push(start.elapsed());
+                times.push(start.elapsed().as_secs_f64());
                 assert_eq!(out[0].continuation().len(), self.new_tokens);
             }
             let m = median(times);
-            let rate = self.new_tokens as f64 / m.as_secs_f64();
+            let rate = self.new_tokens as f64 / m;
             rates.push(rate);
             println!(
                 "generate gpt2 12x768 batch 1, {} new tokens, {label}: median {:.2} s over {} runs, {:.1} tokens/s",
-                self.new_tokens,
-                m.as_secs_f64(),
-                iters,
-                rate
+                self.new_tokens, m, iters, rate
             );
         }
         if let [cached, uncached] = rates[..] {
@@ -103,14 +79,15 @@ impl BackendJob for Bench {
 
 fn main() {
     // `cargo bench` passes `--bench`; nothing else to parse.
+    uerzoo::alloc::configure();
     let device: DeviceSpec = std::env::var("UERZOO_BENCH_DEVICE")
         .unwrap_or_else(|_| "cpu".into())
         .parse()
         .expect("device");
     let bench = Bench {
-        new_tokens: env("UERZOO_BENCH_NEW", 256),
-        iters: env("UERZOO_BENCH_ITERS", 3),
-        nocache_iters: env("UERZOO_BENCH_NOCACHE_ITERS", 1),
+        new_tokens: env_usize("UERZOO_BENCH_NEW").unwrap_or(256),
+        iters: env_usize("UERZOO_BENCH_ITERS").unwrap_or(3),
+        nocache_iters: env_usize("UERZOO_BENCH_NOCACHE_ITERS").unwrap_or(1),
     };
     println!("device {device}, threads {}", rayon::current_num_threads());
     run_on(device, bench).expect("backend");

@@ -23,17 +23,12 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Distribution, Int, Tensor, TensorData, module};
 use std::collections::BTreeMap;
 use std::time::Instant;
-#[global_allocator]
-static ALLOCATOR: uerzoo::alloc::Allocator = uerzoo::alloc::Allocator;
 use uerzoo::kernels::{self, plain};
 use uerzoo::model::encoder::activate;
 use uerzoo::model::{Model, ModelConfig, load_model, random_checkpoint};
 
-const VOCAB: usize = 21128;
-
-fn env_usize(name: &str) -> Option<usize> {
-    std::env::var(name).ok().and_then(|v| v.parse().ok())
-}
+mod common;
+use common::{VOCAB, env_usize, median};
 
 /// The measurements, in the order they are printed.
 const KEYS: [&str; 4] = ["forward", "train_dropout", "train_no_dropout", "generate"];
@@ -78,32 +73,10 @@ const CONFIGS: [Shape; 2] = [
 ];
 
 fn config(layers: usize, hidden: usize, heads: usize, ff: usize, causal: bool) -> ModelConfig {
-    let mut v = serde_json::json!({
-        "emb_size": hidden, "hidden_size": hidden, "feedforward_size": ff, "heads_num": heads,
-        "layers_num": layers, "hidden_act": "gelu", "embedding": "word_pos_seg",
-        "mask": "fully_visible", "dropout": 0.1
-    });
     if causal {
-        v["hidden_act"] = "gelu_fast".into();
-        v["embedding"] = "word_pos".into();
-        v["mask"] = "causal".into();
-        v["layernorm_positioning"] = "pre".into();
-        v["remove_embedding_layernorm"] = true.into();
-        v["target"] = serde_json::json!(["lm"]);
-    }
-    let mut cfg = ModelConfig::from_uer_json(&v).expect("valid config");
-    cfg.vocab_size = VOCAB;
-    cfg.max_seq_length = 512;
-    cfg
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
+        common::gpt2(layers, hidden, heads, ff, 512)
     } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
+        common::bert(layers, hidden, heads, ff)
     }
 }
 
