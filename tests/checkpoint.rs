@@ -613,16 +613,7 @@ fn hostile_pickles_are_bounded() {
 fn inspect_prints_a_summary_and_json() {
     let bin = common::uerzoo_bin();
     let path = common::uer_fixture("bert_v1").join("uer_model.bin");
-    let out = std::process::Command::new(&bin)
-        .arg("inspect")
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = common::run_ok(std::process::Command::new(&bin).arg("inspect").arg(&path));
     let text = String::from_utf8(out.stdout).unwrap();
     let ck = open(&path);
     assert!(text.contains("format:     torch zip"), "{text}");

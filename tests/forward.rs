@@ -256,17 +256,12 @@ fn roberta_v1_tokenizer() -> uerzoo::tokenizer::Tokenizer {
 fn cli_fill_mask_roberta_v1() {
     let dir = common::uer_fixture("roberta_v1");
     let text = "北京是[MASK]国的首都。";
-    let out = std::process::Command::new(common::uerzoo_bin())
-        .arg("fill-mask")
-        .arg(dir.join("uer_model.bin"))
-        .arg(text)
-        .args(["--top-k", "5", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = common::run_ok(
+        std::process::Command::new(common::uerzoo_bin())
+            .arg("fill-mask")
+            .arg(dir.join("uer_model.bin"))
+            .arg(text)
+            .args(["--top-k", "5", "--json"]),
     );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let cands = json[0].as_array().unwrap();

@@ -94,26 +94,21 @@ fn greedy_reproduces_uer_py_tokens() {
 fn cli_greedy_prints_uer_py_text() {
     let (text, max_length, expected) = greedy_reference();
     let f = fixture();
-    let out = Command::new(common::uerzoo_bin())
-        .arg("generate")
-        .arg(f.join("uer_model.bin"))
-        .arg("--config")
-        .arg(f.join("uer_config.json"))
-        .arg("--vocab")
-        .arg(f.join("vocab.txt"))
-        .args([
-            "--prompt",
-            &text,
-            "--greedy",
-            "--max-length",
-            &max_length.to_string(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = common::run_ok(
+        Command::new(common::uerzoo_bin())
+            .arg("generate")
+            .arg(f.join("uer_model.bin"))
+            .arg("--config")
+            .arg(f.join("uer_config.json"))
+            .arg("--vocab")
+            .arg(f.join("vocab.txt"))
+            .args([
+                "--prompt",
+                &text,
+                "--greedy",
+                "--max-length",
+                &max_length.to_string(),
+            ]),
     );
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert_eq!(stdout.trim_end(), expected.strip_prefix("[CLS]").unwrap());
@@ -124,21 +119,16 @@ fn cli_top_k_1_equals_greedy_and_stream_prints_the_same() {
     let (text, max_length, _) = greedy_reference();
     let f = fixture();
     let run = |extra: &[&str]| {
-        let out = Command::new(common::uerzoo_bin())
-            .arg("generate")
-            .arg(f.join("uer_model.bin"))
-            .arg("--config")
-            .arg(f.join("uer_config.json"))
-            .arg("--vocab")
-            .arg(f.join("vocab.txt"))
-            .args(["--prompt", &text, "--max-length", &max_length.to_string()])
-            .args(extra)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = common::run_ok(
+            Command::new(common::uerzoo_bin())
+                .arg("generate")
+                .arg(f.join("uer_model.bin"))
+                .arg("--config")
+                .arg(f.join("uer_config.json"))
+                .arg("--vocab")
+                .arg(f.join("vocab.txt"))
+                .args(["--prompt", &text, "--max-length", &max_length.to_string()])
+                .args(extra),
         );
         String::from_utf8(out.stdout).unwrap()
     };

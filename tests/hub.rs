@@ -388,24 +388,19 @@ fn offline_succeeds_from_a_complete_cache() {
         assert_eq!(online.dir, offline.dir);
         assert!(fx.server.log().is_empty(), "offline touched the network");
         // Same through the CLI with HF_HUB_OFFLINE=1 and HF_HUB_CACHE: last line = snapshot.
-        let out = Command::new(common::uerzoo_bin())
-            .args([
-                "download",
-                REPO,
-                "--file",
-                "config.json",
-                "--file",
-                "pytorch_model.bin",
-            ])
-            .env("HF_HUB_OFFLINE", "1")
-            .env("HF_HUB_CACHE", fx.dir.path())
-            .env("HF_ENDPOINT", "http://127.0.0.1:9")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = common::run_ok(
+            Command::new(common::uerzoo_bin())
+                .args([
+                    "download",
+                    REPO,
+                    "--file",
+                    "config.json",
+                    "--file",
+                    "pytorch_model.bin",
+                ])
+                .env("HF_HUB_OFFLINE", "1")
+                .env("HF_HUB_CACHE", fx.dir.path())
+                .env("HF_ENDPOINT", "http://127.0.0.1:9"),
         );
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert_eq!(
@@ -506,24 +501,19 @@ fn concurrent_downloads_of_one_file_fetch_it_once() {
 fn mirror_endpoint_with_a_trailing_slash() {
     with_timeout(|| {
         let fx = fixture();
-        let out = Command::new(common::uerzoo_bin())
-            .args([
-                "download",
-                REPO,
-                "--file",
-                "config.json",
-                "--file",
-                "pytorch_model.bin",
-            ])
-            .env("HF_ENDPOINT", format!("{}/", fx.server.endpoint()))
-            .env("HF_HUB_CACHE", fx.dir.path())
-            .env_remove("HF_HUB_OFFLINE")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = common::run_ok(
+            Command::new(common::uerzoo_bin())
+                .args([
+                    "download",
+                    REPO,
+                    "--file",
+                    "config.json",
+                    "--file",
+                    "pytorch_model.bin",
+                ])
+                .env("HF_ENDPOINT", format!("{}/", fx.server.endpoint()))
+                .env("HF_HUB_CACHE", fx.dir.path())
+                .env_remove("HF_HUB_OFFLINE"),
         );
         let stdout = String::from_utf8_lossy(&out.stdout);
         let last = stdout.lines().last().unwrap();
@@ -811,31 +801,26 @@ fn format_uer_converts_the_snapshot_beside_it() {
             ],
         );
         let dir = tempfile::tempdir().unwrap();
-        let out = Command::new(common::uerzoo_bin())
-            .args([
-                "download",
-                REPO,
-                "--format",
-                "uer",
-                "--endpoint",
-                &server.endpoint(),
-            ])
-            .args([
-                "--file",
-                "config.json",
-                "--file",
-                "pytorch_model.bin",
-                "--file",
-                "vocab.txt",
-            ])
-            .arg("--cache-dir")
-            .arg(dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = common::run_ok(
+            Command::new(common::uerzoo_bin())
+                .args([
+                    "download",
+                    REPO,
+                    "--format",
+                    "uer",
+                    "--endpoint",
+                    &server.endpoint(),
+                ])
+                .args([
+                    "--file",
+                    "config.json",
+                    "--file",
+                    "pytorch_model.bin",
+                    "--file",
+                    "vocab.txt",
+                ])
+                .arg("--cache-dir")
+                .arg(dir.path()),
         );
         let stdout = String::from_utf8_lossy(&out.stdout);
         let folder = dir.path().join("models--uer--test-model");

@@ -53,8 +53,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let text = std::fs::read_to_string(&args.input)
         .with_context(|| format!("reading {}", args.input.display()))?;
     let (mut ids, mut segment) = (Vec::new(), Vec::new());
-    for line in text.lines().filter(|l| !tok.encode(l).is_empty()) {
-        let enc = tok.encode_single(line, args.seq_length);
+    for line in text.lines() {
+        let tokens = tok.encode(line);
+        if tokens.is_empty() {
+            continue;
+        }
+        let enc = tok.single_from_ids(&tokens, args.seq_length);
         ids.extend(enc.ids.iter().map(|&i| i64::from(i)));
         segment.extend(enc.segments.iter().map(|&s| i64::from(s)));
     }

@@ -2,14 +2,10 @@
 //! run_classifier), or search a grid of hyper-parameters (run_classifier_grid).
 
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressStyle};
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Mutex;
 use uerzoo::convert::{Naming, Source};
 use uerzoo::model::{self, DeviceSpec, Pooling};
-use uerzoo::progress::Progress;
 use uerzoo::train::{self, Dataset, EpochReport, FinetuneOptions, TaskData, save};
 
 /// Fine-tune a model on a classification TSV, as UER-py's run_classifier does.
@@ -130,7 +126,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         &data,
         &base,
         a.device,
-        &Bar::new(),
+        &super::Bar::new("batches"),
         &mut print_epoch,
     )?;
     println!(
@@ -306,7 +302,7 @@ fn run_grid(
         base,
         &points,
         a.device,
-        &Bar::new(),
+        &super::Bar::new("batches"),
         &mut |r| {
             done += 1;
             println!(
@@ -342,39 +338,4 @@ fn run_grid(
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// One indicatif bar per epoch on stderr; nothing when stderr is not a terminal.
-struct Bar(Mutex<Option<ProgressBar>>, bool);
-
-impl Bar {
-    fn new() -> Self {
-        Bar(Mutex::new(None), std::io::stderr().is_terminal())
-    }
-}
-
-impl Progress for Bar {
-    fn start(&self, message: &str, total: u64) {
-        if !self.1 {
-            return;
-        }
-        let bar = ProgressBar::new(total);
-        let style = ProgressStyle::with_template(
-            "{msg:12} {bar:30} {pos}/{len} batches {per_sec} ETA {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
-        bar.set_style(style);
-        bar.set_message(message.to_string());
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar);
-    }
-    fn advance(&self, delta: u64) {
-        if let Some(b) = self.0.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-            b.inc(delta);
-        }
-    }
-    fn finish(&self) {
-        if let Some(b) = self.0.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            b.finish_and_clear();
-        }
-    }
 }

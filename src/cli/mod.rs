@@ -3,7 +3,11 @@
 //! decided only here.
 
 use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::sync::Mutex;
+use uerzoo::progress::Progress;
 
 mod convert;
 mod download;
@@ -86,6 +90,44 @@ pub fn main() -> ExitCode {
                 eprintln!("  caused by: {cause}");
             }
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// An indicatif bar on stderr counting `unit`s (one task at a time: a file, an epoch, a
+/// run); nothing when stderr is not a terminal.
+struct Bar(Mutex<Option<ProgressBar>>, bool, &'static str);
+
+impl Bar {
+    fn new(unit: &'static str) -> Self {
+        Bar(Mutex::new(None), std::io::stderr().is_terminal(), unit)
+    }
+}
+
+impl Progress for Bar {
+    fn start(&self, message: &str, total: u64) {
+        if !self.1 {
+            return;
+        }
+        let bar = ProgressBar::new(total);
+        let template = format!(
+            "{{msg:12}} {{bar:30}} {{pos}}/{{len}} {} {{per_sec}} ETA {{eta}}",
+            self.2
+        );
+        let style = ProgressStyle::with_template(&template)
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+        bar.set_style(style);
+        bar.set_message(message.to_string());
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar);
+    }
+    fn advance(&self, delta: u64) {
+        if let Some(b) = self.0.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            b.inc(delta);
+        }
+    }
+    fn finish(&self) {
+        if let Some(b) = self.0.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            b.finish_and_clear();
         }
     }
 }

@@ -1,12 +1,8 @@
 //! `uerzoo preprocess`: build a pretraining dataset from a corpus (UER-py's preprocess.py).
 
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressStyle};
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Mutex;
-use uerzoo::progress::Progress;
 use uerzoo::tokenizer::{Tokenizer, TokenizerOptions};
 use uerzoo::train::dataset::{self, PreprocessOptions, Target};
 
@@ -86,7 +82,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         vocab_file,
         &a.output,
         &opts,
-        &Bar::new("bytes"),
+        &super::Bar::new("bytes"),
     )
     .with_context(|| format!("preprocessing `{}`", a.corpus.display()))?;
     println!(
@@ -100,41 +96,4 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         r.bytes_read as f64 / 1e6 / r.seconds.max(1e-9)
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// An indicatif bar on stderr; nothing when stderr is not a terminal.
-pub(super) struct Bar(Mutex<Option<ProgressBar>>, bool, &'static str);
-
-impl Bar {
-    pub(super) fn new(unit: &'static str) -> Self {
-        Bar(Mutex::new(None), std::io::stderr().is_terminal(), unit)
-    }
-}
-
-impl Progress for Bar {
-    fn start(&self, message: &str, total: u64) {
-        if !self.1 {
-            return;
-        }
-        let bar = ProgressBar::new(total);
-        let template = format!(
-            "{{msg:12}} {{bar:30}} {{pos}}/{{len}} {} {{per_sec}} ETA {{eta}}",
-            self.2
-        );
-        let style = ProgressStyle::with_template(&template)
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
-        bar.set_style(style);
-        bar.set_message(message.to_string());
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar);
-    }
-    fn advance(&self, delta: u64) {
-        if let Some(b) = self.0.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-            b.inc(delta);
-        }
-    }
-    fn finish(&self) {
-        if let Some(b) = self.0.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            b.finish_and_clear();
-        }
-    }
 }

@@ -119,7 +119,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         naming: a.uer_naming,
         ..Default::default()
     };
-    let bar = super::preprocess::Bar::new("steps");
+    let bar = super::Bar::new("steps");
     let r = if a.devices.len() > 1 {
         pretrain::pretrain_data_parallel(
             &ckpt,

@@ -115,16 +115,7 @@ impl Preset {
     /// The user's text as this preset's prompt (without `[CLS]`). A leading `[CLS]` the user
     /// copied from a model card is dropped, since the generator adds it.
     pub fn format_prompt(&self, text: &str) -> String {
-        let text = user_text(text);
-        let spaced = text
-            .chars()
-            .filter(|c| !c.is_whitespace())
-            .map(String::from)
-            .collect::<Vec<_>>()
-            .join(" ");
-        self.template
-            .replace("{spaced}", &spaced)
-            .replace("{text}", text)
+        crate::registry::fill_template(self.template, user_text(text))
     }
 
     /// The most new tokens this preset wants after the user's `text`: a couplet's lower

@@ -285,6 +285,20 @@ pub struct Pretraining {
     pub note: Option<String>,
 }
 
+/// A prompt template filled with `text`: `{text}` as it is, `{spaced}` without its white
+/// space and with one space between characters (how the GPT-2 cards write prompts).
+pub fn fill_template(template: &str, text: &str) -> String {
+    let spaced = text
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .map(String::from)
+        .collect::<Vec<_>>()
+        .join(" ");
+    template
+        .replace("{spaced}", &spaced)
+        .replace("{text}", text)
+}
+
 /// Generation defaults of a GPT-2 weight (from its model card).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GenerationPreset {
@@ -311,15 +325,7 @@ pub struct GenerationPreset {
 impl GenerationPreset {
     /// Fill the template with `text`.
     pub fn format_prompt(&self, text: &str) -> String {
-        let spaced = text
-            .chars()
-            .filter(|c| !c.is_whitespace())
-            .map(String::from)
-            .collect::<Vec<_>>()
-            .join(" ");
-        self.template
-            .replace("{spaced}", &spaced)
-            .replace("{text}", text)
+        fill_template(&self.template, text)
     }
 
     /// The card's example prompt, formatted (without the `[CLS]` the generator adds).

@@ -390,10 +390,16 @@ impl Tokenizer {
     /// One text as UER-py's `run_classifier` (as FACTS §5 records it) builds it:
     /// `[CLS] a`, segment 1, cut to `seq_len`, padded with `[PAD]`/segment 0.
     pub fn encode_single(&self, text: &str, seq_len: usize) -> Encoded {
-        let mut ids = vec![self.special.cls];
-        ids.extend(self.encode(text));
-        let segments = vec![1; ids.len()];
-        self.finish(ids, segments, seq_len)
+        self.single_from_ids(&self.encode(text), seq_len)
+    }
+
+    /// [`Self::encode_single`] of a text already turned into `ids` (by [`Self::encode`]).
+    pub fn single_from_ids(&self, ids: &[u32], seq_len: usize) -> Encoded {
+        let mut all = Vec::with_capacity(ids.len() + 1);
+        all.push(self.special.cls);
+        all.extend_from_slice(ids);
+        let segments = vec![1; all.len()];
+        self.finish(all, segments, seq_len)
     }
 
     /// One text as UER-py's `run_classifier` builds it since 2022-05-23 (commit 012374b):

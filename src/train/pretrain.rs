@@ -19,7 +19,7 @@ use super::classifier;
 use super::dataset::{DatasetFile, Record, Target, mask_seq};
 use super::optim::{UerAdamW, WarmupLinear};
 use crate::checkpoint::{Checkpoint, Tensor as CkptTensor};
-use crate::convert::{self, Naming, ToUerOptions};
+use crate::convert::Naming;
 use crate::kernels;
 use crate::model::backend::{BackendJob, run_on};
 use crate::model::encoder::activate;
@@ -1208,15 +1208,7 @@ fn save<A: AutodiffBackend>(
 
 /// Renames a UER naming v2 checkpoint to `naming` and writes it as a torch `.bin`.
 pub fn write_uer(ckpt: &Checkpoint, naming: Naming, path: &Path) -> Result<(), TrainError> {
-    let (out, _) = convert::to_uer(
-        ckpt,
-        &ToUerOptions {
-            naming,
-            ..Default::default()
-        },
-    )?;
-    out.write_torch(path, true)?;
-    Ok(())
+    super::save::save_uer(ckpt, naming, path, true)
 }
 
 fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> (Vec<usize>, Vec<f32>) {

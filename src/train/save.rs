@@ -9,8 +9,8 @@ use crate::convert::{self, Naming, ToUerOptions};
 use crate::registry::UerConfig;
 use std::path::{Path, PathBuf};
 
-/// Writes `ckpt` (UER naming v2, from [`super::classifier::to_checkpoint`]) as a torch `.bin`
-/// in naming `naming`.
+/// Writes `ckpt` (UER naming v2: a classifier from [`super::classifier::to_checkpoint`], or a
+/// pretrained model) as a torch `.bin` in naming `naming`.
 pub fn save_uer(
     ckpt: &Checkpoint,
     naming: Naming,

@@ -37,3 +37,16 @@ pub const UER_FIXTURES: [&str; 6] = [
 pub fn uerzoo_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_uerzoo"))
 }
+
+/// Runs `cmd` (usually the `uerzoo` binary) and returns its output, failing the test with
+/// the command line and its stderr when it does not succeed.
+pub fn run_ok(cmd: &mut std::process::Command) -> std::process::Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
