@@ -10,7 +10,7 @@
 
 use burn::tensor::backend::Backend;
 use std::time::Instant;
-use uerzoo::model::backend::{BackendJob, DeviceSpec, run_on};
+use uerzoo::model::backend::{BackendJob, run_on};
 use uerzoo::model::{load_model, random_checkpoint};
 
 mod common;
@@ -90,10 +90,7 @@ impl BackendJob for Bench {
 fn main() {
     // `cargo bench` passes `--bench`; nothing else to parse.
     uerzoo::alloc::configure();
-    let device: DeviceSpec = std::env::var("UERZOO_BENCH_DEVICE")
-        .unwrap_or_else(|_| "cpu".into())
-        .parse()
-        .expect("device");
+    let device = common::bench_device();
     let bench = Bench {
         batch: env_usize("UERZOO_BENCH_BATCH").unwrap_or(8),
         seq: env_usize("UERZOO_BENCH_SEQ").unwrap_or(128),

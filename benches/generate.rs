@@ -14,7 +14,7 @@
 use burn::tensor::backend::Backend;
 use std::time::Instant;
 use uerzoo::generate::{self, GenerateOptions, Sampling};
-use uerzoo::model::backend::{BackendJob, DeviceSpec, run_on};
+use uerzoo::model::backend::{BackendJob, run_on};
 use uerzoo::model::{load_model, random_checkpoint};
 
 mod common;
@@ -80,10 +80,7 @@ impl BackendJob for Bench {
 fn main() {
     // `cargo bench` passes `--bench`; nothing else to parse.
     uerzoo::alloc::configure();
-    let device: DeviceSpec = std::env::var("UERZOO_BENCH_DEVICE")
-        .unwrap_or_else(|_| "cpu".into())
-        .parse()
-        .expect("device");
+    let device = common::bench_device();
     let bench = Bench {
         new_tokens: env_usize("UERZOO_BENCH_NEW").unwrap_or(256),
         iters: env_usize("UERZOO_BENCH_ITERS").unwrap_or(3),

@@ -18,6 +18,16 @@ pub fn env_usize(name: &str) -> Option<usize> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
+/// The device `UERZOO_BENCH_DEVICE` names (`cpu`, `cuda`, `cuda:N`; default `cpu`).
+///
+/// # Panics
+/// On a value that is not a device (the message says which).
+pub fn bench_device() -> uerzoo::model::backend::DeviceSpec {
+    let name = std::env::var("UERZOO_BENCH_DEVICE").unwrap_or_else(|_| "cpu".into());
+    name.parse()
+        .unwrap_or_else(|e| panic!("UERZOO_BENCH_DEVICE={name}: {e}"))
+}
+
 /// The median of `v` (the mean of the middle two for an even count).
 ///
 /// # Panics
