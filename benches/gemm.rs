@@ -11,10 +11,13 @@ use uerzoo::kernels::cpu::{MatRef, gemm};
 static ALLOCATOR: uerzoo::alloc::Allocator = uerzoo::alloc::Allocator;
 
 /// (name, m, k, n, a transposed, b transposed)
-const SHAPES: [(&str, usize, usize, usize, bool, bool); 9] = [
+const SHAPES: [(&str, usize, usize, usize, bool, bool); 12] = [
     ("base q/k/v/o 1024×768·768", 1024, 768, 768, false, false),
     ("base ff1 1024×768·3072", 1024, 768, 3072, false, false),
     ("base ff2 1024×3072·768", 1024, 3072, 768, false, false),
+    ("base ff1 dW 768×1024·3072 (Aᵀ)", 768, 1024, 3072, true, false),
+    ("base ff1 dx 1024×3072·768 (Bᵀ)", 1024, 3072, 768, false, true),
+    ("base ff2 dW 3072×1024·768 (Aᵀ)", 3072, 1024, 768, true, false),
     ("tiny q/k/v/o 4096×128·128", 4096, 128, 128, false, false),
     ("tiny ff1 4096×128·512", 4096, 128, 512, false, false),
     ("tiny ff1 dW 128×4096·512 (Aᵀ)", 128, 4096, 512, true, false),
