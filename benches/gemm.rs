@@ -11,6 +11,7 @@ use uerzoo::kernels::cpu::{MatRef, gemm};
 static ALLOCATOR: uerzoo::alloc::Allocator = uerzoo::alloc::Allocator;
 
 /// (name, m, k, n, a transposed, b transposed)
+#[rustfmt::skip]
 const SHAPES: [(&str, usize, usize, usize, bool, bool); 12] = [
     ("base q/k/v/o 1024×768·768", 1024, 768, 768, false, false),
     ("base ff1 1024×768·3072", 1024, 768, 3072, false, false),

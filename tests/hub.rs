@@ -103,6 +103,22 @@ impl Fixture {
     fn request(&self) -> Request {
         Request::new(REPO, "main", ["config.json", "pytorch_model.bin"])
     }
+    /// The weight file alone.
+    fn weight_request(&self) -> Request {
+        Request::new(REPO, "main", ["pytorch_model.bin"])
+    }
+    /// The server cuts the next content response after `bytes` bytes, once.
+    fn cut_once(&self, bytes: u64) {
+        self.server.set_faults(Faults {
+            cut_after: Some(bytes),
+            cut_times: 1,
+            ..Faults::default()
+        });
+    }
+    /// `dir` (a snapshot) holds the served weight, byte for byte.
+    fn assert_weight_in(&self, dir: &Path) {
+        assert_eq!(read(&dir.join("pytorch_model.bin")), *self.weight);
+    }
     fn weight_sha256(&self) -> String {
         hub_server::Served::new(self.weight.clone(), true).etag()
     }
@@ -131,7 +147,7 @@ fn plain_download_fills_the_hf_cache_layout() {
         // Relative symlinks into blobs/<etag>.
         let link = std::fs::read_link(snap.dir.join("pytorch_model.bin")).unwrap();
         assert_eq!(link, Path::new("../../blobs").join(&sha));
-        assert_eq!(read(&snap.dir.join("pytorch_model.bin")), *fx.weight);
+        fx.assert_weight_in(&snap.dir);
         assert_eq!(read(&snap.dir.join("config.json")), *fx.config);
         assert_eq!(read(&folder.join("blobs").join(&sha)), *fx.weight);
         // The small file's blob is named by its git sha1.
@@ -183,14 +199,10 @@ fn plain_download_fills_the_hf_cache_layout() {
 fn cut_connection_resumes_within_the_run_fetching_only_missing_bytes() {
     with_timeout(|| {
         let fx = fixture();
-        fx.server.set_faults(Faults {
-            cut_after: Some(1_000_000),
-            cut_times: 1,
-            ..Faults::default()
-        });
-        let request = Request::new(REPO, "main", ["pytorch_model.bin"]);
+        fx.cut_once(1_000_000);
+        let request = fx.weight_request();
         let snap = fx.hub().download(&request, &NoProgress).unwrap();
-        assert_eq!(read(&snap.dir.join("pytorch_model.bin")), *fx.weight);
+        fx.assert_weight_in(&snap.dir);
         let gets = fx.server.content_requests();
         assert_eq!(gets.len(), 2, "{gets:?}");
         assert_eq!(gets[0].body_bytes, 1_000_000);
@@ -203,12 +215,8 @@ fn cut_connection_resumes_within_the_run_fetching_only_missing_bytes() {
 fn interrupted_run_leaves_a_partial_that_the_next_run_continues() {
     with_timeout(|| {
         let fx = fixture();
-        fx.server.set_faults(Faults {
-            cut_after: Some(1_200_000),
-            cut_times: 1,
-            ..Faults::default()
-        });
-        let request = Request::new(REPO, "main", ["pytorch_model.bin"]);
+        fx.cut_once(1_200_000);
+        let request = fx.weight_request();
         let hub = Hub::new(
             fx.cache(),
             HubOptions {
@@ -237,7 +245,7 @@ fn interrupted_run_leaves_a_partial_that_the_next_run_continues() {
         // Next run: only the missing bytes.
         fx.server.clear_log();
         let snap = fx.hub().download(&request, &NoProgress).unwrap();
-        assert_eq!(read(&snap.dir.join("pytorch_model.bin")), *fx.weight);
+        fx.assert_weight_in(&snap.dir);
         let gets = fx.server.content_requests();
         assert_eq!(gets.len(), 1);
         assert_eq!(gets[0].range.as_deref(), Some("bytes=1200000-"));
@@ -264,10 +272,10 @@ fn a_200_answer_to_a_range_request_restarts_the_file() {
             ignore_range: true,
             ..Faults::default()
         });
-        let request = Request::new(REPO, "main", ["pytorch_model.bin"]);
+        let request = fx.weight_request();
         let snap = fx.hub().download(&request, &NoProgress).unwrap();
         // Not appended: exactly the file.
-        assert_eq!(read(&snap.dir.join("pytorch_model.bin")), *fx.weight);
+        fx.assert_weight_in(&snap.dir);
         let gets = fx.server.content_requests();
         assert_eq!(gets.len(), 1);
         assert_eq!(gets[0].range.as_deref(), Some("bytes=500000-"));
@@ -283,7 +291,7 @@ fn corrupted_bytes_fail_and_nothing_reaches_the_snapshot() {
             corrupt: true,
             ..Faults::default()
         });
-        let request = Request::new(REPO, "main", ["pytorch_model.bin"]);
+        let request = fx.weight_request();
         let err = fx.hub().download(&request, &NoProgress).unwrap_err();
         let HubError::HashMismatch { kind, expected, .. } = &err else {
             panic!("expected a hash mismatch, got {err}")
@@ -476,7 +484,7 @@ fn concurrent_downloads_of_one_file_fetch_it_once() {
             slow: Some(Duration::from_millis(10)),
             ..Faults::default()
         });
-        let request = Request::new(REPO, "main", ["pytorch_model.bin"]);
+        let request = fx.weight_request();
         let hubs = [fx.hub(), fx.hub()];
         let results: Vec<_> = std::thread::scope(|s| {
             let handles: Vec<_> = hubs
@@ -633,12 +641,8 @@ fn parallel_ranges_download_and_resume() {
             ..fx.options()
         };
         // First run: one of the four ranges is cut and retries are off → the run fails.
-        fx.server.set_faults(Faults {
-            cut_after: Some(100_000),
-            cut_times: 1,
-            ..Faults::default()
-        });
-        let request = Request::new(REPO, "main", ["pytorch_model.bin"]);
+        fx.cut_once(100_000);
+        let request = fx.weight_request();
         let err = Hub::new(fx.cache(), options.clone())
             .download(&request, &NoProgress)
             .unwrap_err();
@@ -652,7 +656,7 @@ fn parallel_ranges_download_and_resume() {
         let snap = Hub::new(fx.cache(), options)
             .download(&request, &NoProgress)
             .unwrap();
-        assert_eq!(read(&snap.dir.join("pytorch_model.bin")), *fx.weight);
+        fx.assert_weight_in(&snap.dir);
         let total = first_bytes + fx.server.content_bytes();
         assert_eq!(total, WEIGHT_SIZE as u64, "no byte fetched twice");
         assert!(fx.server.content_requests().iter().all(|l| l.status == 206));
@@ -923,11 +927,11 @@ fn parallel_ranges_fall_back_to_one_stream_when_range_is_ignored() {
             parallel_min_size: 1,
             ..fx.options()
         };
-        let request = Request::new(REPO, "main", ["pytorch_model.bin"]);
+        let request = fx.weight_request();
         let snap = Hub::new(fx.cache(), options)
             .download(&request, &NoProgress)
             .unwrap();
-        assert_eq!(read(&snap.dir.join("pytorch_model.bin")), *fx.weight);
+        fx.assert_weight_in(&snap.dir);
         let last = fx.server.content_requests().into_iter().last().unwrap();
         assert_eq!((last.range, last.status), (None, 200));
     })
