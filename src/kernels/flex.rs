@@ -5,6 +5,7 @@
 
 use super::cpu::{self, BiasLayout, DropSpec, LnFormula, LnRow};
 use burn::backend::Flex;
+use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
@@ -41,6 +42,37 @@ unsafe fn filled<T: Copy>(n: usize, fill: impl FnOnce(cpu::Out<'_, T>)) -> Vec<T
 
 fn tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape))
+}
+
+/// `out`, computed from `inputs` by a forward kernel, as an autodiff tensor whose backward
+/// is `op` with `state` (recorded only when an input is tracked).
+fn record<const N: usize, T: Backward<Flex, N>>(
+    op: T,
+    inputs: [&AdTensor; N],
+    state: T::State,
+    out: FlexTensor,
+) -> AdTensor {
+    match op
+        .prepare::<NoCheckpointing>(inputs.map(|t| t.node.clone()))
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish(state, out),
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    }
+}
+
+/// Hands each computed gradient to its parent (the parents that are tracked).
+fn register<const N: usize>(
+    grads: &mut Gradients,
+    parents: [Option<NodeId>; N],
+    values: [Option<FlexTensor>; N],
+) {
+    for (node, g) in parents.into_iter().zip(values) {
+        if let (Some(node), Some(g)) = (node, g) {
+            grads.register::<Flex>(node, g);
+        }
+    }
 }
 
 /// Whether the fast path handles this tensor (f32 only; other dtypes take the plain path).
@@ -146,14 +178,7 @@ impl Backward<Flex, 1> for DropoutBackward {
 
 pub fn dropout_ad(x: AdTensor, spec: DropSpec) -> AdTensor {
     let (y, mask) = dropout(&x.primitive, spec);
-    match DropoutBackward
-        .prepare::<NoCheckpointing>([x.node.clone()])
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => prep.finish((Arc::new(mask), spec.keep_scale), y),
-        OpsKind::UnTracked(prep) => prep.finish(y),
-    }
+    record(DropoutBackward, [&x], (Arc::new(mask), spec.keep_scale), y)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -528,11 +553,7 @@ struct LinearState {
 }
 
 /// The gradients of `y = x·W + b` from `dy`: (dx, dW, db), each only when asked for.
-fn linear_grads(
-    st: &LinearState,
-    dy: &FlexTensor,
-    want: [bool; 3],
-) -> (Option<FlexTensor>, Option<FlexTensor>, Option<FlexTensor>) {
+fn linear_grads(st: &LinearState, dy: &FlexTensor, want: [bool; 3]) -> [Option<FlexTensor>; 3] {
     let dy = contiguous(dy);
     let [d_in, d_out] = st.w.shape().dims::<2>();
     let rows = dy.shape().num_elements() / d_out.max(1);
@@ -546,42 +567,25 @@ fn linear_grads(
         tensor(cpu::matmul(x.t(), g), st.w.shape())
     });
     let db = want[2].then(|| tensor(cpu::col_sums(values(&dy), d_out), Shape::new([d_out])));
-    (dx, dw, db)
+    [dx, dw, db]
 }
 
+/// The backward of [`linear_ad`]: parents `x`, `W` (and `b` when N = 3).
 #[derive(Debug)]
 struct LinearBackward;
 
-impl Backward<Flex, 3> for LinearBackward {
+impl<const N: usize> Backward<Flex, N> for LinearBackward {
     type State = LinearState;
-    fn backward(self, ops: Ops<LinearState, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+    fn backward(self, ops: Ops<LinearState, N>, grads: &mut Gradients, _: &mut Checkpointer) {
         let dy = grads.consume::<Flex>(&ops.node);
-        let [px, pw, pb] = ops.parents;
-        let want = [px.is_some(), pw.is_some(), pb.is_some()];
-        let (dx, dw, db) = linear_grads(&ops.state, &dy, want);
-        for (node, g) in [(px, dx), (pw, dw), (pb, db)] {
-            if let (Some(node), Some(g)) = (node, g) {
-                grads.register::<Flex>(node.id, g);
-            }
-        }
-    }
-}
-
-#[derive(Debug)]
-struct LinearNoBiasBackward;
-
-impl Backward<Flex, 2> for LinearNoBiasBackward {
-    type State = LinearState;
-    fn backward(self, ops: Ops<LinearState, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let dy = grads.consume::<Flex>(&ops.node);
-        let [px, pw] = ops.parents;
-        let want = [px.is_some(), pw.is_some(), false];
-        let (dx, dw, _) = linear_grads(&ops.state, &dy, want);
-        for (node, g) in [(px, dx), (pw, dw)] {
-            if let (Some(node), Some(g)) = (node, g) {
-                grads.register::<Flex>(node.id, g);
-            }
-        }
+        let parents = ops.parents.map(|p| p.map(|n| n.id));
+        let want = std::array::from_fn(|i| parents.get(i).is_some_and(Option::is_some));
+        let mut got = linear_grads(&ops.state, &dy, want).into_iter();
+        register(
+            grads,
+            parents,
+            std::array::from_fn(|_| got.next().flatten()),
+        );
     }
 }
 
@@ -590,29 +594,9 @@ impl Backward<Flex, 2> for LinearNoBiasBackward {
 /// column sum.
 pub fn linear_ad(x: AdTensor, w: AdTensor, b: Option<AdTensor>) -> AdTensor {
     let (y, state) = linear_keep(&x.primitive, &w.primitive, b.as_ref().map(|b| &b.primitive));
-    match b {
-        Some(b) => {
-            let nodes = [x.node.clone(), w.node.clone(), b.node.clone()];
-            match LinearBackward
-                .prepare::<NoCheckpointing>(nodes)
-                .compute_bound()
-                .stateful()
-            {
-                OpsKind::Tracked(prep) => prep.finish(state.clone(), y),
-                OpsKind::UnTracked(prep) => prep.finish(y),
-            }
-        }
-        None => {
-            let nodes = [x.node.clone(), w.node.clone()];
-            match LinearNoBiasBackward
-                .prepare::<NoCheckpointing>(nodes)
-                .compute_bound()
-                .stateful()
-            {
-                OpsKind::Tracked(prep) => prep.finish(state.clone(), y),
-                OpsKind::UnTracked(prep) => prep.finish(y),
-            }
-        }
+    match &b {
+        Some(b) => record(LinearBackward, [&x, &w, b], state, y),
+        None => record(LinearBackward, [&x, &w], state, y),
     }
 }
 
@@ -893,13 +877,8 @@ impl Backward<Flex, 3> for AttnBackward {
     type State = AttnState;
     fn backward(self, ops: Ops<AttnState, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let dctx = grads.consume::<Flex>(&ops.node);
-        let [dq, dk, dv] = attn_backward(&ops.state, &dctx);
-        let [pq, pk, pv] = ops.parents;
-        for (node, g) in [(pq, dq), (pk, dk), (pv, dv)] {
-            if let Some(node) = node {
-                grads.register::<Flex>(node.id, g);
-            }
-        }
+        let parents = ops.parents.map(|p| p.map(|n| n.id));
+        register(grads, parents, attn_backward(&ops.state, &dctx).map(Some));
     }
 }
 
@@ -1086,39 +1065,23 @@ fn embed_grads(st: &EmbedState, g: &FlexTensor, want: [bool; 3]) -> [Option<Flex
     ]
 }
 
+/// The backward of [`embed_ad`]: parents the word and position tables (and the segment
+/// table when N = 3).
 #[derive(Debug)]
 struct EmbedBackward;
 
-impl Backward<Flex, 3> for EmbedBackward {
+impl<const N: usize> Backward<Flex, N> for EmbedBackward {
     type State = EmbedState;
-    fn backward(self, ops: Ops<EmbedState, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+    fn backward(self, ops: Ops<EmbedState, N>, grads: &mut Gradients, _: &mut Checkpointer) {
         let g = grads.consume::<Flex>(&ops.node);
-        let [pw, pp, ps] = ops.parents;
-        let want = [pw.is_some(), pp.is_some(), ps.is_some()];
-        let [dw, dp, ds] = embed_grads(&ops.state, &g, want);
-        for (node, g) in [(pw, dw), (pp, dp), (ps, ds)] {
-            if let (Some(node), Some(g)) = (node, g) {
-                grads.register::<Flex>(node.id, g);
-            }
-        }
-    }
-}
-
-#[derive(Debug)]
-struct EmbedNoSegBackward;
-
-impl Backward<Flex, 2> for EmbedNoSegBackward {
-    type State = EmbedState;
-    fn backward(self, ops: Ops<EmbedState, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let g = grads.consume::<Flex>(&ops.node);
-        let [pw, pp] = ops.parents;
-        let want = [pw.is_some(), pp.is_some(), false];
-        let [dw, dp, _] = embed_grads(&ops.state, &g, want);
-        for (node, g) in [(pw, dw), (pp, dp)] {
-            if let (Some(node), Some(g)) = (node, g) {
-                grads.register::<Flex>(node.id, g);
-            }
-        }
+        let parents = ops.parents.map(|p| p.map(|n| n.id));
+        let want = std::array::from_fn(|i| parents.get(i).is_some_and(Option::is_some));
+        let mut got = embed_grads(&ops.state, &g, want).into_iter();
+        register(
+            grads,
+            parents,
+            std::array::from_fn(|_| got.next().flatten()),
+        );
     }
 }
 
@@ -1145,28 +1108,8 @@ pub fn embed_ad(
         ids: ids.clone(),
         rows,
     };
-    Some(match seg {
-        Some(seg) => {
-            let nodes = [word.node.clone(), pos.node.clone(), seg.node.clone()];
-            match EmbedBackward
-                .prepare::<NoCheckpointing>(nodes)
-                .compute_bound()
-                .stateful()
-            {
-                OpsKind::Tracked(prep) => prep.finish(state, out),
-                OpsKind::UnTracked(prep) => prep.finish(out),
-            }
-        }
-        None => {
-            let nodes = [word.node.clone(), pos.node.clone()];
-            match EmbedNoSegBackward
-                .prepare::<NoCheckpointing>(nodes)
-                .compute_bound()
-                .stateful()
-            {
-                OpsKind::Tracked(prep) => prep.finish(state, out),
-                OpsKind::UnTracked(prep) => prep.finish(out),
-            }
-        }
+    Some(match &seg {
+        Some(seg) => record(EmbedBackward, [&word, &pos, seg], state, out),
+        None => record(EmbedBackward, [&word, &pos], state, out),
     })
 }
