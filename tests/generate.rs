@@ -6,7 +6,7 @@
 mod common;
 
 use burn::tensor::{Int, Tensor, TensorData};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use uerzoo::generate::{self, GenerateError, GenerateOptions, Preset, Sampling, StopReason};
 use uerzoo::model::kv_cache::KvCache;
@@ -90,26 +90,24 @@ fn greedy_reproduces_uer_py_tokens() {
     }
 }
 
+/// `uerzoo generate` on the fixture `f` with `--prompt text --max-length max_length`.
+fn generate_cmd(f: &Path, text: &str, max_length: usize) -> Command {
+    let mut cmd = Command::new(common::uerzoo_bin());
+    cmd.arg("generate")
+        .arg(f.join("uer_model.bin"))
+        .arg("--config")
+        .arg(f.join("uer_config.json"))
+        .arg("--vocab")
+        .arg(f.join("vocab.txt"))
+        .args(["--prompt", text, "--max-length", &max_length.to_string()]);
+    cmd
+}
+
 #[test]
 fn cli_greedy_prints_uer_py_text() {
     let (text, max_length, expected) = greedy_reference();
     let f = fixture();
-    let out = common::run_ok(
-        Command::new(common::uerzoo_bin())
-            .arg("generate")
-            .arg(f.join("uer_model.bin"))
-            .arg("--config")
-            .arg(f.join("uer_config.json"))
-            .arg("--vocab")
-            .arg(f.join("vocab.txt"))
-            .args([
-                "--prompt",
-                &text,
-                "--greedy",
-                "--max-length",
-                &max_length.to_string(),
-            ]),
-    );
+    let out = common::run_ok(generate_cmd(&f, &text, max_length).arg("--greedy"));
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert_eq!(stdout.trim_end(), expected.strip_prefix("[CLS]").unwrap());
 }
@@ -119,17 +117,7 @@ fn cli_top_k_1_equals_greedy_and_stream_prints_the_same() {
     let (text, max_length, _) = greedy_reference();
     let f = fixture();
     let run = |extra: &[&str]| {
-        let out = common::run_ok(
-            Command::new(common::uerzoo_bin())
-                .arg("generate")
-                .arg(f.join("uer_model.bin"))
-                .arg("--config")
-                .arg(f.join("uer_config.json"))
-                .arg("--vocab")
-                .arg(f.join("vocab.txt"))
-                .args(["--prompt", &text, "--max-length", &max_length.to_string()])
-                .args(extra),
-        );
+        let out = common::run_ok(generate_cmd(&f, &text, max_length).args(extra));
         String::from_utf8(out.stdout).unwrap()
     };
     let greedy = run(&["--greedy"]);

@@ -127,6 +127,20 @@ impl Fixture {
     }
 }
 
+/// `uerzoo download REPO --file config.json --file pytorch_model.bin`, options to add.
+fn download_both() -> Command {
+    let mut cmd = Command::new(common::uerzoo_bin());
+    cmd.args([
+        "download",
+        REPO,
+        "--file",
+        "config.json",
+        "--file",
+        "pytorch_model.bin",
+    ]);
+    cmd
+}
+
 fn read(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -397,15 +411,7 @@ fn offline_succeeds_from_a_complete_cache() {
         assert!(fx.server.log().is_empty(), "offline touched the network");
         // Same through the CLI with HF_HUB_OFFLINE=1 and HF_HUB_CACHE: last line = snapshot.
         let out = common::run_ok(
-            Command::new(common::uerzoo_bin())
-                .args([
-                    "download",
-                    REPO,
-                    "--file",
-                    "config.json",
-                    "--file",
-                    "pytorch_model.bin",
-                ])
+            download_both()
                 .env("HF_HUB_OFFLINE", "1")
                 .env("HF_HUB_CACHE", fx.dir.path())
                 .env("HF_ENDPOINT", "http://127.0.0.1:9"),
@@ -449,15 +455,7 @@ fn offline_names_the_missing_file() {
         assert!(path.ends_with(format!("snapshots/{COMMIT}/pytorch_model.bin")));
         assert!(err.to_string().contains("pytorch_model.bin"));
         // The CLI says so too and exits non-zero.
-        let out = Command::new(common::uerzoo_bin())
-            .args([
-                "download",
-                REPO,
-                "--file",
-                "config.json",
-                "--file",
-                "pytorch_model.bin",
-            ])
+        let out = download_both()
             .args(["--offline", "--cache-dir"])
             .arg(fx.dir.path())
             .output()
@@ -510,15 +508,7 @@ fn mirror_endpoint_with_a_trailing_slash() {
     with_timeout(|| {
         let fx = fixture();
         let out = common::run_ok(
-            Command::new(common::uerzoo_bin())
-                .args([
-                    "download",
-                    REPO,
-                    "--file",
-                    "config.json",
-                    "--file",
-                    "pytorch_model.bin",
-                ])
+            download_both()
                 .env("HF_ENDPOINT", format!("{}/", fx.server.endpoint()))
                 .env("HF_HUB_CACHE", fx.dir.path())
                 .env_remove("HF_HUB_OFFLINE"),
