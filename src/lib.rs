@@ -13,6 +13,7 @@
 //! | [`model`] | Burn models (BERT/RoBERTa, ALBERT, GPT-2) and their heads |
 //! | [`generate`] | GPT-2 text generation (UER-py's generate_lm with a KV cache), presets |
 //! | [`train`] | fine-tuning (UER-py's run_classifier, grid, predict), AdamW and schedule |
+//! | [`output`] | the one `--force` rule, output checks before work, temporaries that never outlive a run |
 //!
 //! The library never prints: long work reports through [`progress::Progress`], and the
 //! command line (`src/cli/`, one file per subcommand) owns stdout, stderr and exit codes.
@@ -24,6 +25,7 @@ pub mod generate;
 pub mod hub;
 pub mod kernels;
 pub mod model;
+pub mod output;
 pub mod progress;
 pub mod registry;
 pub mod tokenizer;

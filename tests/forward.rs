@@ -418,7 +418,9 @@ fn cli_forward_registry_name_from_cache() {
     let empty = tempfile::tempdir().unwrap();
     let output = std::process::Command::new(common::uerzoo_bin())
         .env("HF_HUB_CACHE", empty.path())
-        .args(["forward", "tiny", "--input", "x.safetensors", "--output"])
+        .args(["forward", "tiny", "--input"])
+        .arg(dir.join("hf_outputs.safetensors"))
+        .arg("--output")
         .arg(empty.path().join("o.safetensors"))
         .output()
         .unwrap();

@@ -148,7 +148,7 @@ fn mlm_dataset_packs_documents_like_uer() {
         (h.target, h.seq_length, h.row, h.vocab_size, h.id_bytes),
         (Target::Mlm, 64, 64, 3006, 2)
     );
-    let first = ds.get(0);
+    let first = ds.get(0).unwrap();
     let (cls, sep, pad) = (h.specials.cls, h.specials.sep, h.specials.pad);
     assert_eq!(first.ids[0], cls);
     assert_eq!(first.seg_a, 8, "[CLS] + 6 characters + [SEP]");
@@ -160,8 +160,8 @@ fn mlm_dataset_packs_documents_like_uer() {
     let p = t.iter().position(|&x| x > 0).unwrap();
     assert!((1..7).contains(&p));
     // The long document: windows of 64, the last 302 − 256 = 46 tokens padded.
-    assert_eq!(ds.get(2).seg_a, 64);
-    assert_eq!(ds.get(6).seg_a, 46);
+    assert_eq!(ds.get(2).unwrap().seg_a, 64);
+    assert_eq!(ds.get(6).unwrap().seg_a, 46);
     // Same seed, same bytes.
     let out2 = dir.path().join("d2.uzds");
     build("roberta_v1", &c, &out2, &opts).unwrap();
@@ -182,8 +182,15 @@ fn lm_and_bert_datasets() {
     // 12 tokens in windows of 9: one full (8 inputs) and 3 left (seg 3).
     assert_eq!(build("gpt2_v1", &c, &out, &lm).unwrap().instances, 2);
     let ds = DatasetFile::open(&out).unwrap();
-    assert_eq!((ds.header.row, ds.get(0).seg_a, ds.get(1).seg_a), (9, 8, 3));
-    assert!(ds.get(0).targets.is_none());
+    assert_eq!(
+        (
+            ds.header.row,
+            ds.get(0).unwrap().seg_a,
+            ds.get(1).unwrap().seg_a
+        ),
+        (9, 8, 3)
+    );
+    assert!(ds.get(0).unwrap().targets.is_none());
 
     let bert_corpus = head(dir.path(), "CLUECorpusSmall_bert_sampled.txt", 400);
     let out = dir.path().join("bert.uzds");
@@ -199,7 +206,7 @@ fn lm_and_bert_datasets() {
     let sep = ds.header.specials.sep;
     let mut random_next = 0;
     for i in 0..ds.len() {
-        let x = ds.get(i);
+        let x = ds.get(i).unwrap();
         assert!(x.seg_a >= 2 && x.seg_b > x.seg_a && x.seg_b as usize <= 64);
         assert_eq!(x.ids[x.seg_a as usize - 1], sep);
         assert_eq!(x.ids[x.seg_b as usize - 1], sep);
@@ -532,6 +539,7 @@ fn cli_preprocess_pretrain_convert() {
     );
     // Another vocabulary → a clear error.
     let mut bad = args.clone();
+    bad.push(s("--force"));
     bad.push(s("--vocab"));
     bad.push(
         common::uer_fixture("roberta_v1")

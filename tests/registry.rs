@@ -302,7 +302,7 @@ fn every_config_agrees_with_its_entry() {
 
 #[test]
 fn vocab_checksums_match_the_reference_files() {
-    let dir = common::shared().join("data").join("vocab");
+    let dir = common::vocab("");
     let mut checked = 0;
     for v in reg().vocabs() {
         let path = dir.join(&v.file);

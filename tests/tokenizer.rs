@@ -18,11 +18,11 @@ use sha2::{Digest, Sha256};
 use uerzoo::tokenizer::{Encoded, Segment, Tokenizer, TokenizerError, TokenizerOptions};
 
 fn vocab_path() -> PathBuf {
-    common::shared().join("data/vocab/google_zh_vocab.txt")
+    common::vocab("google_zh_vocab.txt")
 }
 
 fn spm_path() -> PathBuf {
-    common::shared().join("data/vocab/cluecorpussmall_spm.model")
+    common::vocab("cluecorpussmall_spm.model")
 }
 
 fn uer_bert() -> Tokenizer {

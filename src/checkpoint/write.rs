@@ -2,6 +2,7 @@
 //! step every writer goes through.
 
 use super::{Checkpoint, CheckpointError, DType, Tensor};
+use crate::output::{OutputError, Partial, PersistError, parent_dir};
 use std::collections::HashMap;
 use std::io::{BufWriter, Seek, Write};
 use std::path::Path;
@@ -172,30 +173,42 @@ pub(crate) fn write_torch<W: Write + Seek>(ck: &Checkpoint, out: W) -> zip::resu
     let opts = SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Stored)
         .last_modified_time(zip::DateTime::default());
-    z.start_file("archive/data.pkl", opts)?;
-    z.write_all(&pkl)?;
-    z.start_file("archive/.format_version", opts)?;
-    z.write_all(b"1")?;
-    z.start_file("archive/.storage_alignment", opts)?;
-    z.write_all(b"64")?;
-    z.start_file("archive/byteorder", opts)?;
-    z.write_all(b"little")?;
-    for (i, t) in unique.iter().enumerate() {
-        let bytes = t.bytes();
-        let o = opts
-            .with_alignment(64)
-            .large_file(bytes.len() as u64 >= u32::MAX as u64);
-        z.start_file(format!("archive/data/{i}"), o)?;
-        z.write_all(bytes)?;
-        crate::checkpoint::release_pages(t);
+    let entries = |z: &mut zip::ZipWriter<W>| -> zip::result::ZipResult<()> {
+        z.start_file("archive/data.pkl", opts)?;
+        z.write_all(&pkl)?;
+        z.start_file("archive/.format_version", opts)?;
+        z.write_all(b"1")?;
+        z.start_file("archive/.storage_alignment", opts)?;
+        z.write_all(b"64")?;
+        z.start_file("archive/byteorder", opts)?;
+        z.write_all(b"little")?;
+        for (i, t) in unique.iter().enumerate() {
+            let bytes = t.bytes();
+            let o = opts
+                .with_alignment(64)
+                .large_file(bytes.len() as u64 >= u32::MAX as u64);
+            z.start_file(format!("archive/data/{i}"), o)?;
+            z.write_all(bytes)?;
+            crate::checkpoint::release_pages(t);
+        }
+        z.start_file("archive/version", opts)?;
+        z.write_all(b"3\n")?;
+        Ok(())
+    };
+    match entries(&mut z) {
+        Ok(()) => z.finish(),
+        Err(e) => {
+            // A ZipWriter dropped unfinished tries to finish and prints its own failure to
+            // stderr ("ZipWriter drop failed"); the error is returned instead, and the
+            // temporary file it wrote into is removed by the caller.
+            std::mem::forget(z);
+            Err(e)
+        }
     }
-    z.start_file("archive/version", opts)?;
-    z.write_all(b"3\n")?;
-    z.finish()
 }
 
 /// Writes through `fill` into a temp file beside `path`, then renames it into place.
-/// An existing `path` is refused unless `force`.
+/// An existing `path` is refused unless `force` (the rules of [`crate::output`]).
 pub(crate) fn atomic_write(
     path: &Path,
     force: bool,
@@ -205,48 +218,26 @@ pub(crate) fn atomic_write(
         path: path.to_path_buf(),
         source,
     };
-    if path.is_dir() {
-        return Err(CheckpointError::IsDirectory {
+    crate::output::check_file(path, force).map_err(|e| match e {
+        OutputError::Exists { .. } => CheckpointError::Exists {
             path: path.to_path_buf(),
-        });
-    }
-    if !force && path.exists() {
-        return Err(CheckpointError::Exists {
+        },
+        OutputError::WrongKind { .. } => CheckpointError::IsDirectory {
             path: path.to_path_buf(),
-        });
-    }
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".uerzoo-")
-        .suffix(".partial")
-        .tempfile_in(dir)
-        .map_err(io)?;
+        },
+        OutputError::NotWritable { source, .. } => io(source),
+        OutputError::IsInput { .. } => io(std::io::Error::other(e.to_string())),
+    })?;
+    let mut tmp = Partial::new_in(parent_dir(path)).map_err(io)?;
     {
         let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
         fill(&mut w).map_err(io)?;
         w.flush().map_err(io)?;
     }
-    tmp.as_file().sync_all().map_err(io)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o644))
-            .map_err(io)?;
-    }
-    if force {
-        tmp.persist(path).map_err(|e| io(e.error))?;
-    } else {
-        tmp.persist_noclobber(path)
-            .map_err(|e| match e.error.kind() {
-                std::io::ErrorKind::AlreadyExists => CheckpointError::Exists {
-                    path: path.to_path_buf(),
-                },
-                _ => io(e.error),
-            })?;
-    }
-    Ok(())
+    tmp.persist(path, force).map_err(|e| match e {
+        PersistError::Exists => CheckpointError::Exists {
+            path: path.to_path_buf(),
+        },
+        PersistError::Io(e) => io(e),
+    })
 }

@@ -19,8 +19,8 @@ pub struct Args {
     model: PathBuf,
     /// Text with one or more `[MASK]`.
     text: String,
-    /// Candidates per mask.
-    #[arg(long, default_value_t = 5)]
+    /// Candidates per mask (at least 1).
+    #[arg(long, default_value_t = 5, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     top_k: usize,
     /// Print JSON instead of a table.
     #[arg(long)]

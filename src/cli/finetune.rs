@@ -91,6 +91,13 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        !(a.grid && a.output.is_some()),
+        "--grid compares settings and saves no model (as run_classifier_grid); drop --output, then fine-tune once with the best settings it prints"
+    );
+    if let Some(output) = &a.output {
+        check_output(output, &a)?;
+    }
     let opened = model::open::open_model(&a.model, a.config.as_deref())?;
     let tok = super::fill_mask::load_tokenizer(a.vocab.clone().or(a.spm.clone()), &opened)?;
     let data = load_data(&a, &tok)?;
@@ -113,7 +120,6 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         "lists of --epochs/--batch-size/--learning-rate need --grid"
     );
     let output = a.output.clone().context("--output is required")?;
-    check_output(&output, &a)?;
     eprintln!(
         "{} train / {} dev rows, {} labels, seq {}",
         data.train.len(),
@@ -141,7 +147,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             t.total
         );
     }
-    write_output(&a, &opened, &result.checkpoint, &output)?;
+    save_or_rescue(&a, &opened, &result.checkpoint, &output)?;
     println!(
         "wall time: {:.1} s (training and evaluation)",
         result.seconds
@@ -171,13 +177,44 @@ fn load_data(a: &Args, tok: &uerzoo::tokenizer::Tokenizer) -> anyhow::Result<Tas
     })
 }
 
+/// Before any loading or training: the output can be written (the one `--force` rule).
 fn check_output(output: &Path, a: &Args) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        a.force || !output.exists(),
-        "{} exists; pass --force to overwrite it",
-        output.display()
-    );
+    for input in [&a.model, &a.train, &a.dev] {
+        uerzoo::output::check_not_input(output, input, "an input")?;
+    }
+    if a.format == "hf" {
+        uerzoo::output::check_dir(output, a.force)?;
+    } else {
+        uerzoo::output::check_file(output, a.force)?;
+    }
     Ok(())
+}
+
+/// Writes the trained model; when that fails, the model is not lost: it goes beside the
+/// output as a plain UER checkpoint (naming v2) and the error says where.
+fn save_or_rescue(
+    a: &Args,
+    opened: &model::open::OpenedModel,
+    ckpt: &uerzoo::checkpoint::Checkpoint,
+    output: &Path,
+) -> anyhow::Result<()> {
+    let Err(e) = write_output(a, opened, ckpt, output) else {
+        return Ok(());
+    };
+    let name = output
+        .file_name()
+        .map_or("model".into(), |n| n.to_string_lossy().into_owned());
+    let rescue = [uerzoo::output::parent_dir(output), Path::new(".")]
+        .iter()
+        .map(|d| d.join(format!("{name}.rescued-{}.bin", std::process::id())))
+        .find(|p| ckpt.write_torch(p, false).is_ok());
+    match rescue {
+        Some(p) => Err(e.context(format!(
+            "the trained model is saved in {} (UER naming v2, the classifier keys of run_classifier); convert it with `uerzoo convert` or load it with `uerzoo predict`",
+            p.display()
+        ))),
+        None => Err(e.context("the trained model could not be saved anywhere")),
+    }
 }
 
 fn print_epoch(r: &EpochReport) {
@@ -263,10 +300,9 @@ fn write_output(
 
 /// Copies through a temp file in the target directory, then renames.
 fn copy_atomic(from: &Path, to: &Path) -> std::io::Result<()> {
-    let dir = to.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    let mut tmp = uerzoo::output::Partial::new_in(uerzoo::output::parent_dir(to))?;
     std::io::copy(&mut std::fs::File::open(from)?, &mut tmp)?;
-    tmp.persist(to).map(|_| ()).map_err(|e| e.error)
+    Ok(tmp.persist(to, true)?)
 }
 
 fn vocab_name(vocab: Option<&Path>) -> &'static str {

@@ -35,7 +35,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let opened = model::open::open_model(&args.model, args.config.as_deref())?;
+    // Everything that can be wrong with the output or the input is found before loading.
+    uerzoo::output::check_file(&args.output, args.force)?;
+    uerzoo::output::check_not_input(&args.output, &args.input, "--input")?;
     let input = Checkpoint::open(&args.input)
         .with_context(|| format!("reading {}", args.input.display()))?;
     let ids_t = input
@@ -53,6 +55,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .context("`segment` must be an integer tensor")?,
         None => ids.iter().map(|&i| i64::from(i != 0)).collect(),
     };
+    anyhow::ensure!(
+        batch > 0 && seq > 0,
+        "{}: `input_ids` is {:?}; it needs at least one sequence of at least one token",
+        args.input.display(),
+        ids_t.shape
+    );
+    anyhow::ensure!(
+        segment.len() == ids.len(),
+        "{}: `segment` has {} values, `input_ids` {}; both must be [batch, seq]",
+        args.input.display(),
+        segment.len(),
+        ids.len()
+    );
+    let opened = model::open::open_model(&args.model, args.config.as_deref())?;
     let out = model::tasks::forward(
         &opened,
         &Batch {

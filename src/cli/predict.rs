@@ -60,11 +60,8 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(
-        a.force || !a.output.exists(),
-        "{} exists; pass --force to overwrite it",
-        a.output.display()
-    );
+    uerzoo::output::check_file(&a.output, a.force)?;
+    uerzoo::output::check_not_input(&a.output, &a.input, "--input")?;
     let opened = model::open::open_model(&a.model, a.config.as_deref())?;
     let tok = super::fill_mask::load_tokenizer(a.vocab.clone(), &opened)?;
     let data = Dataset::read(&a.input, a.labels)?;
@@ -89,15 +86,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         }
         text.push('\n');
     }
-    let dir = a
-        .output
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+    let dir = uerzoo::output::parent_dir(&a.output);
+    let mut tmp = uerzoo::output::Partial::new_in(dir)
         .with_context(|| format!("creating a file in {}", dir.display()))?;
-    tmp.write_all(text.as_bytes())?;
-    tmp.persist(&a.output)
+    tmp.write_all(text.as_bytes())
+        .and_then(|()| Ok(tmp.persist(&a.output, a.force)?))
         .with_context(|| format!("writing {}", a.output.display()))?;
     eprintln!("wrote {} ({} rows)", a.output.display(), pred.labels.len());
     if a.labels {

@@ -51,9 +51,12 @@ pub struct Args {
     /// Tokenizer threads.
     #[arg(long, default_value_t = 1)]
     jobs: usize,
-    /// The dataset file to write.
+    /// The dataset file to write (its folder is created if missing).
     #[arg(long)]
     output: PathBuf,
+    /// Overwrite OUTPUT if it exists.
+    #[arg(long)]
+    force: bool,
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
@@ -62,6 +65,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             "--whole-word-masking needs jieba word segmentation, which uerzoo does not have yet; use plain or --dynamic-masking"
         );
     }
+    uerzoo::output::check_not_input(&a.output, &a.corpus, "--corpus")?;
+    uerzoo::output::check_file(&a.output, a.force)?;
     let (tok, vocab_file) = match (&a.vocab, &a.spm) {
         (Some(v), _) => (Tokenizer::from_vocab_file(v, TokenizerOptions::uer())?, v),
         (None, Some(m)) => (Tokenizer::from_spm_file(m)?, m),
@@ -75,6 +80,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         full_sentences: a.full_sentences,
         seed: a.seed,
         jobs: a.jobs,
+        force: a.force,
     };
     let r = dataset::preprocess(
         &a.corpus,

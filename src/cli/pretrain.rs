@@ -84,10 +84,23 @@ pub struct Args {
     /// Key names of the checkpoints: v1 (UER-py ≤2022, the zoo) or v2 (2023+).
     #[arg(long, default_value = "v1")]
     uer_naming: Naming,
+    /// Overwrite OUTPUT if it exists (step checkpoints `OUTPUT-<step>` are always replaced).
+    #[arg(long)]
+    force: bool,
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let device = a.devices.first().copied().unwrap_or(a.device);
+    // The output is checked before anything is loaded or trained.
+    uerzoo::output::check_file(&a.output, a.force)?;
+    for (input, what) in [
+        (Some(&a.dataset), "--dataset"),
+        (a.model.as_ref(), "--model"),
+    ] {
+        if let Some(input) = input {
+            uerzoo::output::check_not_input(&a.output, input, what)?;
+        }
+    }
     let ds = DatasetFile::open(&a.dataset)?;
     let (mut ckpt, config, tie, vocab) = start(&a, &ds)?;
     match vocab {
@@ -145,7 +158,21 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             &mut print_report,
         )?
     };
-    pretrain::write_uer(&r.checkpoint, a.uer_naming, &a.output)?;
+    if let Err(e) = pretrain::write_uer(&r.checkpoint, a.uer_naming, &a.output) {
+        // The run is not lost: the weights go beside the output as they are (naming v2).
+        let rescue = PathBuf::from(format!(
+            "{}.rescued-{}.bin",
+            a.output.display(),
+            std::process::id()
+        ));
+        return Err(match r.checkpoint.write_torch(&rescue, false) {
+            Ok(()) => anyhow::Error::new(e).context(format!(
+                "the pretrained weights are saved in {} (UER naming v2); convert them with `uerzoo convert`",
+                rescue.display()
+            )),
+            Err(_) => anyhow::Error::new(e).context("the pretrained weights could not be saved"),
+        });
+    }
     println!(
         "{} steps in {:.1}s ({:.0} tokens/s); wrote {} (UER naming {})",
         r.steps_run,

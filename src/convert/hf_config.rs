@@ -399,19 +399,9 @@ pub(crate) fn write_atomic(
         path: path.into(),
         source: e,
     };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!(
-            ".{}.",
-            path.file_name()
-                .map(|n| n.to_string_lossy())
-                .unwrap_or_default()
-        ))
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(io)?;
+    let tmp = crate::output::Partial::new_in(crate::output::parent_dir(path)).map_err(io)?;
     write(tmp.path()).map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
+    tmp.persist(path, true).map_err(|e| io(e.into()))?;
     Ok(())
 }
 

@@ -15,6 +15,7 @@ pub mod hf_config;
 pub mod names;
 mod ops;
 pub mod run;
+pub mod shapes;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;

@@ -77,12 +77,19 @@ pub fn run(req: &Request) -> Result<Outcome, ConvertError> {
                 let files = hf_config::hf_dir_files(format == FileFormat::Torch, vocab.as_ref());
                 hf_config::check_output_dir(&req.output, &files, req.force)?;
             }
-            To::Uer if req.output.exists() && !req.force => {
-                return Err(ConvertError::OutputExists {
-                    path: req.output.clone(),
-                });
+            To::Uer => {
+                crate::output::check_not_input(&req.output, &req.input, "input")
+                    .and_then(|()| crate::output::check_file(&req.output, req.force))
+                    .map_err(|e| match e {
+                        crate::output::OutputError::Exists { path } => {
+                            ConvertError::OutputExists { path }
+                        }
+                        e => ConvertError::Io {
+                            path: req.output.clone(),
+                            source: std::io::Error::other(e.to_string()),
+                        },
+                    })?;
             }
-            To::Uer => {}
         }
     }
     let ckpt = Checkpoint::open(&req.input)?;
@@ -106,9 +113,16 @@ pub fn run(req: &Request) -> Result<Outcome, ConvertError> {
             },
         )?,
     };
+    // Every tensor against the config and the vocabulary, before anything is written (after
+    // the config's own checks in the HF branch).
+    let known = known_sizes(req.uer_config.as_ref(), vocab.as_ref())?;
+    let check_shapes = |uer_side: &Checkpoint| {
+        super::shapes::check(uer_side, &known, &req.input.display().to_string())
+    };
     let mut written = Vec::new();
     match req.to {
         To::Uer => {
+            check_shapes(&out)?;
             if !req.dry_run {
                 match format {
                     FileFormat::Torch => out.write_torch(&req.output, req.force)?,
@@ -127,6 +141,7 @@ pub fn run(req: &Request) -> Result<Outcome, ConvertError> {
             let (config, notes) =
                 hf_config::config_json(&out, &report, &hyper, vocab.as_ref(), exact)?;
             report.notes.extend(notes);
+            check_shapes(&ckpt)?;
             if vocab.is_none() {
                 report
                     .notes
@@ -151,6 +166,29 @@ pub fn run(req: &Request) -> Result<Outcome, ConvertError> {
         }
     }
     Ok(Outcome { report, written })
+}
+
+/// The sizes the UER config and the vocabulary fix.
+fn known_sizes(
+    config: Option<&UerConfig>,
+    vocab: Option<&Vocab>,
+) -> Result<super::shapes::Known, ConvertError> {
+    let mut k = super::shapes::Known::default();
+    if let Some(c) = config {
+        k.hidden = Some(c.hidden_size);
+        k.feedforward = Some(c.feedforward_size);
+        if c.factorized_embedding_parameterization {
+            k.emb = Some(c.emb_size);
+        }
+    }
+    if let Some(Vocab::WordPiece { path, .. }) = vocab {
+        let text = std::fs::read_to_string(path).map_err(|e| ConvertError::Io {
+            path: path.clone(),
+            source: e,
+        })?;
+        k.vocab = Some(text.lines().count());
+    }
+    Ok(k)
 }
 
 /// The HF `config.json` beside an HF input, if any.

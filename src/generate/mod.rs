@@ -36,6 +36,15 @@ pub enum GenerateError {
         "--max-length {max_length} is beyond the model's {positions} position embeddings; use at most {positions}"
     )]
     MaxLength { max_length: usize, positions: usize },
+    /// The prompt fills `max_length`: nothing would be generated.
+    #[error(
+        "the prompt is {prompt} tokens ([CLS] included) and --max-length {max_length} counts them, so nothing is left to generate; raise --max-length (the model has {positions} positions) or shorten the prompt"
+    )]
+    NoRoom {
+        prompt: usize,
+        max_length: usize,
+        positions: usize,
+    },
     /// An unknown `--preset`.
     #[error("unknown preset `{name}`; use one of: {known}")]
     Preset { name: String, known: String },
@@ -93,16 +102,19 @@ impl GenerateOptions {
                 positions,
             });
         }
-        if self.num_return == 0 {
+        if self.num_return == 0 || self.num_return > MAX_NUM_RETURN {
             return Err(GenerateError::Option {
                 option: "num-return",
-                value: "0".into(),
-                expected: "at least 1",
+                value: self.num_return.to_string(),
+                expected: "1 to 1024",
             });
         }
         Ok(())
     }
 }
+
+/// The most sequences one call generates (`--num-return`): each keeps a KV cache.
+pub const MAX_NUM_RETURN: usize = 1024;
 
 /// Why a sequence ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,7 +178,15 @@ pub fn generate<B: Backend>(
         .into());
     }
     // UER-py: truncate to seq_length, then run seq_length − (untruncated length) steps.
-    let steps = opts.max_length.saturating_sub(prompt.len());
+    // Zero steps would print the prompt back as if it were an answer: refuse instead.
+    if prompt.len() >= opts.max_length {
+        return Err(GenerateError::NoRoom {
+            prompt: prompt.len(),
+            max_length: opts.max_length,
+            positions: model.config.max_seq_length,
+        });
+    }
+    let steps = opts.max_length - prompt.len();
     let prompt = &prompt[..prompt.len().min(opts.max_length)];
     let mut sampler = Sampler::new(opts.seed);
     let mut out = Vec::with_capacity(opts.num_return);

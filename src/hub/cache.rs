@@ -298,9 +298,10 @@ pub fn check_repo_path(file: &str) -> Result<(), HubError> {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), HubError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(|e| HubError::io(dir, e))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| HubError::io(dir, e))?;
+    let mut tmp = crate::output::Partial::new_in(dir).map_err(|e| HubError::io(dir, e))?;
     tmp.write_all(bytes).map_err(|e| HubError::io(path, e))?;
-    tmp.persist(path).map_err(|e| HubError::io(path, e.error))?;
+    tmp.persist(path, true)
+        .map_err(|e| HubError::io(path, e.into()))?;
     Ok(())
 }
 

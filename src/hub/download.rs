@@ -405,6 +405,11 @@ async fn fetch_file(
     }
     let blob = repo.blob_path(&meta.etag);
     let mut fetched = 0;
+    // A cached blob is trusted only while it still is what its name says: a blob that
+    // `verify` would call CORRUPT (wrong size, wrong hash) is removed and fetched again.
+    if blob.is_file() && !blob_intact(&blob, &meta.etag, meta.size) {
+        fs::remove_file(&blob).map_err(|e| HubError::io(&blob, e))?;
+    }
     let cached = blob.is_file();
     if !cached {
         let lock_path = repo.lock_path(&meta.etag);
@@ -438,6 +443,21 @@ async fn fetch_file(
             cached,
         },
     ))
+}
+
+/// Whether the cached `blob` has the size the hub announced and the content hash its name
+/// (the etag) states. Blobs whose name is no hash are checked by size only.
+fn blob_intact(blob: &Path, etag: &str, size: Option<u64>) -> bool {
+    let Ok(len) = fs::metadata(blob).map(|m| m.len()) else {
+        return false;
+    };
+    if size.is_some_and(|s| s != len) {
+        return false;
+    }
+    match Hash::from_etag(etag) {
+        Some(h) => h.compute(blob).is_ok_and(|d| d == h.hex()),
+        None => true,
+    }
 }
 
 /// An exclusive lock file, released on drop (and by the OS if the process dies).

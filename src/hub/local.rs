@@ -52,7 +52,7 @@ pub fn import_file(
     repo.create_dirs()?;
     let blobs = repo.folder().join("blobs");
     let mut input = File::open(source).map_err(|e| HubError::io(source, e))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(&blobs).map_err(|e| HubError::io(&blobs, e))?;
+    let mut tmp = crate::output::Partial::new_in(&blobs).map_err(|e| HubError::io(&blobs, e))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut size = 0u64;
@@ -80,8 +80,8 @@ pub fn import_file(
     }
     let blob = repo.blob_path(&sha256);
     if !blob.is_file() {
-        tmp.persist(&blob)
-            .map_err(|e| HubError::io(&blob, e.error))?;
+        tmp.persist(&blob, true)
+            .map_err(|e| HubError::io(&blob, e.into()))?;
     }
     let commit = import_commit(repo_id);
     let pointer = repo.link(&commit, file_name, &sha256)?;

@@ -59,9 +59,14 @@ impl Dataset {
                 ));
             }
         };
+        // A UTF-8 byte order mark (as spreadsheet exports write) is not part of the first name.
+        let header = header.strip_prefix('\u{feff}').unwrap_or(header);
         let columns: Vec<&str> = header.trim_end_matches('\r').split('\t').collect();
         let find = |name: &str| columns.iter().position(|c| *c == name);
         let (label, text_a, text_b) = (find("label"), find("text_a"), find("text_b"));
+        // A `label` column that is not asked for is not read (predict's input may carry any
+        // labels, or none that parse).
+        let label = label.filter(|_| need_labels);
         let Some(text_a) = text_a else {
             return Err(bad(
                 1,
@@ -136,14 +141,26 @@ impl Dataset {
         if let Some(&max) = set.last()
             && max >= n
         {
-            let missing: Vec<String> = (0..=max)
+            // At most a few missing labels are named: a label of 10^11 must not build a
+            // list (or a message) of 10^11 entries.
+            const SHOWN: usize = 5;
+            let mut missing: Vec<String> = (0..=max)
                 .filter(|l| !set.contains(l))
+                .take(SHOWN + 1)
                 .map(|l| l.to_string())
                 .collect();
+            if missing.len() > SHOWN {
+                missing[SHOWN] = format!("{} more", max + 1 - n - SHOWN);
+            }
+            let row = self
+                .examples
+                .iter()
+                .position(|e| e.label == Some(max))
+                .map_or(0, |i| i + 1);
             return Err(TrainError::Labels {
                 path: self.path.clone(),
                 message: format!(
-                    "labels must be 0..{} (the number of distinct labels is {n}), but the file has label {max} and lacks {}",
+                    "labels must be 0..{} (the number of distinct labels is {n}), but row {row} has label {max} and the file lacks {}",
                     n.saturating_sub(1),
                     missing.join(", ")
                 ),

@@ -40,6 +40,9 @@ use std::path::{Path, PathBuf};
 pub const MAGIC: &[u8; 8] = b"UZDSET01";
 /// Header length in bytes.
 pub const HEADER_LEN: usize = 128;
+/// The longest sequence a dataset header may declare (UER-py's models have 512 positions;
+/// this bound only keeps a corrupt header from sizing huge buffers).
+pub const MAX_SEQ_LENGTH: usize = 1 << 16;
 /// Documents per buffer for the `bert` target (pairs draw random next sentences inside it).
 pub const DOCS_BUFFER: usize = 100_000;
 /// Probability of a shorter target length for `bert` pairs (UER-py `short_seq_prob`).
@@ -124,6 +127,8 @@ pub struct PreprocessOptions {
     pub seed: u64,
     /// Tokenizer threads [1].
     pub jobs: usize,
+    /// Replace an existing output.
+    pub force: bool,
 }
 
 impl Default for PreprocessOptions {
@@ -136,6 +141,7 @@ impl Default for PreprocessOptions {
             full_sentences: false,
             seed: 7,
             jobs: 1,
+            force: false,
         }
     }
 }
@@ -258,41 +264,90 @@ impl Header {
     }
 
     fn parse(b: &[u8], path: &Path) -> Result<Self, TrainError> {
-        let bad = |m: &str| TrainError::Dataset {
+        let bad = |m: String| TrainError::Dataset {
             path: path.to_path_buf(),
-            message: m.to_string(),
+            message: m,
         };
-        if b.len() < HEADER_LEN || &b[..8] != MAGIC {
+        let rebuild = "rebuild it with `uerzoo preprocess`";
+        if b.len() < MAGIC.len() || &b[..8] != MAGIC {
             return Err(bad(
-                "not a uerzoo dataset (bad magic); make one with `uerzoo preprocess`",
+                "not a uerzoo dataset (bad magic); make one with `uerzoo preprocess`".into(),
             ));
+        }
+        if b.len() < HEADER_LEN {
+            return Err(bad(format!(
+                "truncated: {} bytes, but the header alone is {HEADER_LEN}; {rebuild}",
+                b.len()
+            )));
         }
         let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap());
         if u32_at(8) as usize != HEADER_LEN {
-            return Err(bad("unsupported header length"));
+            return Err(bad(format!(
+                "header length (offset 8) is {}, not {HEADER_LEN}: another version of the format; {rebuild}",
+                u32_at(8)
+            )));
         }
-        let target = Target::from_code(b[12]).ok_or_else(|| bad("unknown target code"))?;
+        let target = Target::from_code(b[12]).ok_or_else(|| {
+            bad(format!(
+                "unknown target code {} at offset 12; {rebuild}",
+                b[12]
+            ))
+        })?;
         let id_bytes = b[14] as usize;
         if id_bytes != 2 && id_bytes != 4 {
-            return Err(bad("ids must be 2 or 4 bytes"));
+            return Err(bad(format!(
+                "bytes per id (offset 14) is {id_bytes}, must be 2 or 4; {rebuild}"
+            )));
+        }
+        let seq_length = u32_at(16) as usize;
+        let row = u32_at(20) as usize;
+        let vocab_size = u32_at(24) as usize;
+        if seq_length == 0 || seq_length > MAX_SEQ_LENGTH {
+            return Err(bad(format!(
+                "seq_length (offset 16) is {seq_length}, must be 1..={MAX_SEQ_LENGTH}; {rebuild}"
+            )));
+        }
+        let want_row = seq_length + usize::from(target == Target::Lm);
+        if row != want_row {
+            return Err(bad(format!(
+                "row length (offset 20) is {row}, but seq_length (offset 16) {seq_length} with target {target} needs {want_row}; {rebuild}"
+            )));
+        }
+        if vocab_size == 0 || (id_bytes == 2 && vocab_size > 1 << 16) {
+            return Err(bad(format!(
+                "vocab size (offset 24) is {vocab_size}, which {id_bytes}-byte ids cannot hold; {rebuild}"
+            )));
+        }
+        let specials = Specials {
+            cls: u32_at(80),
+            sep: u32_at(84),
+            mask: u32_at(88),
+            pad: u32_at(92),
+        };
+        for (name, off, id) in [
+            ("[CLS]", 80, specials.cls),
+            ("[SEP]", 84, specials.sep),
+            ("[MASK]", 88, specials.mask),
+            ("[PAD]", 92, specials.pad),
+        ] {
+            if id as usize >= vocab_size {
+                return Err(bad(format!(
+                    "the {name} id (offset {off}) is {id}, outside the vocabulary of {vocab_size}; {rebuild}"
+                )));
+            }
         }
         Ok(Header {
             target,
             dynamic_masking: b[13] != 0,
             id_bytes,
-            seq_length: u32_at(16) as usize,
-            row: u32_at(20) as usize,
-            vocab_size: u32_at(24) as usize,
+            seq_length,
+            row,
+            vocab_size,
             instances: u64::from_le_bytes(b[28..36].try_into().unwrap()),
             vocab_sha256: b[36..68].try_into().unwrap(),
             seed: u64::from_le_bytes(b[68..76].try_into().unwrap()),
             dup_factor: u32_at(76),
-            specials: Specials {
-                cls: u32_at(80),
-                sep: u32_at(84),
-                mask: u32_at(88),
-                pad: u32_at(92),
-            },
+            specials,
         })
     }
 }
@@ -300,24 +355,23 @@ impl Header {
 /// Writes records to a temporary file beside the output, renamed into place by
 /// [`Writer::finish`].
 struct Writer {
-    out: BufWriter<tempfile::NamedTempFile>,
+    out: BufWriter<crate::output::Partial>,
     header: Header,
     path: PathBuf,
+    force: bool,
 }
 
 impl Writer {
-    fn create(path: &Path, header: Header) -> Result<Self, TrainError> {
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| io(dir, e))?;
+    fn create(path: &Path, header: Header, force: bool) -> Result<Self, TrainError> {
+        let dir = crate::output::parent_dir(path);
+        let tmp = crate::output::Partial::new_in(dir).map_err(|e| io(dir, e))?;
         let mut out = BufWriter::new(tmp);
         out.write_all(&header.to_bytes()).map_err(|e| io(path, e))?;
         Ok(Writer {
             out,
             header,
             path: path.to_path_buf(),
+            force,
         })
     }
 
@@ -359,26 +413,13 @@ impl Writer {
             .out
             .into_inner()
             .map_err(|e| io(&path, e.into_error()))?;
-        tmp.seek(SeekFrom::Start(0)).map_err(|e| io(&path, e))?;
-        tmp.write_all(&header).map_err(|e| io(&path, e))?;
-        tmp.as_file().sync_all().map_err(|e| io(&path, e))?;
-        let file = tmp.persist(&path).map_err(|e| io(&path, e.error))?;
-        readable(&file, &path)?;
+        let f = tmp.as_file_mut();
+        f.seek(SeekFrom::Start(0)).map_err(|e| io(&path, e))?;
+        f.write_all(&header).map_err(|e| io(&path, e))?;
+        tmp.persist(&path, self.force)
+            .map_err(|e| io(&path, e.into()))?;
         Ok(n)
     }
-}
-
-/// Temporary files are created 0600; a dataset or checkpoint is an ordinary file (0644).
-pub(crate) fn readable(file: &File, path: &Path) -> Result<(), TrainError> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(0o644))
-            .map_err(|e| io(path, e))?;
-    }
-    #[cfg(not(unix))]
-    let _ = (file, path);
-    Ok(())
 }
 
 /// Reads `path` in chunks of lines, tokenizing each chunk on `jobs` threads; `f` sees the
@@ -454,11 +495,21 @@ pub fn preprocess(
             opts.seq_length, opts.target
         )));
     }
+    if opts.seq_length > MAX_SEQ_LENGTH {
+        return Err(TrainError::Options(format!(
+            "--seq-length {} is beyond {MAX_SEQ_LENGTH}",
+            opts.seq_length
+        )));
+    }
     if opts.dup_factor == 0 {
         return Err(TrainError::Options(
             "--dup-factor must be at least 1".into(),
         ));
     }
+    let out_err = |e: crate::output::OutputError| TrainError::Options(e.to_string());
+    crate::output::check_not_input(output, corpus, "--corpus").map_err(out_err)?;
+    crate::output::check_not_input(output, vocab_file, "--vocab").map_err(out_err)?;
+    crate::output::check_file(output, opts.force).map_err(out_err)?;
     let ids = tok.special_ids();
     let specials = Specials {
         cls: ids.cls,
@@ -492,7 +543,7 @@ pub fn preprocess(
         opts.dup_factor
     };
     progress.start("preprocess", size * passes as u64);
-    let mut writer = Writer::create(output, header)?;
+    let mut writer = Writer::create(output, header, opts.force)?;
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     let mut stats = PreprocessReport {
         instances: 0,
@@ -657,7 +708,7 @@ impl Builder<'_> {
                 } else {
                     1
                 };
-                let mut a: Vec<u32> = chunk[..a_end]
+                let a: Vec<u32> = chunk[..a_end]
                     .iter()
                     .flat_map(|s| s.iter())
                     .copied()
@@ -689,20 +740,28 @@ impl Builder<'_> {
                         .copied()
                         .collect();
                 }
-                while a.len() + b.len() > max_tokens {
-                    let t = if a.len() > b.len() { &mut a } else { &mut b };
-                    if self.rng.random::<f64>() < 0.5 {
-                        t.remove(0);
+                // UER-py's truncate_seq_pair: one token at a time off the longer side, from
+                // the front or the back at random. Kept as index ranges (same draws), so a
+                // 5 MB line costs linear time, not a Vec::remove(0) per token.
+                let (mut ra, mut rb) = (0..a.len(), 0..b.len());
+                while ra.len() + rb.len() > max_tokens {
+                    let t = if ra.len() > rb.len() {
+                        &mut ra
                     } else {
-                        t.pop();
+                        &mut rb
+                    };
+                    if self.rng.random::<f64>() < 0.5 {
+                        t.start += 1;
+                    } else {
+                        t.end -= 1;
                     }
                 }
-                let mut ids = Vec::with_capacity(a.len() + b.len() + 3);
+                let mut ids = Vec::with_capacity(ra.len() + rb.len() + 3);
                 ids.push(sp.cls);
-                ids.extend(a);
+                ids.extend_from_slice(&a[ra]);
                 ids.push(sp.sep);
                 let seg_a = ids.len() as u32;
-                ids.extend(b);
+                ids.extend_from_slice(&b[rb]);
                 ids.push(sp.sep);
                 let mut ins = Instance {
                     seg_a,
@@ -748,22 +807,34 @@ impl DatasetFile {
         // while training reads them.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| io(path, e))?;
         let header = Header::parse(&map, path)?;
-        let want = HEADER_LEN as u64 + header.instances * header.record_len() as u64;
-        if map.len() as u64 != want {
+        let want = header
+            .instances
+            .checked_mul(header.record_len() as u64)
+            .and_then(|n| n.checked_add(HEADER_LEN as u64));
+        if want != Some(map.len() as u64) {
             return Err(TrainError::Dataset {
                 path: path.to_path_buf(),
                 message: format!(
-                    "{} bytes, the header says {} instances = {want} bytes; the file is truncated or corrupt, rebuild it with `uerzoo preprocess`",
+                    "{} bytes, but the header says {} instances of {} bytes after a {HEADER_LEN}-byte header; the file is truncated or corrupt, rebuild it with `uerzoo preprocess`",
                     map.len(),
-                    header.instances
+                    header.instances,
+                    header.record_len()
                 ),
             });
         }
-        Ok(DatasetFile {
+        if header.instances == 0 {
+            return Err(TrainError::Dataset {
+                path: path.to_path_buf(),
+                message: "the dataset has no instances (was the corpus empty?); rebuild it with `uerzoo preprocess` from a longer corpus".into(),
+            });
+        }
+        let ds = DatasetFile {
             header,
             path: path.to_path_buf(),
             map,
-        })
+        };
+        ds.validate()?;
+        Ok(ds)
     }
 
     /// Number of instances.
@@ -776,11 +847,23 @@ impl DatasetFile {
         self.header.instances == 0
     }
 
-    /// Instance `i` (< [`Self::len`]).
-    pub fn get(&self, i: usize) -> Record {
+    /// Checks every record field by field (ids inside the vocabulary, segment ends inside
+    /// the row), in parallel: a corrupt file is refused on open, before any training, with
+    /// the instance and byte offset of the first bad field.
+    fn validate(&self) -> Result<(), TrainError> {
+        (0..self.len())
+            .into_par_iter()
+            .with_min_len(4096)
+            .try_for_each(|i| self.get(i).map(drop))
+    }
+
+    /// Instance `i` (< [`Self::len`]), checked field by field: an id outside the
+    /// vocabulary or a segment end past the row is an error naming the byte offset.
+    pub fn get(&self, i: usize) -> Result<Record, TrainError> {
         let h = &self.header;
         let rl = h.record_len();
-        let rec = &self.map[HEADER_LEN + i * rl..HEADER_LEN + (i + 1) * rl];
+        let start = HEADER_LEN + i * rl;
+        let rec = &self.map[start..start + rl];
         let read_ids = |bytes: &[u8]| -> Vec<u32> {
             if h.id_bytes == 2 {
                 bytes
@@ -794,21 +877,52 @@ impl DatasetFile {
                     .collect()
             }
         };
+        let corrupt = |offset: usize, what: String| TrainError::Dataset {
+            path: self.path.clone(),
+            message: format!(
+                "instance {i} (byte offset {}): {what}; the file is corrupt, rebuild it with `uerzoo preprocess`",
+                start + offset
+            ),
+        };
+        let check_ids = |ids: &[u32], base: usize| -> Result<(), TrainError> {
+            match ids.iter().position(|&id| id as usize >= h.vocab_size) {
+                Some(k) => Err(corrupt(
+                    base + k * h.id_bytes,
+                    format!(
+                        "id {} is outside the vocabulary of {}",
+                        ids[k], h.vocab_size
+                    ),
+                )),
+                None => Ok(()),
+            }
+        };
         let n = h.row * h.id_bytes;
         let ids = read_ids(&rec[..n]);
+        check_ids(&ids, 0)?;
         let (targets, tail) = if h.target.masks() && !h.dynamic_masking {
-            (Some(read_ids(&rec[n..2 * n])), 2 * n)
+            let t = read_ids(&rec[n..2 * n]);
+            check_ids(&t, n)?;
+            (Some(t), 2 * n)
         } else {
             (None, n)
         };
         let u = |o: usize| u32::from_le_bytes(rec[tail + o..tail + o + 4].try_into().unwrap());
-        Record {
+        let (seg_a, seg_b) = (u(0), u(4));
+        for (o, end) in [(0, seg_a), (4, seg_b)] {
+            if end as usize > h.row {
+                return Err(corrupt(
+                    tail + o,
+                    format!("segment end {end} is past the row length {}", h.row),
+                ));
+            }
+        }
+        Ok(Record {
             ids,
             targets,
-            seg_a: u(0),
-            seg_b: u(4),
+            seg_a,
+            seg_b,
             is_random_next: u(8),
-        }
+        })
     }
 }
 

@@ -36,6 +36,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -131,6 +132,29 @@ pub struct OptimState {
     /// Per parameter: (adam time, first moment, second moment), flattened.
     pub moments: Vec<HostMoments>,
     pub seed: u64,
+    /// The options that must be the same to resume ([`run_fingerprint`]); empty in states
+    /// written before uerzoo recorded them.
+    pub run: BTreeMap<String, String>,
+}
+
+/// The options and dataset facts a resumed run must share with the run that saved the
+/// state: changing any of them would not continue that run.
+pub fn run_fingerprint(opts: &PretrainOptions, ds: &DatasetFile) -> BTreeMap<String, String> {
+    let h = &ds.header;
+    [
+        ("target", opts.target.to_string()),
+        ("batch-size", opts.batch_size.to_string()),
+        ("accumulation-steps", opts.accumulation_steps.to_string()),
+        ("learning-rate", opts.learning_rate.to_string()),
+        ("warmup", opts.warmup.to_string()),
+        ("seed", opts.seed.to_string()),
+        ("dataset seq_length", h.seq_length.to_string()),
+        ("dataset instances", h.instances.to_string()),
+        ("dataset vocabulary sha256", hex::encode(h.vocab_sha256)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
 }
 
 /// Adam state of one parameter on the host: (time, first moment, second moment), flattened;
@@ -196,21 +220,20 @@ impl OptimState {
             ("seed".to_string(), self.seed.to_string()),
             ("params".to_string(), self.moments.len().to_string()),
             (
+                "run".to_string(),
+                serde_json::to_string(&self.run).unwrap_or_default(),
+            ),
+            (
                 "times".to_string(),
                 serde_json::to_string(&times).unwrap_or_default(),
             ),
         ]);
         let data = safetensors::tensor::serialize(views, Some(meta))
             .map_err(|e| state_err(path, &e.to_string()))?;
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| io(dir, e))?;
+        let dir = crate::output::parent_dir(path);
+        let mut tmp = crate::output::Partial::new_in(dir).map_err(|e| io(dir, e))?;
         std::io::Write::write_all(&mut tmp, &data).map_err(|e| io(path, e))?;
-        let file = tmp.persist(path).map_err(|e| io(path, e.error))?;
-        super::dataset::readable(&file, path)?;
-        Ok(())
+        tmp.persist(path, true).map_err(|e| io(path, e.into()))
     }
 
     /// Reads a state written by [`Self::save`].
@@ -247,11 +270,17 @@ impl OptimState {
                 },
             );
         }
+        let run = match meta.get("run") {
+            Some(r) => serde_json::from_str(r)
+                .map_err(|e| state_err(path, &format!("metadata `run`: {e}")))?,
+            None => BTreeMap::new(),
+        };
         Ok(OptimState {
             step: num("step")?,
             updates: num("updates")?,
             seed: num("seed")? as u64,
             moments,
+            run,
         })
     }
 }
@@ -467,7 +496,7 @@ pub fn pretrain(
     on_report: &mut dyn FnMut(&StepReport),
 ) -> Result<PretrainResult, TrainError> {
     check(ds, config, ckpt, opts)?;
-    check_resume(&resume, opts)?;
+    check_resume(&resume, opts, ds)?;
     let ckpt = &untie_for_loading(ckpt, opts.target);
     run_on(
         device,
@@ -485,14 +514,79 @@ pub fn pretrain(
     )?
 }
 
-fn check_resume(resume: &Option<OptimState>, opts: &PretrainOptions) -> Result<(), TrainError> {
-    match resume {
-        Some(r) if r.step >= opts.total_steps => Err(TrainError::Options(format!(
+/// A resumed run must be the run that saved the state: same options, same dataset.
+fn check_resume(
+    resume: &Option<OptimState>,
+    opts: &PretrainOptions,
+    ds: &DatasetFile,
+) -> Result<(), TrainError> {
+    let Some(r) = resume else { return Ok(()) };
+    if r.step >= opts.total_steps {
+        return Err(TrainError::Options(format!(
             "the checkpoint is at step {}, --total-steps is {}; nothing to do",
             r.step, opts.total_steps
-        ))),
-        _ => Ok(()),
+        )));
     }
+    if r.seed != opts.seed {
+        return Err(TrainError::Options(format!(
+            "--resume: the checkpoint was trained with --seed {}, this run has --seed {}; resume with the same options",
+            r.seed, opts.seed
+        )));
+    }
+    let now = run_fingerprint(opts, ds);
+    let diff: Vec<String> = r
+        .run
+        .iter()
+        .filter_map(|(k, was)| match now.get(k) {
+            Some(is) if is != was => Some(format!("{k} {is} (the checkpoint's run: {was})")),
+            _ => None,
+        })
+        .collect();
+    if !diff.is_empty() {
+        return Err(TrainError::Options(format!(
+            "--resume: this run differs from the one that saved the checkpoint: {}; resume with the same options and dataset",
+            diff.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// Float parameter sizes in visiting order (the order of the optimizer state).
+struct SizeVisitor(Vec<usize>);
+
+impl<B: Backend> ModuleVisitor<B> for SizeVisitor {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        self.0.push(param.val().dims().iter().product());
+    }
+}
+
+/// The optimizer state belongs to this model: one entry per parameter, each of its size.
+fn check_moments<B: Backend>(model: &Model<B>, r: &OptimState) -> Result<(), TrainError> {
+    let mut sizes = SizeVisitor(Vec::new());
+    model.visit(&mut sizes);
+    let bad = |m: String| {
+        TrainError::Options(format!(
+            "--resume: the optimizer state does not belong to this model ({m}); resume from a checkpoint of this run"
+        ))
+    };
+    if r.moments.len() > sizes.0.len() {
+        return Err(bad(format!(
+            "{} parameters in the state, {} in the model",
+            r.moments.len(),
+            sizes.0.len()
+        )));
+    }
+    for (i, (m, &n)) in r.moments.iter().zip(&sizes.0).enumerate() {
+        if let Some((_, m1, m2)) = m
+            && (m1.len() != n || m2.len() != n)
+        {
+            return Err(bad(format!(
+                "parameter {i} has {} values in the state, {n} in the model",
+                m1.len()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// [`pretrain`] data-parallel over `devices` (all CPU or all CUDA), through Burn's
@@ -514,7 +608,7 @@ pub fn pretrain_data_parallel(
     on_report: &mut dyn FnMut(&StepReport),
 ) -> Result<PretrainResult, TrainError> {
     check(ds, config, ckpt, opts)?;
-    check_resume(&resume, opts)?;
+    check_resume(&resume, opts, ds)?;
     let world = devices.len();
     if world < 2 {
         return Err(TrainError::Options(
@@ -723,7 +817,7 @@ fn host_batch(
     order: &mut Order,
     step: usize,
     opts: &PretrainOptions,
-) -> HostBatch {
+) -> Result<HostBatch, TrainError> {
     let h = &ds.header;
     let (b, l) = (opts.batch_size, h.seq_length);
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
@@ -744,7 +838,7 @@ fn host_batch(
             seg_a,
             seg_b,
             is_random_next,
-        } = ds.get(order.get(step * b + j));
+        } = ds.get(order.get(step * b + j))?;
         let seg_of = |i: usize| -> i64 {
             if (i as u32) < seg_a {
                 1
@@ -792,7 +886,7 @@ fn host_batch(
             }
         }
     }
-    out
+    Ok(out)
 }
 
 /// Loss terms of one batch (device scalars, `[1]`).
@@ -1006,6 +1100,7 @@ fn train<A: AutodiffBackend>(
     let (mut step, mut updates) = (0usize, 0usize);
     let mut states = Vec::new();
     if let Some(r) = resume {
+        check_moments(&model, &r)?;
         step = r.step;
         updates = r.updates;
         for m in r.moments {
@@ -1028,7 +1123,7 @@ fn train<A: AutodiffBackend>(
     let (mut t_report, mut last_lr, mut predicted) = (Instant::now(), 0.0, 0usize);
     progress.start("pretrain", (opts.total_steps - first_step) as u64);
     while step < opts.total_steps {
-        let mut batch = host_batch(ds, &mut order, step, opts);
+        let mut batch = host_batch(ds, &mut order, step, opts)?;
         if let Some(p) = peer {
             batch = batch.shard(p.rank, p.world);
         }
@@ -1126,6 +1221,7 @@ fn train<A: AutodiffBackend>(
                 updates,
                 seed: opts.seed,
                 moments: export_states::<A>(&states),
+                run: run_fingerprint(opts, ds),
             }
             .save(&state_path(&path))?;
             saved.push(path);

@@ -37,11 +37,8 @@ pub fn save_hf(
     vocab: Option<PathBuf>,
     force: bool,
 ) -> Result<Vec<PathBuf>, TrainError> {
-    let parent = dir
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = tempfile::tempdir_in(parent).map_err(|e| TrainError::Io {
+    let parent = crate::output::parent_dir(dir);
+    let tmp = crate::output::PartialDir::new_in(parent).map_err(|e| TrainError::Io {
         path: parent.into(),
         source: e,
     })?;

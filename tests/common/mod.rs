@@ -3,19 +3,25 @@
 
 use std::path::PathBuf;
 
-/// The shared reference data: `$UERZOO_SHARED`, else `../shared` beside the checkout.
+/// The reference data the tests read: `$UERZOO_SHARED` when set (a full `../shared` from
+/// the product side), else the lean copy in the repository, `tests/fixtures/` (same layout:
+/// `fixtures/uer`, `fixtures/torch_formats`, `data/corpora`, `data/datasets`), so a fresh
+/// clone passes its tests. Vocabularies are read from the repository's `vocab/` (see
+/// [`vocab`]).
 pub fn shared() -> PathBuf {
     if let Some(dir) = std::env::var_os("UERZOO_SHARED") {
         return PathBuf::from(dir);
     }
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let candidate = manifest.join("..").join("shared");
-    assert!(
-        candidate.join("fixtures").is_dir(),
-        "reference data not found at {}; set UERZOO_SHARED",
-        candidate.display()
-    );
-    candidate
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("fixtures")
+}
+
+/// A vocabulary or sentencepiece model the product ships in `vocab/`.
+pub fn vocab(file: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("vocab")
+        .join(file)
 }
 
 /// `shared()/fixtures/uer/<name>`.
