@@ -99,6 +99,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         check_output(output, &a)?;
     }
     let opened = model::open::open_model(&a.model, a.config.as_deref())?;
+    if a.format == "hf" && opened.config.mask == model::MaskKind::Causal {
+        anyhow::bail!(
+            "--format hf: a GPT-2 classifier has no Huggingface form (transformers has no class with UER's pooled head on GPT-2); use --format uer"
+        );
+    }
     let tok = super::fill_mask::load_tokenizer(a.vocab.clone().or(a.spm.clone()), &opened)?;
     let data = load_data(&a, &tok)?;
     let base = FinetuneOptions {
@@ -246,16 +251,32 @@ fn write_output(
     output: &Path,
 ) -> anyhow::Result<()> {
     if a.format == "hf" {
-        let uer_config =
-            source_config(a, opened).and_then(|p| uerzoo::registry::UerConfig::from_file(&p).ok());
+        // The model's own hyper-parameters (whatever spelling its config file used: an HF
+        // `config.json` read as a UER config would give UER's defaults).
+        let c = &opened.config;
+        let uer_config = Some(uerzoo::registry::UerConfig {
+            emb_size: c.emb_size,
+            hidden_size: c.hidden_size,
+            feedforward_size: c.feedforward_size,
+            heads_num: c.heads_num,
+            layers_num: c.layers_num,
+            max_seq_length: c.max_seq_length,
+            dropout: c.dropout,
+            hidden_act: c.activation.uer_name().to_string(),
+            factorized_embedding_parameterization: c.factorized_embedding,
+            parameter_sharing: c.parameter_sharing,
+            ..Default::default()
+        });
         let vocab = a
             .vocab
             .clone()
             .or(a.spm.clone())
             .or_else(|| opened.vocab_file());
         let files = save::save_hf(ckpt, output, uer_config, vocab, a.force)?;
+        let class = uerzoo::convert::family::detect(ckpt)
+            .map_or("classifier", |d| d.family.hf_architecture());
         println!(
-            "wrote {} ({} files, BertForSequenceClassification)",
+            "wrote {} ({} files, {class})",
             output.display(),
             files.len()
         );

@@ -19,14 +19,28 @@ pub struct Detected {
     pub notes: Vec<String>,
 }
 
-/// Marker keys, in order: a checkpoint holding any of a row's keys is that family.
-const UER_MARKERS: &[(Family, &[&str])] = &[
+/// Marker keys, in order: a checkpoint holding any of a row's first keys, and all of its
+/// second ones, is that family.
+type Markers = &'static [(Family, &'static [&'static str], &'static [&'static str])];
+
+const UER_MARKERS: Markers = &[
+    (
+        Family::AlbertClassifier,
+        &["output_layer_1.weight"],
+        &["encoder.linear.weight"],
+    ),
+    (
+        Family::Gpt2Classifier,
+        &["output_layer_1.weight"],
+        &["encoder.layer_norm.gamma"],
+    ),
     (
         Family::Albert,
         &[
             "encoder.linear.weight",
             "encoder.transformer.self_attn.linear_layers.0.weight",
         ],
+        &[],
     ),
     (
         Family::Gpt2,
@@ -35,8 +49,9 @@ const UER_MARKERS: &[(Family, &[&str])] = &[
             "target.lm.output_layer.weight",
             "encoder.layer_norm.gamma",
         ],
+        &[],
     ),
-    (Family::BertClassifier, &["output_layer_1.weight"]),
+    (Family::BertClassifier, &["output_layer_1.weight"], &[]),
     (
         Family::BertPretraining,
         &[
@@ -44,27 +59,40 @@ const UER_MARKERS: &[(Family, &[&str])] = &[
             "target.sp.linear_1.weight",
             "target.sp_linear_1.weight",
         ],
+        &[],
     ),
     (
         Family::BertMlm,
         &["target.mlm_linear_1.weight", "target.mlm.linear_1.weight"],
+        &[],
     ),
 ];
 
-const HF_MARKERS: &[(Family, &[&str])] = &[
+const HF_MARKERS: Markers = &[
+    (
+        Family::AlbertClassifier,
+        &["classifier.weight"],
+        &["albert.embeddings.word_embeddings.weight"],
+    ),
     (
         Family::Albert,
         &["albert.embeddings.word_embeddings.weight"],
+        &[],
     ),
-    (Family::Gpt2, &["transformer.wte.weight"]),
-    (Family::BertClassifier, &["classifier.weight"]),
-    (Family::BertPretraining, &["cls.seq_relationship.weight"]),
+    (Family::Gpt2, &["transformer.wte.weight"], &[]),
+    (Family::BertClassifier, &["classifier.weight"], &[]),
+    (
+        Family::BertPretraining,
+        &["cls.seq_relationship.weight"],
+        &[],
+    ),
     (
         Family::BertMlm,
         &[
             "cls.predictions.transform.dense.weight",
             "cls.predictions.decoder.weight",
         ],
+        &[],
     ),
 ];
 
@@ -154,10 +182,11 @@ pub fn detect_as(ckpt: &Checkpoint, arch: Option<Arch>) -> Result<Detected, Conv
         UER_MARKERS
     };
     let allowed = |f: Family| arch.is_none_or(|a| a.families().contains(&f));
+    let has = |k: &&str| keys.iter().any(|n| n == k);
     let family = markers
         .iter()
-        .find(|(f, ks)| allowed(*f) && ks.iter().any(|k| keys.iter().any(|n| n == k)))
-        .map(|(f, _)| *f)
+        .find(|(f, any, all)| allowed(*f) && any.iter().any(has) && all.iter().all(has))
+        .map(|(f, _, _)| *f)
         .ok_or_else(|| ConvertError::UnknownFamily {
             file: super::file_name(ckpt),
             arch: arch.map(|a| a.to_string()),
@@ -167,9 +196,9 @@ pub fn detect_as(ckpt: &Checkpoint, arch: Option<Arch>) -> Result<Detected, Conv
         notes.push("UER keys use the 2022 `target.sp_linear_*` spelling: read as naming v1".into());
     }
     let layer_prefix = match (source, family) {
-        (_, Family::Albert) => None,
+        (_, f) if f.is_albert() => None,
         (Source::Uer(_), _) => Some("encoder.transformer."),
-        (Source::Hf, Family::Gpt2) => Some("transformer.h."),
+        (Source::Hf, f) if f.is_gpt2() => Some("transformer.h."),
         (Source::Hf, _) => Some("bert.encoder.layer."),
     };
     let layers = match layer_prefix {

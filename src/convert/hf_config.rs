@@ -141,13 +141,13 @@ pub fn config_json(
     let family = report.family;
     let mut notes = Vec::new();
     let (word_key, hidden_key, ffn_key, pos_key) = match family {
-        Family::Gpt2 => (
+        Family::Gpt2 | Family::Gpt2Classifier => (
             "transformer.wte.weight",
             None,
             "transformer.h.0.mlp.c_fc.weight",
             "transformer.wpe.weight",
         ),
-        Family::Albert => (
+        Family::Albert | Family::AlbertClassifier => (
             "albert.embeddings.word_embeddings.weight",
             Some("albert.encoder.embedding_hidden_mapping_in.weight"),
             "albert.encoder.albert_layer_groups.0.albert_layers.0.ffn.weight",
@@ -167,14 +167,10 @@ pub fn config_json(
         None => emb,
     };
     let ffn = shape_of(hf, ffn_key)?;
-    let intermediate = if family == Family::Gpt2 {
-        ffn[1]
-    } else {
-        ffn[0]
-    };
+    let intermediate = if family.is_gpt2() { ffn[1] } else { ffn[0] };
     let positions = shape_of(hf, pos_key)?[0];
     let layers = match family {
-        Family::Albert => hyper.layers.ok_or_else(|| ConvertError::Config {
+        Family::Albert | Family::AlbertClassifier => hyper.layers.ok_or_else(|| ConvertError::Config {
             path: "<config>".into(),
             message: "ALBERT shares one layer, so the layer count is not in the weights; pass --config UER_CONFIG.json or --model NAME".into(),
         })?,
@@ -198,8 +194,8 @@ pub fn config_json(
         });
     }
     let default_act = match family {
-        Family::Gpt2 => "gelu_fast",
-        Family::Albert => "relu",
+        Family::Gpt2 | Family::Gpt2Classifier => "gelu_fast",
+        Family::Albert | Family::AlbertClassifier => "relu",
         _ => "gelu",
     };
     let act_uer = hyper.hidden_act.clone().unwrap_or_else(|| {
@@ -224,7 +220,7 @@ pub fn config_json(
         _ => (None, None),
     };
     let mut cfg = match family {
-        Family::Gpt2 => {
+        Family::Gpt2 | Family::Gpt2Classifier => {
             let (bos, eos) = (cls.unwrap_or(101), sep.unwrap_or(102));
             notes.push(format!(
                 "GPT-2 bos/eos set to [CLS] {bos} / [SEP] {eos} (the published configs' 50256 is outside the vocabulary)"
@@ -251,7 +247,7 @@ pub fn config_json(
                 "vocab_size": vocab_size,
             })
         }
-        Family::Albert => json!({
+        Family::Albert | Family::AlbertClassifier => json!({
             "architectures": [family.hf_architecture()],
             "model_type": "albert",
             "attention_probs_dropout_prob": dropout,
@@ -295,7 +291,7 @@ pub fn config_json(
             "vocab_size": vocab_size,
         }),
     };
-    if family == Family::BertClassifier {
+    if family.is_classifier() {
         let labels = shape_of(hf, "classifier.weight")?[0];
         let id2label: serde_json::Map<String, Value> = (0..labels)
             .map(|i| (i.to_string(), json!(format!("LABEL_{i}"))))

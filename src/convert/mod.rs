@@ -92,6 +92,12 @@ pub enum Family {
     Gpt2,
     /// ALBERT with MLM + sentence-order heads (`AlbertForPreTraining`).
     Albert,
+    /// A fine-tuned ALBERT classifier (`output_layer_1/2` ⇄ `AlbertForSequenceClassification`).
+    AlbertClassifier,
+    /// A GPT-2 fine-tuned with run_classifier (`--mask causal`): pooled `output_layer_1/2`.
+    /// UER-only: transformers has no class with this pooler (`GPT2ForSequenceClassification`
+    /// scores the last token without a dense + tanh layer).
+    Gpt2Classifier,
 }
 
 impl Family {
@@ -103,7 +109,32 @@ impl Family {
             Family::BertClassifier => "BertForSequenceClassification",
             Family::Gpt2 => "GPT2LMHeadModel",
             Family::Albert => "AlbertForPreTraining",
+            Family::AlbertClassifier => "AlbertForSequenceClassification",
+            Family::Gpt2Classifier => "(none: UER format only)",
         }
+    }
+
+    /// Whether the checkpoint is a fine-tuned classifier (`output_layer_1/2`).
+    pub fn is_classifier(self) -> bool {
+        matches!(
+            self,
+            Family::BertClassifier | Family::AlbertClassifier | Family::Gpt2Classifier
+        )
+    }
+
+    /// Whether the encoder is ALBERT's (factorized embedding, one shared layer).
+    pub fn is_albert(self) -> bool {
+        matches!(self, Family::Albert | Family::AlbertClassifier)
+    }
+
+    /// Whether the encoder is GPT-2's (pre-LN, causal).
+    pub fn is_gpt2(self) -> bool {
+        matches!(self, Family::Gpt2 | Family::Gpt2Classifier)
+    }
+
+    /// Whether transformers has a class for it, so that it can be written as an HF folder.
+    pub fn has_hf_form(self) -> bool {
+        self != Family::Gpt2Classifier
     }
 }
 
@@ -115,6 +146,8 @@ impl fmt::Display for Family {
             Family::BertClassifier => "BERT sequence classifier",
             Family::Gpt2 => "GPT-2 LM",
             Family::Albert => "ALBERT with MLM + SOP heads",
+            Family::AlbertClassifier => "ALBERT sequence classifier",
+            Family::Gpt2Classifier => "GPT-2 sequence classifier",
         })
     }
 }
@@ -139,8 +172,8 @@ impl Arch {
                 Family::BertPretraining,
                 Family::BertClassifier,
             ],
-            Arch::Gpt2 => &[Family::Gpt2],
-            Arch::Albert => &[Family::Albert],
+            Arch::Gpt2 => &[Family::Gpt2Classifier, Family::Gpt2],
+            Arch::Albert => &[Family::AlbertClassifier, Family::Albert],
         }
     }
 }
@@ -234,6 +267,10 @@ pub enum ConvertError {
     },
     #[error("`{}` exists; pass --force to overwrite", path.display())]
     OutputExists { path: std::path::PathBuf },
+    #[error(
+        "{file}: a {family} has no Huggingface form (transformers has no class with UER's pooled classifier head on this encoder); keep it in UER format (`--format uer` / `--to uer`)"
+    )]
+    NoHfForm { file: String, family: Family },
     #[error("{}: {message}", path.display())]
     Config {
         path: std::path::PathBuf,
@@ -394,6 +431,12 @@ pub fn to_uer(
 /// Converts a UER checkpoint (or an HF one, re-spelled canonically) to Huggingface names.
 pub fn to_hf(ckpt: &Checkpoint, opts: &ToHfOptions) -> Result<(Checkpoint, Report), ConvertError> {
     let det = detect_as(ckpt, opts.arch)?;
+    if !det.family.has_hf_form() {
+        return Err(ConvertError::NoHfForm {
+            file: file_name(ckpt),
+            family: det.family,
+        });
+    }
     if det.source == Source::Hf {
         // HF → HF: normalize spellings through UER v2 (bit-exact, no rescaling).
         let (uer, first) = convert(

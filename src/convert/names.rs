@@ -174,11 +174,26 @@ const GPT2_LAYER: [Row; 16] = [
     s("encoder.transformer.{i}.layer_norm_2.beta", "transformer.h.{i}.ln_2.bias", Copy),
 ];
 
+/// GPT-2's final LayerNorm (pre-LN: after the last layer).
 #[rustfmt::skip]
-const GPT2_HEAD: [Row; 3] = [
+const GPT2_FINAL_LN: [Row; 2] = [
     s("encoder.layer_norm.gamma", "transformer.ln_f.weight", LnWeight),
     s("encoder.layer_norm.beta", "transformer.ln_f.bias", Copy),
+];
+
+#[rustfmt::skip]
+const GPT2_LM: [Row; 1] = [
     r("target.output_layer.weight", "target.lm.output_layer.weight", "lm_head.weight", Decoder),
+];
+
+/// run_classifier's head on GPT-2. transformers has no such class: the HF names only keep
+/// the table whole and are never written ([`super::Family::has_hf_form`]).
+#[rustfmt::skip]
+const GPT2_CLASSIFIER: [Row; 4] = [
+    s("output_layer_1.weight", "uer_classifier.output_layer_1.weight", Copy),
+    s("output_layer_1.bias", "uer_classifier.output_layer_1.bias", Copy),
+    s("output_layer_2.weight", "uer_classifier.output_layer_2.weight", Copy),
+    s("output_layer_2.bias", "uer_classifier.output_layer_2.bias", Copy),
 ];
 
 /// ALBERT: factorized embedding projection and the one shared layer (no index).
@@ -225,6 +240,16 @@ const ALBERT_SOP: [Row; 4] = [
     alt("target.sop_linear_2.bias", "target.sp.linear_2.bias", "target.sp_linear_2.bias", "sop_classifier.classifier.bias"),
 ];
 
+/// A fine-tuned ALBERT classifier's head (`AlbertForSequenceClassification`: the pooler is
+/// dense + tanh on the first token, as UER's `output_layer_1`).
+#[rustfmt::skip]
+const ALBERT_CLASSIFIER: [Row; 4] = [
+    s("output_layer_1.weight", "albert.pooler.weight", Copy),
+    s("output_layer_1.bias", "albert.pooler.bias", Copy),
+    s("output_layer_2.weight", "classifier.weight", Copy),
+    s("output_layer_2.bias", "classifier.bias", Copy),
+];
+
 /// A block of rows; `per_layer` blocks are instantiated for every layer index.
 #[derive(Debug, Clone, Copy)]
 pub struct Block {
@@ -260,13 +285,25 @@ const BERT_CLASSIFIER_TABLE: &[Block] = &[
 const GPT2_TABLE: &[Block] = &[
     once(&GPT2_EMBEDDINGS),
     layers(&GPT2_LAYER),
-    once(&GPT2_HEAD),
+    once(&GPT2_FINAL_LN),
+    once(&GPT2_LM),
+];
+const GPT2_CLASSIFIER_TABLE: &[Block] = &[
+    once(&GPT2_EMBEDDINGS),
+    layers(&GPT2_LAYER),
+    once(&GPT2_FINAL_LN),
+    once(&GPT2_CLASSIFIER),
 ];
 const ALBERT_TABLE: &[Block] = &[
     once(&ALBERT_EMBEDDINGS),
     once(&ALBERT_ENCODER),
     once(&ALBERT_MLM),
     once(&ALBERT_SOP),
+];
+const ALBERT_CLASSIFIER_TABLE: &[Block] = &[
+    once(&ALBERT_EMBEDDINGS),
+    once(&ALBERT_ENCODER),
+    once(&ALBERT_CLASSIFIER),
 ];
 
 /// The table of a family: its blocks in file order. The first row is the word embedding.
@@ -277,6 +314,8 @@ pub fn table(family: Family) -> &'static [Block] {
         Family::BertClassifier => BERT_CLASSIFIER_TABLE,
         Family::Gpt2 => GPT2_TABLE,
         Family::Albert => ALBERT_TABLE,
+        Family::AlbertClassifier => ALBERT_CLASSIFIER_TABLE,
+        Family::Gpt2Classifier => GPT2_CLASSIFIER_TABLE,
     }
 }
 

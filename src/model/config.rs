@@ -26,6 +26,17 @@ pub enum Activation {
     Relu,
 }
 
+impl Activation {
+    /// UER-py's name of the activation (`hidden_act`).
+    pub fn uer_name(self) -> &'static str {
+        match self {
+            Activation::Gelu => "gelu",
+            Activation::GeluFast => "gelu_fast",
+            Activation::Relu => "relu",
+        }
+    }
+}
+
 /// Attention mask kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MaskKind {
