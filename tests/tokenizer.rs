@@ -877,3 +877,204 @@ fn model_input_is_run_classifiers_with_offsets() {
     let cut = tok.model_input(&a, None, Some(2));
     assert_eq!(cut.ids(), [101, 2769]);
 }
+
+/// `uerzoo tokenize ARGS --input FILE --json`: the `ids` of every line.
+fn cli_ids(args: &[&str], input: &std::path::Path) -> Vec<Vec<u32>> {
+    let out = common::run_ok(
+        std::process::Command::new(common::uerzoo_bin())
+            .arg("tokenize")
+            .args(args)
+            .arg("--input")
+            .arg(input)
+            .arg("--json"),
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let rec: serde_json::Value = serde_json::from_str(l).unwrap();
+            serde_json::from_value(rec["ids"].clone()).unwrap()
+        })
+        .collect()
+}
+
+/// The command prints exactly the reference ids: UER-py's for the char vocab and the
+/// sentencepiece model, transformers' with `--hf`, on the cases and the whole corpus.
+#[test]
+fn cli_tokenize_prints_uer_py_and_transformers_ids() {
+    let vocab = vocab_path();
+    let spm_model = spm_path();
+    let (vocab, spm_model) = (vocab.to_str().unwrap(), spm_model.to_str().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    // One case per line (the one with a line break inside cannot be a line).
+    let write = |name: &str, cases: &'static [Case]| {
+        let kept: Vec<&Case> = cases
+            .iter()
+            .filter(|c| !c.0.contains(['\n', '\r']))
+            .collect();
+        let path = dir.path().join(name);
+        let text: String = kept.iter().map(|c| format!("{}\n", c.0)).collect();
+        std::fs::write(&path, text).unwrap();
+        (path, kept)
+    };
+    let (bert_file, bert_cases) = write("bert.txt", BERT_CASES);
+    assert_eq!(bert_cases.len(), BERT_CASES.len() - 1);
+    let uer_ids = cli_ids(&["--vocab", vocab], &bert_file);
+    let hf_ids = cli_ids(&["--vocab", vocab, "--hf"], &bert_file);
+    for ((case, uer), hf) in bert_cases.iter().zip(&uer_ids).zip(&hf_ids) {
+        assert_eq!(uer, case.2, "UER-py ids of {:?}", case.0);
+        assert_eq!(hf, case.3, "transformers ids of {:?}", case.0);
+    }
+    assert_eq!(uer_ids.len(), bert_cases.len());
+    let (spm_file, spm_cases) = write("spm.txt", SPM_CASES);
+    let spm_ids = cli_ids(&["--spm", spm_model], &spm_file);
+    assert_eq!(spm_ids.len(), spm_cases.len());
+    for (case, ids) in spm_cases.iter().zip(&spm_ids) {
+        assert_eq!(ids, case.2, "UER-py sentencepiece ids of {:?}", case.0);
+    }
+
+    let corpus = common::shared().join("data/corpora/CLUECorpusSmall_sampled.txt");
+    let check = |args: &[&str], reference: &str, column: usize| {
+        let ids = cli_ids(args, &corpus);
+        assert!(ids.len() > 2000);
+        let bad: Vec<usize> = ids
+            .iter()
+            .zip(reference.lines())
+            .enumerate()
+            .filter(|(_, (ids, want))| want.split(' ').nth(column) != Some(&digest(ids)))
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(bad, Vec::<usize>::new(), "{args:?}: corpus lines differing");
+    };
+    let bert_ref = include_str!("data/tokenizer/corpus_bert.txt");
+    check(&["--vocab", vocab], bert_ref, 0);
+    check(&["--vocab", vocab, "--hf"], bert_ref, 1);
+    check(
+        &["--spm", spm_model],
+        include_str!("data/tokenizer/corpus_spm.txt"),
+        0,
+    );
+}
+
+/// `tokenize --output` writes what `forward --input` reads: the bert_v1 fixture runs on it
+/// and gives the same hidden states as the library on run_classifier's input.
+#[test]
+fn cli_tokenize_output_feeds_forward() {
+    use uerzoo::checkpoint::Checkpoint;
+    use uerzoo::model::{self, DeviceSpec, tasks::Batch};
+    let f = common::uer_fixture("bert_v1");
+    let dir = tempfile::tempdir().unwrap();
+    let texts = ["我爱北京天安门。", "今天天气很好", "北京是[MASK]国的首都"];
+    let input = dir.path().join("texts.txt");
+    std::fs::write(&input, texts.join("\n")).unwrap();
+    let ids_file = dir.path().join("ids.safetensors");
+    common::run_ok(
+        std::process::Command::new(common::uerzoo_bin())
+            .arg("tokenize")
+            .arg(f.join("uer_model.bin"))
+            .arg("--input")
+            .arg(&input)
+            .args(["--seq-length", "16", "--output"])
+            .arg(&ids_file),
+    );
+    let out_file = dir.path().join("out.safetensors");
+    common::run_ok(
+        std::process::Command::new(common::uerzoo_bin())
+            .arg("forward")
+            .arg(f.join("uer_model.bin"))
+            .arg("--config")
+            .arg(f.join("uer_config.json"))
+            .arg("--input")
+            .arg(&ids_file)
+            .arg("--output")
+            .arg(&out_file),
+    );
+    let tok = Tokenizer::from_vocab_file(f.join("vocab.txt"), TokenizerOptions::uer()).unwrap();
+    let (mut ids, mut segment) = (Vec::new(), Vec::new());
+    for text in texts {
+        let e = tok.encode_single_with_sep(text, 16);
+        ids.extend(e.ids.iter().map(|&i| i64::from(i)));
+        segment.extend(e.segments.iter().map(|&s| i64::from(s)));
+    }
+    let written = Checkpoint::open(&ids_file).unwrap();
+    assert_eq!(written.get("input_ids").unwrap().shape, [3, 16]);
+    assert_eq!(written.get("input_ids").unwrap().to_i64_vec().unwrap(), ids);
+    assert_eq!(
+        written.get("segment").unwrap().to_i64_vec().unwrap(),
+        segment
+    );
+    let opened =
+        model::open::open_model(&f.join("uer_model.bin"), Some(&f.join("uer_config.json")))
+            .unwrap();
+    let batch = Batch {
+        ids,
+        segment,
+        batch: 3,
+        seq: 16,
+    };
+    let expected = model::tasks::forward(&opened, &batch, DeviceSpec::Cpu).unwrap();
+    let got = Checkpoint::open(&out_file).unwrap();
+    let hidden = got.get("hidden").unwrap();
+    assert_eq!(hidden.shape, expected.hidden.shape);
+    assert_eq!(
+        hidden.to_f32_vec(),
+        expected.hidden.values,
+        "same ids, same hidden states"
+    );
+}
+
+#[test]
+fn cli_tokenize_errors_explain_themselves() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.txt");
+    std::fs::write(&empty, "").unwrap();
+    let vocab = vocab_path();
+    let run = |args: &[&std::ffi::OsStr]| {
+        std::process::Command::new(common::uerzoo_bin())
+            .arg("tokenize")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let os = |s: &str| std::ffi::OsString::from(s);
+    let cases: Vec<(Vec<std::ffi::OsString>, &str)> = vec![
+        (
+            vec![
+                os("--vocab"),
+                vocab.clone().into(),
+                os("--input"),
+                empty.clone().into(),
+            ],
+            "empty.txt is empty; put one text per line",
+        ),
+        (
+            vec![os("--vocab"), vocab.clone().into()],
+            "nothing to tokenize: give TEXT or --input FILE",
+        ),
+        (
+            vec![os("--spm"), spm_path().into(), os("--hf"), os("好")],
+            "cannot be used with",
+        ),
+        (
+            vec![dir.path().into(), os("好")],
+            "no vocab.txt or spiece.model in",
+        ),
+        (
+            vec![
+                os("--vocab"),
+                vocab.clone().into(),
+                os("好"),
+                os("--seq-length"),
+                os("0"),
+            ],
+            "--seq-length 0: expected at least 1",
+        ),
+    ];
+    for (args, message) in cases {
+        let refs: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+        let out = run(&refs);
+        assert!(!out.status.success(), "{args:?} should fail");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(message), "{args:?}: stderr was {stderr}");
+    }
+}
