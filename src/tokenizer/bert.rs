@@ -58,12 +58,12 @@ fn is_bert_control(c: char) -> bool {
 }
 
 /// `_is_punctuation` of the BERT code: all non-alphanumeric ASCII, and Unicode P*.
-pub(crate) fn is_bert_punctuation(c: char) -> bool {
+pub fn is_bert_punctuation(c: char) -> bool {
     matches!(c as u32, 33..=47 | 58..=64 | 91..=96 | 123..=126) || c.is_punctuation()
 }
 
-/// `_is_chinese_char`: the CJK ideograph blocks.
-fn is_cjk(c: char) -> bool {
+/// `_is_chinese_char` of the BERT code: the CJK ideograph blocks.
+pub fn is_cjk(c: char) -> bool {
     matches!(c as u32,
         0x4E00..=0x9FFF
         | 0x3400..=0x4DBF

@@ -23,7 +23,7 @@ mod spm;
 
 use std::path::{Path, PathBuf};
 
-pub use bert::{BasicTokenizer, BertTokenizer, Vocab};
+pub use bert::{BasicTokenizer, BertTokenizer, Vocab, is_bert_punctuation, is_cjk};
 pub use proto::PieceType;
 pub use spm::{SPACE_SYMBOL, SpmTokenizer};
 
