@@ -556,3 +556,423 @@ fn cli_registry_name_not_cached_says_download() {
         "{stderr}"
     );
 }
+
+/// 50 upper lines, some with punctuation inside.
+const UPPER_LINES: &[&str] = &[
+    "白日依山尽",
+    "春风得意，马蹄疾",
+    "丹枫江冷人初去",
+    "天增岁月人增寿",
+    "海阔凭鱼跃",
+    "一帆风顺年年好",
+    "家和万事兴",
+    "书山有路勤为径",
+    "松竹梅岁寒三友",
+    "日月同辉，山河共寿",
+    "风调雨顺",
+    "福如东海长流水",
+    "春回大地，万象更新",
+    "花开富贵",
+    "国泰民安，人寿年丰",
+    "明月松间照",
+    "清泉石上流，竹喧归浣女",
+    "百年好合",
+    "千里莺啼绿映红",
+    "爆竹声中一岁除",
+    "事事如意，年年有余",
+    "江山如画",
+    "五湖四海皆春色",
+    "青山不老，绿水长存",
+    "大地回春",
+    "四海翻腾云水怒",
+    "一年四季春常在",
+    "门迎百福",
+    "喜气洋洋，人寿年丰",
+    "春满人间",
+    "莫等闲、白了少年头",
+    "天上众星皆拱北",
+    "岁岁平安",
+    "红梅含苞傲冬雪",
+    "鸟语花香，山清水秀",
+    "金玉满堂",
+    "水光潋滟晴方好",
+    "人勤春早",
+    "万里长城永不倒",
+    "好读书，不求甚解",
+    "风声雨声读书声",
+    "一元复始，万象更新",
+    "春江潮水连海平",
+    "竹报平安",
+    "和风细雨，春光明媚",
+    "东风化雨山山翠",
+    "瑞雪兆丰年",
+    "山高月小，水落石出",
+    "绿水青山，枕上诗书闲处好",
+    "欢度春节",
+];
+
+/// `uerzoo generate` on the gpt2_v1 fixture without a prompt option.
+fn generate_bare(f: &Path) -> Command {
+    let mut cmd = Command::new(common::uerzoo_bin());
+    cmd.arg("generate")
+        .arg(f.join("uer_model.bin"))
+        .arg("--config")
+        .arg(f.join("uer_config.json"))
+        .arg("--vocab")
+        .arg(f.join("vocab.txt"));
+    cmd
+}
+
+fn json_lines(out: &std::process::Output) -> Vec<serde_json::Value> {
+    String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The issue's acceptance: every lower line of the couplet preset has the upper line's
+/// length, its punctuation at the same places and Chinese characters elsewhere; candidates
+/// come best score first.
+#[test]
+fn cli_couplet_lower_lines_fit_their_upper_lines() {
+    assert_eq!(UPPER_LINES.len(), 50);
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("uppers.txt");
+    std::fs::write(&input, UPPER_LINES.join("\n")).unwrap();
+    let out = common::run_ok(
+        generate_bare(&f)
+            .arg("--input")
+            .arg(&input)
+            .args(["--preset", "couplet", "--max-length", "40", "--seed", "8"])
+            .args(["--num-return", "2", "--json"]),
+    );
+    let records = json_lines(&out);
+    assert_eq!(records.len(), 100);
+    for (pair, upper) in records.chunks(2).zip(UPPER_LINES) {
+        for rec in pair {
+            assert_eq!(rec["prompt"], *upper);
+            let lower: Vec<char> = rec["continuation"].as_str().unwrap().chars().collect();
+            let upper: Vec<char> = upper.chars().collect();
+            assert_eq!(lower.len(), upper.len(), "{rec}");
+            for (u, l) in upper.iter().zip(&lower) {
+                if uerzoo::tokenizer::is_bert_punctuation(*u) {
+                    assert_eq!(u, l, "punctuation in place: {rec}");
+                } else {
+                    assert!(uerzoo::tokenizer::is_cjk(*l), "a Chinese character: {rec}");
+                }
+            }
+            assert_eq!(
+                rec["stop"], "StopToken",
+                "ends exactly at the length: {rec}"
+            );
+        }
+        let scores: Vec<f64> = pair.iter().map(|r| r["score"].as_f64().unwrap()).collect();
+        assert!(scores[0] >= scores[1], "ranked best first: {scores:?}");
+        assert!(
+            scores.iter().all(|s| s.is_finite() && *s < 0.0),
+            "{scores:?}"
+        );
+    }
+}
+
+/// The issue's example printed an empty lower line; now it is five characters.
+#[test]
+fn cli_couplet_example_of_the_issue_has_a_five_character_lower_line() {
+    let f = fixture();
+    let out = common::run_ok(
+        generate_cmd(&f, "白日依山尽", 30).args(["--preset", "couplet", "--seed", "8"]),
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let (upper, lower) = stdout.trim_end().split_once(" - ").unwrap();
+    assert_eq!(upper, "白日依山尽");
+    assert_eq!(lower.chars().count(), 5, "{stdout}");
+    assert!(lower.chars().all(uerzoo::tokenizer::is_cjk), "{stdout}");
+}
+
+/// `--line-length 5`: every generated line is 5 Chinese characters and a line end.
+#[test]
+fn cli_poem_line_length_keeps_lines_of_five() {
+    let f = fixture();
+    let out = common::run_ok(generate_cmd(&f, "梅山如积翠，", 45).args([
+        "--preset",
+        "poem",
+        "--line-length",
+        "5",
+        "--seed",
+        "3",
+        "--json",
+    ]));
+    let rec = &json_lines(&out)[0];
+    let text = rec["continuation"].as_str().unwrap();
+    let ends = uerzoo::generate::constraint::LINE_ENDS;
+    let mut lines = 0;
+    let mut rest = text;
+    while let Some((i, c)) = rest
+        .char_indices()
+        .find(|(_, c)| ends.contains(&c.to_string().as_str()))
+    {
+        let line = &rest[..i];
+        assert_eq!(line.chars().count(), 5, "{text}");
+        assert!(line.chars().all(uerzoo::tokenizer::is_cjk), "{text}");
+        rest = &rest[i + c.len_utf8()..];
+        lines += 1;
+    }
+    // The last line may be cut by --max-length.
+    assert!(rest.chars().count() < 5, "{text}");
+    assert!(lines >= 3, "{text}");
+}
+
+/// 50 prompts through `--input` equal 50 runs of `--prompt`, seed for seed: printed,
+/// in UER-py's prediction layout (`--output`) and as JSON lines.
+#[test]
+fn cli_input_of_50_prompts_equals_50_single_runs() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let prompts: Vec<String> = UPPER_LINES.iter().map(|l| format!("{l}。")).collect();
+    let input = dir.path().join("prompts.txt");
+    std::fs::write(&input, prompts.join("\n") + "\n").unwrap();
+    let sampling = [
+        "--top-k",
+        "20",
+        "--seed",
+        "11",
+        "--max-length",
+        "24",
+        "--num-return",
+        "2",
+    ];
+    let batch = common::run_ok(generate_bare(&f).arg("--input").arg(&input).args(sampling));
+    let batch_file = dir.path().join("batch.txt");
+    common::run_ok(
+        generate_bare(&f)
+            .arg("--input")
+            .arg(&input)
+            .args(sampling)
+            .arg("--output")
+            .arg(&batch_file),
+    );
+    let json = common::run_ok(
+        generate_bare(&f)
+            .arg("--input")
+            .arg(&input)
+            .args(sampling)
+            .arg("--json"),
+    );
+    let mut singles = String::new();
+    let mut single_files = String::new();
+    let single_file = dir.path().join("single.txt");
+    for p in &prompts {
+        let out = common::run_ok(generate_bare(&f).args(["--prompt", p]).args(sampling));
+        singles.push_str(&String::from_utf8(out.stdout).unwrap());
+        common::run_ok(
+            generate_bare(&f)
+                .args(["--prompt", p])
+                .args(sampling)
+                .arg("--output")
+                .arg(&single_file),
+        );
+        single_files.push_str(&std::fs::read_to_string(&single_file).unwrap());
+    }
+    let batch = String::from_utf8(batch.stdout).unwrap();
+    assert_eq!(batch.lines().count(), 100);
+    assert_eq!(batch, singles);
+    let layout = std::fs::read_to_string(&batch_file).unwrap();
+    assert_eq!(layout, single_files);
+    // UER-py's layout: the prompt line, then each sequence's tokens, [CLS] first.
+    let lines: Vec<&str> = layout.lines().collect();
+    assert_eq!(lines.len(), 150);
+    assert_eq!(lines[0], prompts[0]);
+    assert!(
+        lines[1].starts_with(&format!("[CLS]{}", prompts[0])),
+        "{}",
+        lines[1]
+    );
+    let records = json_lines(&json);
+    assert_eq!(records.len(), 100);
+    for (rec, line) in records.iter().zip(batch.lines()) {
+        assert_eq!(rec["text"], line);
+    }
+    assert_eq!(records[2]["prompt"], prompts[1]);
+}
+
+#[test]
+fn cli_prompt_dash_reads_stdin_and_reports_tokens_per_second() {
+    use std::io::Write as _;
+    let f = fixture();
+    let args = ["--seed", "4", "--max-length", "20"];
+    let direct = common::run_ok(
+        generate_bare(&f)
+            .args(["--prompt", "今天天气很好"])
+            .args(args),
+    );
+    let mut child = generate_bare(&f)
+        .args(["--prompt", "-"])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all("今天天气很好\n".as_bytes())
+        .unwrap();
+    let piped = child.wait_with_output().unwrap();
+    assert!(piped.status.success());
+    assert_eq!(piped.stdout, direct.stdout);
+    let stderr = String::from_utf8(piped.stderr).unwrap();
+    assert!(
+        stderr.contains("generated 13 tokens for 1 prompt in"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("tokens/s"), "{stderr}");
+}
+
+#[test]
+fn cli_warns_of_unknown_prompt_text_and_explains_bad_inputs() {
+    let f = fixture();
+    let out = common::run_ok(generate_cmd(&f, "今天😀天气", 20).args(["--seed", "1"]));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("warning: the prompt: `😀` (characters 2..3) is not in the vocabulary"),
+        "{stderr}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.txt");
+    std::fs::write(&empty, "").unwrap();
+    let gap = dir.path().join("gap.txt");
+    std::fs::write(&gap, "今天\n\n天气\n").unwrap();
+    let fails = |cmd: &mut Command, message: &str| {
+        let out = cmd.output().unwrap();
+        assert!(!out.status.success(), "{cmd:?} should fail");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(message), "{cmd:?}: stderr was {stderr}");
+    };
+    fails(
+        generate_bare(&f).arg("--input").arg(&empty),
+        "empty.txt has no prompts; put one prompt per line",
+    );
+    fails(
+        generate_bare(&f).arg("--input").arg(&gap),
+        "gap.txt line 2 is empty; write a prompt there or remove the line",
+    );
+    fails(
+        generate_cmd(&f, "丹枫江冷人初去", 12).args(["--preset", "couplet"]),
+        "the prompt: --max-length 12 leaves room for 3 of the lower line's 7 characters ([CLS] and the prompt take 9); use --max-length 17 or more",
+    );
+    fails(
+        generate_cmd(&f, "丹枫江冷人初去", 30).args(["--preset", "couplet", "--line-length", "5"]),
+        "--line-length is for poems",
+    );
+    fails(
+        generate_cmd(&f, "梅山如积翠", 30).args(["--line-length", "4"]),
+        "the prompt's last line has 5 characters, more than --line-length 4",
+    );
+}
+
+/// The constraint as data: a couplet's rules follow the upper line; masks leave only what
+/// the rule allows.
+#[test]
+fn couplet_constraint_rules_follow_the_upper_line() {
+    use uerzoo::generate::constraint::{Class, Constraint, Rule};
+    let tok = fixture_tokenizer();
+    let c = Constraint::match_line(&tok, "春风，马蹄").unwrap();
+    let comma = tok.token_to_id("，").unwrap();
+    let rules: Vec<Rule> = (0..6).map(|n| c.rule(&vec![0; n])).collect();
+    assert_eq!(
+        rules,
+        [
+            Rule::Class(Class::Hanzi),
+            Rule::Class(Class::Hanzi),
+            Rule::Token(comma),
+            Rule::Class(Class::Hanzi),
+            Rule::Class(Class::Hanzi),
+            Rule::Stop
+        ]
+    );
+    assert_eq!(c.min_new_tokens(), Some(5));
+    let mut logits = vec![0.0f32; tok.vocab_size()];
+    c.apply(&mut logits, &[1, 2]);
+    let alive: Vec<usize> = (0..logits.len())
+        .filter(|&i| logits[i].is_finite())
+        .collect();
+    assert_eq!(alive, [comma as usize]);
+    let mut logits = vec![0.0f32; tok.vocab_size()];
+    c.apply(&mut logits, &[]);
+    for (id, l) in logits.iter().enumerate() {
+        let token = tok.id_to_token(id as u32).unwrap();
+        let one_hanzi = token.chars().count() == 1 && token.chars().all(uerzoo::tokenizer::is_cjk);
+        assert_eq!(l.is_finite(), one_hanzi, "{token}");
+    }
+    let mut logits = vec![0.0f32; tok.vocab_size()];
+    c.apply(&mut logits, &[1, 2, 3, 4, 5]);
+    let alive: Vec<usize> = (0..logits.len())
+        .filter(|&i| logits[i].is_finite())
+        .collect();
+    assert_eq!(alive, [tok.sep_id() as usize]);
+    assert!(Constraint::match_line(&tok, "  ").is_err());
+    // Poems: the prompt's open line counts; a stop may follow 。 only.
+    let p = Constraint::lines(&tok, 5, "梅山如").unwrap();
+    let hanzi = tok.token_to_id("山").unwrap();
+    let full_stop = tok.token_to_id("。").unwrap();
+    assert_eq!(p.rule(&[hanzi]), Rule::Class(Class::Hanzi));
+    assert_eq!(p.rule(&[hanzi, hanzi]), Rule::Class(Class::LineEnd));
+    assert_eq!(p.rule(&[hanzi, hanzi, comma]), Rule::Class(Class::Hanzi));
+    assert_eq!(
+        p.rule(&[hanzi, hanzi, full_stop]),
+        Rule::ClassOrStop(Class::Hanzi)
+    );
+}
+
+/// The library's batch runner equals one run per job.
+#[test]
+fn generate_many_equals_single_runs() {
+    let tok = fixture_tokenizer();
+    let f = fixture();
+    let opened =
+        uerzoo::model::open::open_model(&f.join("uer_model.bin"), Some(&f.join("uer_config.json")))
+            .unwrap();
+    let model = fixture_model();
+    let couplet = Preset::get("couplet").unwrap();
+    let jobs: Vec<generate::Job> = ["白日依山尽", "春风得意，马蹄疾", "今天天气很好"]
+        .iter()
+        .enumerate()
+        .map(|(i, text)| generate::Job {
+            prompt: generate::prompt_ids(&tok, &couplet.format_prompt(text)),
+            opts: GenerateOptions {
+                max_length: 30,
+                seed: 5,
+                num_return: 2,
+                stop_id: Some(tok.sep_id()),
+                ..GenerateOptions::default()
+            },
+            constraint: (i < 2).then(|| generate::Constraint::match_line(&tok, text).unwrap()),
+        })
+        .collect();
+    let mut seen = 0;
+    let many = generate::generate_many(
+        &opened,
+        &jobs,
+        uerzoo::model::DeviceSpec::Cpu,
+        &mut |_, _, _| seen += 1,
+    )
+    .unwrap();
+    assert_eq!(seen, many.new_tokens());
+    for (job, got) in jobs.iter().zip(&many.sequences) {
+        let alone = generate::generate_constrained(
+            &model,
+            &job.prompt,
+            &job.opts,
+            job.constraint.as_ref(),
+            &mut |_, _| {},
+        )
+        .unwrap();
+        assert_eq!(*got, alone);
+        let scores = |g: &[generate::Generated]| g.iter().map(|g| g.score).collect::<Vec<_>>();
+        assert_eq!(scores(got), scores(&alone), "same path, same score");
+    }
+}

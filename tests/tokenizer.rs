@@ -15,7 +15,7 @@ mod common;
 use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
-use uerzoo::tokenizer::{Encoded, Segment, Tokenizer, TokenizerError, TokenizerOptions};
+use uerzoo::tokenizer::{Encoded, Segment, TokenSpan, Tokenizer, TokenizerError, TokenizerOptions};
 
 fn vocab_path() -> PathBuf {
     common::vocab("google_zh_vocab.txt")
@@ -700,4 +700,381 @@ fn spm_fill_mask_path_keeps_mask_like_uer_py() {
 fn tokenizer_is_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Tokenizer>();
+}
+
+/// (start, end) of each token: character offsets into the text.
+fn offsets(spans: &[TokenSpan]) -> Vec<(usize, usize)> {
+    spans.iter().map(|t| (t.start, t.end)).collect()
+}
+
+fn pairs(spans: Vec<TokenSpan>) -> Vec<(String, u32)> {
+    spans.into_iter().map(|t| (t.token, t.id)).collect()
+}
+
+#[test]
+fn offsets_name_the_characters_each_token_came_from() {
+    let (uer, hf, sp) = (uer_bert(), hf_bert(), spm());
+    let bert = uer.tokenize_with_offsets("我爱北京天安门。");
+    assert_eq!(
+        offsets(&bert),
+        (0..8).map(|i| (i, i + 1)).collect::<Vec<_>>()
+    );
+    // Lower-casing and accent stripping keep each character where it was.
+    assert_eq!(
+        offsets(&uer.tokenize_with_offsets("Café Déjà vu")),
+        [(0, 4), (5, 7), (7, 9), (10, 11), (11, 12)]
+    );
+    // UER-py splits [MASK]; transformers keeps it whole.
+    let text = "北京是[MASK]国";
+    assert_eq!(
+        offsets(&uer.tokenize_with_offsets(text)),
+        [
+            (0, 1),
+            (1, 2),
+            (2, 3),
+            (3, 4),
+            (4, 6),
+            (6, 8),
+            (8, 9),
+            (9, 10)
+        ]
+    );
+    let whole = hf.tokenize_with_specials_offsets(text);
+    assert_eq!((whole[3].id, whole[3].start, whole[3].end), (103, 3, 9));
+    assert_eq!((whole[4].start, whole[4].end), (9, 10));
+    // A word WordPiece cannot match is one [UNK] over the whole word.
+    let text = "今天天气真好😀👍🏻，我们";
+    let spans = uer.tokenize_with_offsets(text);
+    assert_eq!((spans[6].id, spans[6].start, spans[6].end), (100, 6, 9));
+    let unknown = uer.unknowns(text, &spans);
+    assert_eq!(unknown.len(), 1);
+    assert_eq!(
+        (unknown[0].text.as_str(), unknown[0].start, unknown[0].end),
+        ("😀👍🏻", 6, 9)
+    );
+    // A [UNK] written in the text is not reported.
+    let written = hf.tokenize_with_specials_offsets("好[UNK]");
+    assert!(hf.unknowns("好[UNK]", &written).is_empty());
+    // Sentencepiece: the dummy `▁` adds no character, an escaped blank is its blank;
+    // NFKC-mapped characters keep theirs.
+    let text = "最近一趟去北京的[MASK]几点发车";
+    assert_eq!(
+        offsets(&sp.tokenize_with_offsets(text)),
+        [(0, 2), (2, 4), (4, 7), (7, 8), (8, 14), (14, 16), (16, 18)]
+    );
+    let spans = sp.tokenize_with_offsets("ＡＢＣ１２３，ｈｅｌｌｏ Café");
+    assert_eq!(
+        offsets(&spans),
+        [
+            (0, 0),
+            (0, 3),
+            (3, 6),
+            (6, 7),
+            (7, 12),
+            (12, 14),
+            (14, 16),
+            (16, 17)
+        ]
+    );
+    // UER-py's digit-comma rule re-encodes the piece: offsets follow the parts.
+    let text = "第1。2，3。1，还有?1,结尾";
+    let spans = sp.tokenize_with_offsets(text);
+    assert_eq!(pairs(spans.clone()), sp.tokenize_with_ids(text));
+    for t in &spans {
+        assert!(t.start <= t.end && t.end <= text.chars().count(), "{t:?}");
+    }
+}
+
+/// Every token of the offset path is the token of the plain path (so the ids are UER-py's
+/// and transformers' exactly), over the reference cases, the corpus and the tricky strings;
+/// and each token's characters are the text's characters at its offsets, normalized.
+#[test]
+fn offset_path_gives_the_same_tokens_everywhere() {
+    let (uer, hf, sp) = (uer_bert(), hf_bert(), spm());
+    let corpus =
+        std::fs::read_to_string(common::shared().join("data/corpora/CLUECorpusSmall_sampled.txt"))
+            .unwrap();
+    let tricky: Vec<String> = include_str!("data/tokenizer/tricky.jsonl")
+        .lines()
+        .map(|l| {
+            let rec: serde_json::Value = serde_json::from_str(l).unwrap();
+            rec["text"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    let texts: Vec<&str> = BERT_CASES
+        .iter()
+        .chain(SPM_CASES)
+        .map(|c| c.0)
+        .chain(corpus.split('\n'))
+        .chain(tricky.iter().map(String::as_str))
+        .collect();
+    let basic = uer.as_bert().unwrap();
+    let mut misplaced = Vec::new();
+    for text in &texts {
+        let spans = uer.tokenize_with_offsets(text);
+        assert_eq!(
+            pairs(spans.clone()),
+            uer.tokenize_with_ids(text),
+            "{text:?}"
+        );
+        assert_eq!(
+            pairs(hf.tokenize_with_specials_offsets(text)),
+            hf.tokenize_with_specials(text),
+            "{text:?}"
+        );
+        let sp_spans = sp.tokenize_with_offsets(text);
+        assert_eq!(
+            pairs(sp_spans.clone()),
+            sp.tokenize_with_ids(text),
+            "{text:?}"
+        );
+        let chars: Vec<char> = text.chars().collect();
+        for t in spans.iter().chain(&sp_spans) {
+            assert!(t.start <= t.end && t.end <= chars.len(), "{text:?} {t:?}");
+        }
+        for t in spans.iter().filter(|t| t.id != uer.unk_id()) {
+            let source: String = chars[t.start..t.end].iter().collect();
+            // A Hangul syllable decomposes into several jamo tokens, each inside it; a Σ
+            // alone lower-cases to σ, at a word's end to ς.
+            let normalized = basic.basic_tokenize(&source).concat().replace('ς', "σ");
+            if !normalized.contains(&t.token.trim_start_matches("##").replace('ς', "σ")) {
+                misplaced.push(format!("{text:?}: {t:?} over {source:?}"));
+            }
+        }
+    }
+    assert!(texts.len() > 3500);
+    assert!(
+        misplaced.is_empty(),
+        "{:#?}",
+        &misplaced[..misplaced.len().min(20)]
+    );
+}
+
+#[test]
+fn model_input_is_run_classifiers_with_offsets() {
+    let tok = uer_bert();
+    let a = tok.tokenize_with_offsets("我爱");
+    let b = tok.tokenize_with_offsets("你");
+    let input = tok.model_input(&a, Some(&b), Some(8));
+    let pair = tok.encode_pair("我爱", "你", 8);
+    assert_eq!(input.ids(), pair.ids);
+    assert_eq!(input.segments, pair.segments);
+    assert_eq!(
+        offsets(&input.tokens),
+        [
+            (0, 0),
+            (0, 1),
+            (1, 2),
+            (0, 0),
+            (0, 1),
+            (0, 0),
+            (0, 0),
+            (0, 0)
+        ]
+    );
+    let single = tok.model_input(&a, None, None);
+    assert_eq!(single.ids(), tok.encode_single_with_sep("我爱", 4).ids);
+    let cut = tok.model_input(&a, None, Some(2));
+    assert_eq!(cut.ids(), [101, 2769]);
+}
+
+/// `uerzoo tokenize ARGS --input FILE --json`: the `ids` of every line.
+fn cli_ids(args: &[&str], input: &std::path::Path) -> Vec<Vec<u32>> {
+    let out = common::run_ok(
+        std::process::Command::new(common::uerzoo_bin())
+            .arg("tokenize")
+            .args(args)
+            .arg("--input")
+            .arg(input)
+            .arg("--json"),
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let rec: serde_json::Value = serde_json::from_str(l).unwrap();
+            serde_json::from_value(rec["ids"].clone()).unwrap()
+        })
+        .collect()
+}
+
+/// The command prints exactly the reference ids: UER-py's for the char vocab and the
+/// sentencepiece model, transformers' with `--hf`, on the cases and the whole corpus.
+#[test]
+fn cli_tokenize_prints_uer_py_and_transformers_ids() {
+    let vocab = vocab_path();
+    let spm_model = spm_path();
+    let (vocab, spm_model) = (vocab.to_str().unwrap(), spm_model.to_str().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    // One case per line (the one with a line break inside cannot be a line).
+    let write = |name: &str, cases: &'static [Case]| {
+        let kept: Vec<&Case> = cases
+            .iter()
+            .filter(|c| !c.0.contains(['\n', '\r']))
+            .collect();
+        let path = dir.path().join(name);
+        let text: String = kept.iter().map(|c| format!("{}\n", c.0)).collect();
+        std::fs::write(&path, text).unwrap();
+        (path, kept)
+    };
+    let (bert_file, bert_cases) = write("bert.txt", BERT_CASES);
+    assert_eq!(bert_cases.len(), BERT_CASES.len() - 1);
+    let uer_ids = cli_ids(&["--vocab", vocab], &bert_file);
+    let hf_ids = cli_ids(&["--vocab", vocab, "--hf"], &bert_file);
+    for ((case, uer), hf) in bert_cases.iter().zip(&uer_ids).zip(&hf_ids) {
+        assert_eq!(uer, case.2, "UER-py ids of {:?}", case.0);
+        assert_eq!(hf, case.3, "transformers ids of {:?}", case.0);
+    }
+    assert_eq!(uer_ids.len(), bert_cases.len());
+    let (spm_file, spm_cases) = write("spm.txt", SPM_CASES);
+    let spm_ids = cli_ids(&["--spm", spm_model], &spm_file);
+    assert_eq!(spm_ids.len(), spm_cases.len());
+    for (case, ids) in spm_cases.iter().zip(&spm_ids) {
+        assert_eq!(ids, case.2, "UER-py sentencepiece ids of {:?}", case.0);
+    }
+
+    let corpus = common::shared().join("data/corpora/CLUECorpusSmall_sampled.txt");
+    let check = |args: &[&str], reference: &str, column: usize| {
+        let ids = cli_ids(args, &corpus);
+        assert!(ids.len() > 2000);
+        let bad: Vec<usize> = ids
+            .iter()
+            .zip(reference.lines())
+            .enumerate()
+            .filter(|(_, (ids, want))| want.split(' ').nth(column) != Some(&digest(ids)))
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(bad, Vec::<usize>::new(), "{args:?}: corpus lines differing");
+    };
+    let bert_ref = include_str!("data/tokenizer/corpus_bert.txt");
+    check(&["--vocab", vocab], bert_ref, 0);
+    check(&["--vocab", vocab, "--hf"], bert_ref, 1);
+    check(
+        &["--spm", spm_model],
+        include_str!("data/tokenizer/corpus_spm.txt"),
+        0,
+    );
+}
+
+/// `tokenize --output` writes what `forward --input` reads: the bert_v1 fixture runs on it
+/// and gives the same hidden states as the library on run_classifier's input.
+#[test]
+fn cli_tokenize_output_feeds_forward() {
+    use uerzoo::checkpoint::Checkpoint;
+    use uerzoo::model::{self, DeviceSpec, tasks::Batch};
+    let f = common::uer_fixture("bert_v1");
+    let dir = tempfile::tempdir().unwrap();
+    let texts = ["我爱北京天安门。", "今天天气很好", "北京是[MASK]国的首都"];
+    let input = dir.path().join("texts.txt");
+    std::fs::write(&input, texts.join("\n")).unwrap();
+    let ids_file = dir.path().join("ids.safetensors");
+    common::run_ok(
+        std::process::Command::new(common::uerzoo_bin())
+            .arg("tokenize")
+            .arg(f.join("uer_model.bin"))
+            .arg("--input")
+            .arg(&input)
+            .args(["--seq-length", "16", "--output"])
+            .arg(&ids_file),
+    );
+    let out_file = dir.path().join("out.safetensors");
+    common::run_ok(
+        std::process::Command::new(common::uerzoo_bin())
+            .arg("forward")
+            .arg(f.join("uer_model.bin"))
+            .arg("--config")
+            .arg(f.join("uer_config.json"))
+            .arg("--input")
+            .arg(&ids_file)
+            .arg("--output")
+            .arg(&out_file),
+    );
+    let tok = Tokenizer::from_vocab_file(f.join("vocab.txt"), TokenizerOptions::uer()).unwrap();
+    let (mut ids, mut segment) = (Vec::new(), Vec::new());
+    for text in texts {
+        let e = tok.encode_single_with_sep(text, 16);
+        ids.extend(e.ids.iter().map(|&i| i64::from(i)));
+        segment.extend(e.segments.iter().map(|&s| i64::from(s)));
+    }
+    let written = Checkpoint::open(&ids_file).unwrap();
+    assert_eq!(written.get("input_ids").unwrap().shape, [3, 16]);
+    assert_eq!(written.get("input_ids").unwrap().to_i64_vec().unwrap(), ids);
+    assert_eq!(
+        written.get("segment").unwrap().to_i64_vec().unwrap(),
+        segment
+    );
+    let opened =
+        model::open::open_model(&f.join("uer_model.bin"), Some(&f.join("uer_config.json")))
+            .unwrap();
+    let batch = Batch {
+        ids,
+        segment,
+        batch: 3,
+        seq: 16,
+    };
+    let expected = model::tasks::forward(&opened, &batch, DeviceSpec::Cpu).unwrap();
+    let got = Checkpoint::open(&out_file).unwrap();
+    let hidden = got.get("hidden").unwrap();
+    assert_eq!(hidden.shape, expected.hidden.shape);
+    assert_eq!(
+        hidden.to_f32_vec(),
+        expected.hidden.values,
+        "same ids, same hidden states"
+    );
+}
+
+#[test]
+fn cli_tokenize_errors_explain_themselves() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.txt");
+    std::fs::write(&empty, "").unwrap();
+    let vocab = vocab_path();
+    let run = |args: &[&std::ffi::OsStr]| {
+        std::process::Command::new(common::uerzoo_bin())
+            .arg("tokenize")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let os = |s: &str| std::ffi::OsString::from(s);
+    let cases: Vec<(Vec<std::ffi::OsString>, &str)> = vec![
+        (
+            vec![
+                os("--vocab"),
+                vocab.clone().into(),
+                os("--input"),
+                empty.clone().into(),
+            ],
+            "empty.txt is empty; put one text per line",
+        ),
+        (
+            vec![os("--vocab"), vocab.clone().into()],
+            "nothing to tokenize: give TEXT or --input FILE",
+        ),
+        (
+            vec![os("--spm"), spm_path().into(), os("--hf"), os("好")],
+            "cannot be used with",
+        ),
+        (
+            vec![dir.path().into(), os("好")],
+            "no vocab.txt or spiece.model in",
+        ),
+        (
+            vec![
+                os("--vocab"),
+                vocab.clone().into(),
+                os("好"),
+                os("--seq-length"),
+                os("0"),
+            ],
+            "--seq-length 0: expected at least 1",
+        ),
+    ];
+    for (args, message) in cases {
+        let refs: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+        let out = run(&refs);
+        assert!(!out.status.success(), "{args:?} should fail");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(message), "{args:?}: stderr was {stderr}");
+    }
 }

@@ -10,7 +10,7 @@ use uerzoo::tokenizer::{MASK_TOKEN, Tokenizer, TokenizerOptions};
 ///
 /// The text is tokenized with `[MASK]` and the other special tokens kept whole, wrapped in
 /// `[CLS] … [SEP]` (segment 1) and each mask's top-k tokens are printed with their
-/// probabilities.
+/// probabilities. Text outside the vocabulary (it becomes `[UNK]`) is warned of on stderr.
 ///
 /// Example: uerzoo fill-mask ./chinese_roberta_L-2_H-128 "北京是[MASK]国的首都。" --top-k 5
 #[derive(clap::Args)]
@@ -39,6 +39,12 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let opened = model::open::open_model(&args.model, args.config.as_deref())?;
     let tok = load_tokenizer(args.vocab.clone(), &opened)?;
+    for u in tok.unknowns(&args.text, &tok.tokenize_with_specials_offsets(&args.text)) {
+        eprintln!(
+            "warning: `{}` (characters {}..{}) is not in the vocabulary; the model sees [UNK]",
+            u.text, u.start, u.end
+        );
+    }
     let mut ids = vec![i64::from(tok.cls_id())];
     ids.extend(
         tok.encode_with_specials(&args.text)

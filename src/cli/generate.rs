@@ -2,12 +2,14 @@
 //! classical Chinese), as UER-py's generate_lm does, with a KV cache.
 
 use anyhow::Context;
-use std::io::Write;
-use std::path::PathBuf;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use uerzoo::generate::{self, GenerateOptions, Preset, Sampling, TextStream};
+use uerzoo::generate::{self, Constraint, GenerateOptions, Generated, Job, Preset, Sampling};
+use uerzoo::generate::{TextStream, preset::Cut};
 use uerzoo::model::{self, DeviceSpec};
 use uerzoo::registry::Registry;
+use uerzoo::tokenizer::Tokenizer;
 
 /// Generate text with a GPT-2 (UER-py's generate_lm: `[CLS]` + prompt, top-k/top-p sampling).
 ///
@@ -17,18 +19,48 @@ use uerzoo::registry::Registry;
 /// every token, `[CLS]` and the prompt included (UER-py's `--seq_length`).
 ///
 /// Presets: plain (text as is), poem (a first line, stops at [SEP]), couplet (the upper
-/// line; prints `upper - lower` with a lower line of the same length), lyric, ancient.
+/// line; prints `upper - lower`), lyric, ancient.
+///
+/// Couplets fit: the lower line is decoded with as many characters as the upper line, its
+/// punctuation at the same places and Chinese characters elsewhere (tokens that would break
+/// that are masked before sampling), and `--num-return` candidates come best first (the sum
+/// of the model's log-probabilities). `--line-length N` does the same for poems: lines of N
+/// characters, each ended by ，。！？；.
+///
+/// `--input prompts.txt` generates for every line (`-`: standard input), each with the same
+/// `--seed`, so a line gives what `--prompt LINE` gives; the model is loaded once.
+/// `--output FILE` writes UER-py generate_lm's `--prediction_path` layout (per prompt: the
+/// prompt line, then each generated sequence as its tokens joined, `[CLS]` first), or JSON
+/// lines with `--json`. `--prompt -` reads the prompt from standard input. Tokens per second
+/// are reported on stderr at the end; a prompt character outside the vocabulary is warned
+/// of (the model sees `[UNK]`).
 ///
 /// Example: uerzoo generate gpt2-chinese-couplet --prompt 丹枫江冷人初去 --num-return 3
+///
+/// Example: uerzoo generate gpt2-chinese-poem --input firsts.txt --line-length 7 --output poems.txt
 ///
 /// Example: uerzoo generate uer_model.bin --config uer_config.json --vocab vocab.txt --prompt 今天天气很好 --greedy --max-length 40
 #[derive(clap::Args)]
 pub struct Args {
     /// A UER `.bin`/`.safetensors`, a Huggingface directory, or a registry name.
     model: PathBuf,
-    /// The text to continue (for couplets the upper line, for poems the first line).
+    /// The text to continue (for couplets the upper line, for poems the first line); `-`
+    /// reads it from standard input.
+    #[arg(long, required_unless_present = "input", conflicts_with = "input")]
+    prompt: Option<String>,
+    /// A file of prompts, one a line (`-`: standard input).
     #[arg(long)]
-    prompt: String,
+    input: Option<PathBuf>,
+    /// Write the generations here (UER-py's `--prediction_path` layout; JSON lines with
+    /// `--json`) instead of printing them.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// One JSON object per generated sequence: prompt, text, continuation, ids, score, stop.
+    #[arg(long)]
+    json: bool,
+    /// Poems: lines of N Chinese characters, each ended by ，。！？； (e.g. 5 or 7).
+    #[arg(long, value_name = "N")]
+    line_length: Option<usize>,
     /// UER-py config JSON of the weights (default: beside them, or the registry's).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -69,7 +101,7 @@ pub struct Args {
     #[arg(long, default_value = "cpu")]
     device: DeviceSpec,
     /// Print tokens as they are generated.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["output", "json"])]
     stream: bool,
     /// Recompute the whole prefix for each token, as UER-py does (slow; for checking the cache).
     #[arg(long)]
@@ -90,6 +122,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         (None, Some(e)) => Preset::for_entry(&e.name),
         (None, None) => Preset::get("plain")?,
     };
+    if args.line_length.is_some() && preset.cut == Cut::MatchUpper {
+        anyhow::bail!(
+            "--line-length is for poems; a couplet's lower line takes the upper line's length"
+        );
+    }
     let card_sampling = card.map_or(Sampling::default(), |c| Sampling {
         top_k: c.top_k,
         top_p: c.top_p,
@@ -115,59 +152,231 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "--top-p 0: expected a probability in (0, 1], e.g. 0.9 (leave it out to turn nucleus sampling off)"
         );
     }
+    let prompts = read_prompts(&args)?;
     let opened = model::open::open_model(&args.model, args.config.as_deref())?;
     let tok = super::fill_mask::load_tokenizer(args.vocab.clone(), &opened)?;
     let positions =
         generate::positions(&opened).context("the weights have no position embedding")?;
-    let prompt = generate::prompt_ids(&tok, &preset.format_prompt(&args.prompt));
-    let max_new_tokens = [
-        args.max_new_tokens,
-        preset.new_token_limit(&tok, &args.prompt),
-    ]
-    .into_iter()
-    .flatten()
-    .min();
     let seed = args.seed.unwrap_or_else(clock_seed);
-    let opts = GenerateOptions {
-        max_length: args
-            .max_length
-            .unwrap_or_else(|| card.map_or(128, |c| c.max_length).min(positions)),
-        max_new_tokens,
-        sampling,
-        seed,
-        num_return: args.num_return,
-        stop_id: preset.stop_at_sep.then(|| tok.sep_id()),
-        use_cache: !args.no_cache,
-    };
-    opts.validate(positions)?;
+    let max_length = args
+        .max_length
+        .unwrap_or_else(|| card.map_or(128, |c| c.max_length).min(positions));
+    let mut jobs = Vec::with_capacity(prompts.len());
+    for (text, origin) in &prompts {
+        warn_unknown(&tok, text, origin);
+        let prompt = generate::prompt_ids(&tok, &preset.format_prompt(text));
+        let constraint = match (preset.cut, args.line_length) {
+            (Cut::MatchUpper, _) => Some(Constraint::match_line(&tok, preset.user_text(text))?),
+            (_, Some(n)) => Some(Constraint::lines(&tok, n, preset.user_text(text))?),
+            _ => None,
+        };
+        let limit = if constraint.is_some() {
+            None
+        } else {
+            preset.new_token_limit(&tok, text)
+        };
+        let opts = GenerateOptions {
+            max_length,
+            max_new_tokens: [args.max_new_tokens, limit].into_iter().flatten().min(),
+            sampling,
+            seed,
+            num_return: args.num_return,
+            stop_id: (preset.stop_at_sep || constraint.is_some()).then(|| tok.sep_id()),
+            use_cache: !args.no_cache,
+        };
+        opts.validate(positions)?;
+        check_room(&opts, prompt.len(), constraint.as_ref(), origin)?;
+        jobs.push(Job {
+            prompt,
+            opts,
+            constraint,
+        });
+    }
     if args.seed.is_none() && sampling.top_k != 1 {
         eprintln!("seed {seed} (pass --seed {seed} to repeat this output)");
     }
     let mut streams: Vec<TextStream> = Vec::new();
-    let mut on_token = |n: usize, id: u32| {
+    let mut current = (usize::MAX, usize::MAX);
+    let mut on_token = |j: usize, n: usize, id: u32| {
         if !args.stream {
             return;
         }
         let mut out = std::io::stdout().lock();
-        if n == streams.len() {
-            if n > 0 {
+        if (j, n) != current {
+            if current.0 != usize::MAX {
                 let _ = writeln!(out);
             }
-            let _ = write!(out, "{}", preset.render(&tok, &args.prompt, &[]));
+            let _ = write!(out, "{}", preset.render(&tok, &prompts[j].0, &[]));
             streams.push(TextStream::default());
+            current = (j, n);
         }
-        let _ = write!(out, "{}", streams[n].push(&tok, id));
+        if let Some(s) = streams.last_mut() {
+            let _ = write!(out, "{}", s.push(&tok, id));
+        }
         let _ = out.flush();
     };
-    let results = generate::generate_opened(&opened, &prompt, &opts, args.device, &mut on_token)?;
-    if streams.is_empty() {
-        for g in &results {
-            println!("{}", preset.render(&tok, &args.prompt, g.continuation()));
+    let mut result = generate::generate_many(&opened, &jobs, args.device, &mut on_token)?;
+    for (job, seqs) in jobs.iter().zip(result.sequences.iter_mut()) {
+        if job.constraint.is_some() {
+            generate::rank(seqs);
         }
-    } else {
-        println!();
     }
+    let texts: Vec<&str> = prompts.iter().map(|(t, _)| t.as_str()).collect();
+    write_results(
+        &args,
+        preset,
+        &tok,
+        &texts,
+        &result.sequences,
+        !streams.is_empty(),
+    )?;
+    let tokens = result.new_tokens();
+    let secs = result.decode.as_secs_f64();
+    eprintln!(
+        "generated {tokens} tokens for {} prompt{} in {secs:.2} s ({:.1} tokens/s; loading {:.2} s)",
+        prompts.len(),
+        if prompts.len() == 1 { "" } else { "s" },
+        if secs > 0.0 {
+            tokens as f64 / secs
+        } else {
+            0.0
+        },
+        result.load.as_secs_f64()
+    );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The prompts with where each came from (for messages): `--prompt TEXT`, `--prompt -`
+/// (standard input, one prompt), or the lines of `--input`.
+fn read_prompts(args: &Args) -> anyhow::Result<Vec<(String, String)>> {
+    let stdin = || -> anyhow::Result<String> {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading standard input")?;
+        Ok(s)
+    };
+    if let Some(p) = &args.prompt {
+        let text = if p == "-" {
+            stdin()?.trim().to_owned()
+        } else {
+            p.clone()
+        };
+        anyhow::ensure!(
+            !text.trim().is_empty(),
+            "the prompt is empty; give the text to continue"
+        );
+        return Ok(vec![(text, "the prompt".to_owned())]);
+    }
+    let file = args.input.as_deref().unwrap_or(Path::new("-"));
+    let content = if file == Path::new("-") {
+        stdin()?
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
+    };
+    let mut prompts = Vec::new();
+    for (n, line) in content.lines().enumerate() {
+        let text = line.trim();
+        anyhow::ensure!(
+            !text.is_empty(),
+            "{} line {} is empty; write a prompt there or remove the line",
+            file.display(),
+            n + 1
+        );
+        prompts.push((
+            text.to_owned(),
+            format!("{} line {}", file.display(), n + 1),
+        ));
+    }
+    anyhow::ensure!(
+        !prompts.is_empty(),
+        "{} has no prompts; put one prompt per line",
+        file.display()
+    );
+    Ok(prompts)
+}
+
+/// Warns of prompt text the vocabulary lacks (the model sees `[UNK]` there).
+pub fn warn_unknown(tok: &Tokenizer, text: &str, origin: &str) {
+    for u in tok.unknowns(text, &tok.tokenize_with_offsets(text)) {
+        eprintln!(
+            "warning: {origin}: `{}` (characters {}..{}) is not in the vocabulary; the model sees [UNK]",
+            u.text, u.start, u.end
+        );
+    }
+}
+
+/// A prompt as long as `--max-length` generates nothing; a couplet needs room for its
+/// lower line.
+fn check_room(
+    opts: &GenerateOptions,
+    prompt_len: usize,
+    constraint: Option<&Constraint>,
+    origin: &str,
+) -> anyhow::Result<()> {
+    let room = opts.max_length.saturating_sub(prompt_len);
+    if let Some(need) = constraint.and_then(Constraint::min_new_tokens)
+        && room < need
+    {
+        anyhow::bail!(
+            "{origin}: --max-length {} leaves room for {room} of the lower line's {need} characters ([CLS] and the prompt take {prompt_len}); use --max-length {} or more",
+            opts.max_length,
+            prompt_len + need + 1
+        );
+    }
+    if room == 0 {
+        eprintln!(
+            "warning: {origin}: [CLS] and the prompt are {prompt_len} tokens, --max-length {} leaves nothing to generate; the prompt is cut to it",
+            opts.max_length
+        );
+    }
+    Ok(())
+}
+
+/// Prints (or writes to `--output`) every sequence: readable lines, UER-py's
+/// prediction layout, or JSON lines.
+fn write_results(
+    args: &Args,
+    preset: &Preset,
+    tok: &Tokenizer,
+    texts: &[&str],
+    sequences: &[Vec<Generated>],
+    streamed: bool,
+) -> anyhow::Result<()> {
+    let mut out = String::new();
+    for (text, seqs) in texts.iter().zip(sequences) {
+        if args.output.is_some() && !args.json {
+            out.push_str(text);
+            out.push('\n');
+        }
+        for g in seqs {
+            if args.json {
+                let obj = serde_json::json!({
+                    "prompt": text,
+                    "text": preset.render(tok, text, g.continuation()),
+                    "continuation": generate::clean_text(tok, g.continuation()),
+                    "ids": g.ids,
+                    "score": g.score,
+                    "stop": format!("{:?}", g.stop),
+                });
+                out.push_str(&serde_json::to_string(&obj)?);
+            } else if args.output.is_some() {
+                out.push_str(&generate::uer_text(tok, &g.ids));
+            } else {
+                out.push_str(&preset.render(tok, text, g.continuation()));
+            }
+            out.push('\n');
+        }
+    }
+    match &args.output {
+        Some(path) => {
+            std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))?;
+            eprintln!("wrote {}", path.display());
+        }
+        None if streamed => println!(),
+        None => print!("{out}"),
+    }
+    Ok(())
 }
 
 fn clock_seed() -> u64 {

@@ -23,6 +23,7 @@ mod list;
 mod predict;
 mod preprocess;
 mod pretrain;
+mod tokenize;
 mod verify;
 
 /// uerzoo — the UER-py Chinese model zoo without Python.
@@ -49,6 +50,7 @@ enum Command {
     List(list::Args),
     Info(info::Args),
     Inspect(inspect::Args),
+    Tokenize(tokenize::Args),
     Convert(convert::Args),
     Download(download::Args),
     Verify(verify::Args),
@@ -69,6 +71,7 @@ pub fn main() -> ExitCode {
         Command::List(a) => list::run(a),
         Command::Info(a) => info::run(a),
         Command::Inspect(a) => inspect::run(a),
+        Command::Tokenize(a) => tokenize::run(a),
         Command::Convert(a) => convert::run(a),
         Command::Download(a) => download::run(a),
         Command::Verify(a) => verify::run(a),

@@ -7,10 +7,16 @@
 //! output text. Unlike UER-py it does not recompute the whole prefix per token: the model's
 //! KV cache ([`crate::model::kv_cache`]) makes each step cost one position. The no-cache
 //! path stays available (`use_cache: false`) as the reference the cache is tested against.
+//!
+//! A [`Constraint`] ([`constraint`]) can restrict each next token (couplets that fit their
+//! upper line, poems' line lengths); every sequence carries its score, the sum of the
+//! model's log-probabilities of its new tokens, to rank candidates ([`rank`]).
 
+pub mod constraint;
 pub mod preset;
 pub mod sampling;
 
+pub use constraint::{Constraint, Rule};
 pub use preset::{PRESETS, Preset, TextStream, clean_text, uer_text};
 pub use sampling::{Sampler, Sampling};
 
@@ -48,6 +54,9 @@ pub enum GenerateError {
     /// An unknown `--preset`.
     #[error("unknown preset `{name}`; use one of: {known}")]
     Preset { name: String, known: String },
+    /// A decoding constraint that cannot be met.
+    #[error("{reason}")]
+    Constraint { reason: String },
     /// Loading or running the model failed.
     #[error(transparent)]
     Model(#[from] ModelError),
@@ -127,14 +136,32 @@ pub enum StopReason {
     StopToken,
 }
 
-/// One generated sequence.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One generated sequence. Two are equal when their tokens and stop are: the score is
+/// the float sum of one path and differs in its last bits between the cached and the
+/// uncached computation of the same tokens.
+#[derive(Debug, Clone)]
 pub struct Generated {
     /// The whole sequence: `[CLS]`, the prompt, the new tokens.
     pub ids: Vec<u32>,
     /// How many of `ids` are `[CLS]` + prompt (after truncation to `max_length`).
     pub prompt_len: usize,
     pub stop: StopReason,
+    /// Sum over the new tokens of the model's log-probability (softmax of the raw logits,
+    /// before constraint and sampling filters).
+    pub score: f64,
+}
+
+impl PartialEq for Generated {
+    fn eq(&self, other: &Self) -> bool {
+        self.ids == other.ids && self.prompt_len == other.prompt_len && self.stop == other.stop
+    }
+}
+
+impl Eq for Generated {}
+
+/// Sorts sequences best score first (stable: equal scores keep their order).
+pub fn rank(sequences: &mut [Generated]) {
+    sequences.sort_by(|a, b| b.score.total_cmp(&a.score));
 }
 
 impl Generated {
@@ -157,6 +184,17 @@ pub fn generate<B: Backend>(
     model: &Model<B>,
     prompt: &[u32],
     opts: &GenerateOptions,
+    on_token: &mut dyn FnMut(usize, u32),
+) -> Result<Vec<Generated>, GenerateError> {
+    generate_constrained(model, prompt, opts, None, on_token)
+}
+
+/// [`generate`] with each new token restricted by `constraint` (applied before sampling).
+pub fn generate_constrained<B: Backend>(
+    model: &Model<B>,
+    prompt: &[u32],
+    opts: &GenerateOptions,
+    constraint: Option<&Constraint>,
     on_token: &mut dyn FnMut(usize, u32),
 ) -> Result<Vec<Generated>, GenerateError> {
     opts.validate(model.config.max_seq_length)?;
@@ -196,6 +234,7 @@ pub fn generate<B: Backend>(
         let mut cache = KvCache::new(model);
         let mut pending: &[u32] = prompt;
         let mut last;
+        let mut score = 0.0;
         for step in 0..steps {
             if opts.max_new_tokens.is_some_and(|m| step >= m) {
                 stop = StopReason::MaxNewTokens;
@@ -210,8 +249,22 @@ pub fn generate<B: Backend>(
             } else {
                 full_last_logits(model, &ids)?
             };
+            let log_probs = log_softmax(&logits);
+            if let Some(c) = constraint {
+                c.apply(&mut logits, &ids[prompt.len()..]);
+            }
             opts.sampling.filter(&mut logits, &ids);
+            if !logits.iter().any(|l| l.is_finite()) {
+                return Err(GenerateError::Constraint {
+                    reason: format!(
+                        "no token of the vocabulary fits {:?} at new token {}",
+                        constraint.map(|c| c.rule(&ids[prompt.len()..])),
+                        step + 1
+                    ),
+                });
+            }
             let id = sampler.draw(&logits);
+            score += log_probs[id as usize];
             ids.push(id);
             on_token(n, id);
             last = [id];
@@ -225,9 +278,18 @@ pub fn generate<B: Backend>(
             ids,
             prompt_len: prompt.len(),
             stop,
+            score,
         });
     }
     Ok(out)
+}
+
+/// log softmax in f64.
+fn log_softmax(logits: &[f32]) -> Vec<f64> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let sum: f64 = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
+    let log_sum = sum.ln() + max;
+    logits.iter().map(|&l| l as f64 - log_sum).collect()
 }
 
 fn id_tensor<B: Backend>(ids: &[u32], device: &B::Device) -> Tensor<B, 2, Int> {
@@ -296,6 +358,91 @@ pub fn generate_opened(
             model,
             prompt,
             opts,
+            on_token,
+        },
+    )?
+}
+
+/// One prompt of a [`generate_many`] run, with its own options and constraint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    /// `[CLS]` + the prompt's ids ([`prompt_ids`]).
+    pub prompt: Vec<u32>,
+    pub opts: GenerateOptions,
+    pub constraint: Option<Constraint>,
+}
+
+/// What [`generate_many`] returns: the sequences of each job, and where the time went.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ManyGenerated {
+    /// `sequences[j]`: job `j`'s `num_return` sequences, in generation order.
+    pub sequences: Vec<Vec<Generated>>,
+    /// Loading the weights onto the device.
+    pub load: std::time::Duration,
+    /// Generating (all jobs).
+    pub decode: std::time::Duration,
+}
+
+impl ManyGenerated {
+    /// New tokens over all sequences.
+    pub fn new_tokens(&self) -> usize {
+        self.sequences
+            .iter()
+            .flatten()
+            .map(|g| g.continuation().len())
+            .sum()
+    }
+}
+
+struct ManyJob<'a> {
+    model: &'a OpenedModel,
+    jobs: &'a [Job],
+    on_token: &'a mut dyn FnMut(usize, usize, u32),
+}
+
+impl BackendJob for ManyJob<'_> {
+    type Output = Result<ManyGenerated, GenerateError>;
+    fn run<B: Backend>(self, device: B::Device) -> Self::Output {
+        let start = std::time::Instant::now();
+        let (model, _) = load_model::<B>(&self.model.checkpoint, &self.model.config, &device)?;
+        let load = start.elapsed();
+        let start = std::time::Instant::now();
+        let mut sequences = Vec::with_capacity(self.jobs.len());
+        for (j, job) in self.jobs.iter().enumerate() {
+            let on_token = &mut *self.on_token;
+            sequences.push(generate_constrained(
+                &model,
+                &job.prompt,
+                &job.opts,
+                job.constraint.as_ref(),
+                &mut |n, id| on_token(j, n, id),
+            )?);
+        }
+        Ok(ManyGenerated {
+            sequences,
+            load,
+            decode: start.elapsed(),
+        })
+    }
+}
+
+/// Loads `model` on `device` once and runs every job in order, each exactly as
+/// [`generate_constrained`] alone (its own seed: the same job gives the same text in any
+/// run). `on_token(job, sequence, id)` sees every new id.
+pub fn generate_many(
+    model: &OpenedModel,
+    jobs: &[Job],
+    device: DeviceSpec,
+    on_token: &mut dyn FnMut(usize, usize, u32),
+) -> Result<ManyGenerated, GenerateError> {
+    for job in jobs {
+        job.opts.sampling.validate()?;
+    }
+    run_on(
+        device,
+        ManyJob {
+            model,
+            jobs,
             on_token,
         },
     )?

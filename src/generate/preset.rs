@@ -135,6 +135,14 @@ impl Preset {
     }
 }
 
+impl Preset {
+    /// The user's text as the upper line / first line: without surrounding blanks and a
+    /// card-style leading `[CLS]`.
+    pub fn user_text<'a>(&self, text: &'a str) -> &'a str {
+        user_text(text)
+    }
+}
+
 /// The user's text without surrounding blanks and a card-style leading `[CLS]`.
 fn user_text(text: &str) -> &str {
     let t = text.trim();

@@ -58,12 +58,12 @@ fn is_bert_control(c: char) -> bool {
 }
 
 /// `_is_punctuation` of the BERT code: all non-alphanumeric ASCII, and Unicode P*.
-pub(crate) fn is_bert_punctuation(c: char) -> bool {
+pub fn is_bert_punctuation(c: char) -> bool {
     matches!(c as u32, 33..=47 | 58..=64 | 91..=96 | 123..=126) || c.is_punctuation()
 }
 
-/// `_is_chinese_char`: the CJK ideograph blocks.
-fn is_cjk(c: char) -> bool {
+/// `_is_chinese_char` of the BERT code: the CJK ideograph blocks.
+pub fn is_cjk(c: char) -> bool {
     matches!(c as u32,
         0x4E00..=0x9FFF
         | 0x3400..=0x4DBF
@@ -119,6 +119,102 @@ impl BasicTokenizer {
             split_on_punctuation(word, out);
         }
     }
+}
+
+impl BasicTokenizer {
+    /// [`Self::tokenize_into`] with, for every character of every word, the range of
+    /// characters of `text` it came from (lower-casing and accent stripping keep a character
+    /// where it was; a word whose characters cannot be lined up one by one with its source
+    /// gets the whole source run for each of them).
+    pub fn words_with_offsets(&self, text: &str) -> Vec<(String, Vec<(usize, usize)>)> {
+        let mut cleaned: Vec<(char, usize)> = Vec::with_capacity(text.len() + 16);
+        for (i, c) in text.chars().enumerate() {
+            if c == '\0' || c == '\u{fffd}' || is_bert_control(c) {
+                continue;
+            }
+            if is_bert_whitespace(c) {
+                cleaned.push((' ', i));
+            } else if is_cjk(c) {
+                cleaned.extend([(' ', i), (c, i), (' ', i)]);
+            } else {
+                cleaned.push((c, i));
+            }
+        }
+        let mut out = Vec::new();
+        for run in cleaned.split(|(c, _)| c.is_whitespace()) {
+            if run.is_empty() {
+                continue;
+            }
+            let mut word: String = run.iter().map(|(c, _)| c).collect();
+            let mut map: Vec<(usize, usize)> = run.iter().map(|&(_, i)| (i, i + 1)).collect();
+            let whole = (run[0].1, run[run.len() - 1].1 + 1);
+            if self.lower_case {
+                let lowered = word.to_lowercase();
+                map = expand(&word, &map, &lowered, whole, |c| c.to_lowercase().count());
+                word = lowered;
+            }
+            if self.strip_accents {
+                let stripped: String = word.nfd().filter(|c| !c.is_mark_nonspacing()).collect();
+                map = expand(&word, &map, &stripped, whole, |c| {
+                    c.nfd().filter(|d| !d.is_mark_nonspacing()).count()
+                });
+                word = stripped;
+            }
+            split_on_punctuation_mapped(&word, &map, &mut out);
+        }
+        out
+    }
+}
+
+/// The source ranges of `to`'s characters when each character of `from` became `count(c)`
+/// characters of `to`; when the counts do not add up, every character gets `whole`.
+fn expand(
+    from: &str,
+    map: &[(usize, usize)],
+    to: &str,
+    whole: (usize, usize),
+    count: impl Fn(char) -> usize,
+) -> Vec<(usize, usize)> {
+    let mut out = Vec::with_capacity(map.len());
+    for (c, &range) in from.chars().zip(map) {
+        out.extend(std::iter::repeat_n(range, count(c)));
+    }
+    let n = to.chars().count();
+    if out.len() != n {
+        out = vec![whole; n];
+    }
+    out
+}
+
+/// [`split_on_punctuation`] carrying each character's source range.
+fn split_on_punctuation_mapped(
+    word: &str,
+    map: &[(usize, usize)],
+    out: &mut Vec<(String, Vec<(usize, usize)>)>,
+) {
+    let chars: Vec<char> = word.chars().collect();
+    let mut start = 0;
+    let push_run = |from: usize, to: usize, out: &mut Vec<(String, Vec<(usize, usize)>)>| {
+        let run = &chars[from..to];
+        let mut k = 0;
+        for part in run.split(|c| c.is_whitespace()) {
+            if !part.is_empty() {
+                out.push((
+                    part.iter().collect(),
+                    map[from + k..from + k + part.len()].to_vec(),
+                ));
+            }
+            k += part.len() + 1;
+        }
+    };
+    for (i, &c) in chars.iter().enumerate() {
+        if is_bert_punctuation(c) {
+            push_run(start, i, out);
+            out.push((c.to_string(), vec![map[i]]));
+            start = i + 1;
+        }
+    }
+    push_run(start, chars.len(), out);
 }
 
 /// `_run_split_on_punc` followed by the final whitespace split: every punctuation character
@@ -198,6 +294,32 @@ impl BertTokenizer {
         let mut words = Vec::new();
         self.basic.tokenize_into(text, &mut words);
         words
+    }
+
+    /// Tokens and ids of `text` with the character range `[start, end)` of `text` each came
+    /// from (a `[UNK]` covers its whole word). Same tokens as [`Self::tokenize_with_ids`].
+    pub fn tokenize_with_offsets(&self, text: &str) -> Vec<(String, u32, usize, usize)> {
+        let mut out = Vec::new();
+        for (word, map) in self.basic.words_with_offsets(text) {
+            let span = |from: usize, to: usize| (map[from].0, map[to - 1].1);
+            let (first, last) = span(0, map.len());
+            match self.wordpiece.tokenize(&word) {
+                Ok(tokens) => {
+                    for t in tokens {
+                        let from = word[..t.offsets.0].chars().count();
+                        let to = from + word[t.offsets.0..t.offsets.1].chars().count();
+                        let (start, end) = if from < to && to <= map.len() {
+                            span(from, to)
+                        } else {
+                            (first, last)
+                        };
+                        out.push((t.value, t.id, start, end));
+                    }
+                }
+                Err(_) => out.push((self.wordpiece.unk_token.clone(), self.unk_id, first, last)),
+            }
+        }
+        out
     }
 
     /// Tokens and ids of `text`.

@@ -12,6 +12,10 @@
 //! `[MASK]` into `[`, `mask`, `]`); callers that need that, like fill-mask, split the text
 //! first with [`Tokenizer::tokenize_with_specials`]. Input building ([`Tokenizer::encode_single`],
 //! [`Tokenizer::encode_pair`]) follows UER-py's `run_classifier`.
+//!
+//! [`Tokenizer::tokenize_with_offsets`] gives the same tokens with the characters of the text
+//! each came from (`uerzoo tokenize`, the `[UNK]` warnings of generate/fill-mask:
+//! [`Tokenizer::unknowns`]); [`Tokenizer::model_input`] wraps them as `run_classifier` does.
 
 mod bert;
 mod proto;
@@ -19,7 +23,7 @@ mod spm;
 
 use std::path::{Path, PathBuf};
 
-pub use bert::{BasicTokenizer, BertTokenizer, Vocab};
+pub use bert::{BasicTokenizer, BertTokenizer, Vocab, is_bert_punctuation, is_cjk};
 pub use proto::PieceType;
 pub use spm::{SPACE_SYMBOL, SpmTokenizer};
 
@@ -109,6 +113,40 @@ pub struct SpecialIds {
 pub struct Encoded {
     pub ids: Vec<u32>,
     pub segments: Vec<u32>,
+}
+
+/// One token of a text with where it came from: `[start, end)` in characters (not bytes)
+/// of the text. Special tokens added around a text ([`Tokenizer::model_input`]) have
+/// `start == end == 0`, as transformers' offset mappings give them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenSpan {
+    pub token: String,
+    pub id: u32,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// A model input with its tokens: `[CLS] a [SEP]` (segment 1), `b [SEP]` (segment 2),
+/// `[PAD]` (segment 0), as [`Tokenizer::encode_pair`] builds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelInput {
+    pub tokens: Vec<TokenSpan>,
+    pub segments: Vec<u32>,
+}
+
+impl ModelInput {
+    /// The ids of the tokens.
+    pub fn ids(&self) -> Vec<u32> {
+        self.tokens.iter().map(|t| t.id).collect()
+    }
+}
+
+/// Text that became `[UNK]`: the characters `[start, end)` of the text, and what they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unknown {
+    pub text: String,
+    pub start: usize,
+    pub end: usize,
 }
 
 /// A piece of text split on special tokens (see [`Tokenizer::split_on_specials`]).
@@ -356,18 +394,8 @@ impl Tokenizer {
     /// user-defined pieces (`[MASK]` in the word models) whole, exactly as UER-py does, so
     /// those are left in the text rather than split off.
     pub fn tokenize_with_specials(&self, text: &str) -> Vec<(String, u32)> {
-        let specials: Vec<&str> = [CLS_TOKEN, SEP_TOKEN, MASK_TOKEN, PAD_TOKEN, UNK_TOKEN]
-            .into_iter()
-            .filter(|s| match &self.inner {
-                Inner::Bert(_) => true,
-                Inner::Spm(spm) => spm
-                    .token_to_id(s)
-                    .and_then(|id| spm.piece_type(id))
-                    .is_none_or(|kind| kind != PieceType::UserDefined),
-            })
-            .collect();
         let mut out = Vec::new();
-        for segment in split_on(text, &specials) {
+        for segment in split_on(text, &self.unprotected_specials()) {
             match segment {
                 Segment::Text(t) => out.extend(self.tokenize_with_ids(t)),
                 Segment::Special(s) => out.push((
@@ -377,6 +405,120 @@ impl Tokenizer {
             }
         }
         out
+    }
+
+    /// Tokens of `text` with their character ranges (see [`TokenSpan`]); the same tokens
+    /// as [`Self::tokenize_with_ids`] (UER-py: `[MASK]` written in the text is split).
+    pub fn tokenize_with_offsets(&self, text: &str) -> Vec<TokenSpan> {
+        self.spans_of(text, 0)
+    }
+
+    /// Tokens of `text` with special tokens in it kept whole, with character ranges; the
+    /// same tokens as [`Self::tokenize_with_specials`] (transformers' `BertTokenizer`).
+    pub fn tokenize_with_specials_offsets(&self, text: &str) -> Vec<TokenSpan> {
+        let mut out = Vec::new();
+        let mut base = 0;
+        for segment in split_on(text, &self.unprotected_specials()) {
+            match segment {
+                Segment::Text(t) => {
+                    out.extend(self.spans_of(t, base));
+                    base += t.chars().count();
+                }
+                Segment::Special(s) => {
+                    let end = base + s.chars().count();
+                    out.push(TokenSpan {
+                        token: s.to_owned(),
+                        id: self.token_to_id(s).unwrap_or(self.special.unk),
+                        start: base,
+                        end,
+                    });
+                    base = end;
+                }
+            }
+        }
+        out
+    }
+
+    fn spans_of(&self, text: &str, base: usize) -> Vec<TokenSpan> {
+        let raw = match &self.inner {
+            Inner::Bert(b) => b.tokenize_with_offsets(text),
+            Inner::Spm(s) => s.tokenize_with_offsets(text),
+        };
+        raw.into_iter()
+            .map(|(token, id, start, end)| TokenSpan {
+                token,
+                id,
+                start: base + start,
+                end: base + end,
+            })
+            .collect()
+    }
+
+    /// The parts of `text` that `spans` (its tokens) turned into `[UNK]`; a `[UNK]` written
+    /// in the text is not one of them. For warning users about prompts.
+    pub fn unknowns(&self, text: &str, spans: &[TokenSpan]) -> Vec<Unknown> {
+        let chars: Vec<char> = text.chars().collect();
+        spans
+            .iter()
+            .filter(|t| t.id == self.special.unk)
+            .map(|t| Unknown {
+                text: chars[t.start.min(chars.len())..t.end.min(chars.len())]
+                    .iter()
+                    .collect(),
+                start: t.start,
+                end: t.end,
+            })
+            .filter(|u| u.text != UNK_TOKEN)
+            .collect()
+    }
+
+    /// The model input of a text (and a second one): `[CLS] a [SEP]` segment 1, `b [SEP]`
+    /// segment 2, as [`Self::encode_single_with_sep`] and [`Self::encode_pair`]; with
+    /// `seq_len`, cut (the last tokens first) and padded with `[PAD]` / segment 0 to it.
+    pub fn model_input(
+        &self,
+        a: &[TokenSpan],
+        b: Option<&[TokenSpan]>,
+        seq_len: Option<usize>,
+    ) -> ModelInput {
+        let special = |token: &str, id: u32| TokenSpan {
+            token: token.to_owned(),
+            id,
+            start: 0,
+            end: 0,
+        };
+        let mut tokens = vec![special(CLS_TOKEN, self.special.cls)];
+        tokens.extend_from_slice(a);
+        tokens.push(special(SEP_TOKEN, self.special.sep));
+        let first = tokens.len();
+        if let Some(b) = b {
+            tokens.extend_from_slice(b);
+            tokens.push(special(SEP_TOKEN, self.special.sep));
+        }
+        let mut segments = vec![1; first];
+        segments.resize(tokens.len(), 2);
+        if let Some(n) = seq_len {
+            tokens.truncate(n);
+            segments.truncate(n);
+            tokens.resize(n, special(PAD_TOKEN, self.special.pad));
+            segments.resize(n, 0);
+        }
+        ModelInput { tokens, segments }
+    }
+
+    /// The special tokens the tokenizer itself would split (all but sentencepiece's
+    /// user-defined pieces).
+    fn unprotected_specials(&self) -> Vec<&'static str> {
+        [CLS_TOKEN, SEP_TOKEN, MASK_TOKEN, PAD_TOKEN, UNK_TOKEN]
+            .into_iter()
+            .filter(|s| match &self.inner {
+                Inner::Bert(_) => true,
+                Inner::Spm(spm) => spm
+                    .token_to_id(s)
+                    .and_then(|id| spm.piece_type(id))
+                    .is_none_or(|kind| kind != PieceType::UserDefined),
+            })
+            .collect()
     }
 
     /// Ids of `text` with special tokens in it kept whole.

@@ -175,7 +175,22 @@ impl SpmTokenizer {
 
     /// sentencepiece's `Normalizer::Normalize`: the string the lattice is built on.
     pub fn normalize(&self, input: &str) -> String {
+        self.normalize_into(input, None)
+    }
+
+    /// [`Self::normalize`] with, for each character of the result, the range of characters
+    /// of `input` it came from (the dummy prefix is empty, at the first kept character), as
+    /// sentencepiece's `norm_to_orig` alignment.
+    pub fn normalize_with_offsets(&self, input: &str) -> (String, Vec<(usize, usize)>) {
+        let mut map = Vec::new();
+        let out = self.normalize_into(input, Some(&mut map));
+        (out, map)
+    }
+
+    fn normalize_into(&self, input: &str, mut map: Option<&mut Vec<(usize, usize)>>) -> String {
         let mut input = input;
+        // Characters of the original input consumed so far.
+        let mut pos = 0;
         let mut out = String::with_capacity(input.len() * 3);
         if self.remove_extra_whitespaces {
             while !input.is_empty() {
@@ -183,6 +198,7 @@ impl SpmTokenizer {
                 if normalized != " " {
                     break;
                 }
+                pos += input[..consumed].chars().count();
                 input = &input[consumed..];
             }
         }
@@ -196,15 +212,21 @@ impl SpmTokenizer {
         };
         if self.add_dummy_prefix {
             out.push_str(space);
+            if let Some(m) = map.as_deref_mut() {
+                m.push((pos, pos));
+            }
         }
         let mut is_prev_space = self.remove_extra_whitespaces;
         while !input.is_empty() {
             let (normalized, consumed) = self.normalize_prefix(input);
+            let chars = input[..consumed].chars().count();
+            let range = (pos, pos + chars);
             let mut sp = normalized;
             if is_prev_space {
                 sp = sp.trim_start_matches(' ');
             }
             if !sp.is_empty() {
+                let before = out.len();
                 if self.escape_whitespaces {
                     for (i, part) in sp.split(' ').enumerate() {
                         if i > 0 {
@@ -215,8 +237,12 @@ impl SpmTokenizer {
                 } else {
                     out.push_str(sp);
                 }
+                if let Some(m) = map.as_deref_mut() {
+                    m.extend(std::iter::repeat_n(range, out[before..].chars().count()));
+                }
                 is_prev_space = sp.ends_with(' ');
             }
+            pos += chars;
             input = &input[consumed..];
             if !self.remove_extra_whitespaces {
                 is_prev_space = false;
@@ -225,6 +251,9 @@ impl SpmTokenizer {
         if self.remove_extra_whitespaces {
             while out.ends_with(space) {
                 out.truncate(out.len() - space.len());
+                if let Some(m) = map.as_deref_mut() {
+                    m.pop();
+                }
             }
         }
         out
@@ -364,6 +393,61 @@ impl SpmTokenizer {
         out
     }
 
+    /// [`Self::tokenize_with_ids`] with the range of characters of `text` each piece came
+    /// from (`[start, end)`; a lone dummy-prefix `▁` is empty).
+    pub fn tokenize_with_offsets(&self, text: &str) -> Vec<(String, u32, usize, usize)> {
+        let mut out = Vec::new();
+        for (piece, id, ranges) in self.pieces_with_ranges(text) {
+            let mut rev = piece.chars().rev();
+            let digit_comma =
+                rev.next() == Some(',') && rev.next().is_some_and(super::bert::is_python_digit);
+            if !digit_comma {
+                let (start, end) = cover(&ranges);
+                out.push((piece, id, start, end));
+                continue;
+            }
+            // The head without its `▁`, each kept character with its source range.
+            let head: Vec<(char, (usize, usize))> = piece
+                .chars()
+                .zip(ranges.iter().copied())
+                .take(ranges.len().saturating_sub(1))
+                .filter(|&(c, _)| c.to_string() != SPACE_SYMBOL)
+                .collect();
+            let head_text: String = head.iter().map(|(c, _)| c).collect();
+            for (sub, sub_id, sub_ranges) in self.pieces_with_ranges(&head_text) {
+                let whole = cover(&ranges);
+                let to_source = |&(a, b): &(usize, usize)| {
+                    let start = head.get(a).map_or(whole.1, |h| h.1.0);
+                    if a >= b {
+                        return (start, start);
+                    }
+                    (start, head.get(b - 1).map_or(whole.1, |h| h.1.1))
+                };
+                let mapped: Vec<(usize, usize)> = sub_ranges.iter().map(to_source).collect();
+                let (start, end) = cover(&mapped);
+                out.push((sub, sub_id, start, end));
+            }
+            let comma = ranges.last().copied().unwrap_or_default();
+            out.push((",".to_owned(), self.piece_to_id(","), comma.0, comma.1));
+        }
+        out
+    }
+
+    /// [`Self::encode_as_pieces`] with the source ranges of each piece's characters.
+    fn pieces_with_ranges(&self, text: &str) -> Vec<(String, u32, Vec<(usize, usize)>)> {
+        let (normalized, map) = self.normalize_with_offsets(text);
+        let mut at = 0;
+        self.encode_normalized(&normalized)
+            .into_iter()
+            .map(|(piece, id)| {
+                let n = piece.chars().count();
+                let ranges = map.get(at..at + n).map(<[_]>::to_vec).unwrap_or_default();
+                at += n;
+                (piece, id, ranges)
+            })
+            .collect()
+    }
+
     /// UER-py's pieces of `text`.
     pub fn tokenize(&self, text: &str) -> Vec<String> {
         self.tokenize_with_ids(text)
@@ -378,6 +462,15 @@ impl SpmTokenizer {
             .into_iter()
             .map(|(_, id)| id)
             .collect()
+    }
+}
+
+/// The smallest range covering `ranges` (empty ones count only where nothing else does).
+fn cover(ranges: &[(usize, usize)]) -> (usize, usize) {
+    let full = ranges.iter().filter(|r| r.0 < r.1);
+    match (full.clone().map(|r| r.0).min(), full.map(|r| r.1).max()) {
+        (Some(start), Some(end)) => (start, end),
+        _ => ranges.first().copied().unwrap_or_default(),
     }
 }
 
