@@ -13,6 +13,7 @@
 //! | [`model`] | Burn models (BERT/RoBERTa, ALBERT, GPT-2) and their heads |
 //! | [`generate`] | GPT-2 text generation (UER-py's generate_lm with a KV cache), presets |
 //! | [`train`] | fine-tuning (UER-py's run_classifier, grid, predict), AdamW and schedule |
+//! | [`serve`] | the HTTP server (`uerzoo serve`): OpenAI-compatible API, fill-mask, classify, web page |
 //!
 //! The library never prints: long work reports through [`progress::Progress`], and the
 //! command line (`src/cli/`, one file per subcommand) owns stdout, stderr and exit codes.
@@ -26,5 +27,6 @@ pub mod kernels;
 pub mod model;
 pub mod progress;
 pub mod registry;
+pub mod serve;
 pub mod tokenizer;
 pub mod train;

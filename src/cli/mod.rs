@@ -23,6 +23,7 @@ mod list;
 mod predict;
 mod preprocess;
 mod pretrain;
+mod serve;
 mod verify;
 
 /// uerzoo — the UER-py Chinese model zoo without Python.
@@ -61,6 +62,7 @@ enum Command {
     Predict(predict::Args),
     Preprocess(preprocess::Args),
     Pretrain(pretrain::Args),
+    Serve(serve::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -81,6 +83,7 @@ pub fn main() -> ExitCode {
         Command::Predict(a) => predict::run(a),
         Command::Preprocess(a) => preprocess::run(a),
         Command::Pretrain(a) => pretrain::run(a),
+        Command::Serve(a) => serve::run(a),
     };
     match result {
         Ok(code) => code,

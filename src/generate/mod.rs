@@ -20,6 +20,7 @@ use crate::model::open::OpenedModel;
 use crate::model::{Model, ModelError, load_model};
 use crate::tokenizer::Tokenizer;
 use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
+use std::ops::ControlFlow;
 
 /// Everything that can go wrong generating.
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +114,8 @@ pub enum StopReason {
     MaxNewTokens,
     /// It generated the stop id.
     StopToken,
+    /// The caller's `on_token` asked to stop ([`generate_until`]; a client went away).
+    Cancelled,
 }
 
 /// One generated sequence.
@@ -146,6 +149,21 @@ pub fn generate<B: Backend>(
     prompt: &[u32],
     opts: &GenerateOptions,
     on_token: &mut dyn FnMut(usize, u32),
+) -> Result<Vec<Generated>, GenerateError> {
+    generate_until(model, prompt, opts, &mut |n, id| {
+        on_token(n, id);
+        ControlFlow::Continue(())
+    })
+}
+
+/// [`generate`] whose `on_token` can stop it: `ControlFlow::Break` ends the current
+/// sequence with [`StopReason::Cancelled`] and skips the remaining ones (a server stops a
+/// generation whose client disconnected).
+pub fn generate_until<B: Backend>(
+    model: &Model<B>,
+    prompt: &[u32],
+    opts: &GenerateOptions,
+    on_token: &mut dyn FnMut(usize, u32) -> ControlFlow<()>,
 ) -> Result<Vec<Generated>, GenerateError> {
     opts.validate(model.config.max_seq_length)?;
     if prompt.is_empty() {
@@ -193,7 +211,10 @@ pub fn generate<B: Backend>(
             opts.sampling.filter(&mut logits, &ids);
             let id = sampler.draw(&logits);
             ids.push(id);
-            on_token(n, id);
+            if on_token(n, id).is_break() {
+                stop = StopReason::Cancelled;
+                break;
+            }
             last = [id];
             pending = &last;
             if opts.stop_id == Some(id) {
@@ -206,6 +227,9 @@ pub fn generate<B: Backend>(
             prompt_len: prompt.len(),
             stop,
         });
+        if stop == StopReason::Cancelled {
+            break;
+        }
     }
     Ok(out)
 }
