@@ -487,3 +487,83 @@ async fn sigterm_drains_in_flight_requests() {
         "no new requests after shutdown"
     );
 }
+
+/// Debian's chromium; `.ci/run` installs it with `fonts-noto-cjk`.
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// Headless chromium loads `/?demo=1` (the page writes a greedy couplet with `gpt2` and runs
+/// fill-mask with `roberta`, as a user clicking would), waits up to 5 s of virtual time and
+/// dumps the DOM; the streamed couplet and the fill-mask bars must be the API's. A
+/// screenshot goes to `target/tmp/serve_page.png`.
+#[tokio::test]
+async fn browser_page_writes_a_couplet_and_fills_a_mask() {
+    assert!(
+        std::path::Path::new(CHROMIUM).is_file(),
+        "{CHROMIUM} is missing; install it with `apt-get install -y chromium fonts-noto-cjk`"
+    );
+    let s = Server::start();
+    let upper = "丹枫江冷人初去";
+    let (status, c) = post(
+        &s,
+        "/v1/completions",
+        serde_json::json!({"model": "gpt2", "prompt": upper, "preset": "couplet", "temperature": 0, "max_tokens": 40}),
+    )
+    .await;
+    assert_eq!(status, 200, "{c}");
+    let lower = c["choices"][0]["text"].as_str().unwrap().to_string();
+    assert_eq!(
+        lower.matches("[UNK]").count(),
+        7,
+        "the fixture vocabulary: {lower}"
+    );
+    let (_, m) = post(
+        &s,
+        "/v1/fill-mask",
+        serde_json::json!({"model": "roberta", "text": "北京是[MASK]国的首都。", "top_k": 5}),
+    )
+    .await;
+    let page = s.url("/?demo=1");
+    let chromium = |extra: &[&str]| {
+        let profile = tempfile::tempdir().unwrap();
+        let out = common::run_ok(
+            Command::new("timeout")
+                .args([
+                    "60",
+                    CHROMIUM,
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                ])
+                .args([
+                    "--disable-quic",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                ])
+                .args(["--disable-component-update", "--disable-sync"])
+                .arg(format!("--user-data-dir={}", profile.path().display()))
+                .args(["--virtual-time-budget=5000", "--window-size=1100,900"])
+                .args(extra)
+                .arg(&page),
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let dom = chromium(&["--dump-dom"]);
+    let couplet = format!(r#"<div class="cand done" id="cand-0">{upper} - {lower}</div>"#);
+    assert!(
+        dom.contains(&couplet),
+        "no streamed couplet {couplet} in:\n{dom}"
+    );
+    for cand in m["masks"][0]["candidates"].as_array().unwrap() {
+        let bar = format!(
+            r#"<span class="tok">{}</span>"#,
+            cand["token"].as_str().unwrap()
+        );
+        assert!(dom.contains(&bar), "no fill-mask bar {bar} in:\n{dom}");
+    }
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("serve_page.png");
+    let _ = std::fs::remove_file(&shot);
+    chromium(&[&format!("--screenshot={}", shot.display())]);
+    let png = std::fs::read(&shot).expect("chromium wrote the screenshot");
+    assert_eq!(&png[1..4], b"PNG");
+    assert!(png.len() > 10_000, "a real page, {} bytes", png.len());
+}
