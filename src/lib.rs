@@ -14,6 +14,7 @@
 //! | [`generate`] | GPT-2 text generation (UER-py's generate_lm with a KV cache), presets |
 //! | [`train`] | fine-tuning (UER-py's run_classifier, grid, predict), AdamW and schedule |
 //! | [`output`] | the one `--force` rule, output checks before work, temporaries that never outlive a run |
+//! | [`serve`] | the HTTP server (`uerzoo serve`): OpenAI-compatible API, fill-mask, classify, web page |
 //!
 //! The library never prints: long work reports through [`progress::Progress`], and the
 //! command line (`src/cli/`, one file per subcommand) owns stdout, stderr and exit codes.
@@ -28,5 +29,6 @@ pub mod model;
 pub mod output;
 pub mod progress;
 pub mod registry;
+pub mod serve;
 pub mod tokenizer;
 pub mod train;

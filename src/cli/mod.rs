@@ -23,6 +23,7 @@ mod list;
 mod predict;
 mod preprocess;
 mod pretrain;
+mod serve;
 mod tokenize;
 mod verify;
 
@@ -63,6 +64,7 @@ enum Command {
     Predict(predict::Args),
     Preprocess(preprocess::Args),
     Pretrain(pretrain::Args),
+    Serve(serve::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -84,6 +86,7 @@ pub fn main() -> ExitCode {
         Command::Predict(a) => predict::run(a),
         Command::Preprocess(a) => preprocess::run(a),
         Command::Pretrain(a) => pretrain::run(a),
+        Command::Serve(a) => serve::run(a),
     };
     match result {
         Ok(code) => code,

@@ -26,6 +26,7 @@ use crate::model::open::OpenedModel;
 use crate::model::{Model, ModelError, load_model};
 use crate::tokenizer::Tokenizer;
 use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
+use std::ops::ControlFlow;
 
 /// Everything that can go wrong generating.
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +135,8 @@ pub enum StopReason {
     MaxNewTokens,
     /// It generated the stop id.
     StopToken,
+    /// The caller's `on_token` asked to stop ([`generate_until`]; a client went away).
+    Cancelled,
 }
 
 /// One generated sequence. Two are equal when their tokens and stop are: the score is
@@ -186,7 +189,10 @@ pub fn generate<B: Backend>(
     opts: &GenerateOptions,
     on_token: &mut dyn FnMut(usize, u32),
 ) -> Result<Vec<Generated>, GenerateError> {
-    generate_constrained(model, prompt, opts, None, on_token)
+    generate_full(model, prompt, opts, None, &mut |n, id| {
+        on_token(n, id);
+        ControlFlow::Continue(())
+    })
 }
 
 /// [`generate`] with each new token restricted by `constraint` (applied before sampling).
@@ -196,6 +202,33 @@ pub fn generate_constrained<B: Backend>(
     opts: &GenerateOptions,
     constraint: Option<&Constraint>,
     on_token: &mut dyn FnMut(usize, u32),
+) -> Result<Vec<Generated>, GenerateError> {
+    generate_full(model, prompt, opts, constraint, &mut |n, id| {
+        on_token(n, id);
+        ControlFlow::Continue(())
+    })
+}
+
+/// [`generate`] whose `on_token` can stop it: `ControlFlow::Break` ends the current
+/// sequence with [`StopReason::Cancelled`] and skips the remaining ones (a server stops a
+/// generation whose client disconnected).
+pub fn generate_until<B: Backend>(
+    model: &Model<B>,
+    prompt: &[u32],
+    opts: &GenerateOptions,
+    on_token: &mut dyn FnMut(usize, u32) -> ControlFlow<()>,
+) -> Result<Vec<Generated>, GenerateError> {
+    generate_full(model, prompt, opts, None, on_token)
+}
+
+/// The one generation loop behind [`generate`], [`generate_constrained`] and
+/// [`generate_until`].
+fn generate_full<B: Backend>(
+    model: &Model<B>,
+    prompt: &[u32],
+    opts: &GenerateOptions,
+    constraint: Option<&Constraint>,
+    on_token: &mut dyn FnMut(usize, u32) -> ControlFlow<()>,
 ) -> Result<Vec<Generated>, GenerateError> {
     opts.validate(model.config.max_seq_length)?;
     if prompt.is_empty() {
@@ -266,7 +299,10 @@ pub fn generate_constrained<B: Backend>(
             let id = sampler.draw(&logits);
             score += log_probs[id as usize];
             ids.push(id);
-            on_token(n, id);
+            if on_token(n, id).is_break() {
+                stop = StopReason::Cancelled;
+                break;
+            }
             last = [id];
             pending = &last;
             if opts.stop_id == Some(id) {
@@ -280,6 +316,9 @@ pub fn generate_constrained<B: Backend>(
             stop,
             score,
         });
+        if stop == StopReason::Cancelled {
+            break;
+        }
     }
     Ok(out)
 }

@@ -1,0 +1,78 @@
+//! `uerzoo serve`: the zoo over HTTP (see `src/serve/` and docs/serve.md).
+
+use anyhow::Context;
+use std::io::Write;
+use std::process::ExitCode;
+use uerzoo::model::{DeviceSpec, Pooling};
+use uerzoo::serve::{self, ModelSpec, ServeOptions, Server};
+
+/// Serve models over HTTP: an OpenAI-compatible API, fill-mask, classify and a web page.
+///
+/// Each MODEL (a registry name, a UER `.bin`, a Huggingface directory or a classifier written
+/// by `uerzoo finetune`) is loaded once; requests name it by the argument as given, or by ID
+/// with `ID=MODEL`. Routes: POST /v1/completions (GPT-2, `stream` as server-sent events),
+/// /v1/embeddings, /v1/fill-mask, /v1/classify, /v1/tokenize; GET /v1/models, /health,
+/// /metrics (Prometheus) and / (a page for poems, couplets, fill-mask and classification).
+/// Ctrl-C or SIGTERM stops accepting and lets the requests in flight finish.
+///
+/// Example: uerzoo serve gpt2-chinese-couplet medium --port 8080
+///
+/// Example: uerzoo serve gpt2=./gpt2/uer_model.bin roberta=./roberta_dir --host 127.0.0.1 --port 0
+#[derive(clap::Args)]
+pub struct Args {
+    /// Models to serve: NAME, PATH or ID=PATH (registry name, UER `.bin`, HF directory).
+    #[arg(required = true)]
+    models: Vec<ModelSpec>,
+    /// Address to listen on (127.0.0.1: this machine only; 0.0.0.0: every interface).
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port; 0 picks a free one (the address is printed on stdout).
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// `cpu`, `cuda` or `cuda:N`.
+    #[arg(long, default_value = "cpu")]
+    device: DeviceSpec,
+    /// Padded tokens (texts × longest text) per encoder forward pass; concurrent embedding
+    /// requests are batched up to this.
+    #[arg(long, default_value_t = 16384)]
+    max_batch_tokens: usize,
+    /// Model requests running at once; more are answered 429.
+    #[arg(long, default_value_t = 64)]
+    max_concurrency: usize,
+    /// Largest request body in bytes (larger: 413).
+    #[arg(long, default_value_t = 2 << 20)]
+    max_body_bytes: usize,
+    /// Pooling the served classifiers were fine-tuned with: first, mean, max or last.
+    #[arg(long, default_value = "first")]
+    classifier_pooling: Pooling,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let opts = ServeOptions {
+        host: args.host,
+        port: args.port,
+        device: args.device,
+        max_batch_tokens: args.max_batch_tokens,
+        max_concurrency: args.max_concurrency,
+        max_body_bytes: args.max_body_bytes,
+        classifier_pooling: args.classifier_pooling,
+        ..ServeOptions::default()
+    };
+    let models = serve::load_models(&args.models, &opts)?;
+    let ids: Vec<String> = models.iter().map(|m| m.id.clone()).collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let server = Server::bind(models, &opts).await?;
+        let addr = server.local_addr()?;
+        eprintln!("serving {}", ids.join(", "));
+        println!("listening on http://{addr}");
+        std::io::stdout().flush()?;
+        server.run(serve::shutdown_signal()).await?;
+        eprintln!("shut down");
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}

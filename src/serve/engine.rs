@@ -1,0 +1,248 @@
+//! The models a server holds: each opened with [`crate::model::open::open_model`], loaded
+//! once on its backend and kept behind the object-safe [`Engine`], so request handlers
+//! never see a Burn type and several threads can run the same weights at once.
+
+use crate::generate::{self, GenerateError, GenerateOptions, Generated};
+use crate::model::backend::{BackendJob, DeviceSpec, run_on};
+use crate::model::load::keys;
+use crate::model::open::OpenedModel;
+use crate::model::tasks::{Candidate, top_k};
+use crate::model::{Model, ModelError, Pooling, load_model};
+use crate::train::classifier;
+use burn::tensor::{Tensor, TensorData, activation, backend::Backend};
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+/// What a loaded model can do, from the heads its weights carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Capabilities {
+    /// An LM head (GPT-2): `/v1/completions`.
+    pub generate: bool,
+    /// An MLM head: `/v1/fill-mask`.
+    pub fill_mask: bool,
+    /// A fine-tuned classifier head (`output_layer_{1,2}`): `/v1/classify`.
+    pub classify: bool,
+    /// A bidirectional encoder (not GPT-2's causal mask): `/v1/embeddings`.
+    pub embed: bool,
+}
+
+/// One token row for the encoder: ids and segments (1, or 2 for a pair's second text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub ids: Vec<u32>,
+    pub segments: Vec<u32>,
+}
+
+/// A loaded model. Every method runs on the calling thread (the server calls them off the
+/// async runtime) and may run on several threads at once.
+pub trait Engine: Send + Sync {
+    /// What the weights can do.
+    fn capabilities(&self) -> Capabilities;
+    /// Position embeddings: the longest sequence the model takes.
+    fn positions(&self) -> usize;
+    /// Classifier labels (0 without a classifier head).
+    fn labels(&self) -> usize;
+    /// Generates (see [`generate::generate_until`]).
+    fn generate(
+        &self,
+        prompt: &[u32],
+        opts: &GenerateOptions,
+        on_token: &mut dyn FnMut(usize, u32) -> ControlFlow<()>,
+    ) -> Result<Vec<Generated>, GenerateError>;
+    /// One vector per row, padded into one batch: `First` = the `[CLS]` state, `Mean` = the
+    /// mean over the row's own tokens (padding excluded). `pooling[i]` belongs to `rows[i]`.
+    fn embed(&self, rows: &[Row], pooling: &[Pooling]) -> Result<Vec<Vec<f32>>, ModelError>;
+    /// The `top_k` candidates at each of `positions` of one sequence (segment 1).
+    fn fill_mask(
+        &self,
+        ids: &[u32],
+        positions: &[usize],
+        top_k: usize,
+    ) -> Result<Vec<Vec<Candidate>>, ModelError>;
+    /// Classifier logits per row (`[labels]` each).
+    fn classify(&self, rows: &[Row]) -> Result<Vec<Vec<f32>>, ModelError>;
+}
+
+/// Loads `opened` once on `device`. A classifier head (`output_layer_{1,2}`, what
+/// `uerzoo finetune` writes) is attached with `classifier_pooling`.
+pub fn load(
+    opened: &OpenedModel,
+    device: DeviceSpec,
+    classifier_pooling: Pooling,
+) -> Result<Arc<dyn Engine>, ModelError> {
+    run_on(
+        device,
+        LoadJob {
+            opened,
+            classifier_pooling,
+        },
+    )?
+}
+
+struct LoadJob<'a> {
+    opened: &'a OpenedModel,
+    classifier_pooling: Pooling,
+}
+
+impl BackendJob for LoadJob<'_> {
+    type Output = Result<Arc<dyn Engine>, ModelError>;
+    fn run<B: Backend>(self, device: B::Device) -> Self::Output {
+        let ckpt = &self.opened.checkpoint;
+        let (mut model, _) = load_model::<B>(ckpt, &self.opened.config, &device)?;
+        if ckpt.get(&format!("{}.weight", keys::CLS_2)).is_some() {
+            let head = classifier::load_head(
+                ckpt,
+                model.config.hidden_size,
+                self.classifier_pooling,
+                &device,
+            )
+            .map_err(|e| ModelError::Input(e.to_string()))?;
+            model.classifier = Some(head);
+        }
+        Ok(Arc::new(Loaded { model, device }))
+    }
+}
+
+struct Loaded<B: Backend> {
+    model: Model<B>,
+    device: B::Device,
+}
+
+impl<B: Backend> Loaded<B> {
+    /// Rows padded to the longest: ids (`[PAD]` = 0), segments (0 on padding).
+    fn pad(&self, rows: &[Row]) -> (Vec<i64>, Vec<i64>, usize) {
+        let seq = rows.iter().map(|r| r.ids.len()).max().unwrap_or(0).max(1);
+        let mut ids = vec![0i64; rows.len() * seq];
+        let mut seg = vec![0i64; rows.len() * seq];
+        for (r, row) in rows.iter().enumerate() {
+            for (j, (&i, &s)) in row.ids.iter().zip(&row.segments).enumerate() {
+                ids[r * seq + j] = i64::from(i);
+                seg[r * seq + j] = i64::from(s);
+            }
+        }
+        (ids, seg, seq)
+    }
+}
+
+fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<Vec<f32>, ModelError> {
+    t.into_data()
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .map_err(|e| ModelError::Input(format!("reading the output back: {e:?}")))
+}
+
+impl<B: Backend> Engine for Loaded<B> {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            generate: self.model.lm.is_some(),
+            fill_mask: self.model.mlm.is_some(),
+            classify: self.model.classifier.is_some(),
+            embed: self.model.config.mask != crate::model::MaskKind::Causal,
+        }
+    }
+
+    fn positions(&self) -> usize {
+        self.model.config.max_seq_length
+    }
+
+    fn labels(&self) -> usize {
+        self.model
+            .classifier
+            .as_ref()
+            .map_or(0, |c| c.output_layer_2.weight.val().dims()[1])
+    }
+
+    fn generate(
+        &self,
+        prompt: &[u32],
+        opts: &GenerateOptions,
+        on_token: &mut dyn FnMut(usize, u32) -> ControlFlow<()>,
+    ) -> Result<Vec<Generated>, GenerateError> {
+        generate::generate_until(&self.model, prompt, opts, on_token)
+    }
+
+    fn embed(&self, rows: &[Row], pooling: &[Pooling]) -> Result<Vec<Vec<f32>>, ModelError> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (ids, seg, seq) = self.pad(rows);
+        let (t_ids, t_seg) = self
+            .model
+            .inputs(&ids, &seg, rows.len(), seq, &self.device)?;
+        // As UER-py's extract_features: hidden × (segment > 0), so padding contributes 0.
+        let keep = t_seg.clone().greater_elem(0).float().unsqueeze_dim::<3>(2);
+        let h = self.model.encode(t_ids, t_seg) * keep;
+        let [b, _, hidden] = h.dims();
+        let first = host(h.clone().narrow(1, 0, 1).reshape([b, hidden]))?;
+        let sum = if pooling.contains(&Pooling::Mean) {
+            host(h.sum_dim(1).reshape([b, hidden]))?
+        } else {
+            Vec::new()
+        };
+        Ok(rows
+            .iter()
+            .enumerate()
+            .map(|(r, row)| match pooling.get(r) {
+                Some(Pooling::Mean) => {
+                    let n = row.ids.len().max(1) as f32;
+                    sum[r * hidden..(r + 1) * hidden]
+                        .iter()
+                        .map(|v| v / n)
+                        .collect()
+                }
+                _ => first[r * hidden..(r + 1) * hidden].to_vec(),
+            })
+            .collect())
+    }
+
+    fn fill_mask(
+        &self,
+        ids: &[u32],
+        positions: &[usize],
+        k: usize,
+    ) -> Result<Vec<Vec<Candidate>>, ModelError> {
+        if self.model.mlm.is_none() {
+            return Err(ModelError::Input(
+                "the weights have no MLM head (`target.mlm.*`); fill-mask needs one".into(),
+            ));
+        }
+        let seq = ids.len();
+        let ids: Vec<i64> = ids.iter().map(|&i| i64::from(i)).collect();
+        let (t_ids, t_seg) = self
+            .model
+            .inputs(&ids, &vec![1i64; seq], 1, seq, &self.device)?;
+        let Some(logits) = self.model.forward(t_ids, t_seg).logits else {
+            return Err(ModelError::Input("the model returned no logits".into()));
+        };
+        let vocab = logits.dims()[2];
+        let mut out = Vec::with_capacity(positions.len());
+        for &p in positions {
+            let row = logits.clone().narrow(1, p, 1).reshape([vocab]);
+            out.push(top_k(&host(activation::softmax(row, 0))?, k));
+        }
+        Ok(out)
+    }
+
+    fn classify(&self, rows: &[Row]) -> Result<Vec<Vec<f32>>, ModelError> {
+        let Some(head) = &self.model.classifier else {
+            return Err(ModelError::Input(
+                "the weights have no classifier head (`output_layer_2`); fine-tune one with `uerzoo finetune`".into(),
+            ));
+        };
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (ids, seg, seq) = self.pad(rows);
+        let pool = classifier::pool_weights(&seg, rows.len(), seq, head.pooling)
+            .map(|w| Tensor::from_data(TensorData::new(w, [rows.len(), seq]), &self.device));
+        let (t_ids, t_seg) = self
+            .model
+            .inputs(&ids, &seg, rows.len(), seq, &self.device)?;
+        let logits = classifier::logits(&self.model, t_ids, t_seg, pool, 0.0);
+        let labels = logits.dims()[1];
+        Ok(host(logits)?
+            .chunks(labels.max(1))
+            .map(<[f32]>::to_vec)
+            .collect())
+    }
+}

@@ -1,0 +1,143 @@
+//! Every error a request can get, as one enum mapped to an HTTP status and OpenAI's error
+//! body `{"error": {"message", "type", "param"}}`.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// An error answered to one request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApiError {
+    /// 400: a field is missing, has the wrong type or is out of range (`param` names it).
+    Invalid {
+        param: Option<String>,
+        message: String,
+    },
+    /// 404: no model with this id is served (`param` = `model`).
+    UnknownModel { id: String, known: Vec<String> },
+    /// 400: the model cannot do what the route asks (`param` = `model`).
+    WrongModel { id: String, message: String },
+    /// 404 / 405: no such route or method.
+    NotFound(String),
+    /// 413: the body or the token count is over a limit.
+    TooLarge {
+        param: Option<String>,
+        message: String,
+    },
+    /// 429: every request slot is busy.
+    Busy { limit: usize },
+    /// 503: the server is shutting down.
+    ShuttingDown,
+    /// 500: the model failed.
+    Internal(String),
+    /// Any status axum's extractors decided (malformed JSON: 400, wrong content type: 415).
+    Rejected { status: StatusCode, message: String },
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Inner<'a>,
+}
+
+#[derive(Serialize)]
+struct Inner<'a> {
+    message: String,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    param: Option<String>,
+    code: Option<&'a str>,
+}
+
+impl ApiError {
+    /// A bad value of `param`.
+    pub fn invalid(param: &str, message: impl Into<String>) -> Self {
+        ApiError::Invalid {
+            param: Some(param.to_string()),
+            message: message.into(),
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Invalid { .. } | ApiError::WrongModel { .. } => StatusCode::BAD_REQUEST,
+            ApiError::UnknownModel { .. } | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Busy { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Rejected { status, .. } => *status,
+        }
+    }
+
+    fn parts(&self) -> (String, &'static str, Option<String>) {
+        match self {
+            ApiError::Invalid { param, message } => {
+                (message.clone(), "invalid_request_error", param.clone())
+            }
+            ApiError::UnknownModel { id, known } => (
+                format!(
+                    "model `{id}` is not served here; use one of: {} (GET /v1/models)",
+                    known.join(", ")
+                ),
+                "invalid_request_error",
+                Some("model".into()),
+            ),
+            ApiError::WrongModel { id, message } => (
+                format!("model `{id}`: {message}"),
+                "invalid_request_error",
+                Some("model".into()),
+            ),
+            ApiError::NotFound(m) => (m.clone(), "not_found_error", None),
+            ApiError::TooLarge { param, message } => {
+                (message.clone(), "invalid_request_error", param.clone())
+            }
+            ApiError::Busy { limit } => (
+                format!(
+                    "all {limit} request slots are busy; retry later (the server's --max-concurrency)"
+                ),
+                "rate_limit_error",
+                None,
+            ),
+            ApiError::ShuttingDown => ("the server is shutting down".into(), "server_error", None),
+            ApiError::Internal(m) => (m.clone(), "server_error", None),
+            ApiError::Rejected { message, .. } => (message.clone(), "invalid_request_error", None),
+        }
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> serde_json::Value {
+        let (message, kind, param) = self.parts();
+        serde_json::to_value(Body {
+            error: Inner {
+                message,
+                kind,
+                param,
+                code: None,
+            },
+        })
+        .unwrap_or_default()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status(), Json(self.body())).into_response()
+    }
+}
+
+impl From<axum::extract::rejection::JsonRejection> for ApiError {
+    fn from(r: axum::extract::rejection::JsonRejection) -> Self {
+        let status = r.status();
+        let message = r.body_text();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiError::TooLarge {
+                param: None,
+                message: format!("{message}; the body limit is the server's --max-body-bytes"),
+            };
+        }
+        // serde_path_to_error puts the field first: "…: max_tokens: invalid type: …".
+        ApiError::Rejected { status, message }
+    }
+}

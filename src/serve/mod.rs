@@ -1,0 +1,308 @@
+//! `uerzoo serve`: the zoo over HTTP, on axum (hyper, tokio).
+//!
+//! This module owns the server: which models it holds ([`ServedModel`], each opened with
+//! [`crate::model::open::open_model`] and loaded once by [`engine::load`]), the routes
+//! ([`handlers`]: OpenAI-compatible completions with server-sent events, embeddings and
+//! models; the zoo's fill-mask, classify and tokenize; health, metrics and the web page),
+//! the limits (body size, tokens, concurrency → 429), batching of encoder requests
+//! ([`batcher`]) and graceful shutdown. Model compute never runs on the async runtime:
+//! generation and fill-mask run on blocking threads, embeddings on each encoder's batching
+//! thread. It never prints; the CLI reports the address and errors.
+
+pub mod batcher;
+pub mod engine;
+pub mod error;
+pub mod handlers;
+pub mod metrics;
+pub mod types;
+mod web;
+
+pub use engine::{Capabilities, Engine, Row};
+pub use error::ApiError;
+
+use crate::convert::Source;
+use crate::generate::{Preset, Sampling};
+use crate::model::open::{OpenedModel, open_model};
+use crate::model::{DeviceSpec, ModelError, Pooling};
+use crate::tokenizer::{Tokenizer, TokenizerOptions};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Everything that can go wrong starting or running the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A model argument that could not be opened or loaded.
+    #[error("model `{id}`: {source}")]
+    Model { id: String, source: ModelError },
+    /// No tokenizer beside the weights.
+    #[error("model `{id}`: {message}")]
+    Tokenizer { id: String, message: String },
+    /// Two models with the same id.
+    #[error("model id `{0}` is given twice; name them apart with ID=PATH")]
+    DuplicateId(String),
+    /// No models.
+    #[error("no models to serve; give at least one MODEL")]
+    NoModels,
+    /// An option out of range.
+    #[error("--{option}: {message}")]
+    Option {
+        option: &'static str,
+        message: String,
+    },
+    /// Binding or serving failed.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+}
+
+/// One `MODEL` argument: `PATH_OR_NAME`, or `ID=PATH_OR_NAME` to choose the id requests use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelSpec {
+    /// The id in requests (`"model": …`).
+    pub id: String,
+    /// A registry name, a UER `.bin`/`.safetensors` or an HF directory.
+    pub path: PathBuf,
+}
+
+impl std::str::FromStr for ModelSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.is_empty() {
+            return Err("empty model argument; give a registry name, a file or a directory".into());
+        }
+        match s.split_once('=') {
+            Some((id, path)) if !id.is_empty() && !id.contains('/') && !path.is_empty() => {
+                Ok(ModelSpec {
+                    id: id.into(),
+                    path: path.into(),
+                })
+            }
+            _ => Ok(ModelSpec {
+                id: s.into(),
+                path: s.into(),
+            }),
+        }
+    }
+}
+
+/// How to serve.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServeOptions {
+    /// Address to bind (the CLI's `--host`).
+    pub host: String,
+    /// Port; 0 lets the system choose (the bound address is [`Server::local_addr`]).
+    pub port: u16,
+    pub device: DeviceSpec,
+    /// Padded tokens (rows × longest row) per encoder forward pass.
+    pub max_batch_tokens: usize,
+    /// Model requests running at once; more get 429.
+    pub max_concurrency: usize,
+    /// Largest request body in bytes; larger get 413.
+    pub max_body_bytes: usize,
+    /// Most choices (`n`) per completion request.
+    pub max_choices: usize,
+    /// Pooling of fine-tuned classifiers (as given to `uerzoo finetune --pooling`).
+    pub classifier_pooling: Pooling,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            host: "127.0.0.1".into(),
+            port: 8080,
+            device: DeviceSpec::Cpu,
+            max_batch_tokens: 16384,
+            max_concurrency: 64,
+            max_body_bytes: 2 << 20,
+            max_choices: 8,
+            classifier_pooling: Pooling::First,
+        }
+    }
+}
+
+/// A model loaded for serving.
+pub struct ServedModel {
+    /// The id requests use.
+    pub id: String,
+    pub engine: Arc<dyn Engine>,
+    pub tokenizer: Arc<Tokenizer>,
+    pub capabilities: Capabilities,
+    /// Longest sequence (position embeddings).
+    pub positions: usize,
+    /// Completions' default prompt format (the registry entry's, else plain).
+    pub preset: &'static Preset,
+    /// Completions' default sampling (the registry card's, else UER-py's).
+    pub sampling: Sampling,
+}
+
+/// Opens and loads each model once, in order.
+pub fn load_models(
+    specs: &[ModelSpec],
+    opts: &ServeOptions,
+) -> Result<Vec<ServedModel>, ServeError> {
+    if specs.is_empty() {
+        return Err(ServeError::NoModels);
+    }
+    let mut out: Vec<ServedModel> = Vec::new();
+    for spec in specs {
+        if out.iter().any(|m| m.id == spec.id) {
+            return Err(ServeError::DuplicateId(spec.id.clone()));
+        }
+        let model_err = |source| ServeError::Model {
+            id: spec.id.clone(),
+            source,
+        };
+        let opened = open_model(&spec.path, None).map_err(model_err)?;
+        let tokenizer = load_tokenizer(&opened).map_err(|message| ServeError::Tokenizer {
+            id: spec.id.clone(),
+            message,
+        })?;
+        let engine =
+            engine::load(&opened, opts.device, opts.classifier_pooling).map_err(model_err)?;
+        let entry = (!spec.path.exists())
+            .then(|| {
+                spec.path
+                    .to_str()
+                    .and_then(|n| crate::registry::Registry::builtin().get(n).ok())
+            })
+            .flatten();
+        let preset = entry.map_or(&crate::generate::PRESETS[0], |e| Preset::for_entry(&e.name));
+        let sampling = entry
+            .and_then(|e| e.generation.as_ref())
+            .map_or(Sampling::default(), |c| Sampling {
+                top_k: c.top_k,
+                top_p: c.top_p,
+                temperature: c.temperature,
+                ..Sampling::default()
+            });
+        out.push(ServedModel {
+            id: spec.id.clone(),
+            capabilities: engine.capabilities(),
+            positions: engine.positions(),
+            engine,
+            tokenizer: Arc::new(tokenizer),
+            preset,
+            sampling,
+        });
+    }
+    Ok(out)
+}
+
+/// The tokenizer beside the weights: `vocab.txt` (HF directories with transformers'
+/// options, UER files with UER-py's) or `spiece.model`.
+fn load_tokenizer(opened: &OpenedModel) -> Result<Tokenizer, String> {
+    let path = opened
+        .vocab_file()
+        .or_else(|| Some(opened.dir.join("spiece.model")).filter(|p| p.is_file()))
+        .ok_or_else(|| {
+            format!(
+                "no vocab.txt or spiece.model in {}; put the model's vocabulary beside the weights",
+                opened.dir.display()
+            )
+        })?;
+    let result = if path.extension().is_some_and(|e| e == "model") {
+        Tokenizer::from_spm_file(&path)
+    } else {
+        let options = match opened.source {
+            Source::Hf => TokenizerOptions::huggingface(),
+            Source::Uer(_) => TokenizerOptions::uer(),
+        };
+        Tokenizer::from_vocab_file(&path, options)
+    };
+    result.map_err(|e| format!("loading the tokenizer {}: {e}", display(&path)))
+}
+
+fn display(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// A bound server, not yet accepting.
+pub struct Server {
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+}
+
+impl Server {
+    /// Binds `opts.host:opts.port` and builds the routes over `models` (must be called
+    /// inside a tokio runtime).
+    pub async fn bind(models: Vec<ServedModel>, opts: &ServeOptions) -> Result<Server, ServeError> {
+        if opts.max_concurrency == 0 {
+            return Err(ServeError::Option {
+                option: "max-concurrency",
+                message: "must be at least 1".into(),
+            });
+        }
+        if opts.max_batch_tokens == 0 {
+            return Err(ServeError::Option {
+                option: "max-batch-tokens",
+                message: "must be at least 1".into(),
+            });
+        }
+        let state = handlers::AppState::new(models, opts).map_err(|source| ServeError::Io {
+            context: "starting the encoder threads".into(),
+            source,
+        })?;
+        let addr = format!("{}:{}", opts.host, opts.port);
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .map_err(|source| ServeError::Io {
+                context: format!(
+                    "binding {addr} (is the port taken? try another --port, or --port 0)"
+                ),
+                source,
+            })?;
+        Ok(Server {
+            listener,
+            app: handlers::router(state, opts),
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> Result<SocketAddr, ServeError> {
+        self.listener.local_addr().map_err(|source| ServeError::Io {
+            context: "reading the bound address".into(),
+            source,
+        })
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting and waits for the requests
+    /// in flight (streams included) to finish.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        axum::serve(self.listener, self.app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(|source| ServeError::Io {
+                context: "serving".into(),
+                source,
+            })
+    }
+}
+
+/// Completes on Ctrl-C (SIGINT) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,569 @@
+//! `uerzoo serve` as users run it: the real binary on 127.0.0.1 (port 0, the address read
+//! from its stdout) with the fixtures `gpt2_v1` and `roberta_v1`, answers compared with the
+//! one-shot commands (`generate --greedy`, `extract-features`, `fill-mask --json`).
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Embeddings vs `extract-features`: the same f32 forward pass, batched differently.
+const EMB_TOL: f32 = 1e-5;
+/// Fill-mask probabilities vs the CLI: the same forward pass on the same ids.
+const PROB_TOL: f32 = 1e-6;
+const PROMPT: &str = "今天天气很好";
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start() -> Server {
+        let f = |n: &str| common::uer_fixture(n).join("uer_model.bin");
+        let mut child = Command::new(common::uerzoo_bin())
+            .arg("serve")
+            .arg(format!("gpt2={}", f("gpt2_v1").display()))
+            .arg(format!("roberta={}", f("roberta_v1").display()))
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--max-body-bytes",
+                "65536",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting uerzoo serve");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(url.to_string());
+                }
+            }
+        });
+        let url = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("uerzoo serve printed no address within 60 s");
+        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+        Server { child, url }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .no_proxy()
+        .build()
+        .unwrap()
+}
+
+/// `reqwest` is built without its `json` feature: JSON goes in and out as text.
+fn json_post(url: String, body: &serde_json::Value) -> reqwest::RequestBuilder {
+    client()
+        .post(url)
+        .header("Content-Type", "application/json")
+        .body(body.to_string())
+}
+
+async fn json_of(r: reqwest::Response) -> serde_json::Value {
+    let text = r.text().await.unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+async fn post(s: &Server, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+    let r = json_post(s.url(path), &body).send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, json_of(r).await)
+}
+
+/// The `data:` payloads of a server-sent event stream.
+fn sse_data(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(str::to_string)
+        .collect()
+}
+
+fn uerzoo(args: &[&str]) -> String {
+    let out = common::run_ok(Command::new(common::uerzoo_bin()).args(args));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn fixture_model(name: &str) -> String {
+    common::uer_fixture(name)
+        .join("uer_model.bin")
+        .display()
+        .to_string()
+}
+
+#[tokio::test]
+async fn greedy_stream_equals_cli_generate() {
+    let s = Server::start();
+    let max_length = 40;
+    let cli = uerzoo(&[
+        "generate",
+        &fixture_model("gpt2_v1"),
+        "--prompt",
+        PROMPT,
+        "--greedy",
+        "--preset",
+        "plain",
+        "--max-length",
+        &max_length.to_string(),
+    ]);
+    let (status, tok) = post(
+        &s,
+        "/v1/tokenize",
+        serde_json::json!({"model": "gpt2", "text": PROMPT}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let prompt_tokens = tok["count"].as_u64().unwrap() as usize;
+    assert_eq!(prompt_tokens, 6);
+    let body = serde_json::json!({
+        "model": "gpt2", "prompt": PROMPT, "stream": true, "temperature": 0,
+        "max_tokens": max_length - 1 - prompt_tokens,
+    });
+    let r = json_post(s.url("/v1/completions"), &body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let events = sse_data(&r.text().await.unwrap());
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    let chunks: Vec<serde_json::Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    assert!(
+        chunks.len() > 10,
+        "streamed token by token: {} events",
+        chunks.len()
+    );
+    let text: String = chunks
+        .iter()
+        .map(|c| c["choices"][0]["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        chunks.last().unwrap()["choices"][0]["finish_reason"],
+        "length"
+    );
+    assert_eq!(chunks[0]["object"], "text_completion");
+    assert_eq!(format!("{PROMPT}{text}"), cli.trim_end());
+    // Not streamed: the same text and OpenAI's usage.
+    let mut plain = body.clone();
+    plain["stream"] = false.into();
+    let (status, c) = post(&s, "/v1/completions", plain).await;
+    assert_eq!(status, 200);
+    assert_eq!(c["choices"][0]["text"], text.as_str());
+    assert_eq!(c["usage"]["prompt_tokens"], 7);
+    assert_eq!(c["usage"]["completion_tokens"], max_length - 7);
+}
+
+fn read_features(path: &std::path::Path) -> (Vec<usize>, Vec<f32>) {
+    let ck = uerzoo::checkpoint::Checkpoint::open(path).unwrap();
+    let t = ck.get("features").unwrap();
+    (t.shape.clone(), t.to_f32_vec())
+}
+
+#[tokio::test]
+async fn embeddings_equal_extract_features() {
+    let s = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let texts = ["北京是中国的首都。", "今天天气很好"];
+    let input = dir.path().join("texts.txt");
+    std::fs::write(&input, texts.join("\n")).unwrap();
+    let seq = 32usize;
+    for pooling in ["first", "mean"] {
+        let out = dir.path().join(format!("{pooling}.safetensors"));
+        uerzoo(&[
+            "extract-features",
+            &fixture_model("roberta_v1"),
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--pooling",
+            pooling,
+            "--seq-length",
+            &seq.to_string(),
+        ]);
+        let (shape, want) = read_features(&out);
+        assert_eq!(shape, [2, 128]);
+        let (status, r) = post(
+            &s,
+            "/v1/embeddings",
+            serde_json::json!({"model": "roberta", "input": texts, "pooling": pooling}),
+        )
+        .await;
+        assert_eq!(status, 200, "{r}");
+        assert_eq!(r["object"], "list");
+        for (i, text) in texts.iter().enumerate() {
+            let got: Vec<f32> = r["data"][i]["embedding"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+                .collect();
+            assert_eq!(got.len(), 128);
+            // extract-features' mean divides by --seq-length (UER-py averages padding);
+            // the server's by the text's own tokens ([CLS] + characters).
+            let scale = if pooling == "mean" {
+                (text.chars().count() + 1) as f32 / seq as f32
+            } else {
+                1.0
+            };
+            let diff = got
+                .iter()
+                .zip(&want[i * 128..(i + 1) * 128])
+                .map(|(g, w)| (g * scale - w).abs())
+                .fold(0f32, f32::max);
+            assert!(diff <= EMB_TOL, "{pooling} row {i}: max diff {diff}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn fill_mask_equals_cli() {
+    let s = Server::start();
+    let text = "北京是[MASK]国的首都。";
+    let cli: serde_json::Value = serde_json::from_str(&uerzoo(&[
+        "fill-mask",
+        &fixture_model("roberta_v1"),
+        text,
+        "--top-k",
+        "5",
+        "--json",
+    ]))
+    .unwrap();
+    let (status, r) = post(
+        &s,
+        "/v1/fill-mask",
+        serde_json::json!({"model": "roberta", "text": text, "top_k": 5}),
+    )
+    .await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["masks"][0]["position"], 4);
+    let got = r["masks"][0]["candidates"].as_array().unwrap();
+    let want = cli[0].as_array().unwrap();
+    assert_eq!(got.len(), 5);
+    for (g, w) in got.iter().zip(want) {
+        assert_eq!(g["token"], w["token"]);
+        assert_eq!(g["id"], w["id"]);
+        let (gs, ws) = (g["score"].as_f64().unwrap(), w["score"].as_f64().unwrap());
+        assert!((gs - ws).abs() <= f64::from(PROB_TOL), "{gs} vs {ws}");
+        let token = g["token"].as_str().unwrap();
+        assert_eq!(g["sequence"], text.replace("[MASK]", token));
+    }
+}
+
+/// Headers and JSON as the official `openai` Python client (1.x) sends them: bearer key,
+/// Stainless telemetry headers, only the fields the caller gave; embeddings with
+/// `encoding_format: base64`, the client's default.
+#[tokio::test]
+async fn openai_python_client_requests_are_accepted() {
+    let s = Server::start();
+    let openai = |path: &str| {
+        client()
+            .post(s.url(path))
+            .header("Authorization", "Bearer sk-no-key-needed")
+            .header("Content-Type", "application/json")
+            .header("Accept", "application/json")
+            .header("User-Agent", "OpenAI/Python 1.54.4")
+            .header("X-Stainless-Lang", "python")
+            .header("X-Stainless-Package-Version", "1.54.4")
+            .header("X-Stainless-OS", "Linux")
+            .header("X-Stainless-Arch", "x64")
+            .header("X-Stainless-Runtime", "CPython")
+            .header("X-Stainless-Runtime-Version", "3.11.9")
+            .header("X-Stainless-Async", "false")
+            .header("x-stainless-retry-count", "0")
+    };
+    let body = r#"{"model": "gpt2", "prompt": "今天天气很好", "max_tokens": 8, "temperature": 0, "stream": true, "stream_options": {"include_usage": false}, "user": "u1"}"#;
+    let r = openai("/v1/completions").body(body).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let events = sse_data(&r.text().await.unwrap());
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    assert_eq!(
+        events.len(),
+        8 + 2,
+        "8 tokens, a finish chunk, [DONE]: {events:?}"
+    );
+    let body =
+        r#"{"input": "北京是中国的首都。", "model": "roberta", "encoding_format": "base64"}"#;
+    let r = openai("/v1/embeddings").body(body).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = json_of(r).await;
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(r["data"][0]["embedding"].as_str().unwrap())
+        .unwrap();
+    let from_b64: Vec<f32> = bytes
+        .chunks(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let (_, floats) = post(
+        &s,
+        "/v1/embeddings",
+        serde_json::json!({"input": "北京是中国的首都。", "model": "roberta"}),
+    )
+    .await;
+    let floats: Vec<f32> = floats["data"][0]["embedding"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
+    assert_eq!(from_b64, floats);
+    let r = client().get(s.url("/v1/models")).send().await.unwrap();
+    let models = json_of(r).await;
+    assert_eq!(models["data"][0]["id"], "gpt2");
+    assert_eq!(models["data"][1]["id"], "roberta");
+}
+
+#[tokio::test]
+async fn bad_requests_get_json_errors() {
+    let s = Server::start();
+    let raw = |path: &'static str, body: String| {
+        let url = s.url(path);
+        async move {
+            let r = client()
+                .post(url)
+                .header("Content-Type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, json_of(r).await)
+        }
+    };
+    let (status, e) = raw("/v1/completions", r#"{"model": "gpt2", "prompt": "#.into()).await;
+    assert_eq!(status, 400);
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("JSON"),
+        "{e}"
+    );
+    let (status, e) = post(
+        &s,
+        "/v1/completions",
+        serde_json::json!({"model": "gpt-4", "prompt": "x"}),
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert_eq!(e["error"]["param"], "model");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("gpt2, roberta"),
+        "{e}"
+    );
+    let long = "好".repeat(600);
+    let (status, e) = post(
+        &s,
+        "/v1/embeddings",
+        serde_json::json!({"model": "roberta", "input": long}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(e["error"]["param"], "input");
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("512"),
+        "{e}"
+    );
+    let (status, e) = post(
+        &s,
+        "/v1/completions",
+        serde_json::json!({"model": "gpt2", "prompt": "好".repeat(100), "max_tokens": 100}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(e["error"]["param"], "max_tokens");
+    let (status, e) = post(
+        &s,
+        "/v1/fill-mask",
+        serde_json::json!({"model": "roberta", "text": "没有面具"}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(e["error"]["param"], "text");
+    let (status, e) = post(
+        &s,
+        "/v1/embeddings",
+        serde_json::json!({"model": "gpt2", "input": "x"}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(e["error"]["param"], "model");
+    let (status, e) = post(
+        &s,
+        "/v1/completions",
+        serde_json::json!({"model": "gpt2", "prompt": "x", "temperature": -1}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(e["error"]["param"], "temperature");
+    let (status, e) = raw(
+        "/v1/tokenize",
+        format!(r#"{{"model": "gpt2", "text": "{}"}}"#, "a".repeat(70_000)),
+    )
+    .await;
+    assert_eq!(status, 413, "{e}");
+    let r = client().get(s.url("/metrics")).send().await.unwrap();
+    let metrics = r.text().await.unwrap();
+    assert!(
+        metrics.contains(r#"uerzoo_http_requests_total{route="/v1/embeddings",status="400"} 2"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_drains_in_flight_requests() {
+    let mut s = Server::start();
+    // 8 choices × 120 tokens: still streaming when the signal arrives.
+    let body = serde_json::json!({"model": "gpt2", "prompt": PROMPT, "stream": true, "max_tokens": 120, "n": 8, "seed": 7});
+    let mut r = json_post(s.url("/v1/completions"), &body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let first = r.chunk().await.unwrap().expect("a first event");
+    assert!(String::from_utf8_lossy(&first).starts_with("data: "));
+    let pid = s.child.id().to_string();
+    common::run_ok(Command::new("kill").args(["-TERM", &pid]));
+    let mut rest = String::from_utf8_lossy(&first).to_string();
+    while let Some(bytes) = r.chunk().await.unwrap() {
+        rest.push_str(&String::from_utf8_lossy(&bytes));
+    }
+    let events = sse_data(&rest);
+    assert_eq!(
+        events.last().map(String::as_str),
+        Some("[DONE]"),
+        "the stream finished"
+    );
+    let last: serde_json::Value = serde_json::from_str(&events[events.len() - 2]).unwrap();
+    assert_eq!(
+        last["choices"][0]["finish_reason"], "length",
+        "it ran to max_tokens"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = s.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "uerzoo serve did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    assert!(
+        client().get(s.url("/health")).send().await.is_err(),
+        "no new requests after shutdown"
+    );
+}
+
+/// Debian's chromium; `.ci/run` installs it with `fonts-noto-cjk`.
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// Headless chromium loads `/?demo=1` (the page writes a greedy couplet with `gpt2` and runs
+/// fill-mask with `roberta`, as a user clicking would), waits up to 5 s of virtual time and
+/// dumps the DOM; the streamed couplet and the fill-mask bars must be the API's. A
+/// screenshot goes to `target/tmp/serve_page.png`.
+#[tokio::test]
+async fn browser_page_writes_a_couplet_and_fills_a_mask() {
+    assert!(
+        std::path::Path::new(CHROMIUM).is_file(),
+        "{CHROMIUM} is missing; install it with `apt-get install -y chromium fonts-noto-cjk`"
+    );
+    let s = Server::start();
+    let upper = "丹枫江冷人初去";
+    let (status, c) = post(
+        &s,
+        "/v1/completions",
+        serde_json::json!({"model": "gpt2", "prompt": upper, "preset": "couplet", "temperature": 0, "max_tokens": 40}),
+    )
+    .await;
+    assert_eq!(status, 200, "{c}");
+    let lower = c["choices"][0]["text"].as_str().unwrap().to_string();
+    assert_eq!(
+        lower.matches("[UNK]").count(),
+        7,
+        "the fixture vocabulary: {lower}"
+    );
+    let (_, m) = post(
+        &s,
+        "/v1/fill-mask",
+        serde_json::json!({"model": "roberta", "text": "北京是[MASK]国的首都。", "top_k": 5}),
+    )
+    .await;
+    let page = s.url("/?demo=1");
+    let chromium = |extra: &[&str]| {
+        let profile = tempfile::tempdir().unwrap();
+        let out = common::run_ok(
+            Command::new("timeout")
+                .args([
+                    "60",
+                    CHROMIUM,
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                ])
+                .args([
+                    "--disable-quic",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                ])
+                .args(["--disable-component-update", "--disable-sync"])
+                .arg(format!("--user-data-dir={}", profile.path().display()))
+                .args(["--virtual-time-budget=5000", "--window-size=1100,900"])
+                .args(extra)
+                .arg(&page),
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let dom = chromium(&["--dump-dom"]);
+    let couplet = format!(r#"<div class="cand done" id="cand-0">{upper} - {lower}</div>"#);
+    assert!(
+        dom.contains(&couplet),
+        "no streamed couplet {couplet} in:\n{dom}"
+    );
+    for cand in m["masks"][0]["candidates"].as_array().unwrap() {
+        let bar = format!(
+            r#"<span class="tok">{}</span>"#,
+            cand["token"].as_str().unwrap()
+        );
+        assert!(dom.contains(&bar), "no fill-mask bar {bar} in:\n{dom}");
+    }
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("serve_page.png");
+    let _ = std::fs::remove_file(&shot);
+    chromium(&[&format!("--screenshot={}", shot.display())]);
+    let png = std::fs::read(&shot).expect("chromium wrote the screenshot");
+    assert_eq!(&png[1..4], b"PNG");
+    assert!(png.len() > 10_000, "a real page, {} bytes", png.len());
+}
