@@ -7,6 +7,5 @@ static ALLOCATOR: uerzoo::alloc::Allocator = uerzoo::alloc::Allocator;
 
 fn main() -> std::process::ExitCode {
     uerzoo::alloc::configure();
-    uerzoo::output::install_interrupt_cleanup();
     cli::main()
 }

@@ -69,6 +69,11 @@ enum Command {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `serve` drains in-flight requests on SIGTERM itself; every other command removes its
+    // temporaries and exits.
+    if !matches!(cli.command, Command::Serve(_)) {
+        uerzoo::output::install_interrupt_cleanup();
+    }
     let result = match cli.command {
         Command::List(a) => list::run(a),
         Command::Info(a) => info::run(a),

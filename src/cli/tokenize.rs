@@ -107,7 +107,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     };
     let model_input = args.special_tokens || args.pair.is_some() || args.seq_length.is_some();
-    let pair = args.pair.as_deref().map(|p| spans(p));
+    let pair = args.pair.as_deref().map(&spans);
     let mut inputs = Vec::with_capacity(texts.len());
     for text in &texts {
         let a = spans(text);

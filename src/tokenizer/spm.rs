@@ -42,6 +42,9 @@ pub struct SpmTokenizer {
     escape_whitespaces: bool,
 }
 
+/// A piece, its id and the byte ranges of the input text it covers.
+type PieceRanges = (String, u32, Vec<(usize, usize)>);
+
 impl SpmTokenizer {
     /// Builds the encoder from a parsed model; the error says what is unsupported or missing.
     pub(crate) fn from_proto(model: ModelProto) -> Result<Self, String> {
@@ -434,7 +437,7 @@ impl SpmTokenizer {
     }
 
     /// [`Self::encode_as_pieces`] with the source ranges of each piece's characters.
-    fn pieces_with_ranges(&self, text: &str) -> Vec<(String, u32, Vec<(usize, usize)>)> {
+    fn pieces_with_ranges(&self, text: &str) -> Vec<PieceRanges> {
         let (normalized, map) = self.normalize_with_offsets(text);
         let mut at = 0;
         self.encode_normalized(&normalized)
