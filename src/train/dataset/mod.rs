@@ -15,14 +15,7 @@
 //! random id in `1..|V|` that is not a special token, 10% unchanged; done here
 //! (`dup_factor` copies) or at training time (dynamic masking).
 //!
-//! ## File format (`.uzds`, little-endian)
-//! A 128-byte header: magic `UZDSET01`, header length u32, target u8 (0 mlm, 1 lm,
-//! 2 bert), dynamic-masking u8, bytes per id u8 (2 or 4), a reserved byte, seq_length u32,
-//! row length u32 (seq_length, or seq_length + 1 for lm), vocab size u32, instance count
-//! u64, the SHA-256 of the vocabulary file (32 bytes), the seed u64, dup_factor u32 and the
-//! ids of `[CLS] [SEP] [MASK] [PAD]` (u32 each), zero padding. Then fixed-size records:
-//! `row` ids, `row` masked targets (static mlm/bert only; 0 = not predicted), then three
-//! u32: end of segment A, end of segment B (0 without B), is-random-next.
+//! The on-disk format (`.uzds`) and its checks are in [`format`].
 
 use super::TrainError;
 use crate::progress::Progress;
@@ -36,80 +29,15 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-/// File magic (version 1 of the format).
-pub const MAGIC: &[u8; 8] = b"UZDSET01";
-/// Header length in bytes.
-pub const HEADER_LEN: usize = 128;
-/// The longest sequence a dataset header may declare (UER-py's models have 512 positions;
-/// this bound only keeps a corrupt header from sizing huge buffers).
-pub const MAX_SEQ_LENGTH: usize = 1 << 16;
+pub mod format;
+pub use format::{FormatError, HEADER_LEN, Header, MAGIC, MAX_SEQ_LENGTH, Record, Specials, Target};
+
 /// Documents per buffer for the `bert` target (pairs draw random next sentences inside it).
 pub const DOCS_BUFFER: usize = 100_000;
 /// Probability of a shorter target length for `bert` pairs (UER-py `short_seq_prob`).
 pub const SHORT_SEQ_PROB: f64 = 0.1;
 /// Lines tokenized together (in parallel with `jobs`).
 const CHUNK_LINES: usize = 4096;
-
-/// Pretraining target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
-    /// Masked language model (RoBERTa).
-    Mlm,
-    /// Left-to-right language model (GPT-2).
-    Lm,
-    /// MLM + next-sentence prediction (BERT).
-    Bert,
-}
-
-impl Target {
-    fn code(self) -> u8 {
-        match self {
-            Target::Mlm => 0,
-            Target::Lm => 1,
-            Target::Bert => 2,
-        }
-    }
-    fn from_code(c: u8) -> Option<Self> {
-        [Target::Mlm, Target::Lm, Target::Bert]
-            .into_iter()
-            .find(|t| t.code() == c)
-    }
-    /// Whether instances carry masked targets.
-    pub fn masks(self) -> bool {
-        self != Target::Lm
-    }
-}
-
-impl std::fmt::Display for Target {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Target::Mlm => "mlm",
-            Target::Lm => "lm",
-            Target::Bert => "bert",
-        })
-    }
-}
-
-impl std::str::FromStr for Target {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "mlm" => Ok(Target::Mlm),
-            "lm" => Ok(Target::Lm),
-            "bert" => Ok(Target::Bert),
-            _ => Err(format!("unknown target `{s}`; use mlm, lm or bert")),
-        }
-    }
-}
-
-/// The special ids masking and padding need.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Specials {
-    pub cls: u32,
-    pub sep: u32,
-    pub mask: u32,
-    pub pad: u32,
-}
 
 /// Options of [`preprocess`] (UER-py's `preprocess.py` flags; defaults in brackets).
 #[derive(Debug, Clone)]
@@ -213,143 +141,6 @@ pub fn mask_seq(
     }
     out.sort_unstable();
     out
-}
-
-/// The header of a dataset file.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Header {
-    pub target: Target,
-    pub dynamic_masking: bool,
-    pub id_bytes: usize,
-    pub seq_length: usize,
-    pub row: usize,
-    pub vocab_size: usize,
-    pub instances: u64,
-    pub vocab_sha256: [u8; 32],
-    pub seed: u64,
-    pub dup_factor: u32,
-    pub specials: Specials,
-}
-
-impl Header {
-    /// Bytes per record.
-    pub fn record_len(&self) -> usize {
-        let targets = if self.target.masks() && !self.dynamic_masking {
-            self.row
-        } else {
-            0
-        };
-        (self.row + targets) * self.id_bytes + 12
-    }
-
-    fn to_bytes(&self) -> [u8; HEADER_LEN] {
-        let mut b = [0u8; HEADER_LEN];
-        b[..8].copy_from_slice(MAGIC);
-        b[8..12].copy_from_slice(&(HEADER_LEN as u32).to_le_bytes());
-        b[12] = self.target.code();
-        b[13] = self.dynamic_masking as u8;
-        b[14] = self.id_bytes as u8;
-        b[16..20].copy_from_slice(&(self.seq_length as u32).to_le_bytes());
-        b[20..24].copy_from_slice(&(self.row as u32).to_le_bytes());
-        b[24..28].copy_from_slice(&(self.vocab_size as u32).to_le_bytes());
-        b[28..36].copy_from_slice(&self.instances.to_le_bytes());
-        b[36..68].copy_from_slice(&self.vocab_sha256);
-        b[68..76].copy_from_slice(&self.seed.to_le_bytes());
-        b[76..80].copy_from_slice(&self.dup_factor.to_le_bytes());
-        let s = self.specials;
-        for (k, v) in [s.cls, s.sep, s.mask, s.pad].into_iter().enumerate() {
-            b[80 + 4 * k..84 + 4 * k].copy_from_slice(&v.to_le_bytes());
-        }
-        b
-    }
-
-    fn parse(b: &[u8], path: &Path) -> Result<Self, TrainError> {
-        let bad = |m: String| TrainError::Dataset {
-            path: path.to_path_buf(),
-            message: m,
-        };
-        let rebuild = "rebuild it with `uerzoo preprocess`";
-        if b.len() < MAGIC.len() || &b[..8] != MAGIC {
-            return Err(bad(
-                "not a uerzoo dataset (bad magic); make one with `uerzoo preprocess`".into(),
-            ));
-        }
-        if b.len() < HEADER_LEN {
-            return Err(bad(format!(
-                "truncated: {} bytes, but the header alone is {HEADER_LEN}; {rebuild}",
-                b.len()
-            )));
-        }
-        let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap());
-        if u32_at(8) as usize != HEADER_LEN {
-            return Err(bad(format!(
-                "header length (offset 8) is {}, not {HEADER_LEN}: another version of the format; {rebuild}",
-                u32_at(8)
-            )));
-        }
-        let target = Target::from_code(b[12]).ok_or_else(|| {
-            bad(format!(
-                "unknown target code {} at offset 12; {rebuild}",
-                b[12]
-            ))
-        })?;
-        let id_bytes = b[14] as usize;
-        if id_bytes != 2 && id_bytes != 4 {
-            return Err(bad(format!(
-                "bytes per id (offset 14) is {id_bytes}, must be 2 or 4; {rebuild}"
-            )));
-        }
-        let seq_length = u32_at(16) as usize;
-        let row = u32_at(20) as usize;
-        let vocab_size = u32_at(24) as usize;
-        if seq_length == 0 || seq_length > MAX_SEQ_LENGTH {
-            return Err(bad(format!(
-                "seq_length (offset 16) is {seq_length}, must be 1..={MAX_SEQ_LENGTH}; {rebuild}"
-            )));
-        }
-        let want_row = seq_length + usize::from(target == Target::Lm);
-        if row != want_row {
-            return Err(bad(format!(
-                "row length (offset 20) is {row}, but seq_length (offset 16) {seq_length} with target {target} needs {want_row}; {rebuild}"
-            )));
-        }
-        if vocab_size == 0 || (id_bytes == 2 && vocab_size > 1 << 16) {
-            return Err(bad(format!(
-                "vocab size (offset 24) is {vocab_size}, which {id_bytes}-byte ids cannot hold; {rebuild}"
-            )));
-        }
-        let specials = Specials {
-            cls: u32_at(80),
-            sep: u32_at(84),
-            mask: u32_at(88),
-            pad: u32_at(92),
-        };
-        for (name, off, id) in [
-            ("[CLS]", 80, specials.cls),
-            ("[SEP]", 84, specials.sep),
-            ("[MASK]", 88, specials.mask),
-            ("[PAD]", 92, specials.pad),
-        ] {
-            if id as usize >= vocab_size {
-                return Err(bad(format!(
-                    "the {name} id (offset {off}) is {id}, outside the vocabulary of {vocab_size}; {rebuild}"
-                )));
-            }
-        }
-        Ok(Header {
-            target,
-            dynamic_masking: b[13] != 0,
-            id_bytes,
-            seq_length,
-            row,
-            vocab_size,
-            instances: u64::from_le_bytes(b[28..36].try_into().unwrap()),
-            vocab_sha256: b[36..68].try_into().unwrap(),
-            seed: u64::from_le_bytes(b[68..76].try_into().unwrap()),
-            dup_factor: u32_at(76),
-            specials,
-        })
-    }
 }
 
 /// Writes records to a temporary file beside the output, renamed into place by
@@ -788,17 +579,6 @@ pub struct DatasetFile {
     map: memmap2::Mmap,
 }
 
-/// One instance as read back, padded to the row length.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Record {
-    pub ids: Vec<u32>,
-    /// Static masking: the original id at masked positions, 0 elsewhere.
-    pub targets: Option<Vec<u32>>,
-    pub seg_a: u32,
-    pub seg_b: u32,
-    pub is_random_next: u32,
-}
-
 impl DatasetFile {
     /// Opens and checks a dataset file.
     pub fn open(path: &Path) -> Result<Self, TrainError> {
@@ -806,28 +586,12 @@ impl DatasetFile {
         // SAFETY: the file is opened read-only and only read; datasets are not modified
         // while training reads them.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| io(path, e))?;
-        let header = Header::parse(&map, path)?;
-        let want = header
-            .instances
-            .checked_mul(header.record_len() as u64)
-            .and_then(|n| n.checked_add(HEADER_LEN as u64));
-        if want != Some(map.len() as u64) {
-            return Err(TrainError::Dataset {
-                path: path.to_path_buf(),
-                message: format!(
-                    "{} bytes, but the header says {} instances of {} bytes after a {HEADER_LEN}-byte header; the file is truncated or corrupt, rebuild it with `uerzoo preprocess`",
-                    map.len(),
-                    header.instances,
-                    header.record_len()
-                ),
-            });
-        }
-        if header.instances == 0 {
-            return Err(TrainError::Dataset {
-                path: path.to_path_buf(),
-                message: "the dataset has no instances (was the corpus empty?); rebuild it with `uerzoo preprocess` from a longer corpus".into(),
-            });
-        }
+        let bad = |e: FormatError| TrainError::Dataset {
+            path: path.to_path_buf(),
+            message: e.0,
+        };
+        let header = Header::parse(&map).map_err(bad)?;
+        header.check_len(map.len() as u64).map_err(bad)?;
         let ds = DatasetFile {
             header,
             path: path.to_path_buf(),
@@ -860,68 +624,12 @@ impl DatasetFile {
     /// Instance `i` (< [`Self::len`]), checked field by field: an id outside the
     /// vocabulary or a segment end past the row is an error naming the byte offset.
     pub fn get(&self, i: usize) -> Result<Record, TrainError> {
-        let h = &self.header;
-        let rl = h.record_len();
+        let rl = self.header.record_len();
         let start = HEADER_LEN + i * rl;
-        let rec = &self.map[start..start + rl];
-        let read_ids = |bytes: &[u8]| -> Vec<u32> {
-            if h.id_bytes == 2 {
-                bytes
-                    .chunks_exact(2)
-                    .map(|c| u16::from_le_bytes([c[0], c[1]]) as u32)
-                    .collect()
-            } else {
-                bytes
-                    .chunks_exact(4)
-                    .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
-                    .collect()
-            }
-        };
-        let corrupt = |offset: usize, what: String| TrainError::Dataset {
+        let rec = self.map.get(start..start + rl).unwrap_or(&[]);
+        Record::parse(&self.header, i, start, rec).map_err(|e| TrainError::Dataset {
             path: self.path.clone(),
-            message: format!(
-                "instance {i} (byte offset {}): {what}; the file is corrupt, rebuild it with `uerzoo preprocess`",
-                start + offset
-            ),
-        };
-        let check_ids = |ids: &[u32], base: usize| -> Result<(), TrainError> {
-            match ids.iter().position(|&id| id as usize >= h.vocab_size) {
-                Some(k) => Err(corrupt(
-                    base + k * h.id_bytes,
-                    format!(
-                        "id {} is outside the vocabulary of {}",
-                        ids[k], h.vocab_size
-                    ),
-                )),
-                None => Ok(()),
-            }
-        };
-        let n = h.row * h.id_bytes;
-        let ids = read_ids(&rec[..n]);
-        check_ids(&ids, 0)?;
-        let (targets, tail) = if h.target.masks() && !h.dynamic_masking {
-            let t = read_ids(&rec[n..2 * n]);
-            check_ids(&t, n)?;
-            (Some(t), 2 * n)
-        } else {
-            (None, n)
-        };
-        let u = |o: usize| u32::from_le_bytes(rec[tail + o..tail + o + 4].try_into().unwrap());
-        let (seg_a, seg_b) = (u(0), u(4));
-        for (o, end) in [(0, seg_a), (4, seg_b)] {
-            if end as usize > h.row {
-                return Err(corrupt(
-                    tail + o,
-                    format!("segment end {end} is past the row length {}", h.row),
-                ));
-            }
-        }
-        Ok(Record {
-            ids,
-            targets,
-            seg_a,
-            seg_b,
-            is_random_next: u(8),
+            message: e.0,
         })
     }
 }
@@ -978,7 +686,7 @@ mod tests {
                 pad: 0,
             },
         };
-        assert_eq!(Header::parse(&h.to_bytes(), Path::new("x")).unwrap(), h);
+        assert_eq!(Header::parse(&h.to_bytes()).unwrap(), h);
         assert_eq!(h.record_len(), 2 * 128 * 2 + 12);
     }
 }
