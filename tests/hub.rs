@@ -347,6 +347,27 @@ fn corrupted_bytes_fail_and_nothing_reaches_the_snapshot() {
 }
 
 #[test]
+fn a_cdn_answering_500_is_reported_as_the_status_it_sent() {
+    with_timeout(|| {
+        let fx = fixture();
+        fx.server.set_faults(Faults {
+            cdn_status: Some(500),
+            ..Faults::default()
+        });
+        let err = fx
+            .hub()
+            .download(&fx.weight_request(), &NoProgress)
+            .unwrap_err();
+        let HubError::Status { status, hint, .. } = &err else {
+            panic!("expected a status error, got {err}")
+        };
+        assert_eq!(*status, 500, "{err}");
+        assert!(hint.contains("server is failing"), "{err}");
+        assert!(!err.to_string().contains("closing early"), "{err}");
+    });
+}
+
+#[test]
 fn corrupted_small_git_file_fails_its_sha1() {
     with_timeout(|| {
         let fx = fixture();

@@ -513,3 +513,15 @@ fn finetune_checks_its_output_before_training() {
         }
     }
 }
+
+#[test]
+fn verify_of_a_cache_that_does_not_exist_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-cache");
+    let text = fails(
+        uerzoo().arg("verify").arg("--cache-dir").arg(&missing),
+        Duration::from_secs(2),
+        &["does not exist", "no-such-cache"],
+    );
+    assert!(!text.contains("0 file(s) checked"), "{text}");
+}

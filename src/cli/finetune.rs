@@ -293,45 +293,12 @@ fn write_output(
         output.display()
     );
     // `uerzoo predict OUT` finds its config and vocabulary beside it.
-    let dir = output
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
     let vocab = a
         .vocab
         .clone()
         .or(a.spm.clone())
         .or_else(|| opened.vocab_file());
-    let beside = [
-        (source_config(a, opened), "uer_config.json"),
-        (vocab.clone(), vocab_name(vocab.as_deref())),
-    ];
-    for (from, name) in beside {
-        let to = dir.join(name);
-        let present =
-            to.exists() || (name == "uer_config.json" && dir.join("config.json").exists());
-        if let Some(from) = from.filter(|_| !present) {
-            copy_atomic(&from, &to)
-                .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
-            println!("wrote {} (copy of {})", to.display(), from.display());
-        }
-    }
-    Ok(())
-}
-
-/// Copies through a temp file in the target directory, then renames.
-fn copy_atomic(from: &Path, to: &Path) -> std::io::Result<()> {
-    let mut tmp = uerzoo::output::Partial::new_in(uerzoo::output::parent_dir(to))?;
-    std::io::copy(&mut std::fs::File::open(from)?, &mut tmp)?;
-    Ok(tmp.persist(to, true)?)
-}
-
-fn vocab_name(vocab: Option<&Path>) -> &'static str {
-    if vocab.is_some_and(|p| p.extension().is_some_and(|e| e == "model")) {
-        "spiece.model"
-    } else {
-        "vocab.txt"
-    }
+    super::write_beside(output, source_config(a, opened), vocab)
 }
 
 /// The UER config file the weights were opened with.

@@ -142,3 +142,41 @@ impl Progress for Bar {
         }
     }
 }
+
+/// Copies the UER config and the vocabulary next to a written `.bin` (as `uer_config.json`
+/// and `vocab.txt` / `spiece.model`), so that every command opens the output by its path
+/// alone; files already there (or an HF `config.json`) are left as they are.
+pub(crate) fn write_beside(
+    output: &std::path::Path,
+    config: Option<std::path::PathBuf>,
+    vocab: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let dir = uerzoo::output::parent_dir(output);
+    let vocab_name = if vocab
+        .as_deref()
+        .is_some_and(|p| p.extension().is_some_and(|e| e == "model"))
+    {
+        "spiece.model"
+    } else {
+        "vocab.txt"
+    };
+    for (from, name) in [(config, "uer_config.json"), (vocab, vocab_name)] {
+        let to = dir.join(name);
+        let present =
+            to.exists() || (name == "uer_config.json" && dir.join("config.json").exists());
+        if let Some(from) = from.filter(|_| !present) {
+            copy_atomic(&from, &to)
+                .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+            println!("wrote {} (copy of {})", to.display(), from.display());
+        }
+    }
+    Ok(())
+}
+
+/// Copies through a temp file in the target directory, then renames.
+fn copy_atomic(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+    let mut tmp = uerzoo::output::Partial::new_in(uerzoo::output::parent_dir(to))?;
+    std::io::copy(&mut std::fs::File::open(from)?, &mut tmp)?;
+    Ok(tmp.persist(to, true)?)
+}

@@ -102,9 +102,9 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         }
     }
     let ds = DatasetFile::open(&a.dataset)?;
-    let (mut ckpt, config, tie, vocab) = start(&a, &ds)?;
-    match vocab {
-        Some(v) => pretrain::check_vocab(&ds, &v)?,
+    let (mut ckpt, config, tie, vocab, config_file) = start(&a, &ds)?;
+    match &vocab {
+        Some(v) => pretrain::check_vocab(&ds, v)?,
         None => eprintln!("note: no vocabulary to check the dataset against; pass --vocab"),
     }
     let resume = match &a.resume {
@@ -181,20 +181,33 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         a.output.display(),
         a.uer_naming
     );
+    // Every command opens the output by its path alone.
+    super::write_beside(&a.output, config_file, vocab)?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// The starting weights (UER naming v2), config, whether the decoder is tied, and the
-/// vocabulary to check the dataset against.
-fn start(
-    a: &Args,
-    ds: &DatasetFile,
-) -> anyhow::Result<(Checkpoint, ModelConfig, bool, Option<PathBuf>)> {
+/// Where a pretraining run starts.
+type Start = (
+    Checkpoint,
+    ModelConfig,
+    bool,
+    Option<PathBuf>,
+    Option<PathBuf>,
+);
+
+/// The starting weights (UER naming v2), config, whether the decoder is tied, the
+/// vocabulary to check the dataset against, and the UER config file to copy beside the
+/// output.
+fn start(a: &Args, ds: &DatasetFile) -> anyhow::Result<Start> {
     if let Some(m) = &a.model {
         let opened = model::open::open_model(m, a.config.as_deref())?;
         let vocab = a.vocab.clone().or_else(|| opened.vocab_file());
         let tie = config_flag(a.config.as_deref(), &opened.dir, "tie_weights");
-        return Ok((opened.checkpoint, opened.config, tie, vocab));
+        let config_file = a
+            .config
+            .clone()
+            .or_else(|| Some(opened.dir.join("uer_config.json")).filter(|p| p.is_file()));
+        return Ok((opened.checkpoint, opened.config, tie, vocab, config_file));
     }
     let path = a.config.as_deref().context("give --model or --config")?;
     let mut config = ModelConfig::from_uer_file(path)?;
@@ -210,7 +223,7 @@ fn start(
         .and_then(|v| v.as_bool())
         .unwrap_or(false);
     let ckpt = pretrain::scratch_checkpoint(&config, a.target, tie, a.seed);
-    Ok((ckpt, config, tie, a.vocab.clone()))
+    Ok((ckpt, config, tie, a.vocab.clone(), a.config.clone()))
 }
 
 /// A boolean of the UER config (given, or `uer_config.json` in `dir`).

@@ -29,6 +29,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .cache_dir
         .map(Cache::new)
         .unwrap_or_else(Cache::from_env);
+    if !cache.root().is_dir() {
+        anyhow::bail!(
+            "the cache {} does not exist (or is not a folder): nothing to verify; pass the --cache-dir that `uerzoo download` used, or download first",
+            cache.root().display()
+        );
+    }
     let repos = match &args.name {
         Some(name) => repos_of(&cache, name)?,
         None => cache.repos().into_iter().map(|r| (r, Vec::new())).collect(),

@@ -605,8 +605,11 @@ fn verify(
 
 /// Why one stream attempt stopped early.
 enum Interrupted {
-    /// Worth retrying (connection error, cut, 5xx).
+    /// Worth retrying (connection error, cut).
     Transient,
+    /// The server answered a retryable status (5xx, 429): worth retrying, and the status
+    /// is what the user is told if every attempt gets it.
+    Refused(StatusCode),
     Fatal(HubError),
 }
 
@@ -653,7 +656,11 @@ async fn stream(
         match result {
             Ok(()) => return Ok(fetched),
             Err((Interrupted::Fatal(e), _)) => return Err(e),
-            Err((Interrupted::Transient, err)) => {
+            Err((cause @ (Interrupted::Transient | Interrupted::Refused(_)), err)) => {
+                let last_status = match cause {
+                    Interrupted::Refused(s) => Some(s),
+                    _ => None,
+                };
                 if err.is_some() {
                     last_error = err;
                 }
@@ -661,13 +668,16 @@ async fn stream(
                     attempt = 0;
                 }
                 if attempt >= ctx.options.retries {
-                    return Err(match last_error {
-                        Some(source) => HubError::Http {
+                    return Err(match (last_status, last_error) {
+                        (Some(status), _) => {
+                            refused(meta.content_url.as_str(), status, attempt + 1)
+                        }
+                        (None, Some(source)) => HubError::Http {
                             url: meta.content_url.to_string(),
                             attempts: attempt + 1,
                             source,
                         },
-                        None => HubError::Status {
+                        (None, None) => HubError::Status {
                             url: meta.content_url.to_string(),
                             status: 206,
                             code: None,
@@ -728,7 +738,7 @@ async fn stream_once(
             restart(file, offset, hasher, progress, meta.size).map_err(io_err)?;
             return Err((Interrupted::Transient, None));
         }
-        s if retryable(s) => return Err((Interrupted::Transient, None)),
+        s if retryable(s) => return Err((Interrupted::Refused(s), None)),
         s => {
             return Err((
                 Interrupted::Fatal(status_error(url, s, response.headers())),
@@ -761,6 +771,18 @@ async fn stream_once(
     match meta.size {
         Some(size) if *offset < size => Err((Interrupted::Transient, None)),
         _ => Ok(()),
+    }
+}
+
+/// Every attempt was answered with a retryable status (5xx, 429).
+fn refused(url: &str, status: StatusCode, attempts: u32) -> HubError {
+    HubError::Status {
+        url: url.to_string(),
+        status: status.as_u16(),
+        code: None,
+        hint: format!(
+            "answered {status} to each of {attempts} attempts: the server is failing, not the connection; try again later (the partial download is kept and continues)"
+        ),
     }
 }
 
@@ -933,6 +955,7 @@ mod parallel {
                 .header(ACCEPT_ENCODING, "identity")
                 .header(RANGE, format!("bytes={}-{}", pos, range.end - 1));
             let mut error = None;
+            let mut refused_with = None;
             let mut progressed = false;
             match request.send().await {
                 Ok(response) if response.status() == StatusCode::PARTIAL_CONTENT => {
@@ -976,7 +999,7 @@ mod parallel {
                 Ok(response) if !retryable(response.status()) => {
                     return Err(status_error(url, response.status(), response.headers()));
                 }
-                Ok(_) => {}
+                Ok(response) => refused_with = Some(response.status()),
                 Err(e) => error = Some(e),
             }
             if range.start + range.done.load(Ordering::SeqCst) >= range.end {
@@ -986,13 +1009,14 @@ mod parallel {
                 attempt = 0;
             }
             if attempt >= ctx.options.retries {
-                return Err(match error {
-                    Some(source) => HubError::Http {
+                return Err(match (refused_with, error) {
+                    (Some(status), _) => refused(url.as_str(), status, attempt + 1),
+                    (None, Some(source)) => HubError::Http {
                         url: url.to_string(),
                         attempts: attempt + 1,
                         source,
                     },
-                    None => HubError::Status {
+                    (None, None) => HubError::Status {
                         url: url.to_string(),
                         status: 206,
                         code: None,

@@ -157,6 +157,7 @@ multiversion! {
 
 /// GELU, erf form (BERT): `y = x·Φ(x)`.
 pub fn gelu_erf(x: &[f32], y: Out<'_, f32>) {
+    check_lens("gelu_erf", &[("x", x.len(), y.len())]);
     y.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK))
         .for_each(|(y, x)| gelu_erf_chunk(x, init(y)));
@@ -164,6 +165,10 @@ pub fn gelu_erf(x: &[f32], y: Out<'_, f32>) {
 
 /// `g·(Φ(x) + x·φ(x))`.
 pub fn gelu_erf_grad(x: &[f32], g: &[f32], out: Out<'_, f32>) {
+    check_lens(
+        "gelu_erf_grad",
+        &[("x", x.len(), out.len()), ("g", g.len(), out.len())],
+    );
     out.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
         .for_each(|(o, (x, g))| gelu_erf_grad_chunk(x, g, init(o)));
@@ -171,6 +176,7 @@ pub fn gelu_erf_grad(x: &[f32], g: &[f32], out: Out<'_, f32>) {
 
 /// GELU, tanh form (GPT-2).
 pub fn gelu_tanh(x: &[f32], y: Out<'_, f32>) {
+    check_lens("gelu_tanh", &[("x", x.len(), y.len())]);
     y.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK))
         .for_each(|(y, x)| gelu_tanh_chunk(x, init(y)));
@@ -178,6 +184,10 @@ pub fn gelu_tanh(x: &[f32], y: Out<'_, f32>) {
 
 /// Gradient of the tanh-form GELU.
 pub fn gelu_tanh_grad(x: &[f32], g: &[f32], out: Out<'_, f32>) {
+    check_lens(
+        "gelu_tanh_grad",
+        &[("x", x.len(), out.len()), ("g", g.len(), out.len())],
+    );
     out.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
         .for_each(|(o, (x, g))| gelu_tanh_grad_chunk(x, g, init(o)));
@@ -248,6 +258,10 @@ multiversion! {
 
 /// Inverted dropout in one pass: `y = x·keep/(1−p)`; `mask` receives `keep` (0/1).
 pub fn dropout(x: &[f32], y: Out<'_, f32>, mask: Out<'_, u8>, spec: DropSpec) {
+    check_lens(
+        "dropout",
+        &[("x", x.len(), y.len()), ("mask", mask.len(), y.len())],
+    );
     y.par_chunks_mut(CHUNK)
         .zip(mask.par_chunks_mut(CHUNK))
         .zip(x.par_chunks(CHUNK))
@@ -257,6 +271,10 @@ pub fn dropout(x: &[f32], y: Out<'_, f32>, mask: Out<'_, u8>, spec: DropSpec) {
 
 /// Dropout's backward with the forward mask: `out = g·mask·scale`.
 pub fn masked_scale(g: &[f32], mask: &[u8], scale: f32, out: Out<'_, f32>) {
+    check_lens(
+        "masked_scale",
+        &[("g", g.len(), out.len()), ("mask", mask.len(), out.len())],
+    );
     out.par_chunks_mut(CHUNK)
         .zip(g.par_chunks(CHUNK).zip(mask.par_chunks(CHUNK)))
         .for_each(|(o, (g, m))| masked_scale_chunk(g, m, init(o), scale));
@@ -380,6 +398,26 @@ pub fn masked_softmax(
     p: Out<'_, f32>,
     drop: Option<(DropSpec, Out<'_, f32>, Out<'_, u8>)>,
 ) {
+    assert!(
+        k > 0 && p.len() % k == 0,
+        "kernel masked_softmax: rows of {k} in {} values",
+        p.len()
+    );
+    check_lens("masked_softmax", &[("s", s.len(), p.len())]);
+    if let Some((b, lay)) = bias {
+        // `lay.row` maps every row into 0..bb·bh·bq.
+        assert!(
+            lay.bb * lay.bh * lay.bq * k <= b.len(),
+            "kernel masked_softmax: the bias holds {} values, too few for its layout of rows of {k}",
+            b.len()
+        );
+    }
+    if let Some((_, out, mask)) = &drop {
+        check_lens(
+            "masked_softmax",
+            &[("out", out.len(), p.len()), ("mask", mask.len(), p.len())],
+        );
+    }
     let rows = rows_per_task(k);
     let step = rows * k;
     let row_fn = |task: usize, s: &[f32], p: &mut [f32]| {
@@ -438,6 +476,18 @@ pub fn masked_softmax_grad(
     scale: f32,
     out: Out<'_, f32>,
 ) {
+    assert!(
+        k > 0 && out.len() % k == 0,
+        "kernel masked_softmax_grad: rows of {k} in {} values",
+        out.len()
+    );
+    check_lens(
+        "masked_softmax_grad",
+        &[("p", p.len(), out.len()), ("g", g.len(), out.len())],
+    );
+    if let Some((m, _)) = mask {
+        check_lens("masked_softmax_grad", &[("mask", m.len(), out.len())]);
+    }
     let step = rows_per_task(k) * k;
     out.par_chunks_mut(step)
         .zip(p.par_chunks(step).zip(g.par_chunks(step)))
@@ -651,6 +701,20 @@ unsafe fn gemm_raw(
     }
 }
 
+/// Asserts that every buffer a kernel reads or writes has the length the output implies.
+/// The kernels pair chunks of their inputs and outputs (`zip` stops at the shorter one) and
+/// hand the output back as initialised: a length mismatch would leave values unwritten, so
+/// it is a bug in the caller and stops here, before anything is written.
+#[track_caller]
+fn check_lens(kernel: &str, lens: &[(&str, usize, usize)]) {
+    for &(name, got, want) in lens {
+        assert!(
+            got == want,
+            "kernel {kernel}: `{name}` holds {got} values, {want} expected"
+        );
+    }
+}
+
 /// An output buffer a kernel fills completely (every kernel here writes each value of its
 /// output once); allocate it with [`uninit`] and take it back with [`assume_init`].
 pub type Out<'a, T> = &'a mut [MaybeUninit<T>];
@@ -755,6 +819,25 @@ pub fn embed(
     e: usize,
     out: Out<'_, f32>,
 ) {
+    check_lens("embed", &[("out", out.len(), ids.len() * e)]);
+    assert!(
+        seq > 0 && pos.len() >= seq.min(ids.len()) * e,
+        "kernel embed: {} position values for {seq} positions of {e}",
+        pos.len()
+    );
+    let vocab = word.len() / e.max(1);
+    assert!(
+        ids.iter().all(|&i| (i as usize) < vocab),
+        "kernel embed: an id is outside the {vocab} rows of the word table"
+    );
+    if let Some((table, segs)) = seg {
+        check_lens("embed", &[("segs", segs.len(), ids.len())]);
+        let rows = table.len() / e.max(1);
+        assert!(
+            segs.iter().all(|&i| (i as usize) < rows),
+            "kernel embed: a segment id is outside the {rows} rows of the segment table"
+        );
+    }
     let tokens = rows_per_task(e);
     out.par_chunks_mut((tokens * e).max(1))
         .enumerate()
@@ -870,6 +953,20 @@ pub fn adamw(
     mo: Out<'_, f32>,
     vo: Out<'_, f32>,
 ) {
+    check_lens(
+        "adamw",
+        &[
+            ("p", p.len(), po.len()),
+            ("g", g.len(), po.len()),
+            ("m out", mo.len(), po.len()),
+            ("v out", vo.len(), po.len()),
+        ],
+    );
+    for (name, t) in [("m", m), ("v", v)] {
+        if let Some(t) = t {
+            check_lens("adamw", &[(name, t.len(), po.len())]);
+        }
+    }
     po.par_chunks_mut(CHUNK)
         .zip(mo.par_chunks_mut(CHUNK).zip(vo.par_chunks_mut(CHUNK)))
         .enumerate()
@@ -937,6 +1034,24 @@ pub fn cross_entropy_grad(
     scale: f32,
     out: Out<'_, f32>,
 ) {
+    assert!(
+        k > 0 && out.len() % k == 0,
+        "kernel cross_entropy_grad: rows of {k} in {} values",
+        out.len()
+    );
+    let rows = out.len() / k;
+    check_lens(
+        "cross_entropy_grad",
+        &[
+            ("x", x.len(), out.len()),
+            ("lse", lse.len(), rows),
+            ("targets", targets.len(), rows),
+        ],
+    );
+    assert!(
+        targets.iter().all(|&t| (t as usize) < k),
+        "kernel cross_entropy_grad: a target is outside the {k} classes"
+    );
     out.par_chunks_mut(k)
         .zip(x.par_chunks(k))
         .zip(lse.par_iter().zip(targets.par_iter()))
@@ -999,6 +1114,19 @@ pub fn layer_norm(
     stats: &mut [LnRow],
 ) {
     let n = gamma.len();
+    assert!(
+        n > 0 && y.len() % n == 0,
+        "kernel layer_norm: rows of {n} in {} values",
+        y.len()
+    );
+    check_lens(
+        "layer_norm",
+        &[
+            ("x", x.len(), y.len()),
+            ("beta", beta.len(), n),
+            ("stats", stats.len(), y.len() / n),
+        ],
+    );
     let rows = rows_per_task(n);
     y.par_chunks_mut(rows * n)
         .zip(x.par_chunks(rows * n))
@@ -1058,6 +1186,19 @@ pub fn layer_norm_grad(
     dx: Out<'_, f32>,
 ) -> (Vec<f32>, Vec<f32>) {
     let n = gamma.len();
+    assert!(
+        n > 0 && dx.len() % n == 0,
+        "kernel layer_norm_grad: rows of {n} in {} values",
+        dx.len()
+    );
+    check_lens(
+        "layer_norm_grad",
+        &[
+            ("x", x.len(), dx.len()),
+            ("dy", dy.len(), dx.len()),
+            ("stats", stats.len(), dx.len() / n),
+        ],
+    );
     let rows = rows_per_task(n).max(64);
     let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
         .par_chunks_mut(rows * n)
@@ -1090,6 +1231,29 @@ pub fn layer_norm_grad(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    #[should_panic(expected = "kernel gelu_erf: `x` holds 3 values, 4 expected")]
+    fn kernels_refuse_mismatched_lengths() {
+        let mut y = uninit::<f32>(4);
+        gelu_erf(&[0.0; 3], &mut y);
+    }
+
+    #[test]
+    #[should_panic(expected = "kernel layer_norm: `x` holds 6 values, 8 expected")]
+    fn layer_norm_refuses_a_short_input() {
+        let mut y = uninit::<f32>(8);
+        let mut st = vec![LnRow::default(); 2];
+        layer_norm(
+            &[0.0; 6],
+            &[1.0; 4],
+            &[0.0; 4],
+            LnFormula::Uer,
+            1e-6,
+            &mut y,
+            &mut st,
+        );
+    }
     use super::*;
 
     #[test]

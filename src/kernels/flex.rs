@@ -23,9 +23,33 @@ fn contiguous(t: &FlexTensor) -> FlexTensor {
     t.to_contiguous()
 }
 
-/// The f32 values of a contiguous tensor.
+/// The f32 values of a contiguous tensor, or why there are none (another dtype, or a
+/// strided layout).
+fn try_values(t: &FlexTensor) -> Result<&[f32], String> {
+    t.as_slice::<f32>().ok_or_else(|| {
+        format!(
+            "a {:?} tensor of shape {:?} that is {}",
+            t.dtype(),
+            t.shape(),
+            if t.dtype() == DType::F32 {
+                "not contiguous"
+            } else {
+                "not f32"
+            }
+        )
+    })
+}
+
+/// The f32 values of a tensor the fused kernels were handed. Dispatch ([`supported`]) lets
+/// only f32 tensors in and every caller makes them contiguous first, so a failure is a bug
+/// in this module; Burn's op traits cannot return an error, so it stops here with what the
+/// tensor was, instead of running a kernel on no values.
+#[track_caller]
 fn values(t: &FlexTensor) -> &[f32] {
-    t.as_slice::<f32>().unwrap_or(&[])
+    match try_values(t) {
+        Ok(v) => v,
+        Err(e) => panic!("fused kernel handed {e} (a bug in uerzoo's kernels::flex)"),
+    }
 }
 
 /// A fresh buffer of `n` values filled by `fill`.

@@ -61,6 +61,8 @@ pub struct Faults {
     pub corrupt: bool,
     /// Sleep this long after every 64 KiB of body.
     pub slow: Option<Duration>,
+    /// The CDN answers every content GET with this status (e.g. 500) and an empty body.
+    pub cdn_status: Option<u16>,
 }
 
 /// One logged request.
@@ -367,6 +369,15 @@ fn serve_cdn(
         .and_then(|p| p.split('?').next())
         .unwrap_or("");
     let served = state.files.values().find(|s| s.lfs && s.etag == sha);
+    if let (Some(code), Some(_), false) = (faults.cdn_status, served, head) {
+        entry.status = code;
+        return write_head(
+            stream,
+            code,
+            "Injected",
+            &[("Content-Length".into(), "0".into())],
+        );
+    }
     let Some(served) = served else {
         entry.status = 404;
         return write_head(

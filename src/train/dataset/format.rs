@@ -155,7 +155,8 @@ impl Header {
                 b.len()
             )));
         }
-        let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().expect("header length checked"));
+        let u32_at =
+            |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().expect("header length checked"));
         if u32_at(8) as usize != HEADER_LEN {
             return Err(bad(format!(
                 "header length (offset 8) is {}, not {HEADER_LEN}: another version of the format; {rebuild}",
@@ -237,7 +238,6 @@ pub struct Record {
     pub seg_b: u32,
     pub is_random_next: u32,
 }
-
 
 impl Header {
     /// Checks that a file of `len` bytes holds exactly this header's instances.

@@ -30,7 +30,9 @@ use std::io::{BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 pub mod format;
-pub use format::{FormatError, HEADER_LEN, Header, MAGIC, MAX_SEQ_LENGTH, Record, Specials, Target};
+pub use format::{
+    FormatError, HEADER_LEN, Header, MAGIC, MAX_SEQ_LENGTH, Record, Specials, Target,
+};
 
 /// Documents per buffer for the `bert` target (pairs draw random next sentences inside it).
 pub const DOCS_BUFFER: usize = 100_000;
