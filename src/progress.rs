@@ -9,6 +9,8 @@ pub trait Progress: Send + Sync {
     fn advance(&self, _delta: u64) {}
     /// The task is finished.
     fn finish(&self) {}
+    /// Something the user should see while the task waits (a retry, a slow server).
+    fn note(&self, _message: &str) {}
 }
 
 /// Reports nothing.

@@ -242,3 +242,24 @@ fn every_family_pretrains_5_steps_to_both_namings_and_the_result_runs() {
         }
     }
 }
+
+#[test]
+fn two_models_fine_tuned_into_one_folder_each_keep_their_own_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (
+        dir.path().join("roberta.bin"),
+        dir.path().join("albert.bin"),
+    );
+    let acc_a = finetune("roberta_v1", &a, &[]);
+    let acc_b = finetune("albert_v1", &b, &[]);
+    // The second model's config differs from the folder's: it gets its own companion.
+    let own = uerzoo::model::open::companion(&b, "uer_config.json");
+    assert!(own.is_file(), "{} missing", own.display());
+    assert_eq!(
+        std::fs::read(dir.path().join("uer_config.json")).unwrap(),
+        std::fs::read(fixture("roberta_v1").join("uer_config.json")).unwrap(),
+        "the folder's config stays the first model's"
+    );
+    assert_eq!(predict_accuracy(&a), acc_a);
+    assert_eq!(predict_accuracy(&b), acc_b);
+}

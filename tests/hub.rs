@@ -354,14 +354,27 @@ fn a_cdn_answering_500_is_reported_as_the_status_it_sent() {
             cdn_status: Some(500),
             ..Faults::default()
         });
-        let err = fx
-            .hub()
-            .download(&fx.weight_request(), &NoProgress)
-            .unwrap_err();
+        /// Keeps what the download tells the user while it waits.
+        #[derive(Default)]
+        struct Notes(std::sync::Mutex<Vec<String>>);
+        impl uerzoo::progress::Progress for Notes {
+            fn note(&self, message: &str) {
+                self.0.lock().unwrap().push(message.to_string());
+            }
+        }
+        let notes = Notes::default();
+        let err = fx.hub().download(&fx.weight_request(), &notes).unwrap_err();
         let HubError::Status { status, hint, .. } = &err else {
             panic!("expected a status error, got {err}")
         };
         assert_eq!(*status, 500, "{err}");
+        // Every retry was told, with the status and the attempt (retries: 3 → 4 attempts).
+        let notes = notes.0.into_inner().unwrap();
+        assert_eq!(notes.len(), 3, "{notes:?}");
+        assert!(
+            notes[0].contains("answered 500") && notes[0].contains("attempt 1 of 4"),
+            "{notes:?}"
+        );
         assert!(hint.contains("server is failing"), "{err}");
         assert!(!err.to_string().contains("closing early"), "{err}");
     });

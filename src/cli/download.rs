@@ -230,4 +230,17 @@ impl Progress for Bars {
             bar.finish();
         }
     }
+
+    fn note(&self, message: &str) {
+        match self
+            .bar
+            .lock()
+            .ok()
+            .as_ref()
+            .and_then(|s| s.as_ref().cloned())
+        {
+            Some(bar) => bar.suspend(|| eprintln!("note: {message}")),
+            None => eprintln!("note: {message}"),
+        }
+    }
 }

@@ -145,7 +145,10 @@ impl Progress for Bar {
 
 /// Copies the UER config and the vocabulary next to a written `.bin` (as `uer_config.json`
 /// and `vocab.txt` / `spiece.model`), so that every command opens the output by its path
-/// alone; files already there (or an HF `config.json`) are left as they are.
+/// alone. A folder file that is already there with the same bytes (or an HF `config.json`)
+/// is left alone; one with other bytes (another model written into the same folder) is not
+/// touched either, and this output gets its own companion (`OUT.bin.uer_config.json`, see
+/// [`uerzoo::model::open::companion`]), which opening `OUT.bin` reads first.
 pub(crate) fn write_beside(
     output: &std::path::Path,
     config: Option<std::path::PathBuf>,
@@ -161,15 +164,25 @@ pub(crate) fn write_beside(
     } else {
         "vocab.txt"
     };
+    let same = |a: &std::path::Path, b: &std::path::Path| matches!((std::fs::read(a), std::fs::read(b)), (Ok(x), Ok(y)) if x == y);
     for (from, name) in [(config, "uer_config.json"), (vocab, vocab_name)] {
-        let to = dir.join(name);
-        let present =
-            to.exists() || (name == "uer_config.json" && dir.join("config.json").exists());
-        if let Some(from) = from.filter(|_| !present) {
-            copy_atomic(&from, &to)
-                .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
-            println!("wrote {} (copy of {})", to.display(), from.display());
+        let Some(from) = from else { continue };
+        let shared = dir.join(name);
+        let own = uerzoo::model::open::companion(output, name);
+        let hf_config = name == "uer_config.json" && dir.join("config.json").exists();
+        let to = if !shared.exists() && !hf_config {
+            shared
+        } else if same(&from, &shared) || (name == "uer_config.json" && !shared.exists()) {
+            continue;
+        } else {
+            own
+        };
+        if to == from || same(&from, &to) {
+            continue;
         }
+        copy_atomic(&from, &to)
+            .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+        println!("wrote {} (copy of {})", to.display(), from.display());
     }
     Ok(())
 }

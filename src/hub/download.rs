@@ -222,10 +222,16 @@ fn normalize_etag(etag: &str) -> String {
         .to_string()
 }
 
-async fn metadata(ctx: &Ctx, repo_id: &str, revision: &str, file: &str) -> Result<Meta, HubError> {
+async fn metadata(
+    ctx: &Ctx,
+    repo_id: &str,
+    revision: &str,
+    file: &str,
+    progress: &dyn Progress,
+) -> Result<Meta, HubError> {
     let mut url = ctx.resolve_url(repo_id, revision, file);
     for _ in 0..=MAX_REDIRECTS {
-        let response = send_with_retries(ctx, &url, || {
+        let response = send_with_retries(ctx, &url, progress, || {
             ctx.auth(ctx.meta.head(url.clone()), &url)
                 .header(ACCEPT_ENCODING, "identity")
         })
@@ -329,15 +335,20 @@ fn status_error(url: &Url, status: StatusCode, headers: &HeaderMap) -> HubError 
 }
 
 /// Sends a request, retrying connection errors and 5xx/429 answers with backoff.
+/// Each retry is told to `progress` (what failed, which attempt, how long until the next),
+/// so a silent server is never a silent wait.
 async fn send_with_retries(
     ctx: &Ctx,
     url: &Url,
+    progress: &dyn Progress,
     build: impl Fn() -> reqwest::RequestBuilder,
 ) -> Result<reqwest::Response, HubError> {
     let mut attempt = 0;
     loop {
-        match build().send().await {
-            Ok(r) if retryable(r.status()) && attempt < ctx.options.retries => {}
+        let why = match build().send().await {
+            Ok(r) if retryable(r.status()) && attempt < ctx.options.retries => {
+                format!("answered {}", r.status())
+            }
             Ok(r) => return Ok(r),
             Err(e) if attempt >= ctx.options.retries || e.is_builder() => {
                 return Err(HubError::Http {
@@ -346,9 +357,19 @@ async fn send_with_retries(
                     source: e,
                 });
             }
-            Err(_) => {}
-        }
-        tokio::time::sleep(ctx.backoff(attempt)).await;
+            Err(e) if e.is_timeout() => "no answer (timed out)".to_string(),
+            Err(e) if e.is_connect() => "could not connect".to_string(),
+            Err(_) => "the connection failed".to_string(),
+        };
+        let wait = ctx.backoff(attempt);
+        progress.note(&format!(
+            "{}: {why}; attempt {} of {}, retrying in {:.1} s",
+            url.host_str().unwrap_or("the hub"),
+            attempt + 1,
+            ctx.options.retries + 1,
+            wait.as_secs_f64()
+        ));
+        tokio::time::sleep(wait).await;
         attempt += 1;
     }
 }
@@ -366,7 +387,7 @@ async fn fetch_file(
     progress: &dyn Progress,
 ) -> Result<(String, FileOutcome), HubError> {
     super::cache::check_repo_path(&spec.path)?;
-    let meta = match metadata(ctx, repo.repo_id(), revision, &spec.path).await {
+    let meta = match metadata(ctx, repo.repo_id(), revision, &spec.path, progress).await {
         Ok(meta) => meta,
         // Network down but the file is cached for this revision: use the cache.
         Err(err @ HubError::Http { .. }) => {
@@ -687,7 +708,19 @@ async fn stream(
                         },
                     });
                 }
-                tokio::time::sleep(ctx.backoff(attempt)).await;
+                let wait = ctx.backoff(attempt);
+                progress.note(&format!(
+                    "{}: {} at byte {offset}; attempt {} of {}, retrying in {:.1} s",
+                    meta.content_url.host_str().unwrap_or("the server"),
+                    match last_status {
+                        Some(s) => format!("answered {s}"),
+                        None => "the transfer stopped".to_string(),
+                    },
+                    attempt + 1,
+                    ctx.options.retries + 1,
+                    wait.as_secs_f64()
+                ));
+                tokio::time::sleep(wait).await;
                 attempt += 1;
             }
         }

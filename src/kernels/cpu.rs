@@ -399,7 +399,7 @@ pub fn masked_softmax(
     drop: Option<(DropSpec, Out<'_, f32>, Out<'_, u8>)>,
 ) {
     assert!(
-        k > 0 && p.len() % k == 0,
+        k > 0 && p.len().is_multiple_of(k),
         "kernel masked_softmax: rows of {k} in {} values",
         p.len()
     );
@@ -477,7 +477,7 @@ pub fn masked_softmax_grad(
     out: Out<'_, f32>,
 ) {
     assert!(
-        k > 0 && out.len() % k == 0,
+        k > 0 && out.len().is_multiple_of(k),
         "kernel masked_softmax_grad: rows of {k} in {} values",
         out.len()
     );
@@ -1035,7 +1035,7 @@ pub fn cross_entropy_grad(
     out: Out<'_, f32>,
 ) {
     assert!(
-        k > 0 && out.len() % k == 0,
+        k > 0 && out.len().is_multiple_of(k),
         "kernel cross_entropy_grad: rows of {k} in {} values",
         out.len()
     );
@@ -1115,7 +1115,7 @@ pub fn layer_norm(
 ) {
     let n = gamma.len();
     assert!(
-        n > 0 && y.len() % n == 0,
+        n > 0 && y.len().is_multiple_of(n),
         "kernel layer_norm: rows of {n} in {} values",
         y.len()
     );
@@ -1187,7 +1187,7 @@ pub fn layer_norm_grad(
 ) -> (Vec<f32>, Vec<f32>) {
     let n = gamma.len();
     assert!(
-        n > 0 && dx.len() % n == 0,
+        n > 0 && dx.len().is_multiple_of(n),
         "kernel layer_norm_grad: rows of {n} in {} values",
         dx.len()
     );

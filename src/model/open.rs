@@ -21,14 +21,33 @@ pub struct OpenedModel {
     pub source: Source,
     /// The folder holding the weights (where `vocab.txt` is looked for).
     pub dir: PathBuf,
+    /// The weights file, when the model was a file (its own companions, see
+    /// [`companion`], come before the folder's).
+    pub file: Option<PathBuf>,
 }
 
 impl OpenedModel {
-    /// The vocabulary file beside the weights (`vocab.txt`), if any.
+    /// The vocabulary beside the weights: `<file>.vocab.txt` (the file's own), else the
+    /// folder's `vocab.txt`, if any.
     pub fn vocab_file(&self) -> Option<PathBuf> {
-        let p = self.dir.join("vocab.txt");
-        p.is_file().then_some(p)
+        self.file
+            .as_deref()
+            .map(|f| companion(f, "vocab.txt"))
+            .into_iter()
+            .chain([self.dir.join("vocab.txt")])
+            .find(|p| p.is_file())
     }
+}
+
+/// The name of a weights file's own companion `name` (`uer_config.json`, `vocab.txt`):
+/// `model.bin` → `model.bin.uer_config.json`. Commands that write several models into one
+/// folder put a config or vocabulary that differs from the folder's under this name, and
+/// opening the file finds it first.
+pub fn companion(weights: &Path, name: &str) -> PathBuf {
+    let mut s = weights.as_os_str().to_os_string();
+    s.push(".");
+    s.push(name);
+    PathBuf::from(s)
 }
 
 /// Opens `model` (file, HF directory, or a registry name/alias whose weights are in the
@@ -56,6 +75,7 @@ pub fn open_model(model: &Path, config: Option<&Path>) -> Result<OpenedModel, Mo
         });
     };
     let (checkpoint, source) = read_as_uer_v2(&weights)?;
+    let own = model.is_file().then(|| model.to_path_buf());
     let config_file = match config {
         Some(path) => path.to_path_buf(),
         None => {
@@ -64,7 +84,12 @@ pub fn open_model(model: &Path, config: Option<&Path>) -> Result<OpenedModel, Mo
             } else {
                 &["uer_config.json", "config.json"]
             };
-            match names.iter().map(|n| dir.join(n)).find(|p| p.is_file()) {
+            let own_config = own.as_deref().map(|f| companion(f, "uer_config.json"));
+            let candidates = own_config
+                .into_iter()
+                .filter(|_| source != Source::Hf)
+                .chain(names.iter().map(|n| dir.join(n)));
+            match candidates.into_iter().find(|p| p.is_file()) {
                 Some(path) => path,
                 None => {
                     return Err(missing_config(
@@ -84,7 +109,9 @@ pub fn open_model(model: &Path, config: Option<&Path>) -> Result<OpenedModel, Mo
     } else {
         ModelConfig::from_uer_file(&config_file)?
     };
-    Ok(finish(checkpoint, cfg, source, dir))
+    let mut opened = finish(checkpoint, cfg, source, dir);
+    opened.file = own;
+    Ok(opened)
 }
 
 /// Reads a checkpoint and renames it to UER naming v2.
@@ -118,6 +145,7 @@ fn finish(
         config,
         source,
         dir,
+        file: None,
     }
 }
 
