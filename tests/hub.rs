@@ -428,6 +428,32 @@ fn second_run_makes_no_content_request() {
 }
 
 #[test]
+fn a_corrupt_cached_blob_is_fetched_again() {
+    with_timeout(|| {
+        let fx = fixture();
+        fx.hub()
+            .download(&fx.weight_request(), &NoProgress)
+            .unwrap();
+        let blob = fx.repo_folder().join("blobs").join(fx.weight_sha256());
+        let mut content = read(&blob);
+        content[1234] ^= 0x40;
+        std::fs::write(&blob, content).unwrap();
+        fx.server.clear_log();
+        let again = fx
+            .hub()
+            .download(&fx.weight_request(), &NoProgress)
+            .unwrap();
+        assert!(
+            !fx.server.content_requests().is_empty(),
+            "the corrupt blob was taken as cached: {:?}",
+            fx.server.log()
+        );
+        assert!(again.files.iter().all(|f| !f.cached), "{:?}", again.files);
+        fx.assert_weight_in(&again.dir);
+    })
+}
+
+#[test]
 fn offline_succeeds_from_a_complete_cache() {
     with_timeout(|| {
         let fx = fixture();

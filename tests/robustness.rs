@@ -41,7 +41,23 @@ fn fails(cmd: &mut Command, within: Duration, needles: &[&str]) -> String {
         assert!(err.contains(n), "{cmd:?}: stderr lacks `{n}`:\n{err}");
     }
     assert!(took < within, "{cmd:?} took {took:?} (limit {within:?})");
+    let peak = children_peak_rss();
+    assert!(
+        peak < 1 << 30,
+        "a child of this test process peaked at {} MiB (limit 1 GiB), at or before {cmd:?}",
+        peak >> 20
+    );
     err
+}
+
+/// The largest peak resident size (bytes) of any finished child of this test process so far
+/// (`getrusage(RUSAGE_CHILDREN)`; Linux reports kilobytes).
+fn children_peak_rss() -> u64 {
+    // SAFETY: `getrusage` only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    assert_eq!(rc, 0, "getrusage failed");
+    usage.ru_maxrss as u64 * 1024
 }
 
 fn ok(cmd: &mut Command) -> Output {
