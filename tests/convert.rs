@@ -497,3 +497,40 @@ fn cli_word_roberta_ships_sentencepiece_files() {
     assert_eq!(tok["mask_token"], "[MASK]");
     assert_matches_script("roberta_v1", &Checkpoint::open(&out).unwrap());
 }
+
+#[test]
+fn to_uer_is_self_contained_and_defaults_to_naming_v1() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fixture = common::shared().join("fixtures/uer/roberta_v2");
+    let out = tmp.path().join("out").join("roberta.bin");
+    std::fs::create_dir(out.parent().unwrap()).unwrap();
+    let o = uerzoo(&[
+        "convert",
+        s(&fixture.join("uer_model.bin")),
+        s(&out),
+        "--to",
+        "uer",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // v2 in, v1 (the zoo's naming, every command's default) out: the v1 fixture's keys.
+    let keys = |p: &Path| -> std::collections::BTreeSet<String> {
+        Checkpoint::open(p)
+            .unwrap()
+            .tensors
+            .iter()
+            .map(|(k, _)| k.clone())
+            .collect()
+    };
+    let v1 = common::shared().join("fixtures/uer/roberta_v1/uer_model.bin");
+    assert_eq!(keys(&out), keys(&v1));
+    // The config and vocabulary came along, so the output opens by its path alone.
+    for name in ["uer_config.json", "vocab.txt"] {
+        assert_eq!(
+            std::fs::read(out.with_file_name(name)).unwrap(),
+            std::fs::read(fixture.join(name)).unwrap(),
+            "{name}"
+        );
+    }
+    let o = uerzoo(&["fill-mask", s(&out), "北京是[MASK]国的首都"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}

@@ -38,8 +38,9 @@ pub struct Args {
     /// vocab.txt (or a sentencepiece .model) to ship in the HF directory.
     #[arg(long)]
     vocab: Option<PathBuf>,
-    /// UER naming generation to write with `--to uer`.
-    #[arg(long, default_value = "v2", value_parser = ["v1", "v2"])]
+    /// UER naming generation to write with `--to uer` (v1, the zoo's and UER-py ≤2022's, is
+    /// every command's default; v2 for UER-py 2023+).
+    #[arg(long, default_value = "v1", value_parser = ["v1", "v2"])]
     uer_naming: String,
     /// Rescale LayerNorm weights so the target's LayerNorm reproduces the source's outputs.
     #[arg(long)]
@@ -59,6 +60,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
+    let config_file = a.config.clone();
     let uer_config = match (&a.config, &a.model) {
         (Some(p), _) => Some(
             UerConfig::from_file(p).with_context(|| format!("reading --config {}", p.display()))?,
@@ -100,5 +102,42 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     for p in &out.written {
         println!("wrote {}", p.display());
     }
+    if req.to == To::Uer && !req.dry_run {
+        uer_companions(&req, config_file)?;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--to uer` writes the config and vocabulary beside the `.bin`, so that every command
+/// opens it by its path alone: the `--config` file (or the `--model` entry's config), else
+/// the input's own `uer_config.json`; the `--vocab` file, else the input's.
+fn uer_companions(req: &Request, config_file: Option<PathBuf>) -> anyhow::Result<()> {
+    let input_dir = if req.input.is_dir() {
+        req.input.clone()
+    } else {
+        uerzoo::output::parent_dir(&req.input).to_path_buf()
+    };
+    let beside_input = |name: &str| Some(input_dir.join(name)).filter(|p| p.is_file());
+    // A registry config has no file: written to a temporary one first.
+    let tmp = tempfile::NamedTempFile::new_in(uerzoo::output::parent_dir(&req.output))?;
+    let config = match (config_file, &req.uer_config) {
+        (Some(p), _) => Some(p),
+        (None, Some(c)) => {
+            std::fs::write(tmp.path(), c.to_json_string())?;
+            Some(tmp.path().to_path_buf())
+        }
+        (None, None) => beside_input("uer_config.json"),
+    };
+    if config.is_none() {
+        eprintln!(
+            "note: no UER config written beside {}: pass --config UER_CONFIG.json or --model NAME so that other commands can open it",
+            req.output.display()
+        );
+    }
+    let vocab = req
+        .vocab
+        .clone()
+        .or_else(|| beside_input("vocab.txt"))
+        .or_else(|| beside_input("spiece.model"));
+    super::write_beside(&req.output, config, vocab)
 }
