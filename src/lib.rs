@@ -29,6 +29,7 @@ pub mod model;
 pub mod output;
 pub mod progress;
 pub mod registry;
+pub mod resolve;
 pub mod serve;
 pub mod tokenizer;
 pub mod train;

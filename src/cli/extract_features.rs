@@ -51,7 +51,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     uerzoo::output::check_file(&args.output, args.force)?;
     uerzoo::output::check_not_input(&args.output, &args.input, "--input")?;
     anyhow::ensure!(args.seq_length > 0, "--seq-length must be at least 1");
-    let opened = model::open::open_model(&args.model, args.config.as_deref())?;
+    let opened = uerzoo::resolve::open_model(&args.model, args.config.as_deref())?;
     let tok = super::fill_mask::load_tokenizer(args.vocab.clone(), &opened)?;
     let text = std::fs::read_to_string(&args.input)
         .with_context(|| format!("reading {}", args.input.display()))?;

@@ -37,7 +37,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let opened = model::open::open_model(&args.model, args.config.as_deref())?;
+    let opened = uerzoo::resolve::open_model(&args.model, args.config.as_deref())?;
     let tok = load_tokenizer(args.vocab.clone(), &opened)?;
     for u in tok.unknowns(&args.text, &tok.tokenize_with_specials_offsets(&args.text)) {
         eprintln!(

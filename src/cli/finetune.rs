@@ -98,7 +98,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     if let Some(output) = &a.output {
         check_output(output, &a)?;
     }
-    let opened = model::open::open_model(&a.model, a.config.as_deref())?;
+    let opened = uerzoo::resolve::open_model(&a.model, a.config.as_deref())?;
     if a.format == "hf" && opened.config.mask == model::MaskKind::Causal {
         anyhow::bail!(
             "--format hf: a GPT-2 classifier has no Huggingface form (transformers has no class with UER's pooled head on GPT-2); use --format uer"

@@ -68,7 +68,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         segment.len(),
         ids.len()
     );
-    let opened = model::open::open_model(&args.model, args.config.as_deref())?;
+    let opened = uerzoo::resolve::open_model(&args.model, args.config.as_deref())?;
     let out = model::tasks::forward(
         &opened,
         &Batch {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use uerzoo::generate::{self, Constraint, GenerateOptions, Generated, Job, Preset, Sampling};
 use uerzoo::generate::{TextStream, preset::Cut};
-use uerzoo::model::{self, DeviceSpec};
+use uerzoo::model::DeviceSpec;
 use uerzoo::registry::Registry;
 use uerzoo::tokenizer::Tokenizer;
 
@@ -153,7 +153,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     let prompts = read_prompts(&args)?;
-    let opened = model::open::open_model(&args.model, args.config.as_deref())?;
+    let opened = uerzoo::resolve::open_model(&args.model, args.config.as_deref())?;
     let tok = super::fill_mask::load_tokenizer(args.vocab.clone(), &opened)?;
     let positions =
         generate::positions(&opened).context("the weights have no position embedding")?;

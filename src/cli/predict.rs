@@ -5,7 +5,7 @@ use anyhow::Context;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use uerzoo::model::{self, DeviceSpec, Pooling};
+use uerzoo::model::{DeviceSpec, Pooling};
 use uerzoo::train::{self, Dataset};
 
 /// Label a TSV with a fine-tuned classifier, as UER-py's run_classifier_infer does.
@@ -62,7 +62,7 @@ pub struct Args {
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     uerzoo::output::check_file(&a.output, a.force)?;
     uerzoo::output::check_not_input(&a.output, &a.input, "--input")?;
-    let opened = model::open::open_model(&a.model, a.config.as_deref())?;
+    let opened = uerzoo::resolve::open_model(&a.model, a.config.as_deref())?;
     let tok = super::fill_mask::load_tokenizer(a.vocab.clone(), &opened)?;
     let data = Dataset::read(&a.input, a.labels)?;
     let encoded = data.encode(&tok, a.seq_length);

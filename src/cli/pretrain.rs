@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use uerzoo::checkpoint::Checkpoint;
 use uerzoo::convert::{self, Naming, ToUerOptions};
-use uerzoo::model::{self, DeviceSpec, LnKind, ModelConfig};
+use uerzoo::model::{DeviceSpec, LnKind, ModelConfig};
 use uerzoo::train::dataset::{DatasetFile, Target};
 use uerzoo::train::pretrain::{self, OptimState, PretrainOptions, StepReport};
 
@@ -200,7 +200,7 @@ type Start = (
 /// output.
 fn start(a: &Args, ds: &DatasetFile) -> anyhow::Result<Start> {
     if let Some(m) = &a.model {
-        let opened = model::open::open_model(m, a.config.as_deref())?;
+        let opened = uerzoo::resolve::open_model(m, a.config.as_deref())?;
         let vocab = a.vocab.clone().or_else(|| opened.vocab_file());
         let tie = config_flag(a.config.as_deref(), &opened.dir, "tie_weights");
         let config_file = a

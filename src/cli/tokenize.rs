@@ -152,7 +152,7 @@ fn beside(model: &Path) -> anyhow::Result<PathBuf> {
     } else if model.is_file() {
         model.parent().unwrap_or(Path::new(".")).to_path_buf()
     } else {
-        uerzoo::model::open::open_model(model, None)?.dir
+        uerzoo::resolve::open_model(model, None)?.dir
     };
     ["vocab.txt", "spiece.model"]
         .iter()

@@ -19,7 +19,6 @@
 pub mod cpu;
 pub mod flex;
 
-use crate::model::LnKind;
 use burn::backend::{Autodiff, Flex};
 use burn::nn::Linear;
 use burn::tensor::backend::Backend;
@@ -30,10 +29,20 @@ use flex::{AdTensor, GeluForm};
 use std::any::{Any, TypeId};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+/// Which LayerNorm formula to use; it depends on where the weights came from (the model's
+/// config carries it, as `crate::model::LnKind`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LnKind {
+    /// UER-py: `gamma·(x−mean)/(std_unbiased + eps) + beta`, eps 1e-6 outside the root.
+    Uer,
+    /// PyTorch / transformers: `gamma·(x−mean)/sqrt(var_biased + eps) + beta`.
+    Hf,
+}
+
 /// The plain Burn compositions: the reference the fast paths are tested against and the
 /// path every non-Flex backend takes.
 pub mod plain {
-    use crate::model::LnKind;
+    use super::LnKind;
     use burn::tensor::backend::Backend;
     use burn::tensor::{Distribution, Int, Tensor, TensorData, activation};
 

@@ -6,14 +6,8 @@ use super::ModelError;
 use serde_json::Value;
 use std::path::Path;
 
-/// Which LayerNorm formula to use; it depends on where the weights came from.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum LnKind {
-    /// UER-py: `gamma·(x−mean)/(std_unbiased + eps) + beta`, eps 1e-6 outside the root.
-    Uer,
-    /// PyTorch / transformers: `gamma·(x−mean)/sqrt(var_biased + eps) + beta`.
-    Hf,
-}
+/// Which LayerNorm formula to use (defined beside the kernels that compute it).
+pub use crate::kernels::LnKind;
 
 /// Feed-forward (and MLM-head) activation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -50,15 +50,9 @@ pub fn companion(weights: &Path, name: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Opens `model` (file, HF directory, or a registry name/alias whose weights are in the
-/// Huggingface cache) with an optional UER config path.
+/// Opens `model` (a UER file or an HF directory) with an optional UER config path. Registry
+/// names are resolved to such paths above this module, by [`crate::resolve`].
 pub fn open_model(model: &Path, config: Option<&Path>) -> Result<OpenedModel, ModelError> {
-    if !model.exists()
-        && let Some(name) = model.to_str()
-        && let Ok(entry) = crate::registry::Registry::builtin().get(name)
-    {
-        return open_registry_entry(entry, config);
-    }
     let (weights, dir) = if model.is_dir() {
         (model.to_path_buf(), model.to_path_buf())
     } else if model.is_file() {
@@ -149,47 +143,27 @@ fn finish(
     }
 }
 
-/// A registry entry: its HF snapshot in the cache (`uerzoo download NAME`), else an
-/// imported legacy UER file with the registry's UER config.
-fn open_registry_entry(
-    entry: &crate::registry::Entry,
-    config: Option<&Path>,
+/// Opens a UER weights file with a UER config given as data (a registry entry's), not as a
+/// file; `config_file`, when given, wins as in [`open_model`].
+pub fn open_with_uer_config(
+    path: &Path,
+    uer: &crate::registry::UerConfig,
+    config_file: Option<&Path>,
 ) -> Result<OpenedModel, ModelError> {
-    let cache = crate::hub::Cache::from_env();
-    if let Some(hf) = &entry.sources.hf {
-        let repo = cache.repo(&hf.repo);
-        if let Some(commit) = repo.resolve_revision(&hf.revision) {
-            let dir = repo.snapshot_dir(&commit);
-            if dir.join("config.json").is_file() {
-                return open_model(&dir, config);
-            }
-        }
-    }
-    let Some(path) = cache
-        .repo(&crate::hub::local_repo_id(&entry.name))
-        .get("main", &entry.uer_file)
-    else {
-        return Err(ModelError::Open {
-            path: entry.name.clone().into(),
-            message: format!(
-                "`{}` is not in the cache; run `uerzoo download {}` first",
-                entry.name, entry.name
-            ),
-        });
-    };
-    if config.is_some() {
-        return open_model(&path, config);
+    if config_file.is_some() {
+        return open_model(path, config_file);
     }
     let cfg_err = |message: String| ModelError::Open {
-        path: path.clone(),
+        path: path.to_path_buf(),
         message,
     };
-    let uer = entry.uer_config().map_err(|e| cfg_err(e.to_string()))?;
-    let value = serde_json::to_value(&uer).map_err(|e| cfg_err(e.to_string()))?;
+    let value = serde_json::to_value(uer).map_err(|e| cfg_err(e.to_string()))?;
     let cfg = ModelConfig::from_uer_json(&value)?;
-    let (checkpoint, source) = read_as_uer_v2(&path)?;
+    let (checkpoint, source) = read_as_uer_v2(path)?;
     let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
-    Ok(finish(checkpoint, cfg, source, dir))
+    let mut opened = finish(checkpoint, cfg, source, dir);
+    opened.file = Some(path.to_path_buf());
+    Ok(opened)
 }
 
 /// An HF config has `model_type`; UER's never does.

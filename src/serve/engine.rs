@@ -1,4 +1,4 @@
-//! The models a server holds: each opened with [`crate::model::open::open_model`], loaded
+//! The models a server holds: each opened with [`crate::resolve::open_model`], loaded
 //! once on its backend and kept behind the object-safe [`Engine`], so request handlers
 //! never see a Burn type and several threads can run the same weights at once.
 

@@ -1,7 +1,7 @@
 //! `uerzoo serve`: the zoo over HTTP, on axum (hyper, tokio).
 //!
 //! This module owns the server: which models it holds ([`ServedModel`], each opened with
-//! [`crate::model::open::open_model`] and loaded once by [`engine::load`]), the routes
+//! [`crate::resolve::open_model`] and loaded once by [`engine::load`]), the routes
 //! ([`handlers`]: OpenAI-compatible completions with server-sent events, embeddings and
 //! models; the zoo's fill-mask, classify and tokenize; health, metrics and the web page),
 //! the limits (body size, tokens, concurrency → 429), batching of encoder requests
@@ -22,8 +22,9 @@ pub use error::ApiError;
 
 use crate::convert::Source;
 use crate::generate::{Preset, Sampling};
-use crate::model::open::{OpenedModel, open_model};
+use crate::model::open::OpenedModel;
 use crate::model::{DeviceSpec, ModelError, Pooling};
+use crate::resolve::open_model;
 use crate::tokenizer::{Tokenizer, TokenizerOptions};
 use std::future::Future;
 use std::net::SocketAddr;
