@@ -298,7 +298,28 @@ fn write_output(
         .clone()
         .or(a.spm.clone())
         .or_else(|| opened.vocab_file());
-    super::write_beside(output, source_config(a, opened), vocab)
+    // The config gets the options predict needs to read examples as training did (UER-py
+    // keeps training options in the same JSON).
+    let tmp = tempfile::NamedTempFile::new_in(uerzoo::output::parent_dir(output))?;
+    let config = match source_config(a, opened) {
+        Some(path) => {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let mut json: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("parsing {}", path.display()))?;
+            match json.as_object_mut() {
+                Some(obj) if !obj.contains_key("model_type") => {
+                    obj.insert("seq_length".into(), a.seq_length.into());
+                    obj.insert("pooling".into(), a.pooling.to_string().into());
+                    std::fs::write(tmp.path(), serde_json::to_string_pretty(&json)? + "\n")?;
+                    Some(tmp.path().to_path_buf())
+                }
+                _ => Some(path),
+            }
+        }
+        None => None,
+    };
+    super::write_beside(output, config, vocab)
 }
 
 /// The UER config file the weights were opened with.

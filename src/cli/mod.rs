@@ -182,7 +182,12 @@ pub(crate) fn write_beside(
         }
         copy_atomic(&from, &to)
             .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
-        println!("wrote {} (copy of {})", to.display(), from.display());
+        if from.parent() == to.parent() {
+            // A file made for this output (a temporary beside it).
+            println!("wrote {}", to.display());
+        } else {
+            println!("wrote {} (copy of {})", to.display(), from.display());
+        }
     }
     Ok(())
 }

@@ -36,12 +36,14 @@ pub struct Args {
     /// Add a `logits` column.
     #[arg(long)]
     logits: bool,
-    /// Tokens per example (as in training).
-    #[arg(long, default_value_t = 128)]
-    seq_length: usize,
-    /// Pooling used in training: first, mean, max or last.
-    #[arg(long, default_value = "first")]
-    pooling: Pooling,
+    /// Tokens per example (default: as in training, from the `seq_length` that `finetune`
+    /// records in the model's UER config; else 128).
+    #[arg(long)]
+    seq_length: Option<usize>,
+    /// Pooling: first, mean, max or last (default: as in training, from the config's
+    /// `pooling`; else first).
+    #[arg(long)]
+    pooling: Option<Pooling>,
     /// Rows per forward pass.
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
@@ -65,8 +67,26 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let opened = uerzoo::resolve::open_model(&a.model, a.config.as_deref())?;
     let tok = super::fill_mask::load_tokenizer(a.vocab.clone(), &opened)?;
     let data = Dataset::read(&a.input, a.labels)?;
-    let encoded = data.encode(&tok, a.seq_length);
-    let pred = train::predict(&opened, &encoded, a.pooling, a.batch_size, a.device)?;
+    let seq_length = match a.seq_length {
+        Some(n) => n,
+        None => opened
+            .config_value("seq_length")
+            .and_then(|v| v.as_u64())
+            .map_or(128, |n| n as usize),
+    };
+    let pooling = match a.pooling {
+        Some(p) => p,
+        None => match opened.config_value("pooling") {
+            Some(v) => v
+                .as_str()
+                .unwrap_or("")
+                .parse()
+                .map_err(|e: String| anyhow::anyhow!("the model's config: {e}"))?,
+            None => Pooling::First,
+        },
+    };
+    let encoded = data.encode(&tok, seq_length);
+    let pred = train::predict(&opened, &encoded, pooling, a.batch_size, a.device)?;
     let join = |v: &[f32]| {
         v.iter()
             .map(|x| x.to_string())

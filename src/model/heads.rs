@@ -89,6 +89,17 @@ impl std::str::FromStr for Pooling {
     }
 }
 
+impl std::fmt::Display for Pooling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Pooling::First => "first",
+            Pooling::Mean => "mean",
+            Pooling::Max => "max",
+            Pooling::Last => "last",
+        })
+    }
+}
+
 /// Pools `[batch, seq, hidden]` to `[batch, hidden]` over all positions, as UER-py does.
 pub fn pool<B: Backend>(hidden: Tensor<B, 3>, pooling: Pooling) -> Tensor<B, 2> {
     let [b, s, h] = hidden.dims();

@@ -24,9 +24,20 @@ pub struct OpenedModel {
     /// The weights file, when the model was a file (its own companions, see
     /// [`companion`], come before the folder's).
     pub file: Option<PathBuf>,
+    /// The config file it was opened with (none when the config came as data, from the
+    /// registry).
+    pub config_file: Option<PathBuf>,
 }
 
 impl OpenedModel {
+    /// A key of the UER config file it was opened with (UER-py's config JSON also carries
+    /// training options such as `seq_length` and `pooling`, which `finetune` records there).
+    pub fn config_value(&self, key: &str) -> Option<serde_json::Value> {
+        let text = std::fs::read_to_string(self.config_file.as_ref()?).ok()?;
+        let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+        json.get(key).cloned()
+    }
+
     /// The vocabulary beside the weights: `<file>.vocab.txt` (the file's own), else the
     /// folder's `vocab.txt`, if any.
     pub fn vocab_file(&self) -> Option<PathBuf> {
@@ -105,6 +116,7 @@ pub fn open_model(model: &Path, config: Option<&Path>) -> Result<OpenedModel, Mo
     };
     let mut opened = finish(checkpoint, cfg, source, dir);
     opened.file = own;
+    opened.config_file = Some(config_file);
     Ok(opened)
 }
 
@@ -140,6 +152,7 @@ fn finish(
         source,
         dir,
         file: None,
+        config_file: None,
     }
 }
 
