@@ -154,6 +154,7 @@ fn random_model_all_padding_row_is_finite() {
         source: uerzoo::convert::Source::Uer(uerzoo::convert::Naming::V2),
         dir: ".".into(),
         file: None,
+        config_file: None,
     };
     let input = Batch {
         ids: vec![1, 2, 3, 0, 0, 0, 0, 0],
