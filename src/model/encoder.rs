@@ -57,13 +57,15 @@ pub struct SelfAttention<B: Backend> {
 }
 
 impl<B: Backend> SelfAttention<B> {
-    /// `[batch, seq, hidden]` → `[batch, seq, hidden]` with the additive mask `bias`.
-    pub fn forward(&self, x: Tensor<B, 3>, bias: Option<Tensor<B, 4>>) -> Tensor<B, 3> {
+    /// `[batch, seq, hidden]` → `[batch, seq, hidden]` with the additive mask `bias`;
+    /// dropout `p` (0 at inference) on the attention probabilities and on the output, as
+    /// UER-py's `MultiHeadedAttention` + the layer's `dropout_1`.
+    pub fn forward(&self, x: Tensor<B, 3>, bias: Option<Tensor<B, 4>>, p: f64) -> Tensor<B, 3> {
         let q = kernels::linear(&self.query, x.clone());
         let k = kernels::linear(&self.key, x.clone());
         let v = kernels::linear(&self.value, x);
-        let ctx = kernels::self_attention(q, k, v, self.heads, bias, 0.0);
-        kernels::linear(&self.output, ctx)
+        let ctx = kernels::self_attention(q, k, v, self.heads, bias, p);
+        dropout_fn(kernels::linear(&self.output, ctx), p)
     }
 }
 
@@ -77,9 +79,10 @@ pub struct FeedForward<B: Backend> {
 }
 
 impl<B: Backend> FeedForward<B> {
-    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+    /// With dropout `p` (0 at inference) on the output (UER-py's `dropout_2`).
+    pub fn forward(&self, x: Tensor<B, 3>, p: f64) -> Tensor<B, 3> {
         let inner = activate(kernels::linear(&self.linear_1, x), self.act);
-        kernels::linear(&self.linear_2, inner)
+        dropout_fn(kernels::linear(&self.linear_2, inner), p)
     }
 }
 
@@ -95,18 +98,22 @@ pub struct TransformerLayer<B: Backend> {
 }
 
 impl<B: Backend> TransformerLayer<B> {
-    pub fn forward(&self, x: Tensor<B, 3>, bias: Option<Tensor<B, 4>>) -> Tensor<B, 3> {
+    /// One layer with dropout `p` (0 at inference; training passes UER-py's `dropout`).
+    pub fn forward(&self, x: Tensor<B, 3>, bias: Option<Tensor<B, 4>>, p: f64) -> Tensor<B, 3> {
         match self.ln_position {
             LnPosition::Post => {
                 let h = self
                     .layer_norm_1
-                    .forward(x.clone() + self.self_attn.forward(x, bias));
+                    .forward(x.clone() + self.self_attn.forward(x, bias, p));
                 self.layer_norm_2
-                    .forward(h.clone() + self.feed_forward.forward(h))
+                    .forward(h.clone() + self.feed_forward.forward(h, p))
             }
             LnPosition::Pre => {
-                let h = x.clone() + self.self_attn.forward(self.layer_norm_1.forward(x), bias);
-                h.clone() + self.feed_forward.forward(self.layer_norm_2.forward(h))
+                let h = x.clone()
+                    + self
+                        .self_attn
+                        .forward(self.layer_norm_1.forward(x), bias, p);
+                h.clone() + self.feed_forward.forward(self.layer_norm_2.forward(h), p)
             }
         }
     }
@@ -125,15 +132,15 @@ pub struct Encoder<B: Backend> {
 }
 
 impl<B: Backend> Encoder<B> {
-    /// Runs the stack on embeddings `[batch, seq, emb]`.
-    pub fn forward(&self, emb: Tensor<B, 3>, bias: Option<Tensor<B, 4>>) -> Tensor<B, 3> {
+    /// Runs the stack on embeddings `[batch, seq, emb]` with dropout `p` (0 at inference).
+    pub fn forward(&self, emb: Tensor<B, 3>, bias: Option<Tensor<B, 4>>, p: f64) -> Tensor<B, 3> {
         let mut h = match &self.linear {
             Some(linear) => kernels::linear(linear, emb),
             None => emb,
         };
         for i in 0..self.layers_num {
             let layer = &self.layers[if self.layers.len() == 1 { 0 } else { i }];
-            h = layer.forward(h, bias.clone());
+            h = layer.forward(h, bias.clone(), p);
         }
         match &self.layer_norm {
             Some(ln) => ln.forward(h),

@@ -123,12 +123,15 @@ fn layer_step<B: Backend>(
                 .forward(x.clone() + attn_step(&layer.self_attn, x, bias, slot));
             layer
                 .layer_norm_2
-                .forward(h.clone() + layer.feed_forward.forward(h))
+                .forward(h.clone() + layer.feed_forward.forward(h, 0.0))
         }
         LnPosition::Pre => {
             let h =
                 x.clone() + attn_step(&layer.self_attn, layer.layer_norm_1.forward(x), bias, slot);
-            h.clone() + layer.feed_forward.forward(layer.layer_norm_2.forward(h))
+            h.clone()
+                + layer
+                    .feed_forward
+                    .forward(layer.layer_norm_2.forward(h), 0.0)
         }
     }
 }

@@ -70,11 +70,23 @@ pub struct Model<B: Backend> {
 }
 
 impl<B: Backend> Model<B> {
-    /// Encoder output only: `[batch, seq, hidden]`.
+    /// Encoder output only: `[batch, seq, hidden]` (inference: no dropout).
     pub fn encode(&self, ids: Tensor<B, 2, Int>, segment: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+        self.encode_with_dropout(ids, segment, 0.0)
+    }
+
+    /// The one encoder forward, for inference (`p` = 0) and training (`p` = UER-py's
+    /// `dropout`: after the embedding, on the attention probabilities, after attention
+    /// and after the feed-forward block, in that order).
+    pub fn encode_with_dropout(
+        &self,
+        ids: Tensor<B, 2, Int>,
+        segment: Tensor<B, 2, Int>,
+        p: f64,
+    ) -> Tensor<B, 3> {
         let bias = self.mask_bias(&segment);
-        let emb = self.embedding.forward(ids, segment);
-        self.encoder.forward(emb, Some(bias))
+        let emb = super::encoder::dropout_fn(self.embedding.forward(ids, segment), p);
+        self.encoder.forward(emb, Some(bias), p)
     }
 
     /// Hidden states and the pretraining head's logits.

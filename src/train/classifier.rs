@@ -5,19 +5,16 @@
 //! `output_layer_1` → tanh → `output_layer_2`. Also: the head's PyTorch-default init, the
 //! weights as a UER-naming-v2 [`Checkpoint`], and reading a saved head back.
 //!
-//! The training forward is written against the model's public parts; attention, dropout
-//! and the feed-forward activation go through [`crate::kernels`] (fused on Flex and
-//! `Autodiff<Flex>`, plain Burn elsewhere).
+//! The encoder forward is the model's own, [`Model::encode_with_dropout`] (the one forward
+//! inference runs with `p` = 0); this module adds only the pooling and the head.
 
 use super::TrainError;
 use crate::checkpoint::{Checkpoint, Tensor as CkptTensor};
-use crate::kernels::{self, dropout as dropout_fn};
-use crate::model::Activation;
-use crate::model::encoder::TransformerLayer;
+use crate::kernels;
 use crate::model::heads::ClassifierHead;
 use crate::model::layer_norm::LayerNorm;
 use crate::model::load::keys;
-use crate::model::{LnPosition, Model, Pooling};
+use crate::model::{Model, Pooling};
 use burn::module::Param;
 use burn::nn::Linear;
 use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
@@ -170,82 +167,6 @@ pub fn pool_hidden<B: Backend>(
     }
 }
 
-/// One transformer layer with UER-py's dropouts (`p` > 0 only in training).
-fn layer_forward<B: Backend>(
-    layer: &TransformerLayer<B>,
-    x: Tensor<B, 3>,
-    bias: Tensor<B, 4>,
-    p: f64,
-    ln_formula: (crate::model::LnKind, f64),
-) -> Tensor<B, 3> {
-    let attn = |x: Tensor<B, 3>| {
-        let a = &layer.self_attn;
-        let q = kernels::linear(&a.query, x.clone());
-        let k = kernels::linear(&a.key, x.clone());
-        let v = kernels::linear(&a.value, x);
-        let ctx = kernels::self_attention(q, k, v, a.heads, Some(bias.clone()), p);
-        dropout_fn(kernels::linear(&a.output, ctx), p)
-    };
-    let ff = |x: Tensor<B, 3>| {
-        let f = &layer.feed_forward;
-        let inner = kernels::linear(&f.linear_1, x);
-        let inner = match f.act {
-            Activation::Gelu => kernels::gelu(inner),
-            Activation::GeluFast => kernels::gelu_tanh(inner),
-            Activation::Relu => burn::tensor::activation::relu(inner),
-        };
-        dropout_fn(kernels::linear(&f.linear_2, inner), p)
-    };
-    // The model builds every LayerNorm from the config's formula and eps (model::load), so
-    // the fused kernel gets them from there.
-    let ln = |n: &LayerNorm<B>, x: Tensor<B, 3>| {
-        kernels::layer_norm(x, n.gamma.val(), n.beta.val(), ln_formula.0, ln_formula.1)
-    };
-    match layer.ln_position {
-        LnPosition::Post => {
-            let h = ln(&layer.layer_norm_1, attn(x.clone()) + x);
-            ln(&layer.layer_norm_2, ff(h.clone()) + h)
-        }
-        LnPosition::Pre => {
-            let h = x.clone() + attn(ln(&layer.layer_norm_1, x));
-            h.clone() + ff(ln(&layer.layer_norm_2, h))
-        }
-    }
-}
-
-/// Encoder output with dropout `p` (`p` = 0: the model's own inference path).
-pub fn encode<B: Backend>(
-    model: &Model<B>,
-    ids: Tensor<B, 2, Int>,
-    segment: Tensor<B, 2, Int>,
-    p: f64,
-) -> Tensor<B, 3> {
-    if p <= 0.0 {
-        return model.encode(ids, segment);
-    }
-    let bias = model.mask_bias(&segment);
-    let emb = dropout_fn(model.embedding.forward(ids, segment), p);
-    let enc = &model.encoder;
-    let mut h = match &enc.linear {
-        Some(linear) => kernels::linear(linear, emb),
-        None => emb,
-    };
-    for i in 0..enc.layers_num {
-        let layer = &enc.layers[if enc.layers.len() == 1 { 0 } else { i }];
-        h = layer_forward(
-            layer,
-            h,
-            bias.clone(),
-            p,
-            (model.config.ln_kind, model.config.ln_eps),
-        );
-    }
-    match &enc.layer_norm {
-        Some(ln) => ln.forward(h),
-        None => h,
-    }
-}
-
 /// Classifier logits `[batch, labels]`; the model must carry a classifier head.
 pub fn logits<B: Backend>(
     model: &Model<B>,
@@ -258,7 +179,7 @@ pub fn logits<B: Backend>(
         .classifier
         .as_ref()
         .expect("classifier head attached before training");
-    let hidden = encode(model, ids, segment, p);
+    let hidden = model.encode_with_dropout(ids, segment, p);
     let pooled = pool_hidden(hidden, head.pooling, pool_w);
     let inner = kernels::linear(&head.output_layer_1, pooled).tanh();
     kernels::linear(&head.output_layer_2, inner)
@@ -405,7 +326,7 @@ mod tests {
             let seg = [1i64, 1, 1, 1, 1, 0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 2];
             let (i, s) = model.inputs(&ids, &seg, 2, 8, &dev).unwrap();
             let want = host(model.encode(i.clone(), s.clone())).1;
-            let got = host(encode(&model, i, s, 1e-12)).1;
+            let got = host(model.encode_with_dropout(i, s, 1e-12)).1;
             for (a, b) in want.iter().zip(&got) {
                 assert!((a - b).abs() < 1e-4, "pre_ln {pre_ln}: {a} vs {b}");
             }

@@ -933,7 +933,7 @@ fn losses<B: Backend>(
     let (b, l) = (batch.b, batch.l);
     let ids = ints::<B, 2>(&batch.ids, [b, l], device);
     let seg = ints::<B, 2>(&batch.seg, [b, l], device);
-    let hidden = classifier::encode(model, ids, seg, dropout);
+    let hidden = model.encode_with_dropout(ids, seg, dropout);
     let h = hidden.dims()[2];
     let m = batch.pos.len();
     let picked = hidden
