@@ -115,7 +115,7 @@ fn train_step<B: AutodiffBackend>(
 ) {
     let (ids, seg) = inputs::<B>(batch, seq, device);
     // The encoder as fine-tuning and pretraining run it (UER-py's dropouts when p > 0).
-    let hidden = uerzoo::train::classifier::encode(model, ids, seg, p);
+    let hidden = model.encode_with_dropout(ids, seg, p);
     let h = hidden.dims()[2];
     let picked: Vec<i64> = (0..batch * seq).step_by(7).map(|i| i as i64).collect();
     let m = picked.len();
