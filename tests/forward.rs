@@ -455,6 +455,6 @@ fn classifier_head_loads_from_output_layers() {
     assert_eq!(report.heads, vec!["mlm", "classifier"]);
     assert!(report.unused.is_empty(), "{:?}", report.unused);
     let (ids, seg) = m.inputs(&[1, 2, 3, 0], &[1, 1, 1, 0], 1, 4, &dev).unwrap();
-    let logits = m.classifier.as_ref().unwrap().forward(m.encode(ids, seg));
+    let logits = m.classify(ids, seg, None, 0.0).unwrap();
     assert_eq!(logits.dims(), [1, 3]);
 }

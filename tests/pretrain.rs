@@ -631,5 +631,5 @@ fn data_parallel_on_two_cpu_peers_learns_and_writes_once() {
         &mut Vec::new(),
     )
     .unwrap_err();
-    assert!(err.to_string().contains("mixes CPU and CUDA"), "{err}");
+    assert!(err.to_string().contains("mixes cpu and cuda"), "{err}");
 }

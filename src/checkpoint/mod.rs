@@ -177,6 +177,19 @@ impl Tensor {
         &self.storage.as_bytes()[self.range.clone()]
     }
 
+    /// The bytes as a reference-counted [`bytes::Bytes`] that keeps the storage (the memory
+    /// map or the owned buffer) alive: nothing is copied. Its start is aligned only as the
+    /// file placed it.
+    pub fn shared_bytes(&self) -> bytes::Bytes {
+        struct Owner(Storage, std::ops::Range<usize>);
+        impl AsRef<[u8]> for Owner {
+            fn as_ref(&self) -> &[u8] {
+                &self.0.as_bytes()[self.1.clone()]
+            }
+        }
+        bytes::Bytes::from_owner(Owner(self.storage.clone(), self.range.clone()))
+    }
+
     /// The storage and byte range (for detecting shared storage).
     pub fn storage(&self) -> (&Storage, std::ops::Range<usize>) {
         (&self.storage, self.range.clone())

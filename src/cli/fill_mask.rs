@@ -31,7 +31,7 @@ pub struct Args {
     /// `vocab.txt` or sentencepiece `.model` (default: `vocab.txt`/`spiece.model` beside the weights).
     #[arg(long)]
     vocab: Option<PathBuf>,
-    /// `cpu`, `cuda` or `cuda:N`.
+    /// `cpu`, `cuda[:N]` (`--features cuda`) or `wgpu` (`--features wgpu`).
     #[arg(long, default_value = "cpu")]
     device: DeviceSpec,
 }

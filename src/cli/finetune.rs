@@ -69,7 +69,7 @@ pub struct Args {
     /// Seed of the shuffling, the head's init and dropout.
     #[arg(long, default_value_t = 7)]
     seed: u64,
-    /// `cpu`, `cuda` or `cuda:N`.
+    /// `cpu`, `cuda[:N]` (`--features cuda`) or `wgpu` (`--features wgpu`).
     #[arg(long, default_value = "cpu")]
     device: DeviceSpec,
     /// Output: a `.bin` (--format uer) or a directory (--format hf). Required without --grid.

@@ -26,7 +26,7 @@ pub struct Args {
     /// Output safetensors (`hidden`, `logits`).
     #[arg(long)]
     output: PathBuf,
-    /// `cpu`, `cuda` or `cuda:N` (CUDA needs a build with `--features cuda`).
+    /// `cpu`, `cuda[:N]` (a build with `--features cuda`) or `wgpu` (`--features wgpu`).
     #[arg(long, default_value = "cpu")]
     device: DeviceSpec,
     /// Overwrite OUT if it exists.

@@ -97,7 +97,7 @@ pub struct Args {
     /// How many texts to generate.
     #[arg(long, default_value_t = 1)]
     num_return: usize,
-    /// `cpu`, `cuda` or `cuda:N`.
+    /// `cpu`, `cuda[:N]` (`--features cuda`) or `wgpu` (`--features wgpu`).
     #[arg(long, default_value = "cpu")]
     device: DeviceSpec,
     /// Print tokens as they are generated.

@@ -53,7 +53,7 @@ pub struct Args {
     /// `vocab.txt` or sentencepiece `.model` (default: beside the weights).
     #[arg(long)]
     vocab: Option<PathBuf>,
-    /// `cpu`, `cuda` or `cuda:N`.
+    /// `cpu`, `cuda[:N]` (`--features cuda`) or `wgpu` (`--features wgpu`).
     #[arg(long, default_value = "cpu")]
     device: DeviceSpec,
     /// Overwrite OUTPUT if it exists.

@@ -67,7 +67,7 @@ pub struct Args {
     dropout: Option<f64>,
     #[arg(long, default_value_t = 7)]
     seed: u64,
-    /// `cpu`, `cuda` or `cuda:N`.
+    /// `cpu`, `cuda[:N]` (`--features cuda`) or `wgpu` (`--features wgpu`).
     #[arg(long, default_value = "cpu")]
     device: DeviceSpec,
     /// Data-parallel over several devices, e.g. `cuda:0,cuda:1` (or `cpu,cpu` to try it):

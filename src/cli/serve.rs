@@ -29,7 +29,7 @@ pub struct Args {
     /// Port; 0 picks a free one (the address is printed on stdout).
     #[arg(long, default_value_t = 8080)]
     port: u16,
-    /// `cpu`, `cuda` or `cuda:N`.
+    /// `cpu`, `cuda[:N]` (`--features cuda`) or `wgpu` (`--features wgpu`).
     #[arg(long, default_value = "cpu")]
     device: DeviceSpec,
     /// Padded tokens (texts × longest text) per encoder forward pass; concurrent embedding

@@ -529,19 +529,65 @@ pub fn linear(x: &FlexTensor, w: &FlexTensor, b: Option<&FlexTensor>) -> FlexTen
     linear_keep(x, w, b).0
 }
 
-/// [`linear`], also returning the contiguous input and weight it multiplied (what the
-/// backward keeps), so they are not made contiguous twice.
+/// A 2-D f32 tensor as a GEMM operand without copying: row-major, or the transpose of a
+/// row-major buffer (a linear weight kept in torch's `[out, in]` layout and seen as
+/// `[in, out]`), at any start offset. `None` for other layouts (the caller copies them).
+fn matrix_view(t: &FlexTensor) -> Option<cpu::MatRef<'_>> {
+    let (rows, cols, rs, cs) = t.layout().as_2d_strides()?;
+    if t.dtype() != DType::F32 || rs < 0 || cs < 0 {
+        return None;
+    }
+    let (rs, cs) = (rs as usize, cs as usize);
+    let row_major = cs == 1 && (rs == cols || rows <= 1);
+    let col_major = rs == 1 && (cs == rows || cols <= 1);
+    if !(row_major || col_major) {
+        return None;
+    }
+    let data = t.storage::<f32>().get(t.layout().start_offset()..)?;
+    let view = if row_major {
+        cpu::MatRef::row_major(data, rows, cols)
+    } else {
+        cpu::MatRef::row_major(data, cols, rows).t()
+    };
+    (rows * cols <= data.len()).then_some(view)
+}
+
+/// A linear weight the GEMM can read in place: the same tensor when [`matrix_view`] takes
+/// it, else a contiguous copy.
+fn weight_operand(w: &FlexTensor) -> FlexTensor {
+    if matrix_view(w).is_some() {
+        w.clone()
+    } else {
+        contiguous(w)
+    }
+}
+
+/// The view of a weight [`weight_operand`] returned.
+#[track_caller]
+fn weight_view(w: &FlexTensor) -> cpu::MatRef<'_> {
+    match matrix_view(w) {
+        Some(v) => v,
+        None => panic!(
+            "fused linear handed a weight of layout {:?} (a bug in uerzoo's kernels::flex)",
+            w.layout()
+        ),
+    }
+}
+
+/// [`linear`], also returning the contiguous input and the weight it multiplied (what the
+/// backward keeps), so neither is copied twice. The weight is read in place when it is
+/// row-major `[in, out]` or the transposed view of a `[out, in]` buffer.
 fn linear_keep(
     x: &FlexTensor,
     w: &FlexTensor,
     b: Option<&FlexTensor>,
 ) -> (FlexTensor, LinearState) {
-    let (x, w) = (contiguous(x), contiguous(w));
+    let (x, w) = (contiguous(x), weight_operand(w));
     let [d_in, d_out] = w.shape().dims::<2>();
     let rows = x.shape().num_elements() / d_in.max(1);
     let (xm, wm) = (
         cpu::MatRef::row_major(values(&x), rows, d_in),
-        cpu::MatRef::row_major(values(&w), d_in, d_out),
+        weight_view(&w),
     );
     let out = match b {
         Some(b) => {
@@ -582,10 +628,7 @@ fn linear_grads(st: &LinearState, dy: &FlexTensor, want: [bool; 3]) -> [Option<F
     let [d_in, d_out] = st.w.shape().dims::<2>();
     let rows = dy.shape().num_elements() / d_out.max(1);
     let g = cpu::MatRef::row_major(values(&dy), rows, d_out);
-    let dx = want[0].then(|| {
-        let w = cpu::MatRef::row_major(values(&st.w), d_in, d_out);
-        tensor(cpu::matmul(g, w.t()), st.x.shape())
-    });
+    let dx = want[0].then(|| tensor(cpu::matmul(g, weight_view(&st.w).t()), st.x.shape()));
     let dw = want[1].then(|| {
         let x = cpu::MatRef::row_major(values(&st.x), rows, d_in);
         tensor(cpu::matmul(x.t(), g), st.w.shape())

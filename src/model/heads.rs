@@ -100,7 +100,8 @@ impl std::fmt::Display for Pooling {
     }
 }
 
-/// Pools `[batch, seq, hidden]` to `[batch, hidden]` over all positions, as UER-py does.
+/// Pools `[batch, seq, hidden]` to `[batch, hidden]` over all positions, padding included,
+/// as UER-py's extract_features does (the classifier pools over real tokens: [`pool_hidden`]).
 pub fn pool<B: Backend>(hidden: Tensor<B, 3>, pooling: Pooling) -> Tensor<B, 2> {
     let [b, s, h] = hidden.dims();
     let picked = match pooling {
@@ -121,6 +122,57 @@ pub fn masked_mean<B: Backend>(hidden: Tensor<B, 3>, keep: Tensor<B, 2>) -> Tens
     sum / count
 }
 
+/// Host-side pooling weights `[batch, seq]` for run_classifier's pooling over real tokens
+/// (segment > 0): `mean` = 1/len on real tokens, `last` = one-hot at the last real token,
+/// `max` = 0 on real tokens and −1e9 elsewhere (added before the max). `first` needs none.
+///
+/// UER-py multiplies by the raw segment ids (so a pair's second sentence counts twice in
+/// `mean`); this uses the 0/1 mask those lines intend. Single sentences are identical.
+pub fn pool_weights(
+    segment: &[i64],
+    batch: usize,
+    seq: usize,
+    pooling: Pooling,
+) -> Option<Vec<f32>> {
+    if pooling == Pooling::First {
+        return None;
+    }
+    let mut w = vec![0f32; batch * seq];
+    for b in 0..batch {
+        let row = &segment[b * seq..(b + 1) * seq];
+        let len = row.iter().filter(|&&s| s > 0).count().max(1);
+        for (j, &s) in row.iter().enumerate() {
+            w[b * seq + j] = match pooling {
+                Pooling::Mean if s > 0 => 1.0 / len as f32,
+                Pooling::Max if s <= 0 => -1e9,
+                _ => 0.0,
+            };
+        }
+        if pooling == Pooling::Last {
+            w[b * seq + len - 1] = 1.0;
+        }
+    }
+    Some(w)
+}
+
+/// Pools `[batch, seq, hidden]` with [`pool_weights`] (already on the device).
+pub fn pool_hidden<B: Backend>(
+    hidden: Tensor<B, 3>,
+    pooling: Pooling,
+    weights: Option<Tensor<B, 2>>,
+) -> Tensor<B, 2> {
+    let [b, _, h] = hidden.dims();
+    match (pooling, weights) {
+        (Pooling::Max, Some(w)) => (hidden + w.unsqueeze_dim::<3>(2))
+            .max_dim(1)
+            .reshape([b, h]),
+        (Pooling::Mean | Pooling::Last, Some(w)) => (hidden * w.unsqueeze_dim::<3>(2))
+            .sum_dim(1)
+            .reshape([b, h]),
+        _ => hidden.narrow(1, 0, 1).reshape([b, h]),
+    }
+}
+
 /// Sequence classifier (UER-py run_classifier): pooling → `output_layer_1` → tanh →
 /// `output_layer_2` to the labels.
 #[derive(Module, Debug)]
@@ -132,10 +184,31 @@ pub struct ClassifierHead<B: Backend> {
 }
 
 impl<B: Backend> ClassifierHead<B> {
-    /// `[batch, seq, hidden]` → logits `[batch, labels]`.
-    pub fn forward(&self, hidden: Tensor<B, 3>) -> Tensor<B, 2> {
-        let pooled = pool(hidden, self.pooling);
+    /// `[batch, seq, hidden]` → logits `[batch, labels]`, pooled over the real tokens with
+    /// `weights` from [`pool_weights`] (`None` for `first`).
+    pub fn forward(&self, hidden: Tensor<B, 3>, weights: Option<Tensor<B, 2>>) -> Tensor<B, 2> {
+        let pooled = pool_hidden(hidden, self.pooling, weights);
         let inner = kernels::linear(&self.output_layer_1, pooled).tanh();
         kernels::linear(&self.output_layer_2, inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pooling_weights_cover_real_tokens() {
+        let seg = [1, 1, 1, 0, 1, 2, 0, 0];
+        assert_eq!(pool_weights(&seg, 2, 4, Pooling::First), None);
+        let m = pool_weights(&seg, 2, 4, Pooling::Mean).unwrap();
+        assert_eq!(
+            m,
+            vec![1.0 / 3.0, 1.0 / 3.0, 1.0 / 3.0, 0.0, 0.5, 0.5, 0.0, 0.0]
+        );
+        let l = pool_weights(&seg, 2, 4, Pooling::Last).unwrap();
+        assert_eq!(l, vec![0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0]);
+        let x = pool_weights(&seg, 2, 4, Pooling::Max).unwrap();
+        assert_eq!(x, vec![0.0, 0.0, 0.0, -1e9, 0.0, 0.0, -1e9, -1e9]);
     }
 }

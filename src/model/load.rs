@@ -12,7 +12,7 @@ use super::transformer::{Embeddings, Model};
 use crate::checkpoint::{Checkpoint, Tensor as CkptTensor};
 use burn::module::Param;
 use burn::nn::Linear;
-use burn::tensor::{Tensor, TensorData, backend::Backend};
+use burn::tensor::{AllocationProperty, Bytes, Tensor, TensorData, backend::Backend};
 use rand::{Rng, SeedableRng};
 use std::cell::RefCell;
 use std::collections::BTreeSet;
@@ -102,23 +102,17 @@ impl<'a, B: Backend> Reader<'a, B> {
     /// A 2-D tensor as stored; 0 in `shape` means any size.
     fn matrix(&self, key: &str, shape: [usize; 2]) -> Result<Tensor<B, 2>, ModelError> {
         let t = self.raw(key, &shape)?;
-        let dims = [t.shape[0], t.shape[1]];
-        Ok(Tensor::from_data(
-            TensorData::new(t.to_f32_vec(), dims),
-            self.device,
-        ))
+        Ok(Tensor::from_data(data(t), self.device))
     }
 
     fn vector(&self, key: &str, n: usize) -> Result<Tensor<B, 1>, ModelError> {
         let t = self.raw(key, &[n])?;
-        Ok(Tensor::from_data(
-            TensorData::new(t.to_f32_vec(), [n]),
-            self.device,
-        ))
+        Ok(Tensor::from_data(data(t), self.device))
     }
 
-    /// A torch-style linear `prefix.weight` `[out, in]` (+ `prefix.bias`), stored transposed
-    /// as Burn's `[in, out]`.
+    /// A torch-style linear `prefix.weight` `[out, in]` (+ `prefix.bias`). The weight keeps
+    /// that layout and Burn's `[in, out]` is its transposed view (nothing is copied; the
+    /// fused linear reads it as Bᵀ, other backends as a strided operand).
     fn linear(
         &self,
         prefix: &str,
@@ -127,14 +121,7 @@ impl<'a, B: Backend> Reader<'a, B> {
         bias: bool,
     ) -> Result<Linear<B>, ModelError> {
         let t = self.raw(&format!("{prefix}.weight"), &[d_out, d_in])?;
-        let w = t.to_f32_vec();
-        let mut wt = vec![0f32; w.len()];
-        for o in 0..d_out {
-            for i in 0..d_in {
-                wt[i * d_out + o] = w[o * d_in + i];
-            }
-        }
-        let weight = Tensor::from_data(TensorData::new(wt, [d_in, d_out]), self.device);
+        let weight = Tensor::<B, 2>::from_data(data(t), self.device).transpose();
         let bias = if bias {
             Some(Param::from_tensor(
                 self.vector(&format!("{prefix}.bias"), d_out)?,
@@ -157,6 +144,20 @@ impl<'a, B: Backend> Reader<'a, B> {
         let gamma = self.vector(&format!("{prefix}.gamma"), n)?;
         let beta = self.vector(&format!("{prefix}.beta"), n)?;
         Ok(LayerNorm::new(gamma, beta, config.ln_kind, config.ln_eps))
+    }
+}
+
+/// A checkpoint tensor as Burn data. Little-endian f32 at an aligned address (what torch
+/// zip and safetensors files hold) is shared with the checkpoint's storage — the memory
+/// map — without a copy: the backend reads the file's pages (Flex) or uploads them once
+/// (GPU backends). Other dtypes and unaligned legacy storages are converted: one copy.
+fn data(t: &CkptTensor) -> TensorData {
+    let aligned = t.bytes().as_ptr().align_offset(std::mem::align_of::<f32>()) == 0;
+    if t.dtype == crate::checkpoint::DType::F32 && aligned && cfg!(target_endian = "little") {
+        let bytes = Bytes::from_shared(t.shared_bytes(), AllocationProperty::File);
+        TensorData::from_bytes(bytes, t.shape.clone(), burn::tensor::DType::F32)
+    } else {
+        TensorData::new(t.to_f32_vec(), t.shape.clone())
     }
 }
 

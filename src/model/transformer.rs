@@ -89,6 +89,24 @@ impl<B: Backend> Model<B> {
         self.encoder.forward(emb, Some(bias), p)
     }
 
+    /// Classifier logits `[batch, labels]` (the one forward, with dropout `p` when training):
+    /// the encoder, run_classifier's pooling with `pool_w` from
+    /// [`super::heads::pool_weights`] and the head. Fails when no head is attached.
+    pub fn classify(
+        &self,
+        ids: Tensor<B, 2, Int>,
+        segment: Tensor<B, 2, Int>,
+        pool_w: Option<Tensor<B, 2>>,
+        p: f64,
+    ) -> Result<Tensor<B, 2>, ModelError> {
+        let head = self.classifier.as_ref().ok_or_else(|| {
+            ModelError::Input(
+                "the weights have no classifier head (`output_layer_1`/`output_layer_2`); fine-tune one with `uerzoo finetune`".into(),
+            )
+        })?;
+        Ok(head.forward(self.encode_with_dropout(ids, segment, p), pool_w))
+    }
+
     /// Hidden states and the pretraining head's logits.
     pub fn forward(&self, ids: Tensor<B, 2, Int>, segment: Tensor<B, 2, Int>) -> ModelOutput<B> {
         let hidden = self.encode(ids, segment);

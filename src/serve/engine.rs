@@ -233,12 +233,12 @@ impl<B: Backend> Engine for Loaded<B> {
             return Ok(Vec::new());
         }
         let (ids, seg, seq) = self.pad(rows);
-        let pool = classifier::pool_weights(&seg, rows.len(), seq, head.pooling)
+        let pool = crate::model::heads::pool_weights(&seg, rows.len(), seq, head.pooling)
             .map(|w| Tensor::from_data(TensorData::new(w, [rows.len(), seq]), &self.device));
         let (t_ids, t_seg) = self
             .model
             .inputs(&ids, &seg, rows.len(), seq, &self.device)?;
-        let logits = classifier::logits(&self.model, t_ids, t_seg, pool, 0.0);
+        let logits = self.model.classify(t_ids, t_seg, pool, 0.0)?;
         let labels = logits.dims()[1];
         Ok(host(logits)?
             .chunks(labels.max(1))

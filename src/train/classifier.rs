@@ -1,23 +1,18 @@
-//! The sequence classifier of UER-py's run_classifier on a zoo [`Model`]: the encoder with
-//! dropout where UER-py puts it (after the embedding LayerNorm, on the attention
-//! probabilities, on the attention and feed-forward outputs before each residual add), its
-//! pooling (over real tokens, as run_classifier's `pooling` since 2022-03), and the head
-//! `output_layer_1` → tanh → `output_layer_2`. Also: the head's PyTorch-default init, the
-//! weights as a UER-naming-v2 [`Checkpoint`], and reading a saved head back.
-//!
-//! The encoder forward is the model's own, [`Model::encode_with_dropout`] (the one forward
-//! inference runs with `p` = 0); this module adds only the pooling and the head.
+//! What fine-tuning adds to the zoo [`Model`] for UER-py's run_classifier: the head's
+//! PyTorch-default init, reading a saved head back, the weights as a UER-naming-v2
+//! [`Checkpoint`], and the loss. The forward — the encoder with dropout where UER-py puts it,
+//! run_classifier's pooling over real tokens and `output_layer_1` → tanh → `output_layer_2` —
+//! is the model's own, [`Model::classify`] (inference runs it with `p` = 0).
 
 use super::TrainError;
 use crate::checkpoint::{Checkpoint, Tensor as CkptTensor};
-use crate::kernels;
 use crate::model::heads::ClassifierHead;
 use crate::model::layer_norm::LayerNorm;
 use crate::model::load::keys;
 use crate::model::{Model, Pooling};
 use burn::module::Param;
 use burn::nn::Linear;
-use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
+use burn::tensor::{Tensor, TensorData, backend::Backend};
 use rand::{Rng, SeedableRng};
 
 /// Keys of the classifier head in a UER checkpoint (all naming generations).
@@ -114,75 +109,6 @@ fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
         }
     }
     out
-}
-
-/// Host-side pooling weights `[batch, seq]` for run_classifier's pooling over real tokens
-/// (segment > 0): `mean` = 1/len on real tokens, `last` = one-hot at the last real token,
-/// `max` = 0 on real tokens and −1e9 elsewhere (added before the max). `first` needs none.
-///
-/// UER-py multiplies by the raw segment ids (so a pair's second sentence counts twice in
-/// `mean`); this uses the 0/1 mask those lines intend. Single sentences are identical.
-pub fn pool_weights(
-    segment: &[i64],
-    batch: usize,
-    seq: usize,
-    pooling: Pooling,
-) -> Option<Vec<f32>> {
-    if pooling == Pooling::First {
-        return None;
-    }
-    let mut w = vec![0f32; batch * seq];
-    for b in 0..batch {
-        let row = &segment[b * seq..(b + 1) * seq];
-        let len = row.iter().filter(|&&s| s > 0).count().max(1);
-        for (j, &s) in row.iter().enumerate() {
-            w[b * seq + j] = match pooling {
-                Pooling::Mean if s > 0 => 1.0 / len as f32,
-                Pooling::Max if s <= 0 => -1e9,
-                _ => 0.0,
-            };
-        }
-        if pooling == Pooling::Last {
-            w[b * seq + len - 1] = 1.0;
-        }
-    }
-    Some(w)
-}
-
-/// Pools `[batch, seq, hidden]` with [`pool_weights`] (already on the device).
-pub fn pool_hidden<B: Backend>(
-    hidden: Tensor<B, 3>,
-    pooling: Pooling,
-    weights: Option<Tensor<B, 2>>,
-) -> Tensor<B, 2> {
-    let [b, _, h] = hidden.dims();
-    match (pooling, weights) {
-        (Pooling::Max, Some(w)) => (hidden + w.unsqueeze_dim::<3>(2))
-            .max_dim(1)
-            .reshape([b, h]),
-        (Pooling::Mean | Pooling::Last, Some(w)) => (hidden * w.unsqueeze_dim::<3>(2))
-            .sum_dim(1)
-            .reshape([b, h]),
-        _ => hidden.narrow(1, 0, 1).reshape([b, h]),
-    }
-}
-
-/// Classifier logits `[batch, labels]`; the model must carry a classifier head.
-pub fn logits<B: Backend>(
-    model: &Model<B>,
-    ids: Tensor<B, 2, Int>,
-    segment: Tensor<B, 2, Int>,
-    pool_w: Option<Tensor<B, 2>>,
-    p: f64,
-) -> Tensor<B, 2> {
-    let head = model
-        .classifier
-        .as_ref()
-        .expect("classifier head attached before training");
-    let hidden = model.encode_with_dropout(ids, segment, p);
-    let pooled = pool_hidden(hidden, head.pooling, pool_w);
-    let inner = kernels::linear(&head.output_layer_1, pooled).tanh();
-    kernels::linear(&head.output_layer_2, inner)
 }
 
 fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> (Vec<usize>, Vec<f32>) {
@@ -287,21 +213,6 @@ pub fn nll_loss<B: Backend>(logits: Tensor<B, 2>, labels: &[i64]) -> Tensor<B, 1
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pooling_weights_cover_real_tokens() {
-        let seg = [1, 1, 1, 0, 1, 2, 0, 0];
-        assert_eq!(pool_weights(&seg, 2, 4, Pooling::First), None);
-        let m = pool_weights(&seg, 2, 4, Pooling::Mean).unwrap();
-        assert_eq!(
-            m,
-            vec![1.0 / 3.0, 1.0 / 3.0, 1.0 / 3.0, 0.0, 0.5, 0.5, 0.0, 0.0]
-        );
-        let l = pool_weights(&seg, 2, 4, Pooling::Last).unwrap();
-        assert_eq!(l, vec![0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0]);
-        let x = pool_weights(&seg, 2, 4, Pooling::Max).unwrap();
-        assert_eq!(x, vec![0.0, 0.0, 0.0, -1e9, 0.0, 0.0, -1e9, -1e9]);
-    }
 
     fn tiny_model(pre_ln: bool) -> Model<crate::model::Cpu> {
         let json = serde_json::json!({"hidden_size": 16, "heads_num": 2, "layers_num": 2, "feedforward_size": 32,

@@ -8,11 +8,12 @@
 //! with a strictly better dev accuracy are kept; test accuracy is that model's.
 
 use super::TrainError;
-use super::classifier::{self, init_head, load_head, nll_loss, pool_weights};
+use super::classifier::{self, init_head, load_head, nll_loss};
 use super::data::Encoded;
 use super::optim::{UerAdamW, WarmupLinear};
 use crate::checkpoint::Checkpoint;
 use crate::model::backend::{BackendJob, DeviceSpec, run_on};
+use crate::model::heads::pool_weights;
 use crate::model::open::OpenedModel;
 use crate::model::{Model, Pooling, load_model};
 use crate::progress::Progress;
@@ -140,6 +141,9 @@ pub struct FinetuneResult {
     pub best_dev: f64,
     /// The best model on the test set, when a test set was given.
     pub test: Option<Metrics>,
+    /// The best model's dev logits `[rows][labels]`, as the trainer's evaluation computed
+    /// them (the same forward `predict` runs on the saved weights).
+    pub dev_logits: Vec<Vec<f32>>,
     /// The best model: embedding, encoder and `output_layer_{1,2}`, UER naming v2.
     pub checkpoint: Checkpoint,
     /// Wall time of training and evaluation (loading excluded).
@@ -265,7 +269,7 @@ fn train<B: Backend>(
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(opts.seed);
     let mut order: Vec<usize> = (0..n).collect();
     let (mut step, mut reports) = (0usize, Vec::new());
-    let mut best: Option<(usize, f64, Model<B>)> = None;
+    let mut best: Option<Best<B>> = None;
     for epoch in 1..=opts.epochs {
         let t0 = Instant::now();
         order.shuffle(&mut rng);
@@ -277,7 +281,7 @@ fn train<B: Backend>(
             let pool = pool_weights(&seg, chunk.len(), seq, opts.pooling)
                 .map(|w| Tensor::from_data(TensorData::new(w, [chunk.len(), seq]), &device));
             let (ids, seg) = model.inputs(&ids, &seg, chunk.len(), seq, &device)?;
-            let logits = classifier::logits(&model, ids, seg, pool, opts.dropout);
+            let logits = model.classify(ids, seg, pool, opts.dropout)?;
             let loss = nll_loss(logits, &labels);
             losses.push(loss.clone().inner());
             let grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -294,18 +298,12 @@ fn train<B: Backend>(
             .unwrap_or_default();
         let loss = batch_losses.iter().map(|&l| f64::from(l)).sum::<f64>() / batches as f64;
         let valid = model.valid();
-        let dev = evaluate(
-            &valid,
-            &data.dev,
-            bs,
-            data.labels_num,
-            opts.pooling,
-            &device,
-        )?;
+        let dev_logits = all_logits(&valid, &data.dev, bs, opts.pooling, &device)?;
+        let dev = metrics(&dev_logits, &data.dev.labels, data.labels_num);
         let acc = dev.accuracy();
         let improved = best.as_ref().is_none_or(|b| acc > b.1);
         if improved {
-            best = Some((epoch, acc, valid));
+            best = Some((epoch, acc, valid, dev_logits));
         }
         let report = EpochReport {
             epoch,
@@ -319,7 +317,7 @@ fn train<B: Backend>(
         on_epoch(&report);
         reports.push(report);
     }
-    let (best_epoch, best_dev, best_model) = best.expect("at least one epoch");
+    let (best_epoch, best_dev, best_model, dev_logits) = best.expect("at least one epoch");
     let test = match &data.test {
         Some(t) => Some(evaluate(
             &best_model,
@@ -337,6 +335,7 @@ fn train<B: Backend>(
         best_epoch,
         best_dev,
         test,
+        dev_logits,
         checkpoint,
         seconds: start.elapsed().as_secs_f64(),
     })
@@ -358,7 +357,7 @@ fn all_logits<B: Backend>(
         let pool = pool_weights(&seg, chunk.len(), seq, pooling)
             .map(|w| Tensor::from_data(TensorData::new(w, [chunk.len(), seq]), device));
         let (ids, seg) = model.inputs(&ids, &seg, chunk.len(), seq, device)?;
-        let logits = classifier::logits(model, ids, seg, pool, 0.0);
+        let logits = model.classify(ids, seg, pool, 0.0)?;
         let labels = logits.dims()[1];
         let values = logits
             .into_data()
@@ -387,8 +386,13 @@ pub fn evaluate<B: Backend>(
     device: &B::Device,
 ) -> Result<Metrics, TrainError> {
     let logits = all_logits(model, data, batch_size, pooling, device)?;
+    Ok(metrics(&logits, &data.labels, labels_num))
+}
+
+/// Accuracy and confusion of `logits` against `labels` (rows labelled −1 are skipped).
+fn metrics(logits: &[Vec<f32>], labels: &[i64], labels_num: usize) -> Metrics {
     let mut m = Metrics::new(labels_num);
-    for (row, &gold) in logits.iter().zip(&data.labels) {
+    for (row, &gold) in logits.iter().zip(labels) {
         if gold < 0 {
             continue;
         }
@@ -397,8 +401,11 @@ pub fn evaluate<B: Backend>(
         m.correct += usize::from(pred == gold as usize);
         m.total += 1;
     }
-    Ok(m)
+    m
 }
+
+/// The best epoch so far: its number, dev accuracy, model and dev logits.
+type Best<B> = (usize, f64, Model<B>, Vec<Vec<f32>>);
 
 /// One setting of a grid.
 #[derive(Debug, Clone, Copy, PartialEq)]

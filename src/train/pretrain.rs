@@ -615,11 +615,12 @@ pub fn pretrain_data_parallel(
             "data-parallel pretraining needs at least two devices".into(),
         ));
     }
-    let is_cpu = |d: &DeviceSpec| matches!(d, DeviceSpec::Cpu);
-    if devices.iter().any(|d| is_cpu(d) != is_cpu(&devices[0])) {
-        return Err(TrainError::Options(
-            "--devices mixes CPU and CUDA; give devices of one kind".into(),
-        ));
+    if let Some(d) = devices.iter().find(|d| d.backend() != devices[0].backend()) {
+        return Err(TrainError::Options(format!(
+            "--devices mixes {} and {}; give devices of one backend",
+            devices[0].backend(),
+            d.backend()
+        )));
     }
     if opts.batch_size < world {
         return Err(TrainError::Options(format!(
