@@ -1049,3 +1049,310 @@ fn two_processes_downloading_one_file_share_it() {
         );
     })
 }
+
+/// `uerzoo ARGS --cache-dir DIR` with stdin closed (not a terminal).
+fn uerzoo_in(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(common::uerzoo_bin())
+        .args(args)
+        .arg("--cache-dir")
+        .arg(dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// Bytes of the regular files under `path` (symlinks not followed): `du --apparent-size`
+/// of the files.
+fn file_bytes(path: &Path) -> u64 {
+    let meta = std::fs::symlink_metadata(path).unwrap();
+    if meta.is_file() {
+        return meta.len();
+    }
+    if !meta.is_dir() {
+        return 0;
+    }
+    std::fs::read_dir(path)
+        .unwrap()
+        .map(|e| file_bytes(&e.unwrap().path()))
+        .sum()
+}
+
+/// A second snapshot `commit` of the test repo, made by hand: the served weight's blob
+/// (shared with `main`), a file with a blob of its own, and a link out of the cache.
+fn second_revision(fx: &Fixture, commit: &str, own: &[u8], outside: &Path) -> String {
+    let repo = fx.cache().repo(REPO);
+    repo.link(commit, "pytorch_model.bin", &fx.weight_sha256())
+        .unwrap();
+    let own_sha = hex_sha256(own);
+    std::fs::write(repo.blob_path(&own_sha), own).unwrap();
+    repo.link(commit, "extra.bin", &own_sha).unwrap();
+    std::os::unix::fs::symlink(outside, repo.pointer_path(commit, "outside.bin")).unwrap();
+    own_sha
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+#[test]
+fn cache_ls_sizes_sum_to_the_bytes_on_disk_and_list_marks_cached_weights() {
+    with_timeout(|| {
+        let fx = fixture();
+        fx.hub().download(&fx.request(), &NoProgress).unwrap();
+        // A partial download and an imported legacy weight.
+        let repo = fx.cache().repo(REPO);
+        std::fs::write(repo.incomplete_path(&"e".repeat(64)), bytes(1234, 9)).unwrap();
+        let source_dir = tempfile::tempdir().unwrap();
+        let source = source_dir.path().join("google_zh_model.bin");
+        std::fs::write(&source, bytes(50_000, 5)).unwrap();
+        import_file(
+            &fx.cache(),
+            &local_repo_id("google_zh_bert_base"),
+            "google_zh_model.bin",
+            &source,
+            None,
+        )
+        .unwrap();
+        let out = uerzoo_in(fx.dir.path(), &["cache", "ls", "--json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let repos = json.as_array().unwrap();
+        assert_eq!(repos.len(), 2, "{json}");
+        let mut total = 0;
+        for r in repos {
+            let folder = Path::new(r["folder"].as_str().unwrap());
+            let size = r["size_on_disk"].as_u64().unwrap();
+            assert_eq!(size, file_bytes(folder), "{}", folder.display());
+            total += size;
+        }
+        let test = repos.iter().find(|r| r["repo_id"] == REPO).unwrap();
+        assert_eq!(
+            test["size_on_disk"].as_u64().unwrap(),
+            (WEIGHT_SIZE + fx.config.len() + 1234 + COMMIT.len()) as u64
+        );
+        assert_eq!(test["revisions"][0]["commit"], COMMIT);
+        assert_eq!(test["revisions"][0]["refs"][0], "main");
+        assert_eq!(test["revisions"][0]["files"].as_array().unwrap().len(), 2);
+        assert_eq!(test["incomplete"].as_array().unwrap().len(), 1);
+        assert!(test["last_accessed"].as_u64().is_some());
+        let legacy = repos
+            .iter()
+            .find(|r| r["repo_id"] == "uerzoo/google_zh_bert_base")
+            .unwrap();
+        assert_eq!(legacy["name"], "google_zh_bert_base");
+        // Every byte under the cache's repo folders is counted (CACHEDIR.TAG and the
+        // empty lock files aside).
+        let all: u64 = std::fs::read_dir(fx.dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("models--"))
+            .map(|e| file_bytes(&e.path()))
+            .sum();
+        assert_eq!(total, all);
+        // The table: repo, ref, total.
+        let out = uerzoo_in(fx.dir.path(), &["cache", "ls"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(REPO) && text.contains("(main)"), "{text}");
+        assert!(text.contains("2 repo(s)"), "{text}");
+        assert!(text.contains(&format!("({total} B)")), "{text}");
+        // `list --cached` marks the imported legacy weight and nothing else.
+        let out = uerzoo_in(
+            fx.dir.path(),
+            &["list", "--cached", "--family", "legacy", "--json"],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let cached: Vec<&str> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["cached"] == true)
+            .map(|e| e["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(cached, ["google_zh_bert_base"]);
+        let out = uerzoo_in(fx.dir.path(), &["list", "--cached", "--family", "legacy"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("google_zh_bert_base"))
+            .unwrap();
+        assert!(line.ends_with("yes"), "{text}");
+        assert!(text.contains("1 cached in"), "{text}");
+    })
+}
+
+#[test]
+fn cache_rm_of_one_revision_keeps_the_blobs_another_revision_shares() {
+    with_timeout(|| {
+        let fx = fixture();
+        fx.hub().download(&fx.request(), &NoProgress).unwrap();
+        let repo = fx.cache().repo(REPO);
+        let other = "fedcba9876543210fedcba9876543210fedcba98";
+        let outside_dir = tempfile::tempdir().unwrap();
+        let outside = outside_dir.path().join("precious.bin");
+        std::fs::write(&outside, b"not the cache's").unwrap();
+        let own = second_revision(&fx, other, b"only in v2", &outside);
+        repo.write_ref("v2", other).unwrap();
+        // Without --yes and without a terminal: refused, nothing deleted.
+        let out = uerzoo_in(fx.dir.path(), &["cache", "rm", REPO, "--revision", "v2"]);
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("--yes") && stderr.contains("not a terminal"),
+            "{stderr}"
+        );
+        assert!(repo.snapshot_dir(other).is_dir());
+        // --dry-run lists and deletes nothing.
+        let out = uerzoo_in(
+            fx.dir.path(),
+            &["cache", "rm", REPO, "--revision", "fedcba98", "--dry-run"],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains(&own) && stdout.contains("dry run"),
+            "{stdout}"
+        );
+        assert!(!stdout.contains(&fx.weight_sha256()), "{stdout}");
+        assert!(repo.blob_path(&own).is_file() && repo.ref_path("v2").is_file());
+        // An unknown revision names the cached ones.
+        let out = uerzoo_in(
+            fx.dir.path(),
+            &["cache", "rm", REPO, "--revision", "v3", "--yes"],
+        );
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("v3") && stderr.contains("main (01234567)"),
+            "{stderr}"
+        );
+        // --yes: the revision, its ref and its own blob go; the shared blob stays.
+        let out = uerzoo_in(
+            fx.dir.path(),
+            &["cache", "rm", REPO, "--revision", "v2", "--yes"],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!repo.snapshot_dir(other).exists());
+        assert!(!repo.ref_path("v2").exists());
+        assert!(!repo.blob_path(&own).exists());
+        assert!(repo.blob_path(&fx.weight_sha256()).is_file());
+        assert_eq!(
+            read(&outside),
+            b"not the cache's",
+            "a link out of the cache is not followed"
+        );
+        let checks = verify_repo(&fx.cache(), REPO, &["config.json".into()], &NoProgress);
+        assert_eq!(checks.len(), 2);
+        assert!(
+            checks.iter().all(|c| c.status == CheckStatus::Ok),
+            "{checks:?}"
+        );
+        // The remaining snapshot still serves offline.
+        let offline = Hub::new(
+            fx.cache(),
+            HubOptions {
+                offline: true,
+                ..fx.options()
+            },
+        );
+        fx.assert_weight_in(&offline.download(&fx.request(), &NoProgress).unwrap().dir);
+        // The whole repo.
+        let out = uerzoo_in(fx.dir.path(), &["cache", "rm", REPO, "-y"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!fx.repo_folder().exists());
+        assert!(
+            !fx.dir
+                .path()
+                .join(".locks/models--uer--test-model")
+                .exists()
+        );
+        let out = uerzoo_in(fx.dir.path(), &["cache", "rm", REPO, "--yes"]);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("cache ls"));
+    })
+}
+
+#[test]
+fn cache_prune_removes_detached_revisions_orphans_and_leftovers_only() {
+    with_timeout(|| {
+        let fx = fixture();
+        fx.hub().download(&fx.request(), &NoProgress).unwrap();
+        let repo = fx.cache().repo(REPO);
+        let detached = "fedcba9876543210fedcba9876543210fedcba98";
+        let outside_dir = tempfile::tempdir().unwrap();
+        let outside = outside_dir.path().join("precious.bin");
+        std::fs::write(&outside, b"not the cache's").unwrap();
+        let own = second_revision(&fx, detached, b"only in the detached one", &outside);
+        let orphan = hex_sha256(b"orphan");
+        std::fs::write(repo.blob_path(&orphan), b"orphan").unwrap();
+        let stale = "a".repeat(64);
+        std::fs::write(repo.incomplete_path(&stale), b"half").unwrap();
+        std::fs::write(repo.parts_path(&stale), b"0 3 2\n").unwrap();
+        // A download in progress: its lock is held, so its partial stays.
+        let running = "b".repeat(64);
+        std::fs::write(repo.incomplete_path(&running), b"in progress").unwrap();
+        std::fs::create_dir_all(repo.lock_path(&running).parent().unwrap()).unwrap();
+        let lock = std::fs::File::create(repo.lock_path(&running)).unwrap();
+        fs2::FileExt::lock_exclusive(&lock).unwrap();
+
+        let out = uerzoo_in(fx.dir.path(), &["cache", "prune", "--dry-run"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(repo.snapshot_dir(detached).is_dir() && repo.blob_path(&orphan).is_file());
+        let out = uerzoo_in(fx.dir.path(), &["cache", "prune"]);
+        assert!(
+            !out.status.success(),
+            "refused without --yes and a terminal"
+        );
+        let out = uerzoo_in(fx.dir.path(), &["cache", "prune", "--yes"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!repo.snapshot_dir(detached).exists());
+        assert!(!repo.blob_path(&own).exists());
+        assert!(!repo.blob_path(&orphan).exists());
+        assert!(!repo.incomplete_path(&stale).exists());
+        assert!(!repo.parts_path(&stale).exists());
+        assert!(repo.incomplete_path(&running).is_file());
+        assert_eq!(read(&outside), b"not the cache's");
+        // `main` is untouched.
+        assert_eq!(repo.resolve_revision("main").as_deref(), Some(COMMIT));
+        let checks = verify_repo(&fx.cache(), REPO, &["config.json".into()], &NoProgress);
+        assert_eq!(checks.len(), 2);
+        assert!(
+            checks.iter().all(|c| c.status == CheckStatus::Ok),
+            "{checks:?}"
+        );
+        drop(lock);
+        // Nothing else to prune now but the released partial.
+        let plan = uerzoo::hub::plan_prune(&fx.cache());
+        assert_eq!(plan.items.len(), 1, "{plan:?}");
+        assert_eq!(plan.items[0].path, repo.incomplete_path(&running));
+    })
+}

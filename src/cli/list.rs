@@ -1,7 +1,9 @@
 //! `uerzoo list`: the zoo's weights as a table or JSON, from the embedded registry (offline).
 
 use anyhow::Context;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use uerzoo::hub::{Cache, local_repo_id};
 use uerzoo::registry::{Entry, Family, Filter, Registry};
 
 /// List the zoo's weights (offline: the registry is built into the binary).
@@ -12,7 +14,8 @@ use uerzoo::registry::{Entry, Family, Filter, Registry};
 #[command(after_help = "Examples:\n  \
     uerzoo list\n  \
     uerzoo list --family roberta --layers 8\n  \
-    uerzoo list --hidden 768 --json")]
+    uerzoo list --hidden 768 --json\n  \
+    uerzoo list --cached")]
 pub struct Args {
     /// Only this family: roberta, word-roberta, gpt2, legacy.
     #[arg(long, value_name = "FAMILY")]
@@ -26,6 +29,12 @@ pub struct Args {
     /// Print a JSON array of full entries instead of the table.
     #[arg(long)]
     json: bool,
+    /// Mark the weights whose files are in the cache (a CACHED column; `"cached"` in JSON).
+    #[arg(long)]
+    cached: bool,
+    /// Cache root for --cached (overrides HF_HUB_CACHE / HF_HOME).
+    #[arg(long, requires = "cached")]
+    cache_dir: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -36,20 +45,50 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         hidden: args.hidden,
     };
     let entries = registry.filter(&filter);
+    let cache = args.cached.then(|| {
+        args.cache_dir
+            .clone()
+            .map(Cache::new)
+            .unwrap_or_else(Cache::from_env)
+    });
+    let cached = |e: &Entry| cache.as_ref().is_some_and(|c| is_cached(c, e));
     if args.json {
-        let json = serde_json::to_string_pretty(&entries).context("serialising the registry")?;
+        let json = if args.cached {
+            let rows: Vec<serde_json::Value> = entries
+                .iter()
+                .map(|e| {
+                    let mut v = serde_json::to_value(e).unwrap_or_default();
+                    v["cached"] = cached(e).into();
+                    v
+                })
+                .collect();
+            serde_json::to_string_pretty(&rows)
+        } else {
+            serde_json::to_string_pretty(&entries)
+        }
+        .context("serialising the registry")?;
         return write_stdout(&format!("{json}\n"));
     }
     if entries.is_empty() {
         eprintln!("no weights match; `uerzoo list` without filters shows all");
         return Ok(ExitCode::SUCCESS);
     }
-    let text = format!(
+    let marks: Option<Vec<bool>> = args
+        .cached
+        .then(|| entries.iter().map(|e| cached(e)).collect());
+    let mut text = format!(
         "{}\n{} of {} weights. Aliases work too (tiny, medium, gpt2-poem, …): `uerzoo info NAME`.\n",
-        table(&entries),
+        table(&entries, marks.as_deref()),
         entries.len(),
         registry.entries().len()
     );
+    if let (Some(marks), Some(cache)) = (&marks, &cache) {
+        text.push_str(&format!(
+            "{} cached in {} (`uerzoo cache ls` for sizes).\n",
+            marks.iter().filter(|m| **m).count(),
+            cache.root().display()
+        ));
+    }
     write_stdout(&text)
 }
 
@@ -63,8 +102,23 @@ pub(crate) fn write_stdout(text: &str) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The table, columns sized to their contents.
-fn table(entries: &[&Entry]) -> String {
+/// Whether the weights of `entry` are in the cache: the Huggingface weights file at the
+/// registry's revision, or an imported UER file.
+fn is_cached(cache: &Cache, entry: &Entry) -> bool {
+    let hf = entry
+        .sources
+        .hf
+        .as_ref()
+        .is_some_and(|h| cache.repo(&h.repo).get(&h.revision, &h.weights).is_some());
+    hf || (!entry.uer_file.is_empty()
+        && cache
+            .repo(&local_repo_id(&entry.name))
+            .get("main", &entry.uer_file)
+            .is_some())
+}
+
+/// The table, columns sized to their contents; with `cached`, a CACHED column.
+fn table(entries: &[&Entry], cached: Option<&[bool]>) -> String {
     // The first alias goes beside the name when that keeps the column as wide as the
     // longest name: `chinese_roberta_L-8_H-512 (medium)`.
     let name_width = entries
@@ -80,7 +134,8 @@ fn table(entries: &[&Entry]) -> String {
     };
     let rows: Vec<[String; 5]> = entries
         .iter()
-        .map(|e| {
+        .enumerate()
+        .map(|(i, e)| {
             let mut sources = Vec::new();
             if e.sources.hf.is_some() {
                 sources.push("hf");
@@ -93,11 +148,17 @@ fn table(entries: &[&Entry]) -> String {
                 e.family.to_string(),
                 format!("L{}/H{}", e.layers, e.hidden),
                 e.size_display(),
-                sources.join(" "),
+                match cached.map(|c| c[i]) {
+                    Some(true) => format!("{:<9} yes", sources.join(" ")),
+                    _ => sources.join(" "),
+                },
             ]
         })
         .collect();
-    let header = ["NAME", "FAMILY", "L/H", "SIZE", "SOURCES"].map(String::from);
+    let mut header = ["NAME", "FAMILY", "L/H", "SIZE", "SOURCES"].map(String::from);
+    if cached.is_some() {
+        header[4] = format!("{:<9} CACHED", "SOURCES");
+    }
     let width = |i: usize| {
         rows.iter()
             .chain(std::iter::once(&header))

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 use uerzoo::progress::Progress;
 
+mod cache;
 mod convert;
 mod download;
 mod extract_features;
@@ -56,6 +57,7 @@ enum Command {
     Download(download::Args),
     Verify(verify::Args),
     Import(import::Args),
+    Cache(cache::Args),
     Forward(forward::Args),
     FillMask(fill_mask::Args),
     ExtractFeatures(extract_features::Args),
@@ -83,6 +85,7 @@ pub fn main() -> ExitCode {
         Command::Download(a) => download::run(a),
         Command::Verify(a) => verify::run(a),
         Command::Import(a) => import::run(a),
+        Command::Cache(a) => cache::run(a),
         Command::Forward(a) => forward::run(a),
         Command::FillMask(a) => fill_mask::run(a),
         Command::ExtractFeatures(a) => extract_features::run(a),

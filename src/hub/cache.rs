@@ -141,6 +141,70 @@ impl CacheRepo {
             .join(format!("{etag}.lock"))
     }
 
+    /// `blobs/`.
+    pub fn blobs_dir(&self) -> PathBuf {
+        self.folder().join("blobs")
+    }
+
+    /// `<root>/.locks/models--<org>--<name>`.
+    pub fn locks_dir(&self) -> PathBuf {
+        self.root.join(".locks").join(self.folder_name())
+    }
+
+    /// `uer/<commit>`: the UER conversions of one snapshot.
+    pub fn uer_dir(&self, commit: &str) -> PathBuf {
+        self.folder().join("uer").join(commit)
+    }
+
+    /// Every ref with the commit it holds (`main`, `refs/pr/1`, …), sorted by name.
+    pub fn refs(&self) -> Vec<(String, String)> {
+        let mut names = Vec::new();
+        walk(&self.folder().join("refs"), "", &mut names);
+        let mut refs: Vec<(String, String)> = names
+            .into_iter()
+            .filter_map(|name| {
+                let commit = fs::read_to_string(self.ref_path(&name)).ok()?;
+                let commit = commit.trim().to_string();
+                (!commit.is_empty()).then_some((name, commit))
+            })
+            .collect();
+        refs.sort();
+        refs
+    }
+
+    /// The names of the entries of `blobs/` (complete blobs, `.incomplete` partials, …).
+    pub fn blob_names(&self) -> Vec<String> {
+        let Ok(entries) = fs::read_dir(self.blobs_dir()) else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// The blob name a snapshot entry links to, when the link stays inside this repo's
+    /// `blobs/` (`../../blobs/<etag>`); `None` for a plain file (copy fallback) or a link
+    /// that points anywhere else (never followed).
+    pub fn linked_blob(&self, commit: &str, file: &str) -> Option<String> {
+        let pointer = self.pointer_path(commit, file);
+        let target = fs::read_link(&pointer).ok()?;
+        let mut resolved = pointer.parent()?.to_path_buf();
+        for component in target.components() {
+            match component {
+                Component::ParentDir => {
+                    resolved.pop();
+                }
+                Component::Normal(c) => resolved.push(c),
+                _ => return None,
+            }
+        }
+        let name = resolved.file_name()?.to_string_lossy().into_owned();
+        (resolved.parent() == Some(self.blobs_dir().as_path())).then_some(name)
+    }
+
     /// `refs/<revision>` (a revision like `refs/pr/1` nests).
     pub fn ref_path(&self, revision: &str) -> PathBuf {
         self.folder().join("refs").join(revision)

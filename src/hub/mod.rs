@@ -7,6 +7,9 @@
 //! - [`Hub`]: a cache plus [`HubOptions`] (endpoint, token, offline, parallel ranges),
 //! - [`Request`] → [`Hub::download`] → [`Snapshot`].
 //!
+//! `manage.rs` is the cache management of `uerzoo cache`: [`scan`], [`plan_remove`],
+//! [`plan_prune`] → [`DeletePlan::execute`].
+//!
 //! ```no_run
 //! use uerzoo::hub::{Hub, Request};
 //! let hub = Hub::from_env();
@@ -22,6 +25,7 @@ mod cache;
 mod download;
 mod hash;
 mod local;
+mod manage;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -31,6 +35,10 @@ pub use hash::{Hash, git_sha1_file, sha256_file};
 pub use local::{
     CachedFile, CheckStatus, FileCheck, Imported, cached_files, import_file, local_repo_id,
     verify_repo,
+};
+pub use manage::{
+    DeletePlan, Deletion, Kind, RepoInfo, RevisionFile, RevisionInfo, plan_prune, plan_remove,
+    scan, scan_repo,
 };
 
 use crate::progress::Progress;
@@ -136,6 +144,19 @@ pub enum HubError {
         name: String,
         page: String,
         uer_file: String,
+    },
+    #[error(
+        "{repo} is not in the cache (no {}); `uerzoo cache ls` lists what is cached, `--cache-dir` picks another cache",
+        path.display()
+    )]
+    NotCached { repo: String, path: PathBuf },
+    #[error(
+        "{repo} has no cached revision `{revision}`; cached: {known} (a ref name, a commit or its first 7+ characters)"
+    )]
+    NoRevision {
+        repo: String,
+        revision: String,
+        known: String,
     },
     #[error(
         "waited {seconds}s for the lock {}; another uerzoo or Python download of this file is running (remove the lock file if it is not)",
