@@ -1356,3 +1356,93 @@ fn cache_prune_removes_detached_revisions_orphans_and_leftovers_only() {
         assert_eq!(plan.items[0].path, repo.incomplete_path(&running));
     })
 }
+
+#[test]
+fn verify_repair_restores_a_corrupted_and_a_deleted_blob() {
+    with_timeout(|| {
+        let fx = fixture();
+        fx.hub().download(&fx.request(), &NoProgress).unwrap();
+        let repo = fx.cache().repo(REPO);
+        let sha = fx.weight_sha256();
+        let config_etag = Served::new(fx.config.clone(), false).etag();
+        let mut content = read(&repo.blob_path(&sha));
+        content[1_000_000] ^= 0x40;
+        std::fs::write(repo.blob_path(&sha), content).unwrap();
+        std::fs::remove_file(repo.blob_path(&config_etag)).unwrap();
+        let out = uerzoo_in(fx.dir.path(), &["verify", REPO]);
+        assert!(!out.status.success());
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains("CORRUPT") && stdout.contains("MISSING"),
+            "{stdout}"
+        );
+        fx.server.clear_log();
+        let endpoint = fx.server.endpoint();
+        let out = uerzoo_in(
+            fx.dir.path(),
+            &["verify", REPO, "--repair", "--endpoint", &endpoint],
+        );
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("0 problem(s)"), "{stdout}");
+        assert_eq!(sha256_file(&repo.blob_path(&sha)).unwrap(), sha);
+        assert_eq!(read(&repo.blob_path(&config_etag)), *fx.config);
+        assert_eq!(fx.server.content_requests().len(), 2);
+        fx.assert_weight_in(&repo.snapshot_dir(COMMIT));
+        let checks = verify_repo(&fx.cache(), REPO, &[], &NoProgress);
+        assert!(
+            checks.iter().all(|c| c.status == CheckStatus::Ok),
+            "{checks:?}"
+        );
+
+        // An imported file cannot be fetched: the command names the file to import again,
+        // and importing it again repairs the blob.
+        let source_dir = tempfile::tempdir().unwrap();
+        let source = source_dir.path().join("google_zh_model.bin");
+        std::fs::write(&source, bytes(20_000, 4)).unwrap();
+        let out = uerzoo_in(
+            fx.dir.path(),
+            &["import", "google_zh_bert_base", source.to_str().unwrap()],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let local = fx.cache().repo(&local_repo_id("google_zh_bert_base"));
+        let blob = local.blob_path(&sha256_file(&source).unwrap());
+        let mut content = read(&blob);
+        content[3] ^= 1;
+        std::fs::write(&blob, content).unwrap();
+        let out = uerzoo_in(
+            fx.dir.path(),
+            &["verify", "google_zh_bert_base", "--repair"],
+        );
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("uerzoo import google_zh_bert_base"),
+            "{stderr}"
+        );
+        let out = uerzoo_in(
+            fx.dir.path(),
+            &["import", "google_zh_bert_base", source.to_str().unwrap()],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = uerzoo_in(fx.dir.path(), &["verify", "google_zh_bert_base"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    })
+}

@@ -78,11 +78,11 @@ pub fn import_file(
             actual: sha256,
         });
     }
+    // Written even when a blob of that name exists: it may be the corrupt copy that this
+    // import repairs.
     let blob = repo.blob_path(&sha256);
-    if !blob.is_file() {
-        tmp.persist(&blob, true)
-            .map_err(|e| HubError::io(&blob, e.into()))?;
-    }
+    tmp.persist(&blob, true)
+        .map_err(|e| HubError::io(&blob, e.into()))?;
     let commit = import_commit(repo_id);
     let pointer = repo.link(&commit, file_name, &sha256)?;
     repo.write_ref("main", &commit)?;
