@@ -51,3 +51,135 @@ fn open_entry(entry: &Entry, config: Option<&Path>) -> Result<OpenedModel, Model
     })?;
     open_with_uer_config(&path, &uer, config)
 }
+
+/// Why `uerzoo import` refuses a file: it is not the weight the registry entry describes.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportCheckError {
+    #[error(
+        "{}: not a tensor file uerzoo reads ({error}); `uerzoo import {name}` takes the UER-format `.bin` from the entry's share page (`uerzoo info {name}`)",
+        path.display()
+    )]
+    Format {
+        path: std::path::PathBuf,
+        name: String,
+        error: Box<crate::checkpoint::CheckpointError>,
+    },
+    #[error(
+        "{}: no word embedding (`embedding.word_embedding.weight` or `embedding.word.embedding.weight`; the file starts with {first}); `{name}` is a UER-format weight: import the `.bin` from its share page, not a converted or Huggingface file",
+        path.display()
+    )]
+    NotUer {
+        path: std::path::PathBuf,
+        name: String,
+        first: String,
+    },
+    #[error("{} is not `{name}` ({shape}): {error}", path.display())]
+    Shape {
+        path: std::path::PathBuf,
+        name: String,
+        shape: String,
+        error: Box<crate::convert::ConvertError>,
+    },
+    #[error(
+        "{} is not `{name}`: `{key}` {problem}; `{name}` has {expected} layers (`uerzoo info {name}`), check that the file is this weight's",
+        path.display()
+    )]
+    Layers {
+        path: std::path::PathBuf,
+        name: String,
+        key: String,
+        problem: String,
+        expected: usize,
+    },
+}
+
+/// Checks that `file` is the weight `entry` names before `uerzoo import` caches it: a tensor
+/// file uerzoo reads (torch `.bin` or safetensors), in UER naming, with every tensor the
+/// shape the entry's config gives (hidden, feed-forward, embedding, vocabulary: positions
+/// are left to the file, as UER-py's files differ there) and the
+/// entry's number of layers. The first wrong tensor is named.
+pub fn check_import(entry: &Entry, file: &Path) -> Result<(), ImportCheckError> {
+    use crate::checkpoint::Checkpoint;
+    use crate::convert::shapes::{Known, check};
+    let name = entry.name.clone();
+    let mut ckpt = Checkpoint::open(file).map_err(|error| ImportCheckError::Format {
+        path: file.to_path_buf(),
+        name: name.clone(),
+        error: Box::new(error),
+    })?;
+    ckpt.strip_module_prefix();
+    let has = |key: &str| ckpt.get(key).is_some();
+    if !has("embedding.word_embedding.weight") && !has("embedding.word.embedding.weight") {
+        let first: Vec<String> = ckpt.names().take(3).map(|n| format!("`{n}`")).collect();
+        return Err(ImportCheckError::NotUer {
+            path: file.to_path_buf(),
+            name,
+            first: if first.is_empty() {
+                "no tensors".into()
+            } else {
+                first.join(", ")
+            },
+        });
+    }
+    let config = entry.uer_config().ok();
+    let mut known = Known::default();
+    if let Some(c) = &config {
+        known.hidden = Some(c.hidden_size);
+        known.feedforward = Some(c.feedforward_size);
+        if c.factorized_embedding_parameterization {
+            known.emb = Some(c.emb_size);
+        }
+    }
+    known.vocab = entry
+        .tokenizer_file()
+        .and_then(|v| Registry::builtin().vocab(v))
+        .and_then(|v| v.tokens);
+    let shape = format!(
+        "L={} H={}{}",
+        entry.layers,
+        entry.hidden,
+        known
+            .vocab
+            .map(|v| format!(", vocabulary {v}"))
+            .unwrap_or_default()
+    );
+    check(&ckpt, &known, &file.display().to_string()).map_err(|error| ImportCheckError::Shape {
+        path: file.to_path_buf(),
+        name: name.clone(),
+        shape,
+        error: Box::new(error),
+    })?;
+    // Layers: `encoder.transformer.<i>.` for i in 0..layers (ALBERT shares one layer).
+    let shared = config.as_ref().is_some_and(|c| c.parameter_sharing);
+    let transformer = config.as_ref().is_some_and(|c| c.encoder == "transformer");
+    if transformer && !shared {
+        let mut indices = std::collections::BTreeSet::new();
+        for key in ckpt.names() {
+            if let Some(rest) = key.strip_prefix("encoder.transformer.")
+                && let Some((i, _)) = rest.split_once('.')
+                && let Ok(i) = i.parse::<usize>()
+            {
+                indices.insert(i);
+                if i >= entry.layers {
+                    return Err(ImportCheckError::Layers {
+                        path: file.to_path_buf(),
+                        name,
+                        key: key.to_string(),
+                        problem: format!("is layer {} of a deeper model", i + 1),
+                        expected: entry.layers,
+                    });
+                }
+            }
+        }
+        if let Some(missing) = (0..entry.layers).find(|i| !indices.contains(i)) {
+            return Err(ImportCheckError::Layers {
+                path: file.to_path_buf(),
+                name,
+                key: format!("encoder.transformer.{missing}.*"),
+                problem: "is missing".into(),
+                expected: entry.layers,
+            });
+        }
+    }
+    Ok(())
+}

@@ -227,7 +227,12 @@ fn info_shows_a_file_put_in_the_cache_by_import() {
     let before = run(&["info", "google_zh_bert_base"]);
     assert!(before.status.success());
     assert!(stdout(&before).contains("nothing cached"));
-    let import = run(&["import", "google_zh_bert_base", file.to_str().unwrap()]);
+    let import = run(&[
+        "import",
+        "google_zh_bert_base",
+        file.to_str().unwrap(),
+        "--skip-check",
+    ]);
     assert!(
         import.status.success(),
         "{}",

@@ -635,7 +635,12 @@ fn import_then_verify_detects_a_flipped_byte() {
             stderr.contains("uerzoo import google_zh_bert_base"),
             "{stderr}"
         );
-        let out = run(&["import", "google_zh_bert_base", source.to_str().unwrap()]);
+        let out = run(&[
+            "import",
+            "google_zh_bert_base",
+            source.to_str().unwrap(),
+            "--skip-check",
+        ]);
         assert!(
             out.status.success(),
             "{}",
@@ -1407,7 +1412,12 @@ fn verify_repair_restores_a_corrupted_and_a_deleted_blob() {
         std::fs::write(&source, bytes(20_000, 4)).unwrap();
         let out = uerzoo_in(
             fx.dir.path(),
-            &["import", "google_zh_bert_base", source.to_str().unwrap()],
+            &[
+                "import",
+                "google_zh_bert_base",
+                source.to_str().unwrap(),
+                "--skip-check",
+            ],
         );
         assert!(
             out.status.success(),
@@ -1431,7 +1441,12 @@ fn verify_repair_restores_a_corrupted_and_a_deleted_blob() {
         );
         let out = uerzoo_in(
             fx.dir.path(),
-            &["import", "google_zh_bert_base", source.to_str().unwrap()],
+            &[
+                "import",
+                "google_zh_bert_base",
+                source.to_str().unwrap(),
+                "--skip-check",
+            ],
         );
         assert!(
             out.status.success(),
@@ -1443,6 +1458,194 @@ fn verify_repair_restores_a_corrupted_and_a_deleted_blob() {
             out.status.success(),
             "{}",
             String::from_utf8_lossy(&out.stdout)
+        );
+    })
+}
+
+/// A UER-format (naming v1) BERT file with the MLM and NSP heads: `layers` layers, hidden
+/// `h`, feed-forward `f`, vocabulary `v`, 512 positions; small deterministic values.
+fn uer_bert(path: &Path, layers: usize, h: usize, f: usize, v: usize) {
+    use uerzoo::checkpoint::{Checkpoint, Tensor};
+    let mut seed = 1u32;
+    let mut tensor = |shape: Vec<usize>| {
+        let n: usize = shape.iter().product();
+        let values: Vec<f32> = (0..n)
+            .map(|_| {
+                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                ((seed >> 9) as f32 / (1u32 << 23) as f32 - 0.5) * 0.04
+            })
+            .collect();
+        Tensor::from_f32(shape, &values)
+    };
+    let mut tensors = vec![
+        (
+            "embedding.word_embedding.weight".to_string(),
+            tensor(vec![v, h]),
+        ),
+        (
+            "embedding.position_embedding.weight".into(),
+            tensor(vec![512, h]),
+        ),
+        (
+            "embedding.segment_embedding.weight".into(),
+            tensor(vec![3, h]),
+        ),
+        (
+            "embedding.layer_norm.gamma".into(),
+            Tensor::from_f32(vec![h], &vec![1.0; h]),
+        ),
+        ("embedding.layer_norm.beta".into(), tensor(vec![h])),
+    ];
+    for i in 0..layers {
+        let p = format!("encoder.transformer.{i}.");
+        for j in 0..3 {
+            tensors.push((
+                format!("{p}self_attn.linear_layers.{j}.weight"),
+                tensor(vec![h, h]),
+            ));
+            tensors.push((
+                format!("{p}self_attn.linear_layers.{j}.bias"),
+                tensor(vec![h]),
+            ));
+        }
+        tensors.push((
+            format!("{p}self_attn.final_linear.weight"),
+            tensor(vec![h, h]),
+        ));
+        tensors.push((format!("{p}self_attn.final_linear.bias"), tensor(vec![h])));
+        tensors.push((
+            format!("{p}feed_forward.linear_1.weight"),
+            tensor(vec![f, h]),
+        ));
+        tensors.push((format!("{p}feed_forward.linear_1.bias"), tensor(vec![f])));
+        tensors.push((
+            format!("{p}feed_forward.linear_2.weight"),
+            tensor(vec![h, f]),
+        ));
+        tensors.push((format!("{p}feed_forward.linear_2.bias"), tensor(vec![h])));
+        for ln in ["layer_norm_1", "layer_norm_2"] {
+            tensors.push((
+                format!("{p}{ln}.gamma"),
+                Tensor::from_f32(vec![h], &vec![1.0; h]),
+            ));
+            tensors.push((format!("{p}{ln}.beta"), tensor(vec![h])));
+        }
+    }
+    tensors.extend([
+        ("target.mlm_linear_1.weight".to_string(), tensor(vec![h, h])),
+        ("target.mlm_linear_1.bias".into(), tensor(vec![h])),
+        (
+            "target.layer_norm.gamma".into(),
+            Tensor::from_f32(vec![h], &vec![1.0; h]),
+        ),
+        ("target.layer_norm.beta".into(), tensor(vec![h])),
+        ("target.mlm_linear_2.weight".into(), tensor(vec![v, h])),
+        ("target.mlm_linear_2.bias".into(), tensor(vec![v])),
+        ("target.nsp_linear_1.weight".into(), tensor(vec![h, h])),
+        ("target.nsp_linear_1.bias".into(), tensor(vec![h])),
+        ("target.nsp_linear_2.weight".into(), tensor(vec![2, h])),
+        ("target.nsp_linear_2.bias".into(), tensor(vec![2])),
+    ]);
+    let ckpt = Checkpoint {
+        tensors,
+        ..Checkpoint::default()
+    };
+    ckpt.write_torch(path, true).unwrap();
+}
+
+#[test]
+fn import_checks_the_file_against_the_registry_then_runs_offline_by_name() {
+    with_timeout(|| {
+        // mixed_corpus_bert_tiny: L=3 H=384 F=1536, google_zh_vocab.txt (21128 tokens).
+        let name = "mixed_corpus_bert_tiny";
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        let import = |file: &Path| {
+            Command::new(common::uerzoo_bin())
+                .args(["import", name])
+                .arg(file)
+                .arg("--cache-dir")
+                .arg(&cache)
+                .output()
+                .unwrap()
+        };
+        let refused = |file: &Path, key: &str| {
+            let out = import(file);
+            assert!(!out.status.success(), "{} was imported", file.display());
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(stderr.contains(&format!("`{key}`")), "{stderr}");
+            assert!(
+                !cache
+                    .join("models--uerzoo--mixed_corpus_bert_tiny")
+                    .exists()
+            );
+        };
+        let wrong_ff = dir.path().join("wrong_ff.bin");
+        uer_bert(&wrong_ff, 3, 384, 1024, 21128);
+        refused(
+            &wrong_ff,
+            "encoder.transformer.0.feed_forward.linear_1.weight",
+        );
+        let shallow = dir.path().join("shallow.bin");
+        uer_bert(&shallow, 2, 384, 1536, 21128);
+        refused(&shallow, "encoder.transformer.2.*");
+        let small_vocab = dir.path().join("small_vocab.bin");
+        uer_bert(&small_vocab, 3, 384, 1536, 3006);
+        refused(&small_vocab, "embedding.word_embedding.weight");
+        let not_tensors = dir.path().join("notes.txt");
+        std::fs::write(&not_tensors, "not a model").unwrap();
+        let out = import(&not_tensors);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("not a tensor file"));
+
+        let good = dir.path().join("mixed_corpus_bert_tiny_model.bin");
+        uer_bert(&good, 3, 384, 1536, 21128);
+        let import_with_vocab = |vocab: &str| {
+            Command::new(common::uerzoo_bin())
+                .args(["import", name])
+                .arg(&good)
+                .arg("--vocab")
+                .arg(common::vocab(vocab))
+                .arg("--cache-dir")
+                .arg(&cache)
+                .output()
+                .unwrap()
+        };
+        // A vocabulary other than the registry's is refused.
+        let out = import_with_vocab("google_zh_poem_vocab.txt");
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("sha256"));
+        // Without a vocabulary: imported, with a note on what is missing.
+        let out = import(&good);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--vocab"));
+        let out = import_with_vocab("google_zh_vocab.txt");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Opened by its name with no network at all.
+        let out = Command::new(common::uerzoo_bin())
+            .args(["fill-mask", name, "北京是[MASK]国的首都。", "--top-k", "2"])
+            .env("HF_HUB_CACHE", &cache)
+            .env("HF_HUB_OFFLINE", "1")
+            .env("HF_ENDPOINT", "http://127.0.0.1:9")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains(" 1. ") && stdout.contains(" 2. "),
+            "{stdout}"
         );
     })
 }

@@ -9,6 +9,12 @@ use uerzoo::registry::Registry;
 
 /// Put a manually downloaded file (e.g. a Weiyun-only legacy weight) into the cache.
 ///
+/// The file is checked first: a tensor file uerzoo reads, in UER naming, with the layers,
+/// hidden size, feed-forward size and vocabulary of NAME's registry entry; a file of another
+/// model is refused naming its first wrong tensor (--skip-check imports it anyway).
+/// With --vocab, the vocabulary (checked against the registry's sha256) goes beside it as
+/// `vocab.txt` / `spiece.model`, so every command opens NAME offline by its name.
+///
 /// The file is copied into `models--uerzoo--<NAME>/blobs/<sha256>` under the registry's
 /// canonical name and UER file name, and linked from the snapshot that `refs/main` points
 /// at; `uerzoo download NAME` then finds it and `uerzoo verify NAME` re-checks it. The last
@@ -16,7 +22,8 @@ use uerzoo::registry::Registry;
 #[derive(clap::Args)]
 #[command(
     after_help = "Examples (`uerzoo list --family legacy` names the legacy weights):\n  \
-    uerzoo import google_zh_bert_base ~/Downloads/google_zh_model.bin\n  \
+    uerzoo import google_zh_bert_base ~/Downloads/google_zh_model.bin --vocab ~/Downloads/google_zh_vocab.txt\n  \
+    uerzoo fill-mask google_zh_bert_base \"北京是[MASK]国的首都。\"\n  \
     uerzoo verify google_zh_bert_base"
 )]
 pub struct Args {
@@ -30,6 +37,12 @@ pub struct Args {
     /// Refuse the file unless its sha256 is this.
     #[arg(long)]
     sha256: Option<String>,
+    /// The vocabulary the weight needs (its `uerzoo info` tokenizer file), imported beside it.
+    #[arg(long)]
+    vocab: Option<PathBuf>,
+    /// Import without checking tensor names and shapes against the registry entry.
+    #[arg(long)]
+    skip_check: bool,
     /// Cache root (overrides HF_HUB_CACHE / HF_HOME).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
@@ -50,6 +63,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .map(|n| n.to_string_lossy().into_owned())
             .with_context(|| format!("{} has no file name; pass --as", args.file.display()))?,
     };
+    if !args.skip_check {
+        uerzoo::resolve::check_import(entry, &args.file).with_context(|| {
+            format!(
+                "refusing to import {} as `{}` (--skip-check imports it anyway)",
+                args.file.display(),
+                entry.name
+            )
+        })?;
+    }
     let repo_id = local_repo_id(&entry.name);
     let imported = import_file(
         &cache,
@@ -59,10 +81,46 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         args.sha256.as_deref(),
     )
     .with_context(|| format!("importing {} as `{}`", args.file.display(), args.name))?;
+    if let Some(vocab) = &args.vocab {
+        let info = entry
+            .tokenizer_file()
+            .and_then(|f| Registry::builtin().vocab(f));
+        let name = info.map_or("vocab.txt", |v| v.hf_file.as_str());
+        let sha = info.and_then(|v| v.sha256.as_deref());
+        let done = import_file(&cache, &repo_id, name, vocab, sha).with_context(|| {
+            format!(
+                "importing {} as the vocabulary of `{}` ({})",
+                vocab.display(),
+                entry.name,
+                info.map_or("see `uerzoo info`", |v| v.file.as_str())
+            )
+        })?;
+        println!("sha256 {}  {} B  {}", done.sha256, done.size, name);
+    } else if !entry.uer_file.is_empty()
+        && entry.sources.hf.is_none()
+        && import_file_missing(&cache, &repo_id, entry)
+    {
+        eprintln!(
+            "note: no vocabulary is cached for `{}`; commands will ask for --vocab unless you also run `uerzoo import {} {} --vocab {}`",
+            entry.name,
+            entry.name,
+            args.file.display(),
+            entry.tokenizer_file().unwrap_or("VOCAB")
+        );
+    }
     println!(
         "sha256 {}  {} B  {}",
         imported.sha256, imported.size, file_name
     );
     println!("{}", imported.pointer.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether no tokenizer file is cached beside an imported entry.
+fn import_file_missing(cache: &Cache, repo_id: &str, entry: &uerzoo::registry::Entry) -> bool {
+    let repo = cache.repo(repo_id);
+    ["vocab.txt", "spiece.model"]
+        .iter()
+        .all(|f| repo.get("main", f).is_none())
+        && entry.tokenizer_file().is_some()
 }
