@@ -79,9 +79,12 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             "--whole-word-masking needs jieba word segmentation, which uerzoo does not have yet; use plain or --dynamic-masking"
         );
     }
-    let input = a.corpus.as_ref().or(a.from_uer.as_ref());
-    let input = input.context("give --corpus or --from-uer")?;
-    uerzoo::output::check_not_input(&a.output, input, "the input")?;
+    let (input, flag) = match (&a.corpus, &a.from_uer) {
+        (Some(c), _) => (c, "--corpus"),
+        (None, Some(pt)) => (pt, "--from-uer"),
+        (None, None) => anyhow::bail!("give --corpus or --from-uer"),
+    };
+    uerzoo::output::check_not_input(&a.output, input, flag)?;
     uerzoo::output::check_file(&a.output, a.force)?;
     let (tok, vocab_file) = match (&a.vocab, &a.spm) {
         (Some(v), _) => (Tokenizer::from_vocab_file(v, TokenizerOptions::uer())?, v),
