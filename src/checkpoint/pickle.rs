@@ -2,6 +2,10 @@
 //! opcodes build plain data (numbers, strings, tuples, lists, dicts) in an arena, and the
 //! only callables are the few torch/collections globals a state dict needs, each of which
 //! is interpreted here as data. Anything else is refused with an error naming the global.
+//!
+//! [`parse_with`]`(…, `[`Allow::PlainData`]`)` admits no global at all (UER-py's
+//! `dataset.pt` instances are tuples of ints and lists): every GLOBAL, STACK_GLOBAL and
+//! persistent id is refused, so no REDUCE can name a callable.
 
 use super::DType;
 use std::rc::Rc;
@@ -75,6 +79,27 @@ pub enum PickleError {
     ForbiddenGlobal { module: String, name: String },
     /// Anything else, with the byte position.
     Malformed { pos: usize, msg: String },
+    /// The data ends inside the pickle (a reader streaming a file may read more and retry).
+    Truncated { pos: usize, msg: String },
+}
+
+/// What a pickle may contain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allow {
+    /// A torch state dict: plain data and the torch/collections globals of [`Global`].
+    TorchStateDict,
+    /// Plain data only (numbers, strings, bytes, tuples, lists, dicts): no global, no
+    /// persistent id.
+    PlainData,
+}
+
+impl Allow {
+    fn what(self) -> &'static str {
+        match self {
+            Allow::TorchStateDict => "a torch state dict",
+            Allow::PlainData => "plain data",
+        }
+    }
 }
 
 impl std::fmt::Display for PickleError {
@@ -84,7 +109,9 @@ impl std::fmt::Display for PickleError {
                 f,
                 "pickle refers to the global `{module}.{name}`, which a torch state dict never needs; refusing to load it"
             ),
-            PickleError::Malformed { pos, msg } => write!(f, "bad pickle at byte {pos}: {msg}"),
+            PickleError::Malformed { pos, msg } | PickleError::Truncated { pos, msg } => {
+                write!(f, "bad pickle at byte {pos}: {msg}")
+            }
         }
     }
 }
@@ -138,6 +165,7 @@ fn forbidden(module: &str, name: &str) -> PickleError {
 }
 
 struct Machine<'a> {
+    allow: Allow,
     data: &'a [u8],
     pos: usize,
     stack: Vec<Value>,
@@ -146,9 +174,15 @@ struct Machine<'a> {
     objs: Vec<Obj>,
 }
 
-/// Parses one pickle starting at `data[0]`.
+/// Parses one pickle of a torch state dict starting at `data[0]`.
 pub fn parse(data: &[u8]) -> Result<Pickle, PickleError> {
+    parse_with(data, Allow::TorchStateDict)
+}
+
+/// Parses one pickle starting at `data[0]`, admitting what `allow` says.
+pub fn parse_with(data: &[u8], allow: Allow) -> Result<Pickle, PickleError> {
     let mut m = Machine {
+        allow,
         data,
         pos: 0,
         stack: Vec::new(),
@@ -179,7 +213,10 @@ impl<'a> Machine<'a> {
                 self.pos = end;
                 Ok(s)
             }
-            None => self.err(format!("truncated: needs {n} more bytes")),
+            None => Err(PickleError::Truncated {
+                pos: self.pos,
+                msg: format!("truncated: needs {n} more bytes"),
+            }),
         }
     }
 
@@ -198,6 +235,12 @@ impl<'a> Machine<'a> {
     fn line(&mut self) -> Result<&'a str, PickleError> {
         let rest = &self.data[self.pos..];
         let Some(n) = rest.iter().take(4096).position(|&b| b == b'\n') else {
+            if rest.len() < 4096 {
+                return Err(PickleError::Truncated {
+                    pos: self.pos,
+                    msg: "truncated inside a text line".into(),
+                });
+            }
             return self.err("unterminated text line");
         };
         let s = std::str::from_utf8(&rest[..n]).or_else(|_| self.err("text line is not UTF-8"))?;
@@ -511,7 +554,7 @@ impl<'a> Machine<'a> {
                 b'c' => {
                     let module = self.line()?;
                     let name = self.line()?;
-                    let g = resolve_global(module, name)?;
+                    let g = self.global(module, name)?;
                     let v = self.alloc(Obj::Global(g))?;
                     self.push(v)?;
                 }
@@ -522,7 +565,7 @@ impl<'a> Machine<'a> {
                     let (Value::Str(module), Value::Str(name)) = (module, name) else {
                         return self.err("STACK_GLOBAL needs two strings");
                     };
-                    let g = resolve_global(&module, &name)?;
+                    let g = self.global(&module, &name)?;
                     let v = self.alloc(Obj::Global(g))?;
                     self.push(v)?;
                 }
@@ -545,7 +588,7 @@ impl<'a> Machine<'a> {
                         }
                     }
                 }
-                b'Q' => {
+                b'Q' if self.allow == Allow::TorchStateDict => {
                     let pid = self.pop()?;
                     let v = self.persistent_load(pid)?;
                     self.push(v)?;
@@ -587,11 +630,18 @@ impl<'a> Machine<'a> {
                 }
                 other => {
                     self.pos -= 1;
-                    return self.err(format!(
-                        "opcode 0x{other:02x} is not allowed in a torch state dict"
-                    ));
+                    let what = self.allow.what();
+                    return self.err(format!("opcode 0x{other:02x} is not allowed in {what}"));
                 }
             }
+        }
+    }
+
+    /// A GLOBAL the allow-list admits.
+    fn global(&self, module: &str, name: &str) -> Result<Global, PickleError> {
+        match self.allow {
+            Allow::TorchStateDict => resolve_global(module, name),
+            Allow::PlainData => Err(forbidden(module, name)),
         }
     }
 

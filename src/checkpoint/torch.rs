@@ -27,7 +27,7 @@ fn pickle_err(path: &Path, e: PickleError) -> CheckpointError {
             path: path.to_path_buf(),
             global: format!("{module}.{name}"),
         },
-        PickleError::Malformed { .. } => CheckpointError::Corrupt {
+        PickleError::Malformed { .. } | PickleError::Truncated { .. } => CheckpointError::Corrupt {
             path: path.to_path_buf(),
             what: e.to_string(),
         },

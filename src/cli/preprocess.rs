@@ -1,10 +1,11 @@
-//! `uerzoo preprocess`: build a pretraining dataset from a corpus (UER-py's preprocess.py).
+//! `uerzoo preprocess`: build a pretraining dataset from a corpus (UER-py's preprocess.py),
+//! or convert a `dataset.pt` UER-py's preprocess.py made.
 
 use anyhow::Context;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use uerzoo::tokenizer::{Tokenizer, TokenizerOptions};
-use uerzoo::train::dataset::{self, PreprocessOptions, Target};
+use uerzoo::train::dataset::{self, FromUerOptions, PreprocessOptions, Target};
 
 /// Build a pretraining dataset from a corpus, as UER-py's preprocess.py does.
 ///
@@ -15,12 +16,25 @@ use uerzoo::train::dataset::{self, PreprocessOptions, Target};
 /// memory-mapped file whose header records the vocabulary's SHA-256, the target and the
 /// sequence length (docs/pretraining.md).
 ///
+/// With --from-uer, converts a `dataset.pt` made by UER-py's preprocess.py instead (same
+/// instances, masks included; read as plain data, never executed): give the --vocab (or
+/// --spm) and --target it was made with.
+///
 /// Example: uerzoo preprocess --corpus corpus.txt --vocab vocab.txt --target mlm --seq-length 128 --dynamic-masking --output corpus.uzds
+///
+/// Example: uerzoo preprocess --from-uer dataset.pt --vocab vocab.txt --target mlm --output dataset.uzds
 #[derive(clap::Args)]
 pub struct Args {
     /// The corpus (UTF-8 text).
+    #[arg(
+        long,
+        required_unless_present = "from_uer",
+        conflicts_with = "from_uer"
+    )]
+    corpus: Option<PathBuf>,
+    /// Convert UER-py's `dataset.pt` (from its preprocess.py) instead of reading a corpus.
     #[arg(long)]
-    corpus: PathBuf,
+    from_uer: Option<PathBuf>,
     /// BERT `vocab.txt`.
     #[arg(long, required_unless_present = "spm", conflicts_with = "spm")]
     vocab: Option<PathBuf>,
@@ -30,9 +44,9 @@ pub struct Args {
     /// mlm, lm or bert.
     #[arg(long)]
     target: Target,
-    /// Tokens per instance.
-    #[arg(long, default_value_t = 128)]
-    seq_length: usize,
+    /// Tokens per instance [128; with --from-uer: the dataset's].
+    #[arg(long)]
+    seq_length: Option<usize>,
     /// Copies of the corpus with different static masks (mlm, bert).
     #[arg(long, default_value_t = 5)]
     dup_factor: usize,
@@ -65,16 +79,24 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             "--whole-word-masking needs jieba word segmentation, which uerzoo does not have yet; use plain or --dynamic-masking"
         );
     }
-    uerzoo::output::check_not_input(&a.output, &a.corpus, "--corpus")?;
+    let (input, flag) = match (&a.corpus, &a.from_uer) {
+        (Some(c), _) => (c, "--corpus"),
+        (None, Some(pt)) => (pt, "--from-uer"),
+        (None, None) => anyhow::bail!("give --corpus or --from-uer"),
+    };
+    uerzoo::output::check_not_input(&a.output, input, flag)?;
     uerzoo::output::check_file(&a.output, a.force)?;
     let (tok, vocab_file) = match (&a.vocab, &a.spm) {
         (Some(v), _) => (Tokenizer::from_vocab_file(v, TokenizerOptions::uer())?, v),
         (None, Some(m)) => (Tokenizer::from_spm_file(m)?, m),
         (None, None) => anyhow::bail!("give --vocab or --spm"),
     };
+    if let Some(pt) = &a.from_uer {
+        return from_uer(&a, pt, &tok, vocab_file);
+    }
     let opts = PreprocessOptions {
         target: a.target,
-        seq_length: a.seq_length,
+        seq_length: a.seq_length.unwrap_or(128),
         dup_factor: a.dup_factor,
         dynamic_masking: a.dynamic_masking,
         full_sentences: a.full_sentences,
@@ -83,14 +105,14 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         force: a.force,
     };
     let r = dataset::preprocess(
-        &a.corpus,
+        input,
         &tok,
         vocab_file,
         &a.output,
         &opts,
         &super::Bar::new("bytes"),
     )
-    .with_context(|| format!("preprocessing `{}`", a.corpus.display()))?;
+    .with_context(|| format!("preprocessing `{}`", input.display()))?;
     println!(
         "{} instances ({} lines, {} tokens) → {} in {:.1}s ({:.0} lines/s, {:.2} MB/s)",
         r.instances,
@@ -99,6 +121,49 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         a.output.display(),
         r.seconds,
         r.lines as f64 / r.seconds.max(1e-9),
+        r.bytes_read as f64 / 1e6 / r.seconds.max(1e-9)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--from-uer`: converts UER-py's `dataset.pt`.
+fn from_uer(
+    a: &Args,
+    pt: &std::path::Path,
+    tok: &Tokenizer,
+    vocab_file: &std::path::Path,
+) -> anyhow::Result<ExitCode> {
+    let ignored = [
+        (a.dup_factor != 5, "--dup-factor"),
+        (a.dynamic_masking, "--dynamic-masking"),
+        (a.full_sentences, "--full-sentences"),
+    ];
+    if let Some((_, flag)) = ignored.iter().find(|(set, _)| *set) {
+        anyhow::bail!(
+            "{flag} does not apply to --from-uer: the instances are converted as preprocess.py made them"
+        );
+    }
+    let opts = FromUerOptions {
+        target: a.target,
+        seq_length: a.seq_length,
+        force: a.force,
+    };
+    let r = dataset::convert_uer(
+        pt,
+        tok,
+        vocab_file,
+        &a.output,
+        &opts,
+        &super::Bar::new("bytes"),
+    )
+    .with_context(|| format!("converting UER-py's `{}`", pt.display()))?;
+    println!(
+        "{} instances ({} tokens) from UER-py's {} → {} in {:.1}s ({:.2} MB/s)",
+        r.instances,
+        r.tokens,
+        pt.display(),
+        a.output.display(),
+        r.seconds,
         r.bytes_read as f64 / 1e6 / r.seconds.max(1e-9)
     );
     Ok(ExitCode::SUCCESS)

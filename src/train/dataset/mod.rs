@@ -15,7 +15,8 @@
 //! random id in `1..|V|` that is not a special token, 10% unchanged; done here
 //! (`dup_factor` copies) or at training time (dynamic masking).
 //!
-//! The on-disk format (`.uzds`) and its checks are in [`format`].
+//! The on-disk format (`.uzds`) and its checks are in [`format`]; UER-py's own
+//! `dataset.pt`, read and converted into it, in [`uer_pt`].
 
 use super::TrainError;
 use crate::progress::Progress;
@@ -30,9 +31,11 @@ use std::io::{BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 pub mod format;
+pub mod uer_pt;
 pub use format::{
     FormatError, HEADER_LEN, Header, MAGIC, MAX_SEQ_LENGTH, Record, Specials, Target,
 };
+pub use uer_pt::{FromUerOptions, UerReader, convert_uer};
 
 /// Documents per buffer for the `bert` target (pairs draw random next sentences inside it).
 pub const DOCS_BUFFER: usize = 100_000;
@@ -592,6 +595,15 @@ impl DatasetFile {
             path: path.to_path_buf(),
             message: e.0,
         };
+        if uer_pt::looks_like_uer(&map) {
+            return Err(TrainError::Dataset {
+                path: path.to_path_buf(),
+                message: format!(
+                    "this is UER-py's own dataset.pt (pickled instances), not a uerzoo dataset; convert it once with `uerzoo preprocess --from-uer {} --vocab <the vocab.txt given to preprocess.py> --target <its target> --output dataset.uzds` and pretrain on that",
+                    path.display()
+                ),
+            });
+        }
         let header = Header::parse(&map).map_err(bad)?;
         header.check_len(map.len() as u64).map_err(bad)?;
         let ds = DatasetFile {
