@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use uerzoo::convert::{Naming, Source};
 use uerzoo::model::{self, DeviceSpec, Pooling};
+use uerzoo::tokenizer::Truncation;
 use uerzoo::train::{self, Dataset, EpochReport, FinetuneOptions, TaskData, save};
 
 /// Fine-tune a model on a classification TSV, as UER-py's run_classifier does.
@@ -60,6 +61,12 @@ pub struct Args {
     /// first, mean, max or last.
     #[arg(long, default_value = "first")]
     pooling: Pooling,
+    /// How a long example is cut to --seq-length: uer (UER-py: `[CLS] a [SEP]` cut at the
+    /// length, the final `[SEP]` can go) or hf (transformers: the text cut, `[SEP]` kept).
+    /// Default: the model's (a `truncation` in its UER config; else hf for a Huggingface
+    /// folder, uer for a UER file). Recorded in the output's UER config for `predict`.
+    #[arg(long)]
+    truncation: Option<Truncation>,
     /// Fraction of the steps with a rising learning rate.
     #[arg(long, default_value_t = 0.1)]
     warmup: f64,
@@ -105,7 +112,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         );
     }
     let tok = super::fill_mask::load_tokenizer(a.vocab.clone().or(a.spm.clone()), &opened)?;
-    let data = load_data(&a, &tok)?;
+    let truncation = match a.truncation {
+        Some(t) => t,
+        None => opened.truncation()?,
+    };
+    let data = load_data(&a, &tok, truncation)?;
     let base = FinetuneOptions {
         epochs: a.epochs[0],
         batch_size: a.batch_size[0],
@@ -152,7 +163,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             t.total
         );
     }
-    save_or_rescue(&a, &opened, &result.checkpoint, &output)?;
+    save_or_rescue(&a, &opened, &result.checkpoint, &output, truncation)?;
     println!(
         "wall time: {:.1} s (training and evaluation)",
         result.seconds
@@ -160,7 +171,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn load_data(a: &Args, tok: &uerzoo::tokenizer::Tokenizer) -> anyhow::Result<TaskData> {
+fn load_data(
+    a: &Args,
+    tok: &uerzoo::tokenizer::Tokenizer,
+    truncation: Truncation,
+) -> anyhow::Result<TaskData> {
     let train = Dataset::read(&a.train, true)?;
     let dev = Dataset::read(&a.dev, true)?;
     let test = a
@@ -173,7 +188,7 @@ fn load_data(a: &Args, tok: &uerzoo::tokenizer::Tokenizer) -> anyhow::Result<Tas
     if let Some(t) = &test {
         t.check_labels(labels_num)?;
     }
-    let enc = |d: &Dataset| d.encode(tok, a.seq_length);
+    let enc = |d: &Dataset| d.encode_with(tok, a.seq_length, truncation);
     Ok(TaskData {
         train: enc(&train),
         dev: enc(&dev),
@@ -202,8 +217,9 @@ fn save_or_rescue(
     opened: &model::open::OpenedModel,
     ckpt: &uerzoo::checkpoint::Checkpoint,
     output: &Path,
+    truncation: Truncation,
 ) -> anyhow::Result<()> {
-    let Err(e) = write_output(a, opened, ckpt, output) else {
+    let Err(e) = write_output(a, opened, ckpt, output, truncation) else {
         return Ok(());
     };
     let name = output
@@ -249,6 +265,7 @@ fn write_output(
     opened: &model::open::OpenedModel,
     ckpt: &uerzoo::checkpoint::Checkpoint,
     output: &Path,
+    truncation: Truncation,
 ) -> anyhow::Result<()> {
     if a.format == "hf" {
         // The model's own hyper-parameters (whatever spelling its config file used: an HF
@@ -308,13 +325,16 @@ fn write_output(
             let mut json: serde_json::Value = serde_json::from_str(&text)
                 .with_context(|| format!("parsing {}", path.display()))?;
             match json.as_object_mut() {
-                Some(obj) if !obj.contains_key("model_type") => {
+                // An HF `config.json` (a model fine-tuned from an HF folder) keeps its
+                // spelling; the training options are added all the same.
+                Some(obj) => {
                     obj.insert("seq_length".into(), a.seq_length.into());
                     obj.insert("pooling".into(), a.pooling.to_string().into());
+                    obj.insert("truncation".into(), truncation.to_string().into());
                     std::fs::write(tmp.path(), serde_json::to_string_pretty(&json)? + "\n")?;
                     Some(tmp.path().to_path_buf())
                 }
-                _ => Some(path),
+                None => Some(path),
             }
         }
         None => None,

@@ -6,6 +6,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use uerzoo::model::{DeviceSpec, Pooling};
+use uerzoo::tokenizer::Truncation;
 use uerzoo::train::{self, Dataset};
 
 /// Label a TSV with a fine-tuned classifier, as UER-py's run_classifier_infer does.
@@ -44,6 +45,12 @@ pub struct Args {
     /// `pooling`; else first).
     #[arg(long)]
     pooling: Option<Pooling>,
+    /// How a long example is cut to the tokens: uer (UER-py: `[CLS] a [SEP]` cut at the
+    /// length, the final `[SEP]` can go) or hf (transformers: the text cut, `[SEP]` kept).
+    /// Default: as in training, from the config's `truncation` that `finetune` records; else
+    /// hf for a Huggingface folder, uer for a UER file.
+    #[arg(long)]
+    truncation: Option<Truncation>,
     /// Rows per forward pass.
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
@@ -85,7 +92,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             None => Pooling::First,
         },
     };
-    let encoded = data.encode(&tok, seq_length);
+    let truncation = match a.truncation {
+        Some(t) => t,
+        None => opened.truncation()?,
+    };
+    let encoded = data.encode_with(&tok, seq_length, truncation);
     let pred = train::predict(&opened, &encoded, pooling, a.batch_size, a.device)?;
     let join = |v: &[f32]| {
         v.iter()

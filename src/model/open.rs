@@ -8,6 +8,7 @@ use super::ModelError;
 use super::config::{LnKind, ModelConfig};
 use crate::checkpoint::Checkpoint;
 use crate::convert::{self, Source, ToUerOptions};
+use crate::tokenizer::Truncation;
 use std::path::{Path, PathBuf};
 
 /// A checkpoint in UER naming v2 with its config, ready for [`super::load_model`].
@@ -36,6 +37,26 @@ impl OpenedModel {
         let text = std::fs::read_to_string(self.config_file.as_ref()?).ok()?;
         let json: serde_json::Value = serde_json::from_str(&text).ok()?;
         json.get(key).cloned()
+    }
+
+    /// How examples are cut for this model when no `--truncation` is given: the `truncation`
+    /// that `finetune` records in the UER config, else as the weights' trainer cut them
+    /// (an HF folder as transformers, a UER file as UER-py's run_classifier).
+    pub fn truncation(&self) -> Result<Truncation, ModelError> {
+        match self.config_value("truncation") {
+            Some(v) => v
+                .as_str()
+                .unwrap_or("")
+                .parse()
+                .map_err(|e: String| ModelError::Config {
+                    path: self.config_file.clone().unwrap_or_default(),
+                    message: format!("`truncation` = {v}: {e}; fix the value or pass --truncation"),
+                }),
+            None => Ok(match self.source {
+                Source::Hf => Truncation::Hf,
+                Source::Uer(_) => Truncation::Uer,
+            }),
+        }
     }
 
     /// The vocabulary beside the weights: `<file>.vocab.txt` (the file's own), else the

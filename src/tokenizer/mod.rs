@@ -141,6 +141,64 @@ impl ModelInput {
     }
 }
 
+/// How an example longer than `seq_length` is cut to fit.
+///
+/// - [`Truncation::Uer`]: UER-py's run_classifier: `[CLS] a [SEP]` (`b [SEP]`) is built whole,
+///   then cut at `seq_length`, so a long text loses its final `[SEP]`.
+/// - [`Truncation::Hf`]: transformers' (`truncation=True`, the default strategy
+///   `longest_first` of the tokenizers library): the texts are cut first, so that `[CLS]`, the
+///   texts and every `[SEP]` fit; a single text keeps `seq_length - 2` tokens; of a pair with
+///   `m = seq_length - 3` tokens to share, only the longer text is cut while the shorter one
+///   fits in `m - shorter`, else the first gets `m / 2` and the second `m - m / 2` (the longer
+///   text gets the odd token).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Truncation {
+    #[default]
+    Uer,
+    Hf,
+}
+
+impl std::str::FromStr for Truncation {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "uer" => Ok(Truncation::Uer),
+            "hf" => Ok(Truncation::Hf),
+            other => Err(format!(
+                "unknown truncation `{other}`; use uer (UER-py: cut after the final [SEP]) or hf (transformers: the final [SEP] kept)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Truncation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Truncation::Uer => "uer",
+            Truncation::Hf => "hf",
+        })
+    }
+}
+
+/// The lengths a pair of texts of `n1` and `n2` tokens keeps under transformers'
+/// `longest_first` with `max` tokens for both (see [`Truncation::Hf`]).
+pub fn longest_first(n1: usize, n2: usize, max: usize) -> (usize, usize) {
+    if n1 + n2 <= max {
+        return (n1, n2);
+    }
+    let (short, long) = (n1.min(n2), n1.max(n2));
+    let (mut keep_short, mut keep_long) = (short, long.min(max.saturating_sub(short)));
+    if keep_long < short {
+        keep_short = max / 2;
+        keep_long = max - max / 2;
+    }
+    if n1 > n2 {
+        (keep_long, keep_short)
+    } else {
+        (keep_short, keep_long)
+    }
+}
+
 /// Text that became `[UNK]`: the characters `[start, end)` of the text, and what they are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unknown {
@@ -566,6 +624,45 @@ impl Tokenizer {
         let mut segments = vec![1; first];
         segments.resize(ids.len(), 2);
         self.finish(ids, segments, seq_len)
+    }
+
+    /// An example (one text, or a pair) as a classifier reads it, cut by `truncation`:
+    /// [`Truncation::Uer`] is [`Self::encode_single_with_sep`] / [`Self::encode_pair`];
+    /// [`Truncation::Hf`] cuts the texts so that every `[SEP]` stays (same segments, 1 and 2).
+    pub fn encode_example(
+        &self,
+        a: &str,
+        b: Option<&str>,
+        seq_len: usize,
+        truncation: Truncation,
+    ) -> Encoded {
+        match (truncation, b) {
+            (Truncation::Uer, Some(b)) => self.encode_pair(a, b, seq_len),
+            (Truncation::Uer, None) => self.encode_single_with_sep(a, seq_len),
+            (Truncation::Hf, None) => {
+                let mut text = self.encode(a);
+                text.truncate(seq_len.saturating_sub(2));
+                let mut ids = vec![self.special.cls];
+                ids.extend(text);
+                ids.push(self.special.sep);
+                let segments = vec![1; ids.len()];
+                self.finish(ids, segments, seq_len)
+            }
+            (Truncation::Hf, Some(b)) => {
+                let (mut first, mut second) = (self.encode(a), self.encode(b));
+                let (n1, n2) = longest_first(first.len(), second.len(), seq_len.saturating_sub(3));
+                first.truncate(n1);
+                second.truncate(n2);
+                let mut ids = vec![self.special.cls];
+                ids.extend(first);
+                ids.push(self.special.sep);
+                let mut segments = vec![1; ids.len()];
+                ids.extend(second);
+                ids.push(self.special.sep);
+                segments.resize(ids.len(), 2);
+                self.finish(ids, segments, seq_len)
+            }
+        }
     }
 
     fn finish(&self, mut ids: Vec<u32>, mut segments: Vec<u32>, seq_len: usize) -> Encoded {

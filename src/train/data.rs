@@ -8,10 +8,11 @@
 //! the naming change of 2023-07 (b80a5e2) — the code that loads the zoo's v1 names and that
 //! made `finetune_ref.json` as the last 2022 state of the repository — has it, as does its
 //! run_classifier_infer. Sequences are cut to `seq_length` (the final `[SEP]` may be cut) and
-//! padded with `[PAD]`, segment 0.
+//! padded with `[PAD]`, segment 0. A classifier trained by transformers is read with its cut
+//! instead ([`Dataset::encode_with`], [`Truncation::Hf`]: the texts are cut, every `[SEP]` kept).
 
 use super::TrainError;
-use crate::tokenizer::Tokenizer;
+use crate::tokenizer::{Tokenizer, Truncation};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -189,17 +190,26 @@ impl Dataset {
         }
     }
 
-    /// Encodes every row to `seq_length` ids and segments.
+    /// Encodes every row to `seq_length` ids and segments, cut as UER-py's run_classifier
+    /// cuts ([`Truncation::Uer`]).
     pub fn encode(&self, tok: &Tokenizer, seq_length: usize) -> Encoded {
+        self.encode_with(tok, seq_length, Truncation::Uer)
+    }
+
+    /// Encodes every row to `seq_length` ids and segments, cut by `truncation` (UER-py's or
+    /// transformers' way, see [`Truncation`]).
+    pub fn encode_with(
+        &self,
+        tok: &Tokenizer,
+        seq_length: usize,
+        truncation: Truncation,
+    ) -> Encoded {
         let mut out = Encoded {
             seq: seq_length,
             ..Default::default()
         };
         for e in &self.examples {
-            let enc = match &e.text_b {
-                Some(b) => tok.encode_pair(&e.text_a, b, seq_length),
-                None => tok.encode_single_with_sep(&e.text_a, seq_length),
-            };
+            let enc = tok.encode_example(&e.text_a, e.text_b.as_deref(), seq_length, truncation);
             out.ids.extend(enc.ids.iter().map(|&i| i64::from(i)));
             out.segment
                 .extend(enc.segments.iter().map(|&s| i64::from(s)));

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 /// The reference data the tests read: `$UERZOO_SHARED` when set (a full `../shared` from
 /// the product side), else the lean copy in the repository, `tests/fixtures/` (same layout:
-/// `fixtures/uer`, `fixtures/torch_formats`, `data/corpora`, `data/datasets`), so a fresh
-/// clone passes its tests. Vocabularies are read from the repository's `vocab/` (see
-/// [`vocab`]).
+/// `fixtures/uer`, `fixtures/torch_formats`, `fixtures/hf_classifiers`, `data/corpora`,
+/// `data/datasets`), so a fresh clone passes its tests. Vocabularies are read from the
+/// repository's `vocab/` (see [`vocab`]).
 pub fn shared() -> PathBuf {
     if let Some(dir) = std::env::var_os("UERZOO_SHARED") {
         return PathBuf::from(dir);
