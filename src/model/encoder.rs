@@ -2,12 +2,15 @@
 //! position-wise feed-forward, post-LN (BERT/ALBERT) or pre-LN with a final LN (GPT-2),
 //! one layer per index or one layer shared by all (ALBERT).
 //!
-//! Attention is one function ([`attention`]: scores → mask add → softmax → dropout → values)
-//! and each activation one function ([`activate`]), so fused kernels can replace them later.
-//! Keys, queries and values are projected separately so a KV cache can sit between the
-//! projection and [`attention`] (generation).
+//! This is the one layer forward: inference, fine-tuning and pretraining call it without a
+//! cache (dropout `p` when training); generation's decode step ([`super::kv_cache`]) calls the
+//! same functions with a [`KvCache`], which appends the new positions' keys and values
+//! between the projection and the attention. Attention is [`kernels::self_attention`]
+//! (scores → mask add → softmax → dropout → values, fused on Flex) and each activation one
+//! function ([`activate`]).
 
 use super::config::{Activation, LnPosition, ModelConfig};
+use super::kv_cache::{KvCache, LayerKv};
 use super::layer_norm::LayerNorm;
 use crate::kernels;
 use burn::module::Module;
@@ -21,22 +24,6 @@ pub fn activate<B: Backend, const D: usize>(x: Tensor<B, D>, act: Activation) ->
         Activation::GeluFast => kernels::gelu_tanh(x),
         Activation::Relu => activation::relu(x),
     }
-}
-
-/// Scaled dot-product attention over `[batch, heads, seq, head_dim]` tensors.
-///
-/// `bias` is the additive mask (0 or −10000, UER's convention) shaped `[batch|1, 1, seq_q,
-/// seq_k]`. Scores are scaled by `1/sqrt(head_dim)`. Dropout on the probabilities is applied
-/// only when `dropout > 0` (training). Runs [`kernels::attention`]: fused mask + softmax +
-/// dropout on Flex, Burn's fused attention elsewhere at inference.
-pub fn attention<B: Backend>(
-    q: Tensor<B, 4>,
-    k: Tensor<B, 4>,
-    v: Tensor<B, 4>,
-    bias: Option<Tensor<B, 4>>,
-    dropout: f64,
-) -> Tensor<B, 4> {
-    kernels::attention(q, k, v, bias, dropout)
 }
 
 /// Inverted dropout: zeroes each value with probability `p`, scales the rest by `1/(1−p)`
@@ -57,13 +44,24 @@ pub struct SelfAttention<B: Backend> {
 }
 
 impl<B: Backend> SelfAttention<B> {
-    /// `[batch, seq, hidden]` → `[batch, seq, hidden]` with the additive mask `bias`;
-    /// dropout `p` (0 at inference) on the attention probabilities and on the output, as
-    /// UER-py's `MultiHeadedAttention` + the layer's `dropout_1`.
-    pub fn forward(&self, x: Tensor<B, 3>, bias: Option<Tensor<B, 4>>, p: f64) -> Tensor<B, 3> {
+    /// `[batch, seq, hidden]` → `[batch, seq, hidden]` with the additive mask `bias`
+    /// (`[batch|1, 1, seq, keys]`); dropout `p` (0 at inference) on the attention
+    /// probabilities and on the output, as UER-py's `MultiHeadedAttention` + the layer's
+    /// `dropout_1`. With `cache`, `x` holds the positions after the cached ones: their keys
+    /// and values are appended and the queries attend to all positions so far.
+    pub fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        bias: Option<Tensor<B, 4>>,
+        p: f64,
+        cache: Option<&mut LayerKv<B>>,
+    ) -> Tensor<B, 3> {
         let q = kernels::linear(&self.query, x.clone());
-        let k = kernels::linear(&self.key, x.clone());
-        let v = kernels::linear(&self.value, x);
+        let mut k = kernels::linear(&self.key, x.clone());
+        let mut v = kernels::linear(&self.value, x);
+        if let Some(cache) = cache {
+            (k, v) = cache.append(k, v);
+        }
         let ctx = kernels::self_attention(q, k, v, self.heads, bias, p);
         dropout_fn(kernels::linear(&self.output, ctx), p)
     }
@@ -98,13 +96,20 @@ pub struct TransformerLayer<B: Backend> {
 }
 
 impl<B: Backend> TransformerLayer<B> {
-    /// One layer with dropout `p` (0 at inference; training passes UER-py's `dropout`).
-    pub fn forward(&self, x: Tensor<B, 3>, bias: Option<Tensor<B, 4>>, p: f64) -> Tensor<B, 3> {
+    /// One layer with dropout `p` (0 at inference; training passes UER-py's `dropout`) and,
+    /// when decoding, this layer application's `cache` (see [`SelfAttention::forward`]).
+    pub fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        bias: Option<Tensor<B, 4>>,
+        p: f64,
+        cache: Option<&mut LayerKv<B>>,
+    ) -> Tensor<B, 3> {
         match self.ln_position {
             LnPosition::Post => {
                 let h = self
                     .layer_norm_1
-                    .forward(x.clone() + self.self_attn.forward(x, bias, p));
+                    .forward(x.clone() + self.self_attn.forward(x, bias, p, cache));
                 self.layer_norm_2
                     .forward(h.clone() + self.feed_forward.forward(h, p))
             }
@@ -112,7 +117,7 @@ impl<B: Backend> TransformerLayer<B> {
                 let h = x.clone()
                     + self
                         .self_attn
-                        .forward(self.layer_norm_1.forward(x), bias, p);
+                        .forward(self.layer_norm_1.forward(x), bias, p, cache);
                 h.clone() + self.feed_forward.forward(self.layer_norm_2.forward(h), p)
             }
         }
@@ -133,14 +138,27 @@ pub struct Encoder<B: Backend> {
 
 impl<B: Backend> Encoder<B> {
     /// Runs the stack on embeddings `[batch, seq, emb]` with dropout `p` (0 at inference).
-    pub fn forward(&self, emb: Tensor<B, 3>, bias: Option<Tensor<B, 4>>, p: f64) -> Tensor<B, 3> {
+    /// With `cache` (decoding), the embeddings are the positions after the cached ones and
+    /// each layer application appends their keys and values to its slot.
+    pub fn forward(
+        &self,
+        emb: Tensor<B, 3>,
+        bias: Option<Tensor<B, 4>>,
+        p: f64,
+        cache: Option<&mut KvCache<B>>,
+    ) -> Tensor<B, 3> {
         let mut h = match &self.linear {
             Some(linear) => kernels::linear(linear, emb),
             None => emb,
         };
+        let mut slots = cache.map(|c| c.layers.iter_mut());
         for i in 0..self.layers_num {
             let layer = &self.layers[if self.layers.len() == 1 { 0 } else { i }];
-            h = layer.forward(h, bias.clone(), p);
+            let slot = slots.as_mut().map(|s| {
+                s.next()
+                    .expect("a KvCache has one slot per layer application")
+            });
+            h = layer.forward(h, bias.clone(), p, slot);
         }
         match &self.layer_norm {
             Some(ln) => ln.forward(h),

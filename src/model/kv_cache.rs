@@ -1,24 +1,51 @@
 //! Incremental decoding for causal models (GPT-2): a per-layer cache of attention keys and
 //! values, so each new token costs one position instead of the whole prefix.
 //!
-//! [`Model::decode_step`] runs the same layers as [`Model::forward`] (embedding with the
-//! position offset, pre- or post-LN layers, final LN, LM head) on the new positions only;
-//! keys and values of earlier positions come from the [`KvCache`]. The logits match the
-//! full forward pass to float rounding (tested to 1e-4 in `tests/generate.rs`).
+//! The cache is a parameter of the model's own forward, not a second one: [`Model::decode_step`]
+//! runs `Model::encode_with_cache` (the embedding at the position offset, the layers of
+//! [`super::encoder`], the final LN) on the new positions only, then the LM head; each
+//! layer's attention appends the new keys and values to its [`LayerKv`] and attends to all
+//! positions so far. The logits match the full forward pass to float rounding (tested to
+//! 1e-4 in `tests/generate.rs`).
 
 use super::ModelError;
-use super::config::{LnPosition, MaskKind};
-use super::encoder::{SelfAttention, TransformerLayer, attention};
-use super::transformer::{MASK_VALUE, Model};
-use crate::kernels;
-use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
+use super::config::MaskKind;
+use super::transformer::Model;
+use burn::tensor::{Int, Tensor, backend::Backend};
 
-/// Keys and values of the positions seen so far, one pair per layer application,
-/// `[batch, heads, len, head_dim]`.
+/// One layer application's keys and values of the positions seen so far, each
+/// `[batch, len, hidden]` (heads side by side, as the projections produce them).
+#[derive(Debug, Clone)]
+pub struct LayerKv<B: Backend> {
+    kv: Option<(Tensor<B, 3>, Tensor<B, 3>)>,
+}
+
+impl<B: Backend> LayerKv<B> {
+    /// Appends the new positions' keys `k` and values `v` (`[batch, new, hidden]`) and
+    /// returns those of all positions so far.
+    pub(crate) fn append(
+        &mut self,
+        k: Tensor<B, 3>,
+        v: Tensor<B, 3>,
+    ) -> (Tensor<B, 3>, Tensor<B, 3>) {
+        let (k, v) = match self.kv.take() {
+            Some((pk, pv)) => (Tensor::cat(vec![pk, k], 1), Tensor::cat(vec![pv, v], 1)),
+            None => (k, v),
+        };
+        self.kv = Some((k.clone(), v.clone()));
+        (k, v)
+    }
+
+    /// Positions cached.
+    fn len(&self) -> usize {
+        self.kv.as_ref().map_or(0, |(k, _)| k.dims()[1])
+    }
+}
+
+/// Keys and values of the positions seen so far, one [`LayerKv`] per layer application.
 #[derive(Debug, Clone)]
 pub struct KvCache<B: Backend> {
-    layers: Vec<Option<(Tensor<B, 4>, Tensor<B, 4>)>>,
-    len: usize,
+    pub(crate) layers: Vec<LayerKv<B>>,
 }
 
 impl<B: Backend> KvCache<B> {
@@ -26,19 +53,18 @@ impl<B: Backend> KvCache<B> {
     /// gets one per application too).
     pub fn new(model: &Model<B>) -> Self {
         KvCache {
-            layers: vec![None; model.encoder.layers_num],
-            len: 0,
+            layers: vec![LayerKv { kv: None }; model.encoder.layers_num],
         }
     }
 
     /// Positions cached so far.
     pub fn len(&self) -> usize {
-        self.len
+        self.layers.first().map_or(0, LayerKv::len)
     }
 
     /// True before the first step.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 }
 
@@ -63,7 +89,7 @@ impl<B: Backend> Model<B> {
             ));
         }
         let [b, s] = ids.dims();
-        let past = cache.len;
+        let past = cache.len();
         if s == 0 || past + s > self.config.max_seq_length {
             return Err(ModelError::Input(format!(
                 "position {} is past the model's {} position embeddings",
@@ -71,90 +97,7 @@ impl<B: Backend> Model<B> {
                 self.config.max_seq_length
             )));
         }
-        let device = ids.device();
-        let emb = &self.embedding;
-        let word = emb.word.val();
-        let e = word.dims()[1];
-        let mut x = word.select(0, ids.reshape([b * s])).reshape([b, s, e]);
-        x = x + emb.position.val().narrow(0, past, s).unsqueeze::<3>();
-        if let Some(seg) = &emb.segment {
-            x = x + seg.val().narrow(0, 1, 1).unsqueeze::<3>();
-        }
-        if let Some(ln) = &emb.layer_norm {
-            x = ln.forward(x);
-        }
-        if let Some(linear) = &self.encoder.linear {
-            x = kernels::linear(linear, x);
-        }
-        // New position i (absolute past + i) sees absolute positions 0..=past + i.
-        let bias = (s > 1).then(|| {
-            let total = past + s;
-            let mut values = vec![0f32; s * total];
-            for i in 0..s {
-                for j in past + i + 1..total {
-                    values[i * total + j] = MASK_VALUE;
-                }
-            }
-            Tensor::<B, 4>::from_data(TensorData::new(values, [1, 1, s, total]), &device)
-        });
-        let layers = &self.encoder.layers;
-        for (i, slot) in cache.layers.iter_mut().enumerate() {
-            let layer = &layers[if layers.len() == 1 { 0 } else { i }];
-            x = layer_step(layer, x, bias.clone(), slot);
-        }
-        if let Some(ln) = &self.encoder.layer_norm {
-            x = ln.forward(x);
-        }
-        cache.len += s;
-        Ok(lm.forward(x))
+        let segment = Tensor::<B, 2, Int>::ones([b, s], &ids.device());
+        Ok(lm.forward(self.encode_with_cache(ids, segment, 0.0, Some(cache))))
     }
-}
-
-fn layer_step<B: Backend>(
-    layer: &TransformerLayer<B>,
-    x: Tensor<B, 3>,
-    bias: Option<Tensor<B, 4>>,
-    slot: &mut Option<(Tensor<B, 4>, Tensor<B, 4>)>,
-) -> Tensor<B, 3> {
-    match layer.ln_position {
-        LnPosition::Post => {
-            let h = layer
-                .layer_norm_1
-                .forward(x.clone() + attn_step(&layer.self_attn, x, bias, slot));
-            layer
-                .layer_norm_2
-                .forward(h.clone() + layer.feed_forward.forward(h, 0.0))
-        }
-        LnPosition::Pre => {
-            let h =
-                x.clone() + attn_step(&layer.self_attn, layer.layer_norm_1.forward(x), bias, slot);
-            h.clone()
-                + layer
-                    .feed_forward
-                    .forward(layer.layer_norm_2.forward(h), 0.0)
-        }
-    }
-}
-
-fn attn_step<B: Backend>(
-    attn: &SelfAttention<B>,
-    x: Tensor<B, 3>,
-    bias: Option<Tensor<B, 4>>,
-    slot: &mut Option<(Tensor<B, 4>, Tensor<B, 4>)>,
-) -> Tensor<B, 3> {
-    let [b, s, h] = x.dims();
-    let split = |t: Tensor<B, 3>| {
-        t.reshape([b, s, attn.heads, h / attn.heads])
-            .swap_dims(1, 2)
-    };
-    let q = split(kernels::linear(&attn.query, x.clone()));
-    let mut k = split(kernels::linear(&attn.key, x.clone()));
-    let mut v = split(kernels::linear(&attn.value, x));
-    if let Some((pk, pv)) = slot.take() {
-        k = Tensor::cat(vec![pk, k], 2);
-        v = Tensor::cat(vec![pv, v], 2);
-    }
-    *slot = Some((k.clone(), v.clone()));
-    let ctx = attention(q, k, v, bias, 0.0);
-    kernels::linear(&attn.output, ctx.swap_dims(1, 2).reshape([b, s, h]))
 }

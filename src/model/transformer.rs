@@ -7,6 +7,7 @@ use super::ModelError;
 use super::config::{MaskKind, ModelConfig};
 use super::encoder::Encoder;
 use super::heads::{ClassifierHead, LmHead, MlmHead, SpHead};
+use super::kv_cache::KvCache;
 use super::layer_norm::LayerNorm;
 use burn::module::{Module, Param};
 use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
@@ -30,11 +31,21 @@ pub struct Embeddings<B: Backend> {
 }
 
 impl<B: Backend> Embeddings<B> {
-    /// `ids`, `segment`: `[batch, seq]` → `[batch, seq, emb]`.
-    pub fn forward(&self, ids: Tensor<B, 2, Int>, segment: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+    /// `ids`, `segment`: `[batch, seq]` → `[batch, seq, emb]`, the tokens at positions
+    /// `start..start + seq` (`start` > 0 when decoding after cached positions).
+    pub fn forward(
+        &self,
+        ids: Tensor<B, 2, Int>,
+        segment: Tensor<B, 2, Int>,
+        start: usize,
+    ) -> Tensor<B, 3> {
+        let position = match start {
+            0 => self.position.val(),
+            _ => self.position.val().narrow(0, start, ids.dims()[1]),
+        };
         let emb = crate::kernels::embed(
             self.word.val(),
-            self.position.val(),
+            position,
             self.segment.as_ref().map(|s| s.val()),
             ids,
             segment,
@@ -84,9 +95,25 @@ impl<B: Backend> Model<B> {
         segment: Tensor<B, 2, Int>,
         p: f64,
     ) -> Tensor<B, 3> {
-        let bias = self.mask_bias(&segment);
-        let emb = super::encoder::dropout_fn(self.embedding.forward(ids, segment), p);
-        self.encoder.forward(emb, Some(bias), p)
+        self.encode_with_cache(ids, segment, p, None)
+    }
+
+    /// [`Self::encode_with_dropout`] with the KV cache as a parameter: with `cache` (causal
+    /// models only; see [`Model::decode_step`]), `ids` are the positions after the cached
+    /// ones, embedded at their offset, and every layer appends their keys and values to the
+    /// cache. Without it, this is the full forward.
+    pub(crate) fn encode_with_cache(
+        &self,
+        ids: Tensor<B, 2, Int>,
+        segment: Tensor<B, 2, Int>,
+        p: f64,
+        cache: Option<&mut KvCache<B>>,
+    ) -> Tensor<B, 3> {
+        let past = cache.as_ref().map_or(0, |c| c.len());
+        debug_assert!(past == 0 || self.config.mask == MaskKind::Causal);
+        let bias = self.mask_bias(&segment, past);
+        let emb = super::encoder::dropout_fn(self.embedding.forward(ids, segment, past), p);
+        self.encoder.forward(emb, bias, p, cache)
     }
 
     /// Classifier logits `[batch, labels]` (the one forward, with dropout `p` when training):
@@ -118,24 +145,32 @@ impl<B: Backend> Model<B> {
         ModelOutput { hidden, logits }
     }
 
-    /// The additive attention mask `[batch|1, 1, seq, seq]` (0 visible, −10000 hidden).
-    pub fn mask_bias(&self, segment: &Tensor<B, 2, Int>) -> Tensor<B, 4> {
+    /// The additive attention mask `[batch|1, 1, seq, past + seq]` (0 visible, −10000
+    /// hidden) of `seq` positions after `past` cached ones (causal masks only; `past` is 0
+    /// for a fully-visible mask); `None` when nothing is hidden (one new causal position).
+    pub fn mask_bias(&self, segment: &Tensor<B, 2, Int>, past: usize) -> Option<Tensor<B, 4>> {
         let [b, s] = segment.dims();
         let device = segment.device();
         match self.config.mask {
             MaskKind::FullyVisible => {
                 let visible = segment.clone().greater_elem(0).float();
                 let bias = (visible - 1.0) * (-MASK_VALUE as f64);
-                bias.reshape([b, 1, 1, s]).expand([b, 1, s, s])
+                Some(bias.reshape([b, 1, 1, s]).expand([b, 1, s, s]))
             }
+            MaskKind::Causal if s == 1 => None,
             MaskKind::Causal => {
-                let mut values = vec![0f32; s * s];
+                // Position past + i sees positions 0..=past + i.
+                let total = past + s;
+                let mut values = vec![0f32; s * total];
                 for i in 0..s {
-                    for j in i + 1..s {
-                        values[i * s + j] = MASK_VALUE;
+                    for j in past + i + 1..total {
+                        values[i * total + j] = MASK_VALUE;
                     }
                 }
-                Tensor::from_data(TensorData::new(values, [1, 1, s, s]), &device)
+                Some(Tensor::from_data(
+                    TensorData::new(values, [1, 1, s, total]),
+                    &device,
+                ))
             }
         }
     }
