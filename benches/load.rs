@@ -3,7 +3,8 @@
 //! ~475 MB of f32) and a 12-layer GPT-2 (1024 positions, untied LM head) with random
 //! weights, written as torch zip `.bin` files; then, in interleaved rounds:
 //! `cp` of the base file (the floor: reading it once and writing it once), `uerzoo forward`
-//! on 1 × 8 and on 8 × 128 tokens, and `uerzoo generate --greedy` of 8 tokens. Each child is
+//! on 1 × 8 and on 8 × 128 tokens, `uerzoo convert --to hf` of the base file, and
+//! `uerzoo generate --greedy` of 8 tokens. Each child is
 //! timed alone and its peak RSS read from `wait4`'s rusage.
 //!
 //! Run: `cargo bench --bench load` (env `UERZOO_BENCH_ROUNDS` [5], `UERZOO_BENCH_DIR` for
@@ -21,19 +22,50 @@ mod common;
 use common::{env_usize, median};
 
 /// A model folder as `uerzoo` reads it: `uer_model.bin`, `uer_config.json`, `vocab.txt`.
-fn write_model(dir: &Path, cfg: &uerzoo::model::ModelConfig, json: serde_json::Value) -> u64 {
+fn write_model(dir: &Path, cfg: &uerzoo::model::ModelConfig, json: serde_json::Value) {
     std::fs::create_dir_all(dir).unwrap();
     let ckpt = random_checkpoint(cfg, 1);
-    let bytes: u64 = ckpt
-        .tensors
-        .iter()
-        .map(|(_, t)| t.bytes().len() as u64)
-        .sum();
     ckpt.write_torch(dir.join("uer_model.bin"), true).unwrap();
     std::fs::write(dir.join("uer_config.json"), json.to_string()).unwrap();
     let vocab = Path::new(env!("CARGO_MANIFEST_DIR")).join("vocab/google_zh_vocab.txt");
     std::fs::copy(vocab, dir.join("vocab.txt")).unwrap();
-    bytes
+}
+
+/// Set in the child that writes the files.
+const WRITE_ONLY: &str = "UERZOO_BENCH_LOAD_WRITE_ONLY";
+
+/// The two models and the two inputs.
+fn write_files(base: &Path, gpt2: &Path, small: &Path, big: &Path) {
+    write_model(
+        base,
+        &common::bert(12, 768, 12, 3072),
+        serde_json::json!({
+            "emb_size": 768, "hidden_size": 768, "feedforward_size": 3072,
+            "heads_num": 12, "layers_num": 12, "hidden_act": "gelu",
+            "embedding": "word_pos_seg", "mask": "fully_visible", "dropout": 0.1
+        }),
+    );
+    write_model(
+        gpt2,
+        &common::gpt2(12, 768, 12, 3072, 1024),
+        serde_json::json!({
+            "emb_size": 768, "hidden_size": 768, "feedforward_size": 3072,
+            "heads_num": 12, "layers_num": 12, "hidden_act": "gelu_fast",
+            "embedding": "word_pos", "remove_embedding_layernorm": true, "mask": "causal",
+            "layernorm_positioning": "pre", "dropout": 0.1, "target": "lm"
+        }),
+    );
+    write_input(small, 1, 8);
+    write_input(big, 8, 128);
+}
+
+/// The tensor bytes of a checkpoint file (read through its memory map).
+fn weight_bytes(path: &Path) -> u64 {
+    let ckpt = Checkpoint::open(path).unwrap();
+    ckpt.tensors
+        .iter()
+        .map(|(_, t)| t.bytes().len() as u64)
+        .sum()
 }
 
 /// `input_ids`/`segment` `[batch, seq]` for `uerzoo forward`.
@@ -96,31 +128,27 @@ fn main() {
         .unwrap_or_else(|| tmp.path().to_path_buf());
     let base = dir.join("base");
     let gpt2 = dir.join("gpt2");
-    let base_bytes = write_model(
-        &base,
-        &common::bert(12, 768, 12, 3072),
-        serde_json::json!({
-            "emb_size": 768, "hidden_size": 768, "feedforward_size": 3072,
-            "heads_num": 12, "layers_num": 12, "hidden_act": "gelu",
-            "embedding": "word_pos_seg", "mask": "fully_visible", "dropout": 0.1
-        }),
-    );
-    let gpt2_bytes = write_model(
-        &gpt2,
-        &common::gpt2(12, 768, 12, 3072, 1024),
-        serde_json::json!({
-            "emb_size": 768, "hidden_size": 768, "feedforward_size": 3072,
-            "heads_num": 12, "layers_num": 12, "hidden_act": "gelu_fast",
-            "embedding": "word_pos", "remove_embedding_layernorm": true, "mask": "causal",
-            "layernorm_positioning": "pre", "dropout": 0.1, "target": "lm"
-        }),
-    );
     let (small, big) = (
         dir.join("in_1x8.safetensors"),
         dir.join("in_8x128.safetensors"),
     );
-    write_input(&small, 1, 8);
-    write_input(&big, 8, 128);
+    if std::env::var_os(WRITE_ONLY).is_some() {
+        write_files(&base, &gpt2, &small, &big);
+        return;
+    }
+    // The files are made by a child process: Linux carries a process's resident size into
+    // the peak RSS of the children it forks, so this process stays small (a few MiB) and
+    // each measured child's peak is its own.
+    let status = Command::new(std::env::current_exe().unwrap())
+        .env(WRITE_ONLY, "1")
+        .env("UERZOO_BENCH_DIR", &dir)
+        .status()
+        .unwrap();
+    assert!(status.success(), "writing the benchmark files: {status}");
+    let (base_bytes, gpt2_bytes) = (
+        weight_bytes(&base.join("uer_model.bin")),
+        weight_bytes(&gpt2.join("uer_model.bin")),
+    );
     let model = base.join("uer_model.bin");
     let out = dir.join("out.safetensors");
     let copy = dir.join("copy.bin");
@@ -134,6 +162,13 @@ fn main() {
         let mut c = Command::new(bin);
         c.arg("generate").arg(gpt2.join("uer_model.bin"));
         c.args(["--prompt", "白日依山尽", "--max-length", "14", "--greedy"]);
+        c
+    };
+    let convert = |bin: &Path| {
+        let mut c = Command::new(bin);
+        c.arg("convert").arg(&model).arg(dir.join("hf_out"));
+        c.args(["--to", "hf", "--force", "--config"]);
+        c.arg(base.join("uer_config.json"));
         c
     };
     let mut cp = Command::new("cp");
@@ -152,6 +187,11 @@ fn main() {
         jobs.push((
             format!("forward base 8x128{tag}"),
             forward(bin, &big),
+            base_bytes,
+        ));
+        jobs.push((
+            format!("convert base UER→HF{tag}"),
+            convert(bin),
             base_bytes,
         ));
         jobs.push((

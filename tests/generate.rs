@@ -771,7 +771,8 @@ fn cli_input_of_50_prompts_equals_50_single_runs() {
                 .args(["--prompt", p])
                 .args(sampling)
                 .arg("--output")
-                .arg(&single_file),
+                .arg(&single_file)
+                .arg("--force"),
         );
         single_files.push_str(&std::fs::read_to_string(&single_file).unwrap());
     }
@@ -975,4 +976,65 @@ fn generate_many_equals_single_runs() {
         let scores = |g: &[generate::Generated]| g.iter().map(|g| g.score).collect::<Vec<_>>();
         assert_eq!(scores(got), scores(&alone), "same path, same score");
     }
+}
+
+/// `--output` is checked before the model loads: an existing file is kept without
+/// `--force` (and replaced with it), the prompts file is never overwritten, and a missing
+/// model is not what the person hears about first.
+#[test]
+fn cli_output_is_checked_before_loading() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.txt");
+    std::fs::write(&out, "keep me").unwrap();
+    let run = |cmd: &mut Command| cmd.output().unwrap();
+    let o = run(generate_bare(&f)
+        .args(["--prompt", "白日依山尽", "--max-length", "12", "--greedy"])
+        .arg("--output")
+        .arg(&out));
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("out.txt") && err.contains("--force"), "{err}");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "keep me");
+    // Checked before the weights are opened: a model path that does not exist is not reached.
+    let o = run(Command::new(common::uerzoo_bin())
+        .arg("generate")
+        .arg(dir.path().join("no_such_model.bin"))
+        .args(["--prompt", "白日依山尽"])
+        .arg("--output")
+        .arg(&out));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("--force"), "{err}");
+    let input = dir.path().join("prompts.txt");
+    std::fs::write(&input, "白日依山尽\n").unwrap();
+    let o = run(generate_bare(&f)
+        .arg("--input")
+        .arg(&input)
+        .arg("--output")
+        .arg(&input)
+        .arg("--force"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("destroy the input"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&input).unwrap(), "白日依山尽\n");
+    common::run_ok(
+        generate_bare(&f)
+            .args(["--prompt", "白日依山尽", "--max-length", "12", "--greedy"])
+            .arg("--output")
+            .arg(&out)
+            .arg("--force"),
+    );
+    let written = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        written.starts_with("白日依山尽\n[CLS]白日依山尽"),
+        "{written}"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporaries left: {leftovers:?}");
 }

@@ -55,6 +55,9 @@ pub struct Args {
     /// `--json`) instead of printing them.
     #[arg(long)]
     output: Option<PathBuf>,
+    /// Overwrite `--output` if it exists.
+    #[arg(long, requires = "output")]
+    force: bool,
     /// One JSON object per generated sequence: prompt, text, continuation, ids, score, stop.
     #[arg(long)]
     json: bool,
@@ -151,6 +154,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         anyhow::bail!(
             "--top-p 0: expected a probability in (0, 1], e.g. 0.9 (leave it out to turn nucleus sampling off)"
         );
+    }
+    if let Some(out) = &args.output {
+        // Checked before the model loads: a bad output fails in milliseconds.
+        uerzoo::output::check_file(out, args.force)?;
+        if let Some(input) = args.input.as_deref().filter(|p| *p != Path::new("-")) {
+            uerzoo::output::check_not_input(out, input, "--input")?;
+        }
     }
     let prompts = read_prompts(&args)?;
     let opened = uerzoo::resolve::open_model(&args.model, args.config.as_deref())?;
@@ -370,7 +380,13 @@ fn write_results(
     }
     match &args.output {
         Some(path) => {
-            std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))?;
+            // Through a temporary beside it: an interrupted run leaves no half-written file.
+            let write = || -> std::io::Result<()> {
+                let mut tmp = uerzoo::output::Partial::new_in(uerzoo::output::parent_dir(path))?;
+                std::io::Write::write_all(&mut tmp, out.as_bytes())?;
+                Ok(tmp.persist(path, true)?)
+            };
+            write().with_context(|| format!("writing {}", path.display()))?;
             eprintln!("wrote {}", path.display());
         }
         None if streamed => println!(),

@@ -121,7 +121,10 @@ impl<'a, B: Backend> Reader<'a, B> {
         bias: bool,
     ) -> Result<Linear<B>, ModelError> {
         let t = self.raw(&format!("{prefix}.weight"), &[d_out, d_in])?;
-        let weight = Tensor::<B, 2>::from_data(data(t), self.device).transpose();
+        let mut weight = Tensor::<B, 2>::from_data(data(t), self.device).transpose();
+        if CONTIGUOUS_WEIGHTS.load(std::sync::atomic::Ordering::Relaxed) {
+            weight = Tensor::from_data(weight.into_data(), self.device);
+        }
         let bias = if bias {
             Some(Param::from_tensor(
                 self.vector(&format!("{prefix}.bias"), d_out)?,
@@ -145,6 +148,17 @@ impl<'a, B: Backend> Reader<'a, B> {
         let beta = self.vector(&format!("{prefix}.beta"), n)?;
         Ok(LayerNorm::new(gamma, beta, config.ln_kind, config.ln_eps))
     }
+}
+
+static CONTIGUOUS_WEIGHTS: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Loads linear weights as contiguous `[in, out]` copies — the layout uerzoo used before
+/// loading became copy-free — instead of transposed views of the file's `[out, in]` bytes.
+/// Off by default; process-wide. For tests and benchmarks that show both layouts compute
+/// the same bytes (`tests/copy_free.rs`).
+pub fn set_contiguous_weights(on: bool) {
+    CONTIGUOUS_WEIGHTS.store(on, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// A checkpoint tensor as Burn data. Little-endian f32 at an aligned address (what torch
