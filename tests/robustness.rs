@@ -541,3 +541,38 @@ fn verify_of_a_cache_that_does_not_exist_fails() {
     );
     assert!(!text.contains("0 file(s) checked"), "{text}");
 }
+
+#[test]
+fn a_closed_stdout_ends_the_command_quietly() {
+    let f = fixture("roberta_v1");
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("hf");
+    let mut convert = uerzoo();
+    convert
+        .arg("convert")
+        .arg(f.join("uer_model.bin"))
+        .arg(&out)
+        .args(["--to", "hf", "--dry-run"]);
+    let mut inspect = uerzoo();
+    inspect.arg("inspect").arg(f.join("uer_model.bin"));
+    let mut list = uerzoo();
+    list.arg("list");
+    for cmd in [&mut inspect, &mut list, &mut convert] {
+        // The reader is gone before the first write: `uerzoo … | head -0`.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let result = cmd
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&result.stderr);
+        assert!(
+            matches!(result.status.code(), Some(0 | 141)),
+            "{cmd:?}: {}:\n{err}",
+            result.status
+        );
+        assert!(err.is_empty(), "{cmd:?} said:\n{err}");
+    }
+    assert!(!out.exists(), "a dry run wrote {}", out.display());
+}

@@ -75,6 +75,7 @@ pub fn main() -> ExitCode {
     // temporaries and exits.
     if !matches!(cli.command, Command::Serve(_)) {
         uerzoo::output::install_interrupt_cleanup();
+        end_quietly_on_closed_pipe();
     }
     let result = match cli.command {
         Command::List(a) => list::run(a),
@@ -106,6 +107,36 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The exit status of a command whose reader went away (`uerzoo list | head -1`): what a
+/// shell reports for a process ended by SIGPIPE (128 + 13).
+const CLOSED_PIPE_EXIT: u8 = 141;
+
+/// A closed stdout (or stderr) ends the command quietly, as it ends `cat`: the panic that
+/// `println!` raises on `EPIPE` (Rust ignores SIGPIPE, so the write fails instead of killing
+/// the process) removes this run's temporaries and exits with [`CLOSED_PIPE_EXIT`], with no
+/// message and no backtrace; any other panic is reported as before. A hook rather than
+/// SIGPIPE's default action, so that temporaries are still removed and a network write to
+/// a closed socket stays an ordinary error. Not installed for `serve`, whose own output is
+/// a log and whose clients' closed sockets are errors of one request.
+fn end_quietly_on_closed_pipe() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if info.payload_as_str().is_some_and(is_closed_pipe_panic) {
+            uerzoo::output::remove_all_partials();
+            std::process::exit(CLOSED_PIPE_EXIT.into());
+        }
+        report(info)
+    }));
+}
+
+/// Whether `message` is std's panic on a failed `print!`/`eprint!` to a closed pipe.
+fn is_closed_pipe_panic(message: &str) -> bool {
+    let os = std::io::Error::from_raw_os_error(libc::EPIPE);
+    ["stdout", "stderr"]
+        .iter()
+        .any(|s| message == format!("failed printing to {s}: {os}"))
 }
 
 /// An indicatif bar on stderr counting `unit`s (one task at a time: a file, an epoch, a
