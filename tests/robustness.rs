@@ -576,3 +576,129 @@ fn a_closed_stdout_ends_the_command_quietly() {
     }
     assert!(!out.exists(), "a dry run wrote {}", out.display());
 }
+
+/// The names in `dir`, sorted.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_convert_out_of_room_leaves_the_output_folder_as_it_was() {
+    use std::os::unix::process::CommandExt;
+    let f = fixture("roberta_v1");
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("keep.txt"), "mine\n").unwrap();
+    let before = listing(d.path());
+    // A file-size limit below the weights' size: the write fails part-way, as on a full disk.
+    let limited = |to: &str, out: &Path| {
+        let mut cmd = uerzoo();
+        cmd.arg("convert")
+            .arg(f.join("uer_model.bin"))
+            .arg(out)
+            .args(["--to", to])
+            .arg("--config")
+            .arg(f.join("uer_config.json"))
+            .arg("--vocab")
+            .arg(f.join("vocab.txt"));
+        // SAFETY: only `setrlimit`, async-signal-safe, runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                let limit = libc::rlimit {
+                    rlim_cur: 1 << 20,
+                    rlim_max: 1 << 20,
+                };
+                if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        cmd
+    };
+    for (to, name) in [("hf", "hf_out"), ("uer", "out.bin")] {
+        let out = d.path().join(name);
+        fails(&mut limited(to, &out), FAST, &[name, "ulimit -f"]);
+        assert!(!out.exists(), "--to {to}: {} is there", out.display());
+        assert_eq!(listing(d.path()), before, "--to {to}");
+    }
+}
+
+#[test]
+fn an_interrupted_convert_leaves_the_output_folder_as_it_was() {
+    use uerzoo::checkpoint::{Checkpoint, Tensor};
+    let d = tempfile::tempdir().unwrap();
+    // Weights large enough (60 MB) that the write is still under way when SIGTERM comes.
+    let mut big = Checkpoint::open(fixture("roberta_v1").join("uer_model.bin")).unwrap();
+    let word = "embedding.word_embedding.weight";
+    let h = big.get(word).unwrap().shape[1];
+    let rows = (60 << 20) / (4 * h);
+    big.insert(word, Tensor::from_f32(vec![rows, h], &vec![0.5; rows * h]));
+    let input = d.path().join("big.bin");
+    big.write_torch(&input, false).unwrap();
+    let dir = d.path().join("out");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("keep.txt"), "mine\n").unwrap();
+    let before = listing(&dir);
+    let out = dir.join("o.bin");
+    let mut child = uerzoo()
+        .arg("convert")
+        .arg(&input)
+        .arg(&out)
+        .args(["--to", "uer", "--uer-naming", "v2"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while strays(&dir).is_empty() && Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    if status.success() {
+        // It finished before the signal arrived: the result is whole.
+        assert!(Checkpoint::open(&out).is_ok());
+    } else {
+        assert_eq!(status.code(), Some(143), "{status}");
+        assert_eq!(listing(&dir), before);
+    }
+    assert!(strays(&dir).is_empty(), "left: {:?}", strays(&dir));
+}
+
+#[test]
+fn messages_name_the_users_files_never_a_temporary() {
+    let d = tempfile::tempdir().unwrap();
+    let f = fixture("roberta_v1");
+    // The config comes from a registry entry (it has no file of its own); the output is a
+    // bare name, written into the working folder.
+    let out = ok(uerzoo()
+        .current_dir(d.path())
+        .arg("convert")
+        .arg(f.join("uer_model.bin"))
+        .arg("o.bin")
+        .args(["--to", "uer", "--model", "chinese_roberta_L-2_H-128"]));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !said.contains(".tmp") && !said.contains(".partial"),
+        "a temporary is named:\n{said}"
+    );
+    assert!(said.contains("uer_config.json\n"), "{said}");
+    assert!(
+        said.contains("(copy of ") && said.contains("vocab.txt)"),
+        "{said}"
+    );
+    assert_eq!(listing(d.path()), ["o.bin", "uer_config.json", "vocab.txt"]);
+    let config = std::fs::read_to_string(d.path().join("uer_config.json")).unwrap();
+    assert!(config.contains("\"hidden_size\": 128"), "{config}");
+}

@@ -118,15 +118,11 @@ fn uer_companions(req: &Request, config_file: Option<PathBuf>) -> anyhow::Result
         uerzoo::output::parent_dir(&req.input).to_path_buf()
     };
     let beside_input = |name: &str| Some(input_dir.join(name)).filter(|p| p.is_file());
-    // A registry config has no file: written to a temporary one first.
-    let tmp = tempfile::NamedTempFile::new_in(uerzoo::output::parent_dir(&req.output))?;
+    // A registry config has no file: its text is written beside the output.
     let config = match (config_file, &req.uer_config) {
-        (Some(p), _) => Some(p),
-        (None, Some(c)) => {
-            std::fs::write(tmp.path(), c.to_json_string())?;
-            Some(tmp.path().to_path_buf())
-        }
-        (None, None) => beside_input("uer_config.json"),
+        (Some(p), _) => Some(p.into()),
+        (None, Some(c)) => Some(super::Companion::Made(c.to_json_string())),
+        (None, None) => beside_input("uer_config.json").map(Into::into),
     };
     if config.is_none() {
         eprintln!(

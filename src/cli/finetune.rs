@@ -317,7 +317,6 @@ fn write_output(
         .or_else(|| opened.vocab_file());
     // The config gets the options predict needs to read examples as training did (UER-py
     // keeps training options in the same JSON).
-    let tmp = tempfile::NamedTempFile::new_in(uerzoo::output::parent_dir(output))?;
     let config = match source_config(a, opened) {
         Some(path) => {
             let text = std::fs::read_to_string(&path)
@@ -331,10 +330,10 @@ fn write_output(
                     obj.insert("seq_length".into(), a.seq_length.into());
                     obj.insert("pooling".into(), a.pooling.to_string().into());
                     obj.insert("truncation".into(), truncation.to_string().into());
-                    std::fs::write(tmp.path(), serde_json::to_string_pretty(&json)? + "\n")?;
-                    Some(tmp.path().to_path_buf())
+                    let text = serde_json::to_string_pretty(&json)? + "\n";
+                    Some(super::Companion::Made(text))
                 }
-                None => Some(path),
+                None => Some(path.into()),
             }
         }
         None => None,

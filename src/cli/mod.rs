@@ -104,6 +104,9 @@ pub fn main() -> ExitCode {
             for cause in err.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
             }
+            if let Some(hint) = full_disk_hint(&err) {
+                eprintln!("  hint: {hint}");
+            }
             ExitCode::FAILURE
         }
     }
@@ -137,6 +140,22 @@ fn is_closed_pipe_panic(message: &str) -> bool {
     ["stdout", "stderr"]
         .iter()
         .any(|s| message == format!("failed printing to {s}: {os}"))
+}
+
+/// What to do when a write failed for want of room (nothing is left under the output's
+/// name either way: see [`uerzoo::output`]).
+fn full_disk_hint(err: &anyhow::Error) -> Option<&'static str> {
+    err.chain()
+        .filter_map(|c| c.downcast_ref::<std::io::Error>())
+        .find_map(|e| match e.kind() {
+            std::io::ErrorKind::StorageFull => {
+                Some("the disk is full; free some space or write the output to another folder")
+            }
+            std::io::ErrorKind::FileTooLarge => Some(
+                "the output is larger than this shell's file-size limit (`ulimit -f`); raise the limit or write a smaller output",
+            ),
+            _ => None,
+        })
 }
 
 /// An indicatif bar on stderr counting `unit`s (one task at a time: a file, an epoch, a
@@ -177,15 +196,31 @@ impl Progress for Bar {
     }
 }
 
+/// What a file written beside an output is made from.
+pub(crate) enum Companion {
+    /// The user's file, copied.
+    File(std::path::PathBuf),
+    /// Text made for this output: a registry entry's config, or a config with the training
+    /// options added. Written straight to its place; it never exists under another name.
+    Made(String),
+}
+
+impl From<std::path::PathBuf> for Companion {
+    fn from(path: std::path::PathBuf) -> Self {
+        Companion::File(path)
+    }
+}
+
 /// Copies the UER config and the vocabulary next to a written `.bin` (as `uer_config.json`
 /// and `vocab.txt` / `spiece.model`), so that every command opens the output by its path
 /// alone. A folder file that is already there with the same bytes (or an HF `config.json`)
 /// is left alone; one with other bytes (another model written into the same folder) is not
 /// touched either, and this output gets its own companion (`OUT.bin.uer_config.json`, see
-/// [`uerzoo::model::open::companion`]), which opening `OUT.bin` reads first.
+/// [`uerzoo::model::open::companion`]), which opening `OUT.bin` reads first. Each file is
+/// written through [`uerzoo::output::Partial`], so an interrupted copy leaves nothing.
 pub(crate) fn write_beside(
     output: &std::path::Path,
-    config: Option<std::path::PathBuf>,
+    config: Option<Companion>,
     vocab: Option<std::path::PathBuf>,
 ) -> anyhow::Result<()> {
     use anyhow::Context;
@@ -198,37 +233,45 @@ pub(crate) fn write_beside(
     } else {
         "vocab.txt"
     };
-    let same = |a: &std::path::Path, b: &std::path::Path| matches!((std::fs::read(a), std::fs::read(b)), (Ok(x), Ok(y)) if x == y);
+    let has = |path: &std::path::Path, bytes: &[u8]| std::fs::read(path).is_ok_and(|b| b == bytes);
+    let vocab = vocab.map(Companion::File);
     for (from, name) in [(config, "uer_config.json"), (vocab, vocab_name)] {
         let Some(from) = from else { continue };
+        let bytes = match &from {
+            Companion::File(p) => {
+                std::fs::read(p).with_context(|| format!("reading {}", p.display()))?
+            }
+            Companion::Made(text) => text.clone().into_bytes(),
+        };
         let shared = dir.join(name);
         let own = uerzoo::model::open::companion(output, name);
         let hf_config = name == "uer_config.json" && dir.join("config.json").exists();
         let to = if !shared.exists() && !hf_config {
             shared
-        } else if same(&from, &shared) || (name == "uer_config.json" && !shared.exists()) {
+        } else if has(&shared, &bytes) || (name == "uer_config.json" && !shared.exists()) {
             continue;
         } else {
             own
         };
-        if to == from || same(&from, &to) {
+        if matches!(&from, Companion::File(p) if *p == to) || has(&to, &bytes) {
             continue;
         }
-        copy_atomic(&from, &to)
-            .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
-        if from.parent() == to.parent() {
-            // A file made for this output (a temporary beside it).
-            println!("wrote {}", to.display());
-        } else {
-            println!("wrote {} (copy of {})", to.display(), from.display());
+        write_atomic(&bytes, &to).with_context(|| match &from {
+            Companion::File(p) => format!("copying {} to {}", p.display(), to.display()),
+            Companion::Made(_) => format!("writing {}", to.display()),
+        })?;
+        match &from {
+            Companion::File(p) => println!("wrote {} (copy of {})", to.display(), p.display()),
+            Companion::Made(_) => println!("wrote {}", to.display()),
         }
     }
     Ok(())
 }
 
-/// Copies through a temp file in the target directory, then renames.
-fn copy_atomic(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+/// Writes `bytes` to `to` through a temporary beside it, then renames.
+fn write_atomic(bytes: &[u8], to: &std::path::Path) -> std::io::Result<()> {
+    use std::io::Write;
     let mut tmp = uerzoo::output::Partial::new_in(uerzoo::output::parent_dir(to))?;
-    std::io::copy(&mut std::fs::File::open(from)?, &mut tmp)?;
+    tmp.write_all(bytes)?;
     Ok(tmp.persist(to, true)?)
 }

@@ -182,7 +182,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         a.uer_naming
     );
     // Every command opens the output by its path alone.
-    super::write_beside(&a.output, config_file, vocab)?;
+    super::write_beside(&a.output, config_file.map(Into::into), vocab)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -409,11 +409,36 @@ pub fn write_hf_dir(
 ) -> Result<Vec<PathBuf>, ConvertError> {
     let files = hf_dir_files(out.torch_format, out.vocab);
     check_output_dir(out.dir, &files, out.force)?;
+    let created = !out.dir.exists();
     std::fs::create_dir_all(out.dir).map_err(|e| ConvertError::Io {
         path: out.dir.into(),
         source: e,
     })?;
     let mut written = Vec::new();
+    match write_hf_files(out, &files, write_weights, &mut written) {
+        Ok(()) => Ok(written),
+        Err(e) => {
+            // A failed write (a full disk, a file-size limit) leaves no part of the model
+            // under its final names: a folder with weights but no config would open as a
+            // model. The folder goes too when this call made it.
+            for p in &written {
+                let _ = std::fs::remove_file(p);
+            }
+            if created {
+                let _ = std::fs::remove_dir(out.dir);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The files of [`write_hf_dir`], each pushed to `written` once it is in place.
+fn write_hf_files(
+    out: &HfDir<'_>,
+    files: &[&str],
+    write_weights: impl FnOnce(&Path) -> Result<(), ConvertError>,
+    written: &mut Vec<PathBuf>,
+) -> Result<(), ConvertError> {
     let path = out.dir.join(files[0]);
     write_weights(&path)?;
     written.push(path);
@@ -450,5 +475,5 @@ pub fn write_hf_dir(
             written.push(path);
         }
     }
-    Ok(written)
+    Ok(())
 }
