@@ -819,19 +819,22 @@ fn fuzz_readers_with_random_mutations() {
     eprintln!("fuzz: {runs} inputs in {secs} s, no panic");
 }
 
-/// Writes every fixture back through our writers into `$UERZOO_TORCH_CHECK_DIR`, for a
+/// Writes every fixture back through our writers (safetensors, then torch zip from the
+/// safetensors) and checks that both read back as the original, tensor for tensor, tied
+/// names still tied. The files go to `$UERZOO_TORCH_CHECK_DIR` when set, for a further
 /// check by hand with real PyTorch (the suite itself never needs Python):
-/// `UERZOO_TORCH_CHECK_DIR=/tmp/tc cargo test --test checkpoint torch_check -- --ignored`,
-/// then for each `NAME.bin` there: `torch.load(NAME.bin, weights_only=True)` must equal
+/// `UERZOO_TORCH_CHECK_DIR=/tmp/tc cargo test --test checkpoint torch_check`, then for each
+/// `NAME.bin` there: `torch.load(NAME.bin, weights_only=True)` must equal
 /// `torch.load(ORIGINAL)` tensor for tensor, tied names sharing one storage. `sources.txt`
 /// lists `NAME ORIGINAL`. Files in `$UERZOO_TORCH_CHECK_INPUTS` (e.g. made by torch with
-/// other dtypes, parameters, protocol 4) are added.
+/// other dtypes, parameters, protocol 4) are added. Without the variable, a temporary
+/// folder.
 #[test]
-#[ignore = "writes files for a manual PyTorch check"]
 fn torch_check_files() {
-    let Some(out) = std::env::var_os("UERZOO_TORCH_CHECK_DIR").map(PathBuf::from) else {
-        return;
-    };
+    let tmp = tempfile::tempdir().unwrap();
+    let out = std::env::var_os("UERZOO_TORCH_CHECK_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| tmp.path().to_path_buf());
     std::fs::create_dir_all(&out).unwrap();
     let mut sources: Vec<(String, PathBuf)> = common::UER_FIXTURES
         .iter()
@@ -855,14 +858,28 @@ fn torch_check_files() {
     let mut list = String::new();
     for (name, src) in &sources {
         let ck = open(src);
-        ck.write_safetensors(out.join(format!("{name}.safetensors")), true)
-            .unwrap();
-        open(&out.join(format!("{name}.safetensors")))
-            .write_torch(out.join(format!("{name}.bin")), true)
-            .unwrap();
+        assert!(!ck.tensors.is_empty(), "{}: no tensors read", src.display());
+        let st = out.join(format!("{name}.safetensors"));
+        let bin = out.join(format!("{name}.bin"));
+        ck.write_safetensors(&st, true).unwrap();
+        let from_st = open(&st);
+        assert_same(&ck, &from_st);
+        assert_eq!(ck.tied_groups(), from_st.tied_groups(), "{}", st.display());
+        from_st.write_torch(&bin, true).unwrap();
+        let from_bin = open(&bin);
+        assert_eq!(from_bin.format, Some(Format::TorchZip), "{}", bin.display());
+        assert_same(&ck, &from_bin);
+        assert_eq!(
+            ck.tied_groups(),
+            from_bin.tied_groups(),
+            "{}",
+            bin.display()
+        );
         list.push_str(&format!("{name} {}\n", src.display()));
     }
-    std::fs::write(out.join("sources.txt"), list).unwrap();
+    std::fs::write(out.join("sources.txt"), &list).unwrap();
+    assert_eq!(list.lines().count(), sources.len());
+    assert!(sources.len() >= common::UER_FIXTURES.len() + 5);
 }
 
 /// Pickle bytes for `_rebuild_tensor_v2` of FloatStorage `key` (numel elements).

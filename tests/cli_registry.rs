@@ -245,3 +245,20 @@ fn info_shows_a_file_put_in_the_cache_by_import() {
     assert!(after.contains(&format!("sha256 {sha}")), "{after}");
     assert!(!after.contains("nothing cached"), "{after}");
 }
+
+#[test]
+fn info_suggests_converting_to_hf_only_what_convert_maps() {
+    for name in ["reviews_lstm_lm", "mixed_amazon_lstm_lm_cls"] {
+        let out = uerzoo(&["info", name]);
+        assert!(out.status.success());
+        let text = stdout(&out);
+        assert!(!text.contains("--to hf"), "{name}:\n{text}");
+        assert!(
+            text.contains("no Huggingface counterpart"),
+            "{name}:\n{text}"
+        );
+    }
+    // A legacy BERT in the same family keeps the suggestion.
+    let text = stdout(&uerzoo(&["info", "ifeng_news_bert"]));
+    assert!(text.contains("--to hf"), "{text}");
+}

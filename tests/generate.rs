@@ -857,10 +857,22 @@ fn cli_warns_of_unknown_prompt_text_and_explains_bad_inputs() {
         generate_bare(&f).arg("--input").arg(&empty),
         "empty.txt has no prompts; put one prompt per line",
     );
-    fails(
-        generate_bare(&f).arg("--input").arg(&gap),
-        "gap.txt line 2 is empty; write a prompt there or remove the line",
+    // A blank line is skipped with a note; the prompts around it are generated.
+    let out = common::run_ok(generate_bare(&f).arg("--input").arg(&gap).args([
+        "--max-length",
+        "8",
+        "--json",
+    ]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("gap.txt line(s) 2 are blank; skipped"),
+        "{stderr}"
     );
+    let prompts: Vec<_> = json_lines(&out)
+        .iter()
+        .map(|v| v["prompt"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(prompts, ["今天", "天气"], "{stderr}");
     fails(
         generate_cmd(&f, "丹枫江冷人初去", 12).args(["--preset", "couplet"]),
         "the prompt: --max-length 12 leaves room for 3 of the lower line's 7 characters ([CLS] and the prompt take 9); use --max-length 17 or more",

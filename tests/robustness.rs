@@ -702,3 +702,21 @@ fn messages_name_the_users_files_never_a_temporary() {
     let config = std::fs::read_to_string(d.path().join("uer_config.json")).unwrap();
     assert!(config.contains("\"hidden_size\": 128"), "{config}");
 }
+
+#[test]
+fn inspect_of_an_unknown_layout_says_what_to_do() {
+    let views = common::shared().join("fixtures/torch_formats/views.bin");
+    let out = ok(uerzoo().arg("inspect").arg(&views));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let model = text
+        .lines()
+        .find(|l| l.starts_with("model:"))
+        .unwrap_or_else(|| panic!("no model line:\n{text}"));
+    assert!(model.contains("not detected"), "{model}");
+    // `inspect` has no `--arch`; the hint names the command that has.
+    assert!(!model.contains("pass --arch"), "{model}");
+    assert!(
+        model.contains("uerzoo convert") && model.contains("--arch"),
+        "{model}"
+    );
+}

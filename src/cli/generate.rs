@@ -285,18 +285,24 @@ fn read_prompts(args: &Args) -> anyhow::Result<Vec<(String, String)>> {
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
     };
     let mut prompts = Vec::new();
+    let mut blank = Vec::new();
     for (n, line) in content.lines().enumerate() {
         let text = line.trim();
-        anyhow::ensure!(
-            !text.is_empty(),
-            "{} line {} is empty; write a prompt there or remove the line",
-            file.display(),
-            n + 1
-        );
+        if text.is_empty() {
+            blank.push((n + 1).to_string());
+            continue;
+        }
         prompts.push((
             text.to_owned(),
             format!("{} line {}", file.display(), n + 1),
         ));
+    }
+    if !blank.is_empty() && !prompts.is_empty() {
+        eprintln!(
+            "note: {} line(s) {} are blank; skipped",
+            file.display(),
+            blank.join(", ")
+        );
     }
     anyhow::ensure!(
         !prompts.is_empty(),

@@ -257,7 +257,12 @@ fn commands(out: &mut String, title: &str, cmds: &[uerzoo::registry::Command], e
     }
     let _ = writeln!(out, "\n{title}");
     for c in cmds {
-        let _ = writeln!(out, "  # {}\n  {}", c.what, c.render(e));
+        let command = c.render(e);
+        // A family's usage lists conversion for all its members; not every one converts.
+        if command.contains("--to hf") && !e.arch.has_hf_counterpart() {
+            continue;
+        }
+        let _ = writeln!(out, "  # {}\n  {command}", c.what);
     }
 }
 

@@ -44,7 +44,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // What the conversion layer makes of the names (a model file or not).
     let detected = uerzoo::convert::detect(&ck)
         .map(|d| (d.family.to_string(), d.source.to_string(), d.layers))
-        .map_err(|e| e.to_string());
+        .map_err(not_detected);
     match &detected {
         Ok((family, naming, layers)) => {
             summary["family"] = family.as_str().into();
@@ -81,6 +81,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("memory:     {}", mem.join(", "));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Why the family was not detected, with what to do (`inspect` itself has no `--arch`).
+fn not_detected(e: uerzoo::convert::ConvertError) -> String {
+    match e {
+        uerzoo::convert::ConvertError::UnknownFamily { sample, .. } => format!(
+            "the keys match no family uerzoo converts (first keys: {sample}); if it is a \
+             bert, roberta, word-roberta, gpt2 or albert model, name it to convert: \
+             `uerzoo convert FILE OUT --to hf --arch bert`"
+        ),
+        e => e.to_string(),
+    }
 }
 
 /// Peak and current memory of this process in KiB, from `/proc/self/status` (Linux only):

@@ -109,6 +109,12 @@ impl Arch {
             Arch::Lstm => "lstm",
         }
     }
+
+    /// Whether `uerzoo convert --to hf` maps it (the 2019 GPT and the LSTMs have no
+    /// Huggingface counterpart).
+    pub fn has_hf_counterpart(self) -> bool {
+        matches!(self, Arch::Bert | Arch::Albert | Arch::Gpt2)
+    }
 }
 
 /// The UER-py training options a weight was made with (the command-line flags of the seed's
