@@ -22,7 +22,7 @@ use crate::checkpoint::{Checkpoint, Tensor as CkptTensor};
 use crate::convert::Naming;
 use crate::kernels;
 use crate::model::backend::{BackendJob, run_on};
-use crate::model::encoder::activate;
+use crate::model::heads::Decoder;
 use crate::model::layer_norm::LayerNorm;
 use crate::model::load::keys;
 use crate::model::{DeviceSpec, MaskKind, Model, ModelConfig, load_model};
@@ -907,63 +907,37 @@ fn ints<B: Backend, const D: usize>(
     Tensor::from_data(TensorData::new(v.to_vec(), shape), device)
 }
 
-/// The decoder to the vocabulary: the word embedding's transpose when tied.
-fn decode<B: Backend>(
-    model: &Model<B>,
-    x: Tensor<B, 2>,
-    out: &Linear<B>,
-    tied: bool,
-) -> Tensor<B, 2> {
-    if !tied {
-        return kernels::linear(out, x);
-    }
-    let y = x.matmul(model.embedding.word.val().transpose());
-    match &out.bias {
-        Some(b) => y + b.val().unsqueeze(),
-        None => y,
-    }
-}
-
 fn losses<B: Backend>(
     model: &Model<B>,
     tied: bool,
     batch: &HostBatch,
     dropout: f64,
     device: &B::Device,
-) -> Losses<B> {
+) -> Result<Losses<B>, TrainError> {
     let (b, l) = (batch.b, batch.l);
     let ids = ints::<B, 2>(&batch.ids, [b, l], device);
     let seg = ints::<B, 2>(&batch.seg, [b, l], device);
-    let hidden = model.encode_with_dropout(ids, seg, dropout);
-    let h = hidden.dims()[2];
-    let m = batch.pos.len();
-    let picked = hidden
-        .clone()
-        .reshape([b * l, h])
-        .select(0, ints::<B, 1>(&batch.pos, [m], device));
-    let logits = if let Some(head) = &model.mlm {
-        let x = activate(kernels::linear(&head.linear_1, picked), head.act);
-        let x = head.layer_norm.forward(x);
-        decode(model, x, &head.linear_2, tied)
+    let decoder = if tied {
+        Decoder::WordEmbedding
     } else {
-        let head = model.lm.as_ref().expect("an lm head for target lm");
-        decode(model, picked, &head.output_layer, tied)
+        Decoder::Own
     };
-    let (main_loss, correct) = kernels::cross_entropy(logits, &batch.tgt);
+    let picked = ints::<B, 1>(&batch.pos, [batch.pos.len()], device);
+    let out = model.target_logits(ids, seg, picked, !batch.nsp.is_empty(), dropout, decoder)?;
+    let (main_loss, correct) = kernels::cross_entropy(out.tokens, &batch.tgt);
     let (mut loss, mut sp_loss, mut sp_correct) = (main_loss.clone(), None, None);
-    if let (Some(sp), false) = (&model.sp, batch.nsp.is_empty()) {
-        let logits = sp.forward(hidden);
+    if let Some(logits) = out.sp {
         let (l2, c2) = kernels::cross_entropy(logits, &batch.nsp);
         loss = loss + l2.clone();
         (sp_loss, sp_correct) = (Some(l2), Some(c2));
     }
-    Losses {
+    Ok(Losses {
         loss,
         main_loss,
         correct,
         sp_loss,
         sp_correct,
-    }
+    })
 }
 
 /// UER's AdamW over the model's parameters in visiting order, with the state kept by that
@@ -1136,7 +1110,7 @@ fn train<A: AutodiffBackend>(
             .wrapping_add((rank as u64) << 32);
         A::seed(&device, dseed);
         crate::kernels::seed(dseed);
-        let l = losses(&model, tied, &batch, dropout, &device);
+        let l = losses(&model, tied, &batch, dropout, &device)?;
         let k = opts.accumulation_steps;
         let scaled = if k > 1 {
             l.loss.clone().div_scalar(k as f64)
