@@ -339,66 +339,74 @@ fn bad_input_fails_before_training_with_file_and_line() {
     );
 }
 
-/// One forward: 20 training steps (160 rows, batch 8, dropout on), then the saved weights,
-/// read back from the `.bin`, run through the model's own inference forward
-/// ([`Model::classify`] with p = 0, no trainer code) give the trainer's evaluation logits.
+/// One forward, for each pooling rule: 20 training steps (160 rows, batch 8, dropout on),
+/// then `predict` — the saved `.bin` read back, the model's own head in inference mode, no
+/// trainer code — gives the trainer's evaluation logits. `first` and `mean` on `roberta_v1`
+/// (fully-visible mask), `last` on `gpt2_v1` (UER-py's run_classifier on GPT-2 weights:
+/// causal mask, the last real token).
 #[test]
-fn twenty_steps_then_the_models_own_forward_gives_the_trainers_eval_logits() {
-    use burn::tensor::{Tensor, TensorData};
-    use uerzoo::model::heads::pool_weights;
-    use uerzoo::model::{Cpu, load_model};
-    let opened = open_model(&fixture().join("uer_model.bin"), None).unwrap();
-    let mut data = task(64, "dev.tsv");
-    let keep = 160;
-    data.train.ids.truncate(keep * 64);
-    data.train.segment.truncate(keep * 64);
-    data.train.labels.truncate(keep);
-    let opts = FinetuneOptions {
-        epochs: 1,
-        batch_size: 8,
-        learning_rate: 3e-4,
-        pooling: uerzoo::model::Pooling::Mean,
-        ..Default::default()
-    };
-    let r = finetune(
-        &opened,
-        &data,
-        &opts,
-        DeviceSpec::Cpu,
-        &NoProgress,
-        &mut |_| {},
-    )
-    .unwrap();
-    assert_eq!(r.epochs[0].batch_losses.len(), 20, "20 steps");
-    assert_eq!(r.dev_logits.len(), data.dev.len());
+fn twenty_steps_then_predict_gives_the_trainers_eval_logits_for_every_pooling() {
+    use uerzoo::model::Pooling;
+    use uerzoo::train::predict;
+    let cases = [
+        ("roberta_v1", Pooling::First),
+        ("roberta_v1", Pooling::Mean),
+        ("gpt2_v1", Pooling::Last),
+    ];
+    for (name, pooling) in cases {
+        let fixture = common::uer_fixture(name);
+        let opened = open_model(&fixture.join("uer_model.bin"), None).unwrap();
+        let tok =
+            Tokenizer::from_vocab_file(fixture.join("vocab.txt"), TokenizerOptions::uer()).unwrap();
+        let train = Dataset::read(&small("train.tsv"), true).unwrap();
+        let dev = Dataset::read(&small("dev.tsv"), true).unwrap();
+        let mut data = TaskData {
+            labels_num: train.labels_num().unwrap(),
+            train: train.encode(&tok, 64),
+            dev: dev.encode(&tok, 64),
+            test: None,
+        };
+        let keep = 160;
+        data.train.ids.truncate(keep * 64);
+        data.train.segment.truncate(keep * 64);
+        data.train.labels.truncate(keep);
+        let opts = FinetuneOptions {
+            epochs: 1,
+            batch_size: 8,
+            learning_rate: 3e-4,
+            pooling,
+            ..Default::default()
+        };
+        let r = finetune(
+            &opened,
+            &data,
+            &opts,
+            DeviceSpec::Cpu,
+            &NoProgress,
+            &mut |_| {},
+        )
+        .unwrap();
+        assert_eq!(
+            r.epochs[0].batch_losses.len(),
+            20,
+            "{name} {pooling}: 20 steps"
+        );
+        assert_eq!(r.dev_logits.len(), data.dev.len());
 
-    let dir = tempfile::tempdir().unwrap();
-    let bin = dir.path().join("ft.bin");
-    uerzoo::train::save::save_uer(&r.checkpoint, uerzoo::convert::Naming::V1, &bin, false).unwrap();
-    let reopened = open_model(&bin, Some(&fixture().join("uer_config.json"))).unwrap();
-    let device = Default::default();
-    let (mut model, _) =
-        load_model::<Cpu>(&reopened.checkpoint, &reopened.config, &device).unwrap();
-    model.classifier.as_mut().expect("the saved head").pooling = opts.pooling;
-    let (n, seq) = (data.dev.len(), data.dev.seq);
-    let rows: Vec<usize> = (0..n).collect();
-    let mut worst = 0f32;
-    for chunk in rows.chunks(opts.batch_size) {
-        let (ids, seg, _) = data.dev.gather(chunk);
-        let pool = pool_weights(&seg, chunk.len(), seq, opts.pooling)
-            .map(|w| Tensor::from_data(TensorData::new(w, [chunk.len(), seq]), &device));
-        let (ids, seg) = model.inputs(&ids, &seg, chunk.len(), seq, &device).unwrap();
-        let got = model.classify(ids, seg, pool, 0.0).unwrap();
-        let got = got.into_data().to_vec::<f32>().unwrap();
-        let labels = r.dev_logits[0].len();
-        for (j, &row) in chunk.iter().enumerate() {
-            for (a, b) in got[j * labels..(j + 1) * labels]
-                .iter()
-                .zip(&r.dev_logits[row])
-            {
-                worst = worst.max((a - b).abs());
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("ft.bin");
+        uerzoo::train::save::save_uer(&r.checkpoint, uerzoo::convert::Naming::V1, &bin, false)
+            .unwrap();
+        let reopened = open_model(&bin, Some(&fixture.join("uer_config.json"))).unwrap();
+        let got = predict(&reopened, &data.dev, pooling, 5, DeviceSpec::Cpu).unwrap();
+        assert_eq!(got.logits.len(), r.dev_logits.len());
+        let mut worst = 0f32;
+        for (a, b) in got.logits.iter().zip(&r.dev_logits) {
+            assert_eq!(a.len(), b.len());
+            for (x, y) in a.iter().zip(b) {
+                worst = worst.max((x - y).abs());
             }
         }
+        assert!(worst <= 1e-6, "{name} {pooling}: max |Δlogit| {worst:e}");
     }
-    assert!(worst <= 1e-6, "max |Δlogit| {worst:e}");
 }

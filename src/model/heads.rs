@@ -10,6 +10,41 @@ use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::{Tensor, backend::Backend};
 
+/// Which weight a head decodes to the vocabulary with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Decoder {
+    /// The head's own `linear_2` / `output_layer`. A tied one is loaded as the word
+    /// embedding's storage, so this is also the tied decoder for inference.
+    #[default]
+    Own,
+    /// The word embedding parameter itself (`x·Eᵀ` + the head's bias): training a tied
+    /// model, so that the one parameter receives the gradients of both uses.
+    WordEmbedding,
+}
+
+/// `x·W + b` to the vocabulary over the last dimension of `x`: the head's `out` layer, or
+/// with `word` (`[vocab, emb]`, [`Decoder::WordEmbedding`]) its transpose and `out`'s bias.
+fn decode<B: Backend, const D: usize>(
+    out: &Linear<B>,
+    x: Tensor<B, D>,
+    word: Option<Tensor<B, 2>>,
+) -> Tensor<B, D> {
+    let Some(word) = word else {
+        return kernels::linear(out, x);
+    };
+    let dims = x.dims();
+    let e = dims[D - 1];
+    let rows = dims[..D - 1].iter().product::<usize>();
+    let y = x.reshape([rows, e]).matmul(word.transpose());
+    let y = match &out.bias {
+        Some(b) => y + b.val().unsqueeze(),
+        None => y,
+    };
+    let mut shape = dims;
+    shape[D - 1] = y.dims()[1];
+    y.reshape(shape)
+}
+
 /// Masked-language-model head: linear → act → LN → decoder (+ bias) to the vocabulary.
 /// A tied decoder holds the word embedding's transpose.
 #[derive(Module, Debug)]
@@ -22,10 +57,21 @@ pub struct MlmHead<B: Backend> {
 }
 
 impl<B: Backend> MlmHead<B> {
-    /// `[batch, seq, hidden]` → logits `[batch, seq, vocab]`.
+    /// `[batch, seq, hidden]` → logits `[batch, seq, vocab]` (inference).
     pub fn forward(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
-        let x = activate(kernels::linear(&self.linear_1, hidden), self.act);
-        kernels::linear(&self.linear_2, self.layer_norm.forward(x))
+        self.logits(hidden, None)
+    }
+
+    /// `[…, hidden]` → `[…, vocab]` (any rank: the pretrainer runs only the masked rows),
+    /// decoding with `linear_2`, or with `word` (`[vocab, emb]`) when given
+    /// ([`Decoder::WordEmbedding`]).
+    pub fn logits<const D: usize>(
+        &self,
+        x: Tensor<B, D>,
+        word: Option<Tensor<B, 2>>,
+    ) -> Tensor<B, D> {
+        let x = activate(kernels::linear(&self.linear_1, x), self.act);
+        decode(&self.linear_2, self.layer_norm.forward(x), word)
     }
 }
 
@@ -54,9 +100,19 @@ pub struct LmHead<B: Backend> {
 }
 
 impl<B: Backend> LmHead<B> {
-    /// `[batch, seq, hidden]` → logits `[batch, seq, vocab]`.
+    /// `[batch, seq, hidden]` → logits `[batch, seq, vocab]` (inference).
     pub fn forward(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
-        kernels::linear(&self.output_layer, hidden)
+        self.logits(hidden, None)
+    }
+
+    /// `[…, hidden]` → `[…, vocab]`, decoding with `output_layer`, or with `word`
+    /// (`[vocab, hidden]`) when given ([`Decoder::WordEmbedding`]).
+    pub fn logits<const D: usize>(
+        &self,
+        x: Tensor<B, D>,
+        word: Option<Tensor<B, 2>>,
+    ) -> Tensor<B, D> {
+        decode(&self.output_layer, x, word)
     }
 }
 
@@ -196,6 +252,44 @@ impl<B: Backend> ClassifierHead<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_word_embedding_decodes_as_the_tied_decoder_loads() {
+        // A tied model (decoders left out of the file): inference decodes with the loaded
+        // `linear_2`/`output_layer` (the word embedding's storage), training with the word
+        // embedding parameter; both give the same logits, for rows and for sequences.
+        for causal in [false, true] {
+            let json = serde_json::json!({"hidden_size": 16, "heads_num": 2, "layers_num": 1,
+                "feedforward_size": 32, "mask": if causal { "causal" } else { "fully_visible" }});
+            let mut cfg = crate::model::ModelConfig::from_uer_json(&json).unwrap();
+            (cfg.vocab_size, cfg.max_seq_length) = (30, 8);
+            let mut ckpt = crate::model::random_checkpoint(&cfg, 5);
+            ckpt.tensors.retain(|(n, _)| {
+                n != "target.mlm.linear_2.weight" && n != "target.lm.output_layer.weight"
+            });
+            let dev = Default::default();
+            let (model, report) =
+                crate::model::load_model::<crate::model::Cpu>(&ckpt, &cfg, &dev).unwrap();
+            assert_eq!(report.tied.len(), 1, "{:?}", report.tied);
+            let (ids, seg) = model
+                .inputs(&[1, 5, 7, 9, 2, 3], &[1, 1, 1, 1, 1, 1], 2, 3, &dev)
+                .unwrap();
+            let hidden = model.encode(ids, seg);
+            let own = model.token_logits(hidden.clone(), Decoder::Own).unwrap();
+            let word = model
+                .token_logits(hidden.clone(), Decoder::WordEmbedding)
+                .unwrap();
+            let rows = model
+                .token_logits(hidden.reshape([6, 16]), Decoder::WordEmbedding)
+                .unwrap();
+            let own = own.into_data().to_vec::<f32>().unwrap();
+            for other in [word.into_data(), rows.into_data()] {
+                for (a, b) in own.iter().zip(other.to_vec::<f32>().unwrap()) {
+                    assert!((a - b).abs() <= 1e-5, "causal {causal}: {a} vs {b}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn pooling_weights_cover_real_tokens() {

@@ -26,7 +26,7 @@ pub use heads::Pooling;
 pub use load::{LoadReport, load_model, random_checkpoint};
 pub use open::{OpenedModel, open_model};
 pub use tasks::{Batch, ForwardOutput, HostTensor};
-pub use transformer::{Model, ModelOutput};
+pub use transformer::{Model, ModelOutput, TargetLogits};
 
 use std::path::PathBuf;
 

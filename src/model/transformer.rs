@@ -6,7 +6,7 @@
 use super::ModelError;
 use super::config::{MaskKind, ModelConfig};
 use super::encoder::Encoder;
-use super::heads::{ClassifierHead, LmHead, MlmHead, SpHead};
+use super::heads::{ClassifierHead, Decoder, LmHead, MlmHead, SpHead};
 use super::kv_cache::KvCache;
 use super::layer_norm::LayerNorm;
 use burn::module::{Module, Param};
@@ -64,6 +64,16 @@ pub struct ModelOutput<B: Backend> {
     pub hidden: Tensor<B, 3>,
     /// The pretraining head's logits, `[batch, seq, vocab]` (MLM if present, else LM).
     pub logits: Option<Tensor<B, 3>>,
+}
+
+/// What the pretraining targets predict from one forward ([`Model::target_logits`]).
+#[derive(Debug, Clone)]
+pub struct TargetLogits<B: Backend> {
+    /// The token head's logits (MLM, else LM) at the picked positions, `[picked, vocab]`.
+    pub tokens: Tensor<B, 2>,
+    /// Sentence prediction (NSP/SOP) from the first token, `[batch, 2]`, when asked for and
+    /// the model has the head.
+    pub sp: Option<Tensor<B, 2>>,
 }
 
 /// A zoo model: embedding, encoder and whichever heads its weights contain.
@@ -134,15 +144,55 @@ impl<B: Backend> Model<B> {
         Ok(head.forward(self.encode_with_dropout(ids, segment, p), pool_w))
     }
 
-    /// Hidden states and the pretraining head's logits.
+    /// Hidden states and the pretraining head's logits (inference).
     pub fn forward(&self, ids: Tensor<B, 2, Int>, segment: Tensor<B, 2, Int>) -> ModelOutput<B> {
         let hidden = self.encode(ids, segment);
-        let logits = match (&self.mlm, &self.lm) {
-            (Some(mlm), _) => Some(mlm.forward(hidden.clone())),
-            (None, Some(lm)) => Some(lm.forward(hidden.clone())),
-            (None, None) => None,
-        };
+        let logits = self.token_logits(hidden.clone(), Decoder::Own);
         ModelOutput { hidden, logits }
+    }
+
+    /// The token head — MLM if the model has one, else LM — on `x` (`[…, hidden]`, any
+    /// rank) → `[…, vocab]`, decoding as `decoder` says; `None` without either head.
+    pub fn token_logits<const D: usize>(
+        &self,
+        x: Tensor<B, D>,
+        decoder: Decoder,
+    ) -> Option<Tensor<B, D>> {
+        let word = (decoder == Decoder::WordEmbedding).then(|| self.embedding.word.val());
+        match (&self.mlm, &self.lm) {
+            (Some(mlm), _) => Some(mlm.logits(x, word)),
+            (None, Some(lm)) => Some(lm.logits(x, word)),
+            (None, None) => None,
+        }
+    }
+
+    /// The pretraining targets (UER-py's `mlm`, `bert`, `lm`) on the one forward: the
+    /// encoder with dropout `p`, the token head ([`Self::token_logits`]) on the flat
+    /// positions `picked` (`row·seq + col`) only, and sentence prediction on the first
+    /// token when `sp` is set and the model has that head. Fails without a token head.
+    pub fn target_logits(
+        &self,
+        ids: Tensor<B, 2, Int>,
+        segment: Tensor<B, 2, Int>,
+        picked: Tensor<B, 1, Int>,
+        sp: bool,
+        p: f64,
+        decoder: Decoder,
+    ) -> Result<TargetLogits<B>, ModelError> {
+        let hidden = self.encode_with_dropout(ids, segment, p);
+        let [b, s, h] = hidden.dims();
+        let rows = hidden.clone().reshape([b * s, h]).select(0, picked);
+        let tokens = self.token_logits(rows, decoder).ok_or_else(|| {
+            ModelError::Input(
+                "the model has no MLM or LM head (`target.mlm.*` / `target.lm.output_layer`)"
+                    .into(),
+            )
+        })?;
+        let sp = match (&self.sp, sp) {
+            (Some(head), true) => Some(head.forward(hidden)),
+            _ => None,
+        };
+        Ok(TargetLogits { tokens, sp })
     }
 
     /// The additive attention mask `[batch|1, 1, seq, past + seq]` (0 visible, −10000

@@ -214,39 +214,55 @@ pub fn nll_loss<B: Backend>(logits: Tensor<B, 2>, labels: &[i64]) -> Tensor<B, 1
 mod tests {
     use super::*;
 
-    fn tiny_model(pre_ln: bool) -> Model<crate::model::Cpu> {
+    fn tiny_model<B: Backend>(pre_ln: bool, pooling: Pooling, dev: &B::Device) -> Model<B> {
         let json = serde_json::json!({"hidden_size": 16, "heads_num": 2, "layers_num": 2, "feedforward_size": 32,
             "layernorm_positioning": if pre_ln { "pre" } else { "post" }});
         let mut cfg = crate::model::ModelConfig::from_uer_json(&json).unwrap();
         (cfg.vocab_size, cfg.max_seq_length) = (30, 8);
         let ckpt = crate::model::random_checkpoint(&cfg, 3);
-        let dev = Default::default();
-        let (mut model, _) =
-            crate::model::load_model::<crate::model::Cpu>(&ckpt, &cfg, &dev).unwrap();
-        model.classifier = Some(init_head(16, 3, Pooling::First, 1, &dev));
+        let (mut model, _) = crate::model::load_model::<B>(&ckpt, &cfg, dev).unwrap();
+        model.classifier = Some(init_head(16, 3, pooling, 1, dev));
         model
     }
 
     #[test]
-    fn training_forward_equals_inference_when_nothing_drops() {
-        // The dropout path (own layer loop) must compute what the model's encoder computes.
+    fn the_training_forward_equals_inference_when_nothing_drops() {
+        // Fine-tuning runs `Model::classify` on the autodiff backend (the fused kernels'
+        // autodiff paths) with every dropout site live; inference runs it on the plain
+        // backend with p = 0 (the sites skipped). With p so small that nothing drops, the
+        // two give the same logits, for every pooling and both LayerNorm placements.
+        type Ad = burn::backend::Autodiff<crate::model::Cpu>;
+        let (b, s) = (2, 8);
+        let ids = [1i64, 5, 7, 9, 2, 0, 0, 0, 1, 3, 4, 6, 8, 10, 12, 2];
+        let seg = [1i64, 1, 1, 1, 1, 0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 2];
+        let dev = Default::default();
         for pre_ln in [false, true] {
-            let model = tiny_model(pre_ln);
-            let dev = Default::default();
-            let ids = [1i64, 5, 7, 9, 2, 0, 0, 0, 1, 3, 4, 6, 8, 10, 12, 2];
-            let seg = [1i64, 1, 1, 1, 1, 0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 2];
-            let (i, s) = model.inputs(&ids, &seg, 2, 8, &dev).unwrap();
-            let want = host(model.encode(i.clone(), s.clone())).1;
-            let got = host(model.encode_with_dropout(i, s, 1e-12)).1;
-            for (a, b) in want.iter().zip(&got) {
-                assert!((a - b).abs() < 1e-4, "pre_ln {pre_ln}: {a} vs {b}");
+            for pooling in [Pooling::First, Pooling::Mean, Pooling::Max, Pooling::Last] {
+                let w = crate::model::heads::pool_weights(&seg, b, s, pooling);
+                let inference = tiny_model::<crate::model::Cpu>(pre_ln, pooling, &dev);
+                let (i, g) = inference.inputs(&ids, &seg, b, s, &dev).unwrap();
+                let pool = w
+                    .clone()
+                    .map(|w| Tensor::from_data(TensorData::new(w, [b, s]), &dev));
+                let want = host(inference.classify(i, g, pool, 0.0).unwrap()).1;
+                let training = tiny_model::<Ad>(pre_ln, pooling, &dev);
+                let (i, g) = training.inputs(&ids, &seg, b, s, &dev).unwrap();
+                let pool = w.map(|w| Tensor::from_data(TensorData::new(w, [b, s]), &dev));
+                let got = host(training.classify(i, g, pool, 1e-12).unwrap()).1;
+                assert_eq!(want.len(), b * 3);
+                for (x, y) in want.iter().zip(&got) {
+                    assert!(
+                        (x - y).abs() < 1e-4,
+                        "pre_ln {pre_ln} {pooling}: {x} vs {y}"
+                    );
+                }
             }
         }
     }
 
     #[test]
     fn checkpoint_round_trips_the_head() {
-        let model = tiny_model(false);
+        let model = tiny_model::<crate::model::Cpu>(false, Pooling::First, &Default::default());
         let ckpt = to_checkpoint(&model);
         assert!(
             ckpt.get(keys::WORD).is_some()

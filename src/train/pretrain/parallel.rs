@@ -1,0 +1,143 @@
+//! The data-parallel driver: one replica per device, gradients all-reduced (`burn::collective`).
+
+use super::checks::{check, check_resume};
+use super::heads_init::untie_for_loading;
+use super::state::OptimState;
+use super::train_loop::Job;
+use super::{PretrainOptions, PretrainResult, StepReport};
+use crate::checkpoint::Checkpoint;
+use crate::model::backend::run_on;
+use crate::model::{DeviceSpec, ModelConfig};
+use crate::progress::Progress;
+use crate::train::TrainError;
+use crate::train::dataset::DatasetFile;
+use burn::module::{ModuleMapper, Param};
+use burn::tensor::Tensor;
+use burn::tensor::backend::AutodiffBackend;
+use std::path::Path;
+
+/// [`pretrain`](super::pretrain) data-parallel over `devices` (all CPU or all CUDA), through Burn's
+/// collective operations (`burn::collective`): one thread and one model replica per device,
+/// each batch split by rows across the replicas, the gradients averaged with
+/// `GradientsParams::all_reduce` before the identical optimizer step on every replica
+/// (UER-py's DistributedDataParallel does the same). Rank 0 reports and writes the
+/// checkpoints. `opts.batch_size` is the global batch.
+#[allow(clippy::too_many_arguments)]
+pub fn pretrain_data_parallel(
+    ckpt: &Checkpoint,
+    config: &ModelConfig,
+    ds: &DatasetFile,
+    opts: &PretrainOptions,
+    output: &Path,
+    resume: Option<OptimState>,
+    devices: &[DeviceSpec],
+    progress: &dyn Progress,
+    on_report: &mut dyn FnMut(&StepReport),
+) -> Result<PretrainResult, TrainError> {
+    check(ds, config, ckpt, opts)?;
+    check_resume(&resume, opts, ds)?;
+    let world = devices.len();
+    if world < 2 {
+        return Err(TrainError::Options(
+            "data-parallel pretraining needs at least two devices".into(),
+        ));
+    }
+    if let Some(d) = devices.iter().find(|d| d.backend() != devices[0].backend()) {
+        return Err(TrainError::Options(format!(
+            "--devices mixes {} and {}; give devices of one backend",
+            devices[0].backend(),
+            d.backend()
+        )));
+    }
+    if opts.batch_size < world {
+        return Err(TrainError::Options(format!(
+            "--batch-size {} is smaller than the {world} devices; each needs at least one row",
+            opts.batch_size
+        )));
+    }
+    let ckpt = &untie_for_loading(ckpt, opts.target);
+    std::thread::scope(|scope| {
+        let others: Vec<_> = (1..world)
+            .map(|rank| {
+                let (device, resume) = (devices[rank], resume.clone());
+                scope.spawn(move || {
+                    let mut quiet = |_: &StepReport| {};
+                    run_on(
+                        device,
+                        Job {
+                            ckpt,
+                            config,
+                            ds,
+                            opts,
+                            output,
+                            resume,
+                            progress: &crate::progress::NoProgress,
+                            on_report: &mut quiet,
+                            peer: Some(Peer { rank, world }),
+                        },
+                    )
+                })
+            })
+            .collect();
+        let first = run_on(
+            devices[0],
+            Job {
+                ckpt,
+                config,
+                ds,
+                opts,
+                output,
+                resume,
+                progress,
+                on_report,
+                peer: Some(Peer { rank: 0, world }),
+            },
+        );
+        let mut result = first.map_err(TrainError::from).and_then(|r| r);
+        for handle in others {
+            let other = match handle.join() {
+                Ok(r) => r.map_err(TrainError::from).and_then(|r| r.map(|_| ())),
+                Err(_) => Err(TrainError::Options(
+                    "a data-parallel worker panicked".into(),
+                )),
+            };
+            if let (Ok(_), Err(e)) = (&result, other) {
+                result = Err(e);
+            }
+        }
+        result
+    })
+}
+
+/// This replica's place in a data-parallel run.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Peer {
+    pub(super) rank: usize,
+    pub(super) world: usize,
+}
+
+impl Peer {
+    pub(super) fn id(&self) -> burn::collective::PeerId {
+        burn::collective::PeerId::from(self.rank)
+    }
+}
+
+pub(super) fn collective_err(e: burn::collective::CollectiveError) -> TrainError {
+    TrainError::Options(format!("data-parallel all-reduce failed: {e:?}"))
+}
+
+/// Gives the parameters ids 0, 1, 2, … in visiting order, so that the replicas of a
+/// data-parallel run (each loaded on its own thread) name their gradients alike: the
+/// all-reduce pairs gradients by id.
+pub(super) struct RenumberParams {
+    pub(super) next: u64,
+}
+
+impl<B: AutodiffBackend> ModuleMapper<B> for RenumberParams {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let (_, tensor, mapper) = param.consume();
+        let id = burn::module::ParamId::from(self.next);
+        self.next += 1;
+        Param::from_mapped_value(id, tensor, mapper)
+    }
+}
