@@ -13,6 +13,9 @@ const EMB_TOL: f32 = 1e-5;
 /// Fill-mask probabilities vs the CLI: the same forward pass on the same ids.
 const PROB_TOL: f32 = 1e-6;
 const PROMPT: &str = "今天天气很好";
+/// Held by the tests that load the CPU most and by the browser test, whose page streams in
+/// real time: on two cores a parallel run of the others can outlast chromium's budget.
+static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 struct Server {
     child: Child,
@@ -488,15 +491,133 @@ async fn sigterm_drains_in_flight_requests() {
     );
 }
 
+/// 20 upper lines, some with punctuation inside (from `tests/generate.rs`).
+const UPPER_LINES: [&str; 20] = [
+    "白日依山尽",
+    "春风得意，马蹄疾",
+    "丹枫江冷人初去",
+    "天增岁月人增寿",
+    "海阔凭鱼跃",
+    "日月同辉，山河共寿",
+    "风调雨顺",
+    "春回大地，万象更新",
+    "清泉石上流，竹喧归浣女",
+    "千里莺啼绿映红",
+    "事事如意，年年有余",
+    "江山如画",
+    "莫等闲、白了少年头",
+    "鸟语花香，山清水秀",
+    "水光潋滟晴方好",
+    "好读书，不求甚解",
+    "一元复始，万象更新",
+    "瑞雪兆丰年",
+    "绿水青山，枕上诗书闲处好",
+    "欢度春节",
+];
+
+/// The lower line has the upper line's length, its punctuation at the same places and a
+/// Chinese character everywhere else.
+fn assert_fits(upper: &str, lower: &str) {
+    let (u, l): (Vec<char>, Vec<char>) = (upper.chars().collect(), lower.chars().collect());
+    assert_eq!(u.len(), l.len(), "{upper} - {lower}");
+    for (a, b) in u.iter().zip(&l) {
+        if uerzoo::tokenizer::is_bert_punctuation(*a) {
+            assert_eq!(a, b, "punctuation in place: {upper} - {lower}");
+        } else {
+            assert!(
+                uerzoo::tokenizer::is_cjk(*b),
+                "a Chinese character: {upper} - {lower}"
+            );
+        }
+    }
+}
+
+/// Couplets through the API are the CLI's: greedy lower lines equal `uerzoo generate
+/// --preset couplet --greedy`, sampled ones fit their upper lines and come best first.
+#[tokio::test]
+async fn couplet_completions_fit_their_upper_lines() {
+    let _heavy = HEAVY.lock().await;
+    let s = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("uppers.txt");
+    std::fs::write(&input, UPPER_LINES.join("\n")).unwrap();
+    let cli: Vec<serde_json::Value> = uerzoo(&[
+        "generate",
+        &fixture_model("gpt2_v1"),
+        "--input",
+        input.to_str().unwrap(),
+        "--preset",
+        "couplet",
+        "--greedy",
+        "--max-length",
+        "40",
+        "--json",
+    ])
+    .lines()
+    .map(|l| serde_json::from_str(l).unwrap())
+    .collect();
+    assert_eq!(cli.len(), 20);
+    let (status, c) = post(
+        &s,
+        "/v1/completions",
+        serde_json::json!({"model": "gpt2", "prompt": UPPER_LINES, "preset": "couplet", "temperature": 0}),
+    )
+    .await;
+    assert_eq!(status, 200, "{c}");
+    let choices = c["choices"].as_array().unwrap();
+    assert_eq!(choices.len(), 20);
+    for ((choice, rec), upper) in choices.iter().zip(&cli).zip(UPPER_LINES) {
+        let lower = choice["text"].as_str().unwrap();
+        assert_fits(upper, lower);
+        assert_eq!(lower, rec["continuation"], "{upper}: the CLI's lower line");
+        assert_eq!(choice["finish_reason"], "stop", "ends at [SEP]: {choice}");
+    }
+    // Sampled, two choices a line; streamed too.
+    for stream in [false, true] {
+        let body = serde_json::json!({"model": "gpt2", "prompt": UPPER_LINES, "preset": "couplet", "n": 2, "seed": 8, "stream": stream});
+        let r = json_post(s.url("/v1/completions"), &body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let mut lowers = vec![String::new(); 40];
+        if stream {
+            let events = sse_data(&r.text().await.unwrap());
+            for e in &events[..events.len() - 1] {
+                let chunk: serde_json::Value = serde_json::from_str(e).unwrap();
+                let ch = &chunk["choices"][0];
+                lowers[ch["index"].as_u64().unwrap() as usize] += ch["text"].as_str().unwrap();
+            }
+        } else {
+            for ch in json_of(r).await["choices"].as_array().unwrap() {
+                lowers[ch["index"].as_u64().unwrap() as usize] =
+                    ch["text"].as_str().unwrap().into();
+            }
+        }
+        for (i, lower) in lowers.iter().enumerate() {
+            assert_fits(UPPER_LINES[i / 2], lower);
+        }
+    }
+    let (status, e) = post(
+        &s,
+        "/v1/completions",
+        serde_json::json!({"model": "gpt2", "prompt": "白日依山尽", "preset": "couplet", "max_tokens": 3}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(e["error"]["param"], "max_tokens", "{e}");
+}
+
 /// Debian's chromium; `.ci/run` installs it with `fonts-noto-cjk`.
 const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// Headless chromium loads `/?demo=1` (the page writes a greedy couplet with `gpt2` and runs
-/// fill-mask with `roberta`, as a user clicking would), waits up to 5 s of virtual time and
+/// fill-mask with `roberta`, as a user clicking would), waits up to 30 s of virtual time and
 /// dumps the DOM; the streamed couplet and the fill-mask bars must be the API's. A
 /// screenshot goes to `target/tmp/serve_page.png`.
 #[tokio::test]
 async fn browser_page_writes_a_couplet_and_fills_a_mask() {
+    let _heavy = HEAVY.lock().await;
     if !std::path::Path::new(CHROMIUM).is_file() {
         // A fresh clone's tests pass without a browser; `.ci/run` installs one.
         eprintln!(
@@ -514,11 +635,7 @@ async fn browser_page_writes_a_couplet_and_fills_a_mask() {
     .await;
     assert_eq!(status, 200, "{c}");
     let lower = c["choices"][0]["text"].as_str().unwrap().to_string();
-    assert_eq!(
-        lower.matches("[UNK]").count(),
-        7,
-        "the fixture vocabulary: {lower}"
-    );
+    assert_fits(upper, &lower);
     let (_, m) = post(
         &s,
         "/v1/fill-mask",
@@ -544,14 +661,22 @@ async fn browser_page_writes_a_couplet_and_fills_a_mask() {
                 ])
                 .args(["--disable-component-update", "--disable-sync"])
                 .arg(format!("--user-data-dir={}", profile.path().display()))
-                .args(["--virtual-time-budget=5000", "--window-size=1100,900"])
+                .args(["--virtual-time-budget=30000", "--window-size=1100,900"])
                 .args(extra)
                 .arg(&page),
         );
         String::from_utf8_lossy(&out.stdout).to_string()
     };
-    let dom = chromium(&["--dump-dom"]);
     let couplet = format!(r#"<div class="cand done" id="cand-0">{upper} - {lower}</div>"#);
+    // Chromium's virtual time does not wait for a streamed answer: on a loaded machine the
+    // dump can come before the last event; three tries.
+    let mut dom = String::new();
+    for _ in 0..3 {
+        dom = chromium(&["--dump-dom"]);
+        if dom.contains(&couplet) {
+            break;
+        }
+    }
     assert!(
         dom.contains(&couplet),
         "no streamed couplet {couplet} in:\n{dom}"

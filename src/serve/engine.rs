@@ -2,7 +2,7 @@
 //! once on its backend and kept behind the object-safe [`Engine`], so request handlers
 //! never see a Burn type and several threads can run the same weights at once.
 
-use crate::generate::{self, GenerateError, GenerateOptions, Generated};
+use crate::generate::{self, Constraint, GenerateError, GenerateOptions, Generated};
 use crate::model::backend::{BackendJob, DeviceSpec, run_on};
 use crate::model::load::keys;
 use crate::model::open::OpenedModel;
@@ -42,11 +42,13 @@ pub trait Engine: Send + Sync {
     fn positions(&self) -> usize;
     /// Classifier labels (0 without a classifier head).
     fn labels(&self) -> usize;
-    /// Generates (see [`generate::generate_until`]).
+    /// Generates, each new token restricted by `constraint` when given (see
+    /// [`generate::generate_constrained_until`]).
     fn generate(
         &self,
         prompt: &[u32],
         opts: &GenerateOptions,
+        constraint: Option<&Constraint>,
         on_token: &mut dyn FnMut(usize, u32) -> ControlFlow<()>,
     ) -> Result<Vec<Generated>, GenerateError>;
     /// One vector per row, padded into one batch: `First` = the `[CLS]` state, `Mean` = the
@@ -156,9 +158,10 @@ impl<B: Backend> Engine for Loaded<B> {
         &self,
         prompt: &[u32],
         opts: &GenerateOptions,
+        constraint: Option<&Constraint>,
         on_token: &mut dyn FnMut(usize, u32) -> ControlFlow<()>,
     ) -> Result<Vec<Generated>, GenerateError> {
-        generate::generate_until(&self.model, prompt, opts, on_token)
+        generate::generate_constrained_until(&self.model, prompt, opts, constraint, on_token)
     }
 
     fn embed(&self, rows: &[Row], pooling: &[Pooling]) -> Result<Vec<Vec<f32>>, ModelError> {

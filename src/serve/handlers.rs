@@ -8,8 +8,9 @@ use super::error::ApiError;
 use super::metrics::{Metrics, Route, RouteStatus};
 use super::types::*;
 use super::{ServeOptions, ServedModel, web};
+use crate::generate::preset::Cut;
 use crate::generate::{
-    self, GenerateError, GenerateOptions, Preset, Sampling, StopReason, TextStream,
+    self, Constraint, GenerateError, GenerateOptions, Preset, Sampling, StopReason, TextStream,
 };
 use crate::model::Pooling;
 use crate::tokenizer::MASK_TOKEN;
@@ -340,10 +341,12 @@ fn generate_error(e: GenerateError) -> ApiError {
     }
 }
 
-/// One generation job: the prompt ids and the options of its choices.
+/// One generation job: the prompt ids, the options of its choices and, for couplets, the
+/// constraint that makes the lower line fit the upper one.
 struct Job {
     ids: Vec<u32>,
     opts: GenerateOptions,
+    constraint: Option<Constraint>,
 }
 
 enum Msg {
@@ -406,8 +409,8 @@ async fn completions(
             format!("n = {n}: expected 1 to {} choices", st.max_choices),
         ));
     }
-    let max_tokens = req.max_tokens.unwrap_or(16);
-    if max_tokens == 0 {
+    let max_tokens = req.max_tokens;
+    if max_tokens == Some(0) {
         return Err(ApiError::invalid(
             "max_tokens",
             "max_tokens = 0: expected at least 1",
@@ -448,7 +451,40 @@ async fn completions(
                 ids
             }
         };
-        if ids.len() + max_tokens > m.positions {
+        // As `uerzoo generate --preset couplet`: the lower line takes the upper line's
+        // length and punctuation places, then [SEP].
+        let constraint = match (preset.cut, text) {
+            (Cut::MatchUpper, Some(t)) => Some(
+                Constraint::match_line(&tok, preset.user_text(t))
+                    .map_err(|e| ApiError::invalid("prompt", format!("prompt[{i}]: {e}")))?,
+            ),
+            (Cut::MatchUpper, None) => {
+                return Err(ApiError::invalid(
+                    "prompt",
+                    "the couplet preset needs the upper line as text, not token ids; send `prompt` as a string",
+                ));
+            }
+            _ => None,
+        };
+        let need = constraint.as_ref().and_then(Constraint::min_new_tokens);
+        // A couplet's default is its whole lower line and [SEP]; otherwise OpenAI's 16.
+        let max_tokens = max_tokens.unwrap_or(need.map_or(16, |n| n + 1));
+        if let Some(need) = need
+            && max_tokens < need
+        {
+            return Err(ApiError::invalid(
+                "max_tokens",
+                format!(
+                    "max_tokens = {max_tokens} leaves room for {max_tokens} of prompt[{i}]'s {need} lower-line characters; use max_tokens {} or more (or leave it out)",
+                    need + 1
+                ),
+            ));
+        }
+        let Some(max_length) = ids
+            .len()
+            .checked_add(max_tokens)
+            .filter(|&l| l <= m.positions)
+        else {
             return Err(ApiError::invalid(
                 if ids.len() >= m.positions {
                     "prompt"
@@ -461,22 +497,27 @@ async fn completions(
                     m.positions
                 ),
             ));
-        }
-        let limit = text
-            .as_deref()
-            .and_then(|t| preset.new_token_limit(&tok, t));
+        };
+        let limit = match (&constraint, text) {
+            (None, Some(t)) => preset.new_token_limit(&tok, t),
+            _ => None,
+        };
         let opts = GenerateOptions {
-            max_length: ids.len() + max_tokens,
+            max_length,
             max_new_tokens: Some(limit.map_or(max_tokens, |l| l.min(max_tokens))),
             sampling,
             seed: seed.wrapping_add(i as u64),
             num_return: n,
-            stop_id: preset.stop_at_sep.then(|| tok.sep_id()),
+            stop_id: (preset.stop_at_sep || constraint.is_some()).then(|| tok.sep_id()),
             use_cache: true,
         };
         opts.validate(m.positions).map_err(generate_error)?;
         prompt_tokens += ids.len();
-        jobs.push(Job { ids, opts });
+        jobs.push(Job {
+            ids,
+            opts,
+            constraint,
+        });
     }
     let slot = st.slot()?;
     let (tx, rx) = mpsc::channel::<Msg>(1024);
@@ -486,6 +527,7 @@ async fn completions(
         .generated_tokens
         .get_or_create(&Metrics::model(&m.id))
         .clone();
+    let stream = req.stream;
     tokio::task::spawn_blocking(move || {
         for (p, job) in jobs.iter().enumerate() {
             let mut streams = vec![TextStream::default(); n];
@@ -510,8 +552,13 @@ async fn completions(
                     ControlFlow::Continue(())
                 }
             };
-            match engine.generate(&job.ids, &job.opts, &mut on_token) {
-                Ok(out) => {
+            match engine.generate(&job.ids, &job.opts, job.constraint.as_ref(), &mut on_token) {
+                Ok(mut out) => {
+                    // As the CLI, couplets best score first; a stream's choices keep the
+                    // order their tokens went out in.
+                    if job.constraint.is_some() && !stream {
+                        generate::rank(&mut out);
+                    }
                     for (k, g) in out.iter().enumerate() {
                         if g.stop == StopReason::Cancelled {
                             return;
