@@ -23,12 +23,23 @@ struct Server {
 }
 
 impl Server {
+    /// `gpt2` and `roberta`, the fixtures.
     fn start() -> Server {
         let f = |n: &str| common::uer_fixture(n).join("uer_model.bin");
+        Server::with(
+            &[
+                format!("gpt2={}", f("gpt2_v1").display()),
+                format!("roberta={}", f("roberta_v1").display()),
+            ],
+            &[],
+        )
+    }
+
+    /// `uerzoo serve MODELS… --port 0 … EXTRA…`.
+    fn with(models: &[String], extra: &[&str]) -> Server {
         let mut child = Command::new(common::uerzoo_bin())
             .arg("serve")
-            .arg(format!("gpt2={}", f("gpt2_v1").display()))
-            .arg(format!("roberta={}", f("roberta_v1").display()))
+            .args(models)
             .args([
                 "--host",
                 "127.0.0.1",
@@ -37,6 +48,7 @@ impl Server {
                 "--max-body-bytes",
                 "65536",
             ])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -694,4 +706,127 @@ async fn browser_page_writes_a_couplet_and_fills_a_mask() {
     let png = std::fs::read(&shot).expect("chromium wrote the screenshot");
     assert_eq!(&png[1..4], b"PNG");
     assert!(png.len() > 10_000, "a real page, {} bytes", png.len());
+}
+
+/// `book_review_small` rows: the first `n` of `name` (a TSV with a header).
+fn book_rows(name: &str, n: usize) -> Vec<String> {
+    let path = common::shared()
+        .join("data/datasets/book_review_small")
+        .join(name);
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .take(n + 1)
+        .map(str::to_string)
+        .collect()
+}
+
+/// Logits of `/v1/classify` vs `uerzoo predict`: the same forward pass, padded to the batch's
+/// longest row instead of `seq_length` (padding is masked).
+const LOGIT_TOL: f64 = 1e-4;
+
+/// `/v1/classify` equals `uerzoo predict` on classifiers fine-tuned here with first and last
+/// pooling: the server reads the `pooling`, `seq_length` and `truncation` that `finetune`
+/// recorded, as predict does, with no flag; over `--max-batch-tokens` it answers 413.
+#[tokio::test]
+async fn classify_equals_predict_with_the_recorded_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let (train, dev) = (dir.path().join("train.tsv"), dir.path().join("dev.tsv"));
+    std::fs::write(&train, book_rows("train.tsv", 48).join("\n")).unwrap();
+    std::fs::write(&dev, book_rows("dev.tsv", 16).join("\n")).unwrap();
+    let test = book_rows("test.tsv", 12);
+    let input = dir.path().join("test.tsv");
+    std::fs::write(&input, test.join("\n")).unwrap();
+    let texts: Vec<&str> = test[1..]
+        .iter()
+        .map(|l| l.split_once('\t').unwrap().1)
+        .collect();
+    assert!(
+        texts.iter().any(|t| t.chars().count() > 40),
+        "a text longer than seq_length: the cut is checked too"
+    );
+    let mut models = Vec::new();
+    for pooling in ["first", "last"] {
+        let out = dir.path().join(pooling);
+        std::fs::create_dir(&out).unwrap();
+        let model = out.join("classifier.bin");
+        uerzoo(&[
+            "finetune",
+            &fixture_model("roberta_v1"),
+            "--train",
+            train.to_str().unwrap(),
+            "--dev",
+            dev.to_str().unwrap(),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+            "--learning-rate",
+            "3e-4",
+            "--seq-length",
+            "40",
+            "--pooling",
+            pooling,
+            "--output",
+            model.to_str().unwrap(),
+        ]);
+        models.push(format!("{pooling}={}", model.display()));
+    }
+    let s = Server::with(&models, &["--max-batch-tokens", "480"]);
+    for pooling in ["first", "last"] {
+        let pred = dir.path().join(format!("{pooling}.tsv"));
+        let model = dir.path().join(pooling).join("classifier.bin");
+        uerzoo(&[
+            "predict",
+            model.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            pred.to_str().unwrap(),
+            "--logits",
+        ]);
+        let pred = std::fs::read_to_string(&pred).unwrap();
+        let want: Vec<(u64, Vec<f64>)> = pred
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let (label, logits) = l.split_once('\t').unwrap();
+                let logits = logits.split(' ').map(|x| x.parse().unwrap()).collect();
+                (label.parse().unwrap(), logits)
+            })
+            .collect();
+        assert_eq!(want.len(), texts.len());
+        let (status, r) = post(
+            &s,
+            "/v1/classify",
+            serde_json::json!({"model": pooling, "input": texts}),
+        )
+        .await;
+        assert_eq!(status, 200, "{r}");
+        for (i, (label, logits)) in want.iter().enumerate() {
+            let got = &r["data"][i];
+            assert_eq!(got["label"], *label, "{pooling} row {i}: {got}");
+            for (g, w) in got["logits"].as_array().unwrap().iter().zip(logits) {
+                let g = g.as_f64().unwrap();
+                assert!((g - w).abs() <= LOGIT_TOL, "{pooling} row {i}: {g} vs {w}");
+            }
+        }
+    }
+    // 12 texts × 40 tokens fit in 480 padded tokens; 13 do not.
+    let long: Vec<&str> = vec![texts.iter().max_by_key(|t| t.len()).unwrap(); 13];
+    let (status, e) = post(
+        &s,
+        "/v1/classify",
+        serde_json::json!({"model": "first", "input": long}),
+    )
+    .await;
+    assert_eq!(status, 413, "{e}");
+    assert_eq!(e["error"]["param"], "input");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--max-batch-tokens 480"),
+        "{e}"
+    );
 }

@@ -5,6 +5,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use uerzoo::model::{DeviceSpec, Pooling};
 use uerzoo::serve::{self, ModelSpec, ServeOptions, Server};
+use uerzoo::tokenizer::Truncation;
 
 /// Serve models over HTTP: an OpenAI-compatible API, fill-mask, classify and a web page.
 ///
@@ -42,9 +43,18 @@ pub struct Args {
     /// Largest request body in bytes (larger: 413).
     #[arg(long, default_value_t = 2 << 20)]
     max_body_bytes: usize,
-    /// Pooling the served classifiers were fine-tuned with: first, mean, max or last.
-    #[arg(long, default_value = "first")]
-    classifier_pooling: Pooling,
+    /// Pooling of the served classifiers: first, mean, max or last (default: as in
+    /// training, from the `pooling` that `finetune` records in each model's UER config; else
+    /// first).
+    #[arg(long)]
+    classifier_pooling: Option<Pooling>,
+    /// Tokens per classified example (default: each model's recorded `seq_length`, else 128).
+    #[arg(long)]
+    classifier_seq_length: Option<usize>,
+    /// How a long example is cut: uer or hf (default: each model's recorded `truncation`;
+    /// else hf for a Huggingface folder, uer for a UER file; see `uerzoo predict --help`).
+    #[arg(long)]
+    classifier_truncation: Option<Truncation>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -56,6 +66,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         max_concurrency: args.max_concurrency,
         max_body_bytes: args.max_body_bytes,
         classifier_pooling: args.classifier_pooling,
+        classifier_seq_length: args.classifier_seq_length,
+        classifier_truncation: args.classifier_truncation,
         ..ServeOptions::default()
     };
     let models = serve::load_models(&args.models, &opts)?;

@@ -894,16 +894,21 @@ async fn classify(
         ));
     }
     let tok = &held.model.tokenizer;
-    let seq = held.model.positions;
-    // As `uerzoo predict` (UER-py's run_classifier): `[CLS] a [SEP]` or `[CLS] a [SEP] b [SEP]`.
+    let Some(settings) = held.model.classifier else {
+        return Err(wrong(&held, "has no classifier settings"));
+    };
+    // As `uerzoo predict` (UER-py's run_classifier): `[CLS] a [SEP]` or `[CLS] a [SEP] b [SEP]`,
+    // cut to the model's recorded `seq_length` as it recorded `truncation`; padding dropped.
     let rows: Vec<Row> = a
         .iter()
         .enumerate()
         .map(|(i, text)| {
-            let enc = match &b {
-                Some(b) => tok.encode_pair(text, &b[i], seq),
-                None => tok.encode_single_with_sep(text, seq),
-            };
+            let enc = tok.encode_example(
+                text,
+                b.as_ref().map(|b| b[i].as_str()),
+                settings.seq_length,
+                settings.truncation,
+            );
             let len = enc.segments.iter().take_while(|&&s| s > 0).count();
             Row {
                 ids: enc.ids[..len].to_vec(),
@@ -911,6 +916,18 @@ async fn classify(
             }
         })
         .collect();
+    let padded = rows.len() * rows.iter().map(|r| r.ids.len()).max().unwrap_or(0);
+    if padded > st.max_batch_tokens {
+        return Err(ApiError::TooLarge {
+            param: Some("input".into()),
+            message: format!(
+                "input is {} texts × {} tokens = {padded} padded tokens, more than the server's --max-batch-tokens {}; send fewer texts per request",
+                rows.len(),
+                padded / rows.len().max(1),
+                st.max_batch_tokens
+            ),
+        });
+    }
     let _slot = st.slot()?;
     let engine = held.model.engine.clone();
     let logits = blocking(move || engine.classify(&rows))

@@ -25,7 +25,7 @@ use crate::generate::{Preset, Sampling};
 use crate::model::open::OpenedModel;
 use crate::model::{DeviceSpec, ModelError, Pooling};
 use crate::resolve::open_model;
-use crate::tokenizer::{Tokenizer, TokenizerOptions};
+use crate::tokenizer::{Tokenizer, TokenizerOptions, Truncation};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -106,8 +106,15 @@ pub struct ServeOptions {
     pub max_body_bytes: usize,
     /// Most choices (`n`) per completion request.
     pub max_choices: usize,
-    /// Pooling of fine-tuned classifiers (as given to `uerzoo finetune --pooling`).
-    pub classifier_pooling: Pooling,
+    /// Pooling of fine-tuned classifiers (default: each model's recorded `pooling`, as
+    /// `uerzoo predict`; else first).
+    pub classifier_pooling: Option<Pooling>,
+    /// Tokens per classified example (default: each model's recorded `seq_length`, else 128;
+    /// at most the model's positions).
+    pub classifier_seq_length: Option<usize>,
+    /// How a long example is cut (default: each model's recorded `truncation`, else by
+    /// where the weights come from; see [`OpenedModel::truncation`]).
+    pub classifier_truncation: Option<Truncation>,
 }
 
 impl Default for ServeOptions {
@@ -120,7 +127,9 @@ impl Default for ServeOptions {
             max_concurrency: 64,
             max_body_bytes: 2 << 20,
             max_choices: 8,
-            classifier_pooling: Pooling::First,
+            classifier_pooling: None,
+            classifier_seq_length: None,
+            classifier_truncation: None,
         }
     }
 }
@@ -138,6 +147,62 @@ pub struct ServedModel {
     pub preset: &'static Preset,
     /// Completions' default sampling (the registry card's, else UER-py's).
     pub sampling: Sampling,
+    /// How `/v1/classify` encodes and pools, for a model with a classifier head.
+    pub classifier: Option<ClassifierSettings>,
+}
+
+/// A served classifier's settings, as `uerzoo predict` chooses them: the flags, else what
+/// `uerzoo finetune` recorded in the model's UER config, else predict's defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClassifierSettings {
+    pub pooling: Pooling,
+    /// Tokens per example, `[CLS]` and `[SEP]`s included.
+    pub seq_length: usize,
+    pub truncation: Truncation,
+}
+
+impl ClassifierSettings {
+    /// `opts`' overrides, else the model's recorded values, else predict's defaults.
+    fn of(opened: &OpenedModel, opts: &ServeOptions) -> Result<Self, ModelError> {
+        let config_err = |key: &str, message: String| ModelError::Config {
+            path: opened.config_file.clone().unwrap_or_default(),
+            message: format!("`{key}`: {message}; fix the value or pass --classifier-{key}"),
+        };
+        let pooling = match opts.classifier_pooling {
+            Some(p) => p,
+            None => match opened.config_value("pooling") {
+                Some(v) => v
+                    .as_str()
+                    .unwrap_or("")
+                    .parse()
+                    .map_err(|e: String| config_err("pooling", e))?,
+                None => Pooling::First,
+            },
+        };
+        let positions = crate::generate::positions(opened).unwrap_or(usize::MAX);
+        let seq_length = match opts.classifier_seq_length {
+            Some(n) if n < 2 || n > positions => {
+                return Err(ModelError::Input(format!(
+                    "--classifier-seq-length {n}: expected 2 to the model's {positions} positions"
+                )));
+            }
+            Some(n) => n,
+            None => opened
+                .config_value("seq_length")
+                .and_then(|v| v.as_u64())
+                .map_or(128, |n| usize::try_from(n).unwrap_or(usize::MAX))
+                .min(positions),
+        };
+        let truncation = match opts.classifier_truncation {
+            Some(t) => t,
+            None => opened.truncation()?,
+        };
+        Ok(ClassifierSettings {
+            pooling,
+            seq_length,
+            truncation,
+        })
+    }
 }
 
 /// Opens and loads each model once, in order.
@@ -162,8 +227,20 @@ pub fn load_models(
             id: spec.id.clone(),
             message,
         })?;
-        let engine =
-            engine::load(&opened, opts.device, opts.classifier_pooling).map_err(model_err)?;
+        let has_head = opened
+            .checkpoint
+            .get(&format!("{}.weight", crate::model::load::keys::CLS_2))
+            .is_some();
+        let classifier = has_head
+            .then(|| ClassifierSettings::of(&opened, opts))
+            .transpose()
+            .map_err(model_err)?;
+        let engine = engine::load(
+            &opened,
+            opts.device,
+            classifier.map_or(Pooling::First, |c| c.pooling),
+        )
+        .map_err(model_err)?;
         let entry = (!spec.path.exists())
             .then(|| {
                 spec.path
@@ -188,6 +265,7 @@ pub fn load_models(
             tokenizer: Arc::new(tokenizer),
             preset,
             sampling,
+            classifier,
         });
     }
     Ok(out)
