@@ -31,7 +31,7 @@ impl Server {
                 format!("gpt2={}", f("gpt2_v1").display()),
                 format!("roberta={}", f("roberta_v1").display()),
             ],
-            &[],
+            &["--max-body-bytes", "65536"],
         )
     }
 
@@ -40,14 +40,7 @@ impl Server {
         let mut child = Command::new(common::uerzoo_bin())
             .arg("serve")
             .args(models)
-            .args([
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--max-body-bytes",
-                "65536",
-            ])
+            .args(["--host", "127.0.0.1", "--port", "0"])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -283,6 +276,8 @@ async fn fill_mask_equals_cli() {
     assert_eq!(status, 200, "{r}");
     assert_eq!(r["masks"][0]["position"], 4);
     let got = r["masks"][0]["candidates"].as_array().unwrap();
+    let body = serde_json::json!({"model": "roberta", "text": text, "top_k": 5, "sequences": true});
+    let (_, with_text) = post(&s, "/v1/fill-mask", body).await;
     let want = cli[0].as_array().unwrap();
     assert_eq!(got.len(), 5);
     for (g, w) in got.iter().zip(want) {
@@ -290,6 +285,10 @@ async fn fill_mask_equals_cli() {
         assert_eq!(g["id"], w["id"]);
         let (gs, ws) = (g["score"].as_f64().unwrap(), w["score"].as_f64().unwrap());
         assert!((gs - ws).abs() <= f64::from(PROB_TOL), "{gs} vs {ws}");
+        assert!(g.get("sequence").is_none(), "only on request: {g}");
+        assert_eq!(g["position"], 4);
+    }
+    for g in with_text["masks"][0]["candidates"].as_array().unwrap() {
         let token = g["token"].as_str().unwrap();
         assert_eq!(g["sequence"], text.replace("[MASK]", token));
     }
@@ -829,4 +828,194 @@ async fn classify_equals_predict_with_the_recorded_settings() {
             .contains("--max-batch-tokens 480"),
         "{e}"
     );
+}
+
+/// A model given as a bare path is named by its file's stem, or its folder when the stem is
+/// generic; never by a path.
+#[test]
+fn model_ids_are_never_paths() {
+    use uerzoo::serve::ModelSpec;
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("gpt2_v1");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::write(folder.join("uer_model.bin"), b"").unwrap();
+    std::fs::write(folder.join("couplet.bin"), b"").unwrap();
+    let id = |p: &std::path::Path| p.display().to_string().parse::<ModelSpec>().unwrap().id;
+    assert_eq!(id(&folder.join("uer_model.bin")), "gpt2_v1");
+    assert_eq!(id(&folder.join("couplet.bin")), "couplet");
+    assert_eq!(id(&folder), "gpt2_v1");
+    assert_eq!(
+        id(std::path::Path::new("gpt2-chinese-couplet")),
+        "gpt2-chinese-couplet"
+    );
+    let named: ModelSpec = format!("poem={}", folder.display()).parse().unwrap();
+    assert_eq!((named.id.as_str(), named.path), ("poem", folder));
+}
+
+/// Served by bare paths, the models' ids are their folders' names: no answer (models,
+/// health, metrics, errors) shows where the server keeps its files.
+#[tokio::test]
+async fn bare_paths_are_not_shown_to_clients() {
+    let s = Server::with(
+        &[fixture_model("gpt2_v1"), fixture_model("roberta_v1")],
+        &[],
+    );
+    let (status, e) = post(
+        &s,
+        "/v1/completions",
+        serde_json::json!({"model": "nope", "prompt": "x"}),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, _) = post(
+        &s,
+        "/v1/completions",
+        serde_json::json!({"model": "gpt2_v1", "prompt": PROMPT, "max_tokens": 2}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let get = |path: &str| {
+        let url = s.url(path);
+        async move {
+            client()
+                .get(url)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    let models = get("/v1/models").await;
+    let ids: Vec<String> = serde_json::from_str::<serde_json::Value>(&models).unwrap()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, ["gpt2_v1", "roberta_v1"]);
+    let dir = common::shared().display().to_string();
+    for answer in [
+        models,
+        get("/health").await,
+        get("/metrics").await,
+        get("/").await,
+        e.to_string(),
+    ] {
+        assert!(!answer.contains(&dir), "a server path in {answer}");
+        assert!(!answer.contains("uer_model.bin"), "a file name in {answer}");
+    }
+}
+
+/// The hostile requests: answers bounded, checked arithmetic, ranges, budgets.
+#[tokio::test]
+async fn hostile_requests_are_bounded() {
+    let s = Server::start();
+    // max_tokens near 2^64 wraps nothing: 400 naming max_tokens, streamed or not, couplet too.
+    for (stream, preset) in [(false, "plain"), (true, "plain"), (true, "couplet")] {
+        let (status, e) = post(
+            &s,
+            "/v1/completions",
+            serde_json::json!({"model": "gpt2", "prompt": PROMPT, "max_tokens": u64::MAX, "stream": stream, "preset": preset}),
+        )
+        .await;
+        assert_eq!(status, 400, "{e}");
+        assert_eq!(e["error"]["param"], "max_tokens", "{e}");
+    }
+    // Temperatures and penalties the f32 sampler would turn into 0 or infinity.
+    for (field, value) in [
+        ("temperature", 1e-38),
+        ("temperature", 1e300),
+        ("repetition_penalty", 1e300),
+        ("repetition_penalty", 1e-300),
+        ("repetition_penalty", 0.0),
+    ] {
+        let mut body = serde_json::json!({"model": "gpt2", "prompt": PROMPT, "max_tokens": 2});
+        body[field] = value.into();
+        let (status, e) = post(&s, "/v1/completions", body).await;
+        assert_eq!(status, 400, "{field} {value}: {e}");
+        assert_eq!(e["error"]["param"], field, "{e}");
+    }
+    // prompts × n × max_tokens over --max-request-tokens (65536): 413 before any work.
+    let prompts = vec!["好"; 200];
+    let (status, e) = post(
+        &s,
+        "/v1/completions",
+        serde_json::json!({"model": "gpt2", "prompt": prompts, "n": 8, "max_tokens": 50}),
+    )
+    .await;
+    assert_eq!(status, 413, "{e}");
+    assert_eq!(e["error"]["param"], "max_tokens");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--max-request-tokens 65536"),
+        "{e}"
+    );
+}
+
+/// Peak resident memory of a process, from `/proc` (Linux), in bytes.
+fn peak_rss(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// The fill-mask attack: 2 MB of blanks with two masks and top_k 100 gave a 419 MB
+/// answer. Now candidates carry their token and position (counted on what the model sees),
+/// the text only on request and within a budget.
+#[tokio::test]
+async fn fill_mask_answers_are_bounded() {
+    let s = Server::with(
+        &[format!("roberta={}", fixture_model("roberta_v1"))],
+        &["--max-body-bytes", "4194304"],
+    );
+    let text = format!("{}[MASK]{}[MASK]", " ".repeat(1 << 20), " ".repeat(1 << 20));
+    let r = json_post(
+        s.url("/v1/fill-mask"),
+        &serde_json::json!({"model": "roberta", "text": text, "top_k": 100}),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let body = r.text().await.unwrap();
+    assert!(body.len() < 64 << 10, "{} bytes of answer", body.len());
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let masks = answer["masks"].as_array().unwrap();
+    assert_eq!(masks.len(), 2);
+    for (m, position) in masks.iter().zip([1, 2]) {
+        assert_eq!(m["position"], position, "[CLS] [MASK] [MASK] [SEP]");
+        let cands = m["candidates"].as_array().unwrap();
+        assert_eq!(cands.len(), 100);
+        assert!(cands.iter().all(|c| c["position"] == position
+            && c["token"].is_string()
+            && c.get("sequence").is_none()));
+    }
+    let (status, e) = post(
+        &s,
+        "/v1/fill-mask",
+        serde_json::json!({"model": "roberta", "text": text, "top_k": 100, "sequences": true}),
+    )
+    .await;
+    assert_eq!(status, 400, "{e}");
+    assert_eq!(e["error"]["param"], "sequences");
+    let (status, r) = post(
+        &s,
+        "/v1/fill-mask",
+        serde_json::json!({"model": "roberta", "text": "北京是[MASK]国的首都。", "top_k": 2, "sequences": true}),
+    )
+    .await;
+    assert_eq!(status, 200, "{r}");
+    let c = &r["masks"][0]["candidates"][0];
+    assert_eq!(
+        c["sequence"],
+        format!("北京是{}国的首都。", c["token"].as_str().unwrap())
+    );
+    if let Some(rss) = peak_rss(s.child.id()) {
+        assert!(rss < 1 << 30, "peak RSS {rss} bytes");
+    }
 }

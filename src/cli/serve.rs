@@ -40,6 +40,10 @@ pub struct Args {
     /// Model requests running at once; more are answered 429.
     #[arg(long, default_value_t = 64)]
     max_concurrency: usize,
+    /// Most new tokens one completion request may ask for: prompts × n × max_tokens (more:
+    /// 413).
+    #[arg(long, default_value_t = 65536)]
+    max_request_tokens: usize,
     /// Largest request body in bytes (larger: 413).
     #[arg(long, default_value_t = 2 << 20)]
     max_body_bytes: usize,
@@ -65,6 +69,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         max_batch_tokens: args.max_batch_tokens,
         max_concurrency: args.max_concurrency,
         max_body_bytes: args.max_body_bytes,
+        max_request_tokens: args.max_request_tokens,
         classifier_pooling: args.classifier_pooling,
         classifier_seq_length: args.classifier_seq_length,
         classifier_truncation: args.classifier_truncation,

@@ -43,6 +43,7 @@ pub struct AppState {
     max_concurrency: usize,
     max_batch_tokens: usize,
     max_choices: usize,
+    max_request_tokens: usize,
     created: u64,
     next_id: AtomicU64,
 }
@@ -72,6 +73,7 @@ impl AppState {
             max_concurrency: opts.max_concurrency,
             max_batch_tokens: opts.max_batch_tokens,
             max_choices: opts.max_choices,
+            max_request_tokens: opts.max_request_tokens,
             created: now(),
             next_id: AtomicU64::new(1),
         }))
@@ -381,6 +383,39 @@ fn sampling_of(req: &CompletionRequest, base: Sampling) -> Sampling {
     }
 }
 
+/// Temperatures and penalties the f32 sampler can use: outside, a value turns into 0 or
+/// infinity there and fails far from its cause.
+const TEMPERATURE_RANGE: (f64, f64) = (0.01, 100.0);
+const PENALTY_RANGE: (f64, f64) = (0.01, 100.0);
+
+/// Range checks on the sampling numbers, each error naming its field.
+fn check_ranges(req: &CompletionRequest) -> Result<(), ApiError> {
+    if let Some(t) = req.temperature
+        && t != 0.0
+        && !(TEMPERATURE_RANGE.0..=TEMPERATURE_RANGE.1).contains(&t)
+    {
+        return Err(ApiError::invalid(
+            "temperature",
+            format!(
+                "temperature = {t}: expected 0 (greedy) or {} to {}, e.g. 0.7",
+                TEMPERATURE_RANGE.0, TEMPERATURE_RANGE.1
+            ),
+        ));
+    }
+    if let Some(p) = req.repetition_penalty
+        && !(PENALTY_RANGE.0..=PENALTY_RANGE.1).contains(&p)
+    {
+        return Err(ApiError::invalid(
+            "repetition_penalty",
+            format!(
+                "repetition_penalty = {p}: expected {} to {}; 1.0 is off, 1.2 a typical penalty",
+                PENALTY_RANGE.0, PENALTY_RANGE.1
+            ),
+        ));
+    }
+    Ok(())
+}
+
 async fn completions(
     State(st): State<Arc<AppState>>,
     ApiJson(req): ApiJson<CompletionRequest>,
@@ -400,6 +435,7 @@ async fn completions(
             "top_p = 0: expected a probability in (0, 1], e.g. 0.9",
         ));
     }
+    check_ranges(&req)?;
     let sampling = sampling_of(&req, m.sampling);
     sampling.validate().map_err(generate_error)?;
     let n = req.n.unwrap_or(1);
@@ -442,6 +478,7 @@ async fn completions(
     });
     let mut jobs = Vec::with_capacity(texts.len());
     let mut prompt_tokens = 0;
+    let mut budget_used: usize = 0;
     for (i, text) in texts.iter().enumerate() {
         let ids = match text {
             Some(t) => generate::prompt_ids(&tok, &preset.format_prompt(t)),
@@ -512,6 +549,19 @@ async fn completions(
             use_cache: true,
         };
         opts.validate(m.positions).map_err(generate_error)?;
+        // At most prompts × n × max_tokens new tokens per request (--max-request-tokens):
+        // one request cannot hold a slot for hours or block shutdown.
+        budget_used = budget_used.saturating_add(n.saturating_mul(max_tokens));
+        if budget_used > st.max_request_tokens {
+            return Err(ApiError::TooLarge {
+                param: Some("max_tokens".into()),
+                message: format!(
+                    "{} prompts × n {n} × max_tokens {max_tokens} asks for more than the server's --max-request-tokens {} new tokens (over the limit at prompt[{i}]); send fewer prompts, a smaller n or max_tokens",
+                    texts.len(),
+                    st.max_request_tokens
+                ),
+            });
+        }
         prompt_tokens += ids.len();
         jobs.push(Job {
             ids,
@@ -758,6 +808,9 @@ async fn embeddings(
     }))
 }
 
+/// Most bytes of fill-mask `sequence`s in one answer (text × masks × top_k).
+const SEQUENCE_BUDGET: usize = 1 << 20;
+
 /// `text` with its `n`-th `[MASK]` replaced by `token`.
 fn fill_nth(text: &str, n: usize, token: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -796,6 +849,23 @@ async fn fill_mask(
     let positions: Vec<usize> = (0..ids.len())
         .filter(|&i| ids[i] == tok.mask_id())
         .collect();
+    // Each `sequence` repeats the text: bounded, so a long text with many masks cannot ask
+    // for an answer of hundreds of megabytes.
+    let sequence_bytes = req
+        .text
+        .len()
+        .saturating_mul(positions.len())
+        .saturating_mul(top_k);
+    if req.sequences && sequence_bytes > SEQUENCE_BUDGET {
+        return Err(ApiError::invalid(
+            "sequences",
+            format!(
+                "sequences: the text ({} bytes) × {} masks × top_k {top_k} is {sequence_bytes} bytes of answer, over the {SEQUENCE_BUDGET}-byte budget; leave `sequences` out (each candidate carries its token and position) or send a shorter text or a smaller top_k",
+                req.text.len(),
+                positions.len()
+            ),
+        ));
+    }
     if positions.is_empty() {
         return Err(ApiError::invalid(
             "text",
@@ -831,10 +901,13 @@ async fn fill_mask(
                 .map(|c| {
                     let token = tok.id_to_token(c.id).unwrap_or("[UNK]").to_string();
                     MaskCandidate {
-                        sequence: fill_nth(&req.text, n, token.trim_start_matches("##")),
+                        sequence: req
+                            .sequences
+                            .then(|| fill_nth(&req.text, n, token.trim_start_matches("##"))),
                         token,
                         id: c.id,
                         score: c.score,
+                        position,
                     }
                 })
                 .collect(),

@@ -41,7 +41,9 @@ pub enum ServeError {
     #[error("model `{id}`: {message}")]
     Tokenizer { id: String, message: String },
     /// Two models with the same id.
-    #[error("model id `{0}` is given twice; name them apart with ID=PATH")]
+    #[error(
+        "model id `{0}` is given twice (a file is named by its stem or folder); name them apart with ID=PATH"
+    )]
     DuplicateId(String),
     /// No models.
     #[error("no models to serve; give at least one MODEL")]
@@ -63,7 +65,8 @@ pub enum ServeError {
 /// One `MODEL` argument: `PATH_OR_NAME`, or `ID=PATH_OR_NAME` to choose the id requests use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelSpec {
-    /// The id in requests (`"model": …`).
+    /// The id in requests (`"model": …`), never a path: the `ID` given, else the registry
+    /// name, else the file's stem or folder ([`ModelSpec::default_id`]).
     pub id: String,
     /// A registry name, a UER `.bin`/`.safetensors` or an HF directory.
     pub path: PathBuf,
@@ -83,10 +86,37 @@ impl std::str::FromStr for ModelSpec {
                 })
             }
             _ => Ok(ModelSpec {
-                id: s.into(),
+                id: ModelSpec::default_id(Path::new(s)),
                 path: s.into(),
             }),
         }
+    }
+}
+
+/// File stems that say nothing of the model: such a file is named by its folder.
+const GENERIC_STEMS: &[&str] = &["uer_model", "pytorch_model", "model", "classifier"];
+
+impl ModelSpec {
+    /// The id of a `MODEL` given without `ID=`: a registry name (no such path) as given; a
+    /// directory by its name; a file by its stem, or by its folder when the stem is generic
+    /// (`uer_model.bin` → its folder). Clients never see the server's directory layout.
+    pub fn default_id(path: &Path) -> String {
+        if !path.exists() {
+            return path.display().to_string();
+        }
+        let full = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
+        let id = if full.is_dir() {
+            name(&full)
+        } else {
+            let stem = full
+                .file_stem()
+                .map(|n| n.to_string_lossy().into_owned())
+                .filter(|s| !GENERIC_STEMS.contains(&s.as_str()));
+            stem.or_else(|| full.parent().and_then(name))
+        };
+        id.filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "model".into())
     }
 }
 
@@ -106,6 +136,8 @@ pub struct ServeOptions {
     pub max_body_bytes: usize,
     /// Most choices (`n`) per completion request.
     pub max_choices: usize,
+    /// Most new tokens one completion request may ask for (prompts × `n` × `max_tokens`).
+    pub max_request_tokens: usize,
     /// Pooling of fine-tuned classifiers (default: each model's recorded `pooling`, as
     /// `uerzoo predict`; else first).
     pub classifier_pooling: Option<Pooling>,
@@ -127,6 +159,7 @@ impl Default for ServeOptions {
             max_concurrency: 64,
             max_body_bytes: 2 << 20,
             max_choices: 8,
+            max_request_tokens: 65536,
             classifier_pooling: None,
             classifier_seq_length: None,
             classifier_truncation: None,
@@ -312,6 +345,12 @@ impl Server {
         if opts.max_concurrency == 0 {
             return Err(ServeError::Option {
                 option: "max-concurrency",
+                message: "must be at least 1".into(),
+            });
+        }
+        if opts.max_request_tokens == 0 {
+            return Err(ServeError::Option {
+                option: "max-request-tokens",
                 message: "must be at least 1".into(),
             });
         }

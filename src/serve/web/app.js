@@ -84,7 +84,7 @@ async function fillMask() {
   out.textContent = "…";
   try {
     const j = await api("/v1/fill-mask", { model: $("mask-model").value, text: $("mask-text").value,
-      top_k: +$("mask-k").value || 5 });
+      top_k: +$("mask-k").value || 5, sequences: true });
     out.innerHTML = "";
     for (const m of j.masks) {
       for (const c of m.candidates) {
