@@ -1019,3 +1019,62 @@ async fn fill_mask_answers_are_bounded() {
         assert!(rss < 1 << 30, "peak RSS {rss} bytes");
     }
 }
+
+/// `uerzoo_generated_tokens_total{model="gpt2"}` from `/metrics`.
+async fn generated_tokens(s: &Server) -> u64 {
+    let text = client()
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(r#"uerzoo_generated_tokens_total{model="gpt2"} "#))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+/// With `--max-concurrency 1` a second completion while a stream runs gets 429 with
+/// `Retry-After`; a client that disconnects mid-stream stops its generation (the token
+/// counter stops) and frees its slot.
+#[tokio::test]
+async fn busy_gets_429_and_a_disconnect_stops_generation() {
+    let f = |n: &str| format!("{n}={}", fixture_model(&format!("{n}_v1")));
+    let s = Server::with(&[f("gpt2")], &["--max-concurrency", "1"]);
+    // 8 prompts × 8 choices × 120 tokens (the fixture has 128 positions): 7680 tokens, far
+    // longer than the test.
+    let long = serde_json::json!({"model": "gpt2", "prompt": vec![PROMPT; 8], "stream": true, "max_tokens": 120, "n": 8, "seed": 1});
+    let mut r = json_post(s.url("/v1/completions"), &long)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.chunk().await.unwrap().expect("a first event");
+    let short = serde_json::json!({"model": "gpt2", "prompt": PROMPT, "max_tokens": 2});
+    let busy = json_post(s.url("/v1/completions"), &short)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(busy.status(), 429);
+    assert_eq!(busy.headers()["retry-after"], "1");
+    let e = json_of(busy).await;
+    assert_eq!(e["error"]["type"], "rate_limit_error", "{e}");
+    drop(r);
+    // The generation stops within a few tokens of the disconnect: the counter settles far
+    // below 7680, and the slot is free again.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = generated_tokens(&s).await;
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = generated_tokens(&s).await;
+        if now == last {
+            break;
+        }
+        last = now;
+        assert!(Instant::now() < deadline, "still generating: {now} tokens");
+    }
+    assert!(last < 8 * 8 * 120 / 2, "cut at {last} tokens");
+    let (status, c) = post(&s, "/v1/completions", short).await;
+    assert_eq!(status, 200, "the slot is free again: {c}");
+}
