@@ -1078,3 +1078,112 @@ async fn busy_gets_429_and_a_disconnect_stops_generation() {
     let (status, c) = post(&s, "/v1/completions", short).await;
     assert_eq!(status, 200, "the slot is free again: {c}");
 }
+
+/// Waits up to `limit` for the server to exit; its exit status.
+fn exit_within(s: &mut Server, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = s.child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "uerzoo serve still running after {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn signal(s: &Server, sig: &str) {
+    common::run_ok(Command::new("kill").args([sig, &s.child.id().to_string()]));
+}
+
+/// A connection from `s` with half a request sent (the header never ends).
+fn half_sent(s: &Server) -> std::net::TcpStream {
+    use std::io::Write;
+    let addr = s.url.trim_start_matches("http://").to_string();
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.write_all(b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: appl")
+        .unwrap();
+    c
+}
+
+/// A client that never finishes its header is disconnected after `--header-timeout`; with a
+/// longer header timeout, SIGTERM still exits within `--shutdown-timeout`.
+#[tokio::test]
+async fn half_sent_requests_cannot_hold_the_server() {
+    use std::io::Read;
+    let gpt2 = [format!("gpt2={}", fixture_model("gpt2_v1"))];
+    let s = Server::with(&gpt2, &["--header-timeout", "1"]);
+    let mut c = half_sent(&s);
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let start = Instant::now();
+    let mut buf = Vec::new();
+    // hyper may answer 408 before closing; either way the connection ends.
+    let _ = c.read_to_end(&mut buf);
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "closed after {:?}",
+        start.elapsed()
+    );
+    drop(s);
+    let mut s = Server::with(
+        &gpt2,
+        &["--header-timeout", "600", "--shutdown-timeout", "2"],
+    );
+    let _c = half_sent(&s);
+    std::thread::sleep(Duration::from_millis(200));
+    let start = Instant::now();
+    signal(&s, "-TERM");
+    let status = exit_within(&mut s, Duration::from_secs(10));
+    assert!(status.success(), "{status}");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+/// A second SIGTERM (or SIGINT) ends the drain at once: a long stream is cut.
+#[tokio::test]
+async fn a_second_signal_exits_at_once() {
+    let gpt2 = [format!("gpt2={}", fixture_model("gpt2_v1"))];
+    let mut s = Server::with(&gpt2, &["--shutdown-timeout", "600"]);
+    let long = serde_json::json!({"model": "gpt2", "prompt": vec![PROMPT; 8], "stream": true, "max_tokens": 120, "n": 8, "seed": 1});
+    let mut r = json_post(s.url("/v1/completions"), &long)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.chunk().await.unwrap().expect("a first event");
+    signal(&s, "-TERM");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(s.child.try_wait().unwrap().is_none(), "draining the stream");
+    let start = Instant::now();
+    signal(&s, "-INT");
+    let status = exit_within(&mut s, Duration::from_secs(10));
+    assert!(status.success(), "{status}");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+/// The port is bound before the models load: a taken port is an error naming it.
+#[test]
+fn a_taken_port_is_reported() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let out = Command::new(common::uerzoo_bin())
+        .args(["serve", "--host", "127.0.0.1", "--port", &port])
+        .arg(format!("gpt2={}", fixture_model("gpt2_v1")))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("127.0.0.1:{port}")) && stderr.contains("the port is taken"),
+        "{stderr}"
+    );
+}

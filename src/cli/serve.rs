@@ -3,8 +3,9 @@
 use anyhow::Context;
 use std::io::Write;
 use std::process::ExitCode;
+use std::time::Duration;
 use uerzoo::model::{DeviceSpec, Pooling};
-use uerzoo::serve::{self, ModelSpec, ServeOptions, Server};
+use uerzoo::serve::{self, ModelSpec, ServeOptions, Stopped};
 use uerzoo::tokenizer::Truncation;
 
 /// Serve models over HTTP: an OpenAI-compatible API, fill-mask, classify and a web page.
@@ -44,6 +45,13 @@ pub struct Args {
     /// 413).
     #[arg(long, default_value_t = 65536)]
     max_request_tokens: usize,
+    /// Seconds a client has to send its request's header (slower: disconnected).
+    #[arg(long, default_value_t = 10)]
+    header_timeout: u64,
+    /// Seconds the requests in flight may take to finish after Ctrl-C or SIGTERM; then (or at
+    /// a second signal) they are cut and the server exits.
+    #[arg(long, default_value_t = 30)]
+    shutdown_timeout: u64,
     /// Largest request body in bytes (larger: 413).
     #[arg(long, default_value_t = 2 << 20)]
     max_body_bytes: usize,
@@ -70,26 +78,41 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         max_concurrency: args.max_concurrency,
         max_body_bytes: args.max_body_bytes,
         max_request_tokens: args.max_request_tokens,
+        header_timeout: Duration::from_secs(args.header_timeout),
+        shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
         classifier_pooling: args.classifier_pooling,
         classifier_seq_length: args.classifier_seq_length,
         classifier_truncation: args.classifier_truncation,
         ..ServeOptions::default()
     };
-    let models = serve::load_models(&args.models, &opts)?;
-    let ids: Vec<String> = models.iter().map(|m| m.id.clone()).collect();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(async {
-        let server = Server::bind(models, &opts).await?;
+    // The port first: a taken one is found before a long load.
+    let bound = runtime.block_on(serve::bind(&opts))?;
+    let models = serve::load_models(&args.models, &opts)?;
+    let ids: Vec<String> = models.iter().map(|m| m.id.clone()).collect();
+    let stopped = runtime.block_on(async {
+        let server = bound.with_models(models, &opts)?;
         let addr = server.local_addr()?;
+        let signals = serve::signals();
         eprintln!("serving {}", ids.join(", "));
         println!("listening on http://{addr}");
         std::io::stdout().flush()?;
-        server.run(serve::shutdown_signal()).await?;
-        eprintln!("shut down");
-        anyhow::Ok(())
+        anyhow::Ok(server.run(signals).await?)
     })?;
+    match stopped {
+        Stopped::Drained => eprintln!("shut down"),
+        Stopped::DeadlinePassed { open } => eprintln!(
+            "shut down: --shutdown-timeout {} s passed; {open} connection(s) cut",
+            args.shutdown_timeout
+        ),
+        Stopped::SecondSignal { open } => {
+            eprintln!("shut down at the second signal; {open} connection(s) cut")
+        }
+    }
+    // Generation threads stop at their next token once their clients are gone.
+    runtime.shutdown_timeout(Duration::from_secs(2));
     Ok(ExitCode::SUCCESS)
 }

@@ -26,10 +26,11 @@ use crate::model::open::OpenedModel;
 use crate::model::{DeviceSpec, ModelError, Pooling};
 use crate::resolve::open_model;
 use crate::tokenizer::{Tokenizer, TokenizerOptions, Truncation};
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
 
 /// Everything that can go wrong starting or running the server.
 #[derive(Debug, thiserror::Error)]
@@ -138,6 +139,10 @@ pub struct ServeOptions {
     pub max_choices: usize,
     /// Most new tokens one completion request may ask for (prompts × `n` × `max_tokens`).
     pub max_request_tokens: usize,
+    /// A client must send its request's header within this (else it is disconnected).
+    pub header_timeout: Duration,
+    /// After a signal, how long the requests in flight may take to finish.
+    pub shutdown_timeout: Duration,
     /// Pooling of fine-tuned classifiers (default: each model's recorded `pooling`, as
     /// `uerzoo predict`; else first).
     pub classifier_pooling: Option<Pooling>,
@@ -160,6 +165,8 @@ impl Default for ServeOptions {
             max_body_bytes: 2 << 20,
             max_choices: 8,
             max_request_tokens: 65536,
+            header_timeout: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(30),
             classifier_pooling: None,
             classifier_seq_length: None,
             classifier_truncation: None,
@@ -332,51 +339,98 @@ fn display(p: &Path) -> String {
     p.display().to_string()
 }
 
+/// A bound port with no models yet: `uerzoo serve` binds before the (long) model load, so a
+/// taken port or a bad `--host` is found at once.
+pub struct Bound {
+    listener: tokio::net::TcpListener,
+}
+
+/// Checks `opts` and binds `opts.host:opts.port` (inside a tokio runtime).
+pub async fn bind(opts: &ServeOptions) -> Result<Bound, ServeError> {
+    for (option, value) in [
+        ("max-concurrency", opts.max_concurrency),
+        ("max-batch-tokens", opts.max_batch_tokens),
+        ("max-request-tokens", opts.max_request_tokens),
+    ] {
+        if value == 0 {
+            return Err(ServeError::Option {
+                option,
+                message: "must be at least 1".into(),
+            });
+        }
+    }
+    let addr = format!("{}:{}", opts.host, opts.port);
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|source| ServeError::Io {
+            context: match source.kind() {
+                std::io::ErrorKind::AddrInUse => format!(
+                    "binding {addr}: the port is taken; try another --port, or --port 0"
+                ),
+                std::io::ErrorKind::PermissionDenied => format!(
+                    "binding {addr}: not allowed; ports below 1024 need privileges, try --port 8080"
+                ),
+                _ => format!(
+                    "binding {addr}: check --host (an address of this machine, e.g. 127.0.0.1 or 0.0.0.0)"
+                ),
+            },
+            source,
+        })?;
+    Ok(Bound { listener })
+}
+
+impl Bound {
+    /// The address the port is bound to.
+    pub fn local_addr(&self) -> Result<SocketAddr, ServeError> {
+        self.listener.local_addr().map_err(|source| ServeError::Io {
+            context: "reading the bound address".into(),
+            source,
+        })
+    }
+
+    /// Builds the routes over `models` (starting the encoders' batching threads).
+    pub fn with_models(
+        self,
+        models: Vec<ServedModel>,
+        opts: &ServeOptions,
+    ) -> Result<Server, ServeError> {
+        let state = handlers::AppState::new(models, opts).map_err(|source| ServeError::Io {
+            context: "starting the encoder threads".into(),
+            source,
+        })?;
+        Ok(Server {
+            listener: self.listener,
+            app: handlers::router(state, opts),
+            header_timeout: opts.header_timeout,
+            shutdown_timeout: opts.shutdown_timeout,
+        })
+    }
+}
+
 /// A bound server, not yet accepting.
 pub struct Server {
     listener: tokio::net::TcpListener,
     app: axum::Router,
+    header_timeout: Duration,
+    shutdown_timeout: Duration,
+}
+
+/// How [`Server::run`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// Every request in flight finished.
+    Drained,
+    /// `--shutdown-timeout` passed with `open` connections left; they were closed.
+    DeadlinePassed { open: usize },
+    /// A second signal: `open` connections were closed at once.
+    SecondSignal { open: usize },
 }
 
 impl Server {
     /// Binds `opts.host:opts.port` and builds the routes over `models` (must be called
     /// inside a tokio runtime).
     pub async fn bind(models: Vec<ServedModel>, opts: &ServeOptions) -> Result<Server, ServeError> {
-        if opts.max_concurrency == 0 {
-            return Err(ServeError::Option {
-                option: "max-concurrency",
-                message: "must be at least 1".into(),
-            });
-        }
-        if opts.max_request_tokens == 0 {
-            return Err(ServeError::Option {
-                option: "max-request-tokens",
-                message: "must be at least 1".into(),
-            });
-        }
-        if opts.max_batch_tokens == 0 {
-            return Err(ServeError::Option {
-                option: "max-batch-tokens",
-                message: "must be at least 1".into(),
-            });
-        }
-        let state = handlers::AppState::new(models, opts).map_err(|source| ServeError::Io {
-            context: "starting the encoder threads".into(),
-            source,
-        })?;
-        let addr = format!("{}:{}", opts.host, opts.port);
-        let listener = tokio::net::TcpListener::bind(&addr)
-            .await
-            .map_err(|source| ServeError::Io {
-                context: format!(
-                    "binding {addr} (is the port taken? try another --port, or --port 0)"
-                ),
-                source,
-            })?;
-        Ok(Server {
-            listener,
-            app: handlers::router(state, opts),
-        })
+        bind(opts).await?.with_models(models, opts)
     }
 
     /// The address the server listens on.
@@ -387,40 +441,130 @@ impl Server {
         })
     }
 
-    /// Serves until `shutdown` completes, then stops accepting and waits for the requests
-    /// in flight (streams included) to finish.
-    pub async fn run(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> Result<(), ServeError> {
-        axum::serve(self.listener, self.app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(|source| ServeError::Io {
-                context: "serving".into(),
-                source,
-            })
+    /// Serves until the first of `signals`, then stops accepting and lets the requests in
+    /// flight (streams included) finish, for at most `--shutdown-timeout`; a second signal
+    /// closes them at once. A client that has not sent its whole header within
+    /// `--header-timeout` is disconnected, so a half-sent request cannot hold the drain.
+    pub async fn run(self, mut signals: mpsc::Receiver<()>) -> Result<Stopped, ServeError> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => {
+                    let stream = match accepted {
+                        Ok((stream, _)) => stream,
+                        // Out of file descriptors and the like: wait, do not spin.
+                        Err(_) => {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let conn = Connection {
+                        app: self.app.clone(),
+                        header_timeout: self.header_timeout,
+                        stop: stop_rx.clone(),
+                        open: open.clone(),
+                        done: done_tx.clone(),
+                    };
+                    open.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    tokio::spawn(conn.serve(stream));
+                }
+                _ = signals.recv() => break,
+            }
+        }
+        drop(self.listener);
+        drop(done_tx);
+        let _ = stop_tx.send(true);
+        let left = || open.load(std::sync::atomic::Ordering::SeqCst);
+        tokio::select! {
+            // Every connection's sender dropped: all done.
+            _ = done_rx.recv() => Ok(Stopped::Drained),
+            _ = tokio::time::sleep(self.shutdown_timeout) => Ok(Stopped::DeadlinePassed { open: left() }),
+            _ = signals.recv() => Ok(Stopped::SecondSignal { open: left() }),
+        }
     }
 }
 
-/// Completes on Ctrl-C (SIGINT) or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// One accepted connection (HTTP/1.1, keep-alive), served by hyper under the router.
+struct Connection {
+    app: axum::Router,
+    header_timeout: Duration,
+    stop: watch::Receiver<bool>,
+    open: Arc<std::sync::atomic::AtomicUsize>,
+    /// Dropped when the connection ends; the drain waits for every one.
+    done: mpsc::Sender<()>,
+}
+
+impl Connection {
+    async fn serve(mut self, stream: tokio::net::TcpStream) {
+        use hyper_util::rt::{TokioIo, TokioTimer};
+        let service = hyper_util::service::TowerToHyperService::new(self.app.clone());
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_timeout);
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
+        let mut conn = std::pin::pin!(conn);
+        let mut stopping = *self.stop.borrow();
+        if stopping {
+            conn.as_mut().graceful_shutdown();
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+        loop {
+            tokio::select! {
+                _ = conn.as_mut() => break,
+                changed = self.stop.changed(), if !stopping => {
+                    stopping = true;
+                    if changed.is_ok() {
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
+            }
+        }
+        self.open.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        drop(self.done);
     }
+}
+
+/// Every SIGINT (Ctrl-C) and SIGTERM, as they come: the first starts the drain, the second
+/// ends it (see [`Server::run`]). The handlers are installed before this returns (inside a
+/// tokio runtime).
+pub fn signals() -> mpsc::Receiver<()> {
+    let (tx, rx) = mpsc::channel(4);
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).ok();
+        let mut int = signal(SignalKind::interrupt()).ok();
+        tokio::spawn(async move {
+            async fn next(s: Option<&mut tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            loop {
+                tokio::select! {
+                    _ = next(term.as_mut()) => {}
+                    _ = next(int.as_mut()) => {}
+                }
+                if tx.send(()).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    tokio::spawn(async move {
+        while tokio::signal::ctrl_c().await.is_ok() {
+            if tx.send(()).await.is_err() {
+                return;
+            }
+        }
+    });
+    rx
 }
