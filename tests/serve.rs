@@ -1187,3 +1187,76 @@ fn a_taken_port_is_reported() {
         "{stderr}"
     );
 }
+
+/// `name{model="roberta"} VALUE` from `/metrics` text.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+/// 8 concurrent embedding requests share encoder passes: `/metrics` shows a batch of more
+/// than one row (bounded retries: the first request may run alone before the others queue),
+/// and each answer is its own text's vector.
+#[tokio::test]
+async fn concurrent_embeddings_are_batched() {
+    let s = Server::start();
+    let texts = [
+        "北京",
+        "上海是大城市",
+        "今天天气很好",
+        "书",
+        "好读书",
+        "春风",
+        "明月",
+        "山高",
+    ];
+    let mut alone = Vec::new();
+    for t in texts {
+        let (_, r) = post(
+            &s,
+            "/v1/embeddings",
+            serde_json::json!({"model": "roberta", "input": t}),
+        )
+        .await;
+        alone.push(r["data"][0]["embedding"].clone());
+    }
+    for round in 0..10 {
+        let answers = futures_util::future::join_all(texts.iter().map(|t| {
+            post(
+                &s,
+                "/v1/embeddings",
+                serde_json::json!({"model": "roberta", "input": t}),
+            )
+        }))
+        .await;
+        for ((status, r), want) in answers.iter().zip(&alone) {
+            assert_eq!(*status, 200);
+            let got = r["data"][0]["embedding"].as_array().unwrap();
+            let want = want.as_array().unwrap();
+            let diff = got
+                .iter()
+                .zip(want)
+                .map(|(g, w)| (g.as_f64().unwrap() - w.as_f64().unwrap()).abs())
+                .fold(0.0, f64::max);
+            assert!(diff <= f64::from(EMB_TOL), "round {round}: {diff}");
+        }
+        let text = client()
+            .get(s.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let batches = metric(&text, r#"uerzoo_batch_rows_count{model="roberta"} "#);
+        let single = metric(
+            &text,
+            r#"uerzoo_batch_rows_bucket{le="1.0",model="roberta"} "#,
+        );
+        if batches > single {
+            return;
+        }
+    }
+    panic!("10 rounds of 8 concurrent requests, every batch of one row");
+}

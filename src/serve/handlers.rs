@@ -365,6 +365,13 @@ enum Msg {
     Failed(ApiError),
 }
 
+/// The generation thread ended with `done` of `expected` choices and no error.
+fn cut_short(done: usize, expected: usize) -> ApiError {
+    ApiError::Internal(format!(
+        "the generation thread ended after {done} of {expected} choices (a bug: see the server's log)"
+    ))
+}
+
 fn sampling_of(req: &CompletionRequest, base: Sampling) -> Sampling {
     if req.temperature == Some(0.0) || req.top_k == Some(1) {
         return Sampling {
@@ -578,6 +585,7 @@ async fn completions(
         .get_or_create(&Metrics::model(&m.id))
         .clone();
     let stream = req.stream;
+    let prompt_count = jobs.len();
     tokio::task::spawn_blocking(move || {
         for (p, job) in jobs.iter().enumerate() {
             let mut streams = vec![TextStream::default(); n];
@@ -645,10 +653,30 @@ async fn completions(
         choices,
         usage,
     };
+    // Every choice ends with a Done (or the request with a Failed); a generation thread that
+    // ends without them (a panic) is a 500, not a 200 with choices missing.
+    let expected = prompt_count * n;
     if req.stream {
-        let events = futures_util::stream::unfold((rx, slot), move |(mut rx, slot)| async move {
-            rx.recv().await.map(|msg| (msg, (rx, slot)))
-        })
+        let events = futures_util::stream::unfold(
+            (rx, slot, 0usize, false),
+            move |(mut rx, slot, done, ended)| async move {
+                if ended {
+                    return None;
+                }
+                match rx.recv().await {
+                    Some(msg) => {
+                        let done = done + usize::from(matches!(msg, Msg::Done { .. }));
+                        let ended = matches!(msg, Msg::Failed(_));
+                        Some((msg, (rx, slot, done, ended)))
+                    }
+                    None if done < expected => Some((
+                        Msg::Failed(cut_short(done, expected)),
+                        (rx, slot, done, true),
+                    )),
+                    None => None,
+                }
+            },
+        )
         .map(move |msg| {
             let data = match msg {
                 Msg::Token { index, text } => serde_json::to_string(&chunk(
@@ -704,6 +732,9 @@ async fn completions(
         }
     }
     drop(slot);
+    if choices.len() < expected {
+        return Err(cut_short(choices.len(), expected));
+    }
     choices.sort_by_key(|c| c.index);
     let usage = Usage {
         prompt_tokens,
