@@ -828,6 +828,19 @@ async fn classify_equals_predict_with_the_recorded_settings() {
             .contains("--max-batch-tokens 480"),
         "{e}"
     );
+    // Classifications go through the encoder's batching queue, as embeddings do.
+    let text = client()
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metric(&text, r#"uerzoo_batch_rows_sum{model="last"} "#) >= 12.0,
+        "{text}"
+    );
 }
 
 /// A model given as a bare path is named by its file's stem, or its folder when the stem is

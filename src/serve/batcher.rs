@@ -2,7 +2,8 @@
 //! it: requests go into a channel; a worker thread takes what is waiting, up to
 //! `--max-batch-tokens` (rows × longest row, the padded size), runs one forward pass and
 //! answers each request through its own `oneshot`. Requests whose client already went away
-//! are skipped.
+//! are skipped. Embeddings and classifications (`/v1/classify`) share the queue; a batch
+//! holds one kind.
 
 use super::engine::{Engine, Row};
 use super::error::ApiError;
@@ -14,9 +15,18 @@ use tokio::sync::oneshot;
 
 type Reply = Result<Vec<Vec<f32>>, ApiError>;
 
+/// What a job's rows are for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Task {
+    /// One vector per row, pooled so.
+    Embed(Pooling),
+    /// Classifier logits per row.
+    Classify,
+}
+
 struct Job {
     rows: Vec<Row>,
-    pooling: Pooling,
+    task: Task,
     reply: oneshot::Sender<Reply>,
 }
 
@@ -55,6 +65,15 @@ impl Batcher {
 
     /// Embeds `rows` (one request), batched with whatever else is waiting.
     pub async fn embed(&self, rows: Vec<Row>, pooling: Pooling) -> Reply {
+        self.submit(rows, Task::Embed(pooling)).await
+    }
+
+    /// Classifier logits of `rows` (one request), batched with other classifications.
+    pub async fn classify(&self, rows: Vec<Row>) -> Reply {
+        self.submit(rows, Task::Classify).await
+    }
+
+    async fn submit(&self, rows: Vec<Row>, task: Task) -> Reply {
         let (reply, answer) = oneshot::channel();
         let depth = self
             .metrics
@@ -62,15 +81,7 @@ impl Batcher {
             .get_or_create(&Metrics::model(&self.model))
             .clone();
         depth.inc();
-        if self
-            .tx
-            .send(Job {
-                rows,
-                pooling,
-                reply,
-            })
-            .is_err()
-        {
+        if self.tx.send(Job { rows, task, reply }).is_err() {
             depth.dec();
             return Err(ApiError::Internal(format!(
                 "the encoder of `{}` stopped",
@@ -109,10 +120,11 @@ fn work(
         };
         let mut jobs = vec![first];
         let (mut rows, mut longest) = (jobs[0].rows.len(), jobs[0].longest());
+        let classify = jobs[0].task == Task::Classify;
         while let Ok(job) = rx.try_recv() {
             depth.dec();
             let (r, l) = (rows + job.rows.len(), longest.max(job.longest()));
-            if r * l > max_batch_tokens {
+            if r * l > max_batch_tokens || (job.task == Task::Classify) != classify {
                 carried = Some(job);
                 break;
             }
@@ -126,7 +138,13 @@ fn work(
         let all: Vec<Row> = jobs.iter().flat_map(|j| j.rows.iter().cloned()).collect();
         let pooling: Vec<Pooling> = jobs
             .iter()
-            .flat_map(|j| std::iter::repeat_n(j.pooling, j.rows.len()))
+            .flat_map(|j| {
+                let p = match j.task {
+                    Task::Embed(p) => p,
+                    Task::Classify => Pooling::First,
+                };
+                std::iter::repeat_n(p, j.rows.len())
+            })
             .collect();
         metrics
             .batch_rows
@@ -138,7 +156,11 @@ fn work(
             .get_or_create(&label)
             .observe((all.len() * longest) as f64);
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            engine.embed(&all, &pooling)
+            if classify {
+                engine.classify(&all)
+            } else {
+                engine.embed(&all, &pooling)
+            }
         }));
         let mut vectors = match result {
             Ok(Ok(v)) => v.into_iter(),

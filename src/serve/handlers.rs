@@ -54,7 +54,7 @@ impl AppState {
         let metrics = Arc::new(Metrics::default());
         let mut held = Vec::with_capacity(models.len());
         for model in models {
-            let batcher = if model.capabilities.embed {
+            let batcher = if model.capabilities.embed || model.capabilities.classify {
                 Some(Batcher::start(
                     &model.id,
                     model.engine.clone(),
@@ -749,7 +749,11 @@ async fn embeddings(
     ApiJson(req): ApiJson<EmbeddingRequest>,
 ) -> Result<Json<EmbeddingResponse>, ApiError> {
     let held = st.model(&req.model)?;
-    let Some(batcher) = &held.batcher else {
+    let Some(batcher) = held
+        .batcher
+        .as_ref()
+        .filter(|_| held.model.capabilities.embed)
+    else {
         return Err(wrong(
             &held,
             "is a causal LM; embeddings need an encoder (BERT/RoBERTa/ALBERT)",
@@ -1033,10 +1037,15 @@ async fn classify(
         });
     }
     let _slot = st.slot()?;
-    let engine = held.model.engine.clone();
-    let logits = blocking(move || engine.classify(&rows))
-        .await?
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let logits = match &held.batcher {
+        Some(batcher) => batcher.classify(rows).await?,
+        None => {
+            let engine = held.model.engine.clone();
+            blocking(move || engine.classify(&rows))
+                .await?
+                .map_err(|e| ApiError::Internal(e.to_string()))?
+        }
+    };
     let data = logits
         .into_iter()
         .enumerate()
