@@ -630,7 +630,12 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 async fn browser_page_writes_a_couplet_and_fills_a_mask() {
     let _heavy = HEAVY.lock().await;
     if !std::path::Path::new(CHROMIUM).is_file() {
-        // A fresh clone's tests pass without a browser; `.ci/run` installs one.
+        // A fresh clone's tests pass without a browser; `.ci/run` installs one and sets
+        // UERZOO_REQUIRE_BROWSER, which turns the skip into a failure.
+        assert!(
+            std::env::var_os("UERZOO_REQUIRE_BROWSER").is_none(),
+            "UERZOO_REQUIRE_BROWSER is set and {CHROMIUM} is missing; install it with `apt-get install -y chromium fonts-noto-cjk`"
+        );
         eprintln!(
             "skipped: {CHROMIUM} is missing; install it with `apt-get install -y chromium fonts-noto-cjk`"
         );
@@ -678,7 +683,11 @@ async fn browser_page_writes_a_couplet_and_fills_a_mask() {
         );
         String::from_utf8_lossy(&out.stdout).to_string()
     };
-    let couplet = format!(r#"<div class="cand done" id="cand-0">{upper} - {lower}</div>"#);
+    // The lower line arrived in one event per character (streamed), and fits.
+    let steps = lower.chars().count();
+    let couplet = format!(
+        r#"<div class="cand done" id="cand-0" data-steps="{steps}">{upper} - {lower}</div>"#
+    );
     // Chromium's virtual time does not wait for a streamed answer: on a loaded machine the
     // dump can come before the last event; three tries.
     let mut dom = String::new();

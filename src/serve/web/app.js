@@ -68,7 +68,8 @@ async function generate() {
         if (j.error) throw new Error(j.error.message);
         const c = j.choices[0];
         const box = boxes[c.index % n];
-        if (c.text) box.textContent += c.text;
+        // data-steps: how many events wrote text (the browser test checks it streamed).
+        if (c.text) { box.textContent += c.text; box.dataset.steps = (+box.dataset.steps || 0) + 1; }
         if (c.finish_reason) box.classList.add("done");
       }
     }
