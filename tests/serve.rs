@@ -381,6 +381,25 @@ async fn bad_requests_get_json_errors() {
         e["error"]["message"].as_str().unwrap().contains("JSON"),
         "{e}"
     );
+    // Wrong types name their field, in the API's words (not serde's).
+    for (body, param) in [
+        (serde_json::json!({"model": "gpt2", "prompt": 5}), "prompt"),
+        (
+            serde_json::json!({"model": "gpt2", "prompt": "x", "n": "a"}),
+            "n",
+        ),
+        (
+            serde_json::json!({"model": "gpt2", "prompt": "x", "max_tokens": -1}),
+            "max_tokens",
+        ),
+        (serde_json::json!({"prompt": "x"}), "model"),
+    ] {
+        let (status, e) = post(&s, "/v1/completions", body).await;
+        assert_eq!(status, 400, "{e}");
+        assert_eq!(e["error"]["param"], param, "{e}");
+        let message = e["error"]["message"].as_str().unwrap();
+        assert!(!message.contains("untagged"), "{message}");
+    }
     let (status, e) = post(
         &s,
         "/v1/completions",
