@@ -1301,3 +1301,66 @@ async fn concurrent_embeddings_are_batched() {
     }
     panic!("10 rounds of 8 concurrent requests, every batch of one row");
 }
+
+/// `line_length` is `generate --line-length` for poems: greedy text equal to the CLI's, and
+/// sampled lines of five characters, each ended by a line-ending mark.
+#[tokio::test]
+async fn poem_line_length_keeps_its_lines() {
+    let s = Server::start();
+    let prompt = "梅山如积翠，";
+    let body = serde_json::json!({"model": "gpt2", "prompt": prompt, "preset": "poem", "line_length": 5, "max_tokens": 30, "temperature": 0});
+    let (status, c) = post(&s, "/v1/completions", body).await;
+    assert_eq!(status, 200, "{c}");
+    let p = c["usage"]["prompt_tokens"].as_u64().unwrap();
+    let cli: serde_json::Value = serde_json::from_str(
+        uerzoo(&[
+            "generate",
+            &fixture_model("gpt2_v1"),
+            "--prompt",
+            prompt,
+            "--preset",
+            "poem",
+            "--line-length",
+            "5",
+            "--greedy",
+            "--max-length",
+            &(p + 30).to_string(),
+            "--json",
+        ])
+        .trim(),
+    )
+    .unwrap();
+    assert_eq!(c["choices"][0]["text"], cli["continuation"]);
+    let body = serde_json::json!({"model": "gpt2", "prompt": prompt, "preset": "poem", "line_length": 5, "max_tokens": 36, "n": 3, "seed": 3});
+    let (status, c) = post(&s, "/v1/completions", body).await;
+    assert_eq!(status, 200, "{c}");
+    let ends = uerzoo::generate::constraint::LINE_ENDS;
+    for choice in c["choices"].as_array().unwrap() {
+        let text = choice["text"].as_str().unwrap();
+        let mut rest = text;
+        while let Some((i, ch)) = rest
+            .char_indices()
+            .find(|(_, ch)| ends.contains(&ch.to_string().as_str()))
+        {
+            let line = &rest[..i];
+            assert_eq!(line.chars().count(), 5, "{text}");
+            assert!(line.chars().all(uerzoo::tokenizer::is_cjk), "{text}");
+            rest = &rest[i + ch.len_utf8()..];
+        }
+        assert!(rest.chars().count() <= 5, "{text}");
+    }
+    for (body, param) in [
+        (
+            serde_json::json!({"model": "gpt2", "prompt": "白日依山尽", "preset": "couplet", "line_length": 5}),
+            "line_length",
+        ),
+        (
+            serde_json::json!({"model": "gpt2", "prompt": "白日", "preset": "poem", "line_length": 0}),
+            "line_length",
+        ),
+    ] {
+        let (status, e) = post(&s, "/v1/completions", body).await;
+        assert_eq!(status, 400, "{e}");
+        assert_eq!(e["error"]["param"], param, "{e}");
+    }
+}

@@ -498,6 +498,18 @@ async fn completions(
         // As `uerzoo generate --preset couplet`: the lower line takes the upper line's
         // length and punctuation places, then [SEP].
         let constraint = match (preset.cut, text) {
+            (Cut::MatchUpper, _) if req.line_length.is_some() => {
+                return Err(ApiError::invalid(
+                    "line_length",
+                    "line_length is for poems; a couplet's lower line takes the upper line's length",
+                ));
+            }
+            (_, None) if req.line_length.is_some() => {
+                return Err(ApiError::invalid(
+                    "line_length",
+                    "line_length needs the prompt as text, not token ids",
+                ));
+            }
             (Cut::MatchUpper, Some(t)) => Some(
                 Constraint::match_line(&tok, preset.user_text(t))
                     .map_err(|e| ApiError::invalid("prompt", format!("prompt[{i}]: {e}")))?,
@@ -507,6 +519,20 @@ async fn completions(
                     "prompt",
                     "the couplet preset needs the upper line as text, not token ids; send `prompt` as a string",
                 ));
+            }
+            (_, Some(_)) if req.line_length == Some(0) => {
+                return Err(ApiError::invalid(
+                    "line_length",
+                    "line_length = 0: expected characters per line, e.g. 5 or 7",
+                ));
+            }
+            (_, Some(t)) => {
+                match req.line_length {
+                    Some(n) => Some(Constraint::lines(&tok, n, preset.user_text(t)).map_err(
+                        |e| ApiError::invalid("line_length", format!("prompt[{i}]: {e}")),
+                    )?),
+                    None => None,
+                }
             }
             _ => None,
         };

@@ -35,6 +35,9 @@ pub struct CompletionRequest {
     pub preset: Option<String>,
     /// Extension: CTRL-style repetition penalty [1.0 = off].
     pub repetition_penalty: Option<f64>,
+    /// Extension: lines of this many Chinese characters, each ended by `，。！？；` (as
+    /// `uerzoo generate --line-length`; not with the couplet preset).
+    pub line_length: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize)]
