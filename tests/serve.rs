@@ -1364,3 +1364,34 @@ async fn poem_line_length_keeps_its_lines() {
         assert_eq!(e["error"]["param"], param, "{e}");
     }
 }
+
+/// `--allowed-hosts`: a request addressed to another host name (DNS rebinding) gets 403.
+#[tokio::test]
+async fn allowed_hosts_refuse_other_host_names() {
+    let gpt2 = [format!("gpt2={}", fixture_model("gpt2_v1"))];
+    let s = Server::with(&gpt2, &["--allowed-hosts", "localhost,127.0.0.1"]);
+    let r = client().get(s.url("/health")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "127.0.0.1 is allowed");
+    let r = client()
+        .get(s.url("/health"))
+        .header("Host", "evil.example:8080")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let e = json_of(r).await;
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--allowed-hosts"),
+        "{e}"
+    );
+    let r = client()
+        .get(s.url("/health"))
+        .header("Host", "LOCALHOST:1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}

@@ -45,6 +45,11 @@ pub struct Args {
     /// 413).
     #[arg(long, default_value_t = 65536)]
     max_request_tokens: usize,
+    /// Host names requests may be addressed to (the Host header, port ignored), comma
+    /// separated, e.g. localhost,127.0.0.1; others get 403 (against DNS rebinding). Default:
+    /// any.
+    #[arg(long, value_delimiter = ',')]
+    allowed_hosts: Vec<String>,
     /// Seconds a client has to send its request's header (slower: disconnected).
     #[arg(long, default_value_t = 10)]
     header_timeout: u64,
@@ -78,6 +83,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         max_concurrency: args.max_concurrency,
         max_body_bytes: args.max_body_bytes,
         max_request_tokens: args.max_request_tokens,
+        allowed_hosts: args.allowed_hosts,
         header_timeout: Duration::from_secs(args.header_timeout),
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
         classifier_pooling: args.classifier_pooling,

@@ -44,6 +44,7 @@ pub struct AppState {
     max_batch_tokens: usize,
     max_choices: usize,
     max_request_tokens: usize,
+    allowed_hosts: Vec<String>,
     created: u64,
     next_id: AtomicU64,
 }
@@ -74,6 +75,11 @@ impl AppState {
             max_batch_tokens: opts.max_batch_tokens,
             max_choices: opts.max_choices,
             max_request_tokens: opts.max_request_tokens,
+            allowed_hosts: opts
+                .allowed_hosts
+                .iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
             created: now(),
             next_id: AtomicU64::new(1),
         }))
@@ -135,6 +141,7 @@ pub fn router(state: Arc<AppState>, opts: &ServeOptions) -> Router {
         .route("/v1/tokenize", post(tokenize))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), check_host))
         .layer(middleware::from_fn_with_state(state.clone(), record))
         .layer(DefaultBodyLimit::max(opts.max_body_bytes))
         .with_state(state)
@@ -151,6 +158,37 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<
             Err(r) => Err(ApiError::from(r as JsonRejection)),
         }
     }
+}
+
+/// `--allowed-hosts`: a request whose Host header names another host is refused (403), so a
+/// page on a rebound DNS name cannot reach a loopback server.
+async fn check_host(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    if st.allowed_hosts.is_empty() {
+        return next.run(req).await;
+    }
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().host())
+        .unwrap_or("");
+    let name = match host.strip_prefix('[') {
+        // [::1]:8080
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.split(':').next().unwrap_or(""),
+    }
+    .to_ascii_lowercase();
+    if st.allowed_hosts.contains(&name) {
+        return next.run(req).await;
+    }
+    ApiError::Rejected {
+        status: axum::http::StatusCode::FORBIDDEN,
+        message: format!(
+            "Host `{host}` is not one this server answers to; it allows: {} (the server's --allowed-hosts)",
+            st.allowed_hosts.join(", ")
+        ),
+    }
+    .into_response()
 }
 
 async fn record(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {

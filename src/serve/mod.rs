@@ -139,6 +139,9 @@ pub struct ServeOptions {
     pub max_choices: usize,
     /// Most new tokens one completion request may ask for (prompts × `n` × `max_tokens`).
     pub max_request_tokens: usize,
+    /// Host header names requests may carry (a port after them ignored); empty: any. Guards a
+    /// loopback server against DNS rebinding.
+    pub allowed_hosts: Vec<String>,
     /// A client must send its request's header within this (else it is disconnected).
     pub header_timeout: Duration,
     /// After a signal, how long the requests in flight may take to finish.
@@ -165,6 +168,7 @@ impl Default for ServeOptions {
             max_body_bytes: 2 << 20,
             max_choices: 8,
             max_request_tokens: 65536,
+            allowed_hosts: Vec::new(),
             header_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(30),
             classifier_pooling: None,
