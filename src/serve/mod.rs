@@ -36,7 +36,7 @@ use tokio::sync::{mpsc, watch};
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     /// A model argument that could not be opened or loaded.
-    #[error("model `{id}`: {source}")]
+    #[error("model `{id}`")]
     Model { id: String, source: ModelError },
     /// No tokenizer beside the weights.
     #[error("model `{id}`: {message}")]
@@ -56,7 +56,7 @@ pub enum ServeError {
         message: String,
     },
     /// Binding or serving failed.
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         context: String,
         source: std::io::Error,
