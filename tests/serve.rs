@@ -1395,3 +1395,59 @@ async fn allowed_hosts_refuse_other_host_names() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+/// Concurrent fill-mask requests share encoder passes (padded to the batch's longest text)
+/// and each answer is the one it gets alone.
+#[tokio::test]
+async fn concurrent_fill_masks_are_batched() {
+    let s = Server::start();
+    let texts = [
+        "北京是[MASK]国的首都。",
+        "今天[MASK]气很好",
+        "[MASK]",
+        "好读书，不求甚[MASK]。",
+        "春[MASK]",
+        "明月松间照，清泉石上[MASK]。",
+        "山高月[MASK]",
+        "书[MASK]有路勤为径",
+    ];
+    let body = |t: &str| serde_json::json!({"model": "roberta", "text": t, "top_k": 3});
+    let mut alone = Vec::new();
+    for t in texts {
+        let (status, r) = post(&s, "/v1/fill-mask", body(t)).await;
+        assert_eq!(status, 200, "{r}");
+        alone.push(r["masks"][0]["candidates"].clone());
+    }
+    for round in 0..10 {
+        let answers = futures_util::future::join_all(
+            texts.iter().map(|t| post(&s, "/v1/fill-mask", body(t))),
+        )
+        .await;
+        for ((status, r), want) in answers.iter().zip(&alone) {
+            assert_eq!(*status, 200);
+            let got = r["masks"][0]["candidates"].as_array().unwrap();
+            for (g, w) in got.iter().zip(want.as_array().unwrap()) {
+                assert_eq!(g["id"], w["id"], "round {round}");
+                let (gs, ws) = (g["score"].as_f64().unwrap(), w["score"].as_f64().unwrap());
+                assert!((gs - ws).abs() <= f64::from(EMB_TOL), "{gs} vs {ws}");
+            }
+        }
+        let text = client()
+            .get(s.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let batches = metric(&text, r#"uerzoo_batch_rows_count{model="roberta"} "#);
+        let single = metric(
+            &text,
+            r#"uerzoo_batch_rows_bucket{le="1.0",model="roberta"} "#,
+        );
+        if batches > single {
+            return;
+        }
+    }
+    panic!("10 rounds of 8 concurrent fill-mask requests, every batch of one row");
+}

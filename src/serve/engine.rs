@@ -54,13 +54,14 @@ pub trait Engine: Send + Sync {
     /// One vector per row, padded into one batch: `First` = the `[CLS]` state, `Mean` = the
     /// mean over the row's own tokens (padding excluded). `pooling[i]` belongs to `rows[i]`.
     fn embed(&self, rows: &[Row], pooling: &[Pooling]) -> Result<Vec<Vec<f32>>, ModelError>;
-    /// The `top_k` candidates at each of `positions` of one sequence (segment 1).
+    /// For each row (padded into one batch), the `top_k[r]` candidates at each of
+    /// `positions[r]`: `[row][mask][candidate]`.
     fn fill_mask(
         &self,
-        ids: &[u32],
-        positions: &[usize],
-        top_k: usize,
-    ) -> Result<Vec<Vec<Candidate>>, ModelError>;
+        rows: &[Row],
+        positions: &[Vec<usize>],
+        top_k: &[usize],
+    ) -> Result<Vec<Vec<Vec<Candidate>>>, ModelError>;
     /// Classifier logits per row (`[labels]` each).
     fn classify(&self, rows: &[Row]) -> Result<Vec<Vec<f32>>, ModelError>;
 }
@@ -200,28 +201,39 @@ impl<B: Backend> Engine for Loaded<B> {
 
     fn fill_mask(
         &self,
-        ids: &[u32],
-        positions: &[usize],
-        k: usize,
-    ) -> Result<Vec<Vec<Candidate>>, ModelError> {
+        rows: &[Row],
+        positions: &[Vec<usize>],
+        k: &[usize],
+    ) -> Result<Vec<Vec<Vec<Candidate>>>, ModelError> {
         if self.model.mlm.is_none() {
             return Err(ModelError::Input(
                 "the weights have no MLM head (`target.mlm.*`); fill-mask needs one".into(),
             ));
         }
-        let seq = ids.len();
-        let ids: Vec<i64> = ids.iter().map(|&i| i64::from(i)).collect();
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (ids, seg, seq) = self.pad(rows);
         let (t_ids, t_seg) = self
             .model
-            .inputs(&ids, &vec![1i64; seq], 1, seq, &self.device)?;
+            .inputs(&ids, &seg, rows.len(), seq, &self.device)?;
         let Some(logits) = self.model.forward(t_ids, t_seg).logits else {
             return Err(ModelError::Input("the model returned no logits".into()));
         };
         let vocab = logits.dims()[2];
-        let mut out = Vec::with_capacity(positions.len());
-        for &p in positions {
-            let row = logits.clone().narrow(1, p, 1).reshape([vocab]);
-            out.push(top_k(&host(activation::softmax(row, 0))?, k));
+        let mut out = Vec::with_capacity(rows.len());
+        for (r, at) in positions.iter().enumerate() {
+            let mut masks = Vec::with_capacity(at.len());
+            for &p in at {
+                let row = logits
+                    .clone()
+                    .narrow(0, r, 1)
+                    .narrow(1, p, 1)
+                    .reshape([vocab]);
+                let kr = k.get(r).copied().unwrap_or(1);
+                masks.push(top_k(&host(activation::softmax(row, 0))?, kr));
+            }
+            out.push(masks);
         }
         Ok(out)
     }

@@ -55,7 +55,8 @@ impl AppState {
         let metrics = Arc::new(Metrics::default());
         let mut held = Vec::with_capacity(models.len());
         for model in models {
-            let batcher = if model.capabilities.embed || model.capabilities.classify {
+            let c = model.capabilities;
+            let batcher = if c.embed || c.classify || c.fill_mask {
                 Some(Batcher::start(
                     &model.id,
                     model.engine.clone(),
@@ -984,11 +985,22 @@ async fn fill_mask(
         ));
     }
     let _slot = st.slot()?;
-    let engine = held.model.engine.clone();
-    let at = positions.clone();
-    let results = blocking(move || engine.fill_mask(&ids, &at, top_k))
-        .await?
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let row = Row {
+        segments: vec![1; ids.len()],
+        ids,
+    };
+    let results = match &held.batcher {
+        Some(batcher) => batcher.fill_mask(row, positions.clone(), top_k).await?,
+        None => {
+            let engine = held.model.engine.clone();
+            let at = vec![positions.clone()];
+            blocking(move || engine.fill_mask(&[row], &at, &[top_k]))
+                .await?
+                .map_err(|e| ApiError::Internal(e.to_string()))?
+                .pop()
+                .unwrap_or_default()
+        }
+    };
     let masks = results
         .into_iter()
         .zip(&positions)

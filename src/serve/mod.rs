@@ -6,8 +6,8 @@
 //! models; the zoo's fill-mask, classify and tokenize; health, metrics and the web page),
 //! the limits (body size, tokens, concurrency → 429), batching of encoder requests
 //! ([`batcher`]) and graceful shutdown. Model compute never runs on the async runtime:
-//! generation and fill-mask run on blocking threads, embeddings on each encoder's batching
-//! thread. It never prints; the CLI reports the address and errors.
+//! generation runs on blocking threads; embeddings, classify and fill-mask on each encoder's
+//! batching thread. It never prints; the CLI reports the address and errors.
 
 pub mod batcher;
 pub mod engine;
