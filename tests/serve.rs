@@ -856,6 +856,30 @@ async fn classify_equals_predict_with_the_recorded_settings() {
             .contains("--max-batch-tokens 480"),
         "{e}"
     );
+    // A classifier is offered on /v1/classify only.
+    let models: serde_json::Value = serde_json::from_str(
+        &client()
+            .get(s.url("/v1/models"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        models["data"][0]["capabilities"],
+        serde_json::json!(["classify", "tokenize"])
+    );
+    let (status, e) = post(
+        &s,
+        "/v1/embeddings",
+        serde_json::json!({"model": "first", "input": "x"}),
+    )
+    .await;
+    assert_eq!(status, 400, "{e}");
+    assert_eq!(e["error"]["param"], "model");
     // Classifications go through the encoder's batching queue, as embeddings do.
     let text = client()
         .get(s.url("/metrics"))

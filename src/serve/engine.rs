@@ -22,7 +22,8 @@ pub struct Capabilities {
     pub fill_mask: bool,
     /// A fine-tuned classifier head (`output_layer_{1,2}`): `/v1/classify`.
     pub classify: bool,
-    /// A bidirectional encoder (not GPT-2's causal mask): `/v1/embeddings`.
+    /// A bidirectional encoder (not GPT-2's causal mask) that is not a classifier:
+    /// `/v1/embeddings`. A classifier is offered on `/v1/classify` only.
     pub embed: bool,
 }
 
@@ -140,7 +141,8 @@ impl<B: Backend> Engine for Loaded<B> {
             generate: self.model.lm.is_some(),
             fill_mask: self.model.mlm.is_some(),
             classify: self.model.classifier.is_some(),
-            embed: self.model.config.mask != crate::model::MaskKind::Causal,
+            embed: self.model.config.mask != crate::model::MaskKind::Causal
+                && self.model.classifier.is_none(),
         }
     }
 

@@ -821,7 +821,11 @@ async fn embeddings(
     else {
         return Err(wrong(
             &held,
-            "is a causal LM; embeddings need an encoder (BERT/RoBERTa/ALBERT)",
+            if held.model.capabilities.classify {
+                "is a classifier; embeddings need a pretrained encoder (BERT/RoBERTa/ALBERT)"
+            } else {
+                "is a causal LM; embeddings need an encoder (BERT/RoBERTa/ALBERT)"
+            },
         ));
     };
     let pooling = match req.pooling.as_deref().unwrap_or("first") {
