@@ -3,8 +3,10 @@
 use anyhow::Context;
 use std::io::Write;
 use std::process::ExitCode;
+use std::time::Duration;
 use uerzoo::model::{DeviceSpec, Pooling};
-use uerzoo::serve::{self, ModelSpec, ServeOptions, Server};
+use uerzoo::serve::{self, ModelSpec, ServeOptions, Stopped};
+use uerzoo::tokenizer::Truncation;
 
 /// Serve models over HTTP: an OpenAI-compatible API, fill-mask, classify and a web page.
 ///
@@ -39,12 +41,37 @@ pub struct Args {
     /// Model requests running at once; more are answered 429.
     #[arg(long, default_value_t = 64)]
     max_concurrency: usize,
+    /// Most new tokens one completion request may ask for: prompts × n × max_tokens (more:
+    /// 413).
+    #[arg(long, default_value_t = 65536)]
+    max_request_tokens: usize,
+    /// Host names requests may be addressed to (the Host header, port ignored), comma
+    /// separated, e.g. localhost,127.0.0.1; others get 403 (against DNS rebinding). Default:
+    /// any.
+    #[arg(long, value_delimiter = ',')]
+    allowed_hosts: Vec<String>,
+    /// Seconds a client has to send its request's header (slower: disconnected).
+    #[arg(long, default_value_t = 10)]
+    header_timeout: u64,
+    /// Seconds the requests in flight may take to finish after Ctrl-C or SIGTERM; then (or at
+    /// a second signal) they are cut and the server exits.
+    #[arg(long, default_value_t = 30)]
+    shutdown_timeout: u64,
     /// Largest request body in bytes (larger: 413).
     #[arg(long, default_value_t = 2 << 20)]
     max_body_bytes: usize,
-    /// Pooling the served classifiers were fine-tuned with: first, mean, max or last.
-    #[arg(long, default_value = "first")]
-    classifier_pooling: Pooling,
+    /// Pooling of the served classifiers: first, mean, max or last (default: as in
+    /// training, from the `pooling` that `finetune` records in each model's UER config; else
+    /// first).
+    #[arg(long)]
+    classifier_pooling: Option<Pooling>,
+    /// Tokens per classified example (default: each model's recorded `seq_length`, else 128).
+    #[arg(long)]
+    classifier_seq_length: Option<usize>,
+    /// How a long example is cut: uer or hf (default: each model's recorded `truncation`;
+    /// else hf for a Huggingface folder, uer for a UER file; see `uerzoo predict --help`).
+    #[arg(long)]
+    classifier_truncation: Option<Truncation>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -55,24 +82,43 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         max_batch_tokens: args.max_batch_tokens,
         max_concurrency: args.max_concurrency,
         max_body_bytes: args.max_body_bytes,
+        max_request_tokens: args.max_request_tokens,
+        allowed_hosts: args.allowed_hosts,
+        header_timeout: Duration::from_secs(args.header_timeout),
+        shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
         classifier_pooling: args.classifier_pooling,
+        classifier_seq_length: args.classifier_seq_length,
+        classifier_truncation: args.classifier_truncation,
         ..ServeOptions::default()
     };
-    let models = serve::load_models(&args.models, &opts)?;
-    let ids: Vec<String> = models.iter().map(|m| m.id.clone()).collect();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(async {
-        let server = Server::bind(models, &opts).await?;
+    // The port first: a taken one is found before a long load.
+    let bound = runtime.block_on(serve::bind(&opts))?;
+    let models = serve::load_models(&args.models, &opts)?;
+    let ids: Vec<String> = models.iter().map(|m| m.id.clone()).collect();
+    let stopped = runtime.block_on(async {
+        let server = bound.with_models(models, &opts)?;
         let addr = server.local_addr()?;
+        let signals = serve::signals();
         eprintln!("serving {}", ids.join(", "));
         println!("listening on http://{addr}");
         std::io::stdout().flush()?;
-        server.run(serve::shutdown_signal()).await?;
-        eprintln!("shut down");
-        anyhow::Ok(())
+        anyhow::Ok(server.run(signals).await?)
     })?;
+    match stopped {
+        Stopped::Drained => eprintln!("shut down"),
+        Stopped::DeadlinePassed { open } => eprintln!(
+            "shut down: --shutdown-timeout {} s passed; {open} connection(s) cut",
+            args.shutdown_timeout
+        ),
+        Stopped::SecondSignal { open } => {
+            eprintln!("shut down at the second signal; {open} connection(s) cut")
+        }
+    }
+    // Generation threads stop at their next token once their clients are gone.
+    runtime.shutdown_timeout(Duration::from_secs(2));
     Ok(ExitCode::SUCCESS)
 }

@@ -221,6 +221,18 @@ pub fn generate_until<B: Backend>(
     generate_full(model, prompt, opts, None, on_token)
 }
 
+/// [`generate_until`] with each new token restricted by `constraint`, as
+/// [`generate_constrained`] (the server's couplets).
+pub fn generate_constrained_until<B: Backend>(
+    model: &Model<B>,
+    prompt: &[u32],
+    opts: &GenerateOptions,
+    constraint: Option<&Constraint>,
+    on_token: &mut dyn FnMut(usize, u32) -> ControlFlow<()>,
+) -> Result<Vec<Generated>, GenerateError> {
+    generate_full(model, prompt, opts, constraint, on_token)
+}
+
 /// The one generation loop behind [`generate`], [`generate_constrained`] and
 /// [`generate_until`].
 fn generate_full<B: Backend>(

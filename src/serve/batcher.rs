@@ -2,22 +2,68 @@
 //! it: requests go into a channel; a worker thread takes what is waiting, up to
 //! `--max-batch-tokens` (rows × longest row, the padded size), runs one forward pass and
 //! answers each request through its own `oneshot`. Requests whose client already went away
-//! are skipped.
+//! are skipped. Embeddings, classifications (`/v1/classify`) and fill-mask share the queue;
+//! a batch holds one kind.
 
 use super::engine::{Engine, Row};
 use super::error::ApiError;
 use super::metrics::Metrics;
-use crate::model::Pooling;
+use crate::model::tasks::Candidate;
+use crate::model::{ModelError, Pooling};
 use std::sync::Arc;
 use std::sync::mpsc;
 use tokio::sync::oneshot;
 
 type Reply = Result<Vec<Vec<f32>>, ApiError>;
+/// Fill-mask's answer: `[mask][candidate]` of one request.
+type MaskReply = Result<Vec<Vec<Candidate>>, ApiError>;
+
+/// What a job's rows are for, and where its answer goes.
+enum Task {
+    /// One vector per row, pooled so.
+    Embed(Pooling, oneshot::Sender<Reply>),
+    /// Classifier logits per row.
+    Classify(oneshot::Sender<Reply>),
+    /// The `top_k` candidates at each mask position of the (one) row.
+    FillMask {
+        positions: Vec<usize>,
+        top_k: usize,
+        reply: oneshot::Sender<MaskReply>,
+    },
+}
+
+impl Task {
+    /// Jobs of one kind share a batch.
+    fn kind(&self) -> u8 {
+        match self {
+            Task::Embed(..) => 0,
+            Task::Classify(_) => 1,
+            Task::FillMask { .. } => 2,
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        match self {
+            Task::Embed(_, r) | Task::Classify(r) => r.is_closed(),
+            Task::FillMask { reply, .. } => reply.is_closed(),
+        }
+    }
+
+    fn fail(self, e: ApiError) {
+        match self {
+            Task::Embed(_, r) | Task::Classify(r) => {
+                let _ = r.send(Err(e));
+            }
+            Task::FillMask { reply, .. } => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+}
 
 struct Job {
     rows: Vec<Row>,
-    pooling: Pooling,
-    reply: oneshot::Sender<Reply>,
+    task: Task,
 }
 
 impl Job {
@@ -56,21 +102,40 @@ impl Batcher {
     /// Embeds `rows` (one request), batched with whatever else is waiting.
     pub async fn embed(&self, rows: Vec<Row>, pooling: Pooling) -> Reply {
         let (reply, answer) = oneshot::channel();
+        self.submit(rows, Task::Embed(pooling, reply), answer).await
+    }
+
+    /// Classifier logits of `rows` (one request), batched with other classifications.
+    pub async fn classify(&self, rows: Vec<Row>) -> Reply {
+        let (reply, answer) = oneshot::channel();
+        self.submit(rows, Task::Classify(reply), answer).await
+    }
+
+    /// The `top_k` candidates at each of `positions` of `row` (one request), batched with
+    /// other fill-mask requests.
+    pub async fn fill_mask(&self, row: Row, positions: Vec<usize>, top_k: usize) -> MaskReply {
+        let (reply, answer) = oneshot::channel();
+        let task = Task::FillMask {
+            positions,
+            top_k,
+            reply,
+        };
+        self.submit(vec![row], task, answer).await
+    }
+
+    async fn submit<T>(
+        &self,
+        rows: Vec<Row>,
+        task: Task,
+        answer: oneshot::Receiver<Result<T, ApiError>>,
+    ) -> Result<T, ApiError> {
         let depth = self
             .metrics
             .queue_depth
             .get_or_create(&Metrics::model(&self.model))
             .clone();
         depth.inc();
-        if self
-            .tx
-            .send(Job {
-                rows,
-                pooling,
-                reply,
-            })
-            .is_err()
-        {
+        if self.tx.send(Job { rows, task }).is_err() {
             depth.dec();
             return Err(ApiError::Internal(format!(
                 "the encoder of `{}` stopped",
@@ -109,25 +174,22 @@ fn work(
         };
         let mut jobs = vec![first];
         let (mut rows, mut longest) = (jobs[0].rows.len(), jobs[0].longest());
+        let kind = jobs[0].task.kind();
         while let Ok(job) = rx.try_recv() {
             depth.dec();
             let (r, l) = (rows + job.rows.len(), longest.max(job.longest()));
-            if r * l > max_batch_tokens {
+            if r * l > max_batch_tokens || job.task.kind() != kind {
                 carried = Some(job);
                 break;
             }
             (rows, longest) = (r, l);
             jobs.push(job);
         }
-        jobs.retain(|j| !j.reply.is_closed());
+        jobs.retain(|j| !j.task.is_closed());
         if jobs.is_empty() {
             continue;
         }
         let all: Vec<Row> = jobs.iter().flat_map(|j| j.rows.iter().cloned()).collect();
-        let pooling: Vec<Pooling> = jobs
-            .iter()
-            .flat_map(|j| std::iter::repeat_n(j.pooling, j.rows.len()))
-            .collect();
         metrics
             .batch_rows
             .get_or_create(&label)
@@ -137,29 +199,75 @@ fn work(
             .batch_tokens
             .get_or_create(&label)
             .observe((all.len() * longest) as f64);
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            engine.embed(&all, &pooling)
-        }));
-        let mut vectors = match result {
-            Ok(Ok(v)) => v.into_iter(),
-            Ok(Err(e)) => {
-                for j in jobs {
-                    let _ = j.reply.send(Err(ApiError::Internal(e.to_string())));
-                }
-                continue;
-            }
-            Err(_) => {
-                for j in jobs {
-                    let _ = j
-                        .reply
-                        .send(Err(ApiError::Internal("the encoder panicked".into())));
-                }
-                continue;
-            }
-        };
-        for j in jobs {
-            let mine: Vec<Vec<f32>> = vectors.by_ref().take(j.rows.len()).collect();
-            let _ = j.reply.send(Ok(mine));
+        if matches!(jobs[0].task, Task::FillMask { .. }) {
+            fill_masks(engine, &all, jobs);
+        } else {
+            vectors(engine, &all, jobs);
+        }
+    }
+}
+
+/// Runs `f` on the encoder; an error or a panic becomes every job's answer.
+fn guarded<T>(jobs: &mut Vec<Job>, f: impl FnOnce() -> Result<T, ModelError>) -> Option<T> {
+    let message = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => return Some(v),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "the encoder panicked".to_string(),
+    };
+    for j in jobs.drain(..) {
+        j.task.fail(ApiError::Internal(message.clone()));
+    }
+    None
+}
+
+/// Embeddings or classifier logits: one vector per row.
+fn vectors(engine: &dyn Engine, all: &[Row], mut jobs: Vec<Job>) {
+    let pooling: Vec<Pooling> = jobs
+        .iter()
+        .flat_map(|j| {
+            let p = match j.task {
+                Task::Embed(p, _) => p,
+                _ => Pooling::First,
+            };
+            std::iter::repeat_n(p, j.rows.len())
+        })
+        .collect();
+    let classify = matches!(jobs[0].task, Task::Classify(_));
+    let Some(out) = guarded(&mut jobs, || {
+        if classify {
+            engine.classify(all)
+        } else {
+            engine.embed(all, &pooling)
+        }
+    }) else {
+        return;
+    };
+    let mut out = out.into_iter();
+    for j in jobs {
+        let mine: Vec<Vec<f32>> = out.by_ref().take(j.rows.len()).collect();
+        if let Task::Embed(_, reply) | Task::Classify(reply) = j.task {
+            let _ = reply.send(Ok(mine));
+        }
+    }
+}
+
+/// Fill-mask: each job is one row with its mask positions.
+fn fill_masks(engine: &dyn Engine, all: &[Row], mut jobs: Vec<Job>) {
+    let (positions, top_k): (Vec<Vec<usize>>, Vec<usize>) = jobs
+        .iter()
+        .map(|j| match &j.task {
+            Task::FillMask {
+                positions, top_k, ..
+            } => (positions.clone(), *top_k),
+            _ => (Vec::new(), 1),
+        })
+        .unzip();
+    let Some(out) = guarded(&mut jobs, || engine.fill_mask(all, &positions, &top_k)) else {
+        return;
+    };
+    for (j, masks) in jobs.into_iter().zip(out) {
+        if let Task::FillMask { reply, .. } = j.task {
+            let _ = reply.send(Ok(masks));
         }
     }
 }

@@ -2,7 +2,7 @@
 //! once on its backend and kept behind the object-safe [`Engine`], so request handlers
 //! never see a Burn type and several threads can run the same weights at once.
 
-use crate::generate::{self, GenerateError, GenerateOptions, Generated};
+use crate::generate::{self, Constraint, GenerateError, GenerateOptions, Generated};
 use crate::model::backend::{BackendJob, DeviceSpec, run_on};
 use crate::model::load::keys;
 use crate::model::open::OpenedModel;
@@ -22,7 +22,8 @@ pub struct Capabilities {
     pub fill_mask: bool,
     /// A fine-tuned classifier head (`output_layer_{1,2}`): `/v1/classify`.
     pub classify: bool,
-    /// A bidirectional encoder (not GPT-2's causal mask): `/v1/embeddings`.
+    /// A bidirectional encoder (not GPT-2's causal mask) that is not a classifier:
+    /// `/v1/embeddings`. A classifier is offered on `/v1/classify` only.
     pub embed: bool,
 }
 
@@ -42,23 +43,26 @@ pub trait Engine: Send + Sync {
     fn positions(&self) -> usize;
     /// Classifier labels (0 without a classifier head).
     fn labels(&self) -> usize;
-    /// Generates (see [`generate::generate_until`]).
+    /// Generates, each new token restricted by `constraint` when given (see
+    /// [`generate::generate_constrained_until`]).
     fn generate(
         &self,
         prompt: &[u32],
         opts: &GenerateOptions,
+        constraint: Option<&Constraint>,
         on_token: &mut dyn FnMut(usize, u32) -> ControlFlow<()>,
     ) -> Result<Vec<Generated>, GenerateError>;
     /// One vector per row, padded into one batch: `First` = the `[CLS]` state, `Mean` = the
     /// mean over the row's own tokens (padding excluded). `pooling[i]` belongs to `rows[i]`.
     fn embed(&self, rows: &[Row], pooling: &[Pooling]) -> Result<Vec<Vec<f32>>, ModelError>;
-    /// The `top_k` candidates at each of `positions` of one sequence (segment 1).
+    /// For each row (padded into one batch), the `top_k[r]` candidates at each of
+    /// `positions[r]`: `[row][mask][candidate]`.
     fn fill_mask(
         &self,
-        ids: &[u32],
-        positions: &[usize],
-        top_k: usize,
-    ) -> Result<Vec<Vec<Candidate>>, ModelError>;
+        rows: &[Row],
+        positions: &[Vec<usize>],
+        top_k: &[usize],
+    ) -> Result<Vec<Vec<Vec<Candidate>>>, ModelError>;
     /// Classifier logits per row (`[labels]` each).
     fn classify(&self, rows: &[Row]) -> Result<Vec<Vec<f32>>, ModelError>;
 }
@@ -137,7 +141,8 @@ impl<B: Backend> Engine for Loaded<B> {
             generate: self.model.lm.is_some(),
             fill_mask: self.model.mlm.is_some(),
             classify: self.model.classifier.is_some(),
-            embed: self.model.config.mask != crate::model::MaskKind::Causal,
+            embed: self.model.config.mask != crate::model::MaskKind::Causal
+                && self.model.classifier.is_none(),
         }
     }
 
@@ -156,9 +161,10 @@ impl<B: Backend> Engine for Loaded<B> {
         &self,
         prompt: &[u32],
         opts: &GenerateOptions,
+        constraint: Option<&Constraint>,
         on_token: &mut dyn FnMut(usize, u32) -> ControlFlow<()>,
     ) -> Result<Vec<Generated>, GenerateError> {
-        generate::generate_until(&self.model, prompt, opts, on_token)
+        generate::generate_constrained_until(&self.model, prompt, opts, constraint, on_token)
     }
 
     fn embed(&self, rows: &[Row], pooling: &[Pooling]) -> Result<Vec<Vec<f32>>, ModelError> {
@@ -197,28 +203,39 @@ impl<B: Backend> Engine for Loaded<B> {
 
     fn fill_mask(
         &self,
-        ids: &[u32],
-        positions: &[usize],
-        k: usize,
-    ) -> Result<Vec<Vec<Candidate>>, ModelError> {
+        rows: &[Row],
+        positions: &[Vec<usize>],
+        k: &[usize],
+    ) -> Result<Vec<Vec<Vec<Candidate>>>, ModelError> {
         if self.model.mlm.is_none() {
             return Err(ModelError::Input(
                 "the weights have no MLM head (`target.mlm.*`); fill-mask needs one".into(),
             ));
         }
-        let seq = ids.len();
-        let ids: Vec<i64> = ids.iter().map(|&i| i64::from(i)).collect();
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (ids, seg, seq) = self.pad(rows);
         let (t_ids, t_seg) = self
             .model
-            .inputs(&ids, &vec![1i64; seq], 1, seq, &self.device)?;
+            .inputs(&ids, &seg, rows.len(), seq, &self.device)?;
         let Some(logits) = self.model.forward(t_ids, t_seg).logits else {
             return Err(ModelError::Input("the model returned no logits".into()));
         };
         let vocab = logits.dims()[2];
-        let mut out = Vec::with_capacity(positions.len());
-        for &p in positions {
-            let row = logits.clone().narrow(1, p, 1).reshape([vocab]);
-            out.push(top_k(&host(activation::softmax(row, 0))?, k));
+        let mut out = Vec::with_capacity(rows.len());
+        for (r, at) in positions.iter().enumerate() {
+            let mut masks = Vec::with_capacity(at.len());
+            for &p in at {
+                let row = logits
+                    .clone()
+                    .narrow(0, r, 1)
+                    .narrow(1, p, 1)
+                    .reshape([vocab]);
+                let kr = k.get(r).copied().unwrap_or(1);
+                masks.push(top_k(&host(activation::softmax(row, 0))?, kr));
+            }
+            out.push(masks);
         }
         Ok(out)
     }

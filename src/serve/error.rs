@@ -121,9 +121,19 @@ impl ApiError {
     }
 }
 
+/// Seconds a client told 429 waits before retrying (`Retry-After`).
+pub const RETRY_AFTER_SECS: u32 = 1;
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status(), Json(self.body())).into_response()
+        let mut response = (self.status(), Json(self.body())).into_response();
+        if matches!(self, ApiError::Busy { .. }) {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(RETRY_AFTER_SECS),
+            );
+        }
+        response
     }
 }
 
@@ -138,6 +148,47 @@ impl From<axum::extract::rejection::JsonRejection> for ApiError {
             };
         }
         // serde_path_to_error puts the field first: "…: max_tokens: invalid type: …".
-        ApiError::Rejected { status, message }
+        match field_error(&message) {
+            Some((param, message)) => ApiError::Invalid {
+                param: Some(param),
+                message,
+            },
+            None => ApiError::Rejected { status, message },
+        }
     }
+}
+
+/// What axum's JSON rejection says of a field, in the API's words: (`param`, message).
+/// `"…target type: prompt: data did not match any variant of untagged enum Texts at line 1
+/// column 24"` → (`prompt`, "`prompt` must be a string, a list of strings, …").
+fn field_error(text: &str) -> Option<(String, String)> {
+    let (syntax, rest) = match text.split_once("target type: ") {
+        Some((_, rest)) => (false, rest),
+        None => (true, text.split_once("as JSON: ")?.1),
+    };
+    let rest = rest.split(" at line ").next().unwrap_or(rest);
+    if let Some(field) = rest
+        .strip_prefix("missing field `")
+        .and_then(|r| r.split('`').next())
+    {
+        return Some((
+            field.to_string(),
+            format!("`{field}` is missing; the request needs it"),
+        ));
+    }
+    let (path, what) = rest.split_once(": ")?;
+    let field = path.split(['.', '[']).next().unwrap_or(path);
+    if field.is_empty() || !field.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return None;
+    }
+    let message = if syntax {
+        format!("the body is not valid JSON at `{path}`: {what}")
+    } else if what.contains("untagged enum Texts") {
+        format!(
+            "`{path}` must be a string, a list of strings, a list of token ids or a list of such lists"
+        )
+    } else {
+        format!("`{path}`: {what}")
+    };
+    Some((field.to_string(), message))
 }

@@ -8,8 +8,9 @@ use super::error::ApiError;
 use super::metrics::{Metrics, Route, RouteStatus};
 use super::types::*;
 use super::{ServeOptions, ServedModel, web};
+use crate::generate::preset::Cut;
 use crate::generate::{
-    self, GenerateError, GenerateOptions, Preset, Sampling, StopReason, TextStream,
+    self, Constraint, GenerateError, GenerateOptions, Preset, Sampling, StopReason, TextStream,
 };
 use crate::model::Pooling;
 use crate::tokenizer::MASK_TOKEN;
@@ -42,6 +43,8 @@ pub struct AppState {
     max_concurrency: usize,
     max_batch_tokens: usize,
     max_choices: usize,
+    max_request_tokens: usize,
+    allowed_hosts: Vec<String>,
     created: u64,
     next_id: AtomicU64,
 }
@@ -52,7 +55,8 @@ impl AppState {
         let metrics = Arc::new(Metrics::default());
         let mut held = Vec::with_capacity(models.len());
         for model in models {
-            let batcher = if model.capabilities.embed {
+            let c = model.capabilities;
+            let batcher = if c.embed || c.classify || c.fill_mask {
                 Some(Batcher::start(
                     &model.id,
                     model.engine.clone(),
@@ -71,6 +75,12 @@ impl AppState {
             max_concurrency: opts.max_concurrency,
             max_batch_tokens: opts.max_batch_tokens,
             max_choices: opts.max_choices,
+            max_request_tokens: opts.max_request_tokens,
+            allowed_hosts: opts
+                .allowed_hosts
+                .iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
             created: now(),
             next_id: AtomicU64::new(1),
         }))
@@ -132,6 +142,7 @@ pub fn router(state: Arc<AppState>, opts: &ServeOptions) -> Router {
         .route("/v1/tokenize", post(tokenize))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), check_host))
         .layer(middleware::from_fn_with_state(state.clone(), record))
         .layer(DefaultBodyLimit::max(opts.max_body_bytes))
         .with_state(state)
@@ -148,6 +159,37 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<
             Err(r) => Err(ApiError::from(r as JsonRejection)),
         }
     }
+}
+
+/// `--allowed-hosts`: a request whose Host header names another host is refused (403), so a
+/// page on a rebound DNS name cannot reach a loopback server.
+async fn check_host(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    if st.allowed_hosts.is_empty() {
+        return next.run(req).await;
+    }
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().host())
+        .unwrap_or("");
+    let name = match host.strip_prefix('[') {
+        // [::1]:8080
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.split(':').next().unwrap_or(""),
+    }
+    .to_ascii_lowercase();
+    if st.allowed_hosts.contains(&name) {
+        return next.run(req).await;
+    }
+    ApiError::Rejected {
+        status: axum::http::StatusCode::FORBIDDEN,
+        message: format!(
+            "Host `{host}` is not one this server answers to; it allows: {} (the server's --allowed-hosts)",
+            st.allowed_hosts.join(", ")
+        ),
+    }
+    .into_response()
 }
 
 async fn record(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
@@ -340,10 +382,12 @@ fn generate_error(e: GenerateError) -> ApiError {
     }
 }
 
-/// One generation job: the prompt ids and the options of its choices.
+/// One generation job: the prompt ids, the options of its choices and, for couplets, the
+/// constraint that makes the lower line fit the upper one.
 struct Job {
     ids: Vec<u32>,
     opts: GenerateOptions,
+    constraint: Option<Constraint>,
 }
 
 enum Msg {
@@ -358,6 +402,13 @@ enum Msg {
         tokens: usize,
     },
     Failed(ApiError),
+}
+
+/// The generation thread ended with `done` of `expected` choices and no error.
+fn cut_short(done: usize, expected: usize) -> ApiError {
+    ApiError::Internal(format!(
+        "the generation thread ended after {done} of {expected} choices (a bug: see the server's log)"
+    ))
 }
 
 fn sampling_of(req: &CompletionRequest, base: Sampling) -> Sampling {
@@ -376,6 +427,39 @@ fn sampling_of(req: &CompletionRequest, base: Sampling) -> Sampling {
         temperature: req.temperature.unwrap_or(base.temperature),
         repetition_penalty: req.repetition_penalty.unwrap_or(1.0),
     }
+}
+
+/// Temperatures and penalties the f32 sampler can use: outside, a value turns into 0 or
+/// infinity there and fails far from its cause.
+const TEMPERATURE_RANGE: (f64, f64) = (0.01, 100.0);
+const PENALTY_RANGE: (f64, f64) = (0.01, 100.0);
+
+/// Range checks on the sampling numbers, each error naming its field.
+fn check_ranges(req: &CompletionRequest) -> Result<(), ApiError> {
+    if let Some(t) = req.temperature
+        && t != 0.0
+        && !(TEMPERATURE_RANGE.0..=TEMPERATURE_RANGE.1).contains(&t)
+    {
+        return Err(ApiError::invalid(
+            "temperature",
+            format!(
+                "temperature = {t}: expected 0 (greedy) or {} to {}, e.g. 0.7",
+                TEMPERATURE_RANGE.0, TEMPERATURE_RANGE.1
+            ),
+        ));
+    }
+    if let Some(p) = req.repetition_penalty
+        && !(PENALTY_RANGE.0..=PENALTY_RANGE.1).contains(&p)
+    {
+        return Err(ApiError::invalid(
+            "repetition_penalty",
+            format!(
+                "repetition_penalty = {p}: expected {} to {}; 1.0 is off, 1.2 a typical penalty",
+                PENALTY_RANGE.0, PENALTY_RANGE.1
+            ),
+        ));
+    }
+    Ok(())
 }
 
 async fn completions(
@@ -397,6 +481,7 @@ async fn completions(
             "top_p = 0: expected a probability in (0, 1], e.g. 0.9",
         ));
     }
+    check_ranges(&req)?;
     let sampling = sampling_of(&req, m.sampling);
     sampling.validate().map_err(generate_error)?;
     let n = req.n.unwrap_or(1);
@@ -406,8 +491,8 @@ async fn completions(
             format!("n = {n}: expected 1 to {} choices", st.max_choices),
         ));
     }
-    let max_tokens = req.max_tokens.unwrap_or(16);
-    if max_tokens == 0 {
+    let max_tokens = req.max_tokens;
+    if max_tokens == Some(0) {
         return Err(ApiError::invalid(
             "max_tokens",
             "max_tokens = 0: expected at least 1",
@@ -439,6 +524,7 @@ async fn completions(
     });
     let mut jobs = Vec::with_capacity(texts.len());
     let mut prompt_tokens = 0;
+    let mut budget_used: usize = 0;
     for (i, text) in texts.iter().enumerate() {
         let ids = match text {
             Some(t) => generate::prompt_ids(&tok, &preset.format_prompt(t)),
@@ -448,7 +534,66 @@ async fn completions(
                 ids
             }
         };
-        if ids.len() + max_tokens > m.positions {
+        // As `uerzoo generate --preset couplet`: the lower line takes the upper line's
+        // length and punctuation places, then [SEP].
+        let constraint = match (preset.cut, text) {
+            (Cut::MatchUpper, _) if req.line_length.is_some() => {
+                return Err(ApiError::invalid(
+                    "line_length",
+                    "line_length is for poems; a couplet's lower line takes the upper line's length",
+                ));
+            }
+            (_, None) if req.line_length.is_some() => {
+                return Err(ApiError::invalid(
+                    "line_length",
+                    "line_length needs the prompt as text, not token ids",
+                ));
+            }
+            (Cut::MatchUpper, Some(t)) => Some(
+                Constraint::match_line(&tok, preset.user_text(t))
+                    .map_err(|e| ApiError::invalid("prompt", format!("prompt[{i}]: {e}")))?,
+            ),
+            (Cut::MatchUpper, None) => {
+                return Err(ApiError::invalid(
+                    "prompt",
+                    "the couplet preset needs the upper line as text, not token ids; send `prompt` as a string",
+                ));
+            }
+            (_, Some(_)) if req.line_length == Some(0) => {
+                return Err(ApiError::invalid(
+                    "line_length",
+                    "line_length = 0: expected characters per line, e.g. 5 or 7",
+                ));
+            }
+            (_, Some(t)) => {
+                match req.line_length {
+                    Some(n) => Some(Constraint::lines(&tok, n, preset.user_text(t)).map_err(
+                        |e| ApiError::invalid("line_length", format!("prompt[{i}]: {e}")),
+                    )?),
+                    None => None,
+                }
+            }
+            _ => None,
+        };
+        let need = constraint.as_ref().and_then(Constraint::min_new_tokens);
+        // A couplet's default is its whole lower line and [SEP]; otherwise OpenAI's 16.
+        let max_tokens = max_tokens.unwrap_or(need.map_or(16, |n| n + 1));
+        if let Some(need) = need
+            && max_tokens < need
+        {
+            return Err(ApiError::invalid(
+                "max_tokens",
+                format!(
+                    "max_tokens = {max_tokens} leaves room for {max_tokens} of prompt[{i}]'s {need} lower-line characters; use max_tokens {} or more (or leave it out)",
+                    need + 1
+                ),
+            ));
+        }
+        let Some(max_length) = ids
+            .len()
+            .checked_add(max_tokens)
+            .filter(|&l| l <= m.positions)
+        else {
             return Err(ApiError::invalid(
                 if ids.len() >= m.positions {
                     "prompt"
@@ -461,22 +606,40 @@ async fn completions(
                     m.positions
                 ),
             ));
-        }
-        let limit = text
-            .as_deref()
-            .and_then(|t| preset.new_token_limit(&tok, t));
+        };
+        let limit = match (&constraint, text) {
+            (None, Some(t)) => preset.new_token_limit(&tok, t),
+            _ => None,
+        };
         let opts = GenerateOptions {
-            max_length: ids.len() + max_tokens,
+            max_length,
             max_new_tokens: Some(limit.map_or(max_tokens, |l| l.min(max_tokens))),
             sampling,
             seed: seed.wrapping_add(i as u64),
             num_return: n,
-            stop_id: preset.stop_at_sep.then(|| tok.sep_id()),
+            stop_id: (preset.stop_at_sep || constraint.is_some()).then(|| tok.sep_id()),
             use_cache: true,
         };
         opts.validate(m.positions).map_err(generate_error)?;
+        // At most prompts × n × max_tokens new tokens per request (--max-request-tokens):
+        // one request cannot hold a slot for hours or block shutdown.
+        budget_used = budget_used.saturating_add(n.saturating_mul(max_tokens));
+        if budget_used > st.max_request_tokens {
+            return Err(ApiError::TooLarge {
+                param: Some("max_tokens".into()),
+                message: format!(
+                    "{} prompts × n {n} × max_tokens {max_tokens} asks for more than the server's --max-request-tokens {} new tokens (over the limit at prompt[{i}]); send fewer prompts, a smaller n or max_tokens",
+                    texts.len(),
+                    st.max_request_tokens
+                ),
+            });
+        }
         prompt_tokens += ids.len();
-        jobs.push(Job { ids, opts });
+        jobs.push(Job {
+            ids,
+            opts,
+            constraint,
+        });
     }
     let slot = st.slot()?;
     let (tx, rx) = mpsc::channel::<Msg>(1024);
@@ -486,6 +649,8 @@ async fn completions(
         .generated_tokens
         .get_or_create(&Metrics::model(&m.id))
         .clone();
+    let stream = req.stream;
+    let prompt_count = jobs.len();
     tokio::task::spawn_blocking(move || {
         for (p, job) in jobs.iter().enumerate() {
             let mut streams = vec![TextStream::default(); n];
@@ -510,8 +675,13 @@ async fn completions(
                     ControlFlow::Continue(())
                 }
             };
-            match engine.generate(&job.ids, &job.opts, &mut on_token) {
-                Ok(out) => {
+            match engine.generate(&job.ids, &job.opts, job.constraint.as_ref(), &mut on_token) {
+                Ok(mut out) => {
+                    // As the CLI, couplets best score first; a stream's choices keep the
+                    // order their tokens went out in.
+                    if job.constraint.is_some() && !stream {
+                        generate::rank(&mut out);
+                    }
                     for (k, g) in out.iter().enumerate() {
                         if g.stop == StopReason::Cancelled {
                             return;
@@ -548,10 +718,30 @@ async fn completions(
         choices,
         usage,
     };
+    // Every choice ends with a Done (or the request with a Failed); a generation thread that
+    // ends without them (a panic) is a 500, not a 200 with choices missing.
+    let expected = prompt_count * n;
     if req.stream {
-        let events = futures_util::stream::unfold((rx, slot), move |(mut rx, slot)| async move {
-            rx.recv().await.map(|msg| (msg, (rx, slot)))
-        })
+        let events = futures_util::stream::unfold(
+            (rx, slot, 0usize, false),
+            move |(mut rx, slot, done, ended)| async move {
+                if ended {
+                    return None;
+                }
+                match rx.recv().await {
+                    Some(msg) => {
+                        let done = done + usize::from(matches!(msg, Msg::Done { .. }));
+                        let ended = matches!(msg, Msg::Failed(_));
+                        Some((msg, (rx, slot, done, ended)))
+                    }
+                    None if done < expected => Some((
+                        Msg::Failed(cut_short(done, expected)),
+                        (rx, slot, done, true),
+                    )),
+                    None => None,
+                }
+            },
+        )
         .map(move |msg| {
             let data = match msg {
                 Msg::Token { index, text } => serde_json::to_string(&chunk(
@@ -607,6 +797,9 @@ async fn completions(
         }
     }
     drop(slot);
+    if choices.len() < expected {
+        return Err(cut_short(choices.len(), expected));
+    }
     choices.sort_by_key(|c| c.index);
     let usage = Usage {
         prompt_tokens,
@@ -621,10 +814,18 @@ async fn embeddings(
     ApiJson(req): ApiJson<EmbeddingRequest>,
 ) -> Result<Json<EmbeddingResponse>, ApiError> {
     let held = st.model(&req.model)?;
-    let Some(batcher) = &held.batcher else {
+    let Some(batcher) = held
+        .batcher
+        .as_ref()
+        .filter(|_| held.model.capabilities.embed)
+    else {
         return Err(wrong(
             &held,
-            "is a causal LM; embeddings need an encoder (BERT/RoBERTa/ALBERT)",
+            if held.model.capabilities.classify {
+                "is a classifier; embeddings need a pretrained encoder (BERT/RoBERTa/ALBERT)"
+            } else {
+                "is a causal LM; embeddings need an encoder (BERT/RoBERTa/ALBERT)"
+            },
         ));
     };
     let pooling = match req.pooling.as_deref().unwrap_or("first") {
@@ -711,6 +912,9 @@ async fn embeddings(
     }))
 }
 
+/// Most bytes of fill-mask `sequence`s in one answer (text × masks × top_k).
+const SEQUENCE_BUDGET: usize = 1 << 20;
+
 /// `text` with its `n`-th `[MASK]` replaced by `token`.
 fn fill_nth(text: &str, n: usize, token: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -749,6 +953,23 @@ async fn fill_mask(
     let positions: Vec<usize> = (0..ids.len())
         .filter(|&i| ids[i] == tok.mask_id())
         .collect();
+    // Each `sequence` repeats the text: bounded, so a long text with many masks cannot ask
+    // for an answer of hundreds of megabytes.
+    let sequence_bytes = req
+        .text
+        .len()
+        .saturating_mul(positions.len())
+        .saturating_mul(top_k);
+    if req.sequences && sequence_bytes > SEQUENCE_BUDGET {
+        return Err(ApiError::invalid(
+            "sequences",
+            format!(
+                "sequences: the text ({} bytes) × {} masks × top_k {top_k} is {sequence_bytes} bytes of answer, over the {SEQUENCE_BUDGET}-byte budget; leave `sequences` out (each candidate carries its token and position) or send a shorter text or a smaller top_k",
+                req.text.len(),
+                positions.len()
+            ),
+        ));
+    }
     if positions.is_empty() {
         return Err(ApiError::invalid(
             "text",
@@ -768,11 +989,22 @@ async fn fill_mask(
         ));
     }
     let _slot = st.slot()?;
-    let engine = held.model.engine.clone();
-    let at = positions.clone();
-    let results = blocking(move || engine.fill_mask(&ids, &at, top_k))
-        .await?
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let row = Row {
+        segments: vec![1; ids.len()],
+        ids,
+    };
+    let results = match &held.batcher {
+        Some(batcher) => batcher.fill_mask(row, positions.clone(), top_k).await?,
+        None => {
+            let engine = held.model.engine.clone();
+            let at = vec![positions.clone()];
+            blocking(move || engine.fill_mask(&[row], &at, &[top_k]))
+                .await?
+                .map_err(|e| ApiError::Internal(e.to_string()))?
+                .pop()
+                .unwrap_or_default()
+        }
+    };
     let masks = results
         .into_iter()
         .zip(&positions)
@@ -784,10 +1016,13 @@ async fn fill_mask(
                 .map(|c| {
                     let token = tok.id_to_token(c.id).unwrap_or("[UNK]").to_string();
                     MaskCandidate {
-                        sequence: fill_nth(&req.text, n, token.trim_start_matches("##")),
+                        sequence: req
+                            .sequences
+                            .then(|| fill_nth(&req.text, n, token.trim_start_matches("##"))),
                         token,
                         id: c.id,
                         score: c.score,
+                        position,
                     }
                 })
                 .collect(),
@@ -847,16 +1082,21 @@ async fn classify(
         ));
     }
     let tok = &held.model.tokenizer;
-    let seq = held.model.positions;
-    // As `uerzoo predict` (UER-py's run_classifier): `[CLS] a [SEP]` or `[CLS] a [SEP] b [SEP]`.
+    let Some(settings) = held.model.classifier else {
+        return Err(wrong(&held, "has no classifier settings"));
+    };
+    // As `uerzoo predict` (UER-py's run_classifier): `[CLS] a [SEP]` or `[CLS] a [SEP] b [SEP]`,
+    // cut to the model's recorded `seq_length` as it recorded `truncation`; padding dropped.
     let rows: Vec<Row> = a
         .iter()
         .enumerate()
         .map(|(i, text)| {
-            let enc = match &b {
-                Some(b) => tok.encode_pair(text, &b[i], seq),
-                None => tok.encode_single_with_sep(text, seq),
-            };
+            let enc = tok.encode_example(
+                text,
+                b.as_ref().map(|b| b[i].as_str()),
+                settings.seq_length,
+                settings.truncation,
+            );
             let len = enc.segments.iter().take_while(|&&s| s > 0).count();
             Row {
                 ids: enc.ids[..len].to_vec(),
@@ -864,11 +1104,28 @@ async fn classify(
             }
         })
         .collect();
+    let padded = rows.len() * rows.iter().map(|r| r.ids.len()).max().unwrap_or(0);
+    if padded > st.max_batch_tokens {
+        return Err(ApiError::TooLarge {
+            param: Some("input".into()),
+            message: format!(
+                "input is {} texts × {} tokens = {padded} padded tokens, more than the server's --max-batch-tokens {}; send fewer texts per request",
+                rows.len(),
+                padded / rows.len().max(1),
+                st.max_batch_tokens
+            ),
+        });
+    }
     let _slot = st.slot()?;
-    let engine = held.model.engine.clone();
-    let logits = blocking(move || engine.classify(&rows))
-        .await?
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let logits = match &held.batcher {
+        Some(batcher) => batcher.classify(rows).await?,
+        None => {
+            let engine = held.model.engine.clone();
+            blocking(move || engine.classify(&rows))
+                .await?
+                .map_err(|e| ApiError::Internal(e.to_string()))?
+        }
+    };
     let data = logits
         .into_iter()
         .enumerate()

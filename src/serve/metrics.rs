@@ -81,17 +81,17 @@ impl Default for Metrics {
         );
         registry.register(
             "batch_rows",
-            "Rows per encoder batch (embeddings)",
+            "Rows per encoder batch (embeddings, classify, fill-mask)",
             batch_rows.clone(),
         );
         registry.register(
             "batch_tokens",
-            "Tokens per encoder batch (embeddings)",
+            "Tokens per encoder batch (embeddings, classify, fill-mask)",
             batch_tokens.clone(),
         );
         registry.register(
             "queue_depth",
-            "Embedding requests waiting for their encoder",
+            "Encoder requests (embeddings, classify, fill-mask) waiting for their encoder",
             queue_depth.clone(),
         );
         registry.register(

@@ -6,8 +6,8 @@
 //! models; the zoo's fill-mask, classify and tokenize; health, metrics and the web page),
 //! the limits (body size, tokens, concurrency → 429), batching of encoder requests
 //! ([`batcher`]) and graceful shutdown. Model compute never runs on the async runtime:
-//! generation and fill-mask run on blocking threads, embeddings on each encoder's batching
-//! thread. It never prints; the CLI reports the address and errors.
+//! generation runs on blocking threads; embeddings, classify and fill-mask on each encoder's
+//! batching thread. It never prints; the CLI reports the address and errors.
 
 pub mod batcher;
 pub mod engine;
@@ -25,23 +25,26 @@ use crate::generate::{Preset, Sampling};
 use crate::model::open::OpenedModel;
 use crate::model::{DeviceSpec, ModelError, Pooling};
 use crate::resolve::open_model;
-use crate::tokenizer::{Tokenizer, TokenizerOptions};
-use std::future::Future;
+use crate::tokenizer::{Tokenizer, TokenizerOptions, Truncation};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
 
 /// Everything that can go wrong starting or running the server.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     /// A model argument that could not be opened or loaded.
-    #[error("model `{id}`: {source}")]
+    #[error("model `{id}`")]
     Model { id: String, source: ModelError },
     /// No tokenizer beside the weights.
     #[error("model `{id}`: {message}")]
     Tokenizer { id: String, message: String },
     /// Two models with the same id.
-    #[error("model id `{0}` is given twice; name them apart with ID=PATH")]
+    #[error(
+        "model id `{0}` is given twice (a file is named by its stem or folder); name them apart with ID=PATH"
+    )]
     DuplicateId(String),
     /// No models.
     #[error("no models to serve; give at least one MODEL")]
@@ -53,7 +56,7 @@ pub enum ServeError {
         message: String,
     },
     /// Binding or serving failed.
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         context: String,
         source: std::io::Error,
@@ -63,7 +66,8 @@ pub enum ServeError {
 /// One `MODEL` argument: `PATH_OR_NAME`, or `ID=PATH_OR_NAME` to choose the id requests use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelSpec {
-    /// The id in requests (`"model": …`).
+    /// The id in requests (`"model": …`), never a path: the `ID` given, else the registry
+    /// name, else the file's stem or folder ([`ModelSpec::default_id`]).
     pub id: String,
     /// A registry name, a UER `.bin`/`.safetensors` or an HF directory.
     pub path: PathBuf,
@@ -83,10 +87,37 @@ impl std::str::FromStr for ModelSpec {
                 })
             }
             _ => Ok(ModelSpec {
-                id: s.into(),
+                id: ModelSpec::default_id(Path::new(s)),
                 path: s.into(),
             }),
         }
+    }
+}
+
+/// File stems that say nothing of the model: such a file is named by its folder.
+const GENERIC_STEMS: &[&str] = &["uer_model", "pytorch_model", "model", "classifier"];
+
+impl ModelSpec {
+    /// The id of a `MODEL` given without `ID=`: a registry name (no such path) as given; a
+    /// directory by its name; a file by its stem, or by its folder when the stem is generic
+    /// (`uer_model.bin` → its folder). Clients never see the server's directory layout.
+    pub fn default_id(path: &Path) -> String {
+        if !path.exists() {
+            return path.display().to_string();
+        }
+        let full = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
+        let id = if full.is_dir() {
+            name(&full)
+        } else {
+            let stem = full
+                .file_stem()
+                .map(|n| n.to_string_lossy().into_owned())
+                .filter(|s| !GENERIC_STEMS.contains(&s.as_str()));
+            stem.or_else(|| full.parent().and_then(name))
+        };
+        id.filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "model".into())
     }
 }
 
@@ -106,8 +137,24 @@ pub struct ServeOptions {
     pub max_body_bytes: usize,
     /// Most choices (`n`) per completion request.
     pub max_choices: usize,
-    /// Pooling of fine-tuned classifiers (as given to `uerzoo finetune --pooling`).
-    pub classifier_pooling: Pooling,
+    /// Most new tokens one completion request may ask for (prompts × `n` × `max_tokens`).
+    pub max_request_tokens: usize,
+    /// Host header names requests may carry (a port after them ignored); empty: any. Guards a
+    /// loopback server against DNS rebinding.
+    pub allowed_hosts: Vec<String>,
+    /// A client must send its request's header within this (else it is disconnected).
+    pub header_timeout: Duration,
+    /// After a signal, how long the requests in flight may take to finish.
+    pub shutdown_timeout: Duration,
+    /// Pooling of fine-tuned classifiers (default: each model's recorded `pooling`, as
+    /// `uerzoo predict`; else first).
+    pub classifier_pooling: Option<Pooling>,
+    /// Tokens per classified example (default: each model's recorded `seq_length`, else 128;
+    /// at most the model's positions).
+    pub classifier_seq_length: Option<usize>,
+    /// How a long example is cut (default: each model's recorded `truncation`, else by
+    /// where the weights come from; see [`OpenedModel::truncation`]).
+    pub classifier_truncation: Option<Truncation>,
 }
 
 impl Default for ServeOptions {
@@ -120,7 +167,13 @@ impl Default for ServeOptions {
             max_concurrency: 64,
             max_body_bytes: 2 << 20,
             max_choices: 8,
-            classifier_pooling: Pooling::First,
+            max_request_tokens: 65536,
+            allowed_hosts: Vec::new(),
+            header_timeout: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(30),
+            classifier_pooling: None,
+            classifier_seq_length: None,
+            classifier_truncation: None,
         }
     }
 }
@@ -138,6 +191,62 @@ pub struct ServedModel {
     pub preset: &'static Preset,
     /// Completions' default sampling (the registry card's, else UER-py's).
     pub sampling: Sampling,
+    /// How `/v1/classify` encodes and pools, for a model with a classifier head.
+    pub classifier: Option<ClassifierSettings>,
+}
+
+/// A served classifier's settings, as `uerzoo predict` chooses them: the flags, else what
+/// `uerzoo finetune` recorded in the model's UER config, else predict's defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClassifierSettings {
+    pub pooling: Pooling,
+    /// Tokens per example, `[CLS]` and `[SEP]`s included.
+    pub seq_length: usize,
+    pub truncation: Truncation,
+}
+
+impl ClassifierSettings {
+    /// `opts`' overrides, else the model's recorded values, else predict's defaults.
+    fn of(opened: &OpenedModel, opts: &ServeOptions) -> Result<Self, ModelError> {
+        let config_err = |key: &str, message: String| ModelError::Config {
+            path: opened.config_file.clone().unwrap_or_default(),
+            message: format!("`{key}`: {message}; fix the value or pass --classifier-{key}"),
+        };
+        let pooling = match opts.classifier_pooling {
+            Some(p) => p,
+            None => match opened.config_value("pooling") {
+                Some(v) => v
+                    .as_str()
+                    .unwrap_or("")
+                    .parse()
+                    .map_err(|e: String| config_err("pooling", e))?,
+                None => Pooling::First,
+            },
+        };
+        let positions = crate::generate::positions(opened).unwrap_or(usize::MAX);
+        let seq_length = match opts.classifier_seq_length {
+            Some(n) if n < 2 || n > positions => {
+                return Err(ModelError::Input(format!(
+                    "--classifier-seq-length {n}: expected 2 to the model's {positions} positions"
+                )));
+            }
+            Some(n) => n,
+            None => opened
+                .config_value("seq_length")
+                .and_then(|v| v.as_u64())
+                .map_or(128, |n| usize::try_from(n).unwrap_or(usize::MAX))
+                .min(positions),
+        };
+        let truncation = match opts.classifier_truncation {
+            Some(t) => t,
+            None => opened.truncation()?,
+        };
+        Ok(ClassifierSettings {
+            pooling,
+            seq_length,
+            truncation,
+        })
+    }
 }
 
 /// Opens and loads each model once, in order.
@@ -162,8 +271,20 @@ pub fn load_models(
             id: spec.id.clone(),
             message,
         })?;
-        let engine =
-            engine::load(&opened, opts.device, opts.classifier_pooling).map_err(model_err)?;
+        let has_head = opened
+            .checkpoint
+            .get(&format!("{}.weight", crate::model::load::keys::CLS_2))
+            .is_some();
+        let classifier = has_head
+            .then(|| ClassifierSettings::of(&opened, opts))
+            .transpose()
+            .map_err(model_err)?;
+        let engine = engine::load(
+            &opened,
+            opts.device,
+            classifier.map_or(Pooling::First, |c| c.pooling),
+        )
+        .map_err(model_err)?;
         let entry = (!spec.path.exists())
             .then(|| {
                 spec.path
@@ -188,6 +309,7 @@ pub fn load_models(
             tokenizer: Arc::new(tokenizer),
             preset,
             sampling,
+            classifier,
         });
     }
     Ok(out)
@@ -221,45 +343,98 @@ fn display(p: &Path) -> String {
     p.display().to_string()
 }
 
+/// A bound port with no models yet: `uerzoo serve` binds before the (long) model load, so a
+/// taken port or a bad `--host` is found at once.
+pub struct Bound {
+    listener: tokio::net::TcpListener,
+}
+
+/// Checks `opts` and binds `opts.host:opts.port` (inside a tokio runtime).
+pub async fn bind(opts: &ServeOptions) -> Result<Bound, ServeError> {
+    for (option, value) in [
+        ("max-concurrency", opts.max_concurrency),
+        ("max-batch-tokens", opts.max_batch_tokens),
+        ("max-request-tokens", opts.max_request_tokens),
+    ] {
+        if value == 0 {
+            return Err(ServeError::Option {
+                option,
+                message: "must be at least 1".into(),
+            });
+        }
+    }
+    let addr = format!("{}:{}", opts.host, opts.port);
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|source| ServeError::Io {
+            context: match source.kind() {
+                std::io::ErrorKind::AddrInUse => format!(
+                    "binding {addr}: the port is taken; try another --port, or --port 0"
+                ),
+                std::io::ErrorKind::PermissionDenied => format!(
+                    "binding {addr}: not allowed; ports below 1024 need privileges, try --port 8080"
+                ),
+                _ => format!(
+                    "binding {addr}: check --host (an address of this machine, e.g. 127.0.0.1 or 0.0.0.0)"
+                ),
+            },
+            source,
+        })?;
+    Ok(Bound { listener })
+}
+
+impl Bound {
+    /// The address the port is bound to.
+    pub fn local_addr(&self) -> Result<SocketAddr, ServeError> {
+        self.listener.local_addr().map_err(|source| ServeError::Io {
+            context: "reading the bound address".into(),
+            source,
+        })
+    }
+
+    /// Builds the routes over `models` (starting the encoders' batching threads).
+    pub fn with_models(
+        self,
+        models: Vec<ServedModel>,
+        opts: &ServeOptions,
+    ) -> Result<Server, ServeError> {
+        let state = handlers::AppState::new(models, opts).map_err(|source| ServeError::Io {
+            context: "starting the encoder threads".into(),
+            source,
+        })?;
+        Ok(Server {
+            listener: self.listener,
+            app: handlers::router(state, opts),
+            header_timeout: opts.header_timeout,
+            shutdown_timeout: opts.shutdown_timeout,
+        })
+    }
+}
+
 /// A bound server, not yet accepting.
 pub struct Server {
     listener: tokio::net::TcpListener,
     app: axum::Router,
+    header_timeout: Duration,
+    shutdown_timeout: Duration,
+}
+
+/// How [`Server::run`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// Every request in flight finished.
+    Drained,
+    /// `--shutdown-timeout` passed with `open` connections left; they were closed.
+    DeadlinePassed { open: usize },
+    /// A second signal: `open` connections were closed at once.
+    SecondSignal { open: usize },
 }
 
 impl Server {
     /// Binds `opts.host:opts.port` and builds the routes over `models` (must be called
     /// inside a tokio runtime).
     pub async fn bind(models: Vec<ServedModel>, opts: &ServeOptions) -> Result<Server, ServeError> {
-        if opts.max_concurrency == 0 {
-            return Err(ServeError::Option {
-                option: "max-concurrency",
-                message: "must be at least 1".into(),
-            });
-        }
-        if opts.max_batch_tokens == 0 {
-            return Err(ServeError::Option {
-                option: "max-batch-tokens",
-                message: "must be at least 1".into(),
-            });
-        }
-        let state = handlers::AppState::new(models, opts).map_err(|source| ServeError::Io {
-            context: "starting the encoder threads".into(),
-            source,
-        })?;
-        let addr = format!("{}:{}", opts.host, opts.port);
-        let listener = tokio::net::TcpListener::bind(&addr)
-            .await
-            .map_err(|source| ServeError::Io {
-                context: format!(
-                    "binding {addr} (is the port taken? try another --port, or --port 0)"
-                ),
-                source,
-            })?;
-        Ok(Server {
-            listener,
-            app: handlers::router(state, opts),
-        })
+        bind(opts).await?.with_models(models, opts)
     }
 
     /// The address the server listens on.
@@ -270,40 +445,130 @@ impl Server {
         })
     }
 
-    /// Serves until `shutdown` completes, then stops accepting and waits for the requests
-    /// in flight (streams included) to finish.
-    pub async fn run(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> Result<(), ServeError> {
-        axum::serve(self.listener, self.app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(|source| ServeError::Io {
-                context: "serving".into(),
-                source,
-            })
+    /// Serves until the first of `signals`, then stops accepting and lets the requests in
+    /// flight (streams included) finish, for at most `--shutdown-timeout`; a second signal
+    /// closes them at once. A client that has not sent its whole header within
+    /// `--header-timeout` is disconnected, so a half-sent request cannot hold the drain.
+    pub async fn run(self, mut signals: mpsc::Receiver<()>) -> Result<Stopped, ServeError> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => {
+                    let stream = match accepted {
+                        Ok((stream, _)) => stream,
+                        // Out of file descriptors and the like: wait, do not spin.
+                        Err(_) => {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let conn = Connection {
+                        app: self.app.clone(),
+                        header_timeout: self.header_timeout,
+                        stop: stop_rx.clone(),
+                        open: open.clone(),
+                        done: done_tx.clone(),
+                    };
+                    open.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    tokio::spawn(conn.serve(stream));
+                }
+                _ = signals.recv() => break,
+            }
+        }
+        drop(self.listener);
+        drop(done_tx);
+        let _ = stop_tx.send(true);
+        let left = || open.load(std::sync::atomic::Ordering::SeqCst);
+        tokio::select! {
+            // Every connection's sender dropped: all done.
+            _ = done_rx.recv() => Ok(Stopped::Drained),
+            _ = tokio::time::sleep(self.shutdown_timeout) => Ok(Stopped::DeadlinePassed { open: left() }),
+            _ = signals.recv() => Ok(Stopped::SecondSignal { open: left() }),
+        }
     }
 }
 
-/// Completes on Ctrl-C (SIGINT) or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// One accepted connection (HTTP/1.1, keep-alive), served by hyper under the router.
+struct Connection {
+    app: axum::Router,
+    header_timeout: Duration,
+    stop: watch::Receiver<bool>,
+    open: Arc<std::sync::atomic::AtomicUsize>,
+    /// Dropped when the connection ends; the drain waits for every one.
+    done: mpsc::Sender<()>,
+}
+
+impl Connection {
+    async fn serve(mut self, stream: tokio::net::TcpStream) {
+        use hyper_util::rt::{TokioIo, TokioTimer};
+        let service = hyper_util::service::TowerToHyperService::new(self.app.clone());
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_timeout);
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
+        let mut conn = std::pin::pin!(conn);
+        let mut stopping = *self.stop.borrow();
+        if stopping {
+            conn.as_mut().graceful_shutdown();
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+        loop {
+            tokio::select! {
+                _ = conn.as_mut() => break,
+                changed = self.stop.changed(), if !stopping => {
+                    stopping = true;
+                    if changed.is_ok() {
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
+            }
+        }
+        self.open.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        drop(self.done);
     }
+}
+
+/// Every SIGINT (Ctrl-C) and SIGTERM, as they come: the first starts the drain, the second
+/// ends it (see [`Server::run`]). The handlers are installed before this returns (inside a
+/// tokio runtime).
+pub fn signals() -> mpsc::Receiver<()> {
+    let (tx, rx) = mpsc::channel(4);
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).ok();
+        let mut int = signal(SignalKind::interrupt()).ok();
+        tokio::spawn(async move {
+            async fn next(s: Option<&mut tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            loop {
+                tokio::select! {
+                    _ = next(term.as_mut()) => {}
+                    _ = next(int.as_mut()) => {}
+                }
+                if tx.send(()).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    tokio::spawn(async move {
+        while tokio::signal::ctrl_c().await.is_ok() {
+            if tx.send(()).await.is_err() {
+                return;
+            }
+        }
+    });
+    rx
 }

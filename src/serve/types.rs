@@ -35,6 +35,9 @@ pub struct CompletionRequest {
     pub preset: Option<String>,
     /// Extension: CTRL-style repetition penalty [1.0 = off].
     pub repetition_penalty: Option<f64>,
+    /// Extension: lines of this many Chinese characters, each ended by `，。！？；` (as
+    /// `uerzoo generate --line-length`; not with the couplet preset).
+    pub line_length: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -127,15 +130,24 @@ pub struct FillMaskRequest {
     pub text: String,
     /// Candidates per mask [5].
     pub top_k: Option<usize>,
+    /// Also give each candidate the whole text with its mask filled (`sequence`) [false];
+    /// refused when text × masks × top_k is over the answer budget.
+    #[serde(default)]
+    pub sequences: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct MaskCandidate {
+    /// The filled token (`##` pieces keep their `##`).
     pub token: String,
     pub id: u32,
     pub score: f32,
-    /// The text with this mask filled by the candidate (other masks kept).
-    pub sequence: String,
+    /// The mask's position in `[CLS] tokens [SEP]` (what the model sees).
+    pub position: usize,
+    /// With `sequences: true`: the text with this mask filled by the candidate (other masks
+    /// kept).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

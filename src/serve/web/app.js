@@ -68,7 +68,8 @@ async function generate() {
         if (j.error) throw new Error(j.error.message);
         const c = j.choices[0];
         const box = boxes[c.index % n];
-        if (c.text) box.textContent += c.text;
+        // data-steps: how many events wrote text (the browser test checks it streamed).
+        if (c.text) { box.textContent += c.text; box.dataset.steps = (+box.dataset.steps || 0) + 1; }
         if (c.finish_reason) box.classList.add("done");
       }
     }
@@ -84,7 +85,7 @@ async function fillMask() {
   out.textContent = "…";
   try {
     const j = await api("/v1/fill-mask", { model: $("mask-model").value, text: $("mask-text").value,
-      top_k: +$("mask-k").value || 5 });
+      top_k: +$("mask-k").value || 5, sequences: true });
     out.innerHTML = "";
     for (const m of j.masks) {
       for (const c of m.candidates) {
