@@ -4,11 +4,9 @@
 
 use crate::generate::{self, Constraint, GenerateError, GenerateOptions, Generated};
 use crate::model::backend::{BackendJob, DeviceSpec, run_on};
-use crate::model::load::keys;
 use crate::model::open::OpenedModel;
 use crate::model::tasks::{Candidate, top_k};
 use crate::model::{Model, ModelError, Pooling, load_model};
-use crate::train::classifier;
 use burn::tensor::{Tensor, TensorData, activation, backend::Backend};
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -93,15 +91,10 @@ impl BackendJob for LoadJob<'_> {
     fn run<B: Backend>(self, device: B::Device) -> Self::Output {
         let ckpt = &self.opened.checkpoint;
         let (mut model, _) = load_model::<B>(ckpt, &self.opened.config, &device)?;
-        if ckpt.get(&format!("{}.weight", keys::CLS_2)).is_some() {
-            let head = classifier::load_head(
-                ckpt,
-                model.config.hidden_size,
-                self.classifier_pooling,
-                &device,
-            )
-            .map_err(|e| ModelError::Input(e.to_string()))?;
-            model.classifier = Some(head);
+        // The loader attaches a classifier head when `output_layer_{1,2}` exist; the
+        // pooling is the model's recorded one (or the flag's).
+        if let Some(head) = model.classifier.as_mut() {
+            head.pooling = self.classifier_pooling;
         }
         Ok(Arc::new(Loaded { model, device }))
     }
