@@ -262,3 +262,105 @@ fn info_suggests_converting_to_hf_only_what_convert_maps() {
     let text = stdout(&uerzoo(&["info", "ifeng_news_bert"]));
     assert!(text.contains("--to hf"), "{text}");
 }
+
+/// The `uerzoo …` lines of `info`'s "Use with uerzoo" section.
+fn uerzoo_commands(name: &str) -> Vec<String> {
+    let out = uerzoo(&["info", name]);
+    assert!(out.status.success(), "info {name}");
+    let text = stdout(&out);
+    let section = text
+        .split("\nUse with uerzoo\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("info {name}: no uerzoo commands"));
+    let section = section.split("\n\n").next().unwrap();
+    section
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("uerzoo "))
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn info_shows_a_command_for_each_task_the_weight_supports() {
+    let couplet = uerzoo_commands("gpt2-chinese-couplet");
+    let tiny = uerzoo_commands("tiny");
+    let has = |cmds: &[String], prefix: &str| cmds.iter().filter(|c| c.starts_with(prefix)).count();
+    // GPT-2: generation with the card's prompt (the name brings the couplet preset), pretraining
+    // with the LM target, serving; no classifier or fill-mask.
+    assert_eq!(
+        has(
+            &couplet,
+            "uerzoo generate gpt2-chinese-couplet --prompt 丹枫江冷人初去"
+        ),
+        1,
+        "{couplet:#?}"
+    );
+    let text = stdout(&uerzoo(&["info", "gpt2-chinese-couplet"]));
+    assert!(text.contains("preset `couplet`"), "{text}");
+    assert_eq!(
+        has(&couplet, "uerzoo pretrain --model gpt2-chinese-couplet"),
+        1
+    );
+    assert_eq!(
+        has(&couplet, "uerzoo preprocess --corpus corpus.txt --vocab"),
+        1
+    );
+    assert_eq!(has(&couplet, "uerzoo serve gpt2-chinese-couplet"), 1);
+    assert_eq!(has(&couplet, "uerzoo finetune"), 0);
+    assert_eq!(has(&couplet, "uerzoo fill-mask"), 0);
+    // An encoder: each task once (the family's own fill-mask and features are not repeated).
+    for prefix in [
+        "uerzoo fill-mask chinese_roberta_L-2_H-128",
+        "uerzoo extract-features chinese_roberta_L-2_H-128",
+        "uerzoo finetune chinese_roberta_L-2_H-128",
+        "uerzoo predict classifier.bin",
+        "uerzoo preprocess --corpus corpus.txt --vocab vocab/google_zh_vocab.txt --target mlm",
+        "uerzoo pretrain --model chinese_roberta_L-2_H-128",
+        "uerzoo serve chinese_roberta_L-2_H-128",
+    ] {
+        assert_eq!(has(&tiny, prefix), 1, "`{prefix}` in {tiny:#?}");
+    }
+    assert_eq!(has(&tiny, "uerzoo generate"), 0);
+    // Word-based: the sentencepiece model for preprocessing.
+    let word = uerzoo_commands("word-tiny");
+    assert_eq!(
+        has(
+            &word,
+            "uerzoo preprocess --corpus corpus.txt --spm vocab/cluecorpussmall_spm.model"
+        ),
+        1,
+        "{word:#?}"
+    );
+}
+
+#[test]
+fn every_command_info_shows_takes_the_flags_it_is_shown_with() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut helps: HashMap<String, String> = HashMap::new();
+    for name in [
+        "tiny",
+        "word-tiny",
+        "gpt2-chinese-couplet",
+        "google_zh_albert_base",
+    ] {
+        for line in uerzoo_commands(name) {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let sub = words[1].to_string();
+            let help = helps
+                .entry(sub.clone())
+                .or_insert_with(|| stdout(&uerzoo(&[&sub, "--help"])));
+            assert!(!help.is_empty(), "`uerzoo {sub}` is not a command ({line})");
+            for flag in words.iter().filter(|w| w.starts_with("--")) {
+                assert!(
+                    help.contains(&format!("{flag} ")) || help.contains(&format!("{flag}\n")),
+                    "`uerzoo {sub}` has no {flag} ({line})"
+                );
+            }
+            // The vocabularies named are the repository's.
+            for w in words.iter().filter(|w| w.starts_with("vocab/")) {
+                assert!(root.join(w).is_file(), "{w} ({line})");
+            }
+        }
+    }
+}

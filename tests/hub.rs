@@ -916,6 +916,81 @@ fn format_uer_converts_the_snapshot_beside_it() {
 }
 
 #[test]
+fn format_uer_writes_config_and_vocabulary_so_fill_mask_opens_the_bin_alone() {
+    with_timeout(|| {
+        // The RoBERTa fixture (L=2, H=128) served as the Tiny miniature.
+        let fixture = common::uer_fixture("roberta_v1");
+        let hf = fixture.join("hf_by_uer_script");
+        let git = |path: &Path| Served::new(Arc::new(read(path)), false);
+        let server = HubServer::start(
+            "uer/chinese_roberta_L-2_H-128",
+            vec![
+                (
+                    "pytorch_model.bin",
+                    Served::new(Arc::new(read(&hf.join("pytorch_model.bin"))), true),
+                ),
+                ("config.json", git(&hf.join("config.json"))),
+                ("vocab.txt", git(&fixture.join("vocab.txt"))),
+                (
+                    "tokenizer_config.json",
+                    Served::new(Arc::new(b"{}".to_vec()), false),
+                ),
+                (
+                    "special_tokens_map.json",
+                    Served::new(Arc::new(b"{}".to_vec()), false),
+                ),
+            ],
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let out = common::run_ok(
+            Command::new(common::uerzoo_bin())
+                .args(["download", "tiny", "--format", "uer", "--endpoint"])
+                .arg(server.endpoint())
+                .arg("--cache-dir")
+                .arg(dir.path()),
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let bin = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("uer     "))
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| panic!("no `uer` line in:\n{stdout}"));
+        let beside = bin.parent().unwrap();
+        assert_eq!(
+            read(&beside.join("vocab.txt")),
+            read(&fixture.join("vocab.txt"))
+        );
+        let config: serde_json::Value =
+            serde_json::from_slice(&read(&beside.join("uer_config.json"))).unwrap();
+        assert_eq!(config["hidden_size"], 128, "{config}");
+        assert_eq!(config["layers_num"], 2, "{config}");
+        // The `.bin` alone, and the snapshot it came from, fill the mask alike.
+        let fill = |model: &Path| {
+            let out = common::run_ok(
+                Command::new(common::uerzoo_bin())
+                    .arg("fill-mask")
+                    .arg(model)
+                    .args(["北京是[MASK]国的首都。", "--top-k", "3", "--json"]),
+            );
+            let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            json
+        };
+        let snapshot = Path::new(stdout.lines().last().unwrap());
+        let (ours, theirs) = (fill(&bin), fill(snapshot));
+        let tokens = |v: &serde_json::Value| {
+            let text = v.to_string();
+            let mut found = Vec::new();
+            for part in text.split("\"token\":\"").skip(1) {
+                found.push(part.split('"').next().unwrap().to_string());
+            }
+            found
+        };
+        assert!(!tokens(&ours).is_empty(), "{ours}");
+        assert_eq!(tokens(&ours), tokens(&theirs), "{ours}\n{theirs}");
+    })
+}
+
+#[test]
 fn environment_variables_pick_cache_endpoint_offline_and_token() {
     use std::ffi::OsString;
     use uerzoo::hub::default_root;

@@ -32,7 +32,8 @@ const DEFAULT_FILES: [&str; 3] = ["config.json", "vocab.txt", "pytorch_model.bin
 pub struct Args {
     /// Registry name or alias, or a Huggingface repo id `org/name`.
     name: String,
-    /// `hf` keeps the Huggingface snapshot; `uer` also converts it to a UER `.bin` beside it.
+    /// `hf` keeps the Huggingface snapshot; `uer` also converts it to a UER `.bin` beside it,
+    /// with its `uer_config.json` and vocabulary, so every command opens the `.bin` alone.
     #[arg(long, value_enum, default_value = "hf")]
     format: Format,
     /// Branch, tag or commit (default: the registry's pin, else `main`).
@@ -161,7 +162,33 @@ fn to_uer(hub: &Hub, snapshot: &Snapshot, entry: Option<&Entry>) -> anyhow::Resu
     }
     convert::run(&request)
         .with_context(|| format!("converting {} to UER format", snapshot.dir.display()))?;
+    companions(&output, request.uer_config.as_ref(), &snapshot.dir)?;
     Ok(output)
+}
+
+/// Writes the entry's UER config and the snapshot's vocabulary beside the converted `.bin`
+/// (as `convert --to uer` does), so that every command opens it by its path alone.
+fn companions(
+    output: &std::path::Path,
+    uer_config: Option<&uerzoo::registry::UerConfig>,
+    snapshot: &std::path::Path,
+) -> anyhow::Result<()> {
+    // A registry config has no file: written straight to its place (the one output rule).
+    let config = match uer_config {
+        Some(c) => Some(super::Companion::Made(c.to_json_string())),
+        None => {
+            eprintln!(
+                "note: no UER config written beside {}: the repo is not a registry weight; pass --config UER_CONFIG.json to the commands that open it",
+                output.display()
+            );
+            None
+        }
+    };
+    let vocab = ["vocab.txt", "spiece.model"]
+        .into_iter()
+        .map(|f| snapshot.join(f))
+        .find(|p| p.is_file());
+    super::write_beside(output, config, vocab)
 }
 
 /// A hub from the environment with the command-line overrides.

@@ -119,6 +119,7 @@ fn render(registry: &Registry, e: &Entry) -> String {
     }
     if let Some(f) = family {
         commands(&mut out, "Use with uerzoo", &f.usage, e);
+        tasks(&mut out, e, &f.usage);
         commands(
             &mut out,
             "Use with UER-py (the model zoo's commands)",
@@ -263,6 +264,105 @@ fn commands(out: &mut String, title: &str, cmds: &[uerzoo::registry::Command], e
             continue;
         }
         let _ = writeln!(out, "  # {}\n  {command}", c.what);
+    }
+}
+
+/// The uerzoo command of each task the weight supports, after the family's own commands
+/// (`usage`, which are not repeated): generation with the weight's preset for GPT-2;
+/// fill-mask, features, fine-tuning and further pretraining for encoders; serving for every
+/// architecture uerzoo runs (all but the LSTM).
+fn tasks(out: &mut String, e: &Entry, usage: &[uerzoo::registry::Command]) {
+    use uerzoo::generate::preset::Preset;
+    use uerzoo::registry::Arch;
+    if e.arch == Arch::Lstm {
+        return;
+    }
+    let name = &e.name;
+    let mut rows: Vec<(String, String)> = Vec::new();
+    if let Some(g) = &e.generation {
+        let preset = Preset::for_entry(name);
+        rows.push((
+            format!(
+                "generate (preset `{}`, from the name: {})",
+                preset.name, preset.about
+            ),
+            format!("uerzoo generate {name} --prompt {}", g.example),
+        ));
+        rows.push((
+            "generate for many prompts, one a line".into(),
+            format!("uerzoo generate {name} --input prompts.txt --output generated.txt"),
+        ));
+    }
+    let encoder = matches!(e.arch, Arch::Bert | Arch::Albert);
+    let target = e.uer.target.parts();
+    if encoder {
+        if target
+            .iter()
+            .any(|t| matches!(*t, "mlm" | "bert" | "albert"))
+        {
+            rows.push((
+                "fill a mask".into(),
+                format!("uerzoo fill-mask {name} \"北京是[MASK]国的首都。\""),
+            ));
+        }
+        rows.push((
+            "sentence features".into(),
+            format!(
+                "uerzoo extract-features {name} --input texts.txt --output features.safetensors"
+            ),
+        ));
+        rows.push((
+            "fine-tune a classifier (TSV with `label` and `text_a`), then label new text".into(),
+            format!(
+                "uerzoo finetune {name} --train train.tsv --dev dev.tsv --test test.tsv --output classifier.bin"
+            ),
+        ));
+        rows.push((
+            String::new(),
+            "uerzoo predict classifier.bin --input new.tsv --output predictions.tsv".into(),
+        ));
+    }
+    let pretrain = ["mlm", "lm", "bert"]
+        .into_iter()
+        .find(|t| target.first() == Some(t));
+    if let (Some(target), Some(file)) = (pretrain, e.tokenizer_file()) {
+        let flag = if e.spm.is_some() { "--spm" } else { "--vocab" };
+        // The vocabularies with a confirmed sha256 ship in the repository's `vocab/`.
+        let shipped = Registry::builtin()
+            .vocab(file)
+            .is_some_and(|v| v.sha256.is_some());
+        let vocab = if shipped {
+            format!("vocab/{file}")
+        } else {
+            file.to_string()
+        };
+        rows.push((
+            format!("further pretraining ({target} target): build the dataset, then train"),
+            format!(
+                "uerzoo preprocess --corpus corpus.txt {flag} {vocab} --target {target} --output corpus.uzds"
+            ),
+        ));
+        rows.push((
+            String::new(),
+            format!(
+                "uerzoo pretrain --model {name} --dataset corpus.uzds --target {target} --total-steps 5000 --output {name}-pretrained.bin"
+            ),
+        ));
+    }
+    rows.push((
+        "serve over HTTP (docs/serve.md)".into(),
+        format!("uerzoo serve {name} --port 8080"),
+    ));
+    let known: Vec<String> = usage.iter().map(|c| c.render(e)).collect();
+    for (what, command) in rows {
+        let first_word = |c: &str| c.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+        if known.iter().any(|k| first_word(k) == first_word(&command)) {
+            continue;
+        }
+        if !what.is_empty() {
+            let _ = writeln!(out, "  # {what}");
+        }
+        let _ = writeln!(out, "  {command}");
     }
 }
 

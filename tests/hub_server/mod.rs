@@ -79,8 +79,8 @@ pub struct Logged {
 }
 
 struct State {
-    repo: String,
-    files: HashMap<String, Served>,
+    /// Repo id → its files.
+    repos: HashMap<String, HashMap<String, Served>>,
     faults: Mutex<Faults>,
     cuts_left: Mutex<u32>,
     /// Connections accepted and not yet logged.
@@ -101,13 +101,23 @@ pub struct HubServer {
 impl HubServer {
     /// Serves `files` as repo `repo` (e.g. `uer/test-model`) at revision `main` = [`COMMIT`].
     pub fn start(repo: &str, files: Vec<(&str, Served)>) -> HubServer {
+        HubServer::start_repos(vec![(repo, files)])
+    }
+
+    /// Serves several repos, each at revision `main` = [`COMMIT`].
+    pub fn start_repos(repos: Vec<(&str, Vec<(&str, Served)>)>) -> HubServer {
         let hub_listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
         let cdn_listener = TcpListener::bind("127.0.0.2:0").expect("bind 127.0.0.2");
         let hub = hub_listener.local_addr().unwrap();
         let cdn = cdn_listener.local_addr().unwrap();
         let state = Arc::new(State {
-            repo: repo.to_string(),
-            files: files.into_iter().map(|(p, s)| (p.to_string(), s)).collect(),
+            repos: repos
+                .into_iter()
+                .map(|(repo, files)| {
+                    let files = files.into_iter().map(|(p, s)| (p.to_string(), s));
+                    (repo.to_string(), files.collect())
+                })
+                .collect(),
             faults: Mutex::new(Faults::default()),
             cuts_left: Mutex::new(0),
             in_flight: AtomicU64::new(0),
@@ -291,8 +301,11 @@ fn serve_hub(
     entry: &mut Logged,
 ) -> std::io::Result<()> {
     // /{org}/{name}/resolve/{rev}/{file...}
-    let prefix = format!("/{}/resolve/", state.repo);
-    let Some(rest) = req.path.strip_prefix(&prefix) else {
+    let found = state.repos.iter().find_map(|(repo, files)| {
+        let rest = req.path.strip_prefix(&format!("/{repo}/resolve/"))?;
+        Some((rest, files))
+    });
+    let Some((rest, files)) = found else {
         entry.status = 404;
         return write_head(
             stream,
@@ -317,7 +330,7 @@ fn serve_hub(
             ],
         );
     }
-    let Some(served) = state.files.get(file) else {
+    let Some(served) = files.get(file) else {
         entry.status = 404;
         return write_head(
             stream,
@@ -368,7 +381,11 @@ fn serve_cdn(
         .strip_prefix("/cdn/")
         .and_then(|p| p.split('?').next())
         .unwrap_or("");
-    let served = state.files.values().find(|s| s.lfs && s.etag == sha);
+    let served = state
+        .repos
+        .values()
+        .flat_map(|files| files.values())
+        .find(|s| s.lfs && s.etag == sha);
     if let (Some(code), Some(_), false) = (faults.cdn_status, served, head) {
         entry.status = code;
         return write_head(
