@@ -17,9 +17,20 @@ const PROMPT: &str = "今天天气很好";
 /// real time: on two cores a parallel run of the others can outlast chromium's budget.
 static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// The browser test runs alone: every other test's server holds a read guard for its life,
+/// the browser test the write guard (its page streams in real time, and chromium dumps the
+/// page when its virtual-time budget is spent, whatever has arrived by then).
+static ALONE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+thread_local! {
+    /// Set on the thread that holds [`ALONE`]'s write guard: its own servers take no read guard.
+    static HOLDS_ALONE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 struct Server {
     child: Child,
     url: String,
+    _shared: Option<std::sync::RwLockReadGuard<'static, ()>>,
 }
 
 impl Server {
@@ -37,6 +48,7 @@ impl Server {
 
     /// `uerzoo serve MODELS… --port 0 … EXTRA…`.
     fn with(models: &[String], extra: &[&str]) -> Server {
+        let shared = (!HOLDS_ALONE.get()).then(|| ALONE.read().unwrap_or_else(|e| e.into_inner()));
         let mut child = Command::new(common::uerzoo_bin())
             .arg("serve")
             .args(models)
@@ -59,7 +71,11 @@ impl Server {
             .recv_timeout(Duration::from_secs(60))
             .expect("uerzoo serve printed no address within 60 s");
         assert!(url.starts_with("http://127.0.0.1:"), "{url}");
-        Server { child, url }
+        Server {
+            child,
+            url,
+            _shared: shared,
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -646,8 +662,13 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 /// dumps the DOM; the streamed couplet and the fill-mask bars must be the API's. A
 /// screenshot goes to `target/tmp/serve_page.png`.
 #[tokio::test]
+// Each tokio test runs its own runtime on its own thread: blocking it on `ALONE` (a std
+// lock, since `Server::with` is synchronous) stalls nothing but this test.
+#[allow(clippy::await_holding_lock)]
 async fn browser_page_writes_a_couplet_and_fills_a_mask() {
     let _heavy = HEAVY.lock().await;
+    let _alone = ALONE.write().unwrap_or_else(|e| e.into_inner());
+    HOLDS_ALONE.set(true);
     if !std::path::Path::new(CHROMIUM).is_file() {
         // A fresh clone's tests pass without a browser; `.ci/run` installs one and sets
         // UERZOO_REQUIRE_BROWSER, which turns the skip into a failure.
