@@ -410,3 +410,140 @@ fn twenty_steps_then_predict_gives_the_trainers_eval_logits_for_every_pooling() 
         assert!(worst <= 1e-6, "{name} {pooling}: max |Δlogit| {worst:e}");
     }
 }
+
+/// GPT-2 (causal mask): `finetune` pools the last real token unless told otherwise; with
+/// `--pooling first` (UER-py's default) the pooled token sees only `[CLS]`, a warning says
+/// so, and every row gets the same probabilities (the class prior).
+///
+/// UER-py's other defaults (lr 2e-5, 3 epochs, batch 32, seq 128) leave this L2/H128 fixture
+/// at the prior on 200 rows whatever the pooling (dev 0.52 measured with `last`), so the run
+/// takes lr 3e-4, batch 16, seq 32, 4 epochs: `last` reaches dev 0.64, `first` stays 0.52.
+#[test]
+fn a_gpt2_classifier_pools_the_last_token_by_default_and_first_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::uer_fixture("gpt2_v1").join("uer_model.bin");
+    let run = |name: &str, extra: &[&str]| -> (f64, Vec<String>, String) {
+        let folder = dir.path().join(name);
+        std::fs::create_dir(&folder).unwrap();
+        let out = folder.join("classifier.bin");
+        let (train, dev) = (small("train.tsv"), small("dev.tsv"));
+        let mut args = vec![
+            "finetune",
+            path(&model),
+            "--train",
+            path(&train),
+            "--dev",
+            path(&dev),
+            "--epochs",
+            "4",
+            "--batch-size",
+            "16",
+            "--learning-rate",
+            "3e-4",
+            "--seq-length",
+            "32",
+            "--output",
+            path(&out),
+        ];
+        args.extend_from_slice(extra);
+        let (ok, stdout, stderr) = uerzoo(&args);
+        assert!(ok, "{name}:\n{stdout}\n{stderr}");
+        let dev: f64 = stdout
+            .lines()
+            .find_map(|l| l.split("dev acc ").nth(1).filter(|_| l.starts_with("best")))
+            .and_then(|v| v.split_whitespace().next())
+            .unwrap_or_else(|| panic!("{name}: no best dev acc in\n{stdout}"))
+            .parse()
+            .unwrap();
+        let predictions = folder.join("predictions.tsv");
+        let (ok, stdout, stderr2) = uerzoo(&[
+            "predict",
+            path(&out),
+            "--input",
+            path(&small("test.tsv")),
+            "--output",
+            path(&predictions),
+            "--probabilities",
+        ]);
+        assert!(ok, "{name} predict:\n{stdout}\n{stderr2}");
+        let probs = std::fs::read_to_string(&predictions)
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| l.split('\t').nth(1).unwrap().to_string())
+            .collect();
+        (dev, probs, stderr)
+    };
+    let distinct = |v: &[String]| v.iter().collect::<std::collections::HashSet<_>>().len();
+
+    let (dev_last, probs_last, stderr_last) = run("default", &[]);
+    let (dev_first, probs_first, stderr_first) = run("first", &["--pooling", "first"]);
+    assert_eq!(probs_last.len(), 50);
+    assert!(
+        distinct(&probs_last) > 10,
+        "default (last) pooling: {} distinct probabilities over 50 rows",
+        distinct(&probs_last)
+    );
+    assert_eq!(
+        distinct(&probs_first),
+        1,
+        "first pooling under the causal mask sees [CLS] only: {:?}",
+        &probs_first[..3]
+    );
+    assert!(dev_last > 0.6, "default pooling: dev acc {dev_last}");
+    assert!(dev_last > dev_first, "last {dev_last} vs first {dev_first}");
+    assert!(!stderr_last.contains("warning"), "{stderr_last}");
+    let warnings: Vec<_> = stderr_first
+        .lines()
+        .filter(|l| l.starts_with("warning"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{stderr_first}");
+    assert!(warnings[0].contains("--pooling last"), "{}", warnings[0]);
+    // The recorded pooling is the one trained with: `predict` reads it.
+    let config = dir.path().join("default").join("uer_config.json");
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    assert_eq!(config["pooling"], "last");
+}
+
+/// `--format hf` writes `BertForSequenceClassification`, which pools `[CLS]`: any other
+/// pooling is refused before anything is loaded or trained (exit 1, the flag and the fix
+/// named, no output).
+#[test]
+fn a_pooling_the_hf_classifier_cannot_express_is_refused_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("hf");
+    let model = fixture().join("uer_model.bin");
+    for pooling in ["mean", "max", "last"] {
+        let started = std::time::Instant::now();
+        let status = Command::new(common::uerzoo_bin())
+            .args(["finetune", path(&model), "--train"])
+            .arg(small("train.tsv"))
+            .arg("--dev")
+            .arg(small("dev.tsv"))
+            .args(["--pooling", pooling, "--format", "hf", "--output"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&status.stdout);
+        let stderr = String::from_utf8_lossy(&status.stderr);
+        assert_eq!(
+            status.status.code(),
+            Some(1),
+            "{pooling}: {stdout}\n{stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("--pooling {pooling} --format hf"))
+                && stderr.contains("--format uer")
+                && stderr.contains("--pooling first"),
+            "{pooling}: {stderr}"
+        );
+        assert!(!stdout.contains("epoch"), "{pooling}: {stdout}");
+        assert!(!stderr.contains("train /"), "{pooling}: {stderr}");
+        assert!(!out.exists(), "{pooling}: nothing written");
+        assert!(
+            started.elapsed().as_secs_f64() < 5.0,
+            "{pooling}: refused at once"
+        );
+    }
+}

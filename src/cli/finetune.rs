@@ -58,9 +58,12 @@ pub struct Args {
     /// Tokens per example (cut or padded).
     #[arg(long, default_value_t = 128)]
     seq_length: usize,
-    /// first, mean, max or last.
-    #[arg(long, default_value = "first")]
-    pooling: Pooling,
+    /// first, mean, max or last (over the real tokens). Default: last for a causal model
+    /// (GPT-2, `mask: causal`: under the causal mask only the last token sees the whole
+    /// text, `first` sees `[CLS]` alone), first otherwise. --format hf takes first only
+    /// (the HF classifier pools `[CLS]`).
+    #[arg(long)]
+    pooling: Option<Pooling>,
     /// How a long example is cut to --seq-length: uer (UER-py: `[CLS] a [SEP]` cut at the
     /// length, the final `[SEP]` can go) or hf (transformers: the text cut, `[SEP]` kept).
     /// Default: the model's (a `truncation` in its UER config; else hf for a Huggingface
@@ -102,13 +105,32 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         !(a.grid && a.output.is_some()),
         "--grid compares settings and saves no model (as run_classifier_grid); drop --output, then fine-tune once with the best settings it prints"
     );
+    if let Some(p) = a
+        .pooling
+        .filter(|p| a.format == "hf" && *p != Pooling::First)
+    {
+        anyhow::bail!(
+            "--pooling {p} --format hf: the Huggingface classifier (BertForSequenceClassification, AlbertForSequenceClassification) pools the first token ([CLS]) only; drop --pooling (or use --pooling first), or keep --pooling {p} with --format uer"
+        );
+    }
     if let Some(output) = &a.output {
         check_output(output, &a)?;
     }
     let opened = uerzoo::resolve::open_model(&a.model, a.config.as_deref())?;
-    if a.format == "hf" && opened.config.mask == model::MaskKind::Causal {
+    let causal = opened.config.mask == model::MaskKind::Causal;
+    if a.format == "hf" && causal {
         anyhow::bail!(
             "--format hf: a GPT-2 classifier has no Huggingface form (transformers has no class with UER's pooled head on GPT-2); use --format uer"
+        );
+    }
+    let pooling = a.pooling.unwrap_or(if causal {
+        Pooling::Last
+    } else {
+        Pooling::First
+    });
+    if causal && pooling == Pooling::First {
+        eprintln!(
+            "warning: --pooling first on a causal model (GPT-2): under the causal mask the first token sees only [CLS], so every example gets the same prediction; drop --pooling (default last) or use --pooling last"
         );
     }
     let tok = super::fill_mask::load_tokenizer(a.vocab.clone().or(a.spm.clone()), &opened)?;
@@ -124,7 +146,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         warmup: a.warmup,
         dropout: a.dropout,
         seed: a.seed,
-        pooling: a.pooling,
+        pooling,
         ..Default::default()
     };
     if a.grid {
@@ -163,7 +185,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             t.total
         );
     }
-    save_or_rescue(&a, &opened, &result.checkpoint, &output, truncation)?;
+    let recorded = Recorded {
+        truncation,
+        pooling,
+    };
+    save_or_rescue(&a, &opened, &result.checkpoint, &output, recorded)?;
     println!(
         "wall time: {:.1} s (training and evaluation)",
         result.seconds
@@ -210,6 +236,14 @@ fn check_output(output: &Path, a: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The reading options the trained model was fine-tuned with, recorded in its UER config
+/// for `predict`.
+#[derive(Clone, Copy)]
+struct Recorded {
+    truncation: Truncation,
+    pooling: Pooling,
+}
+
 /// Writes the trained model; when that fails, the model is not lost: it goes beside the
 /// output as a plain UER checkpoint (naming v2) and the error says where.
 fn save_or_rescue(
@@ -217,9 +251,9 @@ fn save_or_rescue(
     opened: &model::open::OpenedModel,
     ckpt: &uerzoo::checkpoint::Checkpoint,
     output: &Path,
-    truncation: Truncation,
+    recorded: Recorded,
 ) -> anyhow::Result<()> {
-    let Err(e) = write_output(a, opened, ckpt, output, truncation) else {
+    let Err(e) = write_output(a, opened, ckpt, output, recorded) else {
         return Ok(());
     };
     let name = output
@@ -265,7 +299,7 @@ fn write_output(
     opened: &model::open::OpenedModel,
     ckpt: &uerzoo::checkpoint::Checkpoint,
     output: &Path,
-    truncation: Truncation,
+    recorded: Recorded,
 ) -> anyhow::Result<()> {
     if a.format == "hf" {
         // The model's own hyper-parameters (whatever spelling its config file used: an HF
@@ -328,8 +362,8 @@ fn write_output(
                 // spelling; the training options are added all the same.
                 Some(obj) => {
                     obj.insert("seq_length".into(), a.seq_length.into());
-                    obj.insert("pooling".into(), a.pooling.to_string().into());
-                    obj.insert("truncation".into(), truncation.to_string().into());
+                    obj.insert("pooling".into(), recorded.pooling.to_string().into());
+                    obj.insert("truncation".into(), recorded.truncation.to_string().into());
                     let text = serde_json::to_string_pretty(&json)? + "\n";
                     Some(super::Companion::Made(text))
                 }
