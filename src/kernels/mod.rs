@@ -268,6 +268,13 @@ pub fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }
 
+/// Whether the linear on backend `B` reads a weight kept in torch's `[out, in]` layout as
+/// its transposed view in place (the fused linear on Flex). Elsewhere the loader hands it a
+/// contiguous `[in, out]` weight.
+pub fn reads_transposed_weights<B: Backend>() -> bool {
+    is_fast::<B>()
+}
+
 fn is_fast<B: Backend>() -> bool {
     enabled()
         && (TypeId::of::<B>() == TypeId::of::<Flex>()

@@ -110,9 +110,12 @@ impl<'a, B: Backend> Reader<'a, B> {
         Ok(Tensor::from_data(data(t), self.device))
     }
 
-    /// A torch-style linear `prefix.weight` `[out, in]` (+ `prefix.bias`). The weight keeps
-    /// that layout and Burn's `[in, out]` is its transposed view (nothing is copied; the
-    /// fused linear reads it as Bᵀ, other backends as a strided operand).
+    /// A torch-style linear `prefix.weight` `[out, in]` (+ `prefix.bias`). On Flex the
+    /// weight keeps that layout and Burn's `[in, out]` is its transposed view (nothing is
+    /// copied; the fused linear reads it as Bᵀ). Other backends get it transposed once on
+    /// the host into a contiguous `[in, out]` buffer, uploaded once: on wgpu (lavapipe,
+    /// Burn 0.21) the transposed view gave wrong logits in greedy decoding (one new position
+    /// a step) while the full forward was right; the contiguous weight matches UER-py.
     fn linear(
         &self,
         prefix: &str,
@@ -121,10 +124,13 @@ impl<'a, B: Backend> Reader<'a, B> {
         bias: bool,
     ) -> Result<Linear<B>, ModelError> {
         let t = self.raw(&format!("{prefix}.weight"), &[d_out, d_in])?;
-        let mut weight = Tensor::<B, 2>::from_data(data(t), self.device).transpose();
-        if CONTIGUOUS_WEIGHTS.load(std::sync::atomic::Ordering::Relaxed) {
-            weight = Tensor::from_data(weight.into_data(), self.device);
-        }
+        let contiguous = CONTIGUOUS_WEIGHTS.load(std::sync::atomic::Ordering::Relaxed)
+            || !crate::kernels::reads_transposed_weights::<B>();
+        let weight = if contiguous {
+            Tensor::from_data(transposed(t), self.device)
+        } else {
+            Tensor::<B, 2>::from_data(data(t), self.device).transpose()
+        };
         let bias = if bias {
             Some(Param::from_tensor(
                 self.vector(&format!("{prefix}.bias"), d_out)?,
@@ -159,6 +165,19 @@ static CONTIGUOUS_WEIGHTS: std::sync::atomic::AtomicBool =
 /// the same bytes (`tests/copy_free.rs`).
 pub fn set_contiguous_weights(on: bool) {
     CONTIGUOUS_WEIGHTS.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// A `[out, in]` checkpoint matrix as contiguous `[in, out]` data (one pass on the host).
+fn transposed(t: &CkptTensor) -> TensorData {
+    let (rows, cols) = (t.shape[0], t.shape[1]);
+    let w = t.to_f32_vec();
+    let mut out = vec![0f32; w.len()];
+    for (r, row) in w.chunks_exact(cols.max(1)).enumerate() {
+        for (c, &x) in row.iter().enumerate() {
+            out[c * rows + r] = x;
+        }
+    }
+    TensorData::new(out, [cols, rows])
 }
 
 /// A checkpoint tensor as Burn data. Little-endian f32 at an aligned address (what torch
