@@ -164,12 +164,15 @@ fn both_weight_layouts_write_the_same_bytes() {
         pt_old, pt_new,
         "24-step MLM: contiguous vs copy-free weights"
     );
-    // The states' contents (their safetensors header orders its metadata map freely).
+    // The state files, byte for byte, and what they hold.
     for step in [8, 16] {
-        let load = |name: &str| {
-            let path = pretrain::state_path(&pretrain::step_path(&d.join(name), step));
-            OptimState::load(&path).unwrap()
-        };
+        let path = |name: &str| pretrain::state_path(&pretrain::step_path(&d.join(name), step));
+        assert_eq!(
+            sha(&path("pt_old.bin")),
+            sha(&path("pt_new.bin")),
+            "optimizer state file at step {step}"
+        );
+        let load = |name: &str| OptimState::load(&path(name)).unwrap();
         let (a, b) = (load("pt_old.bin"), load("pt_new.bin"));
         assert_eq!((a.step, a.updates, a.seed), (b.step, b.updates, b.seed));
         assert_eq!(a.run, b.run);

@@ -6,7 +6,6 @@ use crate::train::TrainError;
 use crate::train::dataset::DatasetFile;
 use burn::tensor::Tensor;
 use std::collections::BTreeMap;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// The optimizer state beside a checkpoint: step, updates and per-parameter moments in the
@@ -70,55 +69,56 @@ impl OptimState {
     /// Writes the state as safetensors (`m.{i}`, `v.{i}`; step, updates, seed and times in
     /// the metadata), atomically.
     pub fn save(&self, path: &Path) -> Result<(), TrainError> {
-        let mut bytes: Vec<(String, Vec<u8>, usize)> = Vec::new();
+        // Written here rather than by `safetensors::serialize`, whose metadata is a
+        // `HashMap`: its order, and so the file's bytes, changed from run to run. Names in
+        // sorted order, data in the same order, so equal states are equal files.
+        let mut tensors: BTreeMap<String, &[f32]> = BTreeMap::new();
         let mut times = Vec::new();
         for (i, m) in self.moments.iter().enumerate() {
             match m {
                 Some((t, m1, m2)) => {
                     times.push(*t);
-                    bytes.push((
-                        format!("m.{i:04}"),
-                        bytemuck::cast_slice(m1).to_vec(),
-                        m1.len(),
-                    ));
-                    bytes.push((
-                        format!("v.{i:04}"),
-                        bytemuck::cast_slice(m2).to_vec(),
-                        m2.len(),
-                    ));
+                    tensors.insert(format!("m.{i:04}"), m1);
+                    tensors.insert(format!("v.{i:04}"), m2);
                 }
                 None => times.push(0),
             }
         }
-        let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = bytes
-            .iter()
-            .map(|(n, b, len)| {
-                let view =
-                    safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![*len], b)
-                        .expect("shape matches the bytes");
-                (n.clone(), view)
-            })
-            .collect();
-        let meta = HashMap::from([
-            ("format".to_string(), STATE_FORMAT.to_string()),
-            ("step".to_string(), self.step.to_string()),
-            ("updates".to_string(), self.updates.to_string()),
-            ("seed".to_string(), self.seed.to_string()),
-            ("params".to_string(), self.moments.len().to_string()),
-            (
-                "run".to_string(),
-                serde_json::to_string(&self.run).unwrap_or_default(),
-            ),
-            (
-                "times".to_string(),
-                serde_json::to_string(&times).unwrap_or_default(),
-            ),
-        ]);
-        let data = safetensors::tensor::serialize(views, Some(meta))
-            .map_err(|e| state_err(path, &e.to_string()))?;
+        let meta = serde_json::json!({
+            "format": STATE_FORMAT,
+            "step": self.step.to_string(),
+            "updates": self.updates.to_string(),
+            "seed": self.seed.to_string(),
+            "params": self.moments.len().to_string(),
+            "run": serde_json::to_string(&self.run).unwrap_or_default(),
+            "times": serde_json::to_string(&times).unwrap_or_default(),
+        });
+        let mut header = serde_json::Map::new();
+        header.insert("__metadata__".into(), meta);
+        let mut offset = 0usize;
+        for (name, values) in &tensors {
+            let len = std::mem::size_of_val(*values);
+            header.insert(
+                name.clone(),
+                serde_json::json!({"dtype": "F32", "shape": [values.len()], "data_offsets": [offset, offset + len]}),
+            );
+            offset += len;
+        }
+        let mut json = serde_json::to_vec(&header).map_err(|e| state_err(path, &e.to_string()))?;
+        while json.len() % 8 != 0 {
+            json.push(b' ');
+        }
         let dir = crate::output::parent_dir(path);
         let mut tmp = crate::output::Partial::new_in(dir).map_err(|e| io(dir, e))?;
-        std::io::Write::write_all(&mut tmp, &data).map_err(|e| io(path, e))?;
+        let mut write = |bytes: &[u8]| std::io::Write::write_all(&mut tmp, bytes);
+        write(&(json.len() as u64).to_le_bytes())
+            .and_then(|()| write(&json))
+            .and_then(|()| {
+                tensors
+                    .values()
+                    .try_for_each(|v| write(bytemuck::cast_slice(v)))
+            })
+            .map_err(|e| io(path, e))?;
         tmp.persist(path, true).map_err(|e| io(path, e.into()))
     }
 
@@ -182,5 +182,34 @@ fn state_err(path: &Path, message: &str) -> TrainError {
     TrainError::Dataset {
         path: path.to_path_buf(),
         message: format!("optimizer state: {message}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_states_are_equal_files_and_read_back() {
+        let state = OptimState {
+            step: 8,
+            updates: 4,
+            moments: vec![
+                Some((4, vec![0.5, -1.0, 2.0], vec![0.25, 1.0, 4.0])),
+                None,
+                Some((3, vec![1e-8], vec![3.0])),
+            ],
+            seed: 7,
+            run: BTreeMap::from([("target".into(), "mlm".into()), ("seed".into(), "7".into())]),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        state.save(&a).unwrap();
+        state.save(&b).unwrap();
+        assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+        let back = OptimState::load(&a).unwrap();
+        assert_eq!((back.step, back.updates, back.seed), (8, 4, 7));
+        assert_eq!(back.run, state.run);
+        assert_eq!(back.moments, state.moments);
     }
 }
