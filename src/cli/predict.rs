@@ -83,14 +83,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     };
     let pooling = match a.pooling {
         Some(p) => p,
-        None => match opened.config_value("pooling") {
-            Some(v) => v
-                .as_str()
-                .unwrap_or("")
-                .parse()
-                .map_err(|e: String| anyhow::anyhow!("the model's config: {e}"))?,
-            None => Pooling::First,
-        },
+        None => opened.pooling()?,
     };
     let truncation = match a.truncation {
         Some(t) => t,

@@ -13,7 +13,7 @@
 pub mod family;
 pub mod hf_config;
 pub mod names;
-mod ops;
+pub(crate) mod ops;
 pub mod run;
 pub mod shapes;
 

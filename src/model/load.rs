@@ -127,7 +127,7 @@ impl<'a, B: Backend> Reader<'a, B> {
         let contiguous = CONTIGUOUS_WEIGHTS.load(std::sync::atomic::Ordering::Relaxed)
             || !crate::kernels::reads_transposed_weights::<B>();
         let weight = if contiguous {
-            Tensor::from_data(transposed(t), self.device)
+            Tensor::from_data(data(&crate::convert::ops::transpose(t)), self.device)
         } else {
             Tensor::<B, 2>::from_data(data(t), self.device).transpose()
         };
@@ -165,19 +165,6 @@ static CONTIGUOUS_WEIGHTS: std::sync::atomic::AtomicBool =
 /// the same bytes (`tests/copy_free.rs`).
 pub fn set_contiguous_weights(on: bool) {
     CONTIGUOUS_WEIGHTS.store(on, std::sync::atomic::Ordering::Relaxed);
-}
-
-/// A `[out, in]` checkpoint matrix as contiguous `[in, out]` data (one pass on the host).
-fn transposed(t: &CkptTensor) -> TensorData {
-    let (rows, cols) = (t.shape[0], t.shape[1]);
-    let w = t.to_f32_vec();
-    let mut out = vec![0f32; w.len()];
-    for (r, row) in w.chunks_exact(cols.max(1)).enumerate() {
-        for (c, &x) in row.iter().enumerate() {
-            out[c * rows + r] = x;
-        }
-    }
-    TensorData::new(out, [cols, rows])
 }
 
 /// A checkpoint tensor as Burn data. Little-endian f32 at an aligned address (what torch

@@ -6,6 +6,7 @@
 
 use super::ModelError;
 use super::config::{LnKind, ModelConfig};
+use super::heads::Pooling;
 use crate::checkpoint::Checkpoint;
 use crate::convert::{self, Source, ToUerOptions};
 use crate::tokenizer::Truncation;
@@ -56,6 +57,22 @@ impl OpenedModel {
                 Source::Hf => Truncation::Hf,
                 Source::Uer(_) => Truncation::Uer,
             }),
+        }
+    }
+
+    /// The classifier pooling when none is given: the `pooling` that `finetune` records in
+    /// the UER config, else `first` (UER-py's run_classifier default).
+    pub fn pooling(&self) -> Result<Pooling, ModelError> {
+        match self.config_value("pooling") {
+            Some(v) => v
+                .as_str()
+                .unwrap_or("")
+                .parse()
+                .map_err(|e: String| ModelError::Config {
+                    path: self.config_file.clone().unwrap_or_default(),
+                    message: format!("`pooling` = {v}: {e}; fix the value or pass --pooling"),
+                }),
+            None => Ok(Pooling::First),
         }
     }
 

@@ -208,20 +208,9 @@ pub struct ClassifierSettings {
 impl ClassifierSettings {
     /// `opts`' overrides, else the model's recorded values, else predict's defaults.
     fn of(opened: &OpenedModel, opts: &ServeOptions) -> Result<Self, ModelError> {
-        let config_err = |key: &str, message: String| ModelError::Config {
-            path: opened.config_file.clone().unwrap_or_default(),
-            message: format!("`{key}`: {message}; fix the value or pass --classifier-{key}"),
-        };
         let pooling = match opts.classifier_pooling {
             Some(p) => p,
-            None => match opened.config_value("pooling") {
-                Some(v) => v
-                    .as_str()
-                    .unwrap_or("")
-                    .parse()
-                    .map_err(|e: String| config_err("pooling", e))?,
-                None => Pooling::First,
-            },
+            None => opened.pooling()?,
         };
         let positions = crate::generate::positions(opened).unwrap_or(usize::MAX);
         let seq_length = match opts.classifier_seq_length {
