@@ -188,31 +188,7 @@ fn table(cache: &Cache, repos: &[RepoInfo]) -> String {
             ]
         })
         .collect();
-    let width = |i: usize| {
-        rows.iter()
-            .chain(std::iter::once(&header))
-            .map(|r| r[i].chars().count())
-            .max()
-            .unwrap_or(0)
-    };
-    let w: Vec<usize> = (0..6).map(width).collect();
-    let mut out = String::new();
-    for r in std::iter::once(&header).chain(rows.iter()) {
-        out.push_str(&format!(
-            "{:<w0$}  {:<w1$}  {:<w2$}  {:>w3$}  {:>w4$}  {}\n",
-            r[0],
-            r[1],
-            r[2],
-            r[3],
-            r[4],
-            r[5],
-            w0 = w[0],
-            w1 = w[1],
-            w2 = w[2],
-            w3 = w[3],
-            w4 = w[4],
-        ));
-    }
+    let mut out = super::table(&header, &rows, &[3, 4]);
     let total: u64 = repos.iter().map(|r| r.size_on_disk).sum();
     out.push_str(&format!(
         "{} repo(s), {} ({} B) in {}\n",

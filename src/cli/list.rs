@@ -159,28 +159,5 @@ fn table(entries: &[&Entry], cached: Option<&[bool]>) -> String {
     if cached.is_some() {
         header[4] = format!("{:<9} CACHED", "SOURCES");
     }
-    let width = |i: usize| {
-        rows.iter()
-            .chain(std::iter::once(&header))
-            .map(|r| r[i].chars().count())
-            .max()
-            .unwrap_or(0)
-    };
-    let widths = [width(0), width(1), width(2), width(3)];
-    let mut out = String::new();
-    for row in std::iter::once(&header).chain(rows.iter()) {
-        out.push_str(&format!(
-            "{:<w0$}  {:<w1$}  {:<w2$}  {:>w3$}  {}\n",
-            row[0],
-            row[1],
-            row[2],
-            row[3],
-            row[4],
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2],
-            w3 = widths[3],
-        ));
-    }
-    out
+    super::table(&header, &rows, &[3])
 }

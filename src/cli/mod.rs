@@ -218,6 +218,37 @@ impl From<std::path::PathBuf> for Companion {
 /// touched either, and this output gets its own companion (`OUT.bin.uer_config.json`, see
 /// [`uerzoo::model::open::companion`]), which opening `OUT.bin` reads first. Each file is
 /// written through [`uerzoo::output::Partial`], so an interrupted copy leaves nothing.
+/// Rows as text columns two spaces apart, each as wide as its widest cell (header
+/// included, in characters); the columns in `right` right-aligned, the last one unpadded.
+pub(crate) fn table<const N: usize>(
+    header: &[String; N],
+    rows: &[[String; N]],
+    right: &[usize],
+) -> String {
+    let widths: Vec<usize> = (0..N)
+        .map(|i| {
+            std::iter::once(header)
+                .chain(rows)
+                .map(|r| r[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in std::iter::once(header).chain(rows) {
+        for (i, cell) in row.iter().enumerate() {
+            let w = widths[i];
+            match (i + 1 == N, right.contains(&i)) {
+                (true, _) => out.push_str(cell),
+                (false, true) => out.push_str(&format!("{cell:>w$}  ")),
+                (false, false) => out.push_str(&format!("{cell:<w$}  ")),
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
 pub(crate) fn write_beside(
     output: &std::path::Path,
     config: Option<Companion>,
