@@ -257,6 +257,101 @@ fn pretrain_steps(device: DeviceSpec) {
     }
 }
 
+/// The command line on the backend: `uerzoo forward --device D` on `roberta_v1` equals
+/// UER-py's outputs (1e-4) and `uerzoo generate --greedy --device D` on `gpt2_v1` prints
+/// UER-py's greedy text.
+fn cli_forward_and_generate(device: &str) {
+    let dir = common::uer_fixture("roberta_v1");
+    let tmp = tempfile::tempdir().unwrap();
+    let out_path = tmp.path().join("out.safetensors");
+    common::run_ok(
+        std::process::Command::new(common::uerzoo_bin())
+            .arg("forward")
+            .arg(dir.join("uer_model.bin"))
+            .arg("--config")
+            .arg(dir.join("uer_config.json"))
+            .arg("--input")
+            .arg(dir.join("uer_outputs.safetensors"))
+            .arg("--output")
+            .arg(&out_path)
+            .args(["--device", device]),
+    );
+    let (got, reference) = (read(&out_path), read(&dir.join("uer_outputs.safetensors")));
+    let seg = reference.get("segment").unwrap().to_i64_vec().unwrap();
+    for key in ["hidden", "logits"] {
+        let (a, b) = (got.get(key).unwrap(), reference.get(key).unwrap());
+        assert_eq!(a.shape, b.shape, "{device} {key}");
+        let d = max_diff_real(&a.to_f32_vec(), &b.to_f32_vec(), &seg, b.shape[2]);
+        assert!(d < TOL, "{device} forward {key}: {d:e}");
+    }
+    let f = common::uer_fixture("gpt2_v1");
+    let prompt = std::fs::read_to_string(f.join("greedy_prompt.txt")).unwrap();
+    let mut lines = prompt.lines();
+    let (text, max_length) = (lines.next().unwrap().trim(), lines.next().unwrap().trim());
+    let want = std::fs::read_to_string(f.join("greedy_generation.txt")).unwrap();
+    let out = common::run_ok(
+        std::process::Command::new(common::uerzoo_bin())
+            .arg("generate")
+            .arg(f.join("uer_model.bin"))
+            .arg("--config")
+            .arg(f.join("uer_config.json"))
+            .arg("--vocab")
+            .arg(f.join("vocab.txt"))
+            .args(["--prompt", text, "--max-length", max_length, "--greedy"])
+            .args(["--device", device]),
+    );
+    let got = String::from_utf8(out.stdout).unwrap();
+    let want = want.lines().nth(1).unwrap();
+    assert_eq!(
+        got.trim_end(),
+        want.strip_prefix("[CLS]").unwrap(),
+        "{device}"
+    );
+}
+
+/// `--device auto` says what it picked and why (lavapipe is a software adapter, so on CI it
+/// is the CPU), and `wgpu:N` past the adapters wgpu lists names them instead of panicking.
+#[cfg(feature = "wgpu")]
+#[test]
+fn wgpu_device_auto_and_bad_index() {
+    let dir = common::uer_fixture("roberta_v1");
+    let tmp = tempfile::tempdir().unwrap();
+    let forward = |device: &str, out: &str| {
+        std::process::Command::new(common::uerzoo_bin())
+            .arg("forward")
+            .arg(dir.join("uer_model.bin"))
+            .arg("--config")
+            .arg(dir.join("uer_config.json"))
+            .arg("--input")
+            .arg(dir.join("uer_outputs.safetensors"))
+            .arg("--output")
+            .arg(tmp.path().join(out))
+            .args(["--device", device])
+            .output()
+            .unwrap()
+    };
+    let auto = forward("auto", "auto.safetensors");
+    let stderr = String::from_utf8_lossy(&auto.stderr);
+    assert!(auto.status.success(), "{stderr}");
+    let (spec, why) = model::backend::auto();
+    assert!(
+        stderr.contains(&format!("note: --device auto: {why}")),
+        "{stderr}"
+    );
+    if model::backend::wgpu_adapters().iter().all(|a| !a.is_gpu()) {
+        assert_eq!(spec, DeviceSpec::Cpu, "{why}");
+    }
+    let bad = forward("wgpu:99", "bad.safetensors");
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success());
+    assert!(
+        stderr.contains("wgpu:99") && stderr.contains("no such adapter"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!tmp.path().join("bad.safetensors").exists());
+}
+
 macro_rules! backend_tests {
     ($feature:literal, $module:ident, $device:expr $(, $ignore:meta)?) => {
         #[cfg(feature = $feature)]
@@ -266,11 +361,14 @@ macro_rules! backend_tests {
             #[test] $(#[$ignore])? fn greedy_generation() { super::greedy_generation($device) }
             #[test] $(#[$ignore])? fn finetune_steps() { super::finetune_steps($device) }
             #[test] $(#[$ignore])? fn pretrain_steps() { super::pretrain_steps($device) }
+            #[test] $(#[$ignore])? fn cli_forward_and_generate() {
+                super::cli_forward_and_generate(&$device.to_string())
+            }
         }
     };
 }
 
-backend_tests!("wgpu", wgpu, DeviceSpec::Wgpu);
+backend_tests!("wgpu", wgpu, DeviceSpec::Wgpu(None));
 backend_tests!(
     "cuda",
     cuda,

@@ -31,8 +31,10 @@ pub struct Args {
     /// `vocab.txt` or sentencepiece `.model` (default: `vocab.txt`/`spiece.model` beside the weights).
     #[arg(long)]
     vocab: Option<PathBuf>,
-    /// `cpu`, `cuda[:N]` (`--features cuda`) or `wgpu` (`--features wgpu`).
-    #[arg(long, default_value = "cpu")]
+    /// `cpu`, `cuda[:N]` (a build with `--features cuda`), `wgpu[:N]` (`--features wgpu`;
+    /// N counts the adapters wgpu lists) or `auto`: the first CUDA device, else the first
+    /// wgpu GPU (never a software one), else the CPU; it notes which.
+    #[arg(long, default_value = "cpu", value_parser = super::device_arg)]
     device: DeviceSpec,
 }
 

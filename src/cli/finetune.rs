@@ -79,8 +79,10 @@ pub struct Args {
     /// Seed of the shuffling, the head's init and dropout.
     #[arg(long, default_value_t = 7)]
     seed: u64,
-    /// `cpu`, `cuda[:N]` (`--features cuda`) or `wgpu` (`--features wgpu`).
-    #[arg(long, default_value = "cpu")]
+    /// `cpu`, `cuda[:N]` (a build with `--features cuda`), `wgpu[:N]` (`--features wgpu`;
+    /// N counts the adapters wgpu lists) or `auto`: the first CUDA device, else the first
+    /// wgpu GPU (never a software one), else the CPU; it notes which.
+    #[arg(long, default_value = "cpu", value_parser = super::device_arg)]
     device: DeviceSpec,
     /// Output: a `.bin` (--format uer) or a directory (--format hf). Required without --grid.
     #[arg(long, required_unless_present = "grid")]

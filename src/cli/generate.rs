@@ -100,8 +100,10 @@ pub struct Args {
     /// How many texts to generate.
     #[arg(long, default_value_t = 1)]
     num_return: usize,
-    /// `cpu`, `cuda[:N]` (`--features cuda`) or `wgpu` (`--features wgpu`).
-    #[arg(long, default_value = "cpu")]
+    /// `cpu`, `cuda[:N]` (a build with `--features cuda`), `wgpu[:N]` (`--features wgpu`;
+    /// N counts the adapters wgpu lists) or `auto`: the first CUDA device, else the first
+    /// wgpu GPU (never a software one), else the CPU; it notes which.
+    #[arg(long, default_value = "cpu", value_parser = super::device_arg)]
     device: DeviceSpec,
     /// Print tokens as they are generated.
     #[arg(long, conflicts_with_all = ["output", "json"])]

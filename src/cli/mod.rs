@@ -69,6 +69,18 @@ enum Command {
     Serve(serve::Args),
 }
 
+/// The `--device` value parser of every command: `cpu`, `cuda[:N]`, `wgpu[:N]`, or `auto`
+/// (the first CUDA device, else the first wgpu GPU, else the CPU), which notes its choice.
+pub fn device_arg(s: &str) -> Result<uerzoo::model::DeviceSpec, String> {
+    if s == "auto" {
+        let (spec, why) = uerzoo::model::backend::auto();
+        eprintln!("note: --device auto: {why}");
+        return Ok(spec);
+    }
+    s.parse()
+        .map_err(|e: uerzoo::model::ModelError| e.to_string())
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // `serve` drains in-flight requests on SIGTERM itself; every other command removes its

@@ -67,8 +67,10 @@ pub struct Args {
     dropout: Option<f64>,
     #[arg(long, default_value_t = 7)]
     seed: u64,
-    /// `cpu`, `cuda[:N]` (`--features cuda`) or `wgpu` (`--features wgpu`).
-    #[arg(long, default_value = "cpu")]
+    /// `cpu`, `cuda[:N]` (a build with `--features cuda`), `wgpu[:N]` (`--features wgpu`;
+    /// N counts the adapters wgpu lists) or `auto`: the first CUDA device, else the first
+    /// wgpu GPU (never a software one), else the CPU; it notes which.
+    #[arg(long, default_value = "cpu", value_parser = super::device_arg)]
     device: DeviceSpec,
     /// Data-parallel over several devices, e.g. `cuda:0,cuda:1` (or `cpu,cpu` to try it):
     /// one model replica per device, the batch split by rows, gradients averaged through

@@ -31,8 +31,10 @@ pub struct Args {
     /// Port; 0 picks a free one (the address is printed on stdout).
     #[arg(long, default_value_t = 8080)]
     port: u16,
-    /// `cpu`, `cuda[:N]` (`--features cuda`) or `wgpu` (`--features wgpu`).
-    #[arg(long, default_value = "cpu")]
+    /// `cpu`, `cuda[:N]` (a build with `--features cuda`), `wgpu[:N]` (`--features wgpu`;
+    /// N counts the adapters wgpu lists) or `auto`: the first CUDA device, else the first
+    /// wgpu GPU (never a software one), else the CPU; it notes which.
+    #[arg(long, default_value = "cpu", value_parser = super::device_arg)]
     device: DeviceSpec,
     /// Padded tokens (texts × longest text) per encoder forward pass; concurrent embedding
     /// requests are batched up to this.
