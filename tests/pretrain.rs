@@ -1,4 +1,4 @@
-//! Pretraining: `preprocess` datasets (mlm, lm, bert; bad inputs) and `pretrain` on the UER
+//! Pretraining: `preprocess` datasets (mlm, lm, bert, albert; bad inputs) and `pretrain` on the UER
 //! fixtures — loss falls, the checkpoints carry exactly the chosen naming's keys, convert
 //! and load back, and a resumed run equals the uninterrupted one.
 //!
@@ -436,6 +436,166 @@ fn bert_target_from_bert_v1_keeps_nsp_and_tied_decoder() {
     let written = Checkpoint::open(pretrain::step_path(&out, 8)).unwrap();
     assert_eq!(keys(&written), fixture_keys("bert_v1"));
     assert_eq!(written.tied_groups().len(), 1);
+}
+
+/// Whether `needle` occurs in `hay` as a contiguous run.
+fn contains_run(hay: &[u32], needle: &[u32]) -> bool {
+    needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn albert_dataset_pairs_consecutive_segments_swapped_half_the_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = head(dir.path(), "CLUECorpusSmall_bert_sampled.txt", 400);
+    let out = dir.path().join("albert.uzds");
+    let pre = PreprocessOptions {
+        target: Target::Albert,
+        seq_length: 64,
+        dup_factor: 1,
+        dynamic_masking: true,
+        ..Default::default()
+    };
+    let r = build("albert_v1", &c, &out, &pre).unwrap();
+    let ds = DatasetFile::open(&out).unwrap();
+    assert_eq!(ds.header.target, Target::Albert);
+    assert!(r.instances > 20, "{}", r.instances);
+    // The documents as token streams (one sentence a line, blank lines between documents).
+    let (tok, _) = tokenizer("albert_v1");
+    let text = std::fs::read_to_string(&c).unwrap();
+    let docs: Vec<Vec<u32>> = text
+        .split("\n\n")
+        .map(|d| d.lines().flat_map(|l| tok.encode(l)).collect())
+        .filter(|d: &Vec<u32>| !d.is_empty())
+        .collect();
+    let sp = ds.header.specials;
+    let (mut swapped, mut checked) = (0, 0);
+    for i in 0..ds.len() {
+        let x = ds.get(i).unwrap();
+        let (a_end, b_end) = (x.seg_a as usize, x.seg_b as usize);
+        assert!(a_end >= 2 && b_end > a_end && b_end <= 64, "instance {i}");
+        assert_eq!(x.ids[0], sp.cls);
+        assert_eq!((x.ids[a_end - 1], x.ids[b_end - 1]), (sp.sep, sp.sep));
+        assert!(x.ids[b_end..].iter().all(|&id| id == sp.pad));
+        assert!(x.is_random_next <= 1);
+        swapped += x.is_random_next;
+        let (a, b) = (&x.ids[1..a_end - 1], &x.ids[a_end..b_end - 1]);
+        // Untruncated pairs: in document order (B then A when swapped), the two segments
+        // are one run of consecutive sentences of one document.
+        if b_end < 64 {
+            let run = if x.is_random_next == 1 {
+                [b, a].concat()
+            } else {
+                [a, b].concat()
+            };
+            assert!(
+                docs.iter().any(|d| contains_run(d, &run)),
+                "instance {i}: not consecutive text of one document"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 10, "{checked}");
+    // About half of the pairs are swapped.
+    let frac = swapped as f64 / ds.len() as f64;
+    assert!((0.3..0.7).contains(&frac), "{frac}");
+}
+
+/// `(loss_mlm, loss_sp)` of a `pretrain` report line.
+fn report_losses(line: &str) -> (f64, f64) {
+    let after = |key: &str| -> f64 {
+        let rest = line
+            .split(key)
+            .nth(1)
+            .unwrap_or_else(|| panic!("no `{key}` in `{line}`"));
+        rest.trim_start_matches([' ', ':'])
+            .split(|c: char| c == '|' || c.is_whitespace())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    (after("loss_mlm"), after("loss_sp"))
+}
+
+#[test]
+fn albert_target_20_steps_learns_mlm_and_sop_and_writes_the_zoo_and_hf_layouts() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = common::uer_fixture("albert_v1");
+    let ds = dir.path().join("albert.uzds");
+    common::run_ok(
+        Command::new(common::uerzoo_bin())
+            .args(["preprocess", "--target", "albert", "--seq-length", "32"])
+            .args(["--dup-factor", "1", "--corpus"])
+            .arg(corpus("CLUECorpusSmall_bert_sampled.txt"))
+            .arg("--vocab")
+            .arg(fixture.join("vocab.txt"))
+            .arg("--output")
+            .arg(&ds),
+    );
+    let out = dir.path().join("albert.bin");
+    let run = common::run_ok(
+        Command::new(common::uerzoo_bin())
+            .arg("pretrain")
+            .arg("--model")
+            .arg(fixture.join("uer_model.bin"))
+            .arg("--dataset")
+            .arg(&ds)
+            .args(["--target", "albert", "--total-steps", "20"])
+            .args(["--batch-size", "16", "--report-steps", "10"])
+            .args(["--learning-rate", "1e-3", "--seed", "7", "--output"])
+            .arg(&out),
+    );
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let reports: Vec<(f64, f64)> = stdout
+        .lines()
+        .filter(|l| l.contains(" steps|"))
+        .map(report_losses)
+        .collect();
+    assert_eq!(reports.len(), 2, "{stdout}");
+    let ((mlm_0, sop_0), (mlm_1, sop_1)) = (reports[0], reports[1]);
+    assert!(mlm_1 < mlm_0, "the MLM loss falls: {stdout}");
+    assert!(sop_1 < sop_0, "the SOP loss falls: {stdout}");
+    assert!(sop_0 < 1.0 && mlm_0 < 9.0, "{stdout}");
+    // UER-py's ALBERT layout: exactly the zoo file's keys, the SOP head included.
+    let written = keys(&Checkpoint::open(&out).unwrap());
+    assert_eq!(written, fixture_keys("albert_v1"));
+    assert!(written.contains("target.sop_linear_2.weight"));
+    // transformers' AlbertForPreTraining: the keys UER-py's conversion script writes.
+    let hf = dir.path().join("hf");
+    common::run_ok(
+        Command::new(common::uerzoo_bin())
+            .args(["convert", "--to", "hf"])
+            .arg(&out)
+            .arg(&hf)
+            .arg("--config")
+            .arg(dir.path().join("uer_config.json")),
+    );
+    let hf_keys = keys(&Checkpoint::open(hf.join("model.safetensors")).unwrap());
+    let script_keys = keys(
+        &Checkpoint::open(fixture.join("hf_by_uer_script").join("pytorch_model.bin")).unwrap(),
+    );
+    assert_eq!(hf_keys, script_keys);
+    for k in [
+        "sop_classifier.classifier.weight",
+        "sop_classifier.classifier.bias",
+        "albert.pooler.weight",
+        "predictions.decoder.weight",
+    ] {
+        assert!(hf_keys.contains(k), "{k} missing: {hf_keys:?}");
+    }
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(hf.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["architectures"][0], "AlbertForPreTraining");
+    // The trained SOP head is what the HF file holds.
+    let uer = Checkpoint::open(&out).unwrap();
+    let hf_ckpt = Checkpoint::open(hf.join("model.safetensors")).unwrap();
+    assert_eq!(
+        uer.get("target.sop_linear_2.weight").unwrap().to_f32_vec(),
+        hf_ckpt
+            .get("sop_classifier.classifier.weight")
+            .unwrap()
+            .to_f32_vec()
+    );
 }
 
 #[test]

@@ -177,6 +177,33 @@ fn convert_cli(name: &str, target: &str, out: &Path) -> (bool, String) {
     ])
 }
 
+/// UER-py's `AlbertDataset` pickles `(src, tgt_mlm, is_wrong_order, seg_pos)`, the shape of
+/// a bert instance with the sentence-order label in `is_next`'s place: the bert fixture read
+/// with `--target albert` keeps every label and segment end.
+#[test]
+fn an_albert_shaped_dataset_converts_with_target_albert() {
+    let out = tempfile::tempdir().unwrap();
+    let ds = out.path().join("albert.uzds");
+    let (ok, text) = convert_cli("bert", "albert", &ds);
+    assert!(ok, "{text}");
+    let file = DatasetFile::open(&ds).unwrap();
+    assert_eq!(file.header.target, Target::Albert);
+    let want = instances("bert");
+    assert_eq!(file.len(), want.len());
+    for (i, w) in want.iter().enumerate() {
+        let rec = file.get(i).unwrap();
+        let w = w.as_array().unwrap();
+        assert_eq!(rec.is_random_next as u64, w[2].as_u64().unwrap(), "{i}");
+        let seg = w[3].as_array().unwrap();
+        assert_eq!(rec.seg_a as u64, seg[0].as_u64().unwrap(), "{i}");
+        assert_eq!(rec.seg_b as u64, seg[1].as_u64().unwrap(), "{i}");
+    }
+    // An mlm dataset is not an albert one.
+    let (ok, text) = convert_cli("mlm", "albert", &out.path().join("no.uzds"));
+    assert!(!ok);
+    assert!(text.contains("not a `--target albert` instance"), "{text}");
+}
+
 /// `uerzoo pretrain` from scratch with `config` (a fixture's architecture) on `ds`: 20
 /// steps of batch 4, a report each step. Returns the losses.
 fn pretrain_cli(config: &Path, ds: &Path, target: &str, out: &Path) -> Result<Vec<f64>, String> {

@@ -322,7 +322,7 @@ fn tasks(out: &mut String, e: &Entry, usage: &[uerzoo::registry::Command]) {
             "uerzoo predict classifier.bin --input new.tsv --output predictions.tsv".into(),
         ));
     }
-    let pretrain = ["mlm", "lm", "bert"]
+    let pretrain = ["mlm", "lm", "bert", "albert"]
         .into_iter()
         .find(|t| target.first() == Some(t));
     if let (Some(target), Some(file)) = (pretrain, e.tokenizer_file()) {

@@ -9,10 +9,10 @@ use uerzoo::train::dataset::{self, FromUerOptions, PreprocessOptions, Target};
 
 /// Build a pretraining dataset from a corpus, as UER-py's preprocess.py does.
 ///
-/// Corpus: UTF-8, one document per line for mlm/lm; for bert one sentence per line with
-/// documents separated by blank lines. Instances are packed to --seq-length; mlm/bert
-/// instances are masked here (15% of tokens: 80% [MASK], 10% random, 10% kept; --dup-factor
-/// copies) unless --dynamic-masking leaves it to training time. The output is a compact
+/// Corpus: UTF-8, one document per line for mlm/lm; for bert and albert one sentence per
+/// line with documents separated by blank lines. Instances are packed to --seq-length;
+/// mlm/bert/albert instances are masked here (15% of tokens: 80% [MASK], 10% random, 10%
+/// kept; --dup-factor copies) unless --dynamic-masking leaves it to training time. The output is a compact
 /// memory-mapped file whose header records the vocabulary's SHA-256, the target and the
 /// sequence length (docs/pretraining.md).
 ///
@@ -41,7 +41,9 @@ pub struct Args {
     /// Sentencepiece `.model` (word-based models).
     #[arg(long)]
     spm: Option<PathBuf>,
-    /// mlm, lm or bert.
+    /// mlm (RoBERTa), lm (GPT-2), bert (mlm + next-sentence prediction: pairs with a random
+    /// next sentence half the time) or albert (mlm + sentence-order prediction: two
+    /// consecutive segments of a document, swapped half the time).
     #[arg(long)]
     target: Target,
     /// Tokens per instance [128; with --from-uer: the dataset's].

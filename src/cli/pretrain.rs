@@ -39,7 +39,8 @@ pub struct Args {
     /// The dataset (`uerzoo preprocess`).
     #[arg(long)]
     dataset: PathBuf,
-    /// mlm, lm or bert.
+    /// mlm (RoBERTa), lm (GPT-2), bert (mlm + next-sentence prediction) or albert (mlm +
+    /// sentence-order prediction); the dataset must have been made for it.
     #[arg(long)]
     target: Target,
     /// Forward passes.
@@ -247,9 +248,13 @@ fn read_v2(path: &Path) -> anyhow::Result<Checkpoint> {
 
 fn print_report(r: &StepReport) {
     let mut line = format!(
-        "| {:8}/{:8} steps| {:8.2} tokens/s| loss {:7.2}| acc: {:3.3}",
-        r.step, r.total_steps, r.tokens_per_s, r.loss, r.acc
+        "| {:8}/{:8} steps| {:8.2} tokens/s| loss {:7.2}",
+        r.step, r.total_steps, r.tokens_per_s, r.loss
     );
+    if let Some(l) = r.loss_mlm {
+        line.push_str(&format!("| loss_mlm {l:7.2}"));
+    }
+    line.push_str(&format!("| acc: {:3.3}", r.acc));
     if let (Some(l), Some(acc)) = (r.loss_sp, r.acc_sp) {
         line.push_str(&format!("| loss_sp {l:7.2}| acc_sp: {acc:3.3}"));
     }

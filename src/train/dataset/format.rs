@@ -4,12 +4,13 @@
 //! [`super::DatasetFile`] adds the file, the mapping and the path to the messages.
 //!
 //! A 128-byte header: magic `UZDSET01`, header length u32, target u8 (0 mlm, 1 lm,
-//! 2 bert), dynamic-masking u8, bytes per id u8 (2 or 4), a reserved byte, seq_length u32,
+//! 2 bert, 3 albert), dynamic-masking u8, bytes per id u8 (2 or 4), a reserved byte, seq_length u32,
 //! row length u32 (seq_length, or seq_length + 1 for lm), vocab size u32, instance count
 //! u64, the SHA-256 of the vocabulary file (32 bytes), the seed u64, dup_factor u32 and the
 //! ids of `[CLS] [SEP] [MASK] [PAD]` (u32 each), zero padding. Then fixed-size records:
-//! `row` ids, `row` masked targets (static mlm/bert only; 0 = not predicted), then three
-//! u32: end of segment A, end of segment B (0 without B), is-random-next.
+//! `row` ids, `row` masked targets (static mlm/bert/albert only; 0 = not predicted), then
+//! three u32: end of segment A, end of segment B (0 without B), the sentence label
+//! (bert: B is a random next sentence; albert: A and B are swapped).
 
 /// What is wrong with a dataset's bytes; the message names the offset and says how to
 /// rebuild the file, the caller adds the path.
@@ -40,6 +41,9 @@ pub enum Target {
     Lm,
     /// MLM + next-sentence prediction (BERT).
     Bert,
+    /// MLM + sentence-order prediction (ALBERT): two consecutive segments of a document,
+    /// swapped with probability 0.5.
+    Albert,
 }
 
 impl Target {
@@ -48,16 +52,22 @@ impl Target {
             Target::Mlm => 0,
             Target::Lm => 1,
             Target::Bert => 2,
+            Target::Albert => 3,
         }
     }
     fn from_code(c: u8) -> Option<Self> {
-        [Target::Mlm, Target::Lm, Target::Bert]
+        [Target::Mlm, Target::Lm, Target::Bert, Target::Albert]
             .into_iter()
             .find(|t| t.code() == c)
     }
     /// Whether instances carry masked targets.
     pub fn masks(self) -> bool {
         self != Target::Lm
+    }
+    /// Whether instances are sentence pairs with a sentence-prediction label (NSP for
+    /// `bert`, SOP for `albert`).
+    pub fn pairs(self) -> bool {
+        matches!(self, Target::Bert | Target::Albert)
     }
 }
 
@@ -67,6 +77,7 @@ impl std::fmt::Display for Target {
             Target::Mlm => "mlm",
             Target::Lm => "lm",
             Target::Bert => "bert",
+            Target::Albert => "albert",
         })
     }
 }
@@ -78,7 +89,10 @@ impl std::str::FromStr for Target {
             "mlm" => Ok(Target::Mlm),
             "lm" => Ok(Target::Lm),
             "bert" => Ok(Target::Bert),
-            _ => Err(format!("unknown target `{s}`; use mlm, lm or bert")),
+            "albert" => Ok(Target::Albert),
+            _ => Err(format!(
+                "unknown target `{s}`; use mlm, lm, bert (mlm + next-sentence prediction) or albert (mlm + sentence-order prediction)"
+            )),
         }
     }
 }
@@ -236,6 +250,7 @@ pub struct Record {
     pub targets: Option<Vec<u32>>,
     pub seg_a: u32,
     pub seg_b: u32,
+    /// The sentence label: bert, B is a random next sentence; albert, A and B are swapped.
     pub is_random_next: u32,
 }
 

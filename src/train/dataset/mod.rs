@@ -1,15 +1,19 @@
 //! Pretraining datasets: building instances from a corpus as UER-py's `preprocess.py` does
-//! (`MlmDataset`, `LmDataset`, `BertDataset` of `uer/utils/dataset.py`), BERT masking
-//! (`uer/utils/mask.py`), and the on-disk format, a compact memory-mapped file.
+//! (`MlmDataset`, `LmDataset`, `BertDataset`, `AlbertDataset` of `uer/utils/dataset.py`),
+//! BERT masking (`uer/utils/mask.py`), and the on-disk format, a compact memory-mapped file.
 //!
-//! Corpus formats: for `mlm` and `lm` one document per line; for `bert` one sentence per
-//! line with documents separated by blank lines. Instances:
+//! Corpus formats: for `mlm` and `lm` one document per line; for `bert` and `albert` one
+//! sentence per line with documents separated by blank lines. Instances:
 //! - `mlm`: each document becomes `[CLS] tokens [SEP]` and is cut into `seq_length` windows,
 //!   the remainder padded (`full_sentences`: documents concatenated first). Blank lines are
 //!   skipped (UER-py would emit a `[CLS] [SEP]` instance for each).
 //! - `lm`: windows of `seq_length + 1` (input and shifted target), remainder padded.
 //! - `bert`: sentence pairs as Google BERT builds them (short_seq_prob 0.1, 50% random next,
 //!   at most `seq_length − 3` tokens), 100 000 documents per buffer.
+//! - `albert`: the same chunks of consecutive sentences, split at a random sentence into A
+//!   and B, which are swapped with probability 0.5 (the sentence-order label); each document
+//!   on its own (nothing is drawn from other documents). As in UER-py, a chunk of one
+//!   sentence has an empty B (an empty A when swapped).
 //!
 //! Masking: `max(1, round(0.15·len))` positions in random order, each 80% `[MASK]`, 10% a
 //! random id in `1..|V|` that is not a special token, 10% unchanged; done here
@@ -284,7 +288,7 @@ pub fn preprocess(
     progress: &dyn Progress,
 ) -> Result<PreprocessReport, TrainError> {
     let start = std::time::Instant::now();
-    let min = if opts.target == Target::Bert { 4 } else { 2 };
+    let min = if opts.target.pairs() { 4 } else { 2 };
     if opts.seq_length < min {
         return Err(TrainError::Options(format!(
             "--seq-length {} is too short for target {}; use at least {min}",
@@ -390,7 +394,7 @@ struct Builder<'a> {
     buffer: Vec<Vec<u32>>,
     /// bert: documents of the buffer.
     docs: Vec<Vec<Vec<u32>>>,
-    /// bert: sentences of the current document.
+    /// bert, albert: sentences of the current document.
     document: Vec<Vec<u32>>,
 }
 
@@ -411,6 +415,11 @@ impl Builder<'_> {
                         self.bert_buffer(emit)?;
                     }
                 }
+            },
+            Target::Albert => match doc {
+                Some(s) if !s.is_empty() => self.document.push(s),
+                Some(_) => {}
+                None => self.albert_document(emit)?,
             },
             Target::Mlm | Target::Lm => {
                 let Some(ids) = doc else { return Ok(()) };
@@ -442,6 +451,7 @@ impl Builder<'_> {
                 }
                 self.bert_buffer(emit)
             }
+            Target::Albert => self.albert_document(emit),
             Target::Mlm if !self.buffer.is_empty() => {
                 let all: Vec<u32> = std::mem::take(&mut self.buffer).concat();
                 self.windows(&all, self.opts.seq_length, emit)
@@ -486,13 +496,8 @@ impl Builder<'_> {
     }
 
     fn bert_doc(&mut self, docs: &[Vec<Vec<u32>>], di: usize) -> Vec<Instance> {
-        let sp = self.specials;
         let document = &docs[di];
-        let max_tokens = self.opts.seq_length - 3;
-        let mut target_len = max_tokens;
-        if self.rng.random::<f64>() < SHORT_SEQ_PROB {
-            target_len = self.rng.random_range(2..=max_tokens.max(2));
-        }
+        let target_len = self.target_len();
         let mut out = Vec::new();
         let (mut chunk, mut cur_len, mut i) = (Vec::<&Vec<u32>>::new(), 0usize, 0usize);
         while i < document.len() {
@@ -536,44 +541,97 @@ impl Builder<'_> {
                         .copied()
                         .collect();
                 }
-                // UER-py's truncate_seq_pair: one token at a time off the longer side, from
-                // the front or the back at random. Kept as index ranges (same draws), so a
-                // 5 MB line costs linear time, not a Vec::remove(0) per token.
-                let (mut ra, mut rb) = (0..a.len(), 0..b.len());
-                while ra.len() + rb.len() > max_tokens {
-                    let t = if ra.len() > rb.len() {
-                        &mut ra
-                    } else {
-                        &mut rb
-                    };
-                    if self.rng.random::<f64>() < 0.5 {
-                        t.start += 1;
-                    } else {
-                        t.end -= 1;
-                    }
-                }
-                let mut ids = Vec::with_capacity(ra.len() + rb.len() + 3);
-                ids.push(sp.cls);
-                ids.extend_from_slice(&a[ra]);
-                ids.push(sp.sep);
-                let seg_a = ids.len() as u32;
-                ids.extend_from_slice(&b[rb]);
-                ids.push(sp.sep);
-                let mut ins = Instance {
-                    seg_a,
-                    seg_b: ids.len() as u32,
-                    ids,
-                    is_random_next: random_next as u32,
-                    ..Default::default()
-                };
-                self.mask(&mut ins);
-                out.push(ins);
+                out.push(self.pair(&a, &b, random_next as u32));
                 chunk.clear();
                 cur_len = 0;
             }
             i += 1;
         }
         out
+    }
+
+    /// The chunk length `bert` and `albert` aim at: `seq_length − 3`, or with probability
+    /// [`SHORT_SEQ_PROB`] a random length from 2.
+    fn target_len(&mut self) -> usize {
+        let max_tokens = self.opts.seq_length - 3;
+        if self.rng.random::<f64>() < SHORT_SEQ_PROB {
+            self.rng.random_range(2..=max_tokens.max(2))
+        } else {
+            max_tokens
+        }
+    }
+
+    /// UER-py `AlbertDataset`: the current document's chunks of consecutive sentences, each
+    /// split at a random sentence into A and B, swapped with probability 0.5 (label 1).
+    fn albert_document(&mut self, emit: &mut Emit<'_>) -> Result<(), TrainError> {
+        let document = std::mem::take(&mut self.document);
+        if document.is_empty() {
+            return Ok(());
+        }
+        let target_len = self.target_len();
+        let (mut chunk, mut cur_len) = (Vec::<&[u32]>::new(), 0usize);
+        for (i, sentence) in document.iter().enumerate() {
+            chunk.push(sentence);
+            cur_len += sentence.len();
+            if i == document.len() - 1 || cur_len >= target_len {
+                let a_end = if chunk.len() >= 2 {
+                    self.rng.random_range(1..chunk.len())
+                } else {
+                    1
+                };
+                let a: Vec<u32> = chunk[..a_end].concat();
+                let b: Vec<u32> = chunk[a_end..].concat();
+                let swapped = self.rng.random::<f64>() < 0.5;
+                let ins = if swapped {
+                    self.pair(&b, &a, 1)
+                } else {
+                    self.pair(&a, &b, 0)
+                };
+                emit(ins)?;
+                chunk.clear();
+                cur_len = 0;
+            }
+        }
+        Ok(())
+    }
+
+    /// `[CLS] a [SEP] b [SEP]`, truncated to `seq_length − 3` tokens as UER-py's
+    /// `truncate_seq_pair` does, masked unless masking is dynamic.
+    fn pair(&mut self, a: &[u32], b: &[u32], label: u32) -> Instance {
+        let sp = self.specials;
+        let max_tokens = self.opts.seq_length - 3;
+        // UER-py's truncate_seq_pair: one token at a time off the longer side, from the
+        // front or the back at random. Kept as index ranges (same draws), so a 5 MB line
+        // costs linear time, not a Vec::remove(0) per token.
+        let (mut ra, mut rb) = (0..a.len(), 0..b.len());
+        while ra.len() + rb.len() > max_tokens {
+            let t = if ra.len() > rb.len() {
+                &mut ra
+            } else {
+                &mut rb
+            };
+            if self.rng.random::<f64>() < 0.5 {
+                t.start += 1;
+            } else {
+                t.end -= 1;
+            }
+        }
+        let mut ids = Vec::with_capacity(ra.len() + rb.len() + 3);
+        ids.push(sp.cls);
+        ids.extend_from_slice(&a[ra]);
+        ids.push(sp.sep);
+        let seg_a = ids.len() as u32;
+        ids.extend_from_slice(&b[rb]);
+        ids.push(sp.sep);
+        let mut ins = Instance {
+            seg_a,
+            seg_b: ids.len() as u32,
+            ids,
+            is_random_next: label,
+            ..Default::default()
+        };
+        self.mask(&mut ins);
+        ins
     }
 }
 
@@ -702,5 +760,75 @@ mod tests {
         };
         assert_eq!(Header::parse(&h.to_bytes()).unwrap(), h);
         assert_eq!(h.record_len(), 2 * 128 * 2 + 12);
+        let albert = Header {
+            target: Target::Albert,
+            ..h.clone()
+        };
+        let bytes = albert.to_bytes();
+        assert_eq!(bytes[12], 3);
+        assert_eq!(Header::parse(&bytes).unwrap(), albert);
+        assert_eq!(albert.record_len(), h.record_len());
+        assert_eq!("albert".parse::<Target>(), Ok(Target::Albert));
+        assert_eq!(Target::Albert.to_string(), "albert");
+    }
+
+    #[test]
+    fn albert_chunks_stay_in_their_document_and_swap_about_half() {
+        let opts = PreprocessOptions {
+            target: Target::Albert,
+            seq_length: 16,
+            dynamic_masking: true,
+            ..Default::default()
+        };
+        let specials = Specials {
+            cls: 1,
+            sep: 2,
+            mask: 3,
+            pad: 0,
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut builder = Builder {
+            opts: &opts,
+            specials,
+            vocab_size: 1000,
+            rng: &mut rng,
+            buffer: Vec::new(),
+            docs: Vec::new(),
+            document: Vec::new(),
+        };
+        // 200 documents of 3..=6 sentences of 3 tokens; a token names its document.
+        let mut out = Vec::new();
+        let mut emit = |ins: Instance| {
+            out.push(ins);
+            Ok(())
+        };
+        for d in 0..200u32 {
+            for s in 0..3 + d % 4 {
+                let base = 10 + d * 4;
+                builder
+                    .line(Some(vec![base, base + 1, base + s % 2]), &mut emit)
+                    .unwrap();
+            }
+            builder.line(None, &mut emit).unwrap();
+        }
+        builder.flush(&mut emit).unwrap();
+        assert!(out.len() >= 200, "{}", out.len());
+        let mut swapped = 0;
+        for ins in &out {
+            let (a, b) = (ins.seg_a as usize, ins.seg_b as usize);
+            assert_eq!(b, ins.ids.len());
+            assert!(b <= 16);
+            assert_eq!((ins.ids[0], ins.ids[a - 1], ins.ids[b - 1]), (1, 2, 2));
+            let doc: Vec<u32> = ins.ids[1..b - 1]
+                .iter()
+                .filter(|&&t| t != 2)
+                .map(|t| (t - 10) / 4)
+                .collect();
+            assert!(doc.windows(2).all(|w| w[0] == w[1]), "{:?}", ins.ids);
+            assert!(ins.masked.is_empty());
+            swapped += ins.is_random_next;
+        }
+        let frac = swapped as f64 / out.len() as f64;
+        assert!((0.4..0.6).contains(&frac), "{frac}");
     }
 }

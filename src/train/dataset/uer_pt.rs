@@ -7,11 +7,12 @@
 //! a tuple (UER-py `uer/utils/data.py`, 2022):
 //! - `mlm`: `(src, tgt_mlm, seg_pos)`, or `(src, seg_pos)` with `--dynamic_masking`;
 //! - `lm`: `(src, seg_pos)`, `seg_pos` an int (a one-item list in later versions);
-//! - `bert`: `(src, tgt_mlm, is_next, seg_pos)`, or `(src, is_next, seg_pos)` dynamic.
+//! - `bert`: `(src, tgt_mlm, is_next, seg_pos)`, or `(src, is_next, seg_pos)` dynamic;
+//! - `albert`: as `bert`, with `is_wrong_order` (A and B swapped) in place of `is_next`.
 //!
 //! `src` is the ids padded to `seq_length` (`seq_length + 1` for lm), `tgt_mlm` the masked
 //! `[position, original id]` pairs, `seg_pos` the segment ends (`[len]`, or `[a_end, b_end]`
-//! for bert), `is_next` 1 for a random next sentence. These map one to one onto a `.uzds`
+//! for bert/albert), `is_next` 1 for a random next sentence (albert: for swapped segments). These map one to one onto a `.uzds`
 //! record.
 //!
 //! Each pickle is parsed by the project's own pickle reader with [`Allow::PlainData`]: no
@@ -73,7 +74,7 @@ impl Field {
 }
 
 /// An instance's `src`, `tgt_mlm` (none when masked at training time), `is_next` (0 but for
-/// bert) and `seg_pos`.
+/// bert/albert) and `seg_pos`.
 type Parts<'a> = (&'a [i64], Option<&'a [(i64, i64)]>, i64, Vec<i64>);
 
 /// An instance as UER-py pickled it, before it is read for a target.
@@ -114,8 +115,10 @@ impl RawInstance {
             [Ints(_), p, Ints(_)] if p.pairs().is_some() => "mlm (static masking)",
             [Ints(_), Ints(_)] => "mlm with --dynamic_masking (or lm of a later UER-py)",
             [Ints(_), Int(_)] => "lm",
-            [Ints(_), p, Int(_), Ints(_)] if p.pairs().is_some() => "bert (static masking)",
-            [Ints(_), Int(_), Ints(_)] => "bert with --dynamic_masking",
+            [Ints(_), p, Int(_), Ints(_)] if p.pairs().is_some() => {
+                "bert or albert (static masking)"
+            }
+            [Ints(_), Int(_), Ints(_)] => "bert or albert with --dynamic_masking",
             _ => "no target uerzoo knows",
         }
     }
@@ -133,10 +136,13 @@ impl RawInstance {
             (Target::Mlm, [Ints(s), Ints(g)]) => (s, None, 0, g.clone()),
             (Target::Lm, [Ints(s), Int(g)]) => (s, None, 0, vec![*g]),
             (Target::Lm, [Ints(s), Ints(g)]) => (s, None, 0, g.clone()),
-            (Target::Bert, [Ints(s), t, Int(n), Ints(g)]) if t.pairs().is_some() => {
+            // bert's is_next and albert's is_wrong_order have the same place.
+            (Target::Bert | Target::Albert, [Ints(s), t, Int(n), Ints(g)])
+                if t.pairs().is_some() =>
+            {
                 (s, t.pairs(), *n, g.clone())
             }
-            (Target::Bert, [Ints(s), Int(n), Ints(g)]) => (s, None, *n, g.clone()),
+            (Target::Bert | Target::Albert, [Ints(s), Int(n), Ints(g)]) => (s, None, *n, g.clone()),
             _ => {
                 return Err(format!(
                     "the instance is {}, which is {}, not a `--target {target}` instance; pass the --target given to preprocess.py",
@@ -145,7 +151,7 @@ impl RawInstance {
                 ));
             }
         };
-        let want_seg = if target == Target::Bert { 2 } else { 1 };
+        let want_seg = if target.pairs() { 2 } else { 1 };
         if seg.len() != want_seg {
             return Err(format!(
                 "seg_pos has {} values, a {target} instance has {want_seg}",

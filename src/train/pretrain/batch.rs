@@ -127,7 +127,7 @@ pub(super) fn host_batch(
                     }
                 }
             }
-            Target::Mlm | Target::Bert => {
+            Target::Mlm | Target::Bert | Target::Albert => {
                 let targets = match targets {
                     Some(t) => t,
                     None => {

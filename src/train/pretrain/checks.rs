@@ -52,7 +52,7 @@ pub fn check(
     }
     if opts.target != Target::Lm && config.mask == MaskKind::Causal {
         return Err(TrainError::Options(format!(
-            "target {} needs a fully-visible model (BERT/RoBERTa), this one is causal",
+            "target {} needs a fully-visible model (BERT/RoBERTa/ALBERT), this one is causal",
             opts.target
         )));
     }

@@ -10,7 +10,7 @@ use rand_chacha::ChaCha8Rng;
 
 /// Fills in what `target` needs and the weights lack, with UER-py's initialisation
 /// (normal(0, 0.02) except LayerNorm gamma 1 / beta 0): the MLM head, the sentence-
-/// prediction head for `bert`, the LM head for `lm` (tied to the word embedding when
+/// prediction head for `bert` and `albert` (NSP / SOP: one head, `target.sp.*`), the LM head for `lm` (tied to the word embedding when
 /// `tie` is set). `ckpt` is in UER naming v2 and must hold the word embedding.
 pub fn complete_heads(
     ckpt: &mut Checkpoint,
@@ -36,7 +36,7 @@ pub fn complete_heads(
     };
     let has = |k: &str| ckpt.get(&format!("{k}.weight")).is_some();
     match target {
-        Target::Mlm | Target::Bert if !has(keys::MLM_1) => {
+        Target::Mlm | Target::Bert | Target::Albert if !has(keys::MLM_1) => {
             lin(&mut want, keys::MLM_1, h, m);
             want.push((format!("{}.gamma", keys::MLM_LN), vec![m]));
             want.push((format!("{}.beta", keys::MLM_LN), vec![m]));
@@ -48,7 +48,7 @@ pub fn complete_heads(
         }
         _ => {}
     }
-    if target == Target::Bert && !has(keys::SP_1) {
+    if target.pairs() && !has(keys::SP_1) {
         lin(&mut want, keys::SP_1, h, h);
         lin(&mut want, keys::SP_2, h, 2);
     }

@@ -1,5 +1,6 @@
 //! Pretraining as UER-py's `pretrain.py` does it: targets `mlm` (RoBERTa), `bert`
-//! (MLM + next-sentence prediction) and `lm` (GPT-2), UER's AdamW without bias correction
+//! (MLM + next-sentence prediction), `albert` (MLM + sentence-order prediction) and `lm`
+//! (GPT-2), UER's AdamW without bias correction
 //! and the warmup/linear schedule ([`super::optim`]), optional gradient accumulation and
 //! global-norm clipping, a report every `report_steps` (loss, accuracy over predicted
 //! tokens, tokens/s) and UER checkpoints `OUT-<step>` with the optimizer state beside them
@@ -96,11 +97,13 @@ impl Default for PretrainOptions {
 pub struct StepReport {
     pub step: usize,
     pub total_steps: usize,
-    /// Total loss (mlm + sp for `bert`).
+    /// Total loss (mlm + sp for `bert` and `albert`).
     pub loss: f64,
     /// Accuracy over the predicted tokens (masked for mlm/bert, all for lm).
     pub acc: f64,
-    /// `bert`: sentence-prediction loss and accuracy.
+    /// `bert` (NSP) and `albert` (SOP): the MLM part of `loss`, and the sentence-prediction
+    /// loss and accuracy.
+    pub loss_mlm: Option<f64>,
     pub loss_sp: Option<f64>,
     pub acc_sp: Option<f64>,
     /// `batch · seq · passes / seconds`, as UER-py counts it.

@@ -132,7 +132,7 @@ fn train<A: AutodiffBackend>(
     let (mut model, report) = load_model::<A>(ckpt, config, &device)?;
     model.classifier = None;
     let target = opts.target;
-    if target != Target::Bert {
+    if !target.pairs() {
         model.sp = None;
     }
     if target == Target::Lm {
@@ -314,12 +314,16 @@ fn summarize<B: Backend>(
     let loss = cat(&|l| Some(l.loss.clone())).unwrap_or(f64::NAN) / n;
     let correct = cat(&|l| Some(l.correct.clone())).unwrap_or(0.0);
     let sp_loss = cat(&|l| l.sp_loss.clone()).map(|x| x / n);
+    let mlm_loss = sp_loss
+        .and_then(|_| cat(&|l| Some(l.main_loss.clone())))
+        .map(|x| x / n);
     let sp_correct = cat(&|l| l.sp_correct.clone());
     StepReport {
         step,
         total_steps: opts.total_steps,
         loss,
         acc: correct / predicted.max(1) as f64,
+        loss_mlm: mlm_loss,
         loss_sp: sp_loss,
         acc_sp: sp_correct.map(|c| c / (n * opts.batch_size as f64)),
         tokens_per_s: tokens_per_pass * n / since.elapsed().as_secs_f64().max(1e-9),
