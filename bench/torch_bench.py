@@ -9,6 +9,7 @@ greedy generation tokens/s (batch 1, 32-token prompt, 32 new tokens, full recomp
 
     python3 bench/torch_bench.py --config tiny --threads 2 [--iters 10] [--json]
                                  [--only forward,train_dropout,train_no_dropout,generate]
+                                 [--device cpu|cuda]   (cuda: what bench/gpu-check.sh runs)
 """
 import argparse
 import json
@@ -20,6 +21,7 @@ import torch
 from torch import nn
 
 VOCAB = 21128
+DEVICE = torch.device("cpu")
 CONFIGS = {  # layers, hidden, heads, feed-forward, batch, seq
     "tiny": (2, 128, 2, 512, 32, 128),
     "base": (12, 768, 12, 3072, 8, 128),
@@ -88,9 +90,9 @@ class Model(nn.Module):
 
     def encode(self, ids, seg):
         b, s = ids.shape
-        x = self.word(ids) + self.pos(torch.arange(s).unsqueeze(0))
+        x = self.word(ids) + self.pos(torch.arange(s, device=ids.device).unsqueeze(0))
         if self.causal:
-            bias = torch.triu(torch.full((s, s), -10000.0), 1).view(1, 1, s, s)
+            bias = torch.triu(torch.full((s, s), -10000.0, device=ids.device), 1).view(1, 1, s, s)
         else:
             x = self.emb_ln(x + self.seg(seg))
             bias = ((seg > 0).float() - 1.0).mul(10000.0).view(b, 1, 1, s)
@@ -107,15 +109,18 @@ class Model(nn.Module):
 
 def inputs(batch, seq):
     ids = (torch.arange(batch * seq) * 7919 % 21000 + 100).view(batch, seq)
-    return ids, torch.ones(batch, seq, dtype=torch.long)
+    return ids.to(DEVICE), torch.ones(batch, seq, dtype=torch.long, device=DEVICE)
 
 
 def timed(iters, f):
+    sync = torch.cuda.synchronize if DEVICE.type == "cuda" else (lambda: None)
     f()
+    sync()
     runs = []
     for _ in range(iters):
         t = time.perf_counter()
         f()
+        sync()
         runs.append(time.perf_counter() - t)
     return statistics.median(runs)
 
@@ -128,7 +133,7 @@ def bench(name, iters, only=KEYS):
     tokens = batch * seq
     ids, seg = inputs(batch, seq)
     out = {}
-    model = Model(layers, h, heads, ff, 0.1, False)
+    model = Model(layers, h, heads, ff, 0.1, False).to(DEVICE)
     model.eval()
 
     def forward():
@@ -137,7 +142,7 @@ def bench(name, iters, only=KEYS):
 
     if "forward" in only:
         out["forward"] = tokens / timed(iters, forward)
-    picked = torch.arange(0, tokens, 7)
+    picked = torch.arange(0, tokens, 7, device=DEVICE)
     targets = (picked * 31 % VOCAB).clamp(min=1)
     for key, p in (("train_dropout", 0.1), ("train_no_dropout", 0.0)):
         if key not in only:
@@ -156,11 +161,11 @@ def bench(name, iters, only=KEYS):
         out[key] = tokens / timed(iters, step)
     if "generate" not in only:
         return out
-    gpt = Model(layers, h, heads, ff, 0.1, True)
+    gpt = Model(layers, h, heads, ff, 0.1, True).to(DEVICE)
     gpt.eval()
 
     def generate():
-        ids = (torch.arange(32) * 7919 % 21000 + 100).view(1, 32)
+        ids = (torch.arange(32, device=DEVICE) * 7919 % 21000 + 100).view(1, 32)
         with torch.no_grad():
             for _ in range(32):
                 logits = gpt.head(gpt.encode(ids, None))
@@ -176,8 +181,11 @@ def main():
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--only", default=",".join(KEYS), help="comma-separated measurements to run")
     args = ap.parse_args()
+    global DEVICE
+    DEVICE = torch.device(args.device)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     only = args.only.split(",")
