@@ -1,0 +1,352 @@
+//! The legacy zoo's 2019 weights against the reference data written by UER-py of that year
+//! (commit 4475b1a, `fixtures/uer_2019/`, see its README): the GPT (BERT's post-LN layers
+//! under a causal mask, untied LM output layer) and BERT with the classification target.
+//! Both files are in torch's legacy (pre-1.6) format, as the 2019 zoo files are.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use uerzoo::checkpoint::Checkpoint;
+use uerzoo::model::{self, DeviceSpec, open::OpenedModel, tasks::Batch};
+
+/// The acceptance bound of the issue, as `tests/forward.rs`: f32 on both sides with
+/// different summation orders stays ~1e-6 here; a wrong LayerNorm, mask or activation is
+/// off by far more.
+const TOL: f32 = 1e-4;
+
+fn fixture(name: &str) -> PathBuf {
+    common::shared()
+        .join("fixtures")
+        .join("uer_2019")
+        .join(name)
+}
+
+fn read(path: &Path) -> Checkpoint {
+    Checkpoint::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn open(name: &str, config: &str) -> OpenedModel {
+    let dir = fixture(name);
+    model::open::open_model(&dir.join("uer_model.bin"), Some(&dir.join(config))).unwrap()
+}
+
+/// The reference batch (`input_ids`, `segment`: 2 × 16, the second row padded from 12).
+fn reference_batch(reference: &Checkpoint) -> Batch {
+    let ids = reference.get("input_ids").unwrap();
+    Batch {
+        ids: ids.to_i64_vec().unwrap(),
+        segment: reference.get("segment").unwrap().to_i64_vec().unwrap(),
+        batch: ids.shape[0],
+        seq: ids.shape[1],
+    }
+}
+
+/// Max |a−b| over the positions whose segment is non-zero; `[batch, seq, width]`.
+fn max_diff_real(a: &[f32], b: &[f32], segment: &[i64], width: usize) -> f32 {
+    assert_eq!(a.len(), b.len(), "shapes differ");
+    let mut worst = 0f32;
+    for (pos, _) in segment.iter().enumerate().filter(|(_, s)| **s != 0) {
+        for k in pos * width..(pos + 1) * width {
+            worst = worst.max((a[k] - b[k]).abs());
+        }
+    }
+    worst
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "shapes differ");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+/// Rows `rows` of `t` (`[batch, …]`, row-major), each cut to its first `keep` positions of
+/// `seq` (`per_pos` values each).
+fn rows_of(t: &[f32], seq: usize, per_pos: usize, rows: &[(usize, usize)]) -> Vec<f32> {
+    let mut out = Vec::new();
+    for &(r, keep) in rows {
+        let start = r * seq * per_pos;
+        out.extend_from_slice(&t[start..start + keep * per_pos]);
+    }
+    out
+}
+
+/// A sub-batch of `b`: rows `rows`, each its first `keep` positions, padded to `seq`.
+fn sub_batch(b: &Batch, rows: &[(usize, usize)], seq: usize) -> Batch {
+    let (mut ids, mut segment) = (Vec::new(), Vec::new());
+    for &(r, keep) in rows {
+        let row = r * b.seq..r * b.seq + keep;
+        ids.extend_from_slice(&b.ids[row.clone()]);
+        segment.extend_from_slice(&b.segment[row]);
+        ids.extend(std::iter::repeat_n(0, seq - keep));
+        segment.extend(std::iter::repeat_n(0, seq - keep));
+    }
+    Batch {
+        ids,
+        segment,
+        batch: rows.len(),
+        seq,
+    }
+}
+
+/// The detection names both families from the keys alone.
+#[test]
+fn the_2019_families_are_detected() {
+    for (name, family, layers) in [
+        ("gpt_lm", uerzoo::convert::Family::LegacyGpt, 2),
+        ("bert_cls", uerzoo::convert::Family::BertClsTarget, 2),
+    ] {
+        let ckpt = read(&fixture(name).join("uer_model.bin"));
+        let det = uerzoo::convert::detect(&ckpt).unwrap();
+        assert_eq!(det.family, family, "{name}");
+        assert_eq!(det.layers, layers, "{name}");
+        assert_eq!(
+            det.source,
+            uerzoo::convert::Source::Uer(uerzoo::convert::Naming::V1)
+        );
+    }
+}
+
+/// The 2019 GPT: hidden states (non-padding positions) and LM logits at every real
+/// position equal UER-py 2019's, with the 2019 config (no mask key: the keys say causal)
+/// and with the same model in later UER-py's config vocabulary (`mask: causal`).
+#[test]
+fn gpt_lm_forward_matches_uer_py_2019() {
+    let reference = read(&fixture("gpt_lm").join("uer_outputs.safetensors"));
+    let input = reference_batch(&reference);
+    let hidden_ref = reference.get("hidden").unwrap();
+    let logits_ref = reference.get("logits").unwrap();
+    for config in ["uer_config.json", "uer_config_v1.json"] {
+        let opened = open("gpt_lm", config);
+        assert_eq!(opened.config.mask, model::MaskKind::Causal, "{config}");
+        let out = model::tasks::forward(&opened, &input, DeviceSpec::Cpu).unwrap();
+        assert_eq!(out.report.heads, ["lm"], "{config}");
+        assert!(out.report.tied.is_empty() && out.report.unused.is_empty());
+        assert_eq!(out.hidden.shape, hidden_ref.shape);
+        let logits = out.logits.expect("LM logits");
+        assert_eq!(logits.shape, logits_ref.shape);
+        let dh = max_diff_real(
+            &out.hidden.values,
+            &hidden_ref.to_f32_vec(),
+            &input.segment,
+            hidden_ref.shape[2],
+        );
+        let dl = max_diff_real(
+            &logits.values,
+            &logits_ref.to_f32_vec(),
+            &input.segment,
+            logits_ref.shape[2],
+        );
+        eprintln!("gpt_lm ({config}): hidden max diff {dh:e}, logits max diff {dl:e}");
+        assert!(
+            dh < TOL && dl < TOL,
+            "{config}: hidden {dh:e}, logits {dl:e}"
+        );
+    }
+}
+
+/// BERT + classification target: hidden states and the class logits (one row per text,
+/// `tanh(target.linear_1(h[:, 0]))` → `target.linear_2`) equal UER-py 2019's.
+#[test]
+fn bert_cls_forward_matches_uer_py_2019() {
+    let reference = read(&fixture("bert_cls").join("uer_outputs.safetensors"));
+    let input = reference_batch(&reference);
+    let hidden_ref = reference.get("hidden").unwrap();
+    let logits_ref = reference.get("logits").unwrap();
+    assert_eq!(logits_ref.shape, [2, 2]);
+    for config in ["uer_config.json", "uer_config_v1.json"] {
+        let opened = open("bert_cls", config);
+        assert_eq!(opened.config.mask, model::MaskKind::FullyVisible);
+        let out = model::tasks::forward(&opened, &input, DeviceSpec::Cpu).unwrap();
+        assert_eq!(out.report.heads, ["classifier"], "{config}");
+        assert!(out.report.unused.is_empty(), "{:?}", out.report.unused);
+        let logits = out.logits.expect("class logits");
+        assert_eq!(logits.shape, logits_ref.shape);
+        let dh = max_diff_real(
+            &out.hidden.values,
+            &hidden_ref.to_f32_vec(),
+            &input.segment,
+            hidden_ref.shape[2],
+        );
+        let dl = max_diff(&logits.values, &logits_ref.to_f32_vec());
+        eprintln!("bert_cls ({config}): hidden max diff {dh:e}, logits max diff {dl:e}");
+        assert!(
+            dh < TOL && dl < TOL,
+            "{config}: hidden {dh:e}, logits {dl:e}"
+        );
+    }
+}
+
+/// Other shapes, checked against the reference shape: the GPT's rows alone, cut to their
+/// real length (12 and 16) and to a prefix (a causal model's first positions do not see
+/// the later ones), and three rows in another order; each equals the reference rows.
+#[test]
+fn gpt_lm_other_shapes_agree_with_the_reference_shape() {
+    let reference = read(&fixture("gpt_lm").join("uer_outputs.safetensors"));
+    let input = reference_batch(&reference);
+    let hidden_ref = reference.get("hidden").unwrap().to_f32_vec();
+    let vocab = reference.get("logits").unwrap().shape[2];
+    let logits_ref = reference.get("logits").unwrap().to_f32_vec();
+    let real = |r: usize| {
+        input.segment[r * input.seq..(r + 1) * input.seq]
+            .iter()
+            .filter(|&&s| s != 0)
+            .count()
+    };
+    assert_eq!((real(0), real(1)), (16, 12));
+    let opened = open("gpt_lm", "uer_config.json");
+    let (hid, seq) = (96, input.seq);
+    for rows in [
+        vec![(1, 12)],
+        vec![(0, 16)],
+        vec![(0, 5)],
+        vec![(1, 12), (0, 9), (1, 3)],
+    ] {
+        let width = rows.iter().map(|r| r.1).max().unwrap();
+        let b = sub_batch(&input, &rows, width);
+        let out = model::tasks::forward(&opened, &b, DeviceSpec::Cpu).unwrap();
+        let logits = out.logits.unwrap();
+        // Compare the real positions only (the sub-batch pads rows shorter than `width`).
+        let got_h = rows_of(
+            &out.hidden.values,
+            width,
+            hid,
+            &rows
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (i, r.1))
+                .collect::<Vec<_>>(),
+        );
+        let got_l = rows_of(
+            &logits.values,
+            width,
+            vocab,
+            &rows
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (i, r.1))
+                .collect::<Vec<_>>(),
+        );
+        let want_h = rows_of(&hidden_ref, seq, hid, &rows);
+        let want_l = rows_of(&logits_ref, seq, vocab, &rows);
+        let (dh, dl) = (max_diff(&got_h, &want_h), max_diff(&got_l, &want_l));
+        eprintln!("gpt_lm rows {rows:?}: hidden {dh:e}, logits {dl:e}");
+        assert!(
+            dh < TOL && dl < TOL,
+            "rows {rows:?}: hidden {dh:e}, logits {dl:e}"
+        );
+    }
+}
+
+/// The classifier on other shapes: each text alone (the padded one without its padding)
+/// and three rows (the second text twice) give the reference logits and hidden states.
+#[test]
+fn bert_cls_other_shapes_agree_with_the_reference_shape() {
+    let reference = read(&fixture("bert_cls").join("uer_outputs.safetensors"));
+    let input = reference_batch(&reference);
+    let hidden_ref = reference.get("hidden").unwrap().to_f32_vec();
+    let logits_ref = reference.get("logits").unwrap().to_f32_vec();
+    let opened = open("bert_cls", "uer_config.json");
+    let (hid, seq) = (96, input.seq);
+    let real = |r: usize| {
+        input.segment[r * seq..(r + 1) * seq]
+            .iter()
+            .filter(|&&s| s != 0)
+            .count()
+    };
+    for rows in [
+        vec![(0, real(0))],
+        vec![(1, real(1))],
+        vec![(1, real(1)), (0, real(0)), (1, real(1))],
+    ] {
+        let width = rows.iter().map(|r| r.1).max().unwrap();
+        let b = sub_batch(&input, &rows, width);
+        let out = model::tasks::forward(&opened, &b, DeviceSpec::Cpu).unwrap();
+        let logits = out.logits.unwrap();
+        assert_eq!(logits.shape, [rows.len(), 2]);
+        let own: Vec<(usize, usize)> = rows.iter().enumerate().map(|(i, r)| (i, r.1)).collect();
+        let got_h = rows_of(&out.hidden.values, width, hid, &own);
+        let want_h = rows_of(&hidden_ref, seq, hid, &rows);
+        let want_l: Vec<f32> = rows
+            .iter()
+            .flat_map(|&(r, _)| logits_ref[r * 2..r * 2 + 2].to_vec())
+            .collect();
+        let (dh, dl) = (max_diff(&got_h, &want_h), max_diff(&logits.values, &want_l));
+        eprintln!("bert_cls rows {rows:?}: hidden {dh:e}, logits {dl:e}");
+        assert!(
+            dh < TOL && dl < TOL,
+            "rows {rows:?}: hidden {dh:e}, logits {dl:e}"
+        );
+    }
+}
+
+/// `uerzoo forward` on the legacy files writes what the library computes: the reference
+/// outputs within the bound.
+#[test]
+fn cli_forward_writes_the_reference_outputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    for name in ["gpt_lm", "bert_cls"] {
+        let dir = fixture(name);
+        let out = tmp.path().join(format!("{name}.safetensors"));
+        common::run_ok(
+            Command::new(common::uerzoo_bin())
+                .arg("forward")
+                .arg(dir.join("uer_model.bin"))
+                .arg("--input")
+                .arg(dir.join("uer_outputs.safetensors"))
+                .arg("--output")
+                .arg(&out),
+        );
+        let got = read(&out);
+        let reference = read(&dir.join("uer_outputs.safetensors"));
+        let segment = reference.get("segment").unwrap().to_i64_vec().unwrap();
+        let h = got.get("hidden").unwrap();
+        let dh = max_diff_real(
+            &h.to_f32_vec(),
+            &reference.get("hidden").unwrap().to_f32_vec(),
+            &segment,
+            h.shape[2],
+        );
+        let l = got.get("logits").unwrap();
+        let l_ref = reference.get("logits").unwrap();
+        assert_eq!(l.shape, l_ref.shape, "{name}");
+        let dl = if l.shape.len() == 3 {
+            max_diff_real(&l.to_f32_vec(), &l_ref.to_f32_vec(), &segment, l.shape[2])
+        } else {
+            max_diff(&l.to_f32_vec(), &l_ref.to_f32_vec())
+        };
+        assert!(dh < TOL && dl < TOL, "{name}: hidden {dh:e}, logits {dl:e}");
+    }
+}
+
+/// `uerzoo generate --preset raw --greedy --max-length 40` prints the 2019
+/// `scripts/generate.py --top_k 1 --seq_length 40` output (its second line: the prompt and
+/// the continuation, tokens joined), with the KV cache and without; `raw` is also the
+/// default for these weights.
+#[test]
+fn greedy_generation_matches_uer_py_2019() {
+    let dir = fixture("gpt_lm");
+    let prompt = std::fs::read_to_string(dir.join("greedy_prompt.txt")).unwrap();
+    let expected = std::fs::read_to_string(dir.join("greedy_generation.txt")).unwrap();
+    let mut lines = expected.lines();
+    assert_eq!(lines.next(), Some(prompt.trim()));
+    let want = lines.next().unwrap();
+    assert!(want.contains("[UNK]"), "the reference keeps [UNK]: {want}");
+    for extra in [
+        &["--preset", "raw"][..],
+        &["--preset", "raw", "--no-cache"][..],
+        &[][..],
+    ] {
+        let out = common::run_ok(
+            Command::new(common::uerzoo_bin())
+                .arg("generate")
+                .arg(dir.join("uer_model.bin"))
+                .args(["--prompt", prompt.trim(), "--greedy", "--max-length", "40"])
+                .args(extra),
+        );
+        let got = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(got.trim_end(), want, "{extra:?}");
+    }
+}
