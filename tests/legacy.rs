@@ -350,3 +350,137 @@ fn greedy_generation_matches_uer_py_2019() {
         assert_eq!(got.trim_end(), want, "{extra:?}");
     }
 }
+
+/// The reference texts as TSV rows (`text_a`): the ids after `[CLS]`, padding dropped (the
+/// reference rows are `[CLS]` + characters, no `[SEP]`), with each row's token count.
+fn reference_texts(reference: &Checkpoint, vocab: &Path) -> Vec<(String, usize)> {
+    let vocab: Vec<String> = std::fs::read_to_string(vocab)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    let b = reference_batch(reference);
+    (0..b.batch)
+        .map(|r| {
+            let row = r * b.seq..(r + 1) * b.seq;
+            let ids: Vec<i64> = b.ids[row.clone()]
+                .iter()
+                .zip(&b.segment[row])
+                .filter(|(_, s)| **s != 0)
+                .map(|(i, _)| *i)
+                .collect();
+            assert_eq!(vocab[ids[0] as usize], "[CLS]");
+            let text: String = ids[1..]
+                .iter()
+                .map(|&i| vocab[i as usize].as_str())
+                .collect();
+            (text, ids.len())
+        })
+        .collect()
+}
+
+/// `uerzoo predict MODEL` on one text cut to `seq` tokens: (label, logits).
+fn predict_one(model: &Path, text: &str, seq: usize, dir: &Path) -> (usize, Vec<f32>) {
+    let input = dir.join("one.tsv");
+    let output = dir.join("one_pred.tsv");
+    std::fs::write(&input, format!("text_a\n{text}\n")).unwrap();
+    common::run_ok(
+        Command::new(common::uerzoo_bin())
+            .arg("predict")
+            .arg(model)
+            .arg("--input")
+            .arg(&input)
+            .arg("--output")
+            .arg(&output)
+            .args(["--logits", "--force", "--seq-length", &seq.to_string()]),
+    );
+    let text = std::fs::read_to_string(&output).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("label\tlogits"));
+    let (label, logits) = lines.next().unwrap().split_once('\t').unwrap();
+    let logits = logits.split(' ').map(|v| v.parse().unwrap()).collect();
+    (label.parse().unwrap(), logits)
+}
+
+fn argmax(v: &[f32]) -> usize {
+    (0..v.len()).fold(0, |best, i| if v[i] > v[best] { i } else { best })
+}
+
+/// `predict` straight from the classification-target weights (their head is the
+/// classifier, 2 labels from its shape) gives UER-py 2019's logits and their argmax. Each
+/// text is cut to its reference length: run_classifier's `[CLS] a [SEP]` cut there is the
+/// reference row, which has no `[SEP]`.
+#[test]
+fn predict_from_the_classification_target() {
+    let dir = fixture("bert_cls");
+    let reference = read(&dir.join("uer_outputs.safetensors"));
+    let logits_ref = reference.get("logits").unwrap().to_f32_vec();
+    let tmp = tempfile::tempdir().unwrap();
+    for (r, (text, len)) in reference_texts(&reference, &dir.join("vocab.txt"))
+        .iter()
+        .enumerate()
+    {
+        let want = &logits_ref[r * 2..r * 2 + 2];
+        let (label, logits) = predict_one(&dir.join("uer_model.bin"), text, *len, tmp.path());
+        assert_eq!(label, argmax(want), "row {r}");
+        let d = max_diff(&logits, want);
+        assert!(d < TOL, "row {r}: logits {logits:?}, UER-py {want:?}");
+    }
+}
+
+/// `finetune` starting from the classification-target weights runs on book_review_small,
+/// saves, and `predict` reads the result. The head is kept (2 labels, as the data): with a
+/// learning rate too small to move the weights, the fine-tuned file still gives UER-py's
+/// logits (a fresh head would not); with a real one, predict labels the test set.
+#[test]
+fn finetune_from_the_classification_target() {
+    let dir = fixture("bert_cls");
+    let data = common::shared().join("data/datasets/book_review_small");
+    let reference = read(&dir.join("uer_outputs.safetensors"));
+    let logits_ref = reference.get("logits").unwrap().to_f32_vec();
+    let texts = reference_texts(&reference, &dir.join("vocab.txt"));
+    let tmp = tempfile::tempdir().unwrap();
+    for (lr, name) in [("1e-9", "still"), ("1e-4", "tuned")] {
+        let out_dir = tmp.path().join(name);
+        std::fs::create_dir(&out_dir).unwrap();
+        let model = out_dir.join("classifier.bin");
+        common::run_ok(
+            Command::new(common::uerzoo_bin())
+                .arg("finetune")
+                .arg(dir.join("uer_model.bin"))
+                .arg("--train")
+                .arg(data.join("train.tsv"))
+                .arg("--dev")
+                .arg(data.join("dev.tsv"))
+                .args(["--epochs", "1", "--batch-size", "32", "--seq-length", "32"])
+                .args(["--learning-rate", lr, "--seed", "7", "--output"])
+                .arg(&model),
+        );
+        if name == "still" {
+            let (text, len) = &texts[0];
+            let (label, logits) = predict_one(&model, text, *len, &out_dir);
+            assert_eq!(label, argmax(&logits_ref[..2]));
+            let d = max_diff(&logits, &logits_ref[..2]);
+            assert!(
+                d < TOL,
+                "head not kept: {logits:?} vs {:?}",
+                &logits_ref[..2]
+            );
+        } else {
+            let output = out_dir.join("test_pred.tsv");
+            common::run_ok(
+                Command::new(common::uerzoo_bin())
+                    .arg("predict")
+                    .arg(&model)
+                    .arg("--input")
+                    .arg(data.join("test.tsv"))
+                    .arg("--output")
+                    .arg(&output)
+                    .arg("--labels"),
+            );
+            let pred = std::fs::read_to_string(&output).unwrap();
+            assert_eq!(pred.lines().count(), 51, "{pred}");
+            assert!(pred.lines().skip(1).all(|l| l == "0" || l == "1"), "{pred}");
+        }
+    }
+}
