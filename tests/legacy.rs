@@ -591,3 +591,68 @@ fn info_shows_the_commands_that_work() {
         }
     }
 }
+
+/// `uerzoo serve` with the 2019 GPT opened by path: its preset is `raw` there too, so a
+/// greedy completion is UER-py 2019's continuation and the prompt counts no `[CLS]`.
+#[tokio::test]
+async fn serve_completes_as_the_2019_script() {
+    use std::io::{BufRead, BufReader};
+    struct Child(std::process::Child);
+    impl Drop for Child {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let dir = fixture("gpt_lm");
+    let prompt = std::fs::read_to_string(dir.join("greedy_prompt.txt")).unwrap();
+    let prompt = prompt.trim();
+    let expected = std::fs::read_to_string(dir.join("greedy_generation.txt")).unwrap();
+    let continuation = expected
+        .lines()
+        .nth(1)
+        .unwrap()
+        .strip_prefix(prompt)
+        .unwrap();
+    let mut child = Child(
+        Command::new(common::uerzoo_bin())
+            .arg("serve")
+            .arg(format!("gpt={}", dir.join("uer_model.bin").display()))
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // Its standard output stays read for its life (a closed pipe would fail its writes).
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("listening on ") {
+                let _ = tx.send(url.to_string());
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("uerzoo serve printed its address");
+    let body = serde_json::json!({
+        "model": "gpt", "prompt": prompt, "temperature": 0, "max_tokens": 34,
+    });
+    let r = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(std::time::Duration::from_secs(60))
+        .build()
+        .unwrap()
+        .post(format!("{url}/v1/completions"))
+        .header("Content-Type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let c: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(c["choices"][0]["text"], continuation, "{c}");
+    assert_eq!(c["usage"]["prompt_tokens"], 6, "{c}");
+    assert_eq!(c["usage"]["completion_tokens"], 34, "{c}");
+}
