@@ -656,3 +656,32 @@ async fn serve_completes_as_the_2019_script() {
     assert_eq!(c["usage"]["prompt_tokens"], 6, "{c}");
     assert_eq!(c["usage"]["completion_tokens"], 34, "{c}");
 }
+
+/// UER-py 2019's own words for the model (`--encoder gpt --target lm`, `--encoder bert
+/// --target cls`) in a config give the model that later UER-py's config vocabulary
+/// (`encoder: transformer`, `mask`) describes.
+#[test]
+fn the_2019_encoder_names_read_as_later_configs() {
+    let json = |path: PathBuf| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    for (name, encoder, target) in [("gpt_lm", "gpt", "lm"), ("bert_cls", "bert", "cls")] {
+        let mut flags = json(fixture(name).join("uer_config.json"));
+        flags["encoder"] = encoder.into();
+        flags["target"] = target.into();
+        let later = json(fixture(name).join("uer_config_v1.json"));
+        assert_eq!(
+            model::ModelConfig::from_uer_json(&flags).unwrap(),
+            model::ModelConfig::from_uer_json(&later).unwrap(),
+            "{name}"
+        );
+    }
+    let bad = serde_json::json!({"encoder": "lstm"});
+    let err = model::ModelConfig::from_uer_json(&bad)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("encoder = lstm") && err.contains("transformer, bert, gpt"),
+        "{err}"
+    );
+}
