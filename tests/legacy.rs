@@ -685,3 +685,45 @@ fn the_2019_encoder_names_read_as_later_configs() {
         "{err}"
     );
 }
+
+/// The 2019 files migrate to UER naming v2 (`target.lm.output_layer.*`,
+/// `target.cls.linear_{1,2}.*`) and back bit for bit; the v2 file is the same model.
+#[test]
+fn naming_v2_round_trip() {
+    use uerzoo::convert::{Naming, ToUerOptions, to_uer};
+    for (name, head) in [
+        ("gpt_lm", "target.lm.output_layer.bias"),
+        ("bert_cls", "target.cls.linear_2.weight"),
+    ] {
+        let v1 = read(&fixture(name).join("uer_model.bin"));
+        let (v2, report) = to_uer(&v1, &ToUerOptions::default()).unwrap();
+        assert!(
+            v2.get(head).is_some(),
+            "{name}: {:?}",
+            v2.names().collect::<Vec<_>>()
+        );
+        assert!(
+            report.dropped.is_empty() && !report.tied_decoder,
+            "{name}: {report}"
+        );
+        let back_opts = ToUerOptions {
+            naming: Naming::V1,
+            ..ToUerOptions::default()
+        };
+        let (back, _) = to_uer(&v2, &back_opts).unwrap();
+        assert_eq!(back.names().count(), v1.names().count(), "{name}");
+        for (key, t) in &v1.tensors {
+            let b = back.get(key).unwrap_or_else(|| panic!("{name}: no {key}"));
+            assert_eq!(
+                (&b.shape, b.to_f32_vec()),
+                (&t.shape, t.to_f32_vec()),
+                "{name}: {key}"
+            );
+        }
+        assert_eq!(
+            uerzoo::convert::detect(&v2).unwrap().family,
+            uerzoo::convert::detect(&v1).unwrap().family,
+            "{name}"
+        );
+    }
+}
