@@ -727,3 +727,55 @@ fn naming_v2_round_trip() {
         );
     }
 }
+
+/// Further pretraining of the 2019 GPT with the LM target (what `info` lists): it trains,
+/// writes the 2019 layout (the untied output layer keeps its bias) and generates again.
+#[test]
+fn pretrain_lm_from_the_2019_gpt() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = fixture("gpt_lm");
+    let corpus_all =
+        std::fs::read_to_string(common::shared().join("data/corpora/CLUECorpusSmall_sampled.txt"))
+            .unwrap();
+    let corpus = tmp.path().join("corpus.txt");
+    let lines: Vec<&str> = corpus_all.lines().take(40).collect();
+    std::fs::write(&corpus, lines.join("\n")).unwrap();
+    let dataset = tmp.path().join("corpus.uzds");
+    common::run_ok(
+        Command::new(common::uerzoo_bin())
+            .arg("preprocess")
+            .arg("--corpus")
+            .arg(&corpus)
+            .arg("--vocab")
+            .arg(dir.join("vocab.txt"))
+            .args(["--target", "lm", "--seq-length", "32", "--output"])
+            .arg(&dataset),
+    );
+    let out = tmp.path().join("pretrained.bin");
+    common::run_ok(
+        Command::new(common::uerzoo_bin())
+            .arg("pretrain")
+            .arg("--model")
+            .arg(dir.join("uer_model.bin"))
+            .arg("--dataset")
+            .arg(&dataset)
+            .args(["--target", "lm", "--total-steps", "2", "--batch-size", "4"])
+            .arg("--output")
+            .arg(&out),
+    );
+    let ckpt = read(&out);
+    let det = uerzoo::convert::detect(&ckpt).unwrap();
+    assert_eq!(det.family, uerzoo::convert::Family::LegacyGpt);
+    assert!(ckpt.get("target.output_layer.bias").is_some());
+    let generated = common::run_ok(
+        Command::new(common::uerzoo_bin())
+            .arg("generate")
+            .arg(&out)
+            .args(["--prompt", "今天天气很好", "--greedy", "--max-length", "16"]),
+    );
+    let text = String::from_utf8(generated.stdout).unwrap();
+    assert!(
+        text.starts_with("今天天气很好") && text.trim_end().chars().count() > 6,
+        "{text}"
+    );
+}
