@@ -27,7 +27,7 @@ pub struct Args {
     #[arg(long, value_parser = ["hf", "uer"])]
     to: String,
     /// Architecture (narrows detection; word-roberta writes sentencepiece tokenizer files).
-    #[arg(long, default_value = "auto", value_parser = ["auto", "bert", "roberta", "word-roberta", "gpt2", "albert"])]
+    #[arg(long, default_value = "auto", value_parser = ["auto", "bert", "roberta", "word-roberta", "gpt2", "gpt", "albert"])]
     arch: String,
     /// UER model config JSON (heads, activation, ALBERT's layer count).
     #[arg(long, conflicts_with = "model")]

@@ -10,7 +10,8 @@ use uerzoo::model::{self, DeviceSpec, tasks::Batch};
 ///
 /// IN holds `input_ids` and `segment` (integers, [batch, seq]; segment 0 = padding, 1/2 =
 /// sentence A/B; without `segment`, non-zero ids count as sentence A). OUT gets `hidden`
-/// (the last encoder layer) and `logits` (the MLM or LM head), both f32.
+/// (the last encoder layer) and `logits` (the MLM or LM head, [batch, seq, vocab]; for a
+/// classifier the label logits, [batch, labels]), both f32.
 ///
 /// Example: uerzoo forward uer_model.bin --config uer_config.json --input in.safetensors --output out.safetensors
 #[derive(clap::Args)]

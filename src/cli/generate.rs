@@ -18,7 +18,8 @@ use uerzoo::tokenizer::Tokenizer;
 /// card's prompt format (`--preset`), length and sampling defaults. `--max-length` counts
 /// every token, `[CLS]` and the prompt included (UER-py's `--seq_length`).
 ///
-/// Presets: plain (text as is), poem (a first line, stops at [SEP]), couplet (the upper
+/// Presets: plain (text as is), raw (text as is without `[CLS]` first: UER-py 2019's GPT,
+/// the default for its weights), poem (a first line, stops at [SEP]), couplet (the upper
 /// line; prints `upper - lower`), lyric, ancient.
 ///
 /// Couplets fit: the lower line is decoded with as many characters as the upper line, its
@@ -70,7 +71,8 @@ pub struct Args {
     /// `vocab.txt` (default: beside the weights).
     #[arg(long)]
     vocab: Option<PathBuf>,
-    /// Prompt format: plain, poem, couplet, lyric, ancient (default: the registry entry's, else plain).
+    /// Prompt format: plain, poem, couplet, lyric, ancient, raw (default: the registry entry's,
+    /// else raw for UER-py 2019's GPT, else plain).
     #[arg(long)]
     preset: Option<String>,
     /// Total tokens including `[CLS]` and the prompt (default: the card's, else 128).
@@ -122,12 +124,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         })
         .flatten();
     let card = entry.and_then(|e| e.generation.as_ref());
-    let preset = match (&args.preset, entry) {
-        (Some(name), _) => Preset::get(name)?,
-        (None, Some(e)) => Preset::for_entry(&e.name),
-        (None, None) => Preset::get("plain")?,
+    // Weights outside the registry get their family's preset once opened.
+    let named = match (&args.preset, entry) {
+        (Some(name), _) => Some(Preset::get(name)?),
+        (None, Some(e)) => Some(Preset::for_entry(&e.name)),
+        (None, None) => None,
     };
-    if args.line_length.is_some() && preset.cut == Cut::MatchUpper {
+    if args.line_length.is_some() && named.is_some_and(|p| p.cut == Cut::MatchUpper) {
         anyhow::bail!(
             "--line-length is for poems; a couplet's lower line takes the upper line's length"
         );
@@ -166,6 +169,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let prompts = read_prompts(&args)?;
     let opened = uerzoo::resolve::open_model(&args.model, args.config.as_deref())?;
+    let preset = named.unwrap_or_else(|| Preset::for_weights(&opened.checkpoint));
     let tok = super::fill_mask::load_tokenizer(args.vocab.clone(), &opened)?;
     let positions =
         generate::positions(&opened).context("the weights have no position embedding")?;
@@ -176,7 +180,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut jobs = Vec::with_capacity(prompts.len());
     for (text, origin) in &prompts {
         warn_unknown(&tok, text, origin);
-        let prompt = generate::prompt_ids(&tok, &preset.format_prompt(text));
+        let prompt = preset.prompt_ids(&tok, text);
         let constraint = match (preset.cut, args.line_length) {
             (Cut::MatchUpper, _) => Some(Constraint::match_line(&tok, preset.user_text(text))?),
             (_, Some(n)) => Some(Constraint::lines(&tok, n, preset.user_text(text))?),

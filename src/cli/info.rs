@@ -268,7 +268,8 @@ fn commands(out: &mut String, title: &str, cmds: &[uerzoo::registry::Command], e
 }
 
 /// The uerzoo command of each task the weight supports, after the family's own commands
-/// (`usage`, which are not repeated): generation with the weight's preset for GPT-2;
+/// (`usage`, which are not repeated): generation with the weight's preset for GPT-2 and
+/// UER-py 2019's GPT; prediction with the head of a classification-target weight;
 /// fill-mask, features, fine-tuning and further pretraining for encoders; serving for every
 /// architecture uerzoo runs (all but the LSTM).
 fn tasks(out: &mut String, e: &Entry, usage: &[uerzoo::registry::Command]) {
@@ -293,8 +294,26 @@ fn tasks(out: &mut String, e: &Entry, usage: &[uerzoo::registry::Command]) {
             format!("uerzoo generate {name} --input prompts.txt --output generated.txt"),
         ));
     }
-    let encoder = matches!(e.arch, Arch::Bert | Arch::Albert);
     let target = e.uer.target.parts();
+    if e.generation.is_none() && e.arch == Arch::Gpt && target.first() == Some(&"lm") {
+        // UER-py 2019's GPT: no card, the entry's preset (raw: no [CLS] first).
+        let preset = Preset::for_entry(name);
+        rows.push((
+            format!("generate (preset `{}`: {})", preset.name, preset.about),
+            format!("uerzoo generate {name} --prompt 今天天气很好 --max-length 64"),
+        ));
+        rows.push((
+            "hidden states and LM logits of token ids (safetensors `input_ids`, `segment`)".into(),
+            format!("uerzoo forward {name} --input ids.safetensors --output out.safetensors"),
+        ));
+    }
+    let encoder = matches!(e.arch, Arch::Bert | Arch::Albert);
+    if encoder && target.first() == Some(&"cls") {
+        rows.push((
+            "label text with the weights' own classifier (UER-py 2019's classification target; TSV with `text_a`)".into(),
+            format!("uerzoo predict {name} --input new.tsv --output predictions.tsv --probabilities"),
+        ));
+    }
     if encoder {
         if target
             .iter()

@@ -1,4 +1,5 @@
-//! Detection: which family (BERT MLM / pretraining / classifier, GPT-2, ALBERT), which side
+//! Detection: which family (BERT MLM / pretraining / classifier / 2019 classification target,
+//! GPT-2, the 2019 GPT, ALBERT), which side
 //! (UER and its naming generation, or Huggingface) and how many layers a checkpoint has,
 //! from its keys alone. The markers are data; the first matching row wins.
 
@@ -42,6 +43,19 @@ const UER_MARKERS: Markers = &[
         ],
         &[],
     ),
+    // An LM on BERT's embedding (with its LayerNorm): UER-py 2019's GPT, not GPT-2 (whose
+    // embedding has no LayerNorm and whose encoder ends in one).
+    (
+        Family::LegacyGpt,
+        &[
+            "target.output_layer.weight",
+            "target.lm.output_layer.weight",
+        ],
+        &[
+            "embedding.layer_norm.gamma",
+            "encoder.transformer.0.layer_norm_1.gamma",
+        ],
+    ),
     (
         Family::Gpt2,
         &[
@@ -52,6 +66,11 @@ const UER_MARKERS: Markers = &[
         &[],
     ),
     (Family::BertClassifier, &["output_layer_1.weight"], &[]),
+    (
+        Family::BertClsTarget,
+        &["target.linear_1.weight", "target.cls.linear_1.weight"],
+        &["encoder.transformer.0.layer_norm_1.gamma"],
+    ),
     (
         Family::BertPretraining,
         &[

@@ -98,6 +98,16 @@ pub enum Family {
     /// UER-only: transformers has no class with this pooler (`GPT2ForSequenceClassification`
     /// scores the last token without a dense + tanh layer).
     Gpt2Classifier,
+    /// UER-py 2019's GPT (`--encoder gpt --target lm`): BERT's embeddings and post-LN layers
+    /// under a causal mask, with an untied LM output layer that has a bias. UER-only:
+    /// transformers' `BertLMHeadModel` puts its MLM transform (dense, activation, LayerNorm)
+    /// before the decoder and GPT-2 is pre-LN, so neither computes this model.
+    LegacyGpt,
+    /// BERT pretrained with UER-py 2019's classification target (`--target cls`:
+    /// `target.linear_1` → tanh → `target.linear_2` on the first token), the legacy zoo's
+    /// jdbinary/amazon/xnli weights. Its head is `BertForSequenceClassification`'s pooler +
+    /// classifier.
+    BertClsTarget,
 }
 
 impl Family {
@@ -110,7 +120,8 @@ impl Family {
             Family::Gpt2 => "GPT2LMHeadModel",
             Family::Albert => "AlbertForPreTraining",
             Family::AlbertClassifier => "AlbertForSequenceClassification",
-            Family::Gpt2Classifier => "(none: UER format only)",
+            Family::Gpt2Classifier | Family::LegacyGpt => "(none: UER format only)",
+            Family::BertClsTarget => "BertForSequenceClassification",
         }
     }
 
@@ -118,7 +129,10 @@ impl Family {
     pub fn is_classifier(self) -> bool {
         matches!(
             self,
-            Family::BertClassifier | Family::AlbertClassifier | Family::Gpt2Classifier
+            Family::BertClassifier
+                | Family::AlbertClassifier
+                | Family::Gpt2Classifier
+                | Family::BertClsTarget
         )
     }
 
@@ -134,7 +148,27 @@ impl Family {
 
     /// Whether transformers has a class for it, so that it can be written as an HF folder.
     pub fn has_hf_form(self) -> bool {
-        self != Family::Gpt2Classifier
+        self.no_hf_form().is_none()
+    }
+
+    /// Why transformers has no exact equivalent of this family, when it has none.
+    pub fn no_hf_form(self) -> Option<&'static str> {
+        match self {
+            Family::Gpt2Classifier => {
+                Some("transformers has no class with UER's pooled classifier head on this encoder")
+            }
+            Family::LegacyGpt => Some(
+                "transformers has no exact equivalent of UER-py 2019's GPT, BERT's post-LN layers under a causal mask with one untied output layer: BertLMHeadModel adds the MLM transform (dense, activation, LayerNorm) before its decoder and GPT-2 is pre-LN",
+            ),
+            _ => None,
+        }
+    }
+
+    /// Whether the keys alone say the mask is causal, whatever the config states: UER-py
+    /// 2019's `--encoder gpt` built its causal mask in code, and its config files (like
+    /// `uer_config.json` of the legacy zoo) do not name a mask.
+    pub fn causal_by_keys(self) -> bool {
+        self == Family::LegacyGpt
     }
 }
 
@@ -148,6 +182,8 @@ impl fmt::Display for Family {
             Family::Albert => "ALBERT with MLM + SOP heads",
             Family::AlbertClassifier => "ALBERT sequence classifier",
             Family::Gpt2Classifier => "GPT-2 sequence classifier",
+            Family::LegacyGpt => "GPT (UER-py 2019: post-LN causal BERT layers, untied LM)",
+            Family::BertClsTarget => "BERT with classification target (UER-py 2019)",
         })
     }
 }
@@ -160,6 +196,8 @@ pub enum Arch {
     Roberta,
     WordRoberta,
     Gpt2,
+    /// UER-py 2019's GPT (the legacy zoo's `arch = "gpt"`).
+    Gpt,
     Albert,
 }
 
@@ -171,8 +209,10 @@ impl Arch {
                 Family::BertMlm,
                 Family::BertPretraining,
                 Family::BertClassifier,
+                Family::BertClsTarget,
             ],
             Arch::Gpt2 => &[Family::Gpt2Classifier, Family::Gpt2],
+            Arch::Gpt => &[Family::LegacyGpt],
             Arch::Albert => &[Family::AlbertClassifier, Family::Albert],
         }
     }
@@ -185,6 +225,7 @@ impl fmt::Display for Arch {
             Arch::Roberta => "roberta",
             Arch::WordRoberta => "word-roberta",
             Arch::Gpt2 => "gpt2",
+            Arch::Gpt => "gpt",
             Arch::Albert => "albert",
         })
     }
@@ -198,10 +239,11 @@ impl std::str::FromStr for Arch {
             "roberta" => Arch::Roberta,
             "word-roberta" => Arch::WordRoberta,
             "gpt2" => Arch::Gpt2,
+            "gpt" => Arch::Gpt,
             "albert" => Arch::Albert,
             _ => {
                 return Err(format!(
-                    "unknown arch `{s}` (bert, roberta, word-roberta, gpt2, albert)"
+                    "unknown arch `{s}` (bert, roberta, word-roberta, gpt2, gpt, albert)"
                 ));
             }
         })
@@ -213,7 +255,7 @@ impl std::str::FromStr for Arch {
 pub enum ConvertError {
     #[error(
         "{file}: cannot tell the model family from the keys{}: first keys are {sample}; \
-         pass --arch bert|roberta|word-roberta|gpt2|albert if it is one of those",
+         pass --arch bert|roberta|word-roberta|gpt2|gpt|albert if it is one of those",
         arch.as_ref().map(|a| format!(" (as --arch {a})")).unwrap_or_default()
     )]
     UnknownFamily {
@@ -268,7 +310,8 @@ pub enum ConvertError {
     #[error("`{}` exists; pass --force to overwrite", path.display())]
     OutputExists { path: std::path::PathBuf },
     #[error(
-        "{file}: a {family} has no Huggingface form (transformers has no class with UER's pooled classifier head on this encoder); keep it in UER format (`--format uer` / `--to uer`)"
+        "{file}: a {family} has no Huggingface form ({}); keep it in UER format (`--format uer` / `--to uer`)",
+        family.no_hf_form().unwrap_or("no transformers class")
     )]
     NoHfForm { file: String, family: Family },
     #[error("{}: {message}", path.display())]
@@ -804,7 +847,7 @@ fn convert(
 fn family_is_bert(f: Family) -> bool {
     matches!(
         f,
-        Family::BertMlm | Family::BertPretraining | Family::BertClassifier
+        Family::BertMlm | Family::BertPretraining | Family::BertClassifier | Family::BertClsTarget
     )
 }
 

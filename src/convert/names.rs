@@ -186,6 +186,26 @@ const GPT2_LM: [Row; 1] = [
     r("target.output_layer.weight", "target.lm.output_layer.weight", "lm_head.weight", Decoder),
 ];
 
+/// UER-py 2019's LM target (`--encoder gpt --target lm`): one untied output layer with a
+/// bias. transformers has no exact equivalent ([`super::Family::no_hf_form`]): the HF
+/// names keep the table whole and are never written.
+#[rustfmt::skip]
+const LEGACY_LM: [Row; 2] = [
+    r("target.output_layer.weight", "target.lm.output_layer.weight", "uer_lm.output_layer.weight", Decoder),
+    r("target.output_layer.bias", "target.lm.output_layer.bias", "uer_lm.output_layer.bias", Copy),
+];
+
+/// UER-py 2019's classification target (`--target cls`): `linear_1` → tanh → `linear_2` on
+/// the first token, which is `BertForSequenceClassification`'s pooler and classifier.
+/// Naming v2 puts it under the target's name, as every v2 target (`target.cls.`).
+#[rustfmt::skip]
+const CLS_TARGET: [Row; 4] = [
+    r("target.linear_1.weight", "target.cls.linear_1.weight", "bert.pooler.dense.weight", Copy),
+    r("target.linear_1.bias", "target.cls.linear_1.bias", "bert.pooler.dense.bias", Copy),
+    r("target.linear_2.weight", "target.cls.linear_2.weight", "classifier.weight", Copy),
+    r("target.linear_2.bias", "target.cls.linear_2.bias", "classifier.bias", Copy),
+];
+
 /// run_classifier's head on GPT-2. transformers has no such class: the HF names only keep
 /// the table whole and are never written ([`super::Family::has_hf_form`]).
 #[rustfmt::skip]
@@ -294,6 +314,16 @@ const GPT2_CLASSIFIER_TABLE: &[Block] = &[
     once(&GPT2_FINAL_LN),
     once(&GPT2_CLASSIFIER),
 ];
+const LEGACY_GPT_TABLE: &[Block] = &[
+    once(&BERT_EMBEDDINGS),
+    layers(&BERT_LAYER),
+    once(&LEGACY_LM),
+];
+const BERT_CLS_TARGET_TABLE: &[Block] = &[
+    once(&BERT_EMBEDDINGS),
+    layers(&BERT_LAYER),
+    once(&CLS_TARGET),
+];
 const ALBERT_TABLE: &[Block] = &[
     once(&ALBERT_EMBEDDINGS),
     once(&ALBERT_ENCODER),
@@ -316,6 +346,8 @@ pub fn table(family: Family) -> &'static [Block] {
         Family::Albert => ALBERT_TABLE,
         Family::AlbertClassifier => ALBERT_CLASSIFIER_TABLE,
         Family::Gpt2Classifier => GPT2_CLASSIFIER_TABLE,
+        Family::LegacyGpt => LEGACY_GPT_TABLE,
+        Family::BertClsTarget => BERT_CLS_TARGET_TABLE,
     }
 }
 

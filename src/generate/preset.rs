@@ -1,9 +1,13 @@
-//! Prompt formats of the GPT-2 zoo (poem, couplet, lyric, ancient, plain): how the user's
-//! text becomes the prompt the weights were trained on, when generation stops, and how the
-//! output is cleaned. The table is data; the registry's entries name their default preset
-//! through [`ENTRY_PRESETS`] and carry the card's length and sampling defaults.
+//! Prompt formats of the GPT-2 zoo (poem, couplet, lyric, ancient, plain) and of UER-py
+//! 2019's GPT (raw: no `[CLS]` first): how the user's text becomes the prompt the weights
+//! were trained on, when generation stops, and how the output is cleaned. The table is data;
+//! the registry's entries name their default preset through [`ENTRY_PRESETS`] and carry the
+//! card's length and sampling defaults; other weights get their family's
+//! ([`FAMILY_PRESETS`]).
 
 use super::GenerateError;
+use crate::checkpoint::Checkpoint;
+use crate::convert::Family;
 use crate::tokenizer::Tokenizer;
 
 /// What to do with the continuation after generation.
@@ -22,8 +26,11 @@ pub struct Preset {
     pub name: &'static str,
     /// `{text}` is the user's text, `{spaced}` the same with one space between characters
     /// (as the model cards write prompts; the tokenizer drops those spaces again). No
-    /// `[CLS]`: the generator puts it first, as UER-py's generate_lm does.
+    /// `[CLS]`: [`Preset::prompt_ids`] puts it first when `cls_first`.
     pub template: &'static str,
+    /// `[CLS]` goes before the prompt (UER-py's generate_lm, 2020 on); the 2019
+    /// `scripts/generate.py` fed the prompt's tokens alone.
+    pub cls_first: bool,
     /// The training data ended each sample with `[SEP]`, so generation stops there.
     pub stop_at_sep: bool,
     pub cut: Cut,
@@ -38,6 +45,7 @@ pub const PRESETS: &[Preset] = &[
     Preset {
         name: "plain",
         template: "{text}",
+        cls_first: true,
         stop_at_sep: false,
         cut: Cut::None,
         joiner: "",
@@ -46,6 +54,7 @@ pub const PRESETS: &[Preset] = &[
     Preset {
         name: "poem",
         template: "{spaced}",
+        cls_first: true,
         stop_at_sep: true,
         cut: Cut::None,
         joiner: "",
@@ -54,6 +63,7 @@ pub const PRESETS: &[Preset] = &[
     Preset {
         name: "couplet",
         template: "{spaced} -",
+        cls_first: true,
         stop_at_sep: true,
         cut: Cut::MatchUpper,
         joiner: " - ",
@@ -62,6 +72,7 @@ pub const PRESETS: &[Preset] = &[
     Preset {
         name: "lyric",
         template: "{text}",
+        cls_first: true,
         stop_at_sep: false,
         cut: Cut::None,
         joiner: "",
@@ -70,10 +81,20 @@ pub const PRESETS: &[Preset] = &[
     Preset {
         name: "ancient",
         template: "{text}",
+        cls_first: true,
         stop_at_sep: false,
         cut: Cut::None,
         joiner: "",
         about: "the opening words of a classical text (e.g. 当是时)",
+    },
+    Preset {
+        name: "raw",
+        template: "{text}",
+        cls_first: false,
+        stop_at_sep: false,
+        cut: Cut::None,
+        joiner: "",
+        about: "the text as is without [CLS] first; generate to --max-length (UER-py 2019's scripts/generate.py, for the 2019 GPT)",
     },
 ];
 
@@ -85,7 +106,12 @@ pub const ENTRY_PRESETS: &[(&str, &str)] = &[
     ("gpt2-chinese-ancient", "ancient"),
     ("gpt2-chinese-cluecorpussmall", "plain"),
     ("gpt2-distil-chinese-cluecorpussmall", "plain"),
+    ("mixed_corpus_gpt", "raw"),
 ];
+
+/// The default preset of weights of a family, when they are not a registry entry (others
+/// get `plain`): the 2019 GPT was trained and sampled without `[CLS]` first.
+pub const FAMILY_PRESETS: &[(Family, &str)] = &[(Family::LegacyGpt, "raw")];
 
 impl Preset {
     /// Looks a preset up by name.
@@ -110,6 +136,27 @@ impl Preset {
             .find(|(e, _)| *e == entry_name)
             .map_or("plain", |(_, p)| *p);
         Preset::get(name).unwrap_or(&PRESETS[0])
+    }
+
+    /// The default preset of `weights` opened outside the registry: by the family of their
+    /// keys ([`FAMILY_PRESETS`]), else `plain`.
+    pub fn for_weights(weights: &Checkpoint) -> &'static Preset {
+        let name = crate::convert::detect(weights)
+            .ok()
+            .and_then(|d| FAMILY_PRESETS.iter().find(|(f, _)| *f == d.family))
+            .map_or("plain", |(_, p)| *p);
+        Preset::get(name).unwrap_or(&PRESETS[0])
+    }
+
+    /// The prompt's ids for the user's `text`: [`Self::format_prompt`] tokenized, with
+    /// `[CLS]` first when the preset says so ([`Self::cls_first`]).
+    pub fn prompt_ids(&self, tok: &Tokenizer, text: &str) -> Vec<u32> {
+        let prompt = self.format_prompt(text);
+        if self.cls_first {
+            super::prompt_ids(tok, &prompt)
+        } else {
+            tok.encode(&prompt)
+        }
     }
 
     /// The user's text as this preset's prompt (without `[CLS]`). A leading `[CLS]` the user

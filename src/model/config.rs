@@ -90,6 +90,15 @@ pub struct ModelConfig {
     pub dropout: f64,
 }
 
+/// The UER config's `encoder` values this crate builds, with the mask each implies when the
+/// config names none: `transformer` (UER-py 2020 on), and UER-py 2019's `bert` and `gpt`
+/// (BERT's post-LN layer, the latter under a causal mask).
+const ENCODERS: &[(&str, &str)] = &[
+    ("transformer", "fully_visible"),
+    ("bert", "fully_visible"),
+    ("gpt", "causal"),
+];
+
 /// UER-py's LayerNorm epsilon (added to the standard deviation).
 pub const UER_LN_EPS: f64 = 1e-6;
 
@@ -123,7 +132,22 @@ impl ModelConfig {
                 "word_pos_seg, word_pos, [word, pos(, seg)]",
             ));
         }
-        check_eq(v, "encoder", &["transformer"])?;
+        // UER-py 2019 named the encoder (`--encoder bert|gpt`) where later UER-py names a
+        // transformer and its mask; an explicit `mask` wins.
+        let encoder = v
+            .get("encoder")
+            .and_then(Value::as_str)
+            .unwrap_or("transformer");
+        let encoder_mask = match ENCODERS.iter().find(|(name, _)| *name == encoder) {
+            Some((_, mask)) => *mask,
+            None => {
+                return Err(unsupported(
+                    "encoder",
+                    encoder.into(),
+                    "transformer, bert, gpt",
+                ));
+            }
+        };
         check_eq(v, "feed_forward", &["dense"])?;
         check_eq(v, "layernorm", &["normal"])?;
         if v.get("relative_position_embedding")
@@ -155,7 +179,7 @@ impl ModelConfig {
         let mask = match v
             .get("mask")
             .and_then(Value::as_str)
-            .unwrap_or("fully_visible")
+            .unwrap_or(encoder_mask)
         {
             "fully_visible" => MaskKind::FullyVisible,
             "causal" => MaskKind::Causal,

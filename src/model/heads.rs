@@ -1,6 +1,7 @@
 //! Heads on top of the encoder, as UER-py's targets and run_classifier build them:
 //! MLM (`target.mlm.*`), sentence prediction (`target.sp.*`: BERT's NSP, ALBERT's SOP),
-//! LM (`target.lm.output_layer`) and the sequence classifier (`output_layer_{1,2}`).
+//! LM (`target.lm.output_layer`) and the sequence classifier (`output_layer_{1,2}`, or
+//! UER-py 2019's classification target `target.cls.linear_{1,2}`: the same computation).
 
 use super::config::Activation;
 use super::encoder::activate;

@@ -44,6 +44,12 @@ pub mod keys {
     pub const LM_OUT: &str = "target.lm.output_layer";
     pub const CLS_1: &str = "output_layer_1";
     pub const CLS_2: &str = "output_layer_2";
+    /// UER-py 2019's classification target (`--target cls`), naming v2.
+    pub const CLS_TARGET_1: &str = "target.cls.linear_1";
+    pub const CLS_TARGET_2: &str = "target.cls.linear_2";
+    /// The classifier heads, first match wins: run_classifier's, then the classification
+    /// target's (the same computation: first token → linear → tanh → linear).
+    pub const CLASSIFIERS: &[(&str, &str)] = &[(CLS_1, CLS_2), (CLS_TARGET_1, CLS_TARGET_2)];
 }
 
 /// What loading found: heads built, tied decoders, and keys the model did not use.
@@ -206,7 +212,8 @@ fn hint(ckpt: &Checkpoint) -> String {
 /// absent), SP when `target.sp.linear_1.weight` exists, LM when
 /// `target.lm.output_layer.weight` exists or the model is causal without an MLM head (tied),
 /// and a classifier (first-token pooling; set `pooling` after loading) when
-/// `output_layer_1.weight` exists (UER-py run_classifier checkpoints).
+/// `output_layer_1.weight` exists (UER-py run_classifier checkpoints) or
+/// `target.cls.linear_1.weight` (UER-py 2019's classification target; labels from its shape).
 pub fn load_model<B: Backend>(
     ckpt: &Checkpoint,
     config: &ModelConfig,
@@ -336,19 +343,23 @@ pub fn load_model<B: Backend>(
     } else {
         None
     };
-    let classifier = if r.has(&format!("{}.weight", keys::CLS_1)) {
-        report.heads.push("classifier");
-        let labels = r
-            .ckpt
-            .get(&format!("{}.weight", keys::CLS_2))
-            .map_or(0, |t| t.shape[0]);
-        Some(ClassifierHead {
-            output_layer_1: r.linear(keys::CLS_1, h, h, true)?,
-            output_layer_2: r.linear(keys::CLS_2, h, labels, true)?,
-            pooling: Pooling::First,
-        })
-    } else {
-        None
+    let classifier = match keys::CLASSIFIERS
+        .iter()
+        .find(|(one, _)| r.has(&format!("{one}.weight")))
+    {
+        Some(&(one, two)) => {
+            report.heads.push("classifier");
+            let labels = r
+                .ckpt
+                .get(&format!("{two}.weight"))
+                .map_or(0, |t| t.shape[0]);
+            Some(ClassifierHead {
+                output_layer_1: r.linear(one, h, h, true)?,
+                output_layer_2: r.linear(two, h, labels, true)?,
+                pooling: Pooling::First,
+            })
+        }
+        None => None,
     };
     let used = r.used.into_inner();
     report.unused = ckpt

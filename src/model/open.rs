@@ -5,10 +5,10 @@
 //! weights came from (UER file → UER's, HF → HF's with the config's eps).
 
 use super::ModelError;
-use super::config::{LnKind, ModelConfig};
+use super::config::{LnKind, MaskKind, ModelConfig};
 use super::heads::Pooling;
 use crate::checkpoint::Checkpoint;
-use crate::convert::{self, Source, ToUerOptions};
+use crate::convert::{self, Family, Source, ToUerOptions};
 use crate::tokenizer::Truncation;
 use std::path::{Path, PathBuf};
 
@@ -117,7 +117,7 @@ pub fn open_model(model: &Path, config: Option<&Path>) -> Result<OpenedModel, Mo
                     .into(),
         });
     };
-    let (checkpoint, source) = read_as_uer_v2(&weights)?;
+    let (checkpoint, source, family) = read_as_uer_v2(&weights)?;
     let own = model.is_file().then(|| model.to_path_buf());
     let config_file = match config {
         Some(path) => path.to_path_buf(),
@@ -152,14 +152,14 @@ pub fn open_model(model: &Path, config: Option<&Path>) -> Result<OpenedModel, Mo
     } else {
         ModelConfig::from_uer_file(&config_file)?
     };
-    let mut opened = finish(checkpoint, cfg, source, dir);
+    let mut opened = finish(checkpoint, cfg, source, family, dir);
     opened.file = own;
     opened.config_file = Some(config_file);
     Ok(opened)
 }
 
 /// Reads a checkpoint and renames it to UER naming v2.
-fn read_as_uer_v2(weights: &Path) -> Result<(Checkpoint, Source), ModelError> {
+fn read_as_uer_v2(weights: &Path) -> Result<(Checkpoint, Source, Family), ModelError> {
     let open_err = |message: String| ModelError::Open {
         path: weights.to_path_buf(),
         message,
@@ -167,16 +167,21 @@ fn read_as_uer_v2(weights: &Path) -> Result<(Checkpoint, Source), ModelError> {
     let raw = Checkpoint::open(weights).map_err(|e| open_err(e.to_string()))?;
     let (checkpoint, report) =
         convert::to_uer(&raw, &ToUerOptions::default()).map_err(|e| open_err(e.to_string()))?;
-    Ok((checkpoint, report.source))
+    Ok((checkpoint, report.source, report.family))
 }
 
-/// Sets the LN formula from where the weights came from, whatever spelling the config used.
+/// Sets the LN formula from where the weights came from, whatever spelling the config used,
+/// and the causal mask where the keys say so ([`Family::causal_by_keys`]).
 fn finish(
     checkpoint: Checkpoint,
     mut config: ModelConfig,
     source: Source,
+    family: Family,
     dir: PathBuf,
 ) -> OpenedModel {
+    if family.causal_by_keys() {
+        config.mask = MaskKind::Causal;
+    }
     match source {
         Source::Uer(_) => {
             config.ln_kind = LnKind::Uer;
@@ -210,9 +215,9 @@ pub fn open_with_uer_config(
     };
     let value = serde_json::to_value(uer).map_err(|e| cfg_err(e.to_string()))?;
     let cfg = ModelConfig::from_uer_json(&value)?;
-    let (checkpoint, source) = read_as_uer_v2(path)?;
+    let (checkpoint, source, family) = read_as_uer_v2(path)?;
     let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
-    let mut opened = finish(checkpoint, cfg, source, dir);
+    let mut opened = finish(checkpoint, cfg, source, family, dir);
     opened.file = Some(path.to_path_buf());
     Ok(opened)
 }

@@ -4,10 +4,10 @@
 
 use super::ModelError;
 use super::backend::{BackendJob, DeviceSpec, run_on};
-use super::heads::{Pooling, pool};
+use super::heads::{ClassifierHead, Pooling, pool, pool_weights};
 use super::load::{LoadReport, load_model};
 use super::open::OpenedModel;
-use burn::tensor::{Tensor, activation, backend::Backend};
+use burn::tensor::{Tensor, TensorData, activation, backend::Backend};
 
 /// A dense f32 array on the host.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,7 +33,9 @@ impl HostTensor {
 pub struct ForwardOutput {
     /// Last encoder layer `[batch, seq, hidden]`.
     pub hidden: HostTensor,
-    /// Pretraining head logits `[batch, seq, vocab]`, when the weights have such a head.
+    /// Pretraining head logits `[batch, seq, vocab]`, when the weights have such a head;
+    /// else a classifier's label logits `[batch, labels]` (pooled as
+    /// [`OpenedModel::pooling`] says).
     pub logits: Option<HostTensor>,
     /// What loading found.
     pub report: LoadReport,
@@ -60,9 +62,26 @@ impl BackendJob for ForwardJob<'_> {
         let b = self.input;
         let (ids, seg) = model.inputs(&b.ids, &b.segment, b.batch, b.seq, &device)?;
         let out = model.forward(ids, seg);
+        let logits = match (out.logits, &model.classifier) {
+            (Some(tokens), _) => Some(HostTensor::from_burn(tokens)),
+            (None, Some(head)) => {
+                // A classifier: one row of label logits per sequence, pooled as recorded.
+                let pooling = self.model.pooling()?;
+                let weights = pool_weights(&b.segment, b.batch, b.seq, pooling)
+                    .map(|w| Tensor::from_data(TensorData::new(w, [b.batch, b.seq]), &device));
+                let head = ClassifierHead {
+                    pooling,
+                    ..head.clone()
+                };
+                Some(HostTensor::from_burn(
+                    head.forward(out.hidden.clone(), weights),
+                ))
+            }
+            (None, None) => None,
+        };
         Ok(ForwardOutput {
             hidden: HostTensor::from_burn(out.hidden),
-            logits: out.logits.map(HostTensor::from_burn),
+            logits,
             report,
         })
     }

@@ -527,9 +527,10 @@ async fn completions(
     let mut budget_used: usize = 0;
     for (i, text) in texts.iter().enumerate() {
         let ids = match text {
-            Some(t) => generate::prompt_ids(&tok, &preset.format_prompt(t)),
+            Some(t) => preset.prompt_ids(&tok, t),
             None => {
-                let mut ids = vec![tok.cls_id()];
+                let mut ids: Vec<u32> =
+                    preset.cls_first.then(|| tok.cls_id()).into_iter().collect();
                 ids.extend(&id_rows[i]);
                 ids
             }

@@ -281,7 +281,10 @@ pub fn load_models(
                     .and_then(|n| crate::registry::Registry::builtin().get(n).ok())
             })
             .flatten();
-        let preset = entry.map_or(&crate::generate::PRESETS[0], |e| Preset::for_entry(&e.name));
+        let preset = entry.map_or_else(
+            || Preset::for_weights(&opened.checkpoint),
+            |e| Preset::for_entry(&e.name),
+        );
         let sampling = entry
             .and_then(|e| e.generation.as_ref())
             .map_or(Sampling::default(), |c| Sampling {

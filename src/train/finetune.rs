@@ -8,7 +8,7 @@
 //! with a strictly better dev accuracy are kept; test accuracy is that model's.
 
 use super::TrainError;
-use super::classifier::{self, init_head, load_head, nll_loss};
+use super::classifier::{self, init_head, nll_loss};
 use super::data::Encoded;
 use super::optim::{UerAdamW, WarmupLinear};
 use crate::checkpoint::Checkpoint;
@@ -503,13 +503,17 @@ impl BackendJob for PredictJob<'_> {
     fn run<B: Backend>(self, device: B::Device) -> Self::Output {
         let (mut model, _) =
             load_model::<B>(&self.opened.checkpoint, &self.opened.config, &device)?;
-        let hidden = model.config.hidden_size;
-        model.classifier = Some(load_head(
-            &self.opened.checkpoint,
-            hidden,
-            self.pooling,
-            &device,
-        )?);
+        // The loader attaches the head: run_classifier's `output_layer_{1,2}` or UER-py
+        // 2019's classification target (`target.linear_{1,2}`), labels from its shape.
+        match model.classifier.as_mut() {
+            Some(head) => head.pooling = self.pooling,
+            None => {
+                return Err(TrainError::NoHead {
+                    key: format!("{}.weight", classifier::HEAD_1),
+                    hint: "the weights are not a classifier (neither run_classifier's `output_layer_{1,2}` nor UER-py 2019's classification target `target.linear_{1,2}`); run `uerzoo finetune` first".into(),
+                });
+            }
+        }
         if self.data.seq > model.config.max_seq_length {
             return Err(TrainError::SeqLength {
                 seq: self.data.seq,
