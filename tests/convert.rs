@@ -534,3 +534,95 @@ fn to_uer_is_self_contained_and_defaults_to_naming_v1() {
     let o = uerzoo(&["fill-mask", s(&out), "北京是[MASK]国的首都"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+/// A UER file written by `finetune`/`pretrain`/`download --format uer` carries its config
+/// beside it (`OUT.bin.uer_config.json`, or the folder's `uer_config.json`): `convert` reads
+/// it when no `--config` is given and says so. ALBERT needs it (its shared layer's count is
+/// not in the weights).
+#[test]
+fn cli_reads_the_uer_config_beside_the_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = common::uer_fixture("albert_v1");
+    let config = f.join("uer_config.json");
+    // Without any config: refused, naming the fix.
+    let lone = tmp.path().join("lone");
+    std::fs::create_dir(&lone).unwrap();
+    let lone_bin = lone.join("albert.bin");
+    std::fs::copy(f.join("uer_model.bin"), &lone_bin).unwrap();
+    let lone_hf = tmp.path().join("lone_hf");
+    assert_fails(
+        &["convert", s(&lone_bin), s(&lone_hf), "--to", "hf"],
+        "pass --config UER_CONFIG.json",
+        &lone_hf,
+    );
+    // The file's own companion, then the folder's `uer_config.json`.
+    let own = lone.join("albert.bin.uer_config.json");
+    std::fs::copy(&config, &own).unwrap();
+    let folder = tmp.path().join("folder");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::copy(f.join("uer_model.bin"), folder.join("albert.bin")).unwrap();
+    std::fs::copy(&config, folder.join("uer_config.json")).unwrap();
+    for (bin, used) in [
+        (lone_bin.clone(), own.clone()),
+        (folder.join("albert.bin"), folder.join("uer_config.json")),
+    ] {
+        let hf = bin.with_extension("hf");
+        let o = uerzoo(&["convert", s(&bin), s(&hf), "--to", "hf"]);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{stderr}");
+        assert!(
+            stderr.contains(&format!("note: using the UER config {}", used.display())),
+            "{stderr}"
+        );
+        let cfg: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(hf.join("config.json")).unwrap())
+                .unwrap();
+        assert_eq!(cfg["num_hidden_layers"], 2, "{}", bin.display());
+        assert_eq!(cfg["hidden_act"], "relu", "{}", bin.display());
+        assert_matches_script("albert_v1", &Checkpoint::open(&hf).unwrap());
+    }
+    // `--to uer` carries the companion found along, so the output opens by its path alone.
+    let back = tmp.path().join("out").join("albert_v2.bin");
+    let o = uerzoo(&[
+        "convert",
+        s(&lone_bin),
+        s(&back),
+        "--to",
+        "uer",
+        "--uer-naming",
+        "v2",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        std::fs::read(back.with_file_name("uer_config.json")).unwrap(),
+        std::fs::read(&config).unwrap()
+    );
+    // `--config` wins over the companion (and nothing is said about it).
+    let bad = tmp.path().join("bad_config.json");
+    std::fs::write(
+        &bad,
+        r#"{"hidden_size": 128, "heads_num": 3, "layers_num": 2}"#,
+    )
+    .unwrap();
+    let out = tmp.path().join("overridden");
+    assert_fails(
+        &[
+            "convert",
+            s(&lone_bin),
+            s(&out),
+            "--to",
+            "hf",
+            "--config",
+            s(&bad),
+        ],
+        "3 attention heads do not divide the hidden size 128",
+        &out,
+    );
+    // A broken companion is named, with the fix.
+    std::fs::write(&own, b"{ not json").unwrap();
+    assert_fails(
+        &["convert", s(&lone_bin), s(&out), "--to", "hf"],
+        &format!("reading the UER config {} found beside", own.display()),
+        &out,
+    );
+}

@@ -1,6 +1,6 @@
 //! `uerzoo convert`: convert a checkpoint between UER (naming v1/v2) and Huggingface.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -29,7 +29,9 @@ pub struct Args {
     /// Architecture (narrows detection; word-roberta writes sentencepiece tokenizer files).
     #[arg(long, default_value = "auto", value_parser = ["auto", "bert", "roberta", "word-roberta", "gpt2", "albert"])]
     arch: String,
-    /// UER model config JSON (heads, activation, ALBERT's layer count).
+    /// UER model config JSON (heads, activation, ALBERT's layer count). Default for a UER
+    /// file: its own `FILE.uer_config.json`, else `uer_config.json` beside it (as `finetune`,
+    /// `pretrain` and `download --format uer` write them).
     #[arg(long, conflicts_with = "model")]
     config: Option<PathBuf>,
     /// Take the config from this registry entry (see `uerzoo list`).
@@ -60,11 +62,31 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
-    let config_file = a.config.clone();
+    let found = match (&a.config, &a.model) {
+        (None, None) => config_beside(&a.input)?,
+        _ => None,
+    };
+    let config_file = a.config.clone().or_else(|| found.clone());
     let uer_config = match (&a.config, &a.model) {
         (Some(p), _) => Some(
             UerConfig::from_file(p).with_context(|| format!("reading --config {}", p.display()))?,
         ),
+        (None, None) if found.is_some() => {
+            let p = found.as_deref().unwrap_or(&a.input);
+            let c = UerConfig::from_file(p).with_context(|| {
+                format!(
+                    "reading the UER config {} found beside {} (fix it, or pass --config UER_CONFIG.json or --model NAME)",
+                    p.display(),
+                    a.input.display()
+                )
+            })?;
+            eprintln!(
+                "note: using the UER config {} (beside {}; --config overrides)",
+                p.display(),
+                a.input.display()
+            );
+            Some(c)
+        }
         (None, Some(m)) => Some(Registry::builtin().get(m)?.uer_config()?),
         (None, None) => None,
     };
@@ -106,6 +128,31 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         uer_companions(&req, config_file)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The UER config that the commands which write a UER file put beside it: the file's own
+/// companion (`FILE.uer_config.json`), else the folder's `uer_config.json`, else a
+/// `config.json` that is a UER config (not an HF one). None for a folder (an HF directory
+/// carries its `config.json`).
+fn config_beside(input: &Path) -> anyhow::Result<Option<PathBuf>> {
+    if !input.is_file() {
+        return Ok(None);
+    }
+    let dir = uerzoo::output::parent_dir(input);
+    let own = uerzoo::model::open::companion(input, "uer_config.json");
+    for p in [own, dir.join("uer_config.json")] {
+        if p.is_file() {
+            return Ok(Some(p));
+        }
+    }
+    let p = dir.join("config.json");
+    if !p.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+    let hf = serde_json::from_str::<serde_json::Value>(&text)
+        .map_or(true, |v| v.get("model_type").is_some());
+    Ok((!hf).then_some(p))
 }
 
 /// `--to uer` writes the config and vocabulary beside the `.bin`, so that every command
