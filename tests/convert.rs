@@ -626,3 +626,69 @@ fn cli_reads_the_uer_config_beside_the_input() {
         &out,
     );
 }
+
+/// The summary counts every row it drops: UER's padding segment (row 0 of the segment
+/// embedding) has no place in HF, so UER → HF says so, HF → UER says it put zeros there,
+/// and the round trip's bytes agree with what was printed.
+#[test]
+fn cli_summary_counts_dropped_and_added_rows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = common::uer_fixture("bert_v1");
+    let uer = Checkpoint::open(f.join("uer_model.bin")).unwrap();
+    let seg = uer.get("embedding.segment_embedding.weight").unwrap();
+    let row = seg.bytes().len() / seg.shape[0];
+    assert!(
+        seg.bytes()[..row].iter().any(|&b| b != 0),
+        "the fixture's padding segment holds values, so dropping it loses something"
+    );
+    let hf = tmp.path().join("hf");
+    let o = uerzoo(&["convert", s(&f.join("uer_model.bin")), s(&hf), "--to", "hf"]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        stdout.contains("dropped:    0 tensors, 1 row\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  - embedding.segment_embedding.weight: row 0, UER's padding segment (not zeros, though read only at padding positions;"),
+        "{stdout}"
+    );
+    let back = tmp.path().join("back.bin");
+    let o = uerzoo(&["convert", s(&hf), s(&back), "--to", "uer"]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The one HF duplicate is a tensor dropped; the padding row is added back as zeros.
+    assert!(stdout.contains("dropped:    1 tensor, 0 rows\n  - cls.predictions.decoder.bias: duplicate of `cls.predictions.bias`\n"), "{stdout}");
+    assert!(
+        stdout.contains("added:      1 row\n  - embedding.segment_embedding.weight: row 0, UER's padding segment: zeros"),
+        "{stdout}"
+    );
+    let t = Checkpoint::open(&back).unwrap();
+    let t = t.get("embedding.segment_embedding.weight").unwrap();
+    assert!(t.bytes()[..row].iter().all(|&b| b == 0));
+    assert_eq!(t.bytes()[row..], seg.bytes()[row..]);
+    // HF → HF and UER → UER lose no row; a family without segments has none to lose.
+    for (input, to, out) in [
+        (hf.clone(), "hf", tmp.path().join("hf2")),
+        (f.join("uer_model.bin"), "uer", tmp.path().join("v2.bin")),
+        (
+            common::uer_fixture("gpt2_v1").join("uer_model.bin"),
+            "hf",
+            tmp.path().join("gpt2"),
+        ),
+    ] {
+        let o = uerzoo(&[
+            "convert",
+            s(&input),
+            s(&out),
+            "--to",
+            to,
+            "--uer-naming",
+            "v2",
+        ]);
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(stdout.contains(", 0 rows\n"), "{stdout}");
+        assert!(!stdout.contains("added:"), "{stdout}");
+    }
+}
