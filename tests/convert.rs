@@ -568,11 +568,12 @@ fn cli_reads_the_uer_config_beside_the_input() {
     ] {
         let hf = bin.with_extension("hf");
         let o = uerzoo(&["convert", s(&bin), s(&hf), "--to", "hf"]);
-        let stderr = String::from_utf8_lossy(&o.stderr);
-        assert!(o.status.success(), "{stderr}");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        // Said in the summary, on stdout.
+        let stdout = String::from_utf8_lossy(&o.stdout);
         assert!(
-            stderr.contains(&format!("note: using the UER config {}", used.display())),
-            "{stderr}"
+            stdout.contains(&format!("note: using the UER config {}", used.display())),
+            "{stdout}"
         );
         let cfg: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(hf.join("config.json")).unwrap())
@@ -581,6 +582,28 @@ fn cli_reads_the_uer_config_beside_the_input() {
         assert_eq!(cfg["hidden_act"], "relu", "{}", bin.display());
         assert_matches_script("albert_v1", &Checkpoint::open(&hf).unwrap());
     }
+    // The vocabulary beside the input goes into the HF folder the same way.
+    std::fs::copy(f.join("vocab.txt"), folder.join("vocab.txt")).unwrap();
+    let hf = tmp.path().join("with_vocab");
+    let o = uerzoo(&[
+        "convert",
+        s(&folder.join("albert.bin")),
+        s(&hf),
+        "--to",
+        "hf",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let note = format!(
+        "note: using the vocabulary {}",
+        folder.join("vocab.txt").display()
+    );
+    assert!(stdout.contains(&note), "{stdout}");
+    assert_eq!(
+        std::fs::read(hf.join("vocab.txt")).unwrap(),
+        std::fs::read(f.join("vocab.txt")).unwrap()
+    );
+    assert!(hf.join("tokenizer_config.json").is_file());
     // `--to uer` carries the companion found along, so the output opens by its path alone.
     let back = tmp.path().join("out").join("albert_v2.bin");
     let o = uerzoo(&[

@@ -57,7 +57,8 @@ const CONFIG: &str = r#"{
 "#;
 
 /// Writes `dir/word.bin` (UER naming v1, random weights sized for the sentencepiece
-/// vocabulary) with `uer_config.json` beside it, as `pretrain` leaves a model.
+/// vocabulary) with `uer_config.json` and `spiece.model` beside it, as `pretrain` leaves a
+/// model.
 fn make_word_model(dir: &Path) -> (PathBuf, usize) {
     let spm = common::vocab("cluecorpussmall_spm.model");
     let vocab_size = Tokenizer::from_spm_file(&spm).unwrap().vocab_size();
@@ -76,6 +77,7 @@ fn make_word_model(dir: &Path) -> (PathBuf, usize) {
     let bin = dir.join("word.bin");
     v1.write_torch(&bin, false).unwrap();
     std::fs::write(dir.join("uer_config.json"), CONFIG).unwrap();
+    std::fs::copy(&spm, dir.join("spiece.model")).unwrap();
     (bin, vocab_size)
 }
 
@@ -84,10 +86,10 @@ fn word_model_converts_finetunes_and_predicts() {
     let tmp = tempfile::tempdir().unwrap();
     let (bin, vocab_size) = make_word_model(tmp.path());
     let spm = common::vocab("cluecorpussmall_spm.model");
-    // convert → an HF folder with the sentencepiece tokenizer files (the config beside the
-    // UER file is read without --config).
+    // convert → an HF folder with the sentencepiece tokenizer files (the config and the
+    // sentencepiece model beside the UER file are read without --config and --vocab).
     let hf = tmp.path().join("word_hf");
-    uerzoo(&[
+    let o = common::run_ok(Command::new(common::uerzoo_bin()).args([
         "convert",
         s(&bin),
         s(&hf),
@@ -95,9 +97,15 @@ fn word_model_converts_finetunes_and_predicts() {
         "hf",
         "--arch",
         "word-roberta",
-        "--vocab",
-        s(&spm),
-    ]);
+    ]));
+    let said = String::from_utf8_lossy(&o.stdout);
+    for (what, file) in [
+        ("UER config", "uer_config.json"),
+        ("vocabulary", "spiece.model"),
+    ] {
+        let note = format!("note: using the {what} {}", tmp.path().join(file).display());
+        assert!(said.contains(&note), "{said}");
+    }
     assert_eq!(
         std::fs::read(hf.join("spiece.model")).unwrap(),
         std::fs::read(&spm).unwrap()

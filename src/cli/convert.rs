@@ -12,7 +12,7 @@ use uerzoo::registry::{Registry, UerConfig};
 /// Families: BERT/RoBERTa (MLM, MLM+NSP, fine-tuned classifiers), word-based RoBERTa,
 /// GPT-2, ALBERT. UER naming generations v1 (2019–2022, the zoo weights) and v2 (2023+) are
 /// detected from the keys; `--to uer` writes `--uer-naming` (UER → UER migrates between
-/// generations). Every run ends with a summary; no tensor is dropped silently.
+/// generations). Every run ends with a summary; no tensor or row is dropped silently.
 ///
 /// Example:
 ///   uerzoo convert uer_model.bin out/ --to hf --config uer_config.json --vocab vocab.txt
@@ -37,7 +37,9 @@ pub struct Args {
     /// Take the config from this registry entry (see `uerzoo list`).
     #[arg(long)]
     model: Option<String>,
-    /// vocab.txt (or a sentencepiece .model) to ship in the HF directory.
+    /// vocab.txt (or a sentencepiece .model) to ship in the HF directory. Default for a
+    /// file: its own `FILE.vocab.txt`/`FILE.spiece.model`, else `vocab.txt`/`spiece.model`
+    /// beside it.
     #[arg(long)]
     vocab: Option<PathBuf>,
     /// UER naming generation to write with `--to uer` (v1, the zoo's and UER-py ≤2022's, is
@@ -62,6 +64,8 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
+    // The companions read without being named, said in the summary.
+    let mut used: Vec<String> = Vec::new();
     let found = match (&a.config, &a.model) {
         (None, None) => config_beside(&a.input)?,
         _ => None,
@@ -80,15 +84,25 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                     a.input.display()
                 )
             })?;
-            eprintln!(
-                "note: using the UER config {} (beside {}; --config overrides)",
+            used.push(format!(
+                "using the UER config {} (beside {}; --config overrides)",
                 p.display(),
                 a.input.display()
-            );
+            ));
             Some(c)
         }
         (None, Some(m)) => Some(Registry::builtin().get(m)?.uer_config()?),
         (None, None) => None,
+    };
+    let vocab = match &a.vocab {
+        Some(v) => Some(v.clone()),
+        None => vocab_beside(&a.input).inspect(|v| {
+            used.push(format!(
+                "using the vocabulary {} (beside {}; --vocab overrides)",
+                v.display(),
+                a.input.display()
+            ))
+        }),
     };
     let req = Request {
         input: a.input,
@@ -99,7 +113,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             .transpose()
             .map_err(anyhow::Error::msg)?,
         uer_config,
-        vocab: a.vocab,
+        vocab,
         naming: a.uer_naming.parse::<Naming>().map_err(anyhow::Error::msg)?,
         exact_layernorm: a.exact_layernorm,
         format: a.format.map(|f| {
@@ -113,7 +127,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         force: a.force,
         allow_unmapped: a.allow_unmapped,
     };
-    let out = convert::run(&req).with_context(|| format!("converting {}", req.input.display()))?;
+    let mut out = convert::run(&req).with_context(|| match used.is_empty() {
+        true => format!("converting {}", req.input.display()),
+        false => format!("converting {} ({})", req.input.display(), used.join("; ")),
+    })?;
+    out.report.notes.splice(0..0, used);
     if req.dry_run {
         for m in &out.report.mapped {
             println!("{} -> {}  [{}]", m.from.join(" + "), m.to, m.transform);
@@ -153,6 +171,22 @@ fn config_beside(input: &Path) -> anyhow::Result<Option<PathBuf>> {
     let hf = serde_json::from_str::<serde_json::Value>(&text)
         .map_or(true, |v| v.get("model_type").is_some());
     Ok((!hf).then_some(p))
+}
+
+/// The vocabulary the commands which write a UER file put beside it: the file's own
+/// (`FILE.vocab.txt`, `FILE.spiece.model`), else the folder's. None for a folder (an HF
+/// directory's tokenizer files are read by the conversion itself).
+fn vocab_beside(input: &Path) -> Option<PathBuf> {
+    if !input.is_file() {
+        return None;
+    }
+    let dir = uerzoo::output::parent_dir(input);
+    let names = ["vocab.txt", "spiece.model"];
+    names
+        .map(|n| uerzoo::model::open::companion(input, n))
+        .into_iter()
+        .chain(names.map(|n| dir.join(n)))
+        .find(|p| p.is_file())
 }
 
 /// `--to uer` writes the config and vocabulary beside the `.bin`, so that every command
