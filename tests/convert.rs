@@ -534,3 +534,184 @@ fn to_uer_is_self_contained_and_defaults_to_naming_v1() {
     let o = uerzoo(&["fill-mask", s(&out), "北京是[MASK]国的首都"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+/// A UER file written by `finetune`/`pretrain`/`download --format uer` carries its config
+/// beside it (`OUT.bin.uer_config.json`, or the folder's `uer_config.json`): `convert` reads
+/// it when no `--config` is given and says so. ALBERT needs it (its shared layer's count is
+/// not in the weights).
+#[test]
+fn cli_reads_the_uer_config_beside_the_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = common::uer_fixture("albert_v1");
+    let config = f.join("uer_config.json");
+    // Without any config: refused, naming the fix.
+    let lone = tmp.path().join("lone");
+    std::fs::create_dir(&lone).unwrap();
+    let lone_bin = lone.join("albert.bin");
+    std::fs::copy(f.join("uer_model.bin"), &lone_bin).unwrap();
+    let lone_hf = tmp.path().join("lone_hf");
+    assert_fails(
+        &["convert", s(&lone_bin), s(&lone_hf), "--to", "hf"],
+        "pass --config UER_CONFIG.json",
+        &lone_hf,
+    );
+    // The file's own companion, then the folder's `uer_config.json`.
+    let own = lone.join("albert.bin.uer_config.json");
+    std::fs::copy(&config, &own).unwrap();
+    let folder = tmp.path().join("folder");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::copy(f.join("uer_model.bin"), folder.join("albert.bin")).unwrap();
+    std::fs::copy(&config, folder.join("uer_config.json")).unwrap();
+    for (bin, used) in [
+        (lone_bin.clone(), own.clone()),
+        (folder.join("albert.bin"), folder.join("uer_config.json")),
+    ] {
+        let hf = bin.with_extension("hf");
+        let o = uerzoo(&["convert", s(&bin), s(&hf), "--to", "hf"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        // Said in the summary, on stdout.
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            stdout.contains(&format!("note: using the UER config {}", used.display())),
+            "{stdout}"
+        );
+        let cfg: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(hf.join("config.json")).unwrap())
+                .unwrap();
+        assert_eq!(cfg["num_hidden_layers"], 2, "{}", bin.display());
+        assert_eq!(cfg["hidden_act"], "relu", "{}", bin.display());
+        assert_matches_script("albert_v1", &Checkpoint::open(&hf).unwrap());
+    }
+    // The vocabulary beside the input goes into the HF folder the same way.
+    std::fs::copy(f.join("vocab.txt"), folder.join("vocab.txt")).unwrap();
+    let hf = tmp.path().join("with_vocab");
+    let o = uerzoo(&[
+        "convert",
+        s(&folder.join("albert.bin")),
+        s(&hf),
+        "--to",
+        "hf",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let note = format!(
+        "note: using the vocabulary {}",
+        folder.join("vocab.txt").display()
+    );
+    assert!(stdout.contains(&note), "{stdout}");
+    assert_eq!(
+        std::fs::read(hf.join("vocab.txt")).unwrap(),
+        std::fs::read(f.join("vocab.txt")).unwrap()
+    );
+    assert!(hf.join("tokenizer_config.json").is_file());
+    // `--to uer` carries the companion found along, so the output opens by its path alone.
+    let back = tmp.path().join("out").join("albert_v2.bin");
+    let o = uerzoo(&[
+        "convert",
+        s(&lone_bin),
+        s(&back),
+        "--to",
+        "uer",
+        "--uer-naming",
+        "v2",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        std::fs::read(back.with_file_name("uer_config.json")).unwrap(),
+        std::fs::read(&config).unwrap()
+    );
+    // `--config` wins over the companion (and nothing is said about it).
+    let bad = tmp.path().join("bad_config.json");
+    std::fs::write(
+        &bad,
+        r#"{"hidden_size": 128, "heads_num": 3, "layers_num": 2}"#,
+    )
+    .unwrap();
+    let out = tmp.path().join("overridden");
+    assert_fails(
+        &[
+            "convert",
+            s(&lone_bin),
+            s(&out),
+            "--to",
+            "hf",
+            "--config",
+            s(&bad),
+        ],
+        "3 attention heads do not divide the hidden size 128",
+        &out,
+    );
+    // A broken companion is named, with the fix.
+    std::fs::write(&own, b"{ not json").unwrap();
+    assert_fails(
+        &["convert", s(&lone_bin), s(&out), "--to", "hf"],
+        &format!("reading the UER config {} found beside", own.display()),
+        &out,
+    );
+}
+
+/// The summary counts every row it drops: UER's padding segment (row 0 of the segment
+/// embedding) has no place in HF, so UER → HF says so, HF → UER says it put zeros there,
+/// and the round trip's bytes agree with what was printed.
+#[test]
+fn cli_summary_counts_dropped_and_added_rows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = common::uer_fixture("bert_v1");
+    let uer = Checkpoint::open(f.join("uer_model.bin")).unwrap();
+    let seg = uer.get("embedding.segment_embedding.weight").unwrap();
+    let row = seg.bytes().len() / seg.shape[0];
+    assert!(
+        seg.bytes()[..row].iter().any(|&b| b != 0),
+        "the fixture's padding segment holds values, so dropping it loses something"
+    );
+    let hf = tmp.path().join("hf");
+    let o = uerzoo(&["convert", s(&f.join("uer_model.bin")), s(&hf), "--to", "hf"]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        stdout.contains("dropped:    0 tensors, 1 row\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  - embedding.segment_embedding.weight: row 0, UER's padding segment (not zeros, though read only at padding positions;"),
+        "{stdout}"
+    );
+    let back = tmp.path().join("back.bin");
+    let o = uerzoo(&["convert", s(&hf), s(&back), "--to", "uer"]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The one HF duplicate is a tensor dropped; the padding row is added back as zeros.
+    assert!(stdout.contains("dropped:    1 tensor, 0 rows\n  - cls.predictions.decoder.bias: duplicate of `cls.predictions.bias`\n"), "{stdout}");
+    assert!(
+        stdout.contains("added:      1 row\n  - embedding.segment_embedding.weight: row 0, UER's padding segment: zeros"),
+        "{stdout}"
+    );
+    let t = Checkpoint::open(&back).unwrap();
+    let t = t.get("embedding.segment_embedding.weight").unwrap();
+    assert!(t.bytes()[..row].iter().all(|&b| b == 0));
+    assert_eq!(t.bytes()[row..], seg.bytes()[row..]);
+    // HF → HF and UER → UER lose no row; a family without segments has none to lose.
+    for (input, to, out) in [
+        (hf.clone(), "hf", tmp.path().join("hf2")),
+        (f.join("uer_model.bin"), "uer", tmp.path().join("v2.bin")),
+        (
+            common::uer_fixture("gpt2_v1").join("uer_model.bin"),
+            "hf",
+            tmp.path().join("gpt2"),
+        ),
+    ] {
+        let o = uerzoo(&[
+            "convert",
+            s(&input),
+            s(&out),
+            "--to",
+            to,
+            "--uer-naming",
+            "v2",
+        ]);
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(stdout.contains(", 0 rows\n"), "{stdout}");
+        assert!(!stdout.contains("added:"), "{stdout}");
+    }
+}

@@ -1,6 +1,6 @@
 //! `uerzoo convert`: convert a checkpoint between UER (naming v1/v2) and Huggingface.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -12,7 +12,7 @@ use uerzoo::registry::{Registry, UerConfig};
 /// Families: BERT/RoBERTa (MLM, MLM+NSP, fine-tuned classifiers), word-based RoBERTa,
 /// GPT-2, ALBERT. UER naming generations v1 (2019–2022, the zoo weights) and v2 (2023+) are
 /// detected from the keys; `--to uer` writes `--uer-naming` (UER → UER migrates between
-/// generations). Every run ends with a summary; no tensor is dropped silently.
+/// generations). Every run ends with a summary; no tensor or row is dropped silently.
 ///
 /// Example:
 ///   uerzoo convert uer_model.bin out/ --to hf --config uer_config.json --vocab vocab.txt
@@ -29,13 +29,17 @@ pub struct Args {
     /// Architecture (narrows detection; word-roberta writes sentencepiece tokenizer files).
     #[arg(long, default_value = "auto", value_parser = ["auto", "bert", "roberta", "word-roberta", "gpt2", "gpt", "albert"])]
     arch: String,
-    /// UER model config JSON (heads, activation, ALBERT's layer count).
+    /// UER model config JSON (heads, activation, ALBERT's layer count). Default for a UER
+    /// file: its own `FILE.uer_config.json`, else `uer_config.json` beside it (as `finetune`,
+    /// `pretrain` and `download --format uer` write them).
     #[arg(long, conflicts_with = "model")]
     config: Option<PathBuf>,
     /// Take the config from this registry entry (see `uerzoo list`).
     #[arg(long)]
     model: Option<String>,
-    /// vocab.txt (or a sentencepiece .model) to ship in the HF directory.
+    /// vocab.txt (or a sentencepiece .model) to ship in the HF directory. Default for a
+    /// file: its own `FILE.vocab.txt`/`FILE.spiece.model`, else `vocab.txt`/`spiece.model`
+    /// beside it.
     #[arg(long)]
     vocab: Option<PathBuf>,
     /// UER naming generation to write with `--to uer` (v1, the zoo's and UER-py ≤2022's, is
@@ -60,13 +64,45 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
-    let config_file = a.config.clone();
+    // The companions read without being named, said in the summary.
+    let mut used: Vec<String> = Vec::new();
+    let found = match (&a.config, &a.model) {
+        (None, None) => config_beside(&a.input)?,
+        _ => None,
+    };
+    let config_file = a.config.clone().or_else(|| found.clone());
     let uer_config = match (&a.config, &a.model) {
         (Some(p), _) => Some(
             UerConfig::from_file(p).with_context(|| format!("reading --config {}", p.display()))?,
         ),
+        (None, None) if found.is_some() => {
+            let p = found.as_deref().unwrap_or(&a.input);
+            let c = UerConfig::from_file(p).with_context(|| {
+                format!(
+                    "reading the UER config {} found beside {} (fix it, or pass --config UER_CONFIG.json or --model NAME)",
+                    p.display(),
+                    a.input.display()
+                )
+            })?;
+            used.push(format!(
+                "using the UER config {} (beside {}; --config overrides)",
+                p.display(),
+                a.input.display()
+            ));
+            Some(c)
+        }
         (None, Some(m)) => Some(Registry::builtin().get(m)?.uer_config()?),
         (None, None) => None,
+    };
+    let vocab = match &a.vocab {
+        Some(v) => Some(v.clone()),
+        None => vocab_beside(&a.input).inspect(|v| {
+            used.push(format!(
+                "using the vocabulary {} (beside {}; --vocab overrides)",
+                v.display(),
+                a.input.display()
+            ))
+        }),
     };
     let req = Request {
         input: a.input,
@@ -77,7 +113,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             .transpose()
             .map_err(anyhow::Error::msg)?,
         uer_config,
-        vocab: a.vocab,
+        vocab,
         naming: a.uer_naming.parse::<Naming>().map_err(anyhow::Error::msg)?,
         exact_layernorm: a.exact_layernorm,
         format: a.format.map(|f| {
@@ -91,7 +127,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         force: a.force,
         allow_unmapped: a.allow_unmapped,
     };
-    let out = convert::run(&req).with_context(|| format!("converting {}", req.input.display()))?;
+    let mut out = convert::run(&req).with_context(|| match used.is_empty() {
+        true => format!("converting {}", req.input.display()),
+        false => format!("converting {} ({})", req.input.display(), used.join("; ")),
+    })?;
+    out.report.notes.splice(0..0, used);
     if req.dry_run {
         for m in &out.report.mapped {
             println!("{} -> {}  [{}]", m.from.join(" + "), m.to, m.transform);
@@ -106,6 +146,47 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         uer_companions(&req, config_file)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The UER config that the commands which write a UER file put beside it: the file's own
+/// companion (`FILE.uer_config.json`), else the folder's `uer_config.json`, else a
+/// `config.json` that is a UER config (not an HF one). None for a folder (an HF directory
+/// carries its `config.json`).
+fn config_beside(input: &Path) -> anyhow::Result<Option<PathBuf>> {
+    if !input.is_file() {
+        return Ok(None);
+    }
+    let dir = uerzoo::output::parent_dir(input);
+    let own = uerzoo::model::open::companion(input, "uer_config.json");
+    for p in [own, dir.join("uer_config.json")] {
+        if p.is_file() {
+            return Ok(Some(p));
+        }
+    }
+    let p = dir.join("config.json");
+    if !p.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+    let hf = serde_json::from_str::<serde_json::Value>(&text)
+        .map_or(true, |v| v.get("model_type").is_some());
+    Ok((!hf).then_some(p))
+}
+
+/// The vocabulary the commands which write a UER file put beside it: the file's own
+/// (`FILE.vocab.txt`, `FILE.spiece.model`), else the folder's. None for a folder (an HF
+/// directory's tokenizer files are read by the conversion itself).
+fn vocab_beside(input: &Path) -> Option<PathBuf> {
+    if !input.is_file() {
+        return None;
+    }
+    let dir = uerzoo::output::parent_dir(input);
+    let names = ["vocab.txt", "spiece.model"];
+    names
+        .map(|n| uerzoo::model::open::companion(input, n))
+        .into_iter()
+        .chain(names.map(|n| dir.join(n)))
+        .find(|p| p.is_file())
 }
 
 /// `--to uer` writes the config and vocabulary beside the `.bin`, so that every command

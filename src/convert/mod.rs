@@ -401,6 +401,12 @@ pub struct Report {
     pub mapped: Vec<Mapping>,
     /// Input tensors not carried over, with the reason.
     pub dropped: Vec<(String, String)>,
+    /// Rows of carried tensors that the target has no place for (UER's padding segment
+    /// going to HF): `(input tensor, "row 0: why")`.
+    pub dropped_rows: Vec<(String, String)>,
+    /// Rows the target needs and the input does not have, filled with zeros (the padding
+    /// segment going to UER): `(output tensor, "row 0: why")`.
+    pub added_rows: Vec<(String, String)>,
     /// Output names sharing one tensor.
     pub tied: Vec<Vec<String>>,
     /// Whether the decoder / LM output is the word embedding (HF `tie_word_embeddings`).
@@ -428,9 +434,21 @@ impl fmt::Display for Report {
             }
         )?;
         writeln!(f, "mapped:     {} tensors", self.mapped.len())?;
-        writeln!(f, "dropped:    {}", self.dropped.len())?;
-        for (name, why) in &self.dropped {
+        let count = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+        writeln!(
+            f,
+            "dropped:    {}, {}",
+            count(self.dropped.len(), "tensor"),
+            count(self.dropped_rows.len(), "row")
+        )?;
+        for (name, why) in self.dropped.iter().chain(&self.dropped_rows) {
             writeln!(f, "  - {name}: {why}")?;
+        }
+        if !self.added_rows.is_empty() {
+            writeln!(f, "added:      {}", count(self.added_rows.len(), "row"))?;
+            for (name, why) in &self.added_rows {
+                writeln!(f, "  - {name}: {why}")?;
+            }
         }
         let tied: Vec<String> = self.tied.iter().map(|g| g.join(" = ")).collect();
         writeln!(
@@ -497,6 +515,8 @@ pub fn to_hf(ckpt: &Checkpoint, opts: &ToHfOptions) -> Result<(Checkpoint, Repor
         let (hf, mut report) = convert(&uer, &det2, Target::Hf, false, false)?;
         report.source = Source::Hf;
         report.dropped = first.dropped;
+        // The second pass dropped the zero rows the first one added: nothing of the input.
+        report.dropped_rows = first.dropped_rows;
         report.notes = first.notes;
         return Ok((hf, report));
     }
@@ -570,6 +590,8 @@ fn convert(
     let mut used: HashSet<String> = HashSet::new();
     let mut missing: Vec<String> = Vec::new();
     let mut dropped: Vec<(String, String)> = Vec::new();
+    let mut dropped_rows: Vec<(String, String)> = Vec::new();
+    let mut added_rows: Vec<(String, String)> = Vec::new();
     let mut notes = det.notes.clone();
     // q/k/v parts waiting for their siblings (UER → HF), and split c_attn (HF → UER).
     let mut qkv_parts: HashMap<String, Vec<Option<(String, Tensor)>>> = HashMap::new();
@@ -689,12 +711,25 @@ fn convert(
                         if t.shape.len() != 2 || t.shape[0] != 3 {
                             return Err(shape_err(orig, t, "[3, H] (UER: padding + 2 segments)"));
                         }
+                        let row = ops::rows(t, 0, 1);
+                        let zero = row.bytes().iter().all(|&b| b == 0);
+                        dropped_rows.push((
+                            orig.to_string(),
+                            format!(
+                                "row 0, UER's padding segment ({}; HF has no padding segment, and back in UER the row is zeros)",
+                                if zero { "all zeros" } else { "not zeros, though read only at padding positions" }
+                            ),
+                        ));
                         (ops::rows(t, 1, 3), "drop segment row 0")
                     }
                     (Op::SegmentRows, Target::Uer(_)) => {
                         if t.shape.len() != 2 {
                             return Err(shape_err(orig, t, "[2, H]"));
                         }
+                        added_rows.push((
+                            dst.clone(),
+                            "row 0, UER's padding segment: zeros (HF has none; UER reads it only at padding positions)".into(),
+                        ));
                         (ops::prepend_zero_row(t), "insert zero segment row 0")
                     }
                     (Op::Conv1D, _) => {
@@ -837,6 +872,8 @@ fn convert(
         exact_layernorm: rescale.is_some(),
         mapped,
         dropped,
+        dropped_rows,
+        added_rows,
         tied,
         tied_decoder,
         notes,

@@ -76,14 +76,13 @@ impl OpenedModel {
         }
     }
 
-    /// The vocabulary beside the weights: `<file>.vocab.txt` (the file's own), else the
-    /// folder's `vocab.txt`, if any.
+    /// The vocabulary beside the weights: `<file>.vocab.txt` or `<file>.spiece.model` (the
+    /// file's own), else the folder's `vocab.txt` or `spiece.model` (word-based models), if any.
     pub fn vocab_file(&self) -> Option<PathBuf> {
-        self.file
-            .as_deref()
-            .map(|f| companion(f, "vocab.txt"))
-            .into_iter()
-            .chain([self.dir.join("vocab.txt")])
+        let names = ["vocab.txt", "spiece.model"];
+        let own = self.file.as_deref().into_iter();
+        own.flat_map(|f| names.map(|n| companion(f, n)))
+            .chain(names.map(|n| self.dir.join(n)))
             .find(|p| p.is_file())
     }
 }
