@@ -240,3 +240,65 @@ fn in_git_clone() -> bool {
                     == Path::new(env!("CARGO_MANIFEST_DIR")).canonicalize().ok()
         })
 }
+
+/// crates.io refuses a package over 10 MB (compressed; the files' own sizes bound it).
+const CRATES_IO_LIMIT: u64 = 10 * 1000 * 1000;
+
+#[test]
+fn cargo_package_carries_no_fixtures_and_fits_crates_io() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = match Command::new(&cargo)
+        .args(["package", "--list", "--allow-dirty", "--offline"])
+        .current_dir(root)
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("skipped: cannot run {cargo}: {e}");
+            return;
+        }
+    };
+    assert!(
+        out.status.success(),
+        "cargo package --list: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list = stdout(&out);
+    let files: Vec<&str> = list.lines().collect();
+    for needed in [
+        "Cargo.toml",
+        "build.rs",
+        "registry.toml",
+        "src/main.rs",
+        "src/serve/web/index.html",
+        "configs/bert/tiny_config.json",
+        "vocab/vocabs.toml",
+        "vocab/google_zh_vocab.txt",
+        "README.md",
+    ] {
+        assert!(
+            files.contains(&needed),
+            "the package lacks {needed}:\n{list}"
+        );
+    }
+    for file in &files {
+        assert!(
+            !file.starts_with("tests/")
+                && !file.starts_with("fuzz/")
+                && !file.starts_with("target/")
+                && !file.contains("fixtures"),
+            "the package carries {file}"
+        );
+    }
+    // Files cargo writes itself (`.cargo_vcs_info.json`, `Cargo.toml.orig`) are not on disk.
+    let total: u64 = files
+        .iter()
+        .filter_map(|f| std::fs::metadata(root.join(f)).ok())
+        .map(|m| m.len())
+        .sum();
+    assert!(
+        total < CRATES_IO_LIMIT,
+        "the packaged files hold {total} bytes, over crates.io's limit"
+    );
+}
