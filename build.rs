@@ -2,8 +2,9 @@
 //!
 //! Sets `UERZOO_GIT_COMMIT` (short hash) only when the package root is itself the top of a
 //! git work tree (a clone or a worktree) and `git` runs; in a packaged crate it falls back to
-//! the `.cargo_vcs_info.json` that `cargo package` writes. Anything else (no git, a tarball)
-//! leaves it unset and never fails the build.
+//! the `.cargo_vcs_info.json` that `cargo package` writes. A `UERZOO_GIT_COMMIT` in the build's
+//! environment (a packager building from a tarball) is passed through as it is. Anything else
+//! (no git, no record) leaves it unset and never fails the build.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,6 +12,9 @@ use std::process::Command;
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=UERZOO_GIT_COMMIT");
+    if std::env::var_os("UERZOO_GIT_COMMIT").is_some() {
+        return; // already in the environment rustc sees
+    }
     let root = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
     if let Some(commit) = from_git(&root).or_else(|| from_vcs_info(&root)) {
         println!("cargo:rustc-env=UERZOO_GIT_COMMIT={commit}");
