@@ -13,8 +13,8 @@ PyPI and maturin runs a release `cargo build` into this checkout's target/), the
 and reports how long the install took. Exit status 0 when all of it works.
 
 Needs network access to PyPI (maturin) and crates.io (unless the crates are already in
-cargo's cache). Not part of .ci/run: the release build takes 5-25 minutes depending on
-the machine, past what the CI budget leaves.
+cargo's cache). Not part of .ci/run: the release build is too long for its budget
+(33 minutes from a cold target/ on a busy 2-core VM: "pip install . took 1958 s").
 
 Options:
   --keep           keep the temporary venv and print its path
