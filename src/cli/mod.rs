@@ -2,7 +2,7 @@
 //! plus a `run` that builds options, calls the library once and prints. Exit codes are
 //! decided only here.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use uerzoo::progress::Progress;
 
 mod cache;
+mod completions;
 mod convert;
 mod download;
 mod extract_features;
@@ -21,12 +22,14 @@ mod import;
 mod info;
 mod inspect;
 mod list;
+mod man;
 mod predict;
 mod preprocess;
 mod pretrain;
 mod serve;
 mod tokenize;
 mod verify;
+mod version;
 
 /// uerzoo — the UER-py Chinese model zoo without Python.
 ///
@@ -67,6 +70,8 @@ enum Command {
     Preprocess(preprocess::Args),
     Pretrain(pretrain::Args),
     Serve(serve::Args),
+    Completions(completions::Args),
+    Man(man::Args),
 }
 
 /// The `--device` value parser of every command: `cpu`, `cuda[:N]`, `wgpu[:N]`, or `auto`
@@ -82,7 +87,7 @@ pub fn device_arg(s: &str) -> Result<uerzoo::model::DeviceSpec, String> {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse();
     // `serve` drains in-flight requests on SIGTERM itself; every other command removes its
     // temporaries and exits.
     if !matches!(cli.command, Command::Serve(_)) {
@@ -108,6 +113,8 @@ pub fn main() -> ExitCode {
         Command::Preprocess(a) => preprocess::run(a),
         Command::Pretrain(a) => pretrain::run(a),
         Command::Serve(a) => serve::run(a),
+        Command::Completions(a) => completions::run(a),
+        Command::Man(a) => man::run(a),
     };
     match result {
         Ok(code) => code,
@@ -122,6 +129,17 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The command line, parsed with the full `--version` / `-V` text (commit, features, CPU
+/// paths; see [`version`]), which is computed at run time and so cannot sit in the derive.
+fn parse() -> Cli {
+    let text: &'static str = Box::leak(version::text().into_boxed_str());
+    let matches = Cli::command()
+        .version(text)
+        .long_version(text)
+        .get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
 /// The exit status of a command whose reader went away (`uerzoo list | head -1`): what a

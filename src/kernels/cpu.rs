@@ -65,6 +65,21 @@ fn level() -> u8 {
     })
 }
 
+/// Which compiled copy of the kernels this CPU runs: `"AVX-512"` (x86-64-v4: AVX-512
+/// F/DQ/VL/BW with AVX2+FMA), `"AVX2+FMA"` (x86-64-v3) or `"baseline"` (SSE2 on x86-64,
+/// or any other architecture). The same detection the kernels dispatch on.
+pub fn simd_path() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        match level() {
+            4 => return "AVX-512",
+            3 => return "AVX2+FMA",
+            _ => {}
+        }
+    }
+    "baseline"
+}
+
 /// `e^x` for f32 (Cephes polynomial, ~1 ulp on [-87, 88]; clamped outside), branch-free.
 /// `mul_add` becomes one FMA instruction in the AVX2/AVX-512 builds of the kernels.
 #[inline(always)]
