@@ -715,3 +715,215 @@ fn cli_summary_counts_dropped_and_added_rows() {
         assert!(!stdout.contains("added:"), "{stdout}");
     }
 }
+
+/// UER-py's run_classifier head (its `Classifier` module): `output_layer_1` (the pooled
+/// dense, before tanh) and `output_layer_2` (to the labels).
+const RUN_CLASSIFIER_HEAD: [&str; 4] = [
+    "output_layer_1.weight",
+    "output_layer_1.bias",
+    "output_layer_2.weight",
+    "output_layer_2.bias",
+];
+
+/// The names and shapes of a real UER-py checkpoint's embedding and encoder (the fixture
+/// without its pretraining head, `target.*`).
+fn uer_encoder(fixture: &str) -> std::collections::BTreeMap<String, Vec<usize>> {
+    let ckpt = Checkpoint::open(common::uer_fixture(fixture).join("uer_model.bin")).unwrap();
+    ckpt.tensors
+        .iter()
+        .filter(|(n, _)| !n.starts_with("target."))
+        .map(|(n, t)| (n.clone(), t.shape.clone()))
+        .collect()
+}
+
+fn shapes(ckpt: &Checkpoint) -> std::collections::BTreeMap<String, Vec<usize>> {
+    ckpt.tensors
+        .iter()
+        .map(|(n, t)| (n.clone(), t.shape.clone()))
+        .collect()
+}
+
+/// The classifiers fine-tuned by transformers (`fixtures/hf_classifiers/`, its own key names)
+/// convert to the names UER-py itself writes: the embedding and encoder keys of the real
+/// UER-py fixture they started from (same sizes), in each naming generation that UER-py
+/// fixture exists in, plus run_classifier's head. The expected names come from files, not
+/// from the conversion table. Values: the head is the pooler (`output_layer_1`) and
+/// `classifier` (`output_layer_2`) as UER-py's classification conversion scripts map them,
+/// the word embeddings are copied, and the segment table is transformers' token types
+/// under a zero row 0 (UER's padding segment).
+#[test]
+fn hf_classifiers_convert_to_uer_py_names() {
+    // (classifier, its HF prefix, the UER-py fixture of the same model per generation)
+    type Case<'a> = (&'a str, &'a str, &'a [(Naming, &'a str)]);
+    let cases: [Case; 2] = [
+        (
+            "bert_cls_hf",
+            "bert",
+            &[(Naming::V1, "roberta_v1"), (Naming::V2, "roberta_v2")],
+        ),
+        ("albert_cls_hf", "albert", &[(Naming::V1, "albert_v1")]),
+    ];
+    for (name, prefix, generations) in cases {
+        let dir = common::shared().join("fixtures/hf_classifiers").join(name);
+        let hf = Checkpoint::open(dir.join("model.safetensors")).unwrap();
+        for &(naming, fixture) in generations {
+            let (uer, report) = convert::to_uer(
+                &hf,
+                &ToUerOptions {
+                    naming,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            assert_eq!(report.source, Source::Hf, "{name}");
+            let mut want = uer_encoder(fixture);
+            // UER-py's names of the word and segment tables in this generation.
+            let (word, segment) = match naming {
+                Naming::V1 => (
+                    "embedding.word_embedding.weight",
+                    "embedding.segment_embedding.weight",
+                ),
+                Naming::V2 => (
+                    "embedding.word.embedding.weight",
+                    "embedding.seg.embedding.weight",
+                ),
+            };
+            let h = want[word][1];
+            let hidden = hf.get("classifier.weight").unwrap().shape[1];
+            want.insert("output_layer_1.weight".into(), vec![hidden, hidden]);
+            want.insert("output_layer_1.bias".into(), vec![hidden]);
+            want.insert("output_layer_2.weight".into(), vec![2, hidden]);
+            want.insert("output_layer_2.bias".into(), vec![2]);
+            assert_eq!(shapes(&uer), want, "{name} → UER {naming} vs {fixture}");
+            let same = |ours: &str, theirs: &str| {
+                assert_eq!(
+                    uer.get(ours).unwrap().to_f32_vec(),
+                    hf.get(theirs).unwrap().to_f32_vec(),
+                    "{name}: {ours} ≠ {theirs}"
+                );
+            };
+            let pooler = if prefix == "bert" {
+                "bert.pooler.dense"
+            } else {
+                "albert.pooler"
+            };
+            same("output_layer_1.weight", &format!("{pooler}.weight"));
+            same("output_layer_1.bias", &format!("{pooler}.bias"));
+            same("output_layer_2.weight", "classifier.weight");
+            same("output_layer_2.bias", "classifier.bias");
+            same(word, &format!("{prefix}.embeddings.word_embeddings.weight"));
+            let seg = uer.get(segment).unwrap();
+            let seg = seg.to_f32_vec();
+            let types = hf
+                .get(&format!("{prefix}.embeddings.token_type_embeddings.weight"))
+                .unwrap()
+                .to_f32_vec();
+            assert!(seg[..h].iter().all(|&x| x == 0.0), "{name}: segment row 0");
+            assert_eq!(seg[h..], types[..], "{name}: segment rows 1..");
+        }
+    }
+}
+
+/// A GPT-2 fine-tuned by run_classifier (`--mask causal`): the real UER-py GPT-2 keys of
+/// `gpt2_v1` (its `target.*` head dropped) plus run_classifier's head. It is recognised as
+/// [`Family::Gpt2Classifier`], migrates to exactly `gpt2_v2`'s names (UER-py's v2 spelling of
+/// the same model, read from the fixture) and back bit for bit, and is refused by `to_hf`
+/// with a message naming it: transformers has no class with this pooled head.
+#[test]
+fn gpt2_classifier_migrates_and_has_no_hf_form() {
+    let base = Checkpoint::open(common::uer_fixture("gpt2_v1").join("uer_model.bin")).unwrap();
+    let mut v1 = Checkpoint::default();
+    for (n, t) in base
+        .tensors
+        .iter()
+        .filter(|(n, _)| !n.starts_with("target."))
+    {
+        v1.insert(n.clone(), t.clone());
+    }
+    let h = 128;
+    for (i, (key, shape)) in RUN_CLASSIFIER_HEAD
+        .iter()
+        .zip([vec![h, h], vec![h], vec![2, h], vec![2]])
+        .enumerate()
+    {
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|j| (i * 10_000 + j) as f32 * 1e-4).collect();
+        v1.insert(*key, uerzoo::checkpoint::Tensor::from_f32(shape, &v));
+    }
+    let d = convert::detect(&v1).unwrap();
+    assert_eq!(
+        (d.family, d.source),
+        (Family::Gpt2Classifier, Source::Uer(Naming::V1))
+    );
+    let (v2, _) = convert::to_uer(
+        &v1,
+        &ToUerOptions {
+            naming: Naming::V2,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut want = uer_encoder("gpt2_v2");
+    for (key, t) in RUN_CLASSIFIER_HEAD.iter().map(|k| (*k, v1.get(k).unwrap())) {
+        want.insert(key.into(), t.shape.clone());
+    }
+    assert_eq!(shapes(&v2), want);
+    assert_eq!(
+        convert::detect(&v2).unwrap().source,
+        Source::Uer(Naming::V2)
+    );
+    let (back, _) = convert::to_uer(
+        &v2,
+        &ToUerOptions {
+            naming: Naming::V1,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(shapes(&back), shapes(&v1));
+    for (n, t) in &v1.tensors {
+        assert_eq!(back.get(n).unwrap().bytes(), t.bytes(), "{n}");
+    }
+    let e = convert::to_hf(&v1, &ToHfOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("GPT-2") && e.contains("UER"), "{e}");
+}
+
+/// An ALBERT classifier (from transformers' `AlbertForSequenceClassification`) migrates
+/// between UER naming generations and back bit for bit, and is recognised as
+/// [`Family::AlbertClassifier`] in both.
+#[test]
+fn albert_classifier_migrates_between_generations() {
+    let dir = common::shared().join("fixtures/hf_classifiers/albert_cls_hf");
+    let hf = Checkpoint::open(dir.join("model.safetensors")).unwrap();
+    let to = |c: &Checkpoint, naming| {
+        convert::to_uer(
+            c,
+            &ToUerOptions {
+                naming,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .0
+    };
+    let v1 = to(&hf, Naming::V1);
+    let v2 = to(&v1, Naming::V2);
+    for (c, naming) in [(&v1, Naming::V1), (&v2, Naming::V2)] {
+        let d = convert::detect(c).unwrap();
+        assert_eq!(
+            (d.family, d.source),
+            (Family::AlbertClassifier, Source::Uer(naming))
+        );
+    }
+    assert_ne!(
+        shapes(&v1).keys().collect::<Vec<_>>(),
+        shapes(&v2).keys().collect::<Vec<_>>()
+    );
+    let back = to(&v2, Naming::V1);
+    assert_eq!(shapes(&back), shapes(&v1));
+    for (n, t) in &v1.tensors {
+        assert_eq!(back.get(n).unwrap().bytes(), t.bytes(), "{n}");
+    }
+}

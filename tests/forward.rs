@@ -431,30 +431,64 @@ fn cli_forward_registry_name_from_cache() {
     assert!(stderr.contains("uerzoo download"), "{stderr}");
 }
 
-/// A run_classifier checkpoint (`output_layer_{1,2}`) gets a classifier head: pooled
-/// first token → linear → tanh → linear to the labels.
+/// A classifier checkpoint gets its head from UER's `output_layer_{1,2}` (pooled first token →
+/// linear → tanh → linear to the labels), and that head computes what transformers computes:
+/// the classifiers fine-tuned by transformers (`fixtures/hf_classifiers/`, BERT and ALBERT,
+/// opened as UER naming v2, where the pooler becomes `output_layer_1` and `classifier`
+/// `output_layer_2`) give, through [`model::Model::classify`], transformers' logits on its own
+/// 8 inputs (`hf_outputs.safetensors`) within [`TOL`].
 #[test]
 fn classifier_head_loads_from_output_layers() {
-    let mut cfg = model::ModelConfig::from_uer_json(&serde_json::json!({
-        "hidden_size": 32, "emb_size": 32, "feedforward_size": 64, "heads_num": 4, "layers_num": 1
-    }))
-    .unwrap();
-    cfg.vocab_size = 40;
-    cfg.max_seq_length = 8;
-    let mut ckpt = model::random_checkpoint(&cfg, 3);
-    let t = |shape: Vec<usize>| {
-        let n = shape.iter().product::<usize>();
-        uerzoo::checkpoint::Tensor::from_f32(shape, &vec![0.01; n])
-    };
-    ckpt.insert("output_layer_1.weight", t(vec![32, 32]));
-    ckpt.insert("output_layer_1.bias", t(vec![32]));
-    ckpt.insert("output_layer_2.weight", t(vec![3, 32]));
-    ckpt.insert("output_layer_2.bias", t(vec![3]));
-    let dev = Default::default();
-    let (m, report) = model::load_model::<model::Cpu>(&ckpt, &cfg, &dev).unwrap();
-    assert_eq!(report.heads, vec!["mlm", "classifier"]);
-    assert!(report.unused.is_empty(), "{:?}", report.unused);
-    let (ids, seg) = m.inputs(&[1, 2, 3, 0], &[1, 1, 1, 0], 1, 4, &dev).unwrap();
-    let logits = m.classify(ids, seg, None, 0.0).unwrap();
-    assert_eq!(logits.dims(), [1, 3]);
+    for name in ["bert_cls_hf", "albert_cls_hf"] {
+        let dir = common::shared().join("fixtures/hf_classifiers").join(name);
+        let opened = model::open::open_model(&dir, None).unwrap();
+        for key in ["output_layer_1.weight", "output_layer_2.weight"] {
+            assert!(opened.checkpoint.get(key).is_some(), "{name}: no {key}");
+        }
+        let dev = Default::default();
+        let (m, report) =
+            model::load_model::<model::Cpu>(&opened.checkpoint, &opened.config, &dev).unwrap();
+        assert!(
+            report.heads.contains(&"classifier"),
+            "{name}: {:?}",
+            report.heads
+        );
+        assert!(report.unused.is_empty(), "{name}: {:?}", report.unused);
+        let reference = read(&dir.join("hf_outputs.safetensors"));
+        let ids = reference.get("input_ids").unwrap();
+        let (batch, seq) = (ids.shape[0], ids.shape[1]);
+        let types = reference
+            .get("token_type_ids")
+            .unwrap()
+            .to_i64_vec()
+            .unwrap();
+        let mask = reference
+            .get("attention_mask")
+            .unwrap()
+            .to_i64_vec()
+            .unwrap();
+        // UER's segment: token type + 1 on real tokens, 0 on padding (the attention mask).
+        let segment: Vec<i64> = types
+            .iter()
+            .zip(&mask)
+            .map(|(t, m)| if *m == 1 { t + 1 } else { 0 })
+            .collect();
+        let (ids, seg) = m
+            .inputs(&ids.to_i64_vec().unwrap(), &segment, batch, seq, &dev)
+            .unwrap();
+        let logits = m.classify(ids, seg, None, 0.0).unwrap();
+        let want = reference.get("logits").unwrap();
+        assert_eq!(logits.dims().to_vec(), want.shape, "{name}");
+        let got = logits.into_data().to_vec::<f32>().unwrap();
+        let diff = got
+            .iter()
+            .zip(want.to_f32_vec())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        eprintln!("{name}: classifier logits vs transformers, max diff {diff:e}");
+        assert!(
+            diff < TOL,
+            "{name}: logits differ by {diff:e} (tolerance {TOL:e})"
+        );
+    }
 }

@@ -341,6 +341,61 @@ fn finetune_records_truncation_and_predict_reads_it() {
     );
 }
 
+/// `finetune --format hf` records its reading options (`seq_length`, `pooling`,
+/// `truncation`) in the folder's `config.json`: `predict` on the folder without flags gives
+/// exactly what it gives with the training flags, and differs from another truncation (so
+/// the cut matters at this length).
+#[test]
+fn finetune_format_hf_records_options_and_predict_reads_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::shared().join("data/datasets/book_review_small");
+    let out = dir.path().join("cls_hf");
+    common::run_ok(
+        Command::new(common::uerzoo_bin())
+            .arg("finetune")
+            .arg(fixture("bert_cls_hf"))
+            .arg("--train")
+            .arg(data.join("dev.tsv"))
+            .arg("--dev")
+            .arg(data.join("dev.tsv"))
+            .arg("--output")
+            .arg(&out)
+            .args(["--format", "hf", "--epochs", "1", "--seq-length", "24"])
+            .args(["--truncation", "uer"]),
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(json["truncation"], "uer", "{json}");
+    assert_eq!(json["seq_length"], 24, "{json}");
+    assert_eq!(json["pooling"], "first", "{json}");
+    // Still transformers' config: the architecture and sizes are untouched.
+    assert_eq!(json["architectures"][0], "BertForSequenceClassification");
+    let default = predict_cli(&out, dir.path(), &[]);
+    let flags = [
+        "--seq-length",
+        "24",
+        "--truncation",
+        "uer",
+        "--pooling",
+        "first",
+    ];
+    let trained = predict_cli(&out, dir.path(), &flags);
+    assert_eq!(
+        compare(&default, &trained),
+        (ROWS, 0.0),
+        "predict did not read the recorded options"
+    );
+    let other = predict_cli(
+        &out,
+        dir.path(),
+        &["--seq-length", "24", "--truncation", "hf"],
+    );
+    assert!(
+        compare(&default, &other).1 > 0.0,
+        "seq 24 cuts no row; the check proves nothing"
+    );
+}
+
 /// A bad recorded value names the file and the fix.
 #[test]
 fn bad_recorded_truncation_is_an_error_naming_the_fix() {

@@ -129,13 +129,11 @@ fn albert_hf_folder_to_uer_predicts_as_trained() {
 }
 
 #[test]
-#[ignore = "finetune --format hf records no seq_length for predict (src/cli/finetune.rs write_output, src/train/save.rs save_hf): predict falls back to 128"]
 fn roberta_hf_folder_to_hf_predicts_as_trained() {
     check("roberta_v1", "hf", "cls_hf", &SEQ);
 }
 
 #[test]
-#[ignore = "finetune --format hf records no seq_length for predict (src/cli/finetune.rs write_output, src/train/save.rs save_hf): predict falls back to 128"]
 fn albert_hf_folder_to_hf_predicts_as_trained() {
     check("albert_v1", "hf", "cls_hf", &SEQ);
 }

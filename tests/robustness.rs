@@ -513,13 +513,30 @@ fn finetune_checks_its_output_before_training() {
         Duration::from_secs(2),
         &["--grid", "--output"],
     );
+    // A folder no one may write into, root included (CI runs as root, who ignores a 0o555
+    // folder's mode): sysfs refuses new files to every user (EACCES, or EROFS where it is
+    // mounted read-only).
+    #[cfg(target_os = "linux")]
+    {
+        let sys = Path::new("/sys");
+        assert!(
+            std::fs::write(sys.join("uerzoo-probe"), b"").is_err(),
+            "/sys took a file: the case below proves nothing"
+        );
+        fails(
+            &mut base(&sys.join("m.bin")),
+            Duration::from_secs(2),
+            &["/sys", "cannot write", "choose a writable folder"],
+        );
+    }
+    // A read-only folder of one's own: refused by its mode for other users (root writes
+    // there, so as root only the case above runs).
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         let ro = d.path().join("ro");
         std::fs::create_dir(&ro).unwrap();
         std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
-        // Root writes anywhere: only meaningful for other users.
         if std::fs::write(ro.join("probe"), b"").is_err() {
             fails(
                 &mut base(&ro.join("m.bin")),

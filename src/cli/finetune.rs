@@ -67,7 +67,8 @@ pub struct Args {
     /// How a long example is cut to --seq-length: uer (UER-py: `[CLS] a [SEP]` cut at the
     /// length, the final `[SEP]` can go) or hf (transformers: the text cut, `[SEP]` kept).
     /// Default: the model's (a `truncation` in its UER config; else hf for a Huggingface
-    /// folder, uer for a UER file). Recorded in the output's UER config for `predict`.
+    /// folder, uer for a UER file). Recorded in the output's config (UER config or HF
+    /// `config.json`) for `predict` and `serve`.
     #[arg(long)]
     truncation: Option<Truncation>,
     /// Fraction of the steps with a rising learning rate.
@@ -238,8 +239,8 @@ fn check_output(output: &Path, a: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The reading options the trained model was fine-tuned with, recorded in its UER config
-/// for `predict`.
+/// The reading options the trained model was fine-tuned with, recorded in its config (the
+/// UER config beside a `.bin`, the HF folder's `config.json`) for `predict` and `serve`.
 #[derive(Clone, Copy)]
 struct Recorded {
     truncation: Truncation,
@@ -325,7 +326,13 @@ fn write_output(
             .clone()
             .or(a.spm.clone())
             .or_else(|| opened.vocab_file());
-        let files = save::save_hf(ckpt, output, uer_config, vocab, a.force)?;
+        // The reading options go into `config.json`, where `predict` and `serve` find them
+        // (as the UER output's config below).
+        let mut options = serde_json::Map::new();
+        options.insert("seq_length".into(), a.seq_length.into());
+        options.insert("pooling".into(), recorded.pooling.to_string().into());
+        options.insert("truncation".into(), recorded.truncation.to_string().into());
+        let files = save::save_hf(ckpt, output, uer_config, vocab, &options, a.force)?;
         let class = uerzoo::convert::family::detect(ckpt)
             .map_or("classifier", |d| d.family.hf_architecture());
         println!(

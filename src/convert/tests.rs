@@ -1,7 +1,13 @@
-//! Unit tests of the table loop on small synthetic checkpoints (no files).
+//! Unit tests of the table loop on small synthetic checkpoints (no files). The inputs are
+//! built from [`names::table`], so these tests prove the loop (detection, renaming both
+//! ways, transforms, errors), not the names in the table: those are checked against files
+//! written by UER-py and transformers in `tests/convert.rs` (every UER fixture against UER-py's
+//! own conversion script; the transformers classifiers against UER-py's names) and
+//! `table_names_are_uer_py_and_transformers_own` below.
 
 use super::*;
 use crate::checkpoint::Tensor;
+use std::collections::BTreeSet;
 
 /// Deterministic distinct values so any misplaced element shows.
 fn t(shape: &[usize], seed: usize) -> Tensor {
@@ -12,10 +18,10 @@ fn t(shape: &[usize], seed: usize) -> Tensor {
 
 /// A synthetic UER checkpoint of `family` in `naming`, H=8, F=16, V=10, P=6, 2 layers.
 fn uer(family: Family, naming: Naming) -> Checkpoint {
-    let (h, f, v, p, e) = (8, 16, 10, 6, if family == Family::Albert { 4 } else { 8 });
+    let (h, f, v, p, e) = (8, 16, 10, 6, if family.is_albert() { 4 } else { 8 });
     let mut c = Checkpoint::default();
     let mut seed = 1;
-    let layers = if family == Family::Albert { 1 } else { 2 };
+    let layers = if family.is_albert() { 1 } else { 2 };
     for block in names::table(family) {
         for layer in 0..(if block.per_layer { layers } else { 1 }) {
             for row in block.rows {
@@ -90,12 +96,14 @@ fn assert_same_tensors(a: &Checkpoint, b: &Checkpoint, skip_seg: bool) {
     }
 }
 
-const FAMILIES: [Family; 5] = [
+const FAMILIES: [Family; 7] = [
     Family::BertMlm,
     Family::BertPretraining,
     Family::BertClassifier,
     Family::Gpt2,
     Family::Albert,
+    Family::AlbertClassifier,
+    Family::Gpt2Classifier,
 ];
 
 #[test]
@@ -105,14 +113,14 @@ fn detect_every_family_and_generation() {
             let d = detect(&uer(family, naming)).unwrap();
             assert_eq!(d.family, family);
             assert_eq!(d.source, Source::Uer(naming));
-            assert_eq!(d.layers, if family == Family::Albert { 1 } else { 2 });
+            assert_eq!(d.layers, if family.is_albert() { 1 } else { 2 });
         }
     }
 }
 
 #[test]
 fn round_trip_uer_hf_uer_is_exact() {
-    for family in FAMILIES {
+    for family in FAMILIES.into_iter().filter(|f| f.has_hf_form()) {
         for naming in [Naming::V1, Naming::V2] {
             let src = uer(family, naming);
             let (hf, rep) = to_hf(&src, &ToHfOptions::default()).unwrap();
@@ -418,5 +426,126 @@ fn two_spellings_of_one_name_are_not_silently_merged() {
     assert!(
         err.contains("roberta.embeddings.word_embeddings.weight"),
         "{err}"
+    );
+}
+
+/// The names of a 2-layer BERT classifier in each spelling, written out here (UER-py's
+/// `run_classifier` output in its two generations, transformers' `BertForSequenceClassification`),
+/// not taken from the table: the synthetic input is built from the table, and every name
+/// the conversion writes must be one of these.
+#[test]
+fn table_names_are_uer_py_and_transformers_own() {
+    let layer = |i: usize, names: &[&str]| -> Vec<String> {
+        names
+            .iter()
+            .map(|n| n.replace("{i}", &i.to_string()))
+            .collect()
+    };
+    let spell = |global: &[&str], per_layer: &[&str]| -> BTreeSet<String> {
+        let mut all: BTreeSet<String> = global.iter().map(|n| n.to_string()).collect();
+        for i in 0..2 {
+            all.extend(layer(i, per_layer));
+        }
+        all
+    };
+    let uer_layer = [
+        "encoder.transformer.{i}.self_attn.linear_layers.0.weight",
+        "encoder.transformer.{i}.self_attn.linear_layers.0.bias",
+        "encoder.transformer.{i}.self_attn.linear_layers.1.weight",
+        "encoder.transformer.{i}.self_attn.linear_layers.1.bias",
+        "encoder.transformer.{i}.self_attn.linear_layers.2.weight",
+        "encoder.transformer.{i}.self_attn.linear_layers.2.bias",
+        "encoder.transformer.{i}.self_attn.final_linear.weight",
+        "encoder.transformer.{i}.self_attn.final_linear.bias",
+        "encoder.transformer.{i}.layer_norm_1.gamma",
+        "encoder.transformer.{i}.layer_norm_1.beta",
+        "encoder.transformer.{i}.feed_forward.linear_1.weight",
+        "encoder.transformer.{i}.feed_forward.linear_1.bias",
+        "encoder.transformer.{i}.feed_forward.linear_2.weight",
+        "encoder.transformer.{i}.feed_forward.linear_2.bias",
+        "encoder.transformer.{i}.layer_norm_2.gamma",
+        "encoder.transformer.{i}.layer_norm_2.beta",
+    ];
+    let head = [
+        "output_layer_1.weight",
+        "output_layer_1.bias",
+        "output_layer_2.weight",
+        "output_layer_2.bias",
+    ];
+    let v1_global = [
+        "embedding.word_embedding.weight",
+        "embedding.position_embedding.weight",
+        "embedding.segment_embedding.weight",
+        "embedding.layer_norm.gamma",
+        "embedding.layer_norm.beta",
+    ];
+    let v2_global = [
+        "embedding.word.embedding.weight",
+        "embedding.pos.embedding.weight",
+        "embedding.seg.embedding.weight",
+        "embedding.layer_norm.gamma",
+        "embedding.layer_norm.beta",
+    ];
+    let hf_global = [
+        "bert.embeddings.word_embeddings.weight",
+        "bert.embeddings.position_embeddings.weight",
+        "bert.embeddings.token_type_embeddings.weight",
+        "bert.embeddings.LayerNorm.weight",
+        "bert.embeddings.LayerNorm.bias",
+        "bert.pooler.dense.weight",
+        "bert.pooler.dense.bias",
+        "classifier.weight",
+        "classifier.bias",
+    ];
+    let hf_layer = [
+        "bert.encoder.layer.{i}.attention.self.query.weight",
+        "bert.encoder.layer.{i}.attention.self.query.bias",
+        "bert.encoder.layer.{i}.attention.self.key.weight",
+        "bert.encoder.layer.{i}.attention.self.key.bias",
+        "bert.encoder.layer.{i}.attention.self.value.weight",
+        "bert.encoder.layer.{i}.attention.self.value.bias",
+        "bert.encoder.layer.{i}.attention.output.dense.weight",
+        "bert.encoder.layer.{i}.attention.output.dense.bias",
+        "bert.encoder.layer.{i}.attention.output.LayerNorm.weight",
+        "bert.encoder.layer.{i}.attention.output.LayerNorm.bias",
+        "bert.encoder.layer.{i}.intermediate.dense.weight",
+        "bert.encoder.layer.{i}.intermediate.dense.bias",
+        "bert.encoder.layer.{i}.output.dense.weight",
+        "bert.encoder.layer.{i}.output.dense.bias",
+        "bert.encoder.layer.{i}.output.LayerNorm.weight",
+        "bert.encoder.layer.{i}.output.LayerNorm.bias",
+    ];
+    let names = |c: &Checkpoint| -> BTreeSet<String> { c.names().map(String::from).collect() };
+    let v1 = [&v1_global[..], &head[..]].concat();
+    let v2 = [&v2_global[..], &head[..]].concat();
+    let src = uer(Family::BertClassifier, Naming::V1);
+    assert_eq!(names(&src), spell(&v1, &uer_layer), "the table's v1 names");
+    let (hf, _) = to_hf(&src, &ToHfOptions::default()).unwrap();
+    assert_eq!(
+        names(&hf),
+        spell(&hf_global, &hf_layer),
+        "transformers' names"
+    );
+    let (v2_ckpt, _) = to_uer(
+        &hf,
+        &ToUerOptions {
+            naming: Naming::V2,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        names(&v2_ckpt),
+        spell(&v2, &uer_layer),
+        "the table's v2 names"
+    );
+    // The pooler and the classifier are the head, not swapped.
+    assert_eq!(
+        hf.get("bert.pooler.dense.weight").unwrap().bytes(),
+        src.get("output_layer_1.weight").unwrap().bytes()
+    );
+    assert_eq!(
+        hf.get("classifier.weight").unwrap().bytes(),
+        src.get("output_layer_2.weight").unwrap().bytes()
     );
 }

@@ -226,11 +226,13 @@ mod tests {
     }
 
     #[test]
-    fn the_training_forward_equals_inference_when_nothing_drops() {
-        // Fine-tuning runs `Model::classify` on the autodiff backend (the fused kernels'
-        // autodiff paths) with every dropout site live; inference runs it on the plain
-        // backend with p = 0 (the sites skipped). With p so small that nothing drops, the
-        // two give the same logits, for every pooling and both LayerNorm placements.
+    fn classify_on_autodiff_with_live_dropout_equals_the_plain_backend() {
+        // `Model::classify` on the autodiff backend (the fused kernels' autodiff paths) with
+        // every dropout site live equals `Model::classify` on the plain backend with p = 0
+        // (the sites skipped) when p is so small that nothing drops, for every pooling and
+        // both LayerNorm placements. (That fine-tuning's own loop computes this forward, and
+        // predict the other, is tests/finetune.rs
+        // `training_forward_equals_inference_when_nothing_drops`.)
         type Ad = burn::backend::Autodiff<crate::model::Cpu>;
         let (b, s) = (2, 8);
         let ids = [1i64, 5, 7, 9, 2, 0, 0, 0, 1, 3, 4, 6, 8, 10, 12, 2];

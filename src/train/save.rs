@@ -29,12 +29,16 @@ pub fn save_uer(
 }
 
 /// Writes `ckpt` as an HF `BertForSequenceClassification` directory `dir` (config from
-/// `uer_config` when given, tokenizer files from `vocab`). Returns the files written.
+/// `uer_config` when given, tokenizer files from `vocab`). `recorded` keys (the reading
+/// options a classifier was trained with: `seq_length`, `pooling`, `truncation`) are added
+/// to its `config.json`, where `predict` and `serve` read them back (transformers keeps
+/// unknown config keys as attributes and ignores them). Returns the files written.
 pub fn save_hf(
     ckpt: &Checkpoint,
     dir: &Path,
     uer_config: Option<UerConfig>,
     vocab: Option<PathBuf>,
+    recorded: &serde_json::Map<String, serde_json::Value>,
     force: bool,
 ) -> Result<Vec<PathBuf>, TrainError> {
     let parent = crate::output::parent_dir(dir);
@@ -58,5 +62,35 @@ pub fn save_hf(
         force,
         allow_unmapped: false,
     };
-    Ok(convert::run(&req)?.written)
+    let written = convert::run(&req)?.written;
+    if !recorded.is_empty() {
+        record_in_config(&dir.join("config.json"), recorded)?;
+    }
+    Ok(written)
+}
+
+/// Adds `recorded` to the HF `config.json` at `path` (rewritten atomically).
+fn record_in_config(
+    path: &Path,
+    recorded: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(), TrainError> {
+    let io = |source| TrainError::Io {
+        path: path.into(),
+        source,
+    };
+    let text = std::fs::read_to_string(path).map_err(io)?;
+    let mut json: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
+    let Some(obj) = json.as_object_mut() else {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "config.json is not a JSON object",
+        )));
+    };
+    obj.extend(recorded.clone());
+    let text = serde_json::to_string_pretty(&json)
+        .map_err(|e| io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?
+        + "\n";
+    convert::hf_config::write_atomic(path, |p| std::fs::write(p, &text))?;
+    Ok(())
 }

@@ -20,8 +20,11 @@ use std::path::Path;
 /// collective operations (`burn::collective`): one thread and one model replica per device,
 /// each batch split by rows across the replicas, the gradients averaged with
 /// `GradientsParams::all_reduce` before the identical optimizer step on every replica
-/// (UER-py's DistributedDataParallel does the same). Rank 0 reports and writes the
-/// checkpoints. `opts.batch_size` is the global batch.
+/// (as UER-py's DistributedDataParallel). Unlike UER-py, each replica weighs its mean loss by
+/// its share of the batch's predicted tokens (and rows, for sentence prediction), so the
+/// averaged gradient is the whole batch's and the run equals one device with the same
+/// global batch (without dropout, whose masks each replica draws itself). Rank 0 reports
+/// (the loss of its rows) and writes the checkpoints. `opts.batch_size` is the global batch.
 #[allow(clippy::too_many_arguments)]
 pub fn pretrain_data_parallel(
     ckpt: &Checkpoint,

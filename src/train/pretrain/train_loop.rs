@@ -176,8 +176,16 @@ fn train<A: AutodiffBackend>(
     progress.start("pretrain", (opts.total_steps - first_step) as u64);
     while step < opts.total_steps {
         let mut batch = host_batch(ds, &mut order, step, opts)?;
+        // A peer's share of the whole batch: its predicted tokens and its rows.
+        let mut share = None;
         if let Some(p) = peer {
+            let (tokens, rows) = (batch.pos.len(), batch.b);
             batch = batch.shard(p.rank, p.world);
+            let w = p.world as f64;
+            share = Some((
+                w * batch.pos.len() as f64 / tokens.max(1) as f64,
+                w * batch.b as f64 / rows.max(1) as f64,
+            ));
         }
         predicted += batch.pos.len();
         // Dropout: the backend's generator and the fused kernels' stream (one per replica).
@@ -188,11 +196,24 @@ fn train<A: AutodiffBackend>(
         A::seed(&device, dseed);
         crate::kernels::seed(dseed);
         let l = losses(&model, tied, &batch, dropout, &device)?;
+        // Each peer's mean loss weighed by its share of the batch (`world · n_peer / n`):
+        // the all-reduced mean of the peers' gradients is then the whole batch's gradient,
+        // as on one device, however the predicted tokens fall on the peers.
+        let objective = match share {
+            Some((tokens, rows)) => {
+                let main = l.main_loss.clone().mul_scalar(tokens);
+                match &l.sp_loss {
+                    Some(sp) => main + sp.clone().mul_scalar(rows),
+                    None => main,
+                }
+            }
+            None => l.loss.clone(),
+        };
         let k = opts.accumulation_steps;
         let scaled = if k > 1 {
-            l.loss.clone().div_scalar(k as f64)
+            objective.div_scalar(k as f64)
         } else {
-            l.loss.clone()
+            objective
         };
         let grads = GradientsParams::from_grads(scaled.backward(), &model);
         window.push(Losses {
