@@ -110,8 +110,9 @@ fn rescued_path(stderr: &str) -> PathBuf {
     PathBuf::from(&rest[..rest.find(" (UER naming v2").unwrap()])
 }
 
-/// The rescued model opens with the base model's config and vocabulary, predicts the test
-/// set with finetune's test accuracy, and tells its rows apart.
+/// The rescued model opens by its path alone (its config, with the reading options, and its
+/// vocabulary are beside it), predicts the test set with finetune's test accuracy, and tells
+/// its rows apart.
 fn check_rescued(rescued: &Path, stdout: &str, work: &Path) {
     let ckpt = Checkpoint::open(rescued).unwrap();
     let head = ckpt.get("output_layer_2.weight").unwrap();
@@ -121,7 +122,6 @@ fn check_rescued(rescued: &Path, stdout: &str, work: &Path) {
             .is_none()
     );
     let test_acc = number_after(stdout, "test accuracy:");
-    let f = common::uer_fixture("roberta_v1");
     let pred = work.join("pred.tsv");
     let test = data("test.tsv");
     let o = common::run_ok(
@@ -134,16 +134,7 @@ fn check_rescued(rescued: &Path, stdout: &str, work: &Path) {
                 "--output",
                 s(&pred),
             ])
-            .args(["--config", s(&f.join("uer_config.json"))])
-            .args(["--vocab", s(&f.join("vocab.txt"))])
-            .args([
-                "--seq-length",
-                "64",
-                "--pooling",
-                "mean",
-                "--labels",
-                "--probabilities",
-            ]),
+            .args(["--labels", "--probabilities"]),
     );
     let said = String::from_utf8_lossy(&o.stdout);
     assert_eq!(
@@ -155,6 +146,20 @@ fn check_rescued(rescued: &Path, stdout: &str, work: &Path) {
     let rows: std::collections::BTreeSet<&str> = text.lines().skip(1).collect();
     assert_eq!(text.lines().count(), 51);
     assert!(rows.len() > 1, "{text}");
+}
+
+/// Beside the rescued model `name`, its config and vocabulary and nothing else: under the
+/// folder's names (`uer_config.json`, `vocab.txt`) when the folder had none, else under its
+/// own (`NAME.uer_config.json`, `NAME.vocab.txt`), as every written model gets them.
+fn assert_companions(rest: &[String], name: &str) {
+    let own = [
+        format!("{name}.uer_config.json"),
+        format!("{name}.vocab.txt"),
+    ];
+    assert!(
+        rest == ["uer_config.json", "vocab.txt"] || rest == own,
+        "beside {name}: {rest:?}"
+    );
 }
 
 /// The names in `dir`, sorted.
@@ -191,10 +196,13 @@ fn output_taken_during_training_is_rescued_beside_it() {
             .starts_with("cls.bin.rescued-"),
         "{stderr}"
     );
-    // The other file is untouched; nothing else is left (no temporaries, no companions).
+    // The other file is untouched; nothing else is left (no temporaries): the rescued model
+    // and its own config and vocabulary.
     assert_eq!(std::fs::read(&output).unwrap(), b"another process's file");
     let rescued_name = rescued.file_name().unwrap().to_string_lossy().into_owned();
-    assert_eq!(names(&out_dir), vec!["cls.bin".to_string(), rescued_name]);
+    let mut rest = names(&out_dir);
+    rest.retain(|n| *n != rescued_name && n != "cls.bin");
+    assert_companions(&rest, &rescued_name);
     check_rescued(&rescued, &stdout, tmp.path());
 }
 
@@ -215,12 +223,11 @@ fn output_folder_gone_during_training_is_rescued_in_the_working_folder() {
         "{stderr}"
     );
     let rescued = cwd.join(rescued_path(&stderr));
-    assert_eq!(names(&cwd).len(), 1, "{stderr}");
-    assert!(
-        names(&cwd)[0].starts_with("cls.bin.rescued-"),
-        "{:?}",
-        names(&cwd)
-    );
+    let name = rescued.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.starts_with("cls.bin.rescued-"), "{stderr}");
+    let mut rest = names(&cwd);
+    rest.retain(|n| *n != name);
+    assert_companions(&rest, &name);
     assert_eq!(std::fs::read(&out_dir).unwrap(), b"not a folder");
     check_rescued(&rescued, &stdout, tmp.path());
 }

@@ -267,10 +267,25 @@ fn save_or_rescue(
         .map(|d| d.join(format!("{name}.rescued-{}.bin", std::process::id())))
         .find(|p| ckpt.write_torch(p, false).is_ok());
     match rescue {
-        Some(p) => Err(e.context(format!(
-            "the trained model is saved in {} (UER naming v2, the classifier keys of run_classifier); convert it with `uerzoo convert` or load it with `uerzoo predict`",
-            p.display()
-        ))),
+        Some(p) => {
+            // Its config (with the reading options) and vocabulary beside it, so that
+            // `uerzoo predict RESCUED` needs no flag; a failure here leaves the weights saved.
+            let beside = uer_companions(a, opened, recorded)
+                .and_then(|(config, vocab)| super::write_beside(&p, config, vocab));
+            let how = match beside {
+                Ok(()) => {
+                    "`uerzoo predict` reads it as it is (its config and vocabulary are beside it)"
+                        .to_string()
+                }
+                Err(why) => format!(
+                    "its config and vocabulary could not be written beside it ({why:#}): pass `uerzoo predict` the --config, --vocab, --seq-length and --pooling used here"
+                ),
+            };
+            Err(e.context(format!(
+                "the trained model is saved in {} (UER naming v2, the classifier keys of run_classifier); {how}",
+                p.display()
+            )))
+        }
         None => Err(e.context("the trained model could not be saved anywhere")),
     }
 }
@@ -353,13 +368,23 @@ fn write_output(
         output.display()
     );
     // `uerzoo predict OUT` finds its config and vocabulary beside it.
+    let (config, vocab) = uer_companions(a, opened, recorded)?;
+    super::write_beside(output, config, vocab)
+}
+
+/// The config and vocabulary written beside a UER output (or a rescued model): the config
+/// gets the options `predict` needs to read examples as training did (UER-py keeps training
+/// options in the same JSON).
+fn uer_companions(
+    a: &Args,
+    opened: &model::open::OpenedModel,
+    recorded: Recorded,
+) -> anyhow::Result<(Option<super::Companion>, Option<PathBuf>)> {
     let vocab = a
         .vocab
         .clone()
         .or(a.spm.clone())
         .or_else(|| opened.vocab_file());
-    // The config gets the options predict needs to read examples as training did (UER-py
-    // keeps training options in the same JSON).
     let config = match source_config(a, opened) {
         Some(path) => {
             let text = std::fs::read_to_string(&path)
@@ -381,7 +406,7 @@ fn write_output(
         }
         None => None,
     };
-    super::write_beside(output, config, vocab)
+    Ok((config, vocab))
 }
 
 /// The UER config file the weights were opened with.
