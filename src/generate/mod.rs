@@ -8,6 +8,10 @@
 //! KV cache ([`crate::model::kv_cache`]) makes each step cost one position. The no-cache
 //! path stays available (`use_cache: false`) as the reference the cache is tested against.
 //!
+//! Several prompts can decode together, one forward per token for all of them
+//! ([`batch`], [`generate_batched`]; `generate --input --batch-size N`), each sequence as it
+//! would alone.
+//!
 //! A [`Constraint`] ([`constraint`]) can restrict each next token (couplets that fit their
 //! upper line, poems' line lengths); every sequence carries its score, the sum of the
 //! model's log-probabilities of its new tokens, to rank candidates ([`rank`]).
