@@ -115,14 +115,15 @@ pub struct Args {
     #[arg(long)]
     no_cache: bool,
     /// `--input`: decode up to N prompts together, one forward per token for all of them
-    /// (each gives what it gives alone); 1 runs them one after the other [default: 8,
-    /// 1 with `--stream` or `--no-cache`].
+    /// (each gives what it gives alone); 1 runs them one after the other [default: 8 on a
+    /// GPU; 1 on the CPU, where the batched step is not faster yet (docs/performance.md),
+    /// and with `--stream` or `--no-cache`].
     #[arg(long, value_name = "N", conflicts_with_all = ["stream", "no_cache"])]
     batch_size: Option<usize>,
 }
 
-/// `--batch-size` when not given: enough sequences to read each weight once for several
-/// tokens, few enough that the padded KV cache and the per-step logits stay small.
+/// `--batch-size` on a GPU when not given: enough sequences to read each weight once for
+/// several tokens, few enough that the padded KV cache and the per-step logits stay small.
 const DEFAULT_BATCH: usize = 8;
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -246,7 +247,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             anyhow::bail!("--batch-size 0: expected at least 1 (1 runs the prompts one by one)")
         }
         Some(n) => n,
-        None if args.stream || args.no_cache => 1,
+        None if args.stream || args.no_cache || args.device == DeviceSpec::Cpu => 1,
         None => DEFAULT_BATCH,
     };
     let mut result =
