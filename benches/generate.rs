@@ -14,7 +14,7 @@
 //! Then `generate --input`'s two ways through a prompts file, interleaved in the same run:
 //! `UERZOO_BENCH_PROMPTS` prompts [64] of 2 to 17 tokens (`[CLS]` included), each
 //! `UERZOO_BENCH_BATCH_NEW` greedy new tokens [32], one after the other (`--batch-size 1`)
-//! and batched (`UERZOO_BENCH_BATCH` [8], the CLI's default), `UERZOO_BENCH_BATCH_ITERS`
+//! and batched (`UERZOO_BENCH_BATCH` [8], the CLI's default on a GPU), `UERZOO_BENCH_BATCH_ITERS`
 //! timed rounds [2; 0 skips it]; prompts/s and new tokens/s of each (median), the speed-up,
 //! and how many prompts' tokens differ between the two (0 expected).
 
