@@ -1050,3 +1050,283 @@ fn cli_output_is_checked_before_loading() {
         .collect();
     assert!(leftovers.is_empty(), "temporaries left: {leftovers:?}");
 }
+
+/// `n` prompts of 1 to 20 characters cut from the fixture vocabulary's Chinese characters
+/// (different texts and lengths, deterministic).
+fn batch_prompts(tok: &Tokenizer, n: usize) -> Vec<String> {
+    let hanzi: Vec<char> = (0..tok.vocab_size() as u32)
+        .filter_map(|id| tok.id_to_token(id))
+        .filter_map(|t| {
+            let mut c = t.chars();
+            let first = c.next()?;
+            (c.next().is_none() && ('\u{4e00}'..='\u{9fff}').contains(&first)).then_some(first)
+        })
+        .collect();
+    assert!(hanzi.len() > 500, "{} Chinese characters", hanzi.len());
+    (0..n)
+        .map(|i| {
+            let len = 1 + (i * 13) % 20;
+            let start = (i * 97) % (hanzi.len() - len);
+            hanzi[start..start + len].iter().collect()
+        })
+        .collect()
+}
+
+/// Runs `jobs` batched (`batch_size`) and each alone; every sequence must be the same
+/// tokens with the same stop, and its score the same to float rounding.
+fn assert_batched_equals_alone(model: &Model<Cpu>, jobs: &[generate::Job], batch_size: usize) {
+    let mut seen = vec![0usize; jobs.len()];
+    let batched =
+        generate::generate_batched(model, jobs, batch_size, &mut |j, _, _| seen[j] += 1).unwrap();
+    assert_eq!(batched.len(), jobs.len());
+    for (j, (job, got)) in jobs.iter().zip(&batched).enumerate() {
+        let alone = generate::generate_constrained(
+            model,
+            &job.prompt,
+            &job.opts,
+            job.constraint.as_ref(),
+            &mut |_, _| {},
+        )
+        .unwrap();
+        assert_eq!(*got, alone, "job {j}: batched ≠ alone");
+        assert_eq!(
+            seen[j],
+            got.iter().map(|g| g.continuation().len()).sum::<usize>(),
+            "job {j}: on_token saw every new id"
+        );
+        for (g, a) in got.iter().zip(&alone) {
+            assert!(
+                (g.score - a.score).abs() <= 1e-3 * a.score.abs().max(1.0),
+                "job {j}: score {} vs {}",
+                g.score,
+                a.score
+            );
+        }
+    }
+}
+
+/// Decoding rows of different lengths in one cache gives each row the logits of its own
+/// cache, before and after a row leaves and another joins.
+#[test]
+fn batched_decode_step_matches_each_sequence_alone() {
+    let model = fixture_model();
+    let tok = fixture_tokenizer();
+    let texts = ["今天", "白日依山尽，黄河", "春风得意马蹄疾，一日看尽长安花"];
+    let prompts: Vec<Vec<u32>> = texts
+        .iter()
+        .map(|t| generate::prompt_ids(&tok, t))
+        .collect();
+    let next = [11u32, 200, 1500];
+    let mut alone: Vec<KvCache<Cpu>> = Vec::new();
+    let mut batch = KvCache::new(&model);
+    for p in &prompts {
+        let mut c = KvCache::new(&model);
+        model.decode_step(ids_tensor(p), &mut c).unwrap();
+        batch.join(c.clone());
+        alone.push(c);
+    }
+    assert_eq!(batch.rows(), 3);
+    assert_eq!(
+        batch.positions(),
+        prompts.iter().map(Vec::len).collect::<Vec<_>>()
+    );
+    let step = |batch: &mut KvCache<Cpu>, alone: &mut [KvCache<Cpu>], tokens: &[u32]| {
+        let ids: Vec<i64> = tokens.iter().map(|&t| i64::from(t)).collect();
+        let got = to_vec(
+            model
+                .decode_step(
+                    Tensor::from_data(TensorData::new(ids, [tokens.len(), 1]), &Default::default()),
+                    batch,
+                )
+                .unwrap(),
+        );
+        let v = got.len() / tokens.len();
+        for (r, (c, &t)) in alone.iter_mut().zip(tokens).enumerate() {
+            let want = to_vec(model.decode_step(ids_tensor(&[t]), c).unwrap());
+            let diff = got[r * v..(r + 1) * v]
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(diff < TOL, "row {r}: logits differ by {diff}");
+        }
+    };
+    step(&mut batch, &mut alone, &next);
+    step(&mut batch, &mut alone, &[7, 8, 9]);
+    // The longest row leaves; the columns only it used go.
+    batch.retain(&[true, true, false]);
+    alone.truncate(2);
+    assert_eq!(
+        batch.positions(),
+        vec![prompts[0].len() + 2, prompts[1].len() + 2]
+    );
+    assert_eq!(batch.len(), prompts[1].len() + 2);
+    // A new prompt joins.
+    let p = generate::prompt_ids(&tok, "一");
+    let mut c = KvCache::new(&model);
+    model.decode_step(ids_tensor(&p), &mut c).unwrap();
+    batch.join(c.clone());
+    alone.push(c);
+    step(&mut batch, &mut alone, &[30, 40, 50]);
+}
+
+/// 50 prompts of different lengths through the batched path equal 50 single runs token
+/// for token: greedy, and sampled with a seed per prompt (two sequences for some, which
+/// share their job's RNG as they do alone), with stop ids and new-token limits.
+#[test]
+fn batched_generation_equals_single_runs() {
+    let model = fixture_model();
+    let tok = fixture_tokenizer();
+    let prompts = batch_prompts(&tok, 50);
+    for greedy_run in [true, false] {
+        let jobs: Vec<generate::Job> = prompts
+            .iter()
+            .enumerate()
+            .map(|(i, text)| generate::Job {
+                prompt: generate::prompt_ids(&tok, text),
+                opts: GenerateOptions {
+                    max_length: 24 + (i * 7) % 17,
+                    max_new_tokens: (i % 5 == 0).then_some(3 + i % 4),
+                    sampling: if greedy_run {
+                        Sampling::greedy()
+                    } else {
+                        Sampling {
+                            top_p: if i % 2 == 0 { 0.9 } else { 0.0 },
+                            temperature: 0.8 + (i % 3) as f64 * 0.2,
+                            ..Sampling::default()
+                        }
+                    },
+                    seed: 1000 + i as u64,
+                    num_return: if i % 7 == 0 { 2 } else { 1 },
+                    stop_id: (i % 3 == 0).then(|| tok.sep_id()),
+                    ..GenerateOptions::default()
+                },
+                constraint: None,
+            })
+            .collect();
+        assert_batched_equals_alone(&model, &jobs, 8);
+        if greedy_run {
+            // Batch sizes that do not divide the jobs; a batch as large as all of them.
+            assert_batched_equals_alone(&model, &jobs[..13], 3);
+            assert_batched_equals_alone(&model, &jobs[..13], 64);
+        }
+    }
+}
+
+/// Couplets (the couplet preset with its constraint, several candidates) batched equal
+/// their single runs.
+#[test]
+fn batched_couplets_equal_single_runs() {
+    let model = fixture_model();
+    let tok = fixture_tokenizer();
+    let couplet = Preset::get("couplet").unwrap();
+    let uppers = [
+        "白日依山尽",
+        "春风得意，马蹄疾",
+        "海阔天空",
+        "一",
+        "山高月小，水落石出",
+    ];
+    let jobs: Vec<generate::Job> = uppers
+        .iter()
+        .enumerate()
+        .map(|(i, text)| generate::Job {
+            prompt: generate::prompt_ids(&tok, &couplet.format_prompt(text)),
+            opts: GenerateOptions {
+                max_length: 32,
+                seed: 7 + i as u64,
+                num_return: 3,
+                stop_id: Some(tok.sep_id()),
+                ..GenerateOptions::default()
+            },
+            constraint: Some(generate::Constraint::match_line(&tok, text).unwrap()),
+        })
+        .collect();
+    assert_batched_equals_alone(&model, &jobs, 4);
+}
+
+/// UER-py 2019's GPT (BERT's post-LN layers and embedding LayerNorm, the raw preset)
+/// batched equals its single runs.
+#[test]
+fn batched_generation_of_the_2019_gpt_equals_single_runs() {
+    let dir = common::shared()
+        .join("fixtures")
+        .join("uer_2019")
+        .join("gpt_lm");
+    let opened = uerzoo::model::open::open_model(
+        &dir.join("uer_model.bin"),
+        Some(&dir.join("uer_config.json")),
+    )
+    .unwrap();
+    let model = load_model::<Cpu>(&opened.checkpoint, &opened.config, &Default::default())
+        .unwrap()
+        .0;
+    let tok = Tokenizer::from_vocab_file(dir.join("vocab.txt"), TokenizerOptions::uer()).unwrap();
+    let raw = Preset::get("raw").unwrap();
+    let jobs: Vec<generate::Job> = batch_prompts(&tok, 20)
+        .iter()
+        .enumerate()
+        .map(|(i, text)| generate::Job {
+            prompt: raw.prompt_ids(&tok, text),
+            opts: GenerateOptions {
+                max_length: 40,
+                sampling: if i % 2 == 0 {
+                    Sampling::greedy()
+                } else {
+                    Sampling::default()
+                },
+                seed: i as u64,
+                ..GenerateOptions::default()
+            },
+            constraint: None,
+        })
+        .collect();
+    assert_batched_equals_alone(&model, &jobs, 6);
+}
+
+/// `generate --input` with `--batch-size 8` writes what `--batch-size 1` (one prompt after
+/// the other) writes, sampled with a fixed seed; `--batch-size 0` is refused.
+#[test]
+fn cli_input_batched_equals_one_by_one() {
+    let f = fixture();
+    let tok = fixture_tokenizer();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("prompts.txt");
+    std::fs::write(&input, batch_prompts(&tok, 50).join("\n") + "\n").unwrap();
+    let run = |batch: &str| {
+        let out = dir.path().join(format!("out_{batch}.jsonl"));
+        common::run_ok(
+            generate_bare(&f)
+                .arg("--input")
+                .arg(&input)
+                .args(["--max-length", "32", "--seed", "3", "--json"])
+                .args(["--batch-size", batch])
+                .arg("--output")
+                .arg(&out),
+        );
+        std::fs::read_to_string(&out).unwrap()
+    };
+    let one = run("1");
+    let batched = run("8");
+    assert_eq!(one.lines().count(), 50);
+    let strip = |s: &str| -> Vec<(serde_json::Value, serde_json::Value, serde_json::Value)> {
+        s.lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                (v["prompt"].clone(), v["ids"].clone(), v["stop"].clone())
+            })
+            .collect()
+    };
+    assert_eq!(strip(&batched), strip(&one));
+    let o = generate_bare(&f)
+        .arg("--input")
+        .arg(&input)
+        .args(["--batch-size", "0"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("--batch-size 0"),
+        "{err}"
+    );
+}

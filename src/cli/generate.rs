@@ -29,7 +29,8 @@ use uerzoo::tokenizer::Tokenizer;
 /// characters, each ended by ，。！？；.
 ///
 /// `--input prompts.txt` generates for every line (`-`: standard input), each with the same
-/// `--seed`, so a line gives what `--prompt LINE` gives; the model is loaded once.
+/// `--seed`, so a line gives what `--prompt LINE` gives; the model is loaded once and up to
+/// `--batch-size` prompts share each forward.
 /// `--output FILE` writes UER-py generate_lm's `--prediction_path` layout (per prompt: the
 /// prompt line, then each generated sequence as its tokens joined, `[CLS]` first), or JSON
 /// lines with `--json`. `--prompt -` reads the prompt from standard input. Tokens per second
@@ -113,7 +114,17 @@ pub struct Args {
     /// Recompute the whole prefix for each token, as UER-py does (slow; for checking the cache).
     #[arg(long)]
     no_cache: bool,
+    /// `--input`: decode up to N prompts together, one forward per token for all of them
+    /// (each gives what it gives alone); 1 runs them one after the other [default: 8 on a
+    /// GPU; 1 on the CPU, where the batched step is not faster yet (docs/performance.md),
+    /// and with `--stream` or `--no-cache`].
+    #[arg(long, value_name = "N", conflicts_with_all = ["stream", "no_cache"])]
+    batch_size: Option<usize>,
 }
+
+/// `--batch-size` on a GPU when not given: enough sequences to read each weight once for
+/// several tokens, few enough that the padded KV cache and the per-step logits stay small.
+const DEFAULT_BATCH: usize = 8;
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let entry = (!args.model.exists())
@@ -231,7 +242,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         let _ = out.flush();
     };
-    let mut result = generate::generate_many(&opened, &jobs, args.device, &mut on_token)?;
+    let batch_size = match args.batch_size {
+        Some(0) => {
+            anyhow::bail!("--batch-size 0: expected at least 1 (1 runs the prompts one by one)")
+        }
+        Some(n) => n,
+        None if args.stream || args.no_cache || args.device == DeviceSpec::Cpu => 1,
+        None => DEFAULT_BATCH,
+    };
+    let mut result =
+        generate::generate_many_batched(&opened, &jobs, batch_size, args.device, &mut on_token)?;
     for (job, seqs) in jobs.iter().zip(result.sequences.iter_mut()) {
         if job.constraint.is_some() {
             generate::rank(seqs);

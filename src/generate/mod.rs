@@ -8,14 +8,20 @@
 //! KV cache ([`crate::model::kv_cache`]) makes each step cost one position. The no-cache
 //! path stays available (`use_cache: false`) as the reference the cache is tested against.
 //!
+//! Several prompts can decode together, one forward per token for all of them
+//! ([`batch`], [`generate_batched`]; `generate --input --batch-size N`), each sequence as it
+//! would alone.
+//!
 //! A [`Constraint`] ([`constraint`]) can restrict each next token (couplets that fit their
 //! upper line, poems' line lengths); every sequence carries its score, the sum of the
 //! model's log-probabilities of its new tokens, to rank candidates ([`rank`]).
 
+pub mod batch;
 pub mod constraint;
 pub mod preset;
 pub mod sampling;
 
+pub use batch::generate_batched;
 pub use constraint::{Constraint, Rule};
 pub use preset::{PRESETS, Preset, TextStream, clean_text, uer_text};
 pub use sampling::{Sampler, Sampling};
@@ -242,6 +248,102 @@ fn generate_full<B: Backend>(
     constraint: Option<&Constraint>,
     on_token: &mut dyn FnMut(usize, u32) -> ControlFlow<()>,
 ) -> Result<Vec<Generated>, GenerateError> {
+    let steps = check_job(model, prompt, opts)?;
+    let prompt = &prompt[..prompt.len().min(opts.max_length)];
+    let mut sampler = Sampler::new(opts.seed);
+    let mut out = Vec::with_capacity(opts.num_return);
+    for n in 0..opts.num_return {
+        let mut ids = prompt.to_vec();
+        let mut stop = StopReason::MaxLength;
+        let mut cache = KvCache::new(model);
+        let mut pending: &[u32] = prompt;
+        let mut last;
+        let mut score = 0.0;
+        for step in 0..steps {
+            if opts.max_new_tokens.is_some_and(|m| step >= m) {
+                stop = StopReason::MaxNewTokens;
+                break;
+            }
+            let mut logits = if opts.use_cache {
+                let logits = model.decode_step(
+                    id_tensor(pending, &model.embedding.word.device()),
+                    &mut cache,
+                )?;
+                last_row(logits)?
+            } else {
+                full_last_logits(model, &ids)?
+            };
+            let (id, log_prob) = choose(
+                &mut logits,
+                &ids,
+                prompt.len(),
+                opts,
+                constraint,
+                &mut sampler,
+            )?;
+            score += log_prob;
+            ids.push(id);
+            if on_token(n, id).is_break() {
+                stop = StopReason::Cancelled;
+                break;
+            }
+            last = [id];
+            pending = &last;
+            if opts.stop_id == Some(id) {
+                stop = StopReason::StopToken;
+                break;
+            }
+        }
+        out.push(Generated {
+            ids,
+            prompt_len: prompt.len(),
+            stop,
+            score,
+        });
+        if stop == StopReason::Cancelled {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// The next token of a sequence (`ids`: `[CLS]`, the prompt of `prompt_len` tokens and
+/// the new tokens so far) from the last position's `logits`: the constraint, the sampling
+/// filters, the draw. Returns the id and its log-probability under the raw logits.
+fn choose(
+    logits: &mut [f32],
+    ids: &[u32],
+    prompt_len: usize,
+    opts: &GenerateOptions,
+    constraint: Option<&Constraint>,
+    sampler: &mut Sampler,
+) -> Result<(u32, f64), GenerateError> {
+    let log_probs = log_softmax(logits);
+    let generated = &ids[prompt_len..];
+    if let Some(c) = constraint {
+        c.apply(logits, generated);
+    }
+    opts.sampling.filter(logits, ids);
+    if !logits.iter().any(|l| l.is_finite()) {
+        return Err(GenerateError::Constraint {
+            reason: format!(
+                "no token of the vocabulary fits {:?} at new token {}",
+                constraint.map(|c| c.rule(generated)),
+                generated.len() + 1
+            ),
+        });
+    }
+    let id = sampler.draw(logits);
+    Ok((id, log_probs[id as usize]))
+}
+
+/// Checks one prompt and its options against the model; returns the decoding steps
+/// (UER-py's `seq_length` minus the prompt).
+fn check_job<B: Backend>(
+    model: &Model<B>,
+    prompt: &[u32],
+    opts: &GenerateOptions,
+) -> Result<usize, GenerateError> {
     opts.validate(model.config.max_seq_length)?;
     if prompt.is_empty() {
         return Err(GenerateError::Option {
@@ -269,70 +371,7 @@ fn generate_full<B: Backend>(
             positions: model.config.max_seq_length,
         });
     }
-    let steps = opts.max_length - prompt.len();
-    let prompt = &prompt[..prompt.len().min(opts.max_length)];
-    let mut sampler = Sampler::new(opts.seed);
-    let mut out = Vec::with_capacity(opts.num_return);
-    for n in 0..opts.num_return {
-        let mut ids = prompt.to_vec();
-        let mut stop = StopReason::MaxLength;
-        let mut cache = KvCache::new(model);
-        let mut pending: &[u32] = prompt;
-        let mut last;
-        let mut score = 0.0;
-        for step in 0..steps {
-            if opts.max_new_tokens.is_some_and(|m| step >= m) {
-                stop = StopReason::MaxNewTokens;
-                break;
-            }
-            let mut logits = if opts.use_cache {
-                let logits = model.decode_step(
-                    id_tensor(pending, &model.embedding.word.device()),
-                    &mut cache,
-                )?;
-                last_row(logits)?
-            } else {
-                full_last_logits(model, &ids)?
-            };
-            let log_probs = log_softmax(&logits);
-            if let Some(c) = constraint {
-                c.apply(&mut logits, &ids[prompt.len()..]);
-            }
-            opts.sampling.filter(&mut logits, &ids);
-            if !logits.iter().any(|l| l.is_finite()) {
-                return Err(GenerateError::Constraint {
-                    reason: format!(
-                        "no token of the vocabulary fits {:?} at new token {}",
-                        constraint.map(|c| c.rule(&ids[prompt.len()..])),
-                        step + 1
-                    ),
-                });
-            }
-            let id = sampler.draw(&logits);
-            score += log_probs[id as usize];
-            ids.push(id);
-            if on_token(n, id).is_break() {
-                stop = StopReason::Cancelled;
-                break;
-            }
-            last = [id];
-            pending = &last;
-            if opts.stop_id == Some(id) {
-                stop = StopReason::StopToken;
-                break;
-            }
-        }
-        out.push(Generated {
-            ids,
-            prompt_len: prompt.len(),
-            stop,
-            score,
-        });
-        if stop == StopReason::Cancelled {
-            break;
-        }
-    }
-    Ok(out)
+    Ok(opts.max_length - prompt.len())
 }
 
 /// log softmax in f64.
@@ -448,6 +487,7 @@ impl ManyGenerated {
 struct ManyJob<'a> {
     model: &'a OpenedModel,
     jobs: &'a [Job],
+    batch_size: usize,
     on_token: &'a mut dyn FnMut(usize, usize, u32),
 }
 
@@ -458,6 +498,14 @@ impl BackendJob for ManyJob<'_> {
         let (model, _) = load_model::<B>(&self.model.checkpoint, &self.model.config, &device)?;
         let load = start.elapsed();
         let start = std::time::Instant::now();
+        if self.batch_size > 1 {
+            let sequences = generate_batched(&model, self.jobs, self.batch_size, self.on_token)?;
+            return Ok(ManyGenerated {
+                sequences,
+                load,
+                decode: start.elapsed(),
+            });
+        }
         let mut sequences = Vec::with_capacity(self.jobs.len());
         for (j, job) in self.jobs.iter().enumerate() {
             let on_token = &mut *self.on_token;
@@ -486,6 +534,19 @@ pub fn generate_many(
     device: DeviceSpec,
     on_token: &mut dyn FnMut(usize, usize, u32),
 ) -> Result<ManyGenerated, GenerateError> {
+    generate_many_batched(model, jobs, 1, device, on_token)
+}
+
+/// [`generate_many`] with up to `batch_size` sequences sharing each forward
+/// ([`generate_batched`]; 1 runs the jobs one after the other). The same jobs give the same
+/// sequences; with `batch_size` > 1 the ids `on_token` sees interleave across jobs.
+pub fn generate_many_batched(
+    model: &OpenedModel,
+    jobs: &[Job],
+    batch_size: usize,
+    device: DeviceSpec,
+    on_token: &mut dyn FnMut(usize, usize, u32),
+) -> Result<ManyGenerated, GenerateError> {
     for job in jobs {
         job.opts.sampling.validate()?;
     }
@@ -494,6 +555,7 @@ pub fn generate_many(
         ManyJob {
             model,
             jobs,
+            batch_size,
             on_token,
         },
     )?

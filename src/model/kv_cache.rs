@@ -7,11 +7,28 @@
 //! layer's attention appends the new keys and values to its [`LayerKv`] and attends to all
 //! positions so far. The logits match the full forward pass to float rounding (tested to
 //! 1e-4 in `tests/generate.rs`).
+//!
+//! One cache can also hold several sequences of different lengths (batched decoding,
+//! [`crate::generate::generate_batched`]): row `r` is left-padded by `pad[r]` columns, so
+//! every row appends its next keys and values at the same column while its token is
+//! embedded at its own position (the columns it holds) and the padding is masked out of
+//! its attention. Sequences join ([`KvCache::join`], a prompt prefilled alone) and leave
+//! ([`KvCache::retain`]) between steps.
 
 use super::ModelError;
 use super::config::MaskKind;
-use super::transformer::Model;
-use burn::tensor::{Int, Tensor, backend::Backend};
+use super::transformer::{MASK_VALUE, Model};
+use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
+
+/// `x` (`[rows, len, hidden]`) with `n` zero columns in front.
+fn left_pad<B: Backend>(x: Tensor<B, 3>, n: usize) -> Tensor<B, 3> {
+    if n == 0 {
+        return x;
+    }
+    let [rows, _, h] = x.dims();
+    let zeros = Tensor::zeros([rows, n, h], &x.device());
+    Tensor::cat(vec![zeros, x], 1)
+}
 
 /// One layer application's keys and values of the positions seen so far, each
 /// `[batch, len, hidden]` (heads side by side, as the projections produce them).
@@ -46,6 +63,9 @@ impl<B: Backend> LayerKv<B> {
 #[derive(Debug, Clone)]
 pub struct KvCache<B: Backend> {
     pub(crate) layers: Vec<LayerKv<B>>,
+    /// Leading padding columns of each row (keys and values zero, masked); empty while the
+    /// cache holds rows of one length.
+    pad: Vec<usize>,
 }
 
 impl<B: Backend> KvCache<B> {
@@ -54,7 +74,114 @@ impl<B: Backend> KvCache<B> {
     pub fn new(model: &Model<B>) -> Self {
         KvCache {
             layers: vec![LayerKv { kv: None }; model.encoder.layers_num],
+            pad: Vec::new(),
         }
+    }
+
+    /// Sequences (rows) held; 0 before the first step.
+    pub fn rows(&self) -> usize {
+        self.layers
+            .first()
+            .and_then(|l| l.kv.as_ref())
+            .map_or(0, |(k, _)| k.dims()[0])
+    }
+
+    /// Each row's positions cached (its own length, padding not counted).
+    pub fn positions(&self) -> Vec<usize> {
+        let len = self.len();
+        (0..self.rows())
+            .map(|r| len - self.pad.get(r).copied().unwrap_or(0))
+            .collect()
+    }
+
+    /// Whether some row is padded (rows of different lengths).
+    pub(crate) fn is_padded(&self) -> bool {
+        self.pad.iter().any(|&p| p > 0)
+    }
+
+    /// Appends the rows of `other` (sequences decoded on their own, e.g. a prompt just
+    /// prefilled) below this cache's rows, left-padding the shorter side so that all rows
+    /// end at the same column.
+    pub fn join(&mut self, other: KvCache<B>) {
+        let (w, wo) = (self.len(), other.len());
+        let (rows, rows_o) = (self.rows(), other.rows());
+        if rows_o == 0 {
+            return;
+        }
+        if rows == 0 {
+            *self = other;
+            return;
+        }
+        let width = w.max(wo);
+        let mut pad = self.pad_or_zero(rows);
+        pad.iter_mut().for_each(|p| *p += width - w);
+        pad.extend(other.pad_or_zero(rows_o).iter().map(|p| p + width - wo));
+        for (mine, theirs) in self.layers.iter_mut().zip(other.layers) {
+            let (Some((k, v)), Some((ko, vo))) = (mine.kv.take(), theirs.kv) else {
+                continue;
+            };
+            let k = Tensor::cat(vec![left_pad(k, width - w), left_pad(ko, width - wo)], 0);
+            let v = Tensor::cat(vec![left_pad(v, width - w), left_pad(vo, width - wo)], 0);
+            mine.kv = Some((k, v));
+        }
+        self.pad = pad;
+    }
+
+    /// Keeps the rows whose `keep` is true (in order) and drops the columns that every
+    /// remaining row pads.
+    pub fn retain(&mut self, keep: &[bool]) {
+        let rows = self.rows();
+        assert_eq!(keep.len(), rows, "KvCache::retain: one flag per row");
+        if keep.iter().all(|&k| k) {
+            return;
+        }
+        let kept: Vec<usize> = (0..rows).filter(|&r| keep[r]).collect();
+        if kept.is_empty() {
+            self.layers.iter_mut().for_each(|l| l.kv = None);
+            self.pad.clear();
+            return;
+        }
+        let pad: Vec<usize> = {
+            let all = self.pad_or_zero(rows);
+            kept.iter().map(|&r| all[r]).collect()
+        };
+        let trim = pad.iter().copied().min().unwrap_or(0);
+        let len = self.len();
+        for layer in &mut self.layers {
+            if let Some((k, v)) = layer.kv.take() {
+                let device = k.device();
+                let idx = Tensor::<B, 1, Int>::from_data(
+                    TensorData::new(kept.iter().map(|&r| r as i64).collect(), [kept.len()]),
+                    &device,
+                );
+                let (k, v) = (k.select(0, idx.clone()), v.select(0, idx));
+                layer.kv = Some((k.narrow(1, trim, len - trim), v.narrow(1, trim, len - trim)));
+            }
+        }
+        self.pad = pad.into_iter().map(|p| p - trim).collect();
+    }
+
+    fn pad_or_zero(&self, rows: usize) -> Vec<usize> {
+        (0..rows)
+            .map(|r| self.pad.get(r).copied().unwrap_or(0))
+            .collect()
+    }
+
+    /// The additive mask `[rows, 1, 1, len + new]` that hides each row's padding from its
+    /// `new` positions; `None` when no row is padded.
+    pub(crate) fn padding_bias(&self, new: usize, device: &B::Device) -> Option<Tensor<B, 4>> {
+        if !self.is_padded() {
+            return None;
+        }
+        let (rows, total) = (self.rows(), self.len() + new);
+        let mut values = vec![0f32; rows * total];
+        for (r, &p) in self.pad.iter().enumerate() {
+            values[r * total..r * total + p].fill(MASK_VALUE);
+        }
+        Some(Tensor::from_data(
+            TensorData::new(values, [rows, 1, 1, total]),
+            device,
+        ))
     }
 
     /// Positions cached so far.
@@ -71,7 +198,9 @@ impl<B: Backend> KvCache<B> {
 impl<B: Backend> Model<B> {
     /// Runs the causal model on `ids` (`[batch, new]`, the tokens after the cached ones),
     /// appends their keys and values to `cache`, and returns the LM logits of the new
-    /// positions, `[batch, new, vocab]`. Segment 1 everywhere (UER-py's generate_lm).
+    /// positions, `[batch, new, vocab]`. Segment 1 everywhere (UER-py's generate_lm). A cache
+    /// whose rows have different lengths ([`KvCache::join`]) takes one token per row, each
+    /// at its row's own position.
     pub fn decode_step(
         &self,
         ids: Tensor<B, 2, Int>,
@@ -89,12 +218,18 @@ impl<B: Backend> Model<B> {
             ));
         }
         let [b, s] = ids.dims();
-        let past = cache.len();
+        let past = cache.positions().into_iter().max().unwrap_or(0);
         if s == 0 || past + s > self.config.max_seq_length {
             return Err(ModelError::Input(format!(
                 "position {} is past the model's {} position embeddings",
                 past + s,
                 self.config.max_seq_length
+            )));
+        }
+        if cache.is_padded() && (s != 1 || b != cache.rows()) {
+            return Err(ModelError::Input(format!(
+                "a cache of {} rows of different lengths decodes one token per row, got [{b}, {s}]",
+                cache.rows()
             )));
         }
         let segment = Tensor::<B, 2, Int>::ones([b, s], &ids.device());

@@ -58,6 +58,41 @@ impl<B: Backend> Embeddings<B> {
     }
 }
 
+impl<B: Backend> Embeddings<B> {
+    /// One token per row (`ids`, `segment`: `[batch, 1]`), row `r` at position
+    /// `positions[r]` → `[batch, 1, emb]` (batched decoding of sequences of different
+    /// lengths). The same kernel as [`Self::forward`], on the rows seen as one sequence
+    /// whose `r`-th position table row is `positions[r]`.
+    pub fn forward_at(
+        &self,
+        ids: Tensor<B, 2, Int>,
+        segment: Tensor<B, 2, Int>,
+        positions: &[usize],
+    ) -> Tensor<B, 3> {
+        let [b, s] = ids.dims();
+        debug_assert!(s == 1 && positions.len() == b);
+        let device = ids.device();
+        let rows = Tensor::<B, 1, Int>::from_data(
+            TensorData::new(positions.iter().map(|&p| p as i64).collect(), [b]),
+            &device,
+        );
+        let position = self.position.val().select(0, rows);
+        let emb = crate::kernels::embed(
+            self.word.val(),
+            position,
+            self.segment.as_ref().map(|s| s.val()),
+            ids.reshape([1, b]),
+            segment.reshape([1, b]),
+        );
+        let e = emb.dims()[2];
+        let emb = emb.reshape([b, 1, e]);
+        match &self.layer_norm {
+            Some(ln) => ln.forward(emb),
+            None => emb,
+        }
+    }
+}
+
 /// What [`Model::forward`] returns.
 #[derive(Debug, Clone)]
 pub struct ModelOutput<B: Backend> {
@@ -122,8 +157,20 @@ impl<B: Backend> Model<B> {
     ) -> Tensor<B, 3> {
         let past = cache.as_ref().map_or(0, |c| c.len());
         debug_assert!(past == 0 || self.config.mask == MaskKind::Causal);
-        let bias = self.mask_bias(&segment, past);
-        let emb = super::encoder::dropout_fn(self.embedding.forward(ids, segment, past), p);
+        let (emb, bias) = match cache.as_ref().filter(|c| c.is_padded()) {
+            // Rows of different lengths, one new token each: every row at its own position,
+            // its padding masked.
+            Some(c) => {
+                let bias = c.padding_bias(1, &ids.device());
+                let emb = self.embedding.forward_at(ids, segment, &c.positions());
+                (emb, bias)
+            }
+            None => {
+                let bias = self.mask_bias(&segment, past);
+                (self.embedding.forward(ids, segment, past), bias)
+            }
+        };
+        let emb = super::encoder::dropout_fn(emb, p);
         self.encoder.forward(emb, bias, p, cache)
     }
 
