@@ -18,6 +18,7 @@
 
 pub mod cpu;
 pub mod flex;
+pub mod int8;
 
 use burn::backend::{Autodiff, Flex};
 use burn::nn::Linear;
