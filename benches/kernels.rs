@@ -11,7 +11,8 @@
 //! minutes, so alternating keeps one side from getting all the fast minutes).
 //!
 //! Per config it prints medians of: forward tokens/s (the encoder's hidden states,
-//! inference), training-step tokens/s (forward with UER-py's dropouts + MLM loss on 15% of
+//! inference; `forward_int8`: the same with `--dtype int8`'s linear layers, measured right
+//! after the f32 forward in each round, and their ratio per round), training-step tokens/s (forward with UER-py's dropouts + MLM loss on 15% of
 //! the positions + backward; with dropout 0.1 and 0) and generation tokens/s (a causal
 //! pre-LN model of the same size, greedy, batch 1, 32-token prompt, 32 new tokens, full
 //! recompute per token as the model has no KV cache yet). Shapes: tiny (L2/H128/A2/FF512)
@@ -31,7 +32,13 @@ mod common;
 use common::{VOCAB, env_usize, median};
 
 /// The measurements, in the order they are printed.
-const KEYS: [&str; 4] = ["forward", "train_dropout", "train_no_dropout", "generate"];
+const KEYS: [&str; 5] = [
+    "forward",
+    "forward_int8",
+    "train_dropout",
+    "train_no_dropout",
+    "generate",
+];
 
 /// The measurements `UERZOO_BENCH_ONLY` asks for (all when unset).
 fn wanted() -> Vec<&'static str> {
@@ -179,6 +186,21 @@ fn bench_config(
         });
         row.insert("forward", tokens / secs);
     }
+    if keys.contains(&"forward_int8") {
+        // The same forward with the encoder's linear layers in int8 (`--dtype int8`), right
+        // after the f32 one so both see the same minute of the VM.
+        let mut cfg8 = cfg.clone();
+        cfg8.dtype = uerzoo::model::Dtype::Int8;
+        let (model, report) = load_model::<Flex>(&ckpt, &cfg8, &dev).expect("load");
+        if !INT8_PATH_SHOWN.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            println!("int8 kernel path: {}", report.int8_path.unwrap_or("(none)"));
+        }
+        let secs = time(iters, || {
+            let (ids, seg) = inputs::<Flex>(batch, seq, &dev);
+            let _ = model.encode(ids, seg).into_data();
+        });
+        row.insert("forward_int8", tokens / secs);
+    }
     let train: Vec<_> = [("train_dropout", 0.1), ("train_no_dropout", 0.0)]
         .into_iter()
         .filter(|(k, _)| keys.contains(k))
@@ -207,6 +229,8 @@ fn bench_config(
     println!("{name:>5} {side:>8}: {} (tok/s)", format_row(&row));
     row
 }
+
+static INT8_PATH_SHOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Element-wise op timings (ms, median), plain vs fused, on Flex.
 fn bench_ops() {
@@ -380,8 +404,12 @@ fn main() {
         // Each round measures uerzoo, then PyTorch right after it.
         let mut ratios: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
         let mut fast = Row::new();
+        let mut int8_vs_f32 = Vec::new();
         for _ in 0..rounds {
             fast = bench_config(name, shape, batch, seq, iters, &keys);
+            if let (Some(q), Some(f)) = (fast.get("forward_int8"), fast.get("forward")) {
+                int8_vs_f32.push(q / f);
+            }
             let torch = if with_torch {
                 torch_row(name, iters, &keys)
             } else {
@@ -413,6 +441,15 @@ fn main() {
                     format!("{:.2}×", fast[key] / s[key])
                 });
             println!("{name:>5} {key:<17} kernels/plain {vs_plain}  {vs_torch}");
+        }
+        if !int8_vs_f32.is_empty() {
+            let each: Vec<String> = int8_vs_f32.iter().map(|x| format!("{x:.2}")).collect();
+            println!(
+                "{name:>5} forward int8/f32 {:.2}× (median of {} rounds: {})",
+                median(int8_vs_f32.clone()),
+                int8_vs_f32.len(),
+                each.join(", ")
+            );
         }
     }
 }
