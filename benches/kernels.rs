@@ -5,7 +5,8 @@
 //! Run: `cargo bench --bench kernels` (env: `UERZOO_BENCH_CONFIG=tiny|base|all` (default
 //! all), `UERZOO_BENCH_ITERS` (timed runs per measurement; default 10 for tiny, 3 for base),
 //! `UERZOO_BENCH_TORCH=0` to skip PyTorch, `UERZOO_BENCH_PLAIN=0` to skip the plain Burn pass,
-//! `UERZOO_BENCH_OPS=0` to skip the op table, `UERZOO_BENCH_ONLY=forward,generate` to run only
+//! `UERZOO_BENCH_OPS=0` to skip the op table, `UERZOO_BENCH_INT8_PATH=avx2|scalar|…` to run
+//! `forward_int8` on that int8 kernel path instead of the CPU's fastest, `UERZOO_BENCH_ONLY=forward,generate` to run only
 //! those measurements, `UERZOO_BENCH_ROUNDS=n` to alternate uerzoo and PyTorch `n` times and
 //! print each round's ratio and their median — the VM this runs on drifts by ±15 % between
 //! minutes, so alternating keeps one side from getting all the fast minutes).
@@ -377,6 +378,15 @@ fn torch_row(name: &str, iters: usize, keys: &[&'static str]) -> Option<Row> {
 
 fn main() {
     uerzoo::alloc::configure();
+    if let Ok(name) = std::env::var("UERZOO_BENCH_INT8_PATH") {
+        let forced = name
+            .parse::<uerzoo::kernels::int8::Path>()
+            .and_then(|p| uerzoo::kernels::int8::force(Some(p)));
+        if let Err(e) = forced {
+            eprintln!("UERZOO_BENCH_INT8_PATH: {e}");
+            std::process::exit(2);
+        }
+    }
     let which = std::env::var("UERZOO_BENCH_CONFIG").unwrap_or_else(|_| "all".into());
     let keys = wanted();
     let rounds = env_usize("UERZOO_BENCH_ROUNDS").unwrap_or(1).max(1);

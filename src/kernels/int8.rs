@@ -85,16 +85,52 @@ impl Path {
         }
     }
 
-    /// The fastest path this CPU runs (detected once).
+    /// The path [`linear`] runs: the one [`force`] set, else the fastest this CPU has
+    /// (detected once).
     pub fn best() -> Path {
         use std::sync::OnceLock;
         static BEST: OnceLock<Path> = OnceLock::new();
+        let forced = FORCED.load(std::sync::atomic::Ordering::Relaxed);
+        if let Some(&p) = Path::ALL.get(forced as usize) {
+            return p;
+        }
         *BEST.get_or_init(|| {
             Path::ALL
                 .into_iter()
                 .find(|p| p.available())
                 .unwrap_or(Path::Scalar)
         })
+    }
+}
+
+/// Index into [`Path::ALL`] of the forced path; out of range: none forced.
+static FORCED: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(u8::MAX);
+
+/// Makes [`linear`] (and so the model's int8 layers) run `path` instead of the fastest one,
+/// process-wide; `None` goes back to the fastest. For benchmarks comparing the paths on one
+/// CPU. Fails, changing nothing, when the CPU lacks the path.
+pub fn force(path: Option<Path>) -> Result<(), String> {
+    let index = match path {
+        Some(p) if !p.available() => {
+            return Err(format!("this CPU lacks the {} int8 path", p.name()));
+        }
+        Some(p) => Path::ALL.iter().position(|&q| q == p).unwrap_or(usize::MAX) as u8,
+        None => u8::MAX,
+    };
+    FORCED.store(index, std::sync::atomic::Ordering::Relaxed);
+    Ok(())
+}
+
+impl std::str::FromStr for Path {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Path::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Path::ALL.iter().map(|p| p.name()).collect();
+                format!("int8 path `{s}`: expected one of {}", names.join(", "))
+            })
     }
 }
 
@@ -689,6 +725,23 @@ mod tests {
                 skipped.join(", ")
             );
         }
+    }
+
+    #[test]
+    fn force_picks_a_path_the_cpu_has_and_names_parse() {
+        let fastest = Path::best();
+        force(Some(Path::Scalar)).unwrap();
+        assert_eq!(Path::best(), Path::Scalar);
+        force(None).unwrap();
+        assert_eq!(Path::best(), fastest);
+        for p in Path::ALL {
+            assert_eq!(p.name().parse::<Path>(), Ok(p));
+            if !p.available() {
+                assert!(force(Some(p)).unwrap_err().contains(p.name()));
+                assert_eq!(Path::best(), fastest);
+            }
+        }
+        assert!("int4".parse::<Path>().unwrap_err().contains("avx2"));
     }
 
     #[test]
