@@ -3,12 +3,15 @@
 
 Builds UER-py's BERT (word_pos_seg embedding + LN, post-LN transformer, GELU erf, UER
 LayerNorm) and a GPT-2-like causal pre-LN model of the same size with random weights, and
-prints medians of forward tokens/s (the encoder's hidden states, no_grad), training-step
+prints medians of forward tokens/s (the encoder's hidden states, no_grad; `forward_int8`:
+the same model after `torch.ao.quantization.quantize_dynamic` — every nn.Linear in qint8
+weights with activations quantized per batch on the fly, as torch users deploy int8 on a
+CPU; the quantized engine is torch's default, fbgemm/x86 on x86), training-step
 tokens/s (UER-py's dropouts, MLM loss on every 7th position, backward; dropout 0.1 and 0) and
 greedy generation tokens/s (batch 1, 32-token prompt, 32 new tokens, full recompute).
 
     python3 bench/torch_bench.py --config tiny --threads 2 [--iters 10] [--json]
-                                 [--only forward,train_dropout,train_no_dropout,generate]
+                                 [--only forward,forward_int8,train_dropout,train_no_dropout,generate]
                                  [--device cpu|cuda]   (cuda: what bench/gpu-check.sh runs)
 """
 import argparse
@@ -125,7 +128,7 @@ def timed(iters, f):
     return statistics.median(runs)
 
 
-KEYS = ("forward", "train_dropout", "train_no_dropout", "generate")
+KEYS = ("forward", "forward_int8", "train_dropout", "train_no_dropout", "generate")
 
 
 def bench(name, iters, only=KEYS):
@@ -142,6 +145,19 @@ def bench(name, iters, only=KEYS):
 
     if "forward" in only:
         out["forward"] = tokens / timed(iters, forward)
+    if "forward_int8" in only:
+        if DEVICE.type != "cpu":
+            raise SystemExit("forward_int8: torch's dynamic int8 runs on the CPU only")
+        # A quantized copy (inplace=False): the f32 model stays for the measurements below.
+        qmodel = torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
+        qmodel.eval()
+
+        def forward_int8():
+            with torch.no_grad():
+                qmodel.encode(ids, seg)
+
+        out["forward_int8"] = tokens / timed(iters, forward_int8)
+        del qmodel
     picked = torch.arange(0, tokens, 7, device=DEVICE)
     targets = (picked * 31 % VOCAB).clamp(min=1)
     for key, p in (("train_dropout", 0.1), ("train_no_dropout", 0.0)):

@@ -5,13 +5,15 @@
 //! Run: `cargo bench --bench kernels` (env: `UERZOO_BENCH_CONFIG=tiny|base|all` (default
 //! all), `UERZOO_BENCH_ITERS` (timed runs per measurement; default 10 for tiny, 3 for base),
 //! `UERZOO_BENCH_TORCH=0` to skip PyTorch, `UERZOO_BENCH_PLAIN=0` to skip the plain Burn pass,
-//! `UERZOO_BENCH_OPS=0` to skip the op table, `UERZOO_BENCH_ONLY=forward,generate` to run only
+//! `UERZOO_BENCH_OPS=0` to skip the op table, `UERZOO_BENCH_INT8_PATH=avx2|scalar|…` to run
+//! `forward_int8` on that int8 kernel path instead of the CPU's fastest, `UERZOO_BENCH_ONLY=forward,generate` to run only
 //! those measurements, `UERZOO_BENCH_ROUNDS=n` to alternate uerzoo and PyTorch `n` times and
 //! print each round's ratio and their median — the VM this runs on drifts by ±15 % between
 //! minutes, so alternating keeps one side from getting all the fast minutes).
 //!
 //! Per config it prints medians of: forward tokens/s (the encoder's hidden states,
-//! inference), training-step tokens/s (forward with UER-py's dropouts + MLM loss on 15% of
+//! inference; `forward_int8`: the same with `--dtype int8`'s linear layers, measured right
+//! after the f32 forward in each round, and their ratio per round), training-step tokens/s (forward with UER-py's dropouts + MLM loss on 15% of
 //! the positions + backward; with dropout 0.1 and 0) and generation tokens/s (a causal
 //! pre-LN model of the same size, greedy, batch 1, 32-token prompt, 32 new tokens, full
 //! recompute per token as the model has no KV cache yet). Shapes: tiny (L2/H128/A2/FF512)
@@ -31,7 +33,13 @@ mod common;
 use common::{VOCAB, env_usize, median};
 
 /// The measurements, in the order they are printed.
-const KEYS: [&str; 4] = ["forward", "train_dropout", "train_no_dropout", "generate"];
+const KEYS: [&str; 5] = [
+    "forward",
+    "forward_int8",
+    "train_dropout",
+    "train_no_dropout",
+    "generate",
+];
 
 /// The measurements `UERZOO_BENCH_ONLY` asks for (all when unset).
 fn wanted() -> Vec<&'static str> {
@@ -179,6 +187,21 @@ fn bench_config(
         });
         row.insert("forward", tokens / secs);
     }
+    if keys.contains(&"forward_int8") {
+        // The same forward with the encoder's linear layers in int8 (`--dtype int8`), right
+        // after the f32 one so both see the same minute of the VM.
+        let mut cfg8 = cfg.clone();
+        cfg8.dtype = uerzoo::model::Dtype::Int8;
+        let (model, report) = load_model::<Flex>(&ckpt, &cfg8, &dev).expect("load");
+        if !INT8_PATH_SHOWN.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            println!("int8 kernel path: {}", report.int8_path.unwrap_or("(none)"));
+        }
+        let secs = time(iters, || {
+            let (ids, seg) = inputs::<Flex>(batch, seq, &dev);
+            let _ = model.encode(ids, seg).into_data();
+        });
+        row.insert("forward_int8", tokens / secs);
+    }
     let train: Vec<_> = [("train_dropout", 0.1), ("train_no_dropout", 0.0)]
         .into_iter()
         .filter(|(k, _)| keys.contains(k))
@@ -207,6 +230,8 @@ fn bench_config(
     println!("{name:>5} {side:>8}: {} (tok/s)", format_row(&row));
     row
 }
+
+static INT8_PATH_SHOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Element-wise op timings (ms, median), plain vs fused, on Flex.
 fn bench_ops() {
@@ -353,6 +378,15 @@ fn torch_row(name: &str, iters: usize, keys: &[&'static str]) -> Option<Row> {
 
 fn main() {
     uerzoo::alloc::configure();
+    if let Ok(name) = std::env::var("UERZOO_BENCH_INT8_PATH") {
+        let forced = name
+            .parse::<uerzoo::kernels::int8::Path>()
+            .and_then(|p| uerzoo::kernels::int8::force(Some(p)));
+        if let Err(e) = forced {
+            eprintln!("UERZOO_BENCH_INT8_PATH: {e}");
+            std::process::exit(2);
+        }
+    }
     let which = std::env::var("UERZOO_BENCH_CONFIG").unwrap_or_else(|_| "all".into());
     let keys = wanted();
     let rounds = env_usize("UERZOO_BENCH_ROUNDS").unwrap_or(1).max(1);
@@ -380,8 +414,12 @@ fn main() {
         // Each round measures uerzoo, then PyTorch right after it.
         let mut ratios: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
         let mut fast = Row::new();
+        let mut int8_vs_f32 = Vec::new();
         for _ in 0..rounds {
             fast = bench_config(name, shape, batch, seq, iters, &keys);
+            if let (Some(q), Some(f)) = (fast.get("forward_int8"), fast.get("forward")) {
+                int8_vs_f32.push(q / f);
+            }
             let torch = if with_torch {
                 torch_row(name, iters, &keys)
             } else {
@@ -413,6 +451,15 @@ fn main() {
                     format!("{:.2}×", fast[key] / s[key])
                 });
             println!("{name:>5} {key:<17} kernels/plain {vs_plain}  {vs_torch}");
+        }
+        if !int8_vs_f32.is_empty() {
+            let each: Vec<String> = int8_vs_f32.iter().map(|x| format!("{x:.2}")).collect();
+            println!(
+                "{name:>5} forward int8/f32 {:.2}× (median of {} rounds: {})",
+                median(int8_vs_f32.clone()),
+                int8_vs_f32.len(),
+                each.join(", ")
+            );
         }
     }
 }

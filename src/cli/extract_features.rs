@@ -39,6 +39,11 @@ pub struct Args {
     /// `vocab.txt` or sentencepiece `.model` (default: beside the weights).
     #[arg(long)]
     vocab: Option<PathBuf>,
+    /// Precision of the encoder's linear layers: f32, or int8 (weights quantized once at
+    /// load, per output channel; activations per row on the fly; `--device cpu` only).
+    /// Embeddings, LayerNorm, softmax and the heads stay f32.
+    #[arg(long, default_value = "f32")]
+    dtype: uerzoo::model::Dtype,
     /// `cpu`, `cuda[:N]` (a build with `--features cuda`), `wgpu[:N]` (`--features wgpu`;
     /// N counts the adapters wgpu lists) or `auto`: the first CUDA device, else the first
     /// wgpu GPU (never a software one), else the CPU; it notes which.
@@ -53,7 +58,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     uerzoo::output::check_file(&args.output, args.force)?;
     uerzoo::output::check_not_input(&args.output, &args.input, "--input")?;
     anyhow::ensure!(args.seq_length > 0, "--seq-length must be at least 1");
-    let opened = uerzoo::resolve::open_model(&args.model, args.config.as_deref())?;
+    let mut opened = uerzoo::resolve::open_model(&args.model, args.config.as_deref())?;
+    opened.config.dtype = args.dtype;
     let tok = super::fill_mask::load_tokenizer(args.vocab.clone(), &opened)?;
     let text = std::fs::read_to_string(&args.input)
         .with_context(|| format!("reading {}", args.input.display()))?;

@@ -31,6 +31,11 @@ pub struct Args {
     /// `vocab.txt` or sentencepiece `.model` (default: `vocab.txt`/`spiece.model` beside the weights).
     #[arg(long)]
     vocab: Option<PathBuf>,
+    /// Precision of the encoder's linear layers: f32, or int8 (weights quantized once at
+    /// load, per output channel; activations per row on the fly; `--device cpu` only).
+    /// Embeddings, LayerNorm, softmax and the heads stay f32.
+    #[arg(long, default_value = "f32")]
+    dtype: uerzoo::model::Dtype,
     /// `cpu`, `cuda[:N]` (a build with `--features cuda`), `wgpu[:N]` (`--features wgpu`;
     /// N counts the adapters wgpu lists) or `auto`: the first CUDA device, else the first
     /// wgpu GPU (never a software one), else the CPU; it notes which.
@@ -39,7 +44,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let opened = uerzoo::resolve::open_model(&args.model, args.config.as_deref())?;
+    let mut opened = uerzoo::resolve::open_model(&args.model, args.config.as_deref())?;
+    opened.config.dtype = args.dtype;
     let tok = load_tokenizer(args.vocab.clone(), &opened)?;
     for u in tok.unknowns(&args.text, &tok.tokenize_with_specials_offsets(&args.text)) {
         eprintln!(

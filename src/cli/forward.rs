@@ -27,6 +27,11 @@ pub struct Args {
     /// Output safetensors (`hidden`, `logits`).
     #[arg(long)]
     output: PathBuf,
+    /// Precision of the encoder's linear layers: f32, or int8 (weights quantized once at
+    /// load, per output channel; activations per row on the fly; `--device cpu` only).
+    /// Embeddings, LayerNorm, softmax and the heads stay f32.
+    #[arg(long, default_value = "f32")]
+    dtype: uerzoo::model::Dtype,
     /// `cpu`, `cuda[:N]` (a build with `--features cuda`), `wgpu[:N]` (`--features wgpu`;
     /// N counts the adapters wgpu lists) or `auto`: the first CUDA device, else the first
     /// wgpu GPU (never a software one), else the CPU; it notes which.
@@ -71,7 +76,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         segment.len(),
         ids.len()
     );
-    let opened = uerzoo::resolve::open_model(&args.model, args.config.as_deref())?;
+    let mut opened = uerzoo::resolve::open_model(&args.model, args.config.as_deref())?;
+    opened.config.dtype = args.dtype;
     let out = model::tasks::forward(
         &opened,
         &Batch {
@@ -93,8 +99,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     result
         .write_safetensors(&args.output, args.force)
         .with_context(|| format!("writing {}", args.output.display()))?;
+    let int8 = match out.report.int8_path {
+        Some(path) => format!("; int8 linear layers on the {path} path"),
+        None => String::new(),
+    };
     eprintln!(
-        "wrote {} (heads: {})",
+        "wrote {} (heads: {}{int8})",
         args.output.display(),
         out.report.heads.join(", ")
     );

@@ -60,6 +60,11 @@ pub struct Args {
     /// `vocab.txt` or sentencepiece `.model` (default: beside the weights).
     #[arg(long)]
     vocab: Option<PathBuf>,
+    /// Precision of the encoder's linear layers: f32, or int8 (weights quantized once at
+    /// load, per output channel; activations per row on the fly; `--device cpu` only).
+    /// Embeddings, LayerNorm, softmax and the heads stay f32.
+    #[arg(long, default_value = "f32")]
+    dtype: uerzoo::model::Dtype,
     /// `cpu`, `cuda[:N]` (a build with `--features cuda`), `wgpu[:N]` (`--features wgpu`;
     /// N counts the adapters wgpu lists) or `auto`: the first CUDA device, else the first
     /// wgpu GPU (never a software one), else the CPU; it notes which.
@@ -73,7 +78,8 @@ pub struct Args {
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     uerzoo::output::check_file(&a.output, a.force)?;
     uerzoo::output::check_not_input(&a.output, &a.input, "--input")?;
-    let opened = uerzoo::resolve::open_model(&a.model, a.config.as_deref())?;
+    let mut opened = uerzoo::resolve::open_model(&a.model, a.config.as_deref())?;
+    opened.config.dtype = a.dtype;
     let tok = super::fill_mask::load_tokenizer(a.vocab.clone(), &opened)?;
     let data = Dataset::read(&a.input, a.labels)?;
     let seq_length = match a.seq_length {

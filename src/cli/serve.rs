@@ -31,6 +31,11 @@ pub struct Args {
     /// Port; 0 picks a free one (the address is printed on stdout).
     #[arg(long, default_value_t = 8080)]
     port: u16,
+    /// Precision of the encoder's linear layers: f32, or int8 (weights quantized once at
+    /// load, per output channel; activations per row on the fly; `--device cpu` only).
+    /// Embeddings, LayerNorm, softmax and the heads stay f32.
+    #[arg(long, default_value = "f32")]
+    dtype: uerzoo::model::Dtype,
     /// `cpu`, `cuda[:N]` (a build with `--features cuda`), `wgpu[:N]` (`--features wgpu`;
     /// N counts the adapters wgpu lists) or `auto`: the first CUDA device, else the first
     /// wgpu GPU (never a software one), else the CPU; it notes which.
@@ -91,6 +96,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         classifier_pooling: args.classifier_pooling,
         classifier_seq_length: args.classifier_seq_length,
         classifier_truncation: args.classifier_truncation,
+        dtype: args.dtype,
         ..ServeOptions::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -18,6 +18,7 @@
 
 pub mod cpu;
 pub mod flex;
+pub mod int8;
 
 use burn::backend::{Autodiff, Flex};
 use burn::nn::Linear;
@@ -495,6 +496,57 @@ pub fn linear<B: Backend, const D: usize>(layer: &Linear<B>, x: Tensor<B, D>) ->
     match done {
         Some(p) => join(p),
         None => layer.forward(x),
+    }
+}
+
+/// Whether backend `B` runs int8 linear layers ([`int8_linear`]): Burn's Flex (CPU) for
+/// inference; not `Autodiff<Flex>` (training) nor the GPU backends.
+pub fn runs_int8<B: Backend>() -> bool {
+    TypeId::of::<B>() == TypeId::of::<Flex>()
+}
+
+/// `layer` quantized for [`int8_linear`] (its weight read back as torch's `[out, in]`).
+pub fn quantize_linear<B: Backend>(layer: &Linear<B>) -> int8::QLinear {
+    let [d_in, d_out] = layer.weight.dims();
+    let to_vec = |d: TensorData| d.convert::<f32>().to_vec::<f32>();
+    let w =
+        to_vec(layer.weight.val().transpose().into_data()).expect("an f32 weight converts to f32");
+    let bias = layer
+        .bias
+        .as_ref()
+        .map(|b| to_vec(b.val().into_data()).expect("an f32 bias converts to f32"));
+    int8::QLinear::quantize(&w, d_out, d_in, bias)
+}
+
+/// `x·Wᵀ + b` over the last dimension of `x` with an int8 layer ([`int8::QLinear`]: the
+/// rows of `x` quantized on the fly, the products in i32, f32 out). Only on Flex
+/// ([`runs_int8`]; the loader refuses int8 elsewhere).
+pub fn int8_linear<B: Backend, const D: usize>(
+    layer: &int8::QLinear,
+    x: Tensor<B, D>,
+) -> Tensor<B, D> {
+    let mut dims = x.dims();
+    let k = dims[D - 1];
+    assert_eq!(
+        k,
+        layer.weight.in_features(),
+        "int8 linear of {} inputs handed {k}",
+        layer.weight.in_features()
+    );
+    match split(x) {
+        Prim::Flex(t) => {
+            let t = t.to_contiguous();
+            let values = t
+                .as_slice::<f32>()
+                .expect("a contiguous f32 Flex tensor has an f32 slice");
+            let out = layer.forward(values, values.len() / k.max(1));
+            dims[D - 1] = layer.weight.out_features();
+            let t = burn::backend::flex::FlexTensor::from_data(TensorData::new(out, dims));
+            join(Prim::<B>::Flex(t))
+        }
+        _ => panic!(
+            "int8 linear layers run on the Flex backend only (the loader refuses int8 elsewhere)"
+        ),
     }
 }
 

@@ -88,6 +88,42 @@ pub struct ModelConfig {
     pub ln_eps: f64,
     /// Dropout probability (used only in training; forward here is eval mode).
     pub dropout: f64,
+    /// The precision of the encoder's linear layers when loaded (not part of UER-py's
+    /// config: the commands' `--dtype` sets it on the opened model). `Int8` quantizes them
+    /// at load, for inference on the CPU (Flex) backend only.
+    pub dtype: Dtype,
+}
+
+/// The precision of the encoder's linear layers (attention q/k/v/o and feed-forward).
+/// Embeddings, LayerNorm, softmax, the residual stream and the heads stay f32 either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Dtype {
+    /// f32 weights and activations (what the checkpoint holds).
+    #[default]
+    F32,
+    /// Weights quantized once at load (symmetric, per output channel), activations per row
+    /// on the fly, i32 accumulation ([`crate::kernels::int8`]). CPU inference only.
+    Int8,
+}
+
+impl std::str::FromStr for Dtype {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "f32" => Ok(Dtype::F32),
+            "int8" => Ok(Dtype::Int8),
+            other => Err(format!("dtype `{other}`: expected f32 or int8")),
+        }
+    }
+}
+
+impl std::fmt::Display for Dtype {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Dtype::F32 => "f32",
+            Dtype::Int8 => "int8",
+        })
+    }
 }
 
 /// The UER config's `encoder` values this crate builds, with the mask each implies when the
@@ -219,6 +255,7 @@ impl ModelConfig {
             ln_kind: LnKind::Uer,
             ln_eps: UER_LN_EPS,
             dropout: v.get("dropout").and_then(Value::as_f64).unwrap_or(0.1),
+            dtype: Dtype::F32,
         })
     }
 
@@ -272,6 +309,7 @@ impl ModelConfig {
                         .get("hidden_dropout_prob")
                         .and_then(Value::as_f64)
                         .unwrap_or(0.1),
+                    dtype: Dtype::F32,
                 })
             }
             "gpt2" => {
@@ -301,6 +339,7 @@ impl ModelConfig {
                         .and_then(Value::as_f64)
                         .unwrap_or(1e-5),
                     dropout: v.get("resid_pdrop").and_then(Value::as_f64).unwrap_or(0.1),
+                    dtype: Dtype::F32,
                 })
             }
             other => Err(unsupported(

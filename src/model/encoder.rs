@@ -16,6 +16,20 @@ use crate::kernels;
 use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::{Tensor, activation, backend::Backend};
+use kernels::int8::QLinear;
+use std::sync::Arc;
+
+/// `layer`, or its int8 twin when the model was loaded with int8 linear layers.
+fn apply<B: Backend, const D: usize>(
+    layer: &Linear<B>,
+    int8: Option<&QLinear>,
+    x: Tensor<B, D>,
+) -> Tensor<B, D> {
+    match int8 {
+        Some(q) => kernels::int8_linear(q, x),
+        None => kernels::linear(layer, x),
+    }
+}
 
 /// Applies `act` element-wise.
 pub fn activate<B: Backend, const D: usize>(x: Tensor<B, D>, act: Activation) -> Tensor<B, D> {
@@ -41,6 +55,9 @@ pub struct SelfAttention<B: Backend> {
     pub output: Linear<B>,
     #[module(skip)]
     pub heads: usize,
+    /// query, key, value, output quantized for int8 inference ([`super::Dtype::Int8`]).
+    #[module(skip)]
+    pub int8: Option<Arc<[QLinear; 4]>>,
 }
 
 impl<B: Backend> SelfAttention<B> {
@@ -56,14 +73,15 @@ impl<B: Backend> SelfAttention<B> {
         p: f64,
         cache: Option<&mut LayerKv<B>>,
     ) -> Tensor<B, 3> {
-        let q = kernels::linear(&self.query, x.clone());
-        let mut k = kernels::linear(&self.key, x.clone());
-        let mut v = kernels::linear(&self.value, x);
+        let q8 = |i: usize| self.int8.as_ref().map(|q| &q[i]);
+        let q = apply(&self.query, q8(0), x.clone());
+        let mut k = apply(&self.key, q8(1), x.clone());
+        let mut v = apply(&self.value, q8(2), x);
         if let Some(cache) = cache {
             (k, v) = cache.append(k, v);
         }
         let ctx = kernels::self_attention(q, k, v, self.heads, bias, p);
-        dropout_fn(kernels::linear(&self.output, ctx), p)
+        dropout_fn(apply(&self.output, q8(3), ctx), p)
     }
 }
 
@@ -74,13 +92,17 @@ pub struct FeedForward<B: Backend> {
     pub linear_2: Linear<B>,
     #[module(skip)]
     pub act: Activation,
+    /// linear_1, linear_2 quantized for int8 inference ([`super::Dtype::Int8`]).
+    #[module(skip)]
+    pub int8: Option<Arc<[QLinear; 2]>>,
 }
 
 impl<B: Backend> FeedForward<B> {
     /// With dropout `p` (0 at inference) on the output (UER-py's `dropout_2`).
     pub fn forward(&self, x: Tensor<B, 3>, p: f64) -> Tensor<B, 3> {
-        let inner = activate(kernels::linear(&self.linear_1, x), self.act);
-        dropout_fn(kernels::linear(&self.linear_2, inner), p)
+        let q8 = |i: usize| self.int8.as_ref().map(|q| &q[i]);
+        let inner = activate(apply(&self.linear_1, q8(0), x), self.act);
+        dropout_fn(apply(&self.linear_2, q8(1), inner), p)
     }
 }
 

@@ -4,7 +4,7 @@
 //! tied to the word embedding. Also makes random checkpoints (benchmarks, tests).
 
 use super::ModelError;
-use super::config::{LnPosition, MaskKind, ModelConfig};
+use super::config::{Dtype, LnPosition, MaskKind, ModelConfig};
 use super::encoder::{Encoder, FeedForward, SelfAttention, TransformerLayer, expected_layers};
 use super::heads::{ClassifierHead, LmHead, MlmHead, Pooling, SpHead};
 use super::layer_norm::LayerNorm;
@@ -61,6 +61,9 @@ pub struct LoadReport {
     pub tied: Vec<&'static str>,
     /// Keys in the checkpoint the model did not read.
     pub unused: Vec<String>,
+    /// With [`Dtype::Int8`]: the int8 kernel path that runs the encoder's linear layers
+    /// (`avx512-vnni`, `avx-vnni`, `avx2` or `scalar`, [`crate::kernels::int8::Path`]).
+    pub int8_path: Option<&'static str>,
 }
 
 /// Reads tensors by name, remembering which were used.
@@ -220,6 +223,13 @@ pub fn load_model<B: Backend>(
     device: &B::Device,
 ) -> Result<(Model<B>, LoadReport), ModelError> {
     config.validate()?;
+    if config.dtype == Dtype::Int8 && !crate::kernels::runs_int8::<B>() {
+        return Err(ModelError::Unsupported {
+            field: "dtype",
+            value: "int8 on this backend".into(),
+            supported: "int8 for inference on the CPU (the Flex backend, `--device cpu`); f32 on every backend and for training",
+        });
+    }
     let r = Reader::<B> {
         ckpt,
         device,
@@ -271,11 +281,13 @@ pub fn load_model<B: Backend>(
                 value: r.linear(&format!("{p}.{}", keys::VALUE), h, h, bias)?,
                 output: r.linear(&format!("{p}.{}", keys::ATTN_OUT), h, h, bias)?,
                 heads: config.heads_num,
+                int8: None,
             },
             feed_forward: FeedForward {
                 linear_1: r.linear(&format!("{p}.{}", keys::FF_1), h, f, bias)?,
                 linear_2: r.linear(&format!("{p}.{}", keys::FF_2), f, h, bias)?,
                 act: config.activation,
+                int8: None,
             },
             layer_norm_1: r.layer_norm(&format!("{p}.{}", keys::LN_1), h, &config)?,
             layer_norm_2: r.layer_norm(&format!("{p}.{}", keys::LN_2), h, &config)?,
@@ -287,6 +299,10 @@ pub fn load_model<B: Backend>(
     } else {
         None
     };
+    if config.dtype == Dtype::Int8 {
+        quantize_layers(&mut layers);
+        report.int8_path = Some(crate::kernels::int8::Path::best().name());
+    }
     let encoder = Encoder {
         linear,
         layers,
@@ -379,6 +395,24 @@ pub fn load_model<B: Backend>(
         },
         report,
     ))
+}
+
+/// Quantizes the transformer layers' linear layers (attention q/k/v/o, feed-forward) for
+/// int8 inference; the f32 weights stay as loaded (memory-mapped file pages, read once here).
+fn quantize_layers<B: Backend>(layers: &mut [TransformerLayer<B>]) {
+    use crate::kernels::quantize_linear as q;
+    use std::sync::Arc;
+    for layer in layers {
+        let a = &mut layer.self_attn;
+        a.int8 = Some(Arc::new([
+            q(&a.query),
+            q(&a.key),
+            q(&a.value),
+            q(&a.output),
+        ]));
+        let f = &mut layer.feed_forward;
+        f.int8 = Some(Arc::new([q(&f.linear_1), q(&f.linear_2)]));
+    }
 }
 
 /// A checkpoint in UER naming v2 with random weights for `config` (`vocab_size` and

@@ -22,7 +22,7 @@ pub mod tasks;
 pub mod transformer;
 
 pub use backend::{Cpu, DeviceSpec};
-pub use config::{Activation, LnKind, LnPosition, MaskKind, ModelConfig};
+pub use config::{Activation, Dtype, LnKind, LnPosition, MaskKind, ModelConfig};
 pub use heads::Pooling;
 pub use load::{LoadReport, load_model, random_checkpoint};
 pub use open::{OpenedModel, open_model};

@@ -155,6 +155,9 @@ pub struct ServeOptions {
     /// How a long example is cut (default: each model's recorded `truncation`, else by
     /// where the weights come from; see [`OpenedModel::truncation`]).
     pub classifier_truncation: Option<Truncation>,
+    /// Precision of every served model's encoder linear layers (`--dtype`; int8 on the CPU
+    /// only, see [`crate::model::Dtype`]).
+    pub dtype: crate::model::Dtype,
 }
 
 impl Default for ServeOptions {
@@ -174,6 +177,7 @@ impl Default for ServeOptions {
             classifier_pooling: None,
             classifier_seq_length: None,
             classifier_truncation: None,
+            dtype: crate::model::Dtype::F32,
         }
     }
 }
@@ -255,7 +259,8 @@ pub fn load_models(
             id: spec.id.clone(),
             source,
         };
-        let opened = open_model(&spec.path, None).map_err(model_err)?;
+        let mut opened = open_model(&spec.path, None).map_err(model_err)?;
+        opened.config.dtype = opts.dtype;
         let tokenizer = load_tokenizer(&opened).map_err(|message| ServeError::Tokenizer {
             id: spec.id.clone(),
             message,
