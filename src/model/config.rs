@@ -49,6 +49,16 @@ pub enum LnPosition {
     Pre,
 }
 
+/// What turns the embeddings into hidden states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EncoderKind {
+    /// Transformer layers (every family but one).
+    Transformer,
+    /// UER-py 2019's `lstm` encoder: torch `nn.LSTM`, unidirectional, `layers_num` layers,
+    /// `emb_size` in, `hidden_size` out ([`super::lstm`]).
+    Lstm,
+}
+
 /// Everything needed to build a [`super::Model`] except the weights.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelConfig {
@@ -88,15 +98,19 @@ pub struct ModelConfig {
     pub ln_eps: f64,
     /// Dropout probability (used only in training; forward here is eval mode).
     pub dropout: f64,
+    /// Transformer layers or UER-py 2019's LSTM.
+    pub encoder: EncoderKind,
 }
 
 /// The UER config's `encoder` values this crate builds, with the mask each implies when the
 /// config names none: `transformer` (UER-py 2020 on), and UER-py 2019's `bert` and `gpt`
-/// (BERT's post-LN layer, the latter under a causal mask).
+/// (BERT's post-LN layer, the latter under a causal mask) and `lstm` (left to right, so
+/// causal).
 const ENCODERS: &[(&str, &str)] = &[
     ("transformer", "fully_visible"),
     ("bert", "fully_visible"),
     ("gpt", "causal"),
+    ("lstm", "causal"),
 ];
 
 /// UER-py's LayerNorm epsilon (added to the standard deviation).
@@ -144,7 +158,7 @@ impl ModelConfig {
                 return Err(unsupported(
                     "encoder",
                     encoder.into(),
-                    "transformer, bert, gpt",
+                    "transformer, bert, gpt, lstm",
                 ));
             }
         };
@@ -219,6 +233,11 @@ impl ModelConfig {
             ln_kind: LnKind::Uer,
             ln_eps: UER_LN_EPS,
             dropout: v.get("dropout").and_then(Value::as_f64).unwrap_or(0.1),
+            encoder: if encoder == "lstm" {
+                EncoderKind::Lstm
+            } else {
+                EncoderKind::Transformer
+            },
         })
     }
 
@@ -272,6 +291,7 @@ impl ModelConfig {
                         .get("hidden_dropout_prob")
                         .and_then(Value::as_f64)
                         .unwrap_or(0.1),
+                    encoder: EncoderKind::Transformer,
                 })
             }
             "gpt2" => {
@@ -301,6 +321,7 @@ impl ModelConfig {
                         .and_then(Value::as_f64)
                         .unwrap_or(1e-5),
                     dropout: v.get("resid_pdrop").and_then(Value::as_f64).unwrap_or(0.1),
+                    encoder: EncoderKind::Transformer,
                 })
             }
             other => Err(unsupported(
@@ -318,6 +339,10 @@ impl ModelConfig {
 
     /// Checks the dimensions fit together.
     pub fn validate(&self) -> Result<(), ModelError> {
+        if self.encoder == EncoderKind::Lstm {
+            // No attention heads; the LSTM maps emb_size to hidden_size itself.
+            return Ok(());
+        }
         if self.heads_num == 0 || !self.hidden_size.is_multiple_of(self.heads_num) {
             return Err(ModelError::Unsupported {
                 field: "heads_num",

@@ -17,12 +17,13 @@ pub mod heads;
 pub mod kv_cache;
 pub mod layer_norm;
 pub mod load;
+pub mod lstm;
 pub mod open;
 pub mod tasks;
 pub mod transformer;
 
 pub use backend::{Cpu, DeviceSpec};
-pub use config::{Activation, LnKind, LnPosition, MaskKind, ModelConfig};
+pub use config::{Activation, EncoderKind, LnKind, LnPosition, MaskKind, ModelConfig};
 pub use heads::Pooling;
 pub use load::{LoadReport, load_model, random_checkpoint};
 pub use open::{OpenedModel, open_model};

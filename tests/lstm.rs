@@ -1,0 +1,392 @@
+//! UER-py 2019's LSTM language model (`--embedding bert --encoder lstm --target lm`) against
+//! the reference data written by UER-py of that year (commit 4475b1a,
+//! `fixtures/uer_2019/lstm_lm`, legacy torch format), and a second shape of our own (odd
+//! hidden size) against a scalar f64 recurrence written here.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use uerzoo::checkpoint::{Checkpoint, Tensor as CkptTensor};
+use uerzoo::model::{self, DeviceSpec, EncoderKind, open::OpenedModel, tasks::Batch};
+
+/// The acceptance bound of the issue, as `tests/legacy.rs`.
+const TOL: f32 = 1e-4;
+
+fn fixture() -> PathBuf {
+    common::shared()
+        .join("fixtures")
+        .join("uer_2019")
+        .join("lstm_lm")
+}
+
+fn read(path: &Path) -> Checkpoint {
+    Checkpoint::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn open(config: &str) -> OpenedModel {
+    let dir = fixture();
+    model::open::open_model(&dir.join("uer_model.bin"), Some(&dir.join(config))).unwrap()
+}
+
+fn reference_batch(reference: &Checkpoint) -> Batch {
+    let ids = reference.get("input_ids").unwrap();
+    Batch {
+        ids: ids.to_i64_vec().unwrap(),
+        segment: reference.get("segment").unwrap().to_i64_vec().unwrap(),
+        batch: ids.shape[0],
+        seq: ids.shape[1],
+    }
+}
+
+/// Max |a−b| over the positions whose segment is non-zero (all when `segment` is `None`);
+/// `[batch, seq, width]`.
+fn max_diff_at(a: &[f32], b: &[f32], segment: Option<&[i64]>, width: usize) -> f32 {
+    assert_eq!(a.len(), b.len(), "shapes differ");
+    let mut worst = 0f32;
+    for pos in 0..a.len() / width {
+        if segment.is_some_and(|s| s[pos] == 0) {
+            continue;
+        }
+        for k in pos * width..(pos + 1) * width {
+            worst = worst.max((a[k] - b[k]).abs());
+        }
+    }
+    worst
+}
+
+/// The keys alone name the LSTM LM and its layer count.
+#[test]
+fn the_lstm_lm_is_detected() {
+    let ckpt = read(&fixture().join("uer_model.bin"));
+    let det = uerzoo::convert::detect(&ckpt).unwrap();
+    assert_eq!(det.family, uerzoo::convert::Family::LegacyLstm);
+    assert_eq!(det.layers, 2);
+    assert_eq!(
+        det.source,
+        uerzoo::convert::Source::Uer(uerzoo::convert::Naming::V1)
+    );
+}
+
+/// Hidden states and LM logits equal UER-py 2019's, with the 2019 config (no encoder key:
+/// the keys say LSTM) and with later UER-py's config vocabulary (`encoder: lstm`). Padding
+/// positions run through the LSTM as in UER-py, so they match too.
+#[test]
+fn lstm_lm_forward_matches_uer_py_2019() {
+    let reference = read(&fixture().join("uer_outputs.safetensors"));
+    let input = reference_batch(&reference);
+    let hidden_ref = reference.get("hidden").unwrap();
+    let logits_ref = reference.get("logits").unwrap();
+    for config in ["uer_config.json", "uer_config_v1.json"] {
+        let opened = open(config);
+        assert_eq!(opened.config.encoder, EncoderKind::Lstm, "{config}");
+        let out = model::tasks::forward(&opened, &input, DeviceSpec::Cpu).unwrap();
+        assert_eq!(out.report.heads, ["lm"], "{config}");
+        assert!(out.report.tied.is_empty(), "{config}");
+        assert!(out.report.unused.is_empty(), "{:?}", out.report.unused);
+        assert_eq!(out.hidden.shape, hidden_ref.shape);
+        let logits = out.logits.expect("LM logits");
+        assert_eq!(logits.shape, logits_ref.shape);
+        let (h, l) = (hidden_ref.to_f32_vec(), logits_ref.to_f32_vec());
+        let (wh, wl) = (hidden_ref.shape[2], logits_ref.shape[2]);
+        let dh = max_diff_at(&out.hidden.values, &h, Some(&input.segment), wh);
+        let dl = max_diff_at(&logits.values, &l, Some(&input.segment), wl);
+        let dh_all = max_diff_at(&out.hidden.values, &h, None, wh);
+        let dl_all = max_diff_at(&logits.values, &l, None, wl);
+        eprintln!(
+            "{config}: hidden {dh:e}, logits {dl:e}; with padding: hidden {dh_all:e}, logits {dl_all:e}"
+        );
+        assert!(
+            dh < TOL && dl < TOL,
+            "{config}: hidden {dh:e}, logits {dl:e}"
+        );
+        assert!(
+            dh_all < TOL && dl_all < TOL,
+            "{config}, padding positions: hidden {dh_all:e}, logits {dl_all:e}"
+        );
+    }
+}
+
+/// `uerzoo forward` on the legacy-format file writes UER-py 2019's outputs.
+#[test]
+fn cli_forward_writes_the_reference_outputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = fixture();
+    let out = tmp.path().join("lstm.safetensors");
+    common::run_ok(
+        Command::new(common::uerzoo_bin())
+            .arg("forward")
+            .arg(dir.join("uer_model.bin"))
+            .arg("--input")
+            .arg(dir.join("uer_outputs.safetensors"))
+            .arg("--output")
+            .arg(&out),
+    );
+    let got = read(&out);
+    let reference = read(&dir.join("uer_outputs.safetensors"));
+    let segment = reference.get("segment").unwrap().to_i64_vec().unwrap();
+    for (key, width) in [("hidden", 96), ("logits", 3000)] {
+        let d = max_diff_at(
+            &got.get(key).unwrap().to_f32_vec(),
+            &reference.get(key).unwrap().to_f32_vec(),
+            Some(&segment),
+            width,
+        );
+        assert!(d < TOL, "{key}: {d:e}");
+    }
+}
+
+// ---- a second shape: random weights, odd hidden size, scalar f64 reference ----
+
+const VOCAB: usize = 37;
+const EMB: usize = 10;
+const HID: usize = 13;
+const LAYERS: usize = 2;
+const POSITIONS: usize = 20;
+
+/// Deterministic values in ±`scale` (a small LCG; the test needs no statistics).
+fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((x >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+        })
+        .collect()
+}
+
+/// The random model in UER-py 2019's own key names (naming v1).
+fn random_lstm() -> Checkpoint {
+    let mut ckpt = Checkpoint::default();
+    let mut seed = 1;
+    let mut put = |ckpt: &mut Checkpoint, name: String, shape: Vec<usize>, scale: f32| {
+        let n = shape.iter().product();
+        seed += 1;
+        ckpt.insert(name, CkptTensor::from_f32(shape, &values(n, seed, scale)));
+    };
+    put(
+        &mut ckpt,
+        "embedding.word_embedding.weight".into(),
+        vec![VOCAB, EMB],
+        1.0,
+    );
+    put(
+        &mut ckpt,
+        "embedding.position_embedding.weight".into(),
+        vec![POSITIONS, EMB],
+        1.0,
+    );
+    put(
+        &mut ckpt,
+        "embedding.segment_embedding.weight".into(),
+        vec![3, EMB],
+        1.0,
+    );
+    let gamma: Vec<f32> = values(EMB, 99, 0.5).iter().map(|v| 1.0 + v).collect();
+    ckpt.insert(
+        "embedding.layer_norm.gamma",
+        CkptTensor::from_f32(vec![EMB], &gamma),
+    );
+    put(
+        &mut ckpt,
+        "embedding.layer_norm.beta".into(),
+        vec![EMB],
+        0.3,
+    );
+    for k in 0..LAYERS {
+        let d_in = if k == 0 { EMB } else { HID };
+        put(
+            &mut ckpt,
+            format!("encoder.rnn.weight_ih_l{k}"),
+            vec![4 * HID, d_in],
+            0.5,
+        );
+        put(
+            &mut ckpt,
+            format!("encoder.rnn.weight_hh_l{k}"),
+            vec![4 * HID, HID],
+            0.5,
+        );
+        put(
+            &mut ckpt,
+            format!("encoder.rnn.bias_ih_l{k}"),
+            vec![4 * HID],
+            0.5,
+        );
+        put(
+            &mut ckpt,
+            format!("encoder.rnn.bias_hh_l{k}"),
+            vec![4 * HID],
+            0.5,
+        );
+    }
+    put(
+        &mut ckpt,
+        "target.output_layer.weight".into(),
+        vec![VOCAB, HID],
+        0.5,
+    );
+    put(
+        &mut ckpt,
+        "target.output_layer.bias".into(),
+        vec![VOCAB],
+        0.5,
+    );
+    ckpt
+}
+
+fn f64s(ckpt: &Checkpoint, key: &str) -> Vec<f64> {
+    ckpt.get(key)
+        .unwrap()
+        .to_f32_vec()
+        .into_iter()
+        .map(f64::from)
+        .collect()
+}
+
+/// `y = W x + b` with torch's `[out, in]` weight.
+fn affine(w: &[f64], b: &[f64], x: &[f64]) -> Vec<f64> {
+    let n = x.len();
+    b.iter()
+        .enumerate()
+        .map(|(o, bo)| bo + (0..n).map(|i| w[o * n + i] * x[i]).sum::<f64>())
+        .collect()
+}
+
+fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// UER-py 2019's model on one row, scalar and in f64: BERT's embedding (word + position +
+/// segment, UER's LayerNorm: unbiased std, eps 1e-6 added to it), torch's LSTM recurrence
+/// (gates i, f, g, o, zero initial state) layer by layer, the LM output layer. Returns
+/// `(hidden [seq·H], logits [seq·V])`.
+fn reference_row(ckpt: &Checkpoint, ids: &[i64], segment: &[i64]) -> (Vec<f64>, Vec<f64>) {
+    let word = f64s(ckpt, "embedding.word_embedding.weight");
+    let pos = f64s(ckpt, "embedding.position_embedding.weight");
+    let seg = f64s(ckpt, "embedding.segment_embedding.weight");
+    let gamma = f64s(ckpt, "embedding.layer_norm.gamma");
+    let beta = f64s(ckpt, "embedding.layer_norm.beta");
+    let mut xs: Vec<Vec<f64>> = ids
+        .iter()
+        .zip(segment)
+        .enumerate()
+        .map(|(t, (&id, &s))| {
+            let e: Vec<f64> = (0..EMB)
+                .map(|j| word[id as usize * EMB + j] + pos[t * EMB + j] + seg[s as usize * EMB + j])
+                .collect();
+            let mean = e.iter().sum::<f64>() / EMB as f64;
+            let var = e.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (EMB - 1) as f64;
+            let std = var.sqrt();
+            (0..EMB)
+                .map(|j| gamma[j] * (e[j] - mean) / (std + 1e-6) + beta[j])
+                .collect()
+        })
+        .collect();
+    for k in 0..LAYERS {
+        let w_ih = f64s(ckpt, &format!("encoder.rnn.weight_ih_l{k}"));
+        let w_hh = f64s(ckpt, &format!("encoder.rnn.weight_hh_l{k}"));
+        let b_ih = f64s(ckpt, &format!("encoder.rnn.bias_ih_l{k}"));
+        let b_hh = f64s(ckpt, &format!("encoder.rnn.bias_hh_l{k}"));
+        let (mut h, mut c) = (vec![0f64; HID], vec![0f64; HID]);
+        let mut out = Vec::new();
+        for x in &xs {
+            let a = affine(&w_ih, &b_ih, x);
+            let r = affine(&w_hh, &b_hh, &h);
+            let gate = |q: usize, j: usize| a[q * HID + j] + r[q * HID + j];
+            for j in 0..HID {
+                let (i, f) = (sigmoid(gate(0, j)), sigmoid(gate(1, j)));
+                let (g, o) = (gate(2, j).tanh(), sigmoid(gate(3, j)));
+                c[j] = f * c[j] + i * g;
+                h[j] = o * c[j].tanh();
+            }
+            out.push(h.clone());
+        }
+        xs = out;
+    }
+    let w = f64s(ckpt, "target.output_layer.weight");
+    let b = f64s(ckpt, "target.output_layer.bias");
+    let logits = xs.iter().flat_map(|h| affine(&w, &b, h)).collect();
+    (xs.concat(), logits)
+}
+
+fn write_random_model(dir: &Path, config: &str) -> OpenedModel {
+    let weights = dir.join("uer_model.bin");
+    random_lstm().write_torch(&weights, true).unwrap();
+    std::fs::write(dir.join("uer_config.json"), config).unwrap();
+    model::open::open_model(&weights, None).unwrap()
+}
+
+/// A random 2-layer LSTM with an odd hidden size (13, input 10) equals the scalar f64
+/// recurrence on two rows (the second padded), and each row alone equals its batched row.
+#[test]
+fn random_odd_lstm_matches_the_scalar_recurrence() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The 2019 config names no encoder: the keys say LSTM.
+    let opened = write_random_model(
+        tmp.path(),
+        &format!(r#"{{"emb_size": {EMB}, "hidden_size": {HID}, "layers_num": {LAYERS}}}"#),
+    );
+    assert_eq!(opened.config.encoder, EncoderKind::Lstm);
+    let seq = 9;
+    let ids: Vec<i64> = (0..2 * seq as i64)
+        .map(|i| (i * 7 + 3) % VOCAB as i64)
+        .collect();
+    let mut segment = vec![1i64; 2 * seq];
+    for s in &mut segment[seq + 6..] {
+        *s = 0;
+    }
+    segment[3] = 2;
+    let batch = Batch {
+        ids: ids.clone(),
+        segment: segment.clone(),
+        batch: 2,
+        seq,
+    };
+    let out = model::tasks::forward(&opened, &batch, DeviceSpec::Cpu).unwrap();
+    assert_eq!(out.hidden.shape, [2, seq, HID]);
+    let logits = out.logits.unwrap();
+    assert_eq!(logits.shape, [2, seq, VOCAB]);
+    let ckpt = random_lstm();
+    for r in 0..2 {
+        let row = r * seq..(r + 1) * seq;
+        let (h, l) = reference_row(&ckpt, &ids[row.clone()], &segment[row.clone()]);
+        let dh = out.hidden.values[r * seq * HID..(r + 1) * seq * HID]
+            .iter()
+            .zip(&h)
+            .map(|(a, b)| (f64::from(*a) - b).abs())
+            .fold(0.0, f64::max);
+        let dl = logits.values[r * seq * VOCAB..(r + 1) * seq * VOCAB]
+            .iter()
+            .zip(&l)
+            .map(|(a, b)| (f64::from(*a) - b).abs())
+            .fold(0.0, f64::max);
+        eprintln!("row {r}: hidden {dh:e}, logits {dl:e} (every position, padding included)");
+        assert!(
+            dh < TOL as f64 && dl < TOL as f64,
+            "row {r}: hidden {dh:e}, logits {dl:e}"
+        );
+
+        // The row alone, without its padding.
+        let keep = segment[row.clone()].iter().filter(|&&s| s != 0).count();
+        let alone = Batch {
+            ids: ids[r * seq..r * seq + keep].to_vec(),
+            segment: segment[r * seq..r * seq + keep].to_vec(),
+            batch: 1,
+            seq: keep,
+        };
+        let one = model::tasks::forward(&opened, &alone, DeviceSpec::Cpu).unwrap();
+        let d = max_diff_at(
+            &one.hidden.values,
+            &out.hidden.values[r * seq * HID..(r * seq + keep) * HID],
+            None,
+            HID,
+        );
+        eprintln!("row {r} alone vs batched: hidden {d:e}");
+        assert!(d <= 1e-6, "row {r} alone vs batched: {d:e}");
+    }
+}
