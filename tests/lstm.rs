@@ -390,3 +390,68 @@ fn random_odd_lstm_matches_the_scalar_recurrence() {
         assert!(d <= 1e-6, "row {r} alone vs batched: {d:e}");
     }
 }
+
+/// `uerzoo extract-features --pooling mean` on the LSTM (what the zoo page advises for it):
+/// UER-py's sum of the last layer's states over the real tokens / seq_length, the states
+/// being the forward's on `[CLS] tokens` padded to `--seq-length`.
+#[test]
+fn cli_extract_features_mean_on_the_lstm() {
+    let dir = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("texts.txt");
+    let lines = ["我们在这本书上", "好大的人"];
+    std::fs::write(&input, format!("{}\n\n{}\n", lines[0], lines[1])).unwrap();
+    let output = tmp.path().join("mean.safetensors");
+    common::run_ok(
+        Command::new(common::uerzoo_bin())
+            .arg("extract-features")
+            .arg(dir.join("uer_model.bin"))
+            .arg("--input")
+            .arg(&input)
+            .arg("--output")
+            .arg(&output)
+            .args(["--pooling", "mean", "--seq-length", "12"]),
+    );
+    let features = read(&output).get("features").unwrap().clone();
+    assert_eq!(features.shape, vec![2, 96]);
+    let values = features.to_f32_vec();
+    let tok = uerzoo::tokenizer::Tokenizer::from_vocab_file(
+        dir.join("vocab.txt"),
+        uerzoo::tokenizer::TokenizerOptions::uer(),
+    )
+    .unwrap();
+    let opened = open("uer_config.json");
+    let seq = 12;
+    for (row, line) in lines.iter().enumerate() {
+        let enc = tok.encode_single(line, seq);
+        let ids: Vec<i64> = enc.ids.iter().map(|&i| i64::from(i)).collect();
+        assert!(
+            !ids.contains(&100),
+            "{line}: every character is in the vocabulary"
+        );
+        let segment: Vec<i64> = enc.segments.iter().map(|&s| i64::from(s)).collect();
+        let fwd = model::tasks::forward(
+            &opened,
+            &Batch {
+                ids,
+                segment: segment.clone(),
+                batch: 1,
+                seq,
+            },
+            DeviceSpec::Cpu,
+        )
+        .unwrap();
+        let h = &fwd.hidden.values;
+        let d = (0..96)
+            .map(|k| {
+                let mean = (0..seq)
+                    .filter(|&p| segment[p] > 0)
+                    .map(|p| h[p * 96 + k])
+                    .sum::<f32>()
+                    / seq as f32;
+                (values[row * 96 + k] - mean).abs()
+            })
+            .fold(0f32, f32::max);
+        assert!(d < 1e-5, "row {row}: {d:e}");
+    }
+}
