@@ -5,10 +5,16 @@
 
 mod common;
 
+use burn::tensor::{Int, Tensor, TensorData};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use uerzoo::checkpoint::{Checkpoint, Tensor as CkptTensor};
-use uerzoo::model::{self, DeviceSpec, EncoderKind, open::OpenedModel, tasks::Batch};
+use uerzoo::generate::{self, GenerateOptions, Sampling};
+use uerzoo::model::kv_cache::KvCache;
+use uerzoo::model::{
+    self, Cpu, DeviceSpec, EncoderKind, Model, load_model, open::OpenedModel, tasks::Batch,
+};
+use uerzoo::tokenizer::{Tokenizer, TokenizerOptions};
 
 /// The acceptance bound of the issue, as `tests/legacy.rs`.
 const TOL: f32 = 1e-4;
@@ -454,4 +460,191 @@ fn cli_extract_features_mean_on_the_lstm() {
             .fold(0f32, f32::max);
         assert!(d < 1e-5, "row {row}: {d:e}");
     }
+}
+
+// ---- generation: the recurrent state as the cache ----
+
+fn fixture_model() -> Model<Cpu> {
+    let opened = open("uer_config.json");
+    load_model::<Cpu>(&opened.checkpoint, &opened.config, &Default::default())
+        .unwrap()
+        .0
+}
+
+fn tokenizer() -> Tokenizer {
+    Tokenizer::from_vocab_file(fixture().join("vocab.txt"), TokenizerOptions::uer()).unwrap()
+}
+
+fn ids_tensor(ids: &[u32]) -> Tensor<Cpu, 2, Int> {
+    let v: Vec<i64> = ids.iter().map(|&i| i64::from(i)).collect();
+    Tensor::from_data(TensorData::new(v, [1, ids.len()]), &Default::default())
+}
+
+fn to_vec(t: Tensor<Cpu, 3>) -> Vec<f32> {
+    t.into_data().convert::<f32>().to_vec::<f32>().unwrap()
+}
+
+/// LM logits of every position of `ids` by the full forward (segment 1, as decoding).
+fn full_logits(model: &Model<Cpu>, ids: &[u32]) -> Vec<f32> {
+    let ids_i64: Vec<i64> = ids.iter().map(|&i| i64::from(i)).collect();
+    let seg = vec![1i64; ids.len()];
+    let (t_ids, t_seg) = model
+        .inputs(&ids_i64, &seg, 1, ids.len(), &Default::default())
+        .unwrap();
+    to_vec(model.forward(t_ids, t_seg).logits.unwrap())
+}
+
+fn max_abs(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "shapes differ");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max)
+}
+
+/// Prefill + one token at a time through the recurrent state gives the full forward's
+/// logits at every position.
+#[test]
+fn recurrent_state_logits_match_full_forward() {
+    let model = fixture_model();
+    let ids: Vec<u32> = (0..40).map(|i| (i * 37 % 2999 + 1) as u32).collect();
+    let full = full_logits(&model, &ids);
+    for prefill in [1, 7] {
+        let mut cache = KvCache::new(&model);
+        let mut cached = to_vec(
+            model
+                .decode_step(ids_tensor(&ids[..prefill]), &mut cache)
+                .unwrap(),
+        );
+        for i in prefill..ids.len() {
+            cached.extend(to_vec(
+                model
+                    .decode_step(ids_tensor(&ids[i..=i]), &mut cache)
+                    .unwrap(),
+            ));
+        }
+        assert_eq!(cache.len(), ids.len());
+        let d = max_abs(&full, &cached);
+        eprintln!("prefill {prefill}: recurrent state vs full forward {d:e}");
+        assert!(d <= TOL, "prefill {prefill}: {d:e}");
+    }
+}
+
+/// Rows of different lengths in one cache each step as they would alone, before and after
+/// a row leaves and another joins.
+#[test]
+fn batched_decode_step_matches_each_sequence_alone() {
+    let model = fixture_model();
+    let tok = tokenizer();
+    let prompts: Vec<Vec<u32>> = ["我们", "这本书很好，我", "一个人在看书，也来"]
+        .iter()
+        .map(|t| tok.encode(t))
+        .collect();
+    let mut alone: Vec<KvCache<Cpu>> = Vec::new();
+    let mut batch = KvCache::new(&model);
+    for p in &prompts {
+        let mut c = KvCache::new(&model);
+        model.decode_step(ids_tensor(p), &mut c).unwrap();
+        batch.join(c.clone());
+        alone.push(c);
+    }
+    assert_eq!(batch.rows(), 3);
+    assert_eq!(
+        batch.positions(),
+        prompts.iter().map(Vec::len).collect::<Vec<_>>()
+    );
+    let step = |batch: &mut KvCache<Cpu>, alone: &mut [KvCache<Cpu>], tokens: &[u32]| {
+        let ids: Vec<i64> = tokens.iter().map(|&t| i64::from(t)).collect();
+        let got = to_vec(
+            model
+                .decode_step(
+                    Tensor::from_data(TensorData::new(ids, [tokens.len(), 1]), &Default::default()),
+                    batch,
+                )
+                .unwrap(),
+        );
+        let v = got.len() / tokens.len();
+        for (r, (c, &t)) in alone.iter_mut().zip(tokens).enumerate() {
+            let want = to_vec(model.decode_step(ids_tensor(&[t]), c).unwrap());
+            let d = max_abs(&got[r * v..(r + 1) * v], &want);
+            assert!(d < TOL, "row {r}: logits differ by {d:e}");
+        }
+    };
+    step(&mut batch, &mut alone, &[11, 200, 1500]);
+    step(&mut batch, &mut alone, &[7, 8, 9]);
+    batch.retain(&[true, true, false]);
+    alone.truncate(2);
+    assert_eq!(
+        batch.positions(),
+        vec![prompts[0].len() + 2, prompts[1].len() + 2]
+    );
+    let p = tok.encode("好");
+    let mut c = KvCache::new(&model);
+    model.decode_step(ids_tensor(&p), &mut c).unwrap();
+    batch.join(c.clone());
+    alone.push(c);
+    step(&mut batch, &mut alone, &[30, 40, 50]);
+}
+
+/// Greedy generation (preset raw: no `[CLS]` before the prompt), with the recurrent state
+/// and without: every new token is the argmax of the full forward's last logits.
+#[test]
+fn greedy_generation_is_the_forward_argmax_step_by_step() {
+    let model = fixture_model();
+    let prompt = tokenizer().encode("我们在这本书上");
+    let max_length = 30;
+    let mut outs = Vec::new();
+    for use_cache in [true, false] {
+        let opts = GenerateOptions {
+            max_length,
+            sampling: Sampling::greedy(),
+            use_cache,
+            ..GenerateOptions::default()
+        };
+        let out = generate::generate(&model, &prompt, &opts, &mut |_, _| {}).unwrap();
+        assert_eq!(out[0].ids.len(), max_length);
+        assert_eq!(out[0].ids[..prompt.len()], prompt[..]);
+        outs.push(out[0].ids.clone());
+    }
+    assert_eq!(
+        outs[0], outs[1],
+        "the recurrent state does not change the tokens"
+    );
+    let ids = &outs[0];
+    let vocab = model.config.vocab_size;
+    for n in prompt.len()..ids.len() {
+        let logits = full_logits(&model, &ids[..n]);
+        let last = &logits[(n - 1) * vocab..n * vocab];
+        let best = (0..vocab)
+            .max_by(|&a, &b| last[a].total_cmp(&last[b]).then(b.cmp(&a)))
+            .unwrap();
+        assert_eq!(ids[n] as usize, best, "token {n}");
+    }
+}
+
+/// `uerzoo generate` on the 2019 file: preset raw by default (the prompt is not preceded by
+/// `[CLS]`), the same text with the recurrent state, without it and batched.
+#[test]
+fn cli_greedy_generation_with_and_without_the_state() {
+    let dir = fixture();
+    let run = |extra: &[&str]| {
+        let out = common::run_ok(
+            Command::new(common::uerzoo_bin())
+                .arg("generate")
+                .arg(dir.join("uer_model.bin"))
+                .args([
+                    "--prompt",
+                    "我们在这本书上",
+                    "--greedy",
+                    "--max-length",
+                    "30",
+                ])
+                .args(extra),
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let plain = run(&[]);
+    assert!(plain.starts_with("我们在这本书上"), "{plain}");
+    assert_eq!(run(&["--no-cache"]), plain);
+    assert_eq!(run(&["--preset", "raw"]), plain);
 }

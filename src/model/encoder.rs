@@ -152,8 +152,12 @@ impl<B: Backend> Encoder<B> {
         cache: Option<&mut KvCache<B>>,
     ) -> Tensor<B, 3> {
         if let Some(rnn) = &self.rnn {
-            // UER-py's LstmEncoder: dropout on the output only.
-            return dropout_fn(rnn.forward(emb, None), p);
+            // UER-py's LstmEncoder: dropout on the output only. Decoding carries the
+            // recurrent state in the cache.
+            let [b, _, _] = emb.dims();
+            let device = emb.device();
+            let state = cache.map(|c| c.recurrent_state(rnn, b, &device));
+            return dropout_fn(rnn.forward(emb, state), p);
         }
         let mut h = match &self.linear {
             Some(linear) => kernels::linear(linear, emb),
