@@ -648,3 +648,29 @@ fn cli_greedy_generation_with_and_without_the_state() {
     assert_eq!(run(&["--no-cache"]), plain);
     assert_eq!(run(&["--preset", "raw"]), plain);
 }
+
+/// The registry's LSTM LM entry: its UER config (which says `mask = "fully_visible"`, as
+/// UER-py's configs do) reads as the LSTM, causal by its keys; `info` lists the commands
+/// that run it, with the `raw` preset.
+#[test]
+fn the_registry_entry_reads_as_the_lstm() {
+    let entry = uerzoo::registry::Registry::builtin()
+        .get("reviews_lstm_lm")
+        .unwrap();
+    let uer = entry.uer_config().unwrap();
+    let opened =
+        model::open::open_with_uer_config(&fixture().join("uer_model.bin"), &uer, None).unwrap();
+    assert_eq!(opened.config.encoder, EncoderKind::Lstm);
+    assert_eq!(opened.config.mask, model::MaskKind::Causal);
+    assert_eq!(opened.config.hidden_size, 512);
+    let out = common::run_ok(Command::new(common::uerzoo_bin()).args(["info", "reviews_lstm_lm"]));
+    let info = String::from_utf8(out.stdout).unwrap();
+    for want in [
+        "uerzoo generate reviews_lstm_lm --prompt",
+        "preset `raw`",
+        "uerzoo forward reviews_lstm_lm",
+        "uerzoo extract-features reviews_lstm_lm --input texts.txt --output features.safetensors --pooling mean",
+    ] {
+        assert!(info.contains(want), "{want}: {info}");
+    }
+}

@@ -107,6 +107,7 @@ pub const ENTRY_PRESETS: &[(&str, &str)] = &[
     ("gpt2-chinese-cluecorpussmall", "plain"),
     ("gpt2-distil-chinese-cluecorpussmall", "plain"),
     ("mixed_corpus_gpt", "raw"),
+    ("reviews_lstm_lm", "raw"),
 ];
 
 /// The default preset of weights of a family, when they are not a registry entry (others
