@@ -674,3 +674,50 @@ fn the_registry_entry_reads_as_the_lstm() {
         assert!(info.contains(want), "{want}: {info}");
     }
 }
+
+/// The 2019 file migrates to UER naming v2 and back bit for bit (the LSTM keeps torch's
+/// names in both); `convert --to hf` refuses and says why.
+#[test]
+fn naming_v2_round_trip_and_no_hf_form() {
+    use uerzoo::convert::{Naming, ToUerOptions, to_uer};
+    let v1 = read(&fixture().join("uer_model.bin"));
+    let (v2, report) = to_uer(&v1, &ToUerOptions::default()).unwrap();
+    assert!(v2.get("target.lm.output_layer.bias").is_some());
+    assert!(v2.get("encoder.rnn.weight_hh_l1").is_some());
+    assert!(
+        report.dropped.is_empty() && !report.tied_decoder,
+        "{report}"
+    );
+    let back_opts = ToUerOptions {
+        naming: Naming::V1,
+        ..ToUerOptions::default()
+    };
+    let (back, _) = to_uer(&v2, &back_opts).unwrap();
+    assert_eq!(back.names().count(), v1.names().count());
+    for (key, t) in &v1.tensors {
+        let b = back.get(key).unwrap_or_else(|| panic!("no {key}"));
+        assert_eq!(
+            (&b.shape, b.to_f32_vec()),
+            (&t.shape, t.to_f32_vec()),
+            "{key}"
+        );
+    }
+    let det = uerzoo::convert::detect(&v2).unwrap();
+    assert_eq!(det.family, uerzoo::convert::Family::LegacyLstm);
+    assert_eq!(det.layers, 2);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(common::uerzoo_bin())
+        .arg("convert")
+        .arg(fixture().join("uer_model.bin"))
+        .arg(tmp.path().join("hf"))
+        .args(["--to", "hf"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("transformers has no LSTM language model") && err.contains("--to uer"),
+        "{err}"
+    );
+}

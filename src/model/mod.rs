@@ -1,6 +1,6 @@
-//! Burn models of the zoo: BERT/RoBERTa, ALBERT, GPT-2 and UER-py 2019's GPT and
-//! classification-target BERT as UER-py builds them (embedding → transformer encoder →
-//! pretraining heads), backend-generic.
+//! Burn models of the zoo: BERT/RoBERTa, ALBERT, GPT-2 and UER-py 2019's GPT, LSTM language
+//! model and classification-target BERT as UER-py builds them (embedding → transformer or
+//! LSTM encoder → pretraining heads), backend-generic.
 //!
 //! This module owns the numerics (UER's and HF's LayerNorm, activations, masks, attention),
 //! the model structure ([`Model`]) and loading weights in **UER naming v2** (the canonical
