@@ -676,12 +676,12 @@ fn the_2019_encoder_names_read_as_later_configs() {
             "{name}"
         );
     }
-    let bad = serde_json::json!({"encoder": "lstm"});
+    let bad = serde_json::json!({"encoder": "rcnn"});
     let err = model::ModelConfig::from_uer_json(&bad)
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("encoder = lstm") && err.contains("transformer, bert, gpt"),
+        err.contains("encoder = rcnn") && err.contains("transformer, bert, gpt, lstm"),
         "{err}"
     );
 }

@@ -271,14 +271,39 @@ fn commands(out: &mut String, title: &str, cmds: &[uerzoo::registry::Command], e
 /// (`usage`, which are not repeated): generation with the weight's preset for GPT-2 and
 /// UER-py 2019's GPT; prediction with the head of a classification-target weight;
 /// fill-mask, features, fine-tuning and further pretraining for encoders; serving for every
-/// architecture uerzoo runs (all but the LSTM).
+/// architecture but the LSTM, whose language model lists generation, forward and features.
 fn tasks(out: &mut String, e: &Entry, usage: &[uerzoo::registry::Command]) {
     use uerzoo::generate::preset::Preset;
     use uerzoo::registry::Arch;
+    let name = &e.name;
     if e.arch == Arch::Lstm {
+        // UER-py 2019's LSTM language model: generation, forward and (mean) features run.
+        if e.uer.target.parts().first() == Some(&"lm") {
+            let preset = Preset::for_entry(name);
+            for (what, command) in [
+                (
+                    format!("generate (preset `{}`: {})", preset.name, preset.about),
+                    format!("uerzoo generate {name} --prompt 今天天气很好 --max-length 64"),
+                ),
+                (
+                    "hidden states and LM logits of token ids (safetensors `input_ids`, `segment`)"
+                        .into(),
+                    format!(
+                        "uerzoo forward {name} --input ids.safetensors --output out.safetensors"
+                    ),
+                ),
+                (
+                    "sentence features (mean pooling, as the zoo page advises for the LSTM)".into(),
+                    format!(
+                        "uerzoo extract-features {name} --input texts.txt --output features.safetensors --pooling mean"
+                    ),
+                ),
+            ] {
+                let _ = writeln!(out, "  # {what}\n  {command}");
+            }
+        }
         return;
     }
-    let name = &e.name;
     let mut rows: Vec<(String, String)> = Vec::new();
     if let Some(g) = &e.generation {
         let preset = Preset::for_entry(name);

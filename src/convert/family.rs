@@ -1,5 +1,5 @@
 //! Detection: which family (BERT MLM / pretraining / classifier / 2019 classification target,
-//! GPT-2, the 2019 GPT, ALBERT), which side
+//! GPT-2, the 2019 GPT and LSTM LM, ALBERT), which side
 //! (UER and its naming generation, or Huggingface) and how many layers a checkpoint has,
 //! from its keys alone. The markers are data; the first matching row wins.
 
@@ -42,6 +42,15 @@ const UER_MARKERS: Markers = &[
             "encoder.transformer.self_attn.linear_layers.0.weight",
         ],
         &[],
+    ),
+    // An LM on an LSTM encoder: UER-py 2019's LSTM language model.
+    (
+        Family::LegacyLstm,
+        &[
+            "target.output_layer.weight",
+            "target.lm.output_layer.weight",
+        ],
+        &["encoder.rnn.weight_ih_l0"],
     ),
     // An LM on BERT's embedding (with its LayerNorm): UER-py 2019's GPT, not GPT-2 (whose
     // embedding has no LayerNorm and whose encoder ends in one).
@@ -121,10 +130,13 @@ const UER_NAMING_MARKERS: &[(Naming, &str)] = &[
     (Naming::V2, "embedding.word.embedding.weight"),
 ];
 
-/// Whether a key set is UER's (`embedding.`/`encoder.transformer`/`target.` roots).
+/// Whether a key set is UER's (`embedding.`/`encoder.transformer`/`encoder.rnn` roots).
 fn is_uer(ckpt: &Checkpoint) -> bool {
-    ckpt.names()
-        .any(|n| n.starts_with("embedding.") || n.starts_with("encoder.transformer"))
+    ckpt.names().any(|n| {
+        ["embedding.", "encoder.transformer", "encoder.rnn."]
+            .iter()
+            .any(|p| n.starts_with(p))
+    })
 }
 
 /// HF key in canonical spelling (`bert.` prefix, `LayerNorm.weight/bias`); `bert_aliases`
@@ -216,6 +228,7 @@ pub fn detect_as(ckpt: &Checkpoint, arch: Option<Arch>) -> Result<Detected, Conv
     }
     let layer_prefix = match (source, family) {
         (_, f) if f.is_albert() => None,
+        (_, f) if f.is_lstm() => Some("encoder.rnn.weight_ih_l"),
         (Source::Uer(_), _) => Some("encoder.transformer."),
         (Source::Hf, f) if f.is_gpt2() => Some("transformer.h."),
         (Source::Hf, _) => Some("bert.encoder.layer."),

@@ -108,6 +108,10 @@ pub enum Family {
     /// jdbinary/amazon/xnli weights. Its head is `BertForSequenceClassification`'s pooler +
     /// classifier.
     BertClsTarget,
+    /// UER-py 2019's LSTM language model (`--encoder lstm --target lm`): BERT's embeddings,
+    /// torch `nn.LSTM` (`encoder.rnn.*`) and an untied LM output layer with a bias. UER-only:
+    /// transformers has no LSTM model.
+    LegacyLstm,
 }
 
 impl Family {
@@ -120,7 +124,9 @@ impl Family {
             Family::Gpt2 => "GPT2LMHeadModel",
             Family::Albert => "AlbertForPreTraining",
             Family::AlbertClassifier => "AlbertForSequenceClassification",
-            Family::Gpt2Classifier | Family::LegacyGpt => "(none: UER format only)",
+            Family::Gpt2Classifier | Family::LegacyGpt | Family::LegacyLstm => {
+                "(none: UER format only)"
+            }
             Family::BertClsTarget => "BertForSequenceClassification",
         }
     }
@@ -160,15 +166,22 @@ impl Family {
             Family::LegacyGpt => Some(
                 "transformers has no exact equivalent of UER-py 2019's GPT, BERT's post-LN layers under a causal mask with one untied output layer: BertLMHeadModel adds the MLM transform (dense, activation, LayerNorm) before its decoder and GPT-2 is pre-LN",
             ),
+            Family::LegacyLstm => Some("transformers has no LSTM language model"),
             _ => None,
         }
+    }
+
+    /// Whether the encoder is UER-py 2019's LSTM (`encoder.rnn.*`) rather than transformer
+    /// layers; the 2019 config files do not always name the encoder.
+    pub fn is_lstm(self) -> bool {
+        self == Family::LegacyLstm
     }
 
     /// Whether the keys alone say the mask is causal, whatever the config states: UER-py
     /// 2019's `--encoder gpt` built its causal mask in code, and its config files (like
     /// `uer_config.json` of the legacy zoo) do not name a mask.
     pub fn causal_by_keys(self) -> bool {
-        self == Family::LegacyGpt
+        matches!(self, Family::LegacyGpt | Family::LegacyLstm)
     }
 }
 
@@ -184,6 +197,7 @@ impl fmt::Display for Family {
             Family::Gpt2Classifier => "GPT-2 sequence classifier",
             Family::LegacyGpt => "GPT (UER-py 2019: post-LN causal BERT layers, untied LM)",
             Family::BertClsTarget => "BERT with classification target (UER-py 2019)",
+            Family::LegacyLstm => "LSTM LM (UER-py 2019: BERT embedding, nn.LSTM, untied LM)",
         })
     }
 }

@@ -195,6 +195,17 @@ const LEGACY_LM: [Row; 2] = [
     r("target.output_layer.bias", "target.lm.output_layer.bias", "uer_lm.output_layer.bias", Copy),
 ];
 
+/// One layer of UER-py 2019's LSTM encoder (torch `nn.LSTM`; same names in both UER
+/// generations). transformers has no such model: the HF names only keep the table whole
+/// and are never written ([`super::Family::has_hf_form`]).
+#[rustfmt::skip]
+const LSTM_LAYER: [Row; 4] = [
+    s("encoder.rnn.weight_ih_l{i}", "uer_lstm.weight_ih_l{i}", Copy),
+    s("encoder.rnn.weight_hh_l{i}", "uer_lstm.weight_hh_l{i}", Copy),
+    s("encoder.rnn.bias_ih_l{i}", "uer_lstm.bias_ih_l{i}", Copy),
+    s("encoder.rnn.bias_hh_l{i}", "uer_lstm.bias_hh_l{i}", Copy),
+];
+
 /// UER-py 2019's classification target (`--target cls`): `linear_1` → tanh → `linear_2` on
 /// the first token, which is `BertForSequenceClassification`'s pooler and classifier.
 /// Naming v2 puts it under the target's name, as every v2 target (`target.cls.`).
@@ -319,6 +330,11 @@ const LEGACY_GPT_TABLE: &[Block] = &[
     layers(&BERT_LAYER),
     once(&LEGACY_LM),
 ];
+const LEGACY_LSTM_TABLE: &[Block] = &[
+    once(&BERT_EMBEDDINGS),
+    layers(&LSTM_LAYER),
+    once(&LEGACY_LM),
+];
 const BERT_CLS_TARGET_TABLE: &[Block] = &[
     once(&BERT_EMBEDDINGS),
     layers(&BERT_LAYER),
@@ -348,6 +364,7 @@ pub fn table(family: Family) -> &'static [Block] {
         Family::Gpt2Classifier => GPT2_CLASSIFIER_TABLE,
         Family::LegacyGpt => LEGACY_GPT_TABLE,
         Family::BertClsTarget => BERT_CLS_TARGET_TABLE,
+        Family::LegacyLstm => LEGACY_LSTM_TABLE,
     }
 }
 

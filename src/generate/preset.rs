@@ -107,11 +107,13 @@ pub const ENTRY_PRESETS: &[(&str, &str)] = &[
     ("gpt2-chinese-cluecorpussmall", "plain"),
     ("gpt2-distil-chinese-cluecorpussmall", "plain"),
     ("mixed_corpus_gpt", "raw"),
+    ("reviews_lstm_lm", "raw"),
 ];
 
 /// The default preset of weights of a family, when they are not a registry entry (others
-/// get `plain`): the 2019 GPT was trained and sampled without `[CLS]` first.
-pub const FAMILY_PRESETS: &[(Family, &str)] = &[(Family::LegacyGpt, "raw")];
+/// get `plain`): the 2019 GPT and LSTM LM were trained and sampled without `[CLS]` first.
+pub const FAMILY_PRESETS: &[(Family, &str)] =
+    &[(Family::LegacyGpt, "raw"), (Family::LegacyLstm, "raw")];
 
 impl Preset {
     /// Looks a preset up by name.

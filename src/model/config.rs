@@ -49,6 +49,16 @@ pub enum LnPosition {
     Pre,
 }
 
+/// What turns the embeddings into hidden states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EncoderKind {
+    /// Transformer layers (every family but one).
+    Transformer,
+    /// UER-py 2019's `lstm` encoder: torch `nn.LSTM`, unidirectional, `layers_num` layers,
+    /// `emb_size` in, `hidden_size` out ([`super::lstm`]).
+    Lstm,
+}
+
 /// Everything needed to build a [`super::Model`] except the weights.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelConfig {
@@ -92,6 +102,8 @@ pub struct ModelConfig {
     /// config: the commands' `--dtype` sets it on the opened model). `Int8` quantizes them
     /// at load, for inference on the CPU (Flex) backend only.
     pub dtype: Dtype,
+    /// Transformer layers or UER-py 2019's LSTM.
+    pub encoder: EncoderKind,
 }
 
 /// The precision of the encoder's linear layers (attention q/k/v/o and feed-forward).
@@ -128,11 +140,13 @@ impl std::fmt::Display for Dtype {
 
 /// The UER config's `encoder` values this crate builds, with the mask each implies when the
 /// config names none: `transformer` (UER-py 2020 on), and UER-py 2019's `bert` and `gpt`
-/// (BERT's post-LN layer, the latter under a causal mask).
+/// (BERT's post-LN layer, the latter under a causal mask) and `lstm` (left to right, so
+/// causal).
 const ENCODERS: &[(&str, &str)] = &[
     ("transformer", "fully_visible"),
     ("bert", "fully_visible"),
     ("gpt", "causal"),
+    ("lstm", "causal"),
 ];
 
 /// UER-py's LayerNorm epsilon (added to the standard deviation).
@@ -180,7 +194,7 @@ impl ModelConfig {
                 return Err(unsupported(
                     "encoder",
                     encoder.into(),
-                    "transformer, bert, gpt",
+                    "transformer, bert, gpt, lstm",
                 ));
             }
         };
@@ -256,6 +270,11 @@ impl ModelConfig {
             ln_eps: UER_LN_EPS,
             dropout: v.get("dropout").and_then(Value::as_f64).unwrap_or(0.1),
             dtype: Dtype::F32,
+            encoder: if encoder == "lstm" {
+                EncoderKind::Lstm
+            } else {
+                EncoderKind::Transformer
+            },
         })
     }
 
@@ -310,6 +329,7 @@ impl ModelConfig {
                         .and_then(Value::as_f64)
                         .unwrap_or(0.1),
                     dtype: Dtype::F32,
+                    encoder: EncoderKind::Transformer,
                 })
             }
             "gpt2" => {
@@ -340,6 +360,7 @@ impl ModelConfig {
                         .unwrap_or(1e-5),
                     dropout: v.get("resid_pdrop").and_then(Value::as_f64).unwrap_or(0.1),
                     dtype: Dtype::F32,
+                    encoder: EncoderKind::Transformer,
                 })
             }
             other => Err(unsupported(
@@ -357,6 +378,10 @@ impl ModelConfig {
 
     /// Checks the dimensions fit together.
     pub fn validate(&self) -> Result<(), ModelError> {
+        if self.encoder == EncoderKind::Lstm {
+            // No attention heads; the LSTM maps emb_size to hidden_size itself.
+            return Ok(());
+        }
         if self.heads_num == 0 || !self.hidden_size.is_multiple_of(self.heads_num) {
             return Err(ModelError::Unsupported {
                 field: "heads_num",

@@ -12,6 +12,7 @@
 use super::config::{Activation, LnPosition, ModelConfig};
 use super::kv_cache::{KvCache, LayerKv};
 use super::layer_norm::LayerNorm;
+use super::lstm::Lstm;
 use crate::kernels;
 use burn::module::Module;
 use burn::nn::Linear;
@@ -154,6 +155,9 @@ pub struct Encoder<B: Backend> {
     pub layers: Vec<TransformerLayer<B>>,
     /// GPT-2's final LayerNorm (`encoder.layer_norm`), pre-LN only.
     pub layer_norm: Option<LayerNorm<B>>,
+    /// UER-py 2019's LSTM encoder (`encoder.rnn`), in place of the transformer layers
+    /// (`layers` is then empty).
+    pub rnn: Option<Lstm<B>>,
     #[module(skip)]
     pub layers_num: usize,
 }
@@ -169,6 +173,14 @@ impl<B: Backend> Encoder<B> {
         p: f64,
         cache: Option<&mut KvCache<B>>,
     ) -> Tensor<B, 3> {
+        if let Some(rnn) = &self.rnn {
+            // UER-py's LstmEncoder: dropout on the output only. Decoding carries the
+            // recurrent state in the cache.
+            let [b, _, _] = emb.dims();
+            let device = emb.device();
+            let state = cache.map(|c| c.recurrent_state(rnn, b, &device));
+            return dropout_fn(rnn.forward(emb, state), p);
+        }
         let mut h = match &self.linear {
             Some(linear) => kernels::linear(linear, emb),
             None => emb,

@@ -14,9 +14,14 @@
 //! embedded at its own position (the columns it holds) and the padding is masked out of
 //! its attention. Sequences join ([`KvCache::join`], a prompt prefilled alone) and leave
 //! ([`KvCache::retain`]) between steps.
+//!
+//! For UER-py 2019's LSTM the cache is the recurrent state instead ([`LstmState`]: each
+//! layer's `h` and `c` after the positions seen so far); joining and dropping rows works on
+//! it the same way, and no padding needs masking (each row's state is its own).
 
 use super::ModelError;
 use super::config::MaskKind;
+use super::lstm::{Lstm, LstmState};
 use super::transformer::{MASK_VALUE, Model};
 use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
 
@@ -66,20 +71,42 @@ pub struct KvCache<B: Backend> {
     /// Leading padding columns of each row (keys and values zero, masked); empty while the
     /// cache holds rows of one length.
     pad: Vec<usize>,
+    /// The LSTM's recurrent state (LSTM models only; `layers` is then empty), made on the
+    /// first step.
+    rnn: Option<LstmState<B>>,
 }
 
 impl<B: Backend> KvCache<B> {
     /// An empty cache for `model` (one slot per layer application; ALBERT's shared layer
     /// gets one per application too).
     pub fn new(model: &Model<B>) -> Self {
+        let slots = match model.encoder.rnn {
+            Some(_) => 0,
+            None => model.encoder.layers_num,
+        };
         KvCache {
-            layers: vec![LayerKv { kv: None }; model.encoder.layers_num],
+            layers: vec![LayerKv { kv: None }; slots],
             pad: Vec::new(),
+            rnn: None,
         }
+    }
+
+    /// The LSTM's state, zero for `batch` rows before the first step.
+    pub(crate) fn recurrent_state(
+        &mut self,
+        rnn: &Lstm<B>,
+        batch: usize,
+        device: &B::Device,
+    ) -> &mut LstmState<B> {
+        self.rnn
+            .get_or_insert_with(|| rnn.zero_state(batch, device))
     }
 
     /// Sequences (rows) held; 0 before the first step.
     pub fn rows(&self) -> usize {
+        if let Some(state) = &self.rnn {
+            return state.layers.first().map_or(0, |(h, _)| h.dims()[0]);
+        }
         self.layers
             .first()
             .and_then(|l| l.kv.as_ref())
@@ -116,6 +143,13 @@ impl<B: Backend> KvCache<B> {
         let mut pad = self.pad_or_zero(rows);
         pad.iter_mut().for_each(|p| *p += width - w);
         pad.extend(other.pad_or_zero(rows_o).iter().map(|p| p + width - wo));
+        if let (Some(mine), Some(theirs)) = (self.rnn.as_mut(), other.rnn) {
+            for ((h, c), (ho, co)) in mine.layers.iter_mut().zip(theirs.layers) {
+                *h = Tensor::cat(vec![h.clone(), ho], 0);
+                *c = Tensor::cat(vec![c.clone(), co], 0);
+            }
+            mine.len = width;
+        }
         for (mine, theirs) in self.layers.iter_mut().zip(other.layers) {
             let (Some((k, v)), Some((ko, vo))) = (mine.kv.take(), theirs.kv) else {
                 continue;
@@ -138,6 +172,7 @@ impl<B: Backend> KvCache<B> {
         let kept: Vec<usize> = (0..rows).filter(|&r| keep[r]).collect();
         if kept.is_empty() {
             self.layers.iter_mut().for_each(|l| l.kv = None);
+            self.rnn = None;
             self.pad.clear();
             return;
         }
@@ -147,6 +182,18 @@ impl<B: Backend> KvCache<B> {
         };
         let trim = pad.iter().copied().min().unwrap_or(0);
         let len = self.len();
+        if let Some(state) = self.rnn.as_mut() {
+            let first = &state.layers[0].0;
+            let idx = Tensor::<B, 1, Int>::from_data(
+                TensorData::new(kept.iter().map(|&r| r as i64).collect(), [kept.len()]),
+                &first.device(),
+            );
+            for (h, c) in &mut state.layers {
+                *h = h.clone().select(0, idx.clone());
+                *c = c.clone().select(0, idx.clone());
+            }
+            state.len = len - trim;
+        }
         for layer in &mut self.layers {
             if let Some((k, v)) = layer.kv.take() {
                 let device = k.device();
@@ -170,7 +217,7 @@ impl<B: Backend> KvCache<B> {
     /// The additive mask `[rows, 1, 1, len + new]` that hides each row's padding from its
     /// `new` positions; `None` when no row is padded.
     pub(crate) fn padding_bias(&self, new: usize, device: &B::Device) -> Option<Tensor<B, 4>> {
-        if !self.is_padded() {
+        if !self.is_padded() || self.rnn.is_some() {
             return None;
         }
         let (rows, total) = (self.rows(), self.len() + new);
@@ -186,6 +233,9 @@ impl<B: Backend> KvCache<B> {
 
     /// Positions cached so far.
     pub fn len(&self) -> usize {
+        if let Some(state) = &self.rnn {
+            return state.len;
+        }
         self.layers.first().map_or(0, LayerKv::len)
     }
 

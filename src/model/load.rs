@@ -4,10 +4,11 @@
 //! tied to the word embedding. Also makes random checkpoints (benchmarks, tests).
 
 use super::ModelError;
-use super::config::{Dtype, LnPosition, MaskKind, ModelConfig};
+use super::config::{Dtype, EncoderKind, LnPosition, MaskKind, ModelConfig};
 use super::encoder::{Encoder, FeedForward, SelfAttention, TransformerLayer, expected_layers};
 use super::heads::{ClassifierHead, LmHead, MlmHead, Pooling, SpHead};
 use super::layer_norm::LayerNorm;
+use super::lstm::{Lstm, LstmLayer};
 use super::transformer::{Embeddings, Model};
 use crate::checkpoint::{Checkpoint, Tensor as CkptTensor};
 use burn::module::Param;
@@ -36,6 +37,8 @@ pub mod keys {
     pub const LN_1: &str = "layer_norm_1";
     pub const LN_2: &str = "layer_norm_2";
     pub const FINAL_LN: &str = "encoder.layer_norm";
+    /// UER-py 2019's LSTM: `{LSTM}weight_ih_l{k}` and so on (torch `nn.LSTM` names).
+    pub const LSTM: &str = "encoder.rnn.";
     pub const MLM_1: &str = "target.mlm.linear_1";
     pub const MLM_LN: &str = "target.mlm.layer_norm";
     pub const MLM_2: &str = "target.mlm.linear_2";
@@ -132,7 +135,20 @@ impl<'a, B: Backend> Reader<'a, B> {
         d_out: usize,
         bias: bool,
     ) -> Result<Linear<B>, ModelError> {
-        let t = self.raw(&format!("{prefix}.weight"), &[d_out, d_in])?;
+        let bias = bias.then(|| format!("{prefix}.bias"));
+        self.linear_keys(&format!("{prefix}.weight"), bias.as_deref(), d_in, d_out)
+    }
+
+    /// [`Self::linear`] with the weight and bias keys spelled out (torch's `nn.LSTM` names
+    /// them `weight_ih_l0`, `bias_ih_l0`).
+    fn linear_keys(
+        &self,
+        weight_key: &str,
+        bias_key: Option<&str>,
+        d_in: usize,
+        d_out: usize,
+    ) -> Result<Linear<B>, ModelError> {
+        let t = self.raw(weight_key, &[d_out, d_in])?;
         let contiguous = CONTIGUOUS_WEIGHTS.load(std::sync::atomic::Ordering::Relaxed)
             || !crate::kernels::reads_transposed_weights::<B>();
         let weight = if contiguous {
@@ -140,12 +156,9 @@ impl<'a, B: Backend> Reader<'a, B> {
         } else {
             Tensor::<B, 2>::from_data(data(t), self.device).transpose()
         };
-        let bias = if bias {
-            Some(Param::from_tensor(
-                self.vector(&format!("{prefix}.bias"), d_out)?,
-            ))
-        } else {
-            None
+        let bias = match bias_key {
+            Some(key) => Some(Param::from_tensor(self.vector(key, d_out)?)),
+            None => None,
         };
         Ok(Linear {
             weight: Param::from_tensor(weight),
@@ -268,7 +281,15 @@ pub fn load_model<B: Backend>(
         None
     };
     let mut layers = Vec::new();
-    for i in 0..expected_layers(&config) {
+    let rnn = match config.encoder {
+        EncoderKind::Lstm => Some(load_lstm(&r, &config)?),
+        EncoderKind::Transformer => None,
+    };
+    let transformer_layers = match config.encoder {
+        EncoderKind::Lstm => 0,
+        EncoderKind::Transformer => expected_layers(&config),
+    };
+    for i in 0..transformer_layers {
         let p = if config.parameter_sharing {
             keys::SHARED_LAYER.to_string()
         } else {
@@ -294,7 +315,7 @@ pub fn load_model<B: Backend>(
             ln_position: config.ln_position,
         });
     }
-    let final_ln = if config.ln_position == LnPosition::Pre {
+    let final_ln = if config.ln_position == LnPosition::Pre && rnn.is_none() {
         Some(r.layer_norm(keys::FINAL_LN, h, &config)?)
     } else {
         None
@@ -307,6 +328,7 @@ pub fn load_model<B: Backend>(
         linear,
         layers,
         layer_norm: final_ln,
+        rnn,
         layers_num: config.layers_num,
     };
 
@@ -413,6 +435,26 @@ fn quantize_layers<B: Backend>(layers: &mut [TransformerLayer<B>]) {
         let f = &mut layer.feed_forward;
         f.int8 = Some(Arc::new([q(&f.linear_1), q(&f.linear_2)]));
     }
+}
+
+/// UER-py 2019's LSTM (`encoder.rnn.{weight,bias}_{ih,hh}_l{k}`, torch's `[4H, in]`
+/// layout, gates i, f, g, o): layer 0 reads `emb_size`, the others `hidden_size`.
+fn load_lstm<B: Backend>(r: &Reader<'_, B>, config: &ModelConfig) -> Result<Lstm<B>, ModelError> {
+    let h = config.hidden_size;
+    let layers = (0..config.layers_num)
+        .map(|k| {
+            let d_in = if k == 0 { config.emb_size } else { h };
+            let key = |what: &str| format!("{}{what}_l{k}", keys::LSTM);
+            Ok(LstmLayer {
+                input: r.linear_keys(&key("weight_ih"), Some(&key("bias_ih")), d_in, 4 * h)?,
+                hidden: r.linear_keys(&key("weight_hh"), Some(&key("bias_hh")), h, 4 * h)?,
+            })
+        })
+        .collect::<Result<_, ModelError>>()?;
+    Ok(Lstm {
+        layers,
+        hidden_size: h,
+    })
 }
 
 /// A checkpoint in UER naming v2 with random weights for `config` (`vocab_size` and

@@ -1,6 +1,6 @@
-//! Burn models of the zoo: BERT/RoBERTa, ALBERT, GPT-2 and UER-py 2019's GPT and
-//! classification-target BERT as UER-py builds them (embedding → transformer encoder →
-//! pretraining heads), backend-generic.
+//! Burn models of the zoo: BERT/RoBERTa, ALBERT, GPT-2 and UER-py 2019's GPT, LSTM language
+//! model and classification-target BERT as UER-py builds them (embedding → transformer or
+//! LSTM encoder → pretraining heads), backend-generic.
 //!
 //! This module owns the numerics (UER's and HF's LayerNorm, activations, masks, attention),
 //! the model structure ([`Model`]) and loading weights in **UER naming v2** (the canonical
@@ -17,12 +17,13 @@ pub mod heads;
 pub mod kv_cache;
 pub mod layer_norm;
 pub mod load;
+pub mod lstm;
 pub mod open;
 pub mod tasks;
 pub mod transformer;
 
 pub use backend::{Cpu, DeviceSpec};
-pub use config::{Activation, Dtype, LnKind, LnPosition, MaskKind, ModelConfig};
+pub use config::{Activation, Dtype, EncoderKind, LnKind, LnPosition, MaskKind, ModelConfig};
 pub use heads::Pooling;
 pub use load::{LoadReport, load_model, random_checkpoint};
 pub use open::{OpenedModel, open_model};

@@ -5,7 +5,7 @@
 //! weights came from (UER file → UER's, HF → HF's with the config's eps).
 
 use super::ModelError;
-use super::config::{LnKind, MaskKind, ModelConfig};
+use super::config::{EncoderKind, LnKind, MaskKind, ModelConfig};
 use super::heads::Pooling;
 use crate::checkpoint::Checkpoint;
 use crate::convert::{self, Family, Source, ToUerOptions};
@@ -170,7 +170,8 @@ fn read_as_uer_v2(weights: &Path) -> Result<(Checkpoint, Source, Family), ModelE
 }
 
 /// Sets the LN formula from where the weights came from, whatever spelling the config used,
-/// and the causal mask where the keys say so ([`Family::causal_by_keys`]).
+/// and the causal mask and the LSTM encoder where the keys say so
+/// ([`Family::causal_by_keys`], [`Family::is_lstm`]).
 fn finish(
     checkpoint: Checkpoint,
     mut config: ModelConfig,
@@ -180,6 +181,9 @@ fn finish(
 ) -> OpenedModel {
     if family.causal_by_keys() {
         config.mask = MaskKind::Causal;
+    }
+    if family.is_lstm() {
+        config.encoder = EncoderKind::Lstm;
     }
     match source {
         Source::Uer(_) => {

@@ -1,8 +1,9 @@
 //! The whole model: embeddings → encoder → heads, in forward order. One struct covers
 //! BERT/RoBERTa (`word_pos_seg`, post-LN, fully-visible mask, MLM (+SP)), ALBERT
 //! (factorized embedding, shared layer, MLM + SOP), GPT-2 (`word_pos`, no embedding LN,
-//! pre-LN + final LN, causal mask, LM) and UER-py 2019's GPT (BERT's embedding and post-LN
-//! layers, causal mask, untied LM with a bias), as UER-py composes them from its config.
+//! pre-LN + final LN, causal mask, LM), UER-py 2019's GPT (BERT's embedding and post-LN
+//! layers, causal mask, untied LM with a bias) and its LSTM LM (BERT's embedding, the
+//! [`super::lstm`] encoder, the same LM), as UER-py composes them from its config.
 
 use super::ModelError;
 use super::config::{MaskKind, ModelConfig};
