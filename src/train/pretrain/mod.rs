@@ -19,6 +19,7 @@ mod batch;
 mod checks;
 mod export;
 mod heads_init;
+mod multinode;
 mod parallel;
 mod param_update;
 mod state;
@@ -27,6 +28,7 @@ mod train_loop;
 pub use checks::{check, check_vocab};
 pub use export::{export, write_uer};
 pub use heads_init::{complete_heads, scratch_checkpoint};
+pub use multinode::{NodeOptions, node_fingerprint, pretrain_multi_node};
 pub use parallel::pretrain_data_parallel;
 pub use state::{HostMoments, OptimState, run_fingerprint, state_path, step_path};
 
