@@ -281,7 +281,16 @@ fn node_options(a: &Args) -> anyhow::Result<Option<pretrain::NodeOptions>> {
         master,
         node_address: a.node_addr.clone(),
         join_timeout: a.join_timeout,
+        on_lost: Some(lost_node),
     }))
+}
+
+/// A node was lost mid-run: the replicas are blocked in the all-reduce, so the process
+/// ends here (no half-written checkpoint is left: they are written beside and renamed).
+fn lost_node(message: &str) {
+    eprintln!("error: {message}");
+    uerzoo::output::remove_all_partials();
+    std::process::exit(1);
 }
 
 /// `60s`, `2m` or `60` (seconds).

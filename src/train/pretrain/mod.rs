@@ -24,6 +24,7 @@ mod parallel;
 mod param_update;
 mod state;
 mod train_loop;
+mod watchdog;
 
 pub use checks::{check, check_vocab};
 pub use export::{export, write_uer};

@@ -12,6 +12,7 @@ use super::checks::{check, check_resume};
 use super::heads_init::untie_for_loading;
 use super::parallel::{Peer, run_replicas};
 use super::state::{OptimState, run_fingerprint};
+use super::watchdog::Watchdog;
 use super::{PretrainOptions, PretrainResult, StepReport};
 use crate::checkpoint::Checkpoint;
 use crate::model::{DeviceSpec, ModelConfig};
@@ -41,6 +42,11 @@ pub struct NodeOptions {
     pub node_address: Option<String>,
     /// How long to wait for all nodes to join.
     pub join_timeout: Duration,
+    /// Called (from a watchdog thread) with the error when a node is lost mid-run. The
+    /// replicas are then blocked in burn-collective's all-reduce, which has no timeout, so
+    /// this should end the process (the CLI removes its partial files and exits 1);
+    /// without it the run stays blocked.
+    pub on_lost: Option<fn(&str)>,
 }
 
 impl NodeOptions {
@@ -214,13 +220,17 @@ pub fn pretrain_multi_node(
         data_port,
         "its tensor service (--node-addr HOST:PORT picks another)",
     )?;
-    if me == 0 {
+    let streams = if me == 0 {
         port_free(me, orchestrator_port, "the orchestrator (MASTER_PORT + 1)")?;
         start_orchestrator(orchestrator_port)?;
-        rendezvous_master(node, master_port, &fingerprint)?;
+        rendezvous_master(node, master_port, &fingerprint)?
     } else {
-        rendezvous_join(node, &master_host, master_port, &fingerprint)?;
-    }
+        vec![(
+            0,
+            rendezvous_join(node, &master_host, master_port, &fingerprint)?,
+        )]
+    };
+    let watchdog = Watchdog::start(me, streams, node.on_lost);
     let config_c = CollectiveConfig::default()
         .with_num_devices(local)
         .with_num_nodes(node.nnodes as u32)
@@ -234,24 +244,37 @@ pub fn pretrain_multi_node(
             config: config_c.clone(),
         })
         .collect();
-    if me == 0 {
-        return run_replicas(
+    let r = if me == 0 {
+        run_replicas(
             ckpt, config, ds, opts, output, resume, devices, peers, progress, on_report,
-        );
+        )
+    } else {
+        let quiet = crate::progress::NoProgress;
+        run_replicas(
+            ckpt,
+            config,
+            ds,
+            opts,
+            output,
+            resume,
+            devices,
+            peers,
+            &quiet,
+            &mut |_| {},
+        )
+    };
+    match (r, watchdog.lost()) {
+        (Ok(r), None) => {
+            watchdog.finish(node.nnodes);
+            match watchdog.lost() {
+                Some(lost) => Err(TrainError::Options(lost)),
+                None => Ok(r),
+            }
+        }
+        // What failed in the all-reduce is the lost node.
+        (_, Some(lost)) => Err(TrainError::Options(lost)),
+        (Err(e), None) => Err(e),
     }
-    let quiet = crate::progress::NoProgress;
-    run_replicas(
-        ckpt,
-        config,
-        ds,
-        opts,
-        output,
-        resume,
-        devices,
-        peers,
-        &quiet,
-        &mut |_| {},
-    )
 }
 
 fn parse_address(s: &str) -> Result<burn_communication::Address, TrainError> {
@@ -312,7 +335,7 @@ fn rendezvous_master(
     node: &NodeOptions,
     port: u16,
     mine: &BTreeMap<String, String>,
-) -> Result<(), TrainError> {
+) -> Result<Vec<(usize, TcpStream)>, TrainError> {
     let listener = TcpListener::bind(("0.0.0.0", port)).map_err(|e| {
         TrainError::Options(format!(
             "node 0: cannot listen on the master port {port} ({e}); pick a free port with --master-addr or MASTER_PORT"
@@ -394,7 +417,7 @@ fn rendezvous_master(
     }
     match refused {
         Some(p) => Err(TrainError::Options(format!("multi-node run refused: {p}"))),
-        None => Ok(()),
+        None => Ok(joined.into_iter().collect()),
     }
 }
 
@@ -428,7 +451,7 @@ fn rendezvous_join(
     host: &str,
     port: u16,
     mine: &BTreeMap<String, String>,
-) -> Result<(), TrainError> {
+) -> Result<TcpStream, TrainError> {
     let me = node.node_rank;
     let deadline = Instant::now() + node.join_timeout;
     let master = &node.master;
@@ -473,7 +496,7 @@ fn rendezvous_join(
         Some(e) => Err(TrainError::Options(format!(
             "node {me}: node 0 refused the multi-node run: {e}"
         ))),
-        None => Ok(()),
+        None => Ok(stream),
     }
 }
 
@@ -496,6 +519,7 @@ mod tests {
             master: "127.0.0.1:4000".into(),
             node_address: Some("127.0.0.2".into()),
             join_timeout: Duration::from_secs(1),
+            on_lost: None,
         };
         assert_eq!(n.node().unwrap(), ("127.0.0.2".into(), 4003));
         assert_eq!(
