@@ -232,8 +232,9 @@ fn two_nodes_on_loopback_equal_one_process_with_two_devices() {
     );
 }
 
-/// A node started with another seed is refused by node 0 before training: both stop
-/// non-zero, naming the option and the node.
+/// A node started with another seed (and its place from `WORLD_SIZE`, `RANK`,
+/// `MASTER_ADDR`, `MASTER_PORT`) is refused by node 0 before training: both stop non-zero,
+/// naming the option and the node.
 #[test]
 fn mismatched_options_are_refused_at_start() {
     let _g = lock();
@@ -242,7 +243,19 @@ fn mismatched_options_are_refused_at_start() {
     let port = free_ports();
     let (out0, out1) = (dir.path().join("n0.bin"), dir.path().join("n1.bin"));
     let n0 = node(&ds, 5, &out0, 0, port, &["--seed", "7"]);
-    let n1 = node(&ds, 5, &out1, 1, port, &["--seed", "8"]);
+    // Node 1 from torchrun's environment variables instead of the flags.
+    let mut c = pretrain(
+        &ds,
+        5,
+        &out1,
+        &["--device", "cpu", "--node-addr", "127.0.0.2"],
+    );
+    c.args(["--seed", "8"])
+        .env("WORLD_SIZE", "2")
+        .env("RANK", "1")
+        .env("MASTER_ADDR", "127.0.0.1")
+        .env("MASTER_PORT", port.to_string());
+    let n1 = spawn(c);
     let (o0, t0) = n0.wait(Duration::from_secs(90), "node 0");
     let (o1, _) = n1.wait(Duration::from_secs(30), "node 1");
     assert!(!o0.status.success() && !o1.status.success());
