@@ -381,3 +381,117 @@ fn a_multi_node_run_resumes_exactly() {
     );
     assert!(!r1.exists());
 }
+
+/// Three nodes, target bert (MLM + next-sentence prediction) from bert_v1: the NSP bias has
+/// 2 values, fewer than the nodes, so burn-collective's global ring cannot slice it and the
+/// nodes use its tree. The weights equal one process with `--devices cpu,cpu,cpu` within
+/// 1e-5: with three replicas the sums have three terms, and the tree adds the children's
+/// tensors in the order they arrive, so the rounding may differ from the in-process tree.
+#[test]
+fn three_nodes_with_a_tiny_parameter_use_the_tree_and_equal_one_process() {
+    let _g = lock();
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = common::uer_fixture("bert_v1");
+    let ds = dir.path().join("bert.uzds");
+    common::run_ok(
+        Command::new(common::uerzoo_bin())
+            .args(["preprocess", "--target", "bert", "--seq-length", "32"])
+            .args(["--dup-factor", "1", "--corpus"])
+            .arg(
+                common::shared()
+                    .join("data")
+                    .join("corpora")
+                    .join("CLUECorpusSmall_bert_sampled.txt"),
+            )
+            .arg("--vocab")
+            .arg(fixture.join("vocab.txt"))
+            .arg("--output")
+            .arg(&ds),
+    );
+    let run = |out: &Path, extra: &[&str]| {
+        let mut c = Command::new(common::uerzoo_bin());
+        c.arg("pretrain")
+            .arg("--model")
+            .arg(fixture.join("uer_model.bin"))
+            .arg("--dataset")
+            .arg(&ds)
+            .args([
+                "--target",
+                "bert",
+                "--total-steps",
+                "6",
+                "--batch-size",
+                "6",
+            ])
+            .args([
+                "--learning-rate",
+                "1e-3",
+                "--dropout",
+                "0",
+                "--report-steps",
+                "3",
+            ])
+            .args(extra)
+            .arg("--output")
+            .arg(out);
+        for k in ["WORLD_SIZE", "RANK", "MASTER_ADDR", "MASTER_PORT"] {
+            c.env_remove(k);
+        }
+        spawn(c)
+    };
+    let one = dir.path().join("one.bin");
+    let (o, _) = run(&one, &["--devices", "cpu,cpu,cpu"])
+        .wait(Duration::from_secs(300), "--devices cpu,cpu,cpu");
+    assert!(o.status.success(), "{}", text(&o));
+    let port = loop {
+        let p = free_ports();
+        if std::net::TcpListener::bind(("0.0.0.0", p + 4)).is_ok() {
+            break p;
+        }
+    };
+    let master = format!("127.0.0.1:{port}");
+    let outs: Vec<PathBuf> = (0..3)
+        .map(|r| dir.path().join(format!("n{r}.bin")))
+        .collect();
+    let nodes: Vec<Guard> = (0..3)
+        .map(|r| {
+            let (rank, host) = (r.to_string(), format!("127.0.0.{}", r + 1));
+            run(
+                &outs[r],
+                &[
+                    "--device",
+                    "cpu",
+                    "--nnodes",
+                    "3",
+                    "--node-rank",
+                    &rank,
+                    "--master-addr",
+                    &master,
+                    "--node-addr",
+                    &host,
+                ],
+            )
+        })
+        .collect();
+    for (r, n) in nodes.into_iter().enumerate().rev() {
+        let (o, _) = n.wait(Duration::from_secs(300), &format!("node {r}"));
+        assert!(o.status.success(), "node {r}: {}", text(&o));
+    }
+    let (a, b) = (
+        Checkpoint::open(&one).unwrap(),
+        Checkpoint::open(&outs[0]).unwrap(),
+    );
+    let mut worst = 0f32;
+    for name in a.names() {
+        let (x, y) = (
+            a.get(name).unwrap().to_f32_vec(),
+            b.get(name).unwrap().to_f32_vec(),
+        );
+        for (p, q) in x.iter().zip(&y) {
+            worst = worst.max((p - q).abs());
+        }
+    }
+    eprintln!("three nodes vs one process: max weight diff {worst:e}");
+    assert!(worst <= 1e-5, "three nodes differ by {worst:e}");
+    assert!(!outs[1].exists() && !outs[2].exists());
+}

@@ -19,7 +19,7 @@ use crate::model::{DeviceSpec, ModelConfig};
 use crate::progress::Progress;
 use crate::train::TrainError;
 use crate::train::dataset::DatasetFile;
-use burn::collective::CollectiveConfig;
+use burn::collective::{AllReduceStrategy, CollectiveConfig};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, ErrorKind, Write};
@@ -231,7 +231,20 @@ pub fn pretrain_multi_node(
         )]
     };
     let watchdog = Watchdog::start(me, streams, node.on_lost);
+    // burn-collective's global ring slices each gradient along its largest dimension, one
+    // slice per node, and refuses a smaller one (the sentence-prediction bias, [2], on three
+    // nodes): then the tree. Every node decides alike (same model hash, same nnodes).
+    let ring_fits = ckpt
+        .tensors
+        .iter()
+        .all(|(_, t)| t.shape.iter().copied().max().unwrap_or(0) >= node.nnodes);
+    let global = if ring_fits {
+        AllReduceStrategy::Ring
+    } else {
+        AllReduceStrategy::Tree(2)
+    };
     let config_c = CollectiveConfig::default()
+        .with_global_all_reduce_strategy(global)
         .with_num_devices(local)
         .with_num_nodes(node.nnodes as u32)
         .with_global_address(parse_address(&ws(&master_host, orchestrator_port))?)
