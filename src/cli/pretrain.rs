@@ -78,6 +78,28 @@ pub struct Args {
     /// Burn's collective all-reduce (see docs/pretraining.md).
     #[arg(long, value_delimiter = ',')]
     devices: Vec<DeviceSpec>,
+    /// Nodes (machines) of a multi-node run, one `uerzoo pretrain` per node with the same
+    /// options (default: $WORLD_SIZE, else 1). Each node trains on its --devices (or
+    /// --device); the --batch-size is the global batch over all of them.
+    #[arg(long)]
+    nnodes: Option<usize>,
+    /// This node's rank, 0 to N-1 (default: $RANK); node 0 runs the orchestrator, prints
+    /// the reports and writes the checkpoints and --output, the others write nothing.
+    #[arg(long)]
+    node_rank: Option<usize>,
+    /// Node 0's HOST:PORT as every node reaches it (default: $MASTER_ADDR:$MASTER_PORT).
+    /// PORT is the rendezvous, PORT+1 the orchestrator, PORT+2+rank each node's tensor
+    /// service.
+    #[arg(long)]
+    master_addr: Option<String>,
+    /// This node's HOST or HOST:PORT as the other nodes reach it (default: the address of
+    /// the interface towards the master, port PORT+2+rank).
+    #[arg(long)]
+    node_addr: Option<String>,
+    /// How long the nodes wait for each other at the start, e.g. `60s` or `60`; past it
+    /// they stop and name the nodes that did not join.
+    #[arg(long, default_value = "60s", value_parser = seconds_arg)]
+    join_timeout: std::time::Duration,
     /// Continue from a checkpoint `OUTPUT-<step>` written by an earlier run.
     #[arg(long)]
     resume: Option<PathBuf>,
@@ -94,8 +116,12 @@ pub struct Args {
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let device = a.devices.first().copied().unwrap_or(a.device);
+    let node = node_options(&a)?;
+    let writes = node.as_ref().is_none_or(|n| n.node_rank == 0);
     // The output is checked before anything is loaded or trained.
-    uerzoo::output::check_file(&a.output, a.force)?;
+    if writes {
+        uerzoo::output::check_file(&a.output, a.force)?;
+    }
     for (input, what) in [
         (Some(&a.dataset), "--dataset"),
         (a.model.as_ref(), "--model"),
@@ -136,7 +162,25 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         ..Default::default()
     };
     let bar = super::Bar::new("steps");
-    let r = if a.devices.len() > 1 {
+    let r = if let Some(node) = &node {
+        let devices = if a.devices.is_empty() {
+            vec![a.device]
+        } else {
+            a.devices.clone()
+        };
+        pretrain::pretrain_multi_node(
+            &ckpt,
+            &config,
+            &ds,
+            &opts,
+            &a.output,
+            resume,
+            &devices,
+            node,
+            &bar,
+            &mut print_report,
+        )?
+    } else if a.devices.len() > 1 {
         pretrain::pretrain_data_parallel(
             &ckpt,
             &config,
@@ -161,6 +205,15 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             &mut print_report,
         )?
     };
+    if !writes {
+        println!(
+            "{} steps in {:.1}s; node 0 writes the checkpoints and {}",
+            r.steps_run,
+            r.seconds,
+            a.output.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     if let Err(e) = pretrain::write_uer(&r.checkpoint, a.uer_naming, &a.output) {
         // The run is not lost: the weights go beside the output as they are (naming v2).
         let rescue = PathBuf::from(format!(
@@ -187,6 +240,74 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     // Every command opens the output by its path alone.
     super::write_beside(&a.output, config_file.map(Into::into), vocab)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The multi-node options: the flags, else torchrun's environment variables (`WORLD_SIZE`,
+/// `RANK`, `MASTER_ADDR`, `MASTER_PORT`); `None` for a run on one node.
+fn node_options(a: &Args) -> anyhow::Result<Option<pretrain::NodeOptions>> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let number = |k: &str| -> anyhow::Result<Option<usize>> {
+        env(k)
+            .map(|v| {
+                v.parse()
+                    .with_context(|| format!("${k} is `{v}`, not a whole number"))
+            })
+            .transpose()
+    };
+    let nnodes = match a.nnodes {
+        Some(n) => n,
+        None => number("WORLD_SIZE")?.unwrap_or(1),
+    };
+    if nnodes <= 1 {
+        return Ok(None);
+    }
+    let node_rank = match a.node_rank {
+        Some(r) => r,
+        None => number("RANK")?
+            .context("a multi-node run needs --node-rank (or $RANK) on every node")?,
+    };
+    let master = match (&a.master_addr, env("MASTER_ADDR"), env("MASTER_PORT")) {
+        (Some(m), _, Some(p)) if !m.contains(':') => format!("{m}:{p}"),
+        (Some(m), _, _) => m.clone(),
+        (None, Some(h), Some(p)) => format!("{h}:{p}"),
+        (None, Some(h), None) => h,
+        (None, None, _) => anyhow::bail!(
+            "a multi-node run needs --master-addr HOST:PORT (or $MASTER_ADDR and $MASTER_PORT): node 0's address"
+        ),
+    };
+    Ok(Some(pretrain::NodeOptions {
+        nnodes,
+        node_rank,
+        master,
+        node_address: a.node_addr.clone(),
+        join_timeout: a.join_timeout,
+        on_lost: Some(lost_node),
+    }))
+}
+
+/// A node was lost mid-run: the replicas are blocked in the all-reduce, so the process
+/// ends here (no half-written checkpoint is left: they are written beside and renamed).
+fn lost_node(message: &str) {
+    eprintln!("error: {message}");
+    uerzoo::output::remove_all_partials();
+    std::process::exit(1);
+}
+
+/// `60s`, `2m` or `60` (seconds).
+fn seconds_arg(s: &str) -> Result<std::time::Duration, String> {
+    let (n, unit) = match s.strip_suffix('s') {
+        Some(n) => (n, 1.0),
+        None => match s.strip_suffix('m') {
+            Some(n) => (n, 60.0),
+            None => (s, 1.0),
+        },
+    };
+    n.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|x| x.is_finite() && *x > 0.0)
+        .map(|x| std::time::Duration::from_secs_f64(x * unit))
+        .ok_or_else(|| format!("`{s}` is not a duration such as 60s, 2m or 60"))
 }
 
 /// Where a pretraining run starts.

@@ -19,14 +19,17 @@ mod batch;
 mod checks;
 mod export;
 mod heads_init;
+mod multinode;
 mod parallel;
 mod param_update;
 mod state;
 mod train_loop;
+mod watchdog;
 
 pub use checks::{check, check_vocab};
 pub use export::{export, write_uer};
 pub use heads_init::{complete_heads, scratch_checkpoint};
+pub use multinode::{NodeOptions, node_fingerprint, pretrain_multi_node};
 pub use parallel::pretrain_data_parallel;
 pub use state::{HostMoments, OptimState, run_fingerprint, state_path, step_path};
 

@@ -58,11 +58,44 @@ pub fn pretrain_data_parallel(
             opts.batch_size
         )));
     }
+    let config_c = burn::collective::CollectiveConfig::default().with_num_devices(world);
+    let peers = (0..world)
+        .map(|rank| Peer {
+            rank,
+            world,
+            config: config_c.clone(),
+        })
+        .collect();
     let ckpt = &untie_for_loading(ckpt, opts.target);
+    run_replicas(
+        ckpt, config, ds, opts, output, resume, devices, peers, progress, on_report,
+    )
+}
+
+/// One thread and replica per device of this process; `peers[i]` is `devices[i]`'s place in
+/// the run. The first replica reports through `progress` and `on_report`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn run_replicas(
+    ckpt: &Checkpoint,
+    config: &ModelConfig,
+    ds: &DatasetFile,
+    opts: &PretrainOptions,
+    output: &Path,
+    resume: Option<OptimState>,
+    devices: &[DeviceSpec],
+    peers: Vec<Peer>,
+    progress: &dyn Progress,
+    on_report: &mut dyn FnMut(&StepReport),
+) -> Result<PretrainResult, TrainError> {
+    let mut peers = peers.into_iter();
+    let Some(first_peer) = peers.next() else {
+        return Err(TrainError::Options("no device to train on".into()));
+    };
     std::thread::scope(|scope| {
-        let others: Vec<_> = (1..world)
-            .map(|rank| {
-                let (device, resume) = (devices[rank], resume.clone());
+        let others: Vec<_> = peers
+            .zip(&devices[1..])
+            .map(|(peer, &device)| {
+                let resume = resume.clone();
                 scope.spawn(move || {
                     let mut quiet = |_: &StepReport| {};
                     run_on(
@@ -76,7 +109,7 @@ pub fn pretrain_data_parallel(
                             resume,
                             progress: &crate::progress::NoProgress,
                             on_report: &mut quiet,
-                            peer: Some(Peer { rank, world }),
+                            peer: Some(peer),
                         },
                     )
                 })
@@ -93,7 +126,7 @@ pub fn pretrain_data_parallel(
                 resume,
                 progress,
                 on_report,
-                peer: Some(Peer { rank: 0, world }),
+                peer: Some(first_peer),
             },
         );
         let mut result = first.map_err(TrainError::from).and_then(|r| r);
@@ -112,11 +145,13 @@ pub fn pretrain_data_parallel(
     })
 }
 
-/// This replica's place in a data-parallel run.
-#[derive(Debug, Clone, Copy)]
+/// This replica's place in a data-parallel run: its global rank among all replicas of all
+/// nodes, their number, and the collective configuration of its node.
+#[derive(Debug, Clone)]
 pub(super) struct Peer {
     pub(super) rank: usize,
     pub(super) world: usize,
+    pub(super) config: burn::collective::CollectiveConfig,
 }
 
 impl Peer {

@@ -123,12 +123,11 @@ fn train<A: AutodiffBackend>(
         peer,
     } = job;
     let start = Instant::now();
-    if let Some(p) = peer {
-        let config = burn::collective::CollectiveConfig::default().with_num_devices(p.world);
-        burn::collective::register::<A::InnerBackend>(p.id(), device.clone(), config)
+    if let Some(p) = &peer {
+        burn::collective::register::<A::InnerBackend>(p.id(), device.clone(), p.config.clone())
             .map_err(collective_err)?;
     }
-    let rank = peer.map_or(0, |p| p.rank);
+    let rank = peer.as_ref().map_or(0, |p| p.rank);
     let (mut model, report) = load_model::<A>(ckpt, config, &device)?;
     model.classifier = None;
     let target = opts.target;
@@ -178,7 +177,7 @@ fn train<A: AutodiffBackend>(
         let mut batch = host_batch(ds, &mut order, step, opts)?;
         // A peer's share of the whole batch: its predicted tokens and its rows.
         let mut share = None;
-        if let Some(p) = peer {
+        if let Some(p) = &peer {
             let (tokens, rows) = (batch.pos.len(), batch.b);
             batch = batch.shard(p.rank, p.world);
             let w = p.world as f64;
@@ -235,7 +234,7 @@ fn train<A: AutodiffBackend>(
         } else {
             Some(grads)
         };
-        if let Some(p) = peer
+        if let Some(p) = &peer
             && let Some(g) = grads.take()
         {
             let mean = burn::collective::ReduceOperation::Mean;
@@ -301,7 +300,7 @@ fn train<A: AutodiffBackend>(
         }
     }
     progress.finish();
-    if let Some(p) = peer {
+    if let Some(p) = &peer {
         burn::collective::finish_collective::<A::InnerBackend>(p.id()).map_err(collective_err)?;
     }
     let checkpoint = export(&model.valid(), tied);
