@@ -223,6 +223,8 @@ fn version_says_commit_features_and_cpu_paths() {
                 "{cpu}"
             );
             assert!(cpu.contains("VNNI "), "{cpu}");
+            let int8 = uerzoo::kernels::int8::Path::best().name();
+            assert!(cpu.contains(&format!("int8 {int8} ")), "{cpu}");
         }
     }
 }

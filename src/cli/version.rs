@@ -30,8 +30,8 @@ pub fn text() -> String {
     )
 }
 
-/// The kernels' SIMD path and whether the CPU has VNNI / BF16 (reported, not used: every
-/// kernel computes in f32).
+/// The f32 kernels' SIMD path, the int8 kernels' path (`--dtype int8`, VNNI where the CPU has
+/// it) and whether the CPU has BF16 (reported, not used yet).
 fn cpu() -> String {
     let path = uerzoo::kernels::cpu::simd_path();
     #[cfg(target_arch = "x86_64")]
@@ -40,7 +40,8 @@ fn cpu() -> String {
         let vnni = is_x86_feature_detected!("avx512vnni") || is_x86_feature_detected!("avxvnni");
         let bf16 = is_x86_feature_detected!("avx512bf16");
         format!(
-            "{path} kernels; VNNI {}, BF16 {} (present or not, unused: uerzoo computes in f32)",
+            "{path} kernels (f32); int8 {} (--dtype int8); VNNI {}, BF16 {} (BF16 unused yet)",
+            uerzoo::kernels::int8::Path::best().name(),
             yes(vnni),
             yes(bf16)
         )
