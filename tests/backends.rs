@@ -24,9 +24,7 @@ use uerzoo::train::{Dataset, FinetuneOptions, TaskData, finetune};
 /// The Flex fixture tests' tolerance (tests/forward.rs).
 const TOL: f32 = 1e-4;
 
-fn read(path: &Path) -> Checkpoint {
-    Checkpoint::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
+use common::read;
 
 fn batch_of(reference: &Checkpoint) -> Batch {
     let ids = reference.get("input_ids").unwrap();
@@ -38,17 +36,7 @@ fn batch_of(reference: &Checkpoint) -> Batch {
     }
 }
 
-/// Max |a−b| over positions whose segment is non-zero (`width` values per position).
-fn max_diff_real(a: &[f32], b: &[f32], segment: &[i64], width: usize) -> f32 {
-    assert_eq!(a.len(), b.len(), "shapes differ");
-    let mut worst = 0f32;
-    for (pos, _) in segment.iter().enumerate().filter(|(_, s)| **s != 0) {
-        for k in pos * width..(pos + 1) * width {
-            worst = worst.max((a[k] - b[k]).abs());
-        }
-    }
-    worst
-}
+use common::max_diff_real;
 
 /// Every fixture, UER file and HF directory, against UER-py's and transformers' outputs.
 fn fixtures_forward(device: DeviceSpec) {

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::path::Path;
 use uerzoo::checkpoint::Checkpoint;
 use uerzoo::model::{self, DeviceSpec, tasks::Batch};
 
@@ -15,9 +14,7 @@ use uerzoo::model::{self, DeviceSpec, tasks::Batch};
 /// LN formula, mask or activation cannot pass.
 const TOL: f32 = 1e-4;
 
-fn read(path: &Path) -> Checkpoint {
-    Checkpoint::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
+use common::read;
 
 fn batch_of(reference: &Checkpoint) -> Batch {
     let ids = reference.get("input_ids").unwrap();
@@ -30,20 +27,7 @@ fn batch_of(reference: &Checkpoint) -> Batch {
     }
 }
 
-/// Max |a−b| over positions whose segment is non-zero; `a`, `b`: `[batch, seq, width]`.
-fn max_diff_real(a: &[f32], b: &[f32], segment: &[i64], width: usize) -> f32 {
-    assert_eq!(a.len(), b.len(), "shapes differ");
-    let mut worst = 0f32;
-    for (pos, &s) in segment.iter().enumerate() {
-        if s == 0 {
-            continue;
-        }
-        for k in pos * width..(pos + 1) * width {
-            worst = worst.max((a[k] - b[k]).abs());
-        }
-    }
-    worst
-}
+use common::max_diff_real;
 
 fn check_uer(name: &str) {
     let dir = common::uer_fixture(name);

@@ -8,13 +8,9 @@
 
 mod common;
 
-use std::path::Path;
-use uerzoo::checkpoint::Checkpoint;
 use uerzoo::model::{self, DeviceSpec, Dtype, open::open_model, tasks::Batch};
 
-fn read(path: &Path) -> Checkpoint {
-    Checkpoint::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
+use common::read;
 
 fn opened(name: &str, dtype: Dtype) -> model::OpenedModel {
     let dir = common::uer_fixture(name);

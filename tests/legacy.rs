@@ -22,9 +22,7 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn read(path: &Path) -> Checkpoint {
-    Checkpoint::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
+use common::read;
 
 fn open(name: &str, config: &str) -> OpenedModel {
     let dir = fixture(name);
@@ -42,17 +40,7 @@ fn reference_batch(reference: &Checkpoint) -> Batch {
     }
 }
 
-/// Max |a−b| over the positions whose segment is non-zero; `[batch, seq, width]`.
-fn max_diff_real(a: &[f32], b: &[f32], segment: &[i64], width: usize) -> f32 {
-    assert_eq!(a.len(), b.len(), "shapes differ");
-    let mut worst = 0f32;
-    for (pos, _) in segment.iter().enumerate().filter(|(_, s)| **s != 0) {
-        for k in pos * width..(pos + 1) * width {
-            worst = worst.max((a[k] - b[k]).abs());
-        }
-    }
-    worst
-}
+use common::max_diff_real;
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "shapes differ");

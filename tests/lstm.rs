@@ -26,9 +26,7 @@ fn fixture() -> PathBuf {
         .join("lstm_lm")
 }
 
-fn read(path: &Path) -> Checkpoint {
-    Checkpoint::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
+use common::read;
 
 fn open(config: &str) -> OpenedModel {
     let dir = fixture();

@@ -44,36 +44,35 @@ impl OpenedModel {
     /// that `finetune` records in the UER config, else as the weights' trainer cut them
     /// (an HF folder as transformers, a UER file as UER-py's run_classifier).
     pub fn truncation(&self) -> Result<Truncation, ModelError> {
-        match self.config_value("truncation") {
-            Some(v) => v
-                .as_str()
-                .unwrap_or("")
-                .parse()
-                .map_err(|e: String| ModelError::Config {
-                    path: self.config_file.clone().unwrap_or_default(),
-                    message: format!("`truncation` = {v}: {e}; fix the value or pass --truncation"),
-                }),
-            None => Ok(match self.source {
-                Source::Hf => Truncation::Hf,
-                Source::Uer(_) => Truncation::Uer,
-            }),
-        }
+        Ok(self.recorded("truncation")?.unwrap_or(match self.source {
+            Source::Hf => Truncation::Hf,
+            Source::Uer(_) => Truncation::Uer,
+        }))
     }
 
     /// The classifier pooling when none is given: the `pooling` that `finetune` records in
     /// the UER config, else `first` (UER-py's run_classifier default).
     pub fn pooling(&self) -> Result<Pooling, ModelError> {
-        match self.config_value("pooling") {
-            Some(v) => v
-                .as_str()
-                .unwrap_or("")
-                .parse()
-                .map_err(|e: String| ModelError::Config {
-                    path: self.config_file.clone().unwrap_or_default(),
-                    message: format!("`pooling` = {v}: {e}; fix the value or pass --pooling"),
-                }),
-            None => Ok(Pooling::First),
-        }
+        Ok(self.recorded("pooling")?.unwrap_or(Pooling::First))
+    }
+
+    /// A reading option `finetune` records in the config (`key` is also the flag's name),
+    /// parsed; `None` when the config has none.
+    fn recorded<T: std::str::FromStr<Err = String>>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, ModelError> {
+        let Some(v) = self.config_value(key) else {
+            return Ok(None);
+        };
+        v.as_str()
+            .unwrap_or("")
+            .parse()
+            .map(Some)
+            .map_err(|e: String| ModelError::Config {
+                path: self.config_file.clone().unwrap_or_default(),
+                message: format!("`{key}` = {v}: {e}; fix the value or pass --{key}"),
+            })
     }
 
     /// The vocabulary beside the weights: `<file>.vocab.txt` or `<file>.spiece.model` (the

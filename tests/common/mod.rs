@@ -56,3 +56,20 @@ pub fn run_ok(cmd: &mut std::process::Command) -> std::process::Output {
     );
     out
 }
+
+/// Opens a checkpoint or safetensors file, naming it when it cannot.
+pub fn read(path: &std::path::Path) -> uerzoo::checkpoint::Checkpoint {
+    uerzoo::checkpoint::Checkpoint::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Max |a−b| over the positions whose segment is non-zero; `a`, `b`: `[batch, seq, width]`.
+pub fn max_diff_real(a: &[f32], b: &[f32], segment: &[i64], width: usize) -> f32 {
+    assert_eq!(a.len(), b.len(), "shapes differ");
+    let mut worst = 0f32;
+    for (pos, _) in segment.iter().enumerate().filter(|(_, s)| **s != 0) {
+        for k in pos * width..(pos + 1) * width {
+            worst = worst.max((a[k] - b[k]).abs());
+        }
+    }
+    worst
+}
