@@ -183,3 +183,111 @@ pub fn check_import(entry: &Entry, file: &Path) -> Result<(), ImportCheckError> 
     }
     Ok(())
 }
+
+/// Why a model's tokenizer could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenizerOpenError {
+    #[error(
+        "no vocab.txt or spiece.model beside {}; pass --vocab with the model's vocab.txt or sentencepiece .model",
+        dir.display()
+    )]
+    Missing { dir: std::path::PathBuf },
+    #[error("loading the tokenizer {}: {source}", path.display())]
+    Load {
+        path: std::path::PathBuf,
+        source: crate::tokenizer::TokenizerError,
+    },
+}
+
+/// What kind of tokenizer file a `--vocab` path holds, told by its content (a sentencepiece
+/// model is a protocol buffer; a WordPiece vocabulary is UTF-8 text, one token a line), so one
+/// flag takes either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VocabKind {
+    WordPiece,
+    SentencePiece,
+}
+
+/// Tells [`VocabKind`] from the first bytes of a file: text without NUL bytes is a WordPiece
+/// vocabulary; anything else a sentencepiece model. Unreadable files count as WordPiece, so
+/// the loader reports the read error with the path.
+pub fn vocab_kind(path: &Path) -> VocabKind {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(4096);
+    let read = std::fs::File::open(path).and_then(|f| f.take(4096).read_to_end(&mut head));
+    if read.is_err() {
+        return VocabKind::WordPiece;
+    }
+    // A cut in the middle of a UTF-8 sequence at the 4 KiB boundary is still text.
+    let text = match std::str::from_utf8(&head) {
+        Ok(_) => true,
+        Err(e) => e.error_len().is_none() && e.valid_up_to() + 4 > head.len(),
+    };
+    if text && !head.contains(&0) {
+        VocabKind::WordPiece
+    } else {
+        VocabKind::SentencePiece
+    }
+}
+
+/// The tokenizer of an opened model: `vocab` when given (a `vocab.txt` or a sentencepiece
+/// `.model`, told by content), else the vocabulary beside the weights (`FILE.vocab.txt`,
+/// `vocab.txt`, `spiece.model`). WordPiece vocabularies of HF directories get transformers'
+/// options, those of UER files UER-py's. Every command and `serve` open tokenizers here.
+pub fn open_tokenizer(
+    opened: &OpenedModel,
+    vocab: Option<&Path>,
+) -> Result<crate::tokenizer::Tokenizer, TokenizerOpenError> {
+    let path = vocab
+        .map(Path::to_path_buf)
+        .or_else(|| opened.vocab_file())
+        .ok_or_else(|| TokenizerOpenError::Missing {
+            dir: opened.dir.clone(),
+        })?;
+    let options = match opened.source {
+        crate::convert::Source::Hf => crate::tokenizer::TokenizerOptions::huggingface(),
+        crate::convert::Source::Uer(_) => crate::tokenizer::TokenizerOptions::uer(),
+    };
+    tokenizer_from_file(&path, options)
+}
+
+/// A tokenizer from a `vocab.txt` (with `options`) or a sentencepiece `.model`, told by
+/// content ([`vocab_kind`]): what `--vocab` (alias `--spm`) names on every command.
+pub fn tokenizer_from_file(
+    path: &Path,
+    options: crate::tokenizer::TokenizerOptions,
+) -> Result<crate::tokenizer::Tokenizer, TokenizerOpenError> {
+    use crate::tokenizer::Tokenizer;
+    let result = match vocab_kind(path) {
+        VocabKind::SentencePiece => Tokenizer::from_spm_file(path),
+        VocabKind::WordPiece => Tokenizer::from_vocab_file(path, options),
+    };
+    result.map_err(|source| TokenizerOpenError::Load {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vocab_kind_is_told_by_content_not_name() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("vocab");
+        let wordpiece = root.join("google_zh_vocab.txt");
+        let spm = root.join("cluecorpussmall_spm.model");
+        assert_eq!(vocab_kind(&wordpiece), VocabKind::WordPiece);
+        assert_eq!(vocab_kind(&spm), VocabKind::SentencePiece);
+        // A sentencepiece model under a `.txt` name is still one.
+        let dir = tempfile::tempdir().unwrap();
+        let renamed = dir.path().join("vocab.txt");
+        std::fs::copy(&spm, &renamed).unwrap();
+        assert_eq!(vocab_kind(&renamed), VocabKind::SentencePiece);
+        let tok = tokenizer_from_file(&renamed, crate::tokenizer::TokenizerOptions::uer()).unwrap();
+        assert!(tok.as_spm().is_some());
+        let tok =
+            tokenizer_from_file(&wordpiece, crate::tokenizer::TokenizerOptions::uer()).unwrap();
+        assert!(tok.as_spm().is_none());
+    }
+}

@@ -327,7 +327,7 @@ fn info_shows_a_command_for_each_task_the_weight_supports() {
     assert_eq!(
         has(
             &word,
-            "uerzoo preprocess --corpus corpus.txt --spm vocab/cluecorpussmall_spm.model"
+            "uerzoo preprocess --corpus corpus.txt --vocab vocab/cluecorpussmall_spm.model"
         ),
         1,
         "{word:#?}"

@@ -1053,7 +1053,7 @@ fn cli_tokenize_errors_explain_themselves() {
         ),
         (
             vec![os("--spm"), spm_path().into(), os("--hf"), os("好")],
-            "cannot be used with",
+            "--hf is transformers' BertTokenizer; this model's tokenizer is sentencepiece",
         ),
         (
             vec![dir.path().into(), os("好")],

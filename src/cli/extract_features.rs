@@ -60,7 +60,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.seq_length > 0, "--seq-length must be at least 1");
     let mut opened = uerzoo::resolve::open_model(&args.model, args.config.as_deref())?;
     opened.config.dtype = args.dtype;
-    let tok = super::fill_mask::load_tokenizer(args.vocab.clone(), &opened)?;
+    let tok = uerzoo::resolve::open_tokenizer(&opened, args.vocab.as_deref())?;
     let text = std::fs::read_to_string(&args.input)
         .with_context(|| format!("reading {}", args.input.display()))?;
     let (mut ids, mut segment) = (Vec::new(), Vec::new());

@@ -1,10 +1,9 @@
 //! `uerzoo fill-mask`: predict the tokens behind `[MASK]` in a text.
 
-use anyhow::Context;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use uerzoo::model::{self, DeviceSpec};
-use uerzoo::tokenizer::{MASK_TOKEN, Tokenizer, TokenizerOptions};
+use uerzoo::tokenizer::MASK_TOKEN;
 
 /// Predict the tokens behind `[MASK]` in a text (the MLM head, as the model cards show it).
 ///
@@ -46,7 +45,7 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut opened = uerzoo::resolve::open_model(&args.model, args.config.as_deref())?;
     opened.config.dtype = args.dtype;
-    let tok = load_tokenizer(args.vocab.clone(), &opened)?;
+    let tok = uerzoo::resolve::open_tokenizer(&opened, args.vocab.as_deref())?;
     for u in tok.unknowns(&args.text, &tok.tokenize_with_specials_offsets(&args.text)) {
         eprintln!(
             "warning: `{}` (characters {}..{}) is not in the vocabulary; the model sees [UNK]",
@@ -95,26 +94,4 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The tokenizer beside the weights (or `--vocab`): HF directories use transformers'
-/// options, UER files UER-py's.
-pub fn load_tokenizer(
-    vocab: Option<PathBuf>,
-    opened: &model::open::OpenedModel,
-) -> anyhow::Result<Tokenizer> {
-    let path = vocab
-        .or_else(|| opened.vocab_file())
-        .or_else(|| Some(opened.dir.join("spiece.model")).filter(|p| p.is_file()))
-        .context("no vocab.txt or spiece.model beside the weights; pass --vocab")?;
-    let options = match opened.source {
-        uerzoo::convert::Source::Hf => TokenizerOptions::huggingface(),
-        uerzoo::convert::Source::Uer(_) => TokenizerOptions::uer(),
-    };
-    let tok = if path.extension().is_some_and(|e| e == "model") {
-        Tokenizer::from_spm_file(&path)
-    } else {
-        Tokenizer::from_vocab_file(&path, options)
-    };
-    tok.with_context(|| format!("loading the tokenizer {}", path.display()))
 }

@@ -40,12 +40,10 @@ pub struct Args {
     /// UER-py config JSON of the weights (default: beside them).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// `vocab.txt` (default: beside the weights).
-    #[arg(long, conflicts_with = "spm")]
+    /// `vocab.txt` or sentencepiece `.model`, told by content (`--spm` is the same flag);
+    /// default: the one beside the weights.
+    #[arg(long, visible_alias = "spm")]
     vocab: Option<PathBuf>,
-    /// Sentencepiece `.model` (word-based models).
-    #[arg(long)]
-    spm: Option<PathBuf>,
     /// Epochs (a list with --grid).
     #[arg(long, value_delimiter = ',', default_value = "3")]
     epochs: Vec<usize>,
@@ -136,7 +134,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             "warning: --pooling first on a causal model (GPT-2): under the causal mask the first token sees only [CLS], so every example gets the same prediction; drop --pooling (default last) or use --pooling last"
         );
     }
-    let tok = super::fill_mask::load_tokenizer(a.vocab.clone().or(a.spm.clone()), &opened)?;
+    let tok = uerzoo::resolve::open_tokenizer(&opened, a.vocab.as_deref())?;
     let truncation = match a.truncation {
         Some(t) => t,
         None => opened.truncation()?,
@@ -336,11 +334,7 @@ fn write_output(
             parameter_sharing: c.parameter_sharing,
             ..Default::default()
         });
-        let vocab = a
-            .vocab
-            .clone()
-            .or(a.spm.clone())
-            .or_else(|| opened.vocab_file());
+        let vocab = a.vocab.clone().or_else(|| opened.vocab_file());
         // The reading options go into `config.json`, where `predict` and `serve` find them
         // (as the UER output's config below).
         let mut options = serde_json::Map::new();
@@ -380,11 +374,7 @@ fn uer_companions(
     opened: &model::open::OpenedModel,
     recorded: Recorded,
 ) -> anyhow::Result<(Option<super::Companion>, Option<PathBuf>)> {
-    let vocab = a
-        .vocab
-        .clone()
-        .or(a.spm.clone())
-        .or_else(|| opened.vocab_file());
+    let vocab = a.vocab.clone().or_else(|| opened.vocab_file());
     let config = match source_config(a, opened) {
         Some(path) => {
             let text = std::fs::read_to_string(&path)

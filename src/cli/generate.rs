@@ -181,7 +181,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let prompts = read_prompts(&args)?;
     let opened = uerzoo::resolve::open_model(&args.model, args.config.as_deref())?;
     let preset = named.unwrap_or_else(|| Preset::for_weights(&opened.checkpoint));
-    let tok = super::fill_mask::load_tokenizer(args.vocab.clone(), &opened)?;
+    let tok = uerzoo::resolve::open_tokenizer(&opened, args.vocab.as_deref())?;
     let positions =
         generate::positions(&opened).context("the weights have no position embedding")?;
     let seed = args.seed.unwrap_or_else(clock_seed);

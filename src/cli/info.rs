@@ -370,7 +370,6 @@ fn tasks(out: &mut String, e: &Entry, usage: &[uerzoo::registry::Command]) {
         .into_iter()
         .find(|t| target.first() == Some(t));
     if let (Some(target), Some(file)) = (pretrain, e.tokenizer_file()) {
-        let flag = if e.spm.is_some() { "--spm" } else { "--vocab" };
         // The vocabularies with a confirmed sha256 ship in the repository's `vocab/`.
         let shipped = Registry::builtin()
             .vocab(file)
@@ -383,7 +382,7 @@ fn tasks(out: &mut String, e: &Entry, usage: &[uerzoo::registry::Command]) {
         rows.push((
             format!("further pretraining ({target} target): build the dataset, then train"),
             format!(
-                "uerzoo preprocess --corpus corpus.txt {flag} {vocab} --target {target} --output corpus.uzds"
+                "uerzoo preprocess --corpus corpus.txt --vocab {vocab} --target {target} --output corpus.uzds"
             ),
         ));
         rows.push((

@@ -80,7 +80,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     uerzoo::output::check_not_input(&a.output, &a.input, "--input")?;
     let mut opened = uerzoo::resolve::open_model(&a.model, a.config.as_deref())?;
     opened.config.dtype = a.dtype;
-    let tok = super::fill_mask::load_tokenizer(a.vocab.clone(), &opened)?;
+    let tok = uerzoo::resolve::open_tokenizer(&opened, a.vocab.as_deref())?;
     let data = Dataset::read(&a.input, a.labels)?;
     let seq_length = match a.seq_length {
         Some(n) => n,

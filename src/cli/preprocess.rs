@@ -35,12 +35,9 @@ pub struct Args {
     /// Convert UER-py's `dataset.pt` (from its preprocess.py) instead of reading a corpus.
     #[arg(long)]
     from_uer: Option<PathBuf>,
-    /// BERT `vocab.txt`.
-    #[arg(long, required_unless_present = "spm", conflicts_with = "spm")]
-    vocab: Option<PathBuf>,
-    /// Sentencepiece `.model` (word-based models).
-    #[arg(long)]
-    spm: Option<PathBuf>,
+    /// `vocab.txt` or sentencepiece `.model`, told by content (`--spm` is the same flag).
+    #[arg(long, visible_alias = "spm")]
+    vocab: PathBuf,
     /// mlm (RoBERTa), lm (GPT-2), bert (mlm + next-sentence prediction: pairs with a random
     /// next sentence half the time) or albert (mlm + sentence-order prediction: two
     /// consecutive segments of a document, swapped half the time).
@@ -88,11 +85,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     };
     uerzoo::output::check_not_input(&a.output, input, flag)?;
     uerzoo::output::check_file(&a.output, a.force)?;
-    let (tok, vocab_file) = match (&a.vocab, &a.spm) {
-        (Some(v), _) => (Tokenizer::from_vocab_file(v, TokenizerOptions::uer())?, v),
-        (None, Some(m)) => (Tokenizer::from_spm_file(m)?, m),
-        (None, None) => anyhow::bail!("give --vocab or --spm"),
-    };
+    let vocab_file = &a.vocab;
+    let tok = uerzoo::resolve::tokenizer_from_file(vocab_file, TokenizerOptions::uer())?;
     if let Some(pt) = &a.from_uer {
         return from_uer(&a, pt, &tok, vocab_file);
     }

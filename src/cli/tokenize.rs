@@ -34,12 +34,10 @@ pub struct Args {
     /// MODEL (a UER `.bin`, an HF directory or a downloaded registry name) and/or TEXT.
     #[arg(value_name = "MODEL|TEXT", num_args = 0..=2)]
     positional: Vec<String>,
-    /// A BERT `vocab.txt` instead of MODEL.
-    #[arg(long, conflicts_with = "spm")]
+    /// A BERT `vocab.txt` or a sentencepiece `.model` instead of MODEL, told by content
+    /// (`--spm` is the same flag).
+    #[arg(long, visible_alias = "spm")]
     vocab: Option<PathBuf>,
-    /// A sentencepiece `.model` instead of MODEL.
-    #[arg(long)]
-    spm: Option<PathBuf>,
     /// Tokenize every line of FILE (`-` = standard input) instead of TEXT.
     #[arg(long)]
     input: Option<PathBuf>,
@@ -59,7 +57,7 @@ pub struct Args {
     #[arg(long)]
     special_tokens: bool,
     /// Tokenize as transformers' BertTokenizer (special tokens in the text kept whole).
-    #[arg(long, conflicts_with = "spm")]
+    #[arg(long)]
     hf: bool,
     /// Overwrite the `--output` file if it exists.
     #[arg(long)]
@@ -67,7 +65,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let explicit = args.vocab.is_some() || args.spm.is_some();
+    let explicit = args.vocab.is_some();
     let (model, text) = match (explicit, args.positional.as_slice()) {
         (true, [text]) => (None, Some(text.clone())),
         (true, []) => (None, None),
@@ -128,20 +126,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The tokenizer of `--vocab`, `--spm` or MODEL.
+/// The tokenizer of `--vocab` (either kind) or MODEL.
 fn load(model: Option<&str>, args: &Args, options: TokenizerOptions) -> anyhow::Result<Tokenizer> {
-    let path = match (&args.vocab, &args.spm, model) {
-        (Some(v), _, _) => v.clone(),
-        (_, Some(s), _) => s.clone(),
-        (None, None, Some(m)) => beside(Path::new(m))?,
-        (None, None, None) => unreachable!("checked by run"),
+    let path = match (&args.vocab, model) {
+        (Some(v), _) => v.clone(),
+        (None, Some(m)) => beside(Path::new(m))?,
+        (None, None) => unreachable!("checked by run"),
     };
-    let tok = if args.spm.is_some() || path.extension().is_some_and(|e| e == "model") {
-        Tokenizer::from_spm_file(&path)
-    } else {
-        Tokenizer::from_vocab_file(&path, options)
-    };
-    tok.with_context(|| format!("loading the tokenizer {}", path.display()))
+    Ok(uerzoo::resolve::tokenizer_from_file(&path, options)?)
 }
 
 /// `vocab.txt` or `spiece.model` beside the weights (or in the directory, or in the cached
@@ -160,7 +152,7 @@ fn beside(model: &Path) -> anyhow::Result<PathBuf> {
         .find(|p| p.is_file())
         .with_context(|| {
             format!(
-                "no vocab.txt or spiece.model in {}; pass --vocab vocab.txt or --spm X.model",
+                "no vocab.txt or spiece.model in {}; pass --vocab with its vocab.txt or sentencepiece .model",
                 dir.display()
             )
         })

@@ -20,12 +20,11 @@ mod web;
 pub use engine::{Capabilities, Engine, Row};
 pub use error::ApiError;
 
-use crate::convert::Source;
 use crate::generate::{Preset, Sampling};
 use crate::model::open::OpenedModel;
 use crate::model::{DeviceSpec, ModelError, Pooling};
 use crate::resolve::open_model;
-use crate::tokenizer::{Tokenizer, TokenizerOptions, Truncation};
+use crate::tokenizer::{Tokenizer, Truncation};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -261,10 +260,11 @@ pub fn load_models(
         };
         let mut opened = open_model(&spec.path, None).map_err(model_err)?;
         opened.config.dtype = opts.dtype;
-        let tokenizer = load_tokenizer(&opened).map_err(|message| ServeError::Tokenizer {
-            id: spec.id.clone(),
-            message,
-        })?;
+        let tokenizer =
+            crate::resolve::open_tokenizer(&opened, None).map_err(|e| ServeError::Tokenizer {
+                id: spec.id.clone(),
+                message: e.to_string(),
+            })?;
         let has_head = opened
             .checkpoint
             .get(&format!("{}.weight", crate::model::load::keys::CLS_2))
@@ -310,34 +310,6 @@ pub fn load_models(
         });
     }
     Ok(out)
-}
-
-/// The tokenizer beside the weights: `vocab.txt` (HF directories with transformers'
-/// options, UER files with UER-py's) or `spiece.model`.
-fn load_tokenizer(opened: &OpenedModel) -> Result<Tokenizer, String> {
-    let path = opened
-        .vocab_file()
-        .or_else(|| Some(opened.dir.join("spiece.model")).filter(|p| p.is_file()))
-        .ok_or_else(|| {
-            format!(
-                "no vocab.txt or spiece.model in {}; put the model's vocabulary beside the weights",
-                opened.dir.display()
-            )
-        })?;
-    let result = if path.extension().is_some_and(|e| e == "model") {
-        Tokenizer::from_spm_file(&path)
-    } else {
-        let options = match opened.source {
-            Source::Hf => TokenizerOptions::huggingface(),
-            Source::Uer(_) => TokenizerOptions::uer(),
-        };
-        Tokenizer::from_vocab_file(&path, options)
-    };
-    result.map_err(|e| format!("loading the tokenizer {}: {e}", display(&path)))
-}
-
-fn display(p: &Path) -> String {
-    p.display().to_string()
 }
 
 /// A bound port with no models yet: `uerzoo serve` binds before the (long) model load, so a
