@@ -12,17 +12,22 @@
 //! ([`batch`], [`generate_batched`]; `generate --input --batch-size N`), each sequence as it
 //! would alone.
 //!
+//! [`run_many`] ([`job`]) is the whole `generate` command in one call: opening, prompts,
+//! presets, batching and the output file; the command line only prints.
+//!
 //! A [`Constraint`] ([`constraint`]) can restrict each next token (couplets that fit their
 //! upper line, poems' line lengths); every sequence carries its score, the sum of the
 //! model's log-probabilities of its new tokens, to rank candidates ([`rank`]).
 
 pub mod batch;
 pub mod constraint;
+pub mod job;
 pub mod preset;
 pub mod sampling;
 
 pub use batch::generate_batched;
 pub use constraint::{Constraint, Rule};
+pub use job::{Event, GenerateJob, GenerateReport, RunError, run_many};
 pub use preset::{PRESETS, Preset, TextStream, clean_text, uer_text};
 pub use sampling::{Sampler, Sampling};
 
@@ -418,14 +423,14 @@ pub fn full_last_logits<B: Backend>(
     last_row(lm.forward(hidden.narrow(1, s - 1, 1).reshape([1, 1, h])))
 }
 
-struct GenerateJob<'a> {
+struct OneJob<'a> {
     model: &'a OpenedModel,
     prompt: &'a [u32],
     opts: &'a GenerateOptions,
     on_token: &'a mut dyn FnMut(usize, u32),
 }
 
-impl BackendJob for GenerateJob<'_> {
+impl BackendJob for OneJob<'_> {
     type Output = Result<Vec<Generated>, GenerateError>;
     fn run<B: Backend>(self, device: B::Device) -> Self::Output {
         let (model, _) = load_model::<B>(&self.model.checkpoint, &self.model.config, &device)?;
@@ -444,7 +449,7 @@ pub fn generate_opened(
     opts.sampling.validate()?;
     run_on(
         device,
-        GenerateJob {
+        OneJob {
             model,
             prompt,
             opts,
