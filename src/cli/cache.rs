@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use uerzoo::hub::{Cache, DeletePlan, Kind, RepoInfo, local_repo_id, plan_prune, plan_remove};
-use uerzoo::registry::Registry;
+use uerzoo::hub::zoo::{cache_at, repos_named};
+use uerzoo::hub::{Cache, DeletePlan, LS_HEADER, human_size, plan_prune, plan_remove};
 
-use super::list::write_stdout;
+use super::write_stdout;
 
 /// Show and clean the Huggingface cache, as `hf cache` does.
 ///
@@ -107,23 +107,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn cache_of(dir: Option<PathBuf>) -> Cache {
-    dir.map(Cache::new).unwrap_or_else(Cache::from_env)
-}
-
 fn ls(args: LsArgs) -> anyhow::Result<ExitCode> {
-    let cache = cache_of(args.cache_dir);
+    let cache = cache_at(args.cache_dir);
     let repos = uerzoo::hub::scan(&cache);
     if args.json {
-        let rows: Vec<serde_json::Value> = repos
-            .iter()
-            .map(|r| {
-                let mut v = serde_json::to_value(r).unwrap_or_default();
-                v["name"] = registry_name(&r.repo_id).into();
-                v
-            })
-            .collect();
-        let json = serde_json::to_string_pretty(&rows).context("serialising the cache listing")?;
+        let json = serde_json::to_string_pretty(&uerzoo::hub::ls_json(&repos))
+            .context("serialising the cache listing")?;
         return write_stdout(&format!("{json}\n"));
     }
     if repos.is_empty() {
@@ -132,136 +121,27 @@ fn ls(args: LsArgs) -> anyhow::Result<ExitCode> {
             cache.root().display()
         ));
     }
-    write_stdout(&table(&cache, &repos))
-}
-
-/// The registry name of a cached repo id, when the registry knows it.
-fn registry_name(repo_id: &str) -> Option<String> {
-    let registry = Registry::builtin();
-    if let Some(name) = repo_id.strip_prefix("uerzoo/") {
-        return registry.get(name).ok().map(|e| e.name.clone());
-    }
-    registry
-        .entries()
-        .iter()
-        .find(|e| e.sources.hf.as_ref().is_some_and(|h| h.repo == repo_id))
-        .map(|e| e.name.clone())
-}
-
-fn table(cache: &Cache, repos: &[RepoInfo]) -> String {
-    let header = ["NAME", "REPO", "REVISIONS", "FILES", "SIZE", "LAST USED"].map(String::from);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let rows: Vec<[String; 6]> = repos
-        .iter()
-        .map(|r| {
-            let revisions: Vec<String> = r
-                .revisions
-                .iter()
-                .map(|v| {
-                    let short = &v.commit[..v.commit.len().min(8)];
-                    if v.refs.is_empty() {
-                        format!("{short} (detached)")
-                    } else {
-                        format!("{short} ({})", v.refs.join(","))
-                    }
-                })
-                .collect();
-            let files: usize = r.revisions.iter().map(|v| v.files.len()).sum();
-            let mut files = files.to_string();
-            if !r.incomplete.is_empty() {
-                files.push_str(&format!(" +{} partial", r.incomplete.len()));
-            }
-            [
-                registry_name(&r.repo_id).unwrap_or_else(|| "-".into()),
-                r.repo_id.clone(),
-                if revisions.is_empty() {
-                    "-".into()
-                } else {
-                    revisions.join(" ")
-                },
-                files,
-                human(r.size_on_disk),
-                r.last_accessed.map_or("-".into(), |t| ago(now, t)),
-            ]
-        })
-        .collect();
-    let mut out = super::table(&header, &rows, &[3, 4]);
-    let total: u64 = repos.iter().map(|r| r.size_on_disk).sum();
-    out.push_str(&format!(
-        "{} repo(s), {} ({} B) in {}\n",
-        repos.len(),
-        human(total),
-        total,
-        cache.root().display()
-    ));
-    out
-}
-
-/// Bytes in decimal units, as the Hub and `hf cache ls` show them.
-fn human(bytes: u64) -> String {
-    let b = bytes as f64;
-    match bytes {
-        0..1_000 => format!("{bytes} B"),
-        1_000..1_000_000 => format!("{:.1} kB", b / 1e3),
-        1_000_000..1_000_000_000 => format!("{:.1} MB", b / 1e6),
-        _ => format!("{:.1} GB", b / 1e9),
-    }
-}
-
-fn ago(now: u64, then: u64) -> String {
-    let s = now.saturating_sub(then);
-    match s {
-        0..60 => "just now".into(),
-        60..3_600 => format!("{} min ago", s / 60),
-        3_600..86_400 => format!("{} h ago", s / 3_600),
-        _ => format!("{} days ago", s / 86_400),
-    }
+        .map_or(0, |d| d.as_secs());
+    let rows: Vec<[String; 6]> = repos.iter().map(|r| r.row(now)).collect();
+    let mut out = super::table(&LS_HEADER.map(String::from), &rows, &[3, 4]);
+    out.push_str(&uerzoo::hub::ls_total(&cache, &repos));
+    write_stdout(&out)
 }
 
 fn rm(args: RmArgs) -> anyhow::Result<ExitCode> {
-    let cache = cache_of(args.cache_dir);
-    let repos = repos_named(&cache, &args.name)?;
+    let cache = cache_at(args.cache_dir);
     let mut plan = DeletePlan::default();
-    for repo_id in &repos {
+    for repo_id in &repos_named(&cache, &args.name)? {
         let part = plan_remove(&cache, repo_id, args.revision.as_deref())?;
         plan.items.extend(part.items);
     }
     confirm_and_run(&cache, &plan, args.yes, args.dry_run)
 }
 
-/// The cached repos NAME stands for: a registry entry's Huggingface repo and its imported
-/// files, whichever are cached; a repo id as given.
-fn repos_named(cache: &Cache, name: &str) -> anyhow::Result<Vec<String>> {
-    let exists = |id: &str| std::fs::symlink_metadata(cache.repo(id).folder()).is_ok();
-    let candidates = match Registry::builtin().get(name) {
-        Ok(entry) => {
-            let mut ids: Vec<String> = entry.sources.hf.iter().map(|h| h.repo.clone()).collect();
-            ids.push(local_repo_id(&entry.name));
-            ids
-        }
-        Err(_) if name.contains('/') => vec![name.to_string()],
-        Err(err) => return Err(err.into()),
-    };
-    let cached: Vec<String> = candidates.iter().filter(|id| exists(id)).cloned().collect();
-    if cached.is_empty() {
-        anyhow::bail!(
-            "`{name}` is not in the cache {} (looked for {}); `uerzoo cache ls` lists what is cached, --cache-dir picks another cache",
-            cache.root().display(),
-            candidates
-                .iter()
-                .map(|id| cache.repo(id).folder_name())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
-    Ok(cached)
-}
-
 fn prune(args: PruneArgs) -> anyhow::Result<ExitCode> {
-    let cache = cache_of(args.cache_dir);
+    let cache = cache_at(args.cache_dir);
     let plan = plan_prune(&cache);
     confirm_and_run(&cache, &plan, args.yes, args.dry_run)
 }
@@ -278,40 +158,21 @@ fn confirm_and_run(
         return Ok(ExitCode::SUCCESS);
     }
     for item in &plan.items {
-        let kind = match item.kind {
-            Kind::Repo => "repo",
-            Kind::Snapshot => "snapshot",
-            Kind::Ref => "ref",
-            Kind::Blob => "blob",
-            Kind::Incomplete => "partial",
-            Kind::Conversion => "uer",
-        };
-        println!(
-            "{kind:<9} {:>10}  {}",
-            human(item.size),
-            item.path.display()
-        );
+        println!("{}", item.line());
     }
-    let freed = plan.freed();
+    let (freed, n) = (plan.freed(), plan.items.len());
     if dry_run {
-        println!(
-            "dry run: would free {} ({freed} B); nothing deleted",
-            human(freed)
-        );
+        let size = human_size(freed);
+        println!("dry run: would free {size} ({freed} B); nothing deleted");
         return Ok(ExitCode::SUCCESS);
     }
     if !yes {
         if !std::io::stdin().is_terminal() {
             anyhow::bail!(
-                "not deleting: stdin is not a terminal, so there is no one to ask; pass --yes to delete the {} path(s) above, or --dry-run to only list them",
-                plan.items.len()
+                "not deleting: stdin is not a terminal, so there is no one to ask; pass --yes to delete the {n} path(s) above, or --dry-run to only list them"
             );
         }
-        print!(
-            "delete {} path(s), freeing {}? [y/N] ",
-            plan.items.len(),
-            human(freed)
-        );
+        print!("delete {n} path(s), freeing {}? [y/N] ", human_size(freed));
         std::io::stdout().flush().context("writing to stdout")?;
         let mut answer = String::new();
         std::io::stdin()
@@ -326,6 +187,6 @@ fn confirm_and_run(
     let freed = plan
         .execute(cache)
         .with_context(|| format!("deleting in {}", cache.root().display()))?;
-    println!("freed {} ({freed} B)", human(freed));
+    println!("freed {} ({freed} B)", human_size(freed));
     Ok(ExitCode::SUCCESS)
 }

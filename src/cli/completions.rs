@@ -21,7 +21,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let mut cmd = super::Cli::command();
+    let mut cmd = crate::Cli::command();
     clap_complete::generate(args.shell, &mut cmd, "uerzoo", &mut std::io::stdout());
     Ok(ExitCode::SUCCESS)
 }

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use uerzoo::hub::{Cache, local_repo_id};
+use uerzoo::hub::zoo::{cache_at, is_cached};
 use uerzoo::registry::{Entry, Family, Filter, Registry};
 
 /// List the zoo's weights (offline: the registry is built into the binary).
@@ -45,12 +45,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         hidden: args.hidden,
     };
     let entries = registry.filter(&filter);
-    let cache = args.cached.then(|| {
-        args.cache_dir
-            .clone()
-            .map(Cache::new)
-            .unwrap_or_else(Cache::from_env)
-    });
+    let cache = args.cached.then(|| cache_at(args.cache_dir.clone()));
     let cached = |e: &Entry| cache.as_ref().is_some_and(|c| is_cached(c, e));
     if args.json {
         let json = if args.cached {
@@ -67,7 +62,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             serde_json::to_string_pretty(&entries)
         }
         .context("serialising the registry")?;
-        return write_stdout(&format!("{json}\n"));
+        return super::write_stdout(&format!("{json}\n"));
     }
     if entries.is_empty() {
         eprintln!("no weights match; `uerzoo list` without filters shows all");
@@ -89,32 +84,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             cache.root().display()
         ));
     }
-    write_stdout(&text)
-}
-
-/// Print `text`; a closed pipe (`uerzoo list | head`) is not an error.
-pub(crate) fn write_stdout(text: &str) -> anyhow::Result<ExitCode> {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("writing to stdout"),
-        _ => Ok(ExitCode::SUCCESS),
-    }
-}
-
-/// Whether the weights of `entry` are in the cache: the Huggingface weights file at the
-/// registry's revision, or an imported UER file.
-fn is_cached(cache: &Cache, entry: &Entry) -> bool {
-    let hf = entry
-        .sources
-        .hf
-        .as_ref()
-        .is_some_and(|h| cache.repo(&h.repo).get(&h.revision, &h.weights).is_some());
-    hf || (!entry.uer_file.is_empty()
-        && cache
-            .repo(&local_repo_id(&entry.name))
-            .get("main", &entry.uer_file)
-            .is_some())
+    super::write_stdout(&text)
 }
 
 /// The table, columns sized to their contents; with `cached`, a CACHED column.

@@ -22,7 +22,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // NAME reads `uerzoo - ABOUT`: the about without the name `--help` starts it with.
-    let cmd = super::Cli::command().about("the UER-py Chinese model zoo without Python");
+    let cmd = crate::Cli::command().about("the UER-py Chinese model zoo without Python");
     match args.dir {
         None => clap_mangen::Man::new(cmd)
             .render(&mut std::io::stdout())

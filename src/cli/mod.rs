@@ -1,78 +1,36 @@
 //! The command line. One file per subcommand: clap `Args` (doc comments are the `--help`)
-//! plus a `run` that builds options, calls the library once and prints. Exit codes are
-//! decided only here.
+//! plus a `run` that builds options, calls the library once and prints. This file holds
+//! what they share: the dispatch, `--device`, printing to stdout, tables and progress bars.
+//! Exit codes are decided only in the CLI (`src/main.rs` reports errors).
 
-use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Mutex;
 use uerzoo::progress::Progress;
 
-mod cache;
-mod completions;
-mod convert;
-mod download;
-mod extract_features;
-mod fill_mask;
-mod finetune;
-mod forward;
-mod generate;
-mod import;
-mod info;
-mod inspect;
-mod list;
-mod man;
-mod predict;
-mod preprocess;
-mod pretrain;
-mod serve;
-mod tokenize;
-mod verify;
-mod version;
-
-/// uerzoo — the UER-py Chinese model zoo without Python.
-///
-/// A registry of every published UER-py weight (Chinese RoBERTa miniatures, word-based
-/// RoBERTa, GPT-2 poem/couplet/lyric/ancient, legacy BERT/ALBERT/GPT) that drives
-/// download, verification, UER⇄Huggingface conversion and Burn models.
-///
-/// Start with `uerzoo list` (works offline) and `uerzoo info NAME`.
-#[derive(Parser)]
-#[command(
-    name = "uerzoo",
-    version,
-    propagate_version = true,
-    arg_required_else_help = true
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    List(list::Args),
-    Info(info::Args),
-    Inspect(inspect::Args),
-    Tokenize(tokenize::Args),
-    Convert(convert::Args),
-    Download(download::Args),
-    Verify(verify::Args),
-    Import(import::Args),
-    Cache(cache::Args),
-    Forward(forward::Args),
-    FillMask(fill_mask::Args),
-    ExtractFeatures(extract_features::Args),
-    Generate(generate::Args),
-    Finetune(finetune::Args),
-    Predict(predict::Args),
-    Preprocess(preprocess::Args),
-    Pretrain(pretrain::Args),
-    Serve(serve::Args),
-    Completions(completions::Args),
-    Man(man::Args),
-}
+pub(crate) mod cache;
+pub(crate) mod completions;
+pub(crate) mod convert;
+pub(crate) mod download;
+pub(crate) mod extract_features;
+pub(crate) mod fill_mask;
+pub(crate) mod finetune;
+pub(crate) mod forward;
+pub(crate) mod generate;
+pub(crate) mod import;
+pub(crate) mod info;
+pub(crate) mod inspect;
+pub(crate) mod list;
+pub(crate) mod man;
+pub(crate) mod predict;
+pub(crate) mod preprocess;
+pub(crate) mod pretrain;
+pub(crate) mod serve;
+pub(crate) mod tokenize;
+pub(crate) mod verify;
+pub(crate) mod version;
 
 /// The `--device` value parser of every command: `cpu`, `cuda[:N]`, `wgpu[:N]`, or `auto`
 /// (the first CUDA device, else the first wgpu GPU, else the CPU), which notes its choice.
@@ -86,15 +44,10 @@ pub fn device_arg(s: &str) -> Result<uerzoo::model::DeviceSpec, String> {
         .map_err(|e: uerzoo::model::ModelError| e.to_string())
 }
 
-pub fn main() -> ExitCode {
-    let cli = parse();
-    // `serve` drains in-flight requests on SIGTERM itself; every other command removes its
-    // temporaries and exits.
-    if !matches!(cli.command, Command::Serve(_)) {
-        uerzoo::output::install_interrupt_cleanup();
-        end_quietly_on_closed_pipe();
-    }
-    let result = match cli.command {
+/// Runs `command`: its options to the library, the result printed.
+pub fn run(command: crate::Command) -> anyhow::Result<ExitCode> {
+    use crate::Command;
+    match command {
         Command::List(a) => list::run(a),
         Command::Info(a) => info::run(a),
         Command::Inspect(a) => inspect::run(a),
@@ -115,114 +68,84 @@ pub fn main() -> ExitCode {
         Command::Serve(a) => serve::run(a),
         Command::Completions(a) => completions::run(a),
         Command::Man(a) => man::run(a),
-    };
-    match result {
-        Ok(code) => code,
-        Err(err) => {
-            eprintln!("error: {err}");
-            for cause in err.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
-            }
-            if let Some(hint) = full_disk_hint(&err) {
-                eprintln!("  hint: {hint}");
-            }
-            ExitCode::FAILURE
-        }
     }
 }
 
-/// The command line, parsed with the full `--version` / `-V` text (commit, features, CPU
-/// paths; see [`version`]), which is computed at run time and so cannot sit in the derive.
-fn parse() -> Cli {
-    let text: &'static str = Box::leak(version::text().into_boxed_str());
-    let matches = Cli::command()
-        .version(text)
-        .long_version(text)
-        .get_matches();
-    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
-}
-
-/// The exit status of a command whose reader went away (`uerzoo list | head -1`): what a
-/// shell reports for a process ended by SIGPIPE (128 + 13).
-const CLOSED_PIPE_EXIT: u8 = 141;
-
-/// A closed stdout (or stderr) ends the command quietly, as it ends `cat`: the panic that
-/// `println!` raises on `EPIPE` (Rust ignores SIGPIPE, so the write fails instead of killing
-/// the process) removes this run's temporaries and exits with [`CLOSED_PIPE_EXIT`], with no
-/// message and no backtrace; any other panic is reported as before. A hook rather than
-/// SIGPIPE's default action, so that temporaries are still removed and a network write to
-/// a closed socket stays an ordinary error. Not installed for `serve`, whose own output is
-/// a log and whose clients' closed sockets are errors of one request.
-fn end_quietly_on_closed_pipe() {
-    let report = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        if info.payload_as_str().is_some_and(is_closed_pipe_panic) {
-            uerzoo::output::remove_all_partials();
-            std::process::exit(CLOSED_PIPE_EXIT.into());
-        }
-        report(info)
-    }));
-}
-
-/// Whether `message` is std's panic on a failed `print!`/`eprint!` to a closed pipe.
-fn is_closed_pipe_panic(message: &str) -> bool {
-    let os = std::io::Error::from_raw_os_error(libc::EPIPE);
-    ["stdout", "stderr"]
-        .iter()
-        .any(|s| message == format!("failed printing to {s}: {os}"))
-}
-
-/// What to do when a write failed for want of room (nothing is left under the output's
-/// name either way: see [`uerzoo::output`]).
-fn full_disk_hint(err: &anyhow::Error) -> Option<&'static str> {
-    err.chain()
-        .filter_map(|c| c.downcast_ref::<std::io::Error>())
-        .find_map(|e| match e.kind() {
-            std::io::ErrorKind::StorageFull => {
-                Some("the disk is full; free some space or write the output to another folder")
-            }
-            std::io::ErrorKind::FileTooLarge => Some(
-                "the output is larger than this shell's file-size limit (`ulimit -f`); raise the limit or write a smaller output",
-            ),
-            _ => None,
-        })
-}
-
-/// An indicatif bar on stderr counting `unit`s (one task at a time: a file, an epoch, a
-/// run); nothing when stderr is not a terminal.
-struct Bar(Mutex<Option<ProgressBar>>, bool, &'static str);
+/// An indicatif bar per task (a file, an epoch, a run); nothing when its stream is not a
+/// terminal. Notes (a retry, a slow server) go to stderr above it.
+pub(crate) struct Bar(Mutex<Option<ProgressBar>>, bool, String, bool);
 
 impl Bar {
-    fn new(unit: &'static str) -> Self {
-        Bar(Mutex::new(None), std::io::stderr().is_terminal(), unit)
+    /// On stderr, counting `unit`s; cleared when done.
+    pub(crate) fn new(unit: &'static str) -> Self {
+        let template =
+            format!("{{msg:12}} {{bar:30}} {{pos}}/{{len}} {unit} {{per_sec}} ETA {{eta}}");
+        Bar(
+            Mutex::default(),
+            std::io::stderr().is_terminal(),
+            template,
+            false,
+        )
+    }
+
+    /// Downloads: bytes, speed and ETA, shown when stdout is a terminal and kept when done.
+    pub(crate) fn bytes() -> Self {
+        let template =
+            "{msg:24!} {bar:30} {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12} ETA {eta}";
+        Bar(
+            Mutex::default(),
+            std::io::stdout().is_terminal(),
+            template.into(),
+            true,
+        )
+    }
+
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<ProgressBar>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 impl Progress for Bar {
     fn start(&self, message: &str, total: u64) {
-        if !self.1 {
-            return;
+        if self.1 {
+            let style = ProgressStyle::with_template(&self.2)
+                .unwrap_or_else(|_| ProgressStyle::default_bar());
+            let bar = ProgressBar::new(total)
+                .with_style(style)
+                .with_message(message.to_string());
+            if let Some(old) = self.slot().replace(bar) {
+                old.finish_and_clear();
+            }
         }
-        let bar = ProgressBar::new(total);
-        let template = format!(
-            "{{msg:12}} {{bar:30}} {{pos}}/{{len}} {} {{per_sec}} ETA {{eta}}",
-            self.2
-        );
-        let style = ProgressStyle::with_template(&template)
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
-        bar.set_style(style);
-        bar.set_message(message.to_string());
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar);
     }
     fn advance(&self, delta: u64) {
-        if let Some(b) = self.0.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        if let Some(b) = self.slot().as_ref() {
             b.inc(delta);
         }
     }
     fn finish(&self) {
-        if let Some(b) = self.0.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            b.finish_and_clear();
+        match self.slot().take() {
+            Some(b) if self.3 => b.finish(),
+            Some(b) => b.finish_and_clear(),
+            None => {}
         }
+    }
+    fn note(&self, message: &str) {
+        let bar = self.slot().clone();
+        match bar {
+            Some(bar) => bar.suspend(|| eprintln!("note: {message}")),
+            None => eprintln!("note: {message}"),
+        }
+    }
+}
+
+/// Print `text`; a closed pipe (`uerzoo list | head`) is not an error.
+pub(crate) fn write_stdout(text: &str) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("writing to stdout"),
+        _ => Ok(ExitCode::SUCCESS),
     }
 }
 

@@ -414,3 +414,106 @@ fn in_use(repo: &CacheRepo, etag: &str) -> bool {
         Err(_) => true,
     }
 }
+
+/// The columns of `uerzoo cache ls`, one [`RepoInfo::row`] per repo.
+pub const LS_HEADER: [&str; 6] = ["NAME", "REPO", "REVISIONS", "FILES", "SIZE", "LAST USED"];
+
+impl RepoInfo {
+    /// The repo's `cache ls` row (see [`LS_HEADER`]), its last use counted back from `now`
+    /// (seconds since the epoch).
+    pub fn row(&self, now: u64) -> [String; 6] {
+        let revisions: Vec<String> = self
+            .revisions
+            .iter()
+            .map(|v| {
+                let short = &v.commit[..v.commit.len().min(8)];
+                if v.refs.is_empty() {
+                    format!("{short} (detached)")
+                } else {
+                    format!("{short} ({})", v.refs.join(","))
+                }
+            })
+            .collect();
+        let files: usize = self.revisions.iter().map(|v| v.files.len()).sum();
+        let mut files = files.to_string();
+        if !self.incomplete.is_empty() {
+            files.push_str(&format!(" +{} partial", self.incomplete.len()));
+        }
+        [
+            super::zoo::registry_name(&self.repo_id).unwrap_or_else(|| "-".into()),
+            self.repo_id.clone(),
+            if revisions.is_empty() {
+                "-".into()
+            } else {
+                revisions.join(" ")
+            },
+            files,
+            human_size(self.size_on_disk),
+            self.last_accessed.map_or("-".into(), |t| ago(now, t)),
+        ]
+    }
+}
+
+/// The line under the `cache ls` table: repos, total size, the cache root.
+pub fn ls_total(cache: &Cache, repos: &[RepoInfo]) -> String {
+    let total: u64 = repos.iter().map(|r| r.size_on_disk).sum();
+    format!(
+        "{} repo(s), {} ({} B) in {}\n",
+        repos.len(),
+        human_size(total),
+        total,
+        cache.root().display()
+    )
+}
+
+/// `cache ls --json`: each repo with its registry name (`null` outside the registry).
+pub fn ls_json(repos: &[RepoInfo]) -> Vec<serde_json::Value> {
+    repos
+        .iter()
+        .map(|r| {
+            let mut v = serde_json::to_value(r).unwrap_or_default();
+            v["name"] = super::zoo::registry_name(&r.repo_id).into();
+            v
+        })
+        .collect()
+}
+
+impl Deletion {
+    /// The plan's line for this path: what it is, its size, where.
+    pub fn line(&self) -> String {
+        let kind = match self.kind {
+            Kind::Repo => "repo",
+            Kind::Snapshot => "snapshot",
+            Kind::Ref => "ref",
+            Kind::Blob => "blob",
+            Kind::Incomplete => "partial",
+            Kind::Conversion => "uer",
+        };
+        format!(
+            "{kind:<9} {:>10}  {}",
+            human_size(self.size),
+            self.path.display()
+        )
+    }
+}
+
+/// Bytes in decimal units, as the Hub and `hf cache ls` show them.
+pub fn human_size(bytes: u64) -> String {
+    let b = bytes as f64;
+    match bytes {
+        0..1_000 => format!("{bytes} B"),
+        1_000..1_000_000 => format!("{:.1} kB", b / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.1} MB", b / 1e6),
+        _ => format!("{:.1} GB", b / 1e9),
+    }
+}
+
+fn ago(now: u64, then: u64) -> String {
+    let s = now.saturating_sub(then);
+    match s {
+        0..60 => "just now".into(),
+        60..3_600 => format!("{} min ago", s / 60),
+        3_600..86_400 => format!("{} h ago", s / 3_600),
+        _ => format!("{} days ago", s / 86_400),
+    }
+}

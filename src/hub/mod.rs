@@ -19,6 +19,9 @@
 //! # Ok::<(), uerzoo::hub::HubError>(())
 //! ```
 //!
+//! `zoo.rs` joins registry names to the cache: [`zoo::download`] and [`zoo::verify`] are
+//! the `download` and `verify` commands in one call each.
+//!
 //! The library never prints; progress goes through [`crate::progress::Progress`].
 
 mod cache;
@@ -26,6 +29,7 @@ mod download;
 mod hash;
 mod local;
 mod manage;
+pub mod zoo;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -37,8 +41,8 @@ pub use local::{
     verify_repo,
 };
 pub use manage::{
-    DeletePlan, Deletion, Kind, RepoInfo, RevisionFile, RevisionInfo, plan_prune, plan_remove,
-    scan, scan_repo,
+    DeletePlan, Deletion, Kind, LS_HEADER, RepoInfo, RevisionFile, RevisionInfo, human_size,
+    ls_json, ls_total, plan_prune, plan_remove, scan, scan_repo,
 };
 
 use crate::progress::Progress;
