@@ -1,12 +1,9 @@
 //! `uerzoo tokenize`: token ids, tokens and character offsets of texts, as UER-py (or, with
 //! `--hf`, transformers) tokenizes them; `--output` writes the ids `uerzoo forward` reads.
 
-use anyhow::Context;
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use uerzoo::checkpoint::{Checkpoint, DType, Tensor};
-use uerzoo::tokenizer::{ModelInput, TokenSpan, Tokenizer, TokenizerOptions};
+use uerzoo::tokenizer::job::{Event, TokenizeJob};
 
 /// Show the token ids, tokens and character offsets of a text, as UER-py tokenizes it.
 ///
@@ -77,196 +74,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         (false, [model, text]) => (Some(model.clone()), Some(text.clone())),
         (false, _) => anyhow::bail!("give MODEL, or --vocab vocab.txt / --spm X.model"),
     };
-    let options = if args.hf {
-        TokenizerOptions::huggingface()
-    } else {
-        TokenizerOptions::uer()
+    let job = TokenizeJob {
+        model,
+        vocab: args.vocab,
+        text,
+        input: args.input,
+        pair: args.pair,
+        json: args.json,
+        output: args.output,
+        seq_length: args.seq_length,
+        special_tokens: args.special_tokens,
+        hf: args.hf,
+        force: args.force,
     };
-    let tok = load(model.as_deref(), &args, options)?;
-    if args.hf && tok.as_spm().is_some() {
-        anyhow::bail!(
-            "--hf is transformers' BertTokenizer; this model's tokenizer is sentencepiece"
-        );
-    }
-    let texts = match (text, &args.input) {
-        (Some(_), Some(_)) => anyhow::bail!("give TEXT or --input FILE, not both"),
-        (Some(t), None) => vec![t],
-        (None, Some(file)) => read_lines(file)?,
-        (None, None) => anyhow::bail!("nothing to tokenize: give TEXT or --input FILE"),
-    };
-    if args.seq_length == Some(0) {
-        anyhow::bail!("--seq-length 0: expected at least 1 (it counts [CLS] and [SEP])");
-    }
-    let spans = |t: &str| {
-        if args.hf {
-            tok.tokenize_with_specials_offsets(t)
-        } else {
-            tok.tokenize_with_offsets(t)
-        }
-    };
-    let model_input = args.special_tokens || args.pair.is_some() || args.seq_length.is_some();
-    let pair = args.pair.as_deref().map(&spans);
-    let mut inputs = Vec::with_capacity(texts.len());
-    for text in &texts {
-        let a = spans(text);
-        let input = tok.model_input(&a, pair.as_deref(), args.seq_length);
-        let shown = if model_input { input.clone() } else { bare(a) };
-        print(text, args.pair.as_deref(), &shown, model_input, args.json)?;
-        inputs.push(input);
-    }
-    if let Some(out) = &args.output {
-        write_inputs(out, &inputs, &tok, args.force)?;
-        eprintln!(
-            "wrote {} ({} texts × {} tokens)",
-            out.display(),
-            inputs.len(),
-            inputs.iter().map(|i| i.tokens.len()).max().unwrap_or(0)
-        );
+    let written = uerzoo::tokenizer::job::run(job, &mut |event| match event {
+        Event::Note(line) => eprintln!("{line}"),
+        Event::Shown(lines) => print!("{lines}"),
+    })?;
+    if let Some(written) = written {
+        eprintln!("{}", written.summary());
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The tokenizer of `--vocab` (either kind) or MODEL.
-fn load(model: Option<&str>, args: &Args, options: TokenizerOptions) -> anyhow::Result<Tokenizer> {
-    let path = match (&args.vocab, model) {
-        (Some(v), _) => v.clone(),
-        (None, Some(m)) => beside(Path::new(m))?,
-        (None, None) => unreachable!("checked by run"),
-    };
-    Ok(uerzoo::resolve::tokenizer_from_file(&path, options)?)
-}
-
-/// `vocab.txt` or `spiece.model` beside the weights (or in the directory, or in the cached
-/// snapshot of a registry name).
-fn beside(model: &Path) -> anyhow::Result<PathBuf> {
-    let dir = if model.is_dir() {
-        model.to_path_buf()
-    } else if model.is_file() {
-        model.parent().unwrap_or(Path::new(".")).to_path_buf()
-    } else {
-        uerzoo::resolve::open_model(model, None)?.dir
-    };
-    ["vocab.txt", "spiece.model"]
-        .iter()
-        .map(|n| dir.join(n))
-        .find(|p| p.is_file())
-        .with_context(|| {
-            format!(
-                "no vocab.txt or spiece.model in {}; pass --vocab with its vocab.txt or sentencepiece .model",
-                dir.display()
-            )
-        })
-}
-
-/// The lines of FILE (`-`: standard input); an empty file is an error, empty lines warned of.
-fn read_lines(file: &Path) -> anyhow::Result<Vec<String>> {
-    let text = if file == Path::new("-") {
-        let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .context("reading standard input")?;
-        s
-    } else {
-        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
-    };
-    let lines: Vec<String> = text
-        .lines()
-        .map(|l| l.trim_end_matches('\r').to_owned())
-        .collect();
-    anyhow::ensure!(
-        !lines.is_empty(),
-        "{} is empty; put one text per line",
-        file.display()
-    );
-    for (n, line) in lines.iter().enumerate() {
-        if line.trim().is_empty() {
-            eprintln!(
-                "warning: {} line {} is empty; it has no tokens",
-                file.display(),
-                n + 1
-            );
-        }
-    }
-    Ok(lines)
-}
-
-/// Tokens without the model input around them (segment 1 each).
-fn bare(tokens: Vec<TokenSpan>) -> ModelInput {
-    let segments = vec![1; tokens.len()];
-    ModelInput { tokens, segments }
-}
-
-fn print(
-    text: &str,
-    pair: Option<&str>,
-    input: &ModelInput,
-    segments: bool,
-    json: bool,
-) -> anyhow::Result<()> {
-    let ids = input.ids();
-    let tokens: Vec<&str> = input.tokens.iter().map(|t| t.token.as_str()).collect();
-    let offsets: Vec<[usize; 2]> = input.tokens.iter().map(|t| [t.start, t.end]).collect();
-    if json {
-        let mut obj = serde_json::json!({
-            "text": text, "ids": ids, "tokens": tokens, "offsets": offsets,
-        });
-        if let Some(p) = pair {
-            obj["pair"] = p.into();
-        }
-        if segments {
-            obj["segments"] = input.segments.clone().into();
-        }
-        println!("{}", serde_json::to_string(&obj)?);
-        return Ok(());
-    }
-    let join = |v: Vec<String>| v.join(" ");
-    println!(
-        "ids      {}",
-        join(ids.iter().map(u32::to_string).collect())
-    );
-    println!("tokens   {}", tokens.join(" "));
-    println!(
-        "offsets  {}",
-        join(offsets.iter().map(|[a, b]| format!("{a}:{b}")).collect())
-    );
-    if segments {
-        println!(
-            "segments {}",
-            join(input.segments.iter().map(u32::to_string).collect())
-        );
-    }
-    Ok(())
-}
-
-/// `input_ids` and `segment`, i64 `[texts, seq]`, padded with `[PAD]` / segment 0.
-fn write_inputs(
-    out: &Path,
-    inputs: &[ModelInput],
-    tok: &Tokenizer,
-    force: bool,
-) -> anyhow::Result<()> {
-    let seq = inputs.iter().map(|i| i.tokens.len()).max().unwrap_or(0);
-    let (mut ids, mut segments) = (Vec::new(), Vec::new());
-    for input in inputs {
-        let row = input.ids();
-        ids.extend(row.iter().map(|&i| i64::from(i)));
-        ids.extend(std::iter::repeat_n(
-            i64::from(tok.pad_id()),
-            seq - row.len(),
-        ));
-        segments.extend(input.segments.iter().map(|&s| i64::from(s)));
-        segments.extend(std::iter::repeat_n(0, seq - row.len()));
-    }
-    let tensor = |values: &[i64]| {
-        Tensor::from_bytes(
-            DType::I64,
-            vec![inputs.len(), seq],
-            bytemuck::cast_slice(values).to_vec(),
-        )
-    };
-    let mut file = Checkpoint::default();
-    file.insert("input_ids", tensor(&ids));
-    file.insert("segment", tensor(&segments));
-    file.write_safetensors(out, force)
-        .with_context(|| format!("writing {}", out.display()))
 }
