@@ -1496,3 +1496,66 @@ async fn concurrent_fill_masks_are_batched() {
     }
     panic!("10 rounds of 8 concurrent fill-mask requests, every batch of one row");
 }
+
+/// `uerzoo serve ID=MODEL` whose stderr names why it did not start.
+fn serve_fails(args: &[String]) -> String {
+    let out = Command::new(common::uerzoo_bin())
+        .args(["serve", "--host", "127.0.0.1", "--port", "0"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "serve {args:?} started");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Weights with no vocabulary beside them (a copy of `roberta_v1` without its vocab.txt)
+/// are served with `--vocab ID=FILE`, and fill masks exactly as the CLI does on the
+/// fixture with its own vocab.txt; without the flag, or with an id no model has, the server
+/// does not start and says what to pass.
+#[tokio::test]
+async fn vocab_option_serves_weights_without_a_vocabulary() {
+    let fixture = common::uer_fixture("roberta_v1");
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["uer_model.bin", "uer_config.json"] {
+        std::fs::copy(fixture.join(f), dir.path().join(f)).unwrap();
+    }
+    let model = format!("roberta={}", dir.path().join("uer_model.bin").display());
+    let vocab = fixture.join("vocab.txt").display().to_string();
+    let err = serve_fails(std::slice::from_ref(&model));
+    assert!(
+        err.contains("no vocab.txt or spiece.model beside") && err.contains("--vocab"),
+        "{err}"
+    );
+    let err = serve_fails(&[model.clone(), "--vocab".into(), format!("bert={vocab}")]);
+    assert!(
+        err.contains("--vocab: `bert` is not the id of a served model (roberta)"),
+        "{err}"
+    );
+    let s = Server::with(&[model], &["--vocab", &format!("roberta={vocab}")]);
+    let text = "北京是[MASK]国的首都。";
+    let cli: serde_json::Value = serde_json::from_str(&uerzoo(&[
+        "fill-mask",
+        &fixture_model("roberta_v1"),
+        text,
+        "--top-k",
+        "5",
+        "--json",
+    ]))
+    .unwrap();
+    let (status, r) = post(
+        &s,
+        "/v1/fill-mask",
+        serde_json::json!({"model": "roberta", "text": text, "top_k": 5}),
+    )
+    .await;
+    assert_eq!(status, 200, "{r}");
+    let got = r["masks"][0]["candidates"].as_array().unwrap();
+    let want = cli[0].as_array().unwrap();
+    assert_eq!(got.len(), 5);
+    for (g, w) in got.iter().zip(want) {
+        assert_eq!(g["token"], w["token"]);
+        assert_eq!(g["id"], w["id"]);
+        let (gs, ws) = (g["score"].as_f64().unwrap(), w["score"].as_f64().unwrap());
+        assert!((gs - ws).abs() <= f64::from(PROB_TOL), "{gs} vs {ws}");
+    }
+}

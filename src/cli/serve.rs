@@ -5,7 +5,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 use uerzoo::model::{DeviceSpec, Pooling};
-use uerzoo::serve::{self, ModelSpec, ServeOptions, Stopped};
+use uerzoo::serve::{self, ModelSpec, ServeOptions, Stopped, VocabSpec};
 use uerzoo::tokenizer::Truncation;
 
 /// Serve models over HTTP: an OpenAI-compatible API, fill-mask, classify and a web page.
@@ -79,6 +79,10 @@ pub struct Args {
     /// else hf for a Huggingface folder, uer for a UER file; see `uerzoo predict --help`).
     #[arg(long)]
     classifier_truncation: Option<Truncation>,
+    /// The tokenizer of the model served as ID, for weights with no `vocab.txt` or
+    /// `spiece.model` beside them: a vocab.txt or a sentencepiece .model (repeatable).
+    #[arg(long, value_name = "ID=FILE")]
+    vocab: Vec<VocabSpec>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -97,6 +101,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         classifier_seq_length: args.classifier_seq_length,
         classifier_truncation: args.classifier_truncation,
         dtype: args.dtype,
+        vocabs: args.vocab,
         ..ServeOptions::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

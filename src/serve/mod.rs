@@ -93,6 +93,30 @@ impl std::str::FromStr for ModelSpec {
     }
 }
 
+/// One `--vocab ID=FILE`: the tokenizer (a `vocab.txt` or a sentencepiece `.model`) of
+/// the model served as ID, for weights with no vocabulary beside them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VocabSpec {
+    /// The served model's id (as in [`ModelSpec::id`]).
+    pub id: String,
+    pub file: PathBuf,
+}
+
+impl std::str::FromStr for VocabSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.split_once('=') {
+            Some((id, file)) if !id.is_empty() && !file.is_empty() => Ok(VocabSpec {
+                id: id.into(),
+                file: file.into(),
+            }),
+            _ => Err(format!(
+                "`{s}`: expected ID=FILE, the id of a served model and its vocab.txt or sentencepiece .model (e.g. roberta=vocab.txt)"
+            )),
+        }
+    }
+}
+
 /// File stems that say nothing of the model: such a file is named by its folder.
 const GENERIC_STEMS: &[&str] = &["uer_model", "pytorch_model", "model", "classifier"];
 
@@ -157,6 +181,8 @@ pub struct ServeOptions {
     /// Precision of every served model's encoder linear layers (`--dtype`; int8 on the CPU
     /// only, see [`crate::model::Dtype`]).
     pub dtype: crate::model::Dtype,
+    /// Tokenizers of models that have none beside their weights (`--vocab ID=FILE`).
+    pub vocabs: Vec<VocabSpec>,
 }
 
 impl Default for ServeOptions {
@@ -177,6 +203,7 @@ impl Default for ServeOptions {
             classifier_seq_length: None,
             classifier_truncation: None,
             dtype: crate::model::Dtype::F32,
+            vocabs: Vec::new(),
         }
     }
 }
@@ -249,6 +276,21 @@ pub fn load_models(
     if specs.is_empty() {
         return Err(ServeError::NoModels);
     }
+    if let Some(v) = opts
+        .vocabs
+        .iter()
+        .find(|v| !specs.iter().any(|s| s.id == v.id))
+    {
+        let ids: Vec<&str> = specs.iter().map(|s| s.id.as_str()).collect();
+        return Err(ServeError::Option {
+            option: "vocab",
+            message: format!(
+                "`{}` is not the id of a served model ({}); give ID=FILE with one of them",
+                v.id,
+                ids.join(", ")
+            ),
+        });
+    }
     let mut out: Vec<ServedModel> = Vec::new();
     for spec in specs {
         if out.iter().any(|m| m.id == spec.id) {
@@ -260,8 +302,9 @@ pub fn load_models(
         };
         let mut opened = open_model(&spec.path, None).map_err(model_err)?;
         opened.config.dtype = opts.dtype;
-        let tokenizer =
-            crate::resolve::open_tokenizer(&opened, None).map_err(|e| ServeError::Tokenizer {
+        let vocab = opts.vocabs.iter().rev().find(|v| v.id == spec.id);
+        let tokenizer = crate::resolve::open_tokenizer(&opened, vocab.map(|v| v.file.as_path()))
+            .map_err(|e| ServeError::Tokenizer {
                 id: spec.id.clone(),
                 message: e.to_string(),
             })?;
