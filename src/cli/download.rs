@@ -36,6 +36,10 @@ pub struct Args {
     /// with its `uer_config.json` and vocabulary, so every command opens the `.bin` alone.
     #[arg(long, value_enum, default_value = "hf")]
     format: Format,
+    /// UER naming of the `--format uer` file: v1 (default: the zoo's, UER-py ≤2022, as every
+    /// command that writes a UER file) or v2 (UER-py 2023+, TencentPretrain).
+    #[arg(long, default_value = "v1")]
+    uer_naming: convert::Naming,
     /// Branch, tag or commit (default: the registry's pin, else `main`).
     #[arg(long)]
     revision: Option<String>,
@@ -71,6 +75,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         args.jobs,
     );
     let bars = Bars::new();
+    let naming = args.uer_naming;
     let snapshot = match request(&args, entry) {
         Some(request) => hub.download(&request, &bars).with_context(|| {
             format!(
@@ -92,7 +97,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .files
                 .first()
                 .map_or(snapshot.dir.clone(), |f| f.pointer.clone()),
-            None => to_uer(&hub, &snapshot, entry)?,
+            None => to_uer(&hub, &snapshot, entry, naming)?,
         };
         println!("uer     {}", output.display());
     }
@@ -135,7 +140,12 @@ fn request(args: &Args, entry: Option<&Entry>) -> Option<Request> {
 }
 
 /// Converts the snapshot into `models--org--name/uer/<commit>/<uer file>`.
-fn to_uer(hub: &Hub, snapshot: &Snapshot, entry: Option<&Entry>) -> anyhow::Result<PathBuf> {
+fn to_uer(
+    hub: &Hub,
+    snapshot: &Snapshot,
+    entry: Option<&Entry>,
+    naming: convert::Naming,
+) -> anyhow::Result<PathBuf> {
     let file = entry.map_or("uer_model.bin", |e| e.uer_file.as_str());
     let output = hub
         .cache
@@ -150,7 +160,7 @@ fn to_uer(hub: &Hub, snapshot: &Snapshot, entry: Option<&Entry>) -> anyhow::Resu
         }),
         uer_config: entry.and_then(|e| e.uer_config().ok()),
         vocab: None,
-        naming: convert::Naming::V2,
+        naming,
         exact_layernorm: false,
         format: None,
         dry_run: false,

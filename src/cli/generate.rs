@@ -181,7 +181,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let prompts = read_prompts(&args)?;
     let opened = uerzoo::resolve::open_model(&args.model, args.config.as_deref())?;
     let preset = named.unwrap_or_else(|| Preset::for_weights(&opened.checkpoint));
-    let tok = uerzoo::resolve::open_tokenizer(&opened, args.vocab.as_deref())?;
+    let (tok, vocab) = uerzoo::resolve::open_tokenizer_with_origin(&opened, args.vocab.as_deref())?;
+    if matches!(vocab, uerzoo::resolve::VocabOrigin::BuiltIn { .. }) {
+        eprintln!("note: tokenizing with {vocab}");
+    }
     let positions =
         generate::positions(&opened).context("the weights have no position embedding")?;
     let seed = args.seed.unwrap_or_else(clock_seed);
