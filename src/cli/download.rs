@@ -75,7 +75,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         args.jobs,
     );
     let bars = Bars::new();
-    let naming = args.uer_naming;
     let snapshot = match request(&args, entry) {
         Some(request) => hub.download(&request, &bars).with_context(|| {
             format!(
@@ -97,7 +96,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .files
                 .first()
                 .map_or(snapshot.dir.clone(), |f| f.pointer.clone()),
-            None => to_uer(&hub, &snapshot, entry, naming)?,
+            None => to_uer(&hub, &snapshot, entry, args.uer_naming)?,
         };
         println!("uer     {}", output.display());
     }
