@@ -1,12 +1,14 @@
 //! What a model argument names: a path (a UER `.bin`, an HF directory), or a registry name
 //! or alias whose weights are in the cache (the HF snapshot `uerzoo download NAME` made, or
-//! an imported legacy file). This module sits above both `hub` (where the cache is) and
-//! `model` (how weights are opened), so that neither knows the other.
+//! an imported legacy file), and the tokenizer that goes with it ([`open_tokenizer`]:
+//! `--vocab`, else the file beside the weights, else the registry entry's vocabulary built
+//! into the binary). This module sits above `hub` (where the cache is), `registry` and
+//! `model` (how weights are opened), so that none of them knows the others.
 
 use crate::model::ModelError;
 use crate::model::open::{OpenedModel, open_model as open_path, open_with_uer_config};
 use crate::registry::{Entry, Registry};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Opens `model`: a path as it is, else a registry name or alias from the cache, with an
 /// optional UER config file that overrides the one found.
@@ -21,7 +23,8 @@ pub fn open_model(model: &Path, config: Option<&Path>) -> Result<OpenedModel, Mo
 }
 
 /// A registry entry: its HF snapshot in the cache (`uerzoo download NAME`), else an
-/// imported legacy UER file with the registry's UER config.
+/// imported legacy UER file with the registry's UER config (the `uer_config.json` that
+/// `uerzoo import` put beside it, else the registry's as data).
 fn open_entry(entry: &Entry, config: Option<&Path>) -> Result<OpenedModel, ModelError> {
     let cache = crate::hub::Cache::from_env();
     if let Some(hf) = &entry.sources.hf {
@@ -45,6 +48,10 @@ fn open_entry(entry: &Entry, config: Option<&Path>) -> Result<OpenedModel, Model
             ),
         });
     };
+    // `uerzoo import` puts the registry's config beside the file; older imports lack it.
+    if path.with_file_name("uer_config.json").is_file() {
+        return open_path(&path, config);
+    }
     let uer = entry.uer_config().map_err(|e| ModelError::Open {
         path: path.clone(),
         message: e.to_string(),
@@ -197,6 +204,15 @@ pub enum TokenizerOpenError {
         path: std::path::PathBuf,
         source: crate::tokenizer::TokenizerError,
     },
+    #[error(
+        "`{entry}`'s built-in vocabulary {file} has {tokens} tokens but the weights' word embedding has {rows} rows: the weights were trained with another vocabulary; pass --vocab with it"
+    )]
+    BuiltInMismatch {
+        entry: String,
+        file: String,
+        tokens: usize,
+        rows: usize,
+    },
 }
 
 /// What kind of tokenizer file a `--vocab` path holds, told by its content (a sentencepiece
@@ -230,25 +246,126 @@ pub fn vocab_kind(path: &Path) -> VocabKind {
     }
 }
 
+/// Where the tokenizer [`open_tokenizer_with_origin`] opened came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VocabOrigin {
+    /// The `--vocab` file.
+    Given(PathBuf),
+    /// The file beside the weights (`FILE.vocab.txt`, `vocab.txt`, `spiece.model`).
+    Beside(PathBuf),
+    /// The registry entry's vocabulary built into the binary
+    /// ([`crate::registry::builtin_vocab`]), for a model with no file beside it.
+    BuiltIn {
+        /// The registry entry's name.
+        entry: String,
+        /// The vocabulary's `vocab/vocabs.toml` name (`google_zh_vocab.txt`).
+        file: String,
+    },
+}
+
+impl std::fmt::Display for VocabOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VocabOrigin::Given(p) | VocabOrigin::Beside(p) => write!(f, "{}", p.display()),
+            VocabOrigin::BuiltIn { entry, file } => {
+                write!(f, "the built-in {file} (the vocabulary of `{entry}`)")
+            }
+        }
+    }
+}
+
 /// The tokenizer of an opened model: `vocab` when given (a `vocab.txt` or a sentencepiece
 /// `.model`, told by content), else the vocabulary beside the weights (`FILE.vocab.txt`,
-/// `vocab.txt`, `spiece.model`). WordPiece vocabularies of HF directories get transformers'
-/// options, those of UER files UER-py's. Every command and `serve` open tokenizers here.
+/// `vocab.txt`, `spiece.model`), else, for a model the registry names (opened by its name,
+/// or a path inside its cache repo), the entry's vocabulary built into the binary. WordPiece
+/// vocabularies of HF directories get transformers' options, those of UER files UER-py's.
+/// Every command and `serve` open tokenizers here.
 pub fn open_tokenizer(
     opened: &OpenedModel,
     vocab: Option<&Path>,
 ) -> Result<crate::tokenizer::Tokenizer, TokenizerOpenError> {
-    let path = vocab
-        .map(Path::to_path_buf)
-        .or_else(|| opened.vocab_file())
-        .ok_or_else(|| TokenizerOpenError::Missing {
-            dir: opened.dir.clone(),
-        })?;
+    open_tokenizer_with_origin(opened, vocab).map(|(tok, _)| tok)
+}
+
+/// [`open_tokenizer`], also saying which vocabulary it used.
+pub fn open_tokenizer_with_origin(
+    opened: &OpenedModel,
+    vocab: Option<&Path>,
+) -> Result<(crate::tokenizer::Tokenizer, VocabOrigin), TokenizerOpenError> {
     let options = match opened.source {
         crate::convert::Source::Hf => crate::tokenizer::TokenizerOptions::huggingface(),
         crate::convert::Source::Uer(_) => crate::tokenizer::TokenizerOptions::uer(),
     };
-    tokenizer_from_file(&path, options)
+    if let Some(path) = vocab {
+        let tok = tokenizer_from_file(path, options)?;
+        return Ok((tok, VocabOrigin::Given(path.to_path_buf())));
+    }
+    if let Some(path) = opened.vocab_file() {
+        let tok = tokenizer_from_file(&path, options)?;
+        return Ok((tok, VocabOrigin::Beside(path)));
+    }
+    if let Some(entry) = registry_entry(opened)
+        && let Some(file) = entry.tokenizer_file()
+        && let Some(bytes) = crate::registry::builtin_vocab(file)
+    {
+        let tok = builtin_tokenizer(file, bytes, options)?;
+        let rows = opened
+            .checkpoint
+            .get("embedding.word.embedding.weight")
+            .and_then(|t| t.shape.first().copied());
+        if let Some(rows) = rows
+            && rows != tok.vocab_size()
+        {
+            return Err(TokenizerOpenError::BuiltInMismatch {
+                entry: entry.name.clone(),
+                file: file.to_string(),
+                tokens: tok.vocab_size(),
+                rows,
+            });
+        }
+        let origin = VocabOrigin::BuiltIn {
+            entry: entry.name.clone(),
+            file: file.to_string(),
+        };
+        return Ok((tok, origin));
+    }
+    Err(TokenizerOpenError::Missing {
+        dir: opened.dir.clone(),
+    })
+}
+
+/// The registry entry an opened model belongs to, told by where its weights lie: inside a
+/// Huggingface cache repo (`…/models--uer--<repo>/snapshots/<commit>/`, or an import's
+/// `…/models--uerzoo--<name>/…`) that is an entry's. [`open_model`] opens a registry name
+/// from there, so this covers a model opened by its name as well as a snapshot path.
+pub fn registry_entry(opened: &OpenedModel) -> Option<&'static Entry> {
+    let weights = opened.file.as_deref().unwrap_or(&opened.dir);
+    let absolute = std::path::absolute(weights).ok()?;
+    absolute.ancestors().find_map(|dir| {
+        let folder = dir.file_name()?.to_str()?;
+        let repo_id = folder.strip_prefix("models--")?.replacen("--", "/", 1);
+        Registry::builtin().by_cache_repo(&repo_id)
+    })
+}
+
+/// A tokenizer from a vocabulary built into the binary (`file` names it in errors).
+fn builtin_tokenizer(
+    file: &str,
+    bytes: &[u8],
+    options: crate::tokenizer::TokenizerOptions,
+) -> Result<crate::tokenizer::Tokenizer, TokenizerOpenError> {
+    use crate::tokenizer::Tokenizer;
+    let path = PathBuf::from(format!("vocab/{file} (built in)"));
+    let kind = Registry::builtin().vocab(file).map(|v| v.kind.as_str());
+    let result = if kind == Some("sentencepiece") {
+        Tokenizer::from_spm_bytes(bytes, &path)
+    } else {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => Tokenizer::from_vocab_str(text, options, &path),
+            Err(_) => Tokenizer::from_spm_bytes(bytes, &path),
+        }
+    };
+    result.map_err(|source| TokenizerOpenError::Load { path, source })
 }
 
 /// A tokenizer from a `vocab.txt` (with `options`) or a sentencepiece `.model`, told by

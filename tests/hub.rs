@@ -867,6 +867,8 @@ fn format_uer_converts_the_snapshot_beside_it() {
                     REPO,
                     "--format",
                     "uer",
+                    "--uer-naming",
+                    "v2",
                     "--endpoint",
                     &server.endpoint(),
                 ])
@@ -1722,5 +1724,271 @@ fn import_checks_the_file_against_the_registry_then_runs_offline_by_name() {
             stdout.contains(" 1. ") && stdout.contains(" 2. "),
             "{stdout}"
         );
+    })
+}
+
+/// The `note:` lines of a command's stderr.
+fn notes(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.starts_with("note:"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `fill-mask MODEL "北京是[MASK]国的首都。" --top-k 3 --json` with the cache at `cache`, no
+/// network, and `extra` arguments; the predicted tokens and ids and the command's output.
+fn fill_by_name(
+    cache: &Path,
+    model: &std::ffi::OsStr,
+    extra: &[&std::ffi::OsStr],
+) -> (Vec<(String, u64)>, std::process::Output) {
+    let out = common::run_ok(
+        Command::new(common::uerzoo_bin())
+            .arg("fill-mask")
+            .arg(model)
+            .args(["北京是[MASK]国的首都。", "--top-k", "3", "--json"])
+            .args(extra)
+            .env("HF_HUB_CACHE", cache)
+            .env("HF_HUB_OFFLINE", "1")
+            .env("HF_ENDPOINT", "http://127.0.0.1:9"),
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let found = json[0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["token"].as_str().unwrap().to_string(),
+                c["id"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    (found, out)
+}
+
+#[test]
+fn import_without_vocab_brings_the_built_in_vocabulary_and_fill_mask_runs_by_name() {
+    with_timeout(|| {
+        // mixed_corpus_bert_tiny: L=3 H=384 F=1536, google_zh_vocab.txt (21128 tokens), a
+        // Weiyun-only weight: only the `.bin` is given.
+        let name = "mixed_corpus_bert_tiny";
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        let file = dir.path().join("mixed_corpus_bert_tiny_model.bin");
+        uer_bert(&file, 3, 384, 1536, 21128);
+        let out = common::run_ok(
+            Command::new(common::uerzoo_bin())
+                .args(["import", name])
+                .arg(&file)
+                .arg("--cache-dir")
+                .arg(&cache),
+        );
+        assert!(
+            notes(&out).contains("is the built-in google_zh_vocab.txt, imported beside it"),
+            "{}",
+            notes(&out)
+        );
+        // The registry's copy, under the Hub's name, checked by `verify`.
+        let vocab = common::vocab("google_zh_vocab.txt");
+        let repo = Cache::new(&cache).repo(&local_repo_id(name));
+        let imported = repo.get("main", "vocab.txt").expect("vocab.txt imported");
+        assert_eq!(read(&imported), read(&vocab));
+        common::run_ok(
+            Command::new(common::uerzoo_bin())
+                .args(["verify", name])
+                .env("HF_HUB_CACHE", &cache),
+        );
+        let (beside, out) = fill_by_name(&cache, name.as_ref(), &[]);
+        assert_eq!(notes(&out), "");
+        // The same predictions as with the shipped file given by hand.
+        let (given, _) = fill_by_name(
+            &cache,
+            name.as_ref(),
+            &["--vocab".as_ref(), vocab.as_os_str()],
+        );
+        assert_eq!(beside.len(), 3);
+        assert_eq!(beside, given);
+        let lines: Vec<String> = std::fs::read_to_string(&vocab)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect();
+        for (token, id) in &beside {
+            assert_eq!(&lines[*id as usize], token);
+        }
+        // With the imported vocabulary gone, the built-in one still serves the name.
+        std::fs::remove_file(&imported).unwrap();
+        let (built_in, out) = fill_by_name(&cache, name.as_ref(), &[]);
+        assert_eq!(
+            notes(&out),
+            "note: tokenizing with the built-in google_zh_vocab.txt (the vocabulary of `mixed_corpus_bert_tiny`)"
+        );
+        assert_eq!(built_in, given);
+    })
+}
+
+#[test]
+fn a_snapshot_without_its_vocab_txt_fills_the_mask_with_the_built_in_vocabulary() {
+    with_timeout(|| {
+        // A Huggingface BERT of the Tiny miniature's shape (L=2 H=128, 21128 tokens), served
+        // as `uer/chinese_roberta_L-2_H-128` with google_zh_vocab.txt as its vocab.txt.
+        let dir = tempfile::tempdir().unwrap();
+        let uer_dir = dir.path().join("uer");
+        std::fs::create_dir_all(&uer_dir).unwrap();
+        let uer = uer_dir.join("model.bin");
+        uer_bert(&uer, 2, 128, 512, 21128);
+        std::fs::write(
+            uer_dir.join("uer_config.json"),
+            r#"{"emb_size": 128, "feedforward_size": 512, "hidden_size": 128, "hidden_act": "gelu",
+                "heads_num": 2, "layers_num": 2, "max_seq_length": 512, "dropout": 0.1,
+                "embedding": "word_pos_seg", "encoder": "transformer", "mask": "fully_visible",
+                "target": "bert"}"#,
+        )
+        .unwrap();
+        let hf = dir.path().join("hf");
+        common::run_ok(
+            Command::new(common::uerzoo_bin())
+                .arg("convert")
+                .arg(&uer)
+                .arg(&hf)
+                .args(["--to", "hf", "--format", "bin"]),
+        );
+        let git = |bytes: Vec<u8>| Served::new(Arc::new(bytes), false);
+        let server = HubServer::start(
+            "uer/chinese_roberta_L-2_H-128",
+            vec![
+                (
+                    "pytorch_model.bin",
+                    Served::new(Arc::new(read(&hf.join("pytorch_model.bin"))), true),
+                ),
+                ("config.json", git(read(&hf.join("config.json")))),
+                (
+                    "vocab.txt",
+                    git(read(&common::vocab("google_zh_vocab.txt"))),
+                ),
+                ("tokenizer_config.json", git(b"{}".to_vec())),
+                ("special_tokens_map.json", git(b"{}".to_vec())),
+            ],
+        );
+        let cache = dir.path().join("cache");
+        let out = common::run_ok(
+            Command::new(common::uerzoo_bin())
+                .args(["download", "tiny", "--endpoint", &server.endpoint()])
+                .arg("--cache-dir")
+                .arg(&cache),
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let snapshot = std::path::PathBuf::from(stdout.lines().last().unwrap());
+        let (with_file, out) = fill_by_name(&cache, "tiny".as_ref(), &[]);
+        assert_eq!(notes(&out), "");
+        std::fs::remove_file(snapshot.join("vocab.txt")).unwrap();
+        // By name and by the snapshot's path: the built-in vocabulary, the same predictions.
+        for model in [std::ffi::OsStr::new("tiny"), snapshot.as_os_str()] {
+            let (built_in, out) = fill_by_name(&cache, model, &[]);
+            assert_eq!(
+                notes(&out),
+                "note: tokenizing with the built-in google_zh_vocab.txt (the vocabulary of `chinese_roberta_L-2_H-128`)"
+            );
+            assert_eq!(built_in.len(), 3);
+            assert_eq!(built_in, with_file);
+        }
+        // The same folder outside the cache is no registry weight: it asks for --vocab.
+        let copy = dir.path().join("copy");
+        std::fs::create_dir_all(&copy).unwrap();
+        for f in ["pytorch_model.bin", "config.json"] {
+            std::fs::copy(snapshot.join(f), copy.join(f)).unwrap();
+        }
+        let out = Command::new(common::uerzoo_bin())
+            .arg("fill-mask")
+            .arg(&copy)
+            .arg("北京是[MASK]国的首都。")
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("pass --vocab"));
+    })
+}
+
+#[test]
+fn download_format_uer_writes_naming_v1_unless_told_v2_and_fill_mask_opens_it_alone() {
+    with_timeout(|| {
+        // The RoBERTa fixture (L=2, H=128) served as the Tiny miniature.
+        let fixture = common::uer_fixture("roberta_v1");
+        let hf = fixture.join("hf_by_uer_script");
+        let git = |path: &Path| Served::new(Arc::new(read(path)), false);
+        let server = HubServer::start(
+            "uer/chinese_roberta_L-2_H-128",
+            vec![
+                (
+                    "pytorch_model.bin",
+                    Served::new(Arc::new(read(&hf.join("pytorch_model.bin"))), true),
+                ),
+                ("config.json", git(&hf.join("config.json"))),
+                ("vocab.txt", git(&fixture.join("vocab.txt"))),
+                (
+                    "tokenizer_config.json",
+                    Served::new(Arc::new(b"{}".to_vec()), false),
+                ),
+                (
+                    "special_tokens_map.json",
+                    Served::new(Arc::new(b"{}".to_vec()), false),
+                ),
+            ],
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let download = |extra: &[&str]| {
+            let out = common::run_ok(
+                Command::new(common::uerzoo_bin())
+                    .args(["download", "tiny", "--format", "uer", "--endpoint"])
+                    .arg(server.endpoint())
+                    .arg("--cache-dir")
+                    .arg(dir.path())
+                    .args(extra),
+            );
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            let bin = stdout
+                .lines()
+                .find_map(|l| l.strip_prefix("uer     "))
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| panic!("no `uer` line in:\n{stdout}"));
+            let ckpt = common::read(&bin);
+            let names: Vec<String> = ckpt.names().map(String::from).collect();
+            let fill = common::run_ok(
+                Command::new(common::uerzoo_bin())
+                    .arg("fill-mask")
+                    .arg(&bin)
+                    .args(["北京是[MASK]国的首都。", "--top-k", "3", "--json"]),
+            );
+            (names, fill.stdout)
+        };
+        let (v1, v1_fill) = download(&[]);
+        assert!(
+            v1.iter().any(|n| n == "embedding.word_embedding.weight"),
+            "{v1:?}"
+        );
+        assert!(
+            v1.iter().any(|n| n == "target.mlm_linear_1.weight"),
+            "{v1:?}"
+        );
+        assert!(
+            !v1.iter().any(|n| n.starts_with("embedding.word.")),
+            "{v1:?}"
+        );
+        let (v2, v2_fill) = download(&["--uer-naming", "v2"]);
+        assert!(
+            v2.iter().any(|n| n == "embedding.word.embedding.weight"),
+            "{v2:?}"
+        );
+        assert!(
+            v2.iter().any(|n| n == "target.mlm.linear_1.weight"),
+            "{v2:?}"
+        );
+        // One model under either naming.
+        assert_eq!(v1.len(), v2.len());
+        assert_eq!(v1_fill, v2_fill);
+        let json: serde_json::Value = serde_json::from_slice(&v1_fill).unwrap();
+        assert_eq!(json[0].as_array().map(Vec::len), Some(3), "{json}");
     })
 }

@@ -26,6 +26,10 @@ pub struct Args {
     /// with its `uer_config.json` and vocabulary, so every command opens the `.bin` alone.
     #[arg(long, value_enum, default_value = "hf")]
     format: Format,
+    /// UER naming of the `--format uer` file: v1 (default: the zoo's, UER-py ≤2022, as every
+    /// command that writes a UER file) or v2 (UER-py 2023+, TencentPretrain).
+    #[arg(long, default_value = "v1")]
+    uer_naming: uerzoo::convert::Naming,
     /// Branch, tag or commit (default: the registry's pin, else `main`).
     #[arg(long)]
     revision: Option<String>,
@@ -56,6 +60,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let opts = DownloadOptions {
         name: args.name,
         to_uer: args.format == Format::Uer,
+        uer_naming: args.uer_naming,
         revision: args.revision,
         endpoint: args.endpoint,
         cache_dir: args.cache_dir,

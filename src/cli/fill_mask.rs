@@ -45,7 +45,10 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut opened = uerzoo::resolve::open_model(&args.model, args.config.as_deref())?;
     opened.config.dtype = args.dtype;
-    let tok = uerzoo::resolve::open_tokenizer(&opened, args.vocab.as_deref())?;
+    let (tok, vocab) = uerzoo::resolve::open_tokenizer_with_origin(&opened, args.vocab.as_deref())?;
+    if matches!(vocab, uerzoo::resolve::VocabOrigin::BuiltIn { .. }) {
+        eprintln!("note: tokenizing with {vocab}");
+    }
     for u in tok.unknowns(&args.text, &tok.tokenize_with_specials_offsets(&args.text)) {
         eprintln!(
             "warning: `{}` (characters {}..{}) is not in the vocabulary; the model sees [UNK]",

@@ -12,8 +12,10 @@ use uerzoo::registry::Registry;
 /// The file is checked first: a tensor file uerzoo reads, in UER naming, with the layers,
 /// hidden size, feed-forward size and vocabulary of NAME's registry entry; a file of another
 /// model is refused naming its first wrong tensor (--skip-check imports it anyway).
-/// With --vocab, the vocabulary (checked against the registry's sha256) goes beside it as
-/// `vocab.txt` / `spiece.model`, so every command opens NAME offline by its name.
+/// The vocabulary goes beside it as `vocab.txt` / `spiece.model`: the --vocab file (checked
+/// against the registry's sha256), else the registry's copy built into the binary; and the
+/// registry's UER config as `uer_config.json`. Every command opens NAME offline by its name,
+/// and what `finetune` or `pretrain` writes from it carries both.
 ///
 /// The file is copied into `models--uerzoo--<NAME>/blobs/<sha256>` under the registry's
 /// canonical name and UER file name, and linked from the snapshot that `refs/main` points
@@ -81,20 +83,44 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         args.sha256.as_deref(),
     )
     .with_context(|| format!("importing {} as `{}`", args.file.display(), args.name))?;
-    if let Some(vocab) = &args.vocab {
-        let info = entry
-            .tokenizer_file()
-            .and_then(|f| Registry::builtin().vocab(f));
+    let info = entry
+        .tokenizer_file()
+        .and_then(|f| Registry::builtin().vocab(f));
+    let builtin = info.and_then(|v| uerzoo::registry::builtin_vocab(&v.file));
+    // Without --vocab, the registry's vocabulary built into the binary goes beside the file,
+    // so that what `finetune` and `pretrain` write from NAME carries it too.
+    let extracted = match (&args.vocab, builtin) {
+        (None, Some(bytes)) => {
+            let mut tmp = tempfile::NamedTempFile::new().context("a temporary file")?;
+            std::io::Write::write_all(&mut tmp, bytes).context("a temporary file")?;
+            Some(tmp)
+        }
+        _ => None,
+    };
+    let vocab = args
+        .vocab
+        .as_deref()
+        .or(extracted.as_ref().map(|t| t.path()));
+    if let Some(vocab) = vocab {
         let name = info.map_or("vocab.txt", |v| v.hf_file.as_str());
         let sha = info.and_then(|v| v.sha256.as_deref());
+        let what = match (&args.vocab, info) {
+            (None, Some(v)) => format!("the built-in {}", v.file),
+            _ => vocab.display().to_string(),
+        };
         let done = import_file(&cache, &repo_id, name, vocab, sha).with_context(|| {
             format!(
-                "importing {} as the vocabulary of `{}` ({})",
-                vocab.display(),
+                "importing {what} as the vocabulary of `{}` ({})",
                 entry.name,
                 info.map_or("see `uerzoo info`", |v| v.file.as_str())
             )
         })?;
+        if args.vocab.is_none() {
+            eprintln!(
+                "note: the vocabulary of `{}` is {what}, imported beside it (--vocab imports another copy)",
+                entry.name
+            );
+        }
         println!("sha256 {}  {} B  {}", done.sha256, done.size, name);
     } else if !entry.uer_file.is_empty()
         && entry.sources.hf.is_none()
@@ -107,6 +133,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             args.file.display(),
             entry.tokenizer_file().unwrap_or("VOCAB")
         );
+    }
+    // The registry's UER config beside it too, so that what `finetune` and `pretrain` write
+    // from NAME carries a config as well.
+    if let Ok(uer) = entry.uer_config() {
+        let mut tmp = tempfile::NamedTempFile::new().context("a temporary file")?;
+        std::io::Write::write_all(&mut tmp, uer.to_json_string().as_bytes())
+            .context("a temporary file")?;
+        import_file(&cache, &repo_id, "uer_config.json", tmp.path(), None)
+            .with_context(|| format!("importing the UER config of `{}`", entry.name))?;
     }
     println!(
         "sha256 {}  {} B  {}",

@@ -171,7 +171,10 @@ pub fn run_many(
     let prompts = read_prompts(&job, on_event)?;
     let opened = crate::resolve::open_model(&job.model, job.config.as_deref())?;
     let preset = named.unwrap_or_else(|| Preset::for_weights(&opened.checkpoint));
-    let tok = crate::resolve::open_tokenizer(&opened, job.vocab.as_deref())?;
+    let (tok, vocab) = crate::resolve::open_tokenizer_with_origin(&opened, job.vocab.as_deref())?;
+    if matches!(vocab, crate::resolve::VocabOrigin::BuiltIn { .. }) {
+        on_event(Event::Note(&format!("note: tokenizing with {vocab}")));
+    }
     let positions = positions(&opened)
         .ok_or_else(|| RunError::Invalid("the weights have no position embedding".into()))?;
     let seed = job.seed.unwrap_or_else(clock_seed);

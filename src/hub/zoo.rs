@@ -150,6 +150,8 @@ pub struct DownloadOptions {
     pub name: String,
     /// Also convert the snapshot to a UER `.bin` beside it.
     pub to_uer: bool,
+    /// UER naming of that `.bin` (v1, the zoo's, unless asked otherwise).
+    pub uer_naming: crate::convert::Naming,
     pub revision: Option<String>,
     pub endpoint: Option<String>,
     pub cache_dir: Option<PathBuf>,
@@ -223,7 +225,7 @@ pub fn download(opts: &DownloadOptions, progress: &dyn Progress) -> Result<Downl
             uer_config: None,
             vocab: None,
         }),
-        (true, None) => Some(to_uer(&hub, &snapshot, entry)?),
+        (true, None) => Some(to_uer(&hub, &snapshot, entry, opts.uer_naming)?),
     };
     Ok(Downloaded { snapshot, uer })
 }
@@ -259,7 +261,12 @@ fn add_files(request: &mut Request, files: &[String]) {
 }
 
 /// Converts the snapshot into `models--org--name/uer/<commit>/<uer file>`.
-fn to_uer(hub: &Hub, snapshot: &Snapshot, entry: Option<&Entry>) -> Result<UerCopy, ZooError> {
+fn to_uer(
+    hub: &Hub,
+    snapshot: &Snapshot,
+    entry: Option<&Entry>,
+    naming: crate::convert::Naming,
+) -> Result<UerCopy, ZooError> {
     use crate::convert;
     let file = entry.map_or("uer_model.bin", |e| e.uer_file.as_str());
     let output = hub
@@ -275,7 +282,7 @@ fn to_uer(hub: &Hub, snapshot: &Snapshot, entry: Option<&Entry>) -> Result<UerCo
         }),
         uer_config: entry.and_then(|e| e.uer_config().ok()),
         vocab: None,
-        naming: convert::Naming::V2,
+        naming,
         exact_layernorm: false,
         format: None,
         dry_run: false,

@@ -1,7 +1,8 @@
 //! The zoo as data. Owns `registry.toml` (every published UER-py weight: names, aliases,
 //! shapes, UER options, sources, sizes, checksums, scores, generation presets), the UER config
-//! files under `configs/` and the vocabulary list `vocab/vocabs.toml` — all embedded into the
-//! binary, so lookups work offline from any directory.
+//! files under `configs/`, the vocabulary list `vocab/vocabs.toml` and the vocabularies that
+//! ship in `vocab/` ([`builtin_vocab`]) — all embedded into the binary, so lookups and the
+//! tokenizers of registry weights work offline from any directory.
 //!
 //! ```
 //! use uerzoo::registry::Registry;
@@ -29,6 +30,37 @@ use std::sync::OnceLock;
 pub const REGISTRY_TOML: &str = include_str!("../../registry.toml");
 /// The vocabulary list embedded into the binary.
 pub const VOCABS_TOML: &str = include_str!("../../vocab/vocabs.toml");
+
+/// The vocabulary files that ship in `vocab/` (those of `vocabs.toml` with a sha256), built
+/// into the binary (2.3 MB), so a model the registry names needs no `--vocab`.
+const BUILTIN_VOCABS: [(&str, &[u8]); 4] = [
+    (
+        "google_zh_vocab.txt",
+        include_bytes!("../../vocab/google_zh_vocab.txt"),
+    ),
+    (
+        "google_zh_poem_vocab.txt",
+        include_bytes!("../../vocab/google_zh_poem_vocab.txt"),
+    ),
+    (
+        "google_zh_ancient_vocab.txt",
+        include_bytes!("../../vocab/google_zh_ancient_vocab.txt"),
+    ),
+    (
+        "cluecorpussmall_spm.model",
+        include_bytes!("../../vocab/cluecorpussmall_spm.model"),
+    ),
+];
+
+/// The bytes of a vocabulary built into the binary, by its `vocabs.toml` file name
+/// (`google_zh_vocab.txt`, `cluecorpussmall_spm.model`); `None` for one that does not ship
+/// (`wikizh_word_vocab.txt`).
+pub fn builtin_vocab(file: &str) -> Option<&'static [u8]> {
+    BUILTIN_VOCABS
+        .iter()
+        .find(|(name, _)| *name == file)
+        .map(|(_, bytes)| *bytes)
+}
 
 /// A group of weights that share tokenizer, architecture and usage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -705,6 +737,17 @@ impl Registry {
         self.vocabs.iter().find(|v| v.file == file)
     }
 
+    /// The entry whose weights a Huggingface cache repo holds: `uer/<repo>` (a download,
+    /// by the entry's HF repo id) or `uerzoo/<name>` (an import, [`crate::hub::local_repo_id`]).
+    pub fn by_cache_repo(&self, repo_id: &str) -> Option<&Entry> {
+        if let Some(name) = repo_id.strip_prefix("uerzoo/") {
+            return self.get(name).ok();
+        }
+        let entry = self.get(repo_id).ok()?;
+        let hf = entry.sources.hf.as_ref()?;
+        hf.repo.eq_ignore_ascii_case(repo_id).then_some(entry)
+    }
+
     /// Look a weight up by name, alias, HF repo id (`uer/gpt2-chinese-couplet`) or HF repo
     /// name (`gpt2-chinese-couplet`), case-insensitively. Unknown names get the closest
     /// names as suggestions.
@@ -764,4 +807,41 @@ fn similarity(query: &str, key: &str) -> f64 {
     let jw = strsim::jaro_winkler(query, key);
     let lev = strsim::normalized_levenshtein(query, key);
     containment.max(jw).max(lev)
+}
+
+#[cfg(test)]
+mod builtin_vocab_tests {
+    use super::*;
+    use sha2::{Digest, Sha256};
+
+    #[test]
+    fn every_vocabulary_with_a_checksum_is_built_in_and_matches_it() {
+        let reg = Registry::builtin();
+        let mut shipped = 0;
+        for info in reg.vocabs() {
+            let Some(sha) = &info.sha256 else {
+                assert!(builtin_vocab(&info.file).is_none(), "{}", info.file);
+                continue;
+            };
+            let bytes = builtin_vocab(&info.file)
+                .unwrap_or_else(|| panic!("{} has a sha256 but is not built in", info.file));
+            assert_eq!(Some(bytes.len() as u64), info.size_bytes, "{}", info.file);
+            assert_eq!(&hex::encode(Sha256::digest(bytes)), sha, "{}", info.file);
+            shipped += 1;
+        }
+        assert_eq!(shipped, BUILTIN_VOCABS.len());
+    }
+
+    #[test]
+    fn cache_repos_name_their_entries() {
+        let reg = Registry::builtin();
+        let couplet = reg.by_cache_repo("uer/gpt2-chinese-couplet").unwrap();
+        assert_eq!(couplet.vocab.as_deref(), Some("google_zh_vocab.txt"));
+        let imported = reg.by_cache_repo("uerzoo/mixed_corpus_bert_tiny").unwrap();
+        assert_eq!(imported.name, "mixed_corpus_bert_tiny");
+        // An alias is not a repo id; another organisation's repo is not the entry's.
+        assert!(reg.by_cache_repo("tiny").is_none());
+        assert!(reg.by_cache_repo("someone/gpt2-chinese-couplet").is_none());
+        assert!(reg.by_cache_repo("uer/no-such-model").is_none());
+    }
 }
