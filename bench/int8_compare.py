@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Base forward (8×128 tokens, 12 layers, 768) in tokens/s, uerzoo against torch, one command:
 
-  /work/pyenv/bin/python bench/int8_compare.py [--rounds 3] [--threads 2]
+  python3 bench/int8_compare.py [--rounds 3] [--threads 2]
 
 Each round runs, one after the other:
-  1. `cargo bench --bench kernels` (release) with UERZOO_BENCH_CONFIG=base
+  1. the kernels bench (`cargo bench --bench kernels`'s executable, built beforehand with
+     `cargo bench --no-run --bench kernels`) with UERZOO_BENCH_CONFIG=base
      UERZOO_BENCH_ONLY=forward,forward_int8: uerzoo f32 and int8 on the CPU's fastest int8 path;
   2. bench/torch_bench.py --config base --only forward,forward_int8,forward_bf16: torch f32,
      `quantize_dynamic` (nn.Linear, qint8) and f32 under bf16 autocast;
@@ -13,6 +14,7 @@ Prints every round and a markdown table of medians. Needs torch (this Python's).
 """
 
 import argparse
+import glob
 import json
 import os
 import re
@@ -31,10 +33,10 @@ def uerzoo(a, path=None):
                RAYON_NUM_THREADS=str(a.threads))
     if path:
         env["UERZOO_BENCH_INT8_PATH"] = path
-    out = subprocess.run(["cargo", "bench", "--bench", "kernels"], cwd=ROOT, env=env,
-                         capture_output=True, text=True)
+    out = subprocess.run([a.bench_bin, "--bench"], cwd=ROOT, env=env, capture_output=True,
+                         text=True)
     if out.returncode != 0:
-        sys.exit(f"cargo bench --bench kernels failed:\n{out.stderr[-3000:]}")
+        sys.exit(f"{a.bench_bin} failed:\n{out.stderr[-3000:]}")
     row = {}
     for line in out.stdout.splitlines():
         m = re.match(r"\s*base\s+kernels: (.*) \(tok/s\)", line)
@@ -66,7 +68,18 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--iters", type=int, default=3)
     p.add_argument("--no-avx2", action="store_true", help="skip the forced AVX2 int8 run")
+    p.add_argument("--bench-bin", help="the built kernels bench (default: the newest "
+                   "target/release/deps/kernels-*, from `cargo bench --no-run --bench kernels`)")
     a = p.parse_args()
+    if not a.bench_bin:
+        # The built executable, not `cargo bench`: cargo rebuilds the library whenever the
+        # repository's HEAD or packed refs move (the commit is compiled in), which would land
+        # a release build inside the measurements.
+        bins = glob.glob(os.path.join(ROOT, "target/release/deps/kernels-*"))
+        bins = [b for b in bins if os.access(b, os.X_OK) and not b.endswith(".d")]
+        if not bins:
+            sys.exit("no kernels bench built: cargo bench --no-run --bench kernels")
+        a.bench_bin = max(bins, key=os.path.getmtime)
     try:
         import torch
     except ImportError as e:

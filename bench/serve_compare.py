@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """`uerzoo serve` against the transformers peer (serve_peer.py), interleaved, one command:
 
-  /work/pyenv/bin/python bench/serve_compare.py --uerzoo target/release/uerzoo
+  python3 bench/serve_compare.py --uerzoo target/release/uerzoo
 
 Starts both servers on the fixtures' HF directories (tests/fixtures/fixtures/uer/roberta_v1 and
 gpt2_v1, `hf_by_uer_script/` with the `vocab.txt` beside it), then for --rounds rounds runs

@@ -17,7 +17,7 @@ Three sub-commands:
                 processes (wall time, peak RSS), median per row, then the cosine of each int8
                 run's hidden states to its own f32 run's. One command:
 
-    /work/pyenv/bin/python bench/uer_py_forward.py bench --uerzoo target/release/uerzoo
+    python3 bench/uer_py_forward.py bench --uerzoo target/release/uerzoo
 
 Needs torch and a UER-py checkout (--uer-py, default $UER_PY or /work/uer-py).
 """
