@@ -5,7 +5,8 @@ beside this file (serve_peer.py). Standard library only.
 Each of --clients threads sends one request, waits for the whole answer, sends the next, for
 --seconds. Embeddings: one Chinese sentence of 10-60 characters a request. Completions:
 streamed (`stream: true`), --max-tokens new tokens, tokens counted from the events.
-Prints requests/s, p50/p99 latency, errors and (completions) tokens/s as one JSON line.
+Prints requests/s, p50/p99 latency, errors and (completions) tokens/s and time to first
+token (the first event with text, read as it streams) p50/p99 as one JSON line.
 
 Example (uerzoo serve roberta=tests/fixtures/fixtures/uer/roberta_v1 --port 8080):
   python3 bench/serve_load.py --url http://127.0.0.1:8080 --model roberta --route embeddings
@@ -32,7 +33,7 @@ def worker(args, stop, out, seed):
     rng = random.Random(seed)
     url = urllib.parse.urlparse(args.url)
     conn = http.client.HTTPConnection(url.hostname, url.port or 80, timeout=60)
-    lat, errors, tokens = [], 0, 0
+    lat, ttft, errors, tokens = [], [], 0, 0
     while not stop.is_set():
         if args.route == "embeddings":
             body = {"model": args.model, "input": sentence(rng)}
@@ -44,23 +45,31 @@ def worker(args, stop, out, seed):
             conn.request("POST", f"/v1/{args.route}", json.dumps(body),
                          {"Content-Type": "application/json"})
             r = conn.getresponse()
-            data = r.read()
             if r.status != 200:
+                r.read()
                 errors += 1
                 continue
             if args.route == "completions":
-                for line in data.decode().splitlines():
-                    if line.startswith("data: {"):
+                # Read the stream as it comes: the first event with text is the first token.
+                first = None
+                for line in iter(r.readline, b""):
+                    if line.startswith(b"data: {"):
                         ev = json.loads(line[6:])
                         if ev.get("choices") and ev["choices"][0].get("text"):
                             tokens += 1
+                            if first is None:
+                                first = time.perf_counter() - start
+                if first is not None:
+                    ttft.append(first)
+            else:
+                r.read()
         except (OSError, http.client.HTTPException):
             errors += 1
             conn.close()
             conn = http.client.HTTPConnection(url.hostname, url.port or 80, timeout=60)
             continue
         lat.append(time.perf_counter() - start)
-    out.append((lat, errors, tokens))
+    out.append((lat, errors, tokens, ttft))
 
 
 def main():
@@ -82,17 +91,23 @@ def main():
     for t in threads:
         t.join()
     wall = time.perf_counter() - start
-    lat = sorted(x for l, _, _ in out for x in l)
-    errors = sum(e for _, e, _ in out)
-    tokens = sum(t for _, _, t in out)
-    q = lambda f: lat[min(len(lat) - 1, int(f * len(lat)))] * 1000 if lat else None
+    lat = sorted(x for l, _, _, _ in out for x in l)
+    ttft = sorted(x for _, _, _, f in out for x in f)
+    errors = sum(e for _, e, _, _ in out)
+    tokens = sum(t for _, _, t, _ in out)
+
+    def quantile(xs, f):
+        return round(xs[min(len(xs) - 1, int(f * len(xs)))] * 1000, 1) if xs else None
+
+    q = lambda f: quantile(lat, f)
     print(json.dumps({
         "route": args.route, "clients": args.clients, "seconds": round(wall, 1),
         "requests": len(lat), "requests_per_s": round(len(lat) / wall, 1),
         "p50_ms": q(0.5) and round(q(0.5), 1), "p99_ms": q(0.99) and round(q(0.99), 1),
         "mean_ms": round(statistics.mean(lat) * 1000, 1) if lat else None,
         "errors": errors,
-        **({"tokens_per_s": round(tokens / wall, 1)} if args.route == "completions" else {}),
+        **({"tokens_per_s": round(tokens / wall, 1), "ttft_p50_ms": quantile(ttft, 0.5),
+            "ttft_p99_ms": quantile(ttft, 0.99)} if args.route == "completions" else {}),
     }))
 
 

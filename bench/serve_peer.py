@@ -13,12 +13,25 @@ Needs torch and transformers. Example:
 
 import argparse
 import json
+import os
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import torch
-from transformers import (BertModel, BertTokenizer, GPT2LMHeadModel,
-                          TextIteratorStreamer)
+try:
+    import torch
+    from transformers import (BertModel, BertTokenizer, GPT2LMHeadModel,
+                              TextIteratorStreamer)
+except ImportError as e:
+    sys.exit(f"serve_peer.py needs torch and transformers ({e}): pip install torch transformers")
+
+
+def tokenizer(directory):
+    """The directory's vocab.txt, else its parent's (the fixtures' `hf_by_uer_script/`)."""
+    for d in (directory, os.path.dirname(os.path.abspath(directory))):
+        if os.path.exists(os.path.join(d, "vocab.txt")):
+            return BertTokenizer(os.path.join(d, "vocab.txt"))
+    sys.exit(f"{directory}: no vocab.txt in it or beside it")
 
 
 def main():
@@ -31,10 +44,10 @@ def main():
     torch.set_num_threads(args.threads)
     enc = gen = None
     if args.encoder:
-        enc = (BertTokenizer.from_pretrained(args.encoder),
+        enc = (tokenizer(args.encoder),
                BertModel.from_pretrained(args.encoder).eval())
     if args.generator:
-        gen = (BertTokenizer.from_pretrained(args.generator),
+        gen = (tokenizer(args.generator),
                GPT2LMHeadModel.from_pretrained(args.generator).eval())
 
     class Handler(BaseHTTPRequestHandler):
@@ -71,10 +84,22 @@ def main():
                 kw = dict(input_ids=ids, max_new_tokens=req.get("max_tokens", 16), do_sample=True,
                           top_k=70, streamer=streamer, pad_token_id=tok.pad_token_id)
                 threading.Thread(target=lambda: model.generate(**kw)).start()
-                events = [f"data: {json.dumps({'choices': [{'index': 0, 'text': t}]})}\n\n"
-                          for t in streamer if t]
-                events.append("data: [DONE]\n\n")
-                return self.reply(200, "".join(events).encode(), "text/event-stream")
+                # Each token is sent as it is made: one HTTP/1.1 chunk per event.
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+
+                def send(event):
+                    data = event.encode()
+                    self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                    self.wfile.flush()
+                for t in streamer:
+                    if t:
+                        send(f"data: {json.dumps({'choices': [{'index': 0, 'text': t}]})}\n\n")
+                send("data: [DONE]\n\n")
+                self.wfile.write(b"0\r\n\r\n")
+                return
             self.reply(404, {"error": {"message": f"no route {self.path}"}})
 
     ThreadingHTTPServer(("127.0.0.1", args.port), Handler).serve_forever()

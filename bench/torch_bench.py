@@ -6,12 +6,13 @@ LayerNorm) and a GPT-2-like causal pre-LN model of the same size with random wei
 prints medians of forward tokens/s (the encoder's hidden states, no_grad; `forward_int8`:
 the same model after `torch.ao.quantization.quantize_dynamic` — every nn.Linear in qint8
 weights with activations quantized per batch on the fly, as torch users deploy int8 on a
-CPU; the quantized engine is torch's default, fbgemm/x86 on x86), training-step
+CPU; the quantized engine is torch's default, fbgemm/x86 on x86; `forward_bf16`: the f32 model
+under `torch.autocast(..., dtype=torch.bfloat16)`), training-step
 tokens/s (UER-py's dropouts, MLM loss on every 7th position, backward; dropout 0.1 and 0) and
 greedy generation tokens/s (batch 1, 32-token prompt, 32 new tokens, full recompute).
 
     python3 bench/torch_bench.py --config tiny --threads 2 [--iters 10] [--json]
-                                 [--only forward,forward_int8,train_dropout,train_no_dropout,generate]
+                                 [--only forward,forward_int8,forward_bf16,train_dropout,train_no_dropout,generate]
                                  [--device cpu|cuda]   (cuda: what bench/gpu-check.sh runs)
 """
 import argparse
@@ -20,8 +21,11 @@ import math
 import statistics
 import time
 
-import torch
-from torch import nn
+try:
+    import torch
+    from torch import nn
+except ImportError as e:
+    raise SystemExit(f"torch_bench.py needs torch ({e}): pip install torch")
 
 VOCAB = 21128
 DEVICE = torch.device("cpu")
@@ -128,7 +132,7 @@ def timed(iters, f):
     return statistics.median(runs)
 
 
-KEYS = ("forward", "forward_int8", "train_dropout", "train_no_dropout", "generate")
+KEYS = ("forward", "forward_int8", "forward_bf16", "train_dropout", "train_no_dropout", "generate")
 
 
 def bench(name, iters, only=KEYS):
@@ -158,6 +162,14 @@ def bench(name, iters, only=KEYS):
 
         out["forward_int8"] = tokens / timed(iters, forward_int8)
         del qmodel
+    if "forward_bf16" in only:
+        # The f32 model under autocast: matmuls (nn.Linear, the attention products) in bf16
+        # (oneDNN's AVX-512 BF16 / AMX kernels where the CPU has them), the rest f32.
+        def forward_bf16():
+            with torch.no_grad(), torch.autocast(DEVICE.type, dtype=torch.bfloat16):
+                model.encode(ids, seg)
+
+        out["forward_bf16"] = tokens / timed(iters, forward_bf16)
     picked = torch.arange(0, tokens, 7, device=DEVICE)
     targets = (picked * 31 % VOCAB).clamp(min=1)
     for key, p in (("train_dropout", 0.1), ("train_no_dropout", 0.0)):

@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""`uerzoo serve` against the transformers peer (serve_peer.py), interleaved, one command:
+
+  python3 bench/serve_compare.py --uerzoo target/release/uerzoo
+
+Starts both servers on the fixtures' HF directories (tests/fixtures/fixtures/uer/roberta_v1 and
+gpt2_v1, `hf_by_uer_script/` with the `vocab.txt` beside it), then for --rounds rounds runs
+serve_load.py against uerzoo and then the peer: `/v1/embeddings` with --clients closed-loop
+clients for --seconds, and streamed `/v1/completions` at each of --streams concurrent streams
+for --gen-seconds. Prints one markdown table of medians (and every round's JSON on stderr).
+Needs torch and transformers for the peer.
+"""
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+FIX = os.path.join(ROOT, "tests/fixtures/fixtures/uer")
+
+
+def model_dir(tmp, name, hf):
+    """`hf` with the fixture's vocab.txt beside config.json (what `uerzoo serve` reads)."""
+    d = os.path.join(tmp, name)
+    os.makedirs(d)
+    for f in os.listdir(hf):
+        os.symlink(os.path.join(hf, f), os.path.join(d, f))
+    os.symlink(os.path.join(os.path.dirname(hf), "vocab.txt"), os.path.join(d, "vocab.txt"))
+    return d
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_up(url, proc, what, limit=300):
+    end = time.time() + limit
+    while time.time() < end:
+        if proc.poll() is not None:
+            sys.exit(f"{what} exited ({proc.returncode}) before answering")
+        try:
+            urllib.request.urlopen(url + "/v1/models", timeout=2).read()
+            return
+        except OSError as e:
+            if getattr(e, "code", None):  # an HTTP error: the server answers
+                return
+            time.sleep(0.5)
+    sys.exit(f"{what} did not answer at {url} within {limit} s")
+
+
+def start_uerzoo(a, roberta, gpt2):
+    p = subprocess.Popen([a.uerzoo, "serve", f"roberta={roberta}", f"gpt2={gpt2}",
+                          "--host", "127.0.0.1", "--port", "0"] + a.uerzoo_args,
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    for line in p.stdout:
+        if line.startswith("listening on "):
+            url = line.split()[-1]
+            threading.Thread(target=lambda: [None for _ in p.stdout], daemon=True).start()
+            wait_up(url, p, "uerzoo serve")
+            return p, url
+    sys.exit(f"uerzoo serve exited ({p.wait()}) without printing its address")
+
+
+def start_peer(a, roberta, gpt2):
+    port = free_port()
+    p = subprocess.Popen([sys.executable, os.path.join(HERE, "serve_peer.py"), "--encoder",
+                          roberta, "--generator", gpt2, "--port", str(port),
+                          "--threads", str(a.threads)], stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    wait_up(url, p, "serve_peer.py")
+    return p, url
+
+
+def load(url, route, clients, seconds, max_tokens):
+    out = subprocess.run([sys.executable, os.path.join(HERE, "serve_load.py"), "--url", url,
+                          "--model", "roberta" if route == "embeddings" else "gpt2",
+                          "--route", route, "--clients", str(clients), "--seconds",
+                          str(seconds), "--max-tokens", str(max_tokens)],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--uerzoo", default=os.path.join(ROOT, "target/release/uerzoo"))
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--clients", type=int, default=8)
+    p.add_argument("--seconds", type=float, default=20)
+    p.add_argument("--streams", default="1,4,8")
+    p.add_argument("--gen-seconds", type=float, default=15)
+    p.add_argument("--max-tokens", type=int, default=32)
+    p.add_argument("--threads", type=int, default=2, help="the peer's torch threads")
+    p.add_argument("--skip", default="", help="embeddings and/or completions")
+    p.add_argument("uerzoo_args", nargs="*", help="more `uerzoo serve` options (after --)")
+    a = p.parse_args()
+    try:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError as e:
+        sys.exit(f"serve_compare.py needs torch and transformers for the peer ({e})")
+    if not os.access(a.uerzoo, os.X_OK):
+        sys.exit(f"no uerzoo binary at {a.uerzoo} (cargo build --release --bin uerzoo)")
+    tmp = tempfile.mkdtemp(prefix="serve_compare_")
+    roberta = model_dir(tmp, "roberta", os.path.join(FIX, "roberta_v1/hf_by_uer_script"))
+    gpt2 = model_dir(tmp, "gpt2", os.path.join(FIX, "gpt2_v1/hf_by_uer_script"))
+    servers = [("uerzoo serve", *start_uerzoo(a, roberta, gpt2)),
+               ("transformers peer", *start_peer(a, roberta, gpt2))]
+    work = []
+    if "embeddings" not in a.skip:
+        work.append(("embeddings", a.clients, a.seconds))
+    if "completions" not in a.skip:
+        work += [("completions", int(n), a.gen_seconds) for n in a.streams.split(",")]
+    results = {}
+    try:
+        for rnd in range(a.rounds):
+            for route, clients, secs in work:
+                for name, _, url in servers:
+                    r = load(url, route, clients, secs, a.max_tokens)
+                    results.setdefault((route, clients, name), []).append(r)
+                    print(f"round {rnd + 1} {name}: {json.dumps(r)}", file=sys.stderr)
+    finally:
+        for _, proc, _ in servers:
+            proc.terminate()
+            proc.wait()
+    med = lambda rs, k: (statistics.median(r[k] for r in rs)
+                         if all(r.get(k) is not None for r in rs) else None)
+    print("| route | clients | server | req/s | p50 ms | p99 ms | errors | tokens/s "
+          "| TTFT p50 ms | TTFT p99 ms |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    for (route, clients, name), rs in results.items():
+        cells = [med(rs, k) for k in ["requests_per_s", "p50_ms", "p99_ms"]]
+        cells.append(sum(r["errors"] for r in rs))
+        cells += [med(rs, k) for k in ["tokens_per_s", "ttft_p50_ms", "ttft_p99_ms"]]
+        print(f"| {route} | {clients} | {name} | "
+              + " | ".join("–" if c is None else f"{c:g}" for c in cells) + " |")
+    for route, clients, _ in work:
+        u = results[(route, clients, "uerzoo serve")]
+        t = results[(route, clients, "transformers peer")]
+        k = "requests_per_s" if route == "embeddings" else "tokens_per_s"
+        print(f"{route} x{clients}: uerzoo / peer {k} = {med(u, k) / med(t, k):.2f}")
+
+
+if __name__ == "__main__":
+    main()
