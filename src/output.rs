@@ -351,49 +351,6 @@ pub fn install_interrupt_cleanup() {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stale_names() {
-        assert_eq!(stale_pid(".uerzoo-123-abcd.partial"), Some(123));
-        assert_eq!(stale_pid(".uerzoo-abcd.partial"), None);
-        assert_eq!(stale_pid("uerzoo-1-a.partial"), None);
-    }
-
-    #[test]
-    fn rules() {
-        let d = tempfile::tempdir().unwrap();
-        let f = d.path().join("a/b/out.bin");
-        check_file(&f, false).unwrap();
-        assert!(d.path().join("a/b").is_dir());
-        std::fs::write(&f, b"x").unwrap();
-        assert!(matches!(
-            check_file(&f, false),
-            Err(OutputError::Exists { .. })
-        ));
-        check_file(&f, true).unwrap();
-        assert!(matches!(
-            check_dir(&f, true),
-            Err(OutputError::WrongKind { .. })
-        ));
-        assert!(matches!(
-            check_not_input(&f, &d.path().join("a/./b/out.bin"), "--corpus"),
-            Err(OutputError::IsInput { .. })
-        ));
-        // A stale temporary of a dead process goes; this process's own stays.
-        let dead = d.path().join(".uerzoo-4000000000-x.partial");
-        std::fs::write(&dead, b"").unwrap();
-        let mine = Partial::new_in(d.path()).unwrap();
-        assert!(!dead.exists());
-        assert!(mine.path().exists());
-        let p = mine.path().to_path_buf();
-        drop(mine);
-        assert!(!p.exists());
-    }
-}
-
 /// What a file written beside an output is made from.
 #[derive(Debug, Clone)]
 pub enum Companion {
@@ -488,4 +445,79 @@ fn write_atomic(bytes: &[u8], to: &Path) -> std::io::Result<()> {
     let mut tmp = Partial::new_in(parent_dir(to))?;
     tmp.write_all(bytes)?;
     Ok(tmp.persist(to, true)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_names() {
+        assert_eq!(stale_pid(".uerzoo-123-abcd.partial"), Some(123));
+        assert_eq!(stale_pid(".uerzoo-abcd.partial"), None);
+        assert_eq!(stale_pid("uerzoo-1-a.partial"), None);
+    }
+
+    #[test]
+    fn rules() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("a/b/out.bin");
+        check_file(&f, false).unwrap();
+        assert!(d.path().join("a/b").is_dir());
+        std::fs::write(&f, b"x").unwrap();
+        assert!(matches!(
+            check_file(&f, false),
+            Err(OutputError::Exists { .. })
+        ));
+        check_file(&f, true).unwrap();
+        assert!(matches!(
+            check_dir(&f, true),
+            Err(OutputError::WrongKind { .. })
+        ));
+        assert!(matches!(
+            check_not_input(&f, &d.path().join("a/./b/out.bin"), "--corpus"),
+            Err(OutputError::IsInput { .. })
+        ));
+        // A stale temporary of a dead process goes; this process's own stays.
+        let dead = d.path().join(".uerzoo-4000000000-x.partial");
+        std::fs::write(&dead, b"").unwrap();
+        let mine = Partial::new_in(d.path()).unwrap();
+        assert!(!dead.exists());
+        assert!(mine.path().exists());
+        let p = mine.path().to_path_buf();
+        drop(mine);
+        assert!(!p.exists());
+    }
+
+    #[test]
+    fn companions_go_beside_under_the_folder_names_else_their_own() {
+        let d = tempfile::tempdir().unwrap();
+        let (config, vocab) = (d.path().join("in.json"), d.path().join("in.txt"));
+        std::fs::write(&vocab, "[PAD]\n").unwrap();
+        std::fs::write(&config, "{}").unwrap();
+        // Beside a written output, whose folder exists.
+        std::fs::create_dir(d.path().join("out")).unwrap();
+        let out = d.path().join("out/a.bin");
+        let w = write_beside(&out, Some(config.clone().into()), Some(vocab.clone())).unwrap();
+        let shared = [
+            d.path().join("out/uer_config.json"),
+            d.path().join("out/vocab.txt"),
+        ];
+        assert_eq!(w.iter().map(|w| w.path.clone()).collect::<Vec<_>>(), shared);
+        assert_eq!(w[1].copy_of.as_deref(), Some(vocab.as_path()));
+        // The same bytes again: nothing written. Other bytes: this output's own names.
+        let b = d.path().join("out/b.bin");
+        assert!(
+            write_beside(&b, Some(config.into()), None)
+                .unwrap()
+                .is_empty()
+        );
+        let made = Companion::Made("{\"seq_length\": 64}".into());
+        let w = write_beside(&b, Some(made), None).unwrap();
+        assert_eq!(w[0].path, d.path().join("out/b.bin.uer_config.json"));
+        assert_eq!(w[0].copy_of, None);
+        assert_eq!(std::fs::read_to_string(&shared[0]).unwrap(), "{}");
+        let missing = write_beside(&b, Some(d.path().join("gone.json").into()), None);
+        assert!(missing.unwrap_err().to_string().contains("gone.json"));
+    }
 }

@@ -319,3 +319,36 @@ fn read_v2(path: &Path) -> Result<Checkpoint, TrainError> {
         .map_err(|e| TrainError::from(e).context(format!("reading `{}`", path.display())))?;
     Ok(convert::to_uer(&raw, &ToUerOptions::default())?.0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_in_seconds_or_minutes() {
+        assert_eq!(parse_duration("60s"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("0s").is_err() && parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn one_node_unless_told_otherwise() {
+        let one = NodeRequest {
+            nnodes: Some(1),
+            ..Default::default()
+        };
+        assert!(node_options(&one).unwrap().is_none());
+        let two = NodeRequest {
+            nnodes: Some(2),
+            node_rank: Some(1),
+            master_addr: Some("10.0.0.1:29500".into()),
+            ..Default::default()
+        };
+        let n = node_options(&two).unwrap().unwrap();
+        assert_eq!(
+            (n.nnodes, n.node_rank, n.master.as_str()),
+            (2, 1, "10.0.0.1:29500")
+        );
+    }
+}
