@@ -8,7 +8,9 @@
 //! same folder, once the process that made them is gone.
 //!
 //! This module sits below every other one (like [`crate::progress`]): it knows paths, not
-//! formats.
+//! formats. It also owns where the companions of a written model go ([`write_beside`]: the
+//! UER config and vocabulary beside a `.bin`, by name, never parsed), for every command
+//! that writes one.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -36,6 +38,15 @@ pub enum OutputError {
     /// The output would overwrite one of the command's inputs.
     #[error("{}: is also the {what}; writing it would destroy the input, choose another output path", path.display())]
     IsInput { path: PathBuf, what: &'static str },
+}
+
+/// A companion file (config, vocabulary) that could not be read or written beside an
+/// output: what was being done (naming both files) and why it failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{doing}: {source}")]
+pub struct CompanionError {
+    pub doing: String,
+    pub source: std::io::Error,
 }
 
 /// The folder a file `path` is written into (`.` for a bare file name).
@@ -340,6 +351,102 @@ pub fn install_interrupt_cleanup() {
     }
 }
 
+/// What a file written beside an output is made from.
+#[derive(Debug, Clone)]
+pub enum Companion {
+    /// The user's file, copied.
+    File(PathBuf),
+    /// Text made for this output: a registry entry's config, or a config with the training
+    /// options added. Written straight to its place; it never exists under another name.
+    Made(String),
+}
+
+impl From<PathBuf> for Companion {
+    fn from(path: PathBuf) -> Self {
+        Companion::File(path)
+    }
+}
+
+/// A companion file [`write_beside`] wrote: where, and the file it copies (`None` for text
+/// made for the output).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Written {
+    pub path: PathBuf,
+    pub copy_of: Option<PathBuf>,
+}
+
+/// Copies the UER config and the vocabulary next to a written `.bin` (as `uer_config.json`
+/// and `vocab.txt` / `spiece.model`), so that every command opens the output by its path
+/// alone. A folder file that is already there with the same bytes (or an HF `config.json`)
+/// is left alone; one with other bytes (another model written into the same folder) is not
+/// touched either, and this output gets its own companion (`OUT.bin.uer_config.json`, the
+/// name `crate::model::open::companion` gives), which opening `OUT.bin` reads first. Each
+/// file is written through [`Partial`], so an interrupted copy leaves nothing. Returns the
+/// files written, for the caller to show.
+pub fn write_beside(
+    output: &Path,
+    config: Option<Companion>,
+    vocab: Option<PathBuf>,
+) -> Result<Vec<Written>, CompanionError> {
+    let dir = parent_dir(output);
+    let vocab_name = if vocab
+        .as_deref()
+        .is_some_and(|p| p.extension().is_some_and(|e| e == "model"))
+    {
+        "spiece.model"
+    } else {
+        "vocab.txt"
+    };
+    let has = |path: &Path, bytes: &[u8]| std::fs::read(path).is_ok_and(|b| b == bytes);
+    let vocab = vocab.map(Companion::File);
+    let mut written = Vec::new();
+    for (from, name) in [(config, "uer_config.json"), (vocab, vocab_name)] {
+        let Some(from) = from else { continue };
+        let bytes = match &from {
+            Companion::File(p) => std::fs::read(p).map_err(|source| CompanionError {
+                doing: format!("reading {}", p.display()),
+                source,
+            })?,
+            Companion::Made(text) => text.clone().into_bytes(),
+        };
+        let shared = dir.join(name);
+        let mut own = output.as_os_str().to_os_string();
+        own.push(format!(".{name}"));
+        let hf_config = name == "uer_config.json" && dir.join("config.json").exists();
+        let to = if !shared.exists() && !hf_config {
+            shared
+        } else if has(&shared, &bytes) || (name == "uer_config.json" && !shared.exists()) {
+            continue;
+        } else {
+            PathBuf::from(own)
+        };
+        if matches!(&from, Companion::File(p) if *p == to) || has(&to, &bytes) {
+            continue;
+        }
+        let copy_of = match from {
+            Companion::File(p) => Some(p),
+            Companion::Made(_) => None,
+        };
+        write_atomic(&bytes, &to).map_err(|source| CompanionError {
+            doing: match &copy_of {
+                Some(p) => format!("copying {} to {}", p.display(), to.display()),
+                None => format!("writing {}", to.display()),
+            },
+            source,
+        })?;
+        written.push(Written { path: to, copy_of });
+    }
+    Ok(written)
+}
+
+/// Writes `bytes` to `to` through a temporary beside it, then renames.
+fn write_atomic(bytes: &[u8], to: &Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut tmp = Partial::new_in(parent_dir(to))?;
+    tmp.write_all(bytes)?;
+    Ok(tmp.persist(to, true)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -380,5 +487,37 @@ mod tests {
         let p = mine.path().to_path_buf();
         drop(mine);
         assert!(!p.exists());
+    }
+
+    #[test]
+    fn companions_go_beside_under_the_folder_names_else_their_own() {
+        let d = tempfile::tempdir().unwrap();
+        let (config, vocab) = (d.path().join("in.json"), d.path().join("in.txt"));
+        std::fs::write(&vocab, "[PAD]\n").unwrap();
+        std::fs::write(&config, "{}").unwrap();
+        // Beside a written output, whose folder exists.
+        std::fs::create_dir(d.path().join("out")).unwrap();
+        let out = d.path().join("out/a.bin");
+        let w = write_beside(&out, Some(config.clone().into()), Some(vocab.clone())).unwrap();
+        let shared = [
+            d.path().join("out/uer_config.json"),
+            d.path().join("out/vocab.txt"),
+        ];
+        assert_eq!(w.iter().map(|w| w.path.clone()).collect::<Vec<_>>(), shared);
+        assert_eq!(w[1].copy_of.as_deref(), Some(vocab.as_path()));
+        // The same bytes again: nothing written. Other bytes: this output's own names.
+        let b = d.path().join("out/b.bin");
+        assert!(
+            write_beside(&b, Some(config.into()), None)
+                .unwrap()
+                .is_empty()
+        );
+        let made = Companion::Made("{\"seq_length\": 64}".into());
+        let w = write_beside(&b, Some(made), None).unwrap();
+        assert_eq!(w[0].path, d.path().join("out/b.bin.uer_config.json"));
+        assert_eq!(w[0].copy_of, None);
+        assert_eq!(std::fs::read_to_string(&shared[0]).unwrap(), "{}");
+        let missing = write_beside(&b, Some(d.path().join("gone.json").into()), None);
+        assert!(missing.unwrap_err().to_string().contains("gone.json"));
     }
 }

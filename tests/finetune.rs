@@ -114,6 +114,33 @@ fn path(p: &std::path::Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// One naming rule for UER outputs: v1 (the zoo's) whatever the input's, v2 when asked.
+#[test]
+fn a_v2_input_is_written_in_naming_v1_unless_v2_is_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::uer_fixture("roberta_v2").join("uer_model.bin");
+    let rows = small("dev.tsv");
+    for (naming, key) in [
+        (None, "embedding.word_embedding.weight"),
+        (Some("v2"), "embedding.word.embedding.weight"),
+    ] {
+        let out = dir
+            .path()
+            .join(format!("{}.bin", naming.unwrap_or("default")));
+        let mut args = vec!["finetune", path(&model), "--train", path(&rows)];
+        args.extend(["--dev", path(&rows), "--epochs", "1"]);
+        args.extend(["--seq-length", "32", "--output", path(&out)]);
+        args.extend(naming.map(|n| ["--uer-naming", n]).iter().flatten());
+        let (ok, stdout, stderr) = uerzoo(&args);
+        assert!(ok, "{stdout}\n{stderr}");
+        let wanted = format!("naming {}", naming.unwrap_or("v1"));
+        assert!(stdout.contains(&wanted), "{stdout}");
+        let ckpt = uerzoo::checkpoint::Checkpoint::open(&out).unwrap();
+        assert!(ckpt.get(key).is_some(), "{naming:?}: no {key}");
+        assert!(ckpt.get("output_layer_2.weight").is_some());
+    }
+}
+
 #[test]
 fn finetune_writes_a_classifier_that_predict_reads_back() {
     let dir = tempfile::tempdir().unwrap();
@@ -151,8 +178,8 @@ fn finetune_writes_a_classifier_that_predict_reads_back() {
         .unwrap()
         .parse()
         .unwrap();
-    // The .bin has run_classifier's keys in the input's naming (v1), and the config and
-    // vocabulary were copied beside it.
+    // The .bin has run_classifier's keys in naming v1 (the rule of every UER output), and
+    // the config and vocabulary were copied beside it.
     let ckpt = uerzoo::checkpoint::Checkpoint::open(&out).unwrap();
     assert!(
         ckpt.get("embedding.word_embedding.weight").is_some()

@@ -149,28 +149,6 @@ pub(crate) fn write_stdout(text: &str) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// What a file written beside an output is made from.
-pub(crate) enum Companion {
-    /// The user's file, copied.
-    File(std::path::PathBuf),
-    /// Text made for this output: a registry entry's config, or a config with the training
-    /// options added. Written straight to its place; it never exists under another name.
-    Made(String),
-}
-
-impl From<std::path::PathBuf> for Companion {
-    fn from(path: std::path::PathBuf) -> Self {
-        Companion::File(path)
-    }
-}
-
-/// Copies the UER config and the vocabulary next to a written `.bin` (as `uer_config.json`
-/// and `vocab.txt` / `spiece.model`), so that every command opens the output by its path
-/// alone. A folder file that is already there with the same bytes (or an HF `config.json`)
-/// is left alone; one with other bytes (another model written into the same folder) is not
-/// touched either, and this output gets its own companion (`OUT.bin.uer_config.json`, see
-/// [`uerzoo::model::open::companion`]), which opening `OUT.bin` reads first. Each file is
-/// written through [`uerzoo::output::Partial`], so an interrupted copy leaves nothing.
 /// Rows as text columns two spaces apart, each as wide as its widest cell (header
 /// included, in characters); the columns in `right` right-aligned, the last one unpadded.
 pub(crate) fn table<const N: usize>(
@@ -202,60 +180,43 @@ pub(crate) fn table<const N: usize>(
     out
 }
 
+pub(crate) use uerzoo::output::Companion;
+
+/// [`uerzoo::output::write_beside`], each file it wrote shown on stdout.
 pub(crate) fn write_beside(
     output: &std::path::Path,
     config: Option<Companion>,
     vocab: Option<std::path::PathBuf>,
 ) -> anyhow::Result<()> {
-    use anyhow::Context;
-    let dir = uerzoo::output::parent_dir(output);
-    let vocab_name = if vocab
-        .as_deref()
-        .is_some_and(|p| p.extension().is_some_and(|e| e == "model"))
-    {
-        "spiece.model"
-    } else {
-        "vocab.txt"
-    };
-    let has = |path: &std::path::Path, bytes: &[u8]| std::fs::read(path).is_ok_and(|b| b == bytes);
-    let vocab = vocab.map(Companion::File);
-    for (from, name) in [(config, "uer_config.json"), (vocab, vocab_name)] {
-        let Some(from) = from else { continue };
-        let bytes = match &from {
-            Companion::File(p) => {
-                std::fs::read(p).with_context(|| format!("reading {}", p.display()))?
-            }
-            Companion::Made(text) => text.clone().into_bytes(),
-        };
-        let shared = dir.join(name);
-        let own = uerzoo::model::open::companion(output, name);
-        let hf_config = name == "uer_config.json" && dir.join("config.json").exists();
-        let to = if !shared.exists() && !hf_config {
-            shared
-        } else if has(&shared, &bytes) || (name == "uer_config.json" && !shared.exists()) {
-            continue;
-        } else {
-            own
-        };
-        if matches!(&from, Companion::File(p) if *p == to) || has(&to, &bytes) {
-            continue;
-        }
-        write_atomic(&bytes, &to).with_context(|| match &from {
-            Companion::File(p) => format!("copying {} to {}", p.display(), to.display()),
-            Companion::Made(_) => format!("writing {}", to.display()),
-        })?;
-        match &from {
-            Companion::File(p) => println!("wrote {} (copy of {})", to.display(), p.display()),
-            Companion::Made(_) => println!("wrote {}", to.display()),
-        }
-    }
+    show_written(&uerzoo::output::write_beside(output, config, vocab)?);
     Ok(())
 }
 
-/// Writes `bytes` to `to` through a temporary beside it, then renames.
-fn write_atomic(bytes: &[u8], to: &std::path::Path) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut tmp = uerzoo::output::Partial::new_in(uerzoo::output::parent_dir(to))?;
-    tmp.write_all(bytes)?;
-    Ok(tmp.persist(to, true)?)
+/// One line per companion file written beside an output.
+pub(crate) fn show_written(written: &[uerzoo::output::Written]) {
+    for w in written {
+        match &w.copy_of {
+            Some(p) => println!("wrote {} (copy of {})", w.path.display(), p.display()),
+            None => println!("wrote {}", w.path.display()),
+        }
+    }
+}
+
+/// A [`Progress`] that shows notes (warnings, choices made) on stderr, one line each, and
+/// passes everything else to `inner`.
+pub(crate) struct Noted<P>(pub P);
+
+impl<P: Progress> Progress for Noted<P> {
+    fn start(&self, message: &str, total: u64) {
+        self.0.start(message, total)
+    }
+    fn advance(&self, delta: u64) {
+        self.0.advance(delta)
+    }
+    fn finish(&self) {
+        self.0.finish()
+    }
+    fn note(&self, message: &str) {
+        eprintln!("{message}");
+    }
 }

@@ -1,13 +1,11 @@
 //! `uerzoo predict`: batched inference with a fine-tuned classifier (UER-py's
 //! run_classifier_infer).
 
-use anyhow::Context;
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use uerzoo::model::{DeviceSpec, Pooling};
 use uerzoo::tokenizer::Truncation;
-use uerzoo::train::{self, Dataset};
+use uerzoo::train::predict::{self, PredictTask};
 
 /// Label a TSV with a fine-tuned classifier, as UER-py's run_classifier_infer does.
 ///
@@ -76,67 +74,29 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
-    uerzoo::output::check_file(&a.output, a.force)?;
-    uerzoo::output::check_not_input(&a.output, &a.input, "--input")?;
-    let mut opened = uerzoo::resolve::open_model(&a.model, a.config.as_deref())?;
-    opened.config.dtype = a.dtype;
-    let tok = uerzoo::resolve::open_tokenizer(&opened, a.vocab.as_deref())?;
-    let data = Dataset::read(&a.input, a.labels)?;
-    let seq_length = match a.seq_length {
-        Some(n) => n,
-        None => opened
-            .config_value("seq_length")
-            .and_then(|v| v.as_u64())
-            .map_or(128, |n| n as usize),
+    let task = PredictTask {
+        model: a.model,
+        input: a.input,
+        output: Some(a.output.clone()),
+        labels: a.labels,
+        probabilities: a.probabilities,
+        logits: a.logits,
+        seq_length: a.seq_length,
+        pooling: a.pooling,
+        truncation: a.truncation,
+        batch_size: a.batch_size,
+        config: a.config,
+        vocab: a.vocab,
+        dtype: a.dtype,
+        device: a.device,
+        force: a.force,
     };
-    let pooling = match a.pooling {
-        Some(p) => p,
-        None => opened.pooling()?,
-    };
-    let truncation = match a.truncation {
-        Some(t) => t,
-        None => opened.truncation()?,
-    };
-    let encoded = data.encode_with(&tok, seq_length, truncation);
-    let pred = train::predict(&opened, &encoded, pooling, a.batch_size, a.device)?;
-    let join = |v: &[f32]| {
-        v.iter()
-            .map(|x| x.to_string())
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    let mut text = String::from("label");
-    text += if a.logits { "\tlogits" } else { "" };
-    text += if a.probabilities { "\tprob\n" } else { "\n" };
-    for i in 0..pred.labels.len() {
-        text += &pred.labels[i].to_string();
-        if a.logits {
-            text += &format!("\t{}", join(&pred.logits[i]));
-        }
-        if a.probabilities {
-            text += &format!("\t{}", join(&pred.probabilities[i]));
-        }
-        text.push('\n');
-    }
-    let dir = uerzoo::output::parent_dir(&a.output);
-    let mut tmp = uerzoo::output::Partial::new_in(dir)
-        .with_context(|| format!("creating a file in {}", dir.display()))?;
-    tmp.write_all(text.as_bytes())
-        .and_then(|()| Ok(tmp.persist(&a.output, a.force)?))
-        .with_context(|| format!("writing {}", a.output.display()))?;
-    eprintln!("wrote {} ({} rows)", a.output.display(), pred.labels.len());
-    if a.labels {
-        let gold: Vec<usize> = data.examples.iter().filter_map(|e| e.label).collect();
-        let correct = gold
-            .iter()
-            .zip(&pred.labels)
-            .filter(|(g, p)| g == p)
-            .count();
-        println!(
-            "accuracy: {:.4} ({correct}/{})",
-            correct as f64 / gold.len().max(1) as f64,
-            gold.len()
-        );
+    let r = predict::run(&task)?;
+    let rows = r.predictions.labels.len();
+    eprintln!("wrote {} ({rows} rows)", a.output.display());
+    if let Some((correct, total)) = r.accuracy {
+        let acc = correct as f64 / total.max(1) as f64;
+        println!("accuracy: {acc:.4} ({correct}/{total})");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -7,6 +7,9 @@
 //! learning rate, then measures dev accuracy with dropout off. The weights of the first epoch
 //! with a strictly better dev accuracy are kept; test accuracy is that model's.
 
+mod task;
+pub use task::{FinetuneEvent, FinetuneReport, FinetuneTask, OutputFormat, Saved, run};
+
 use super::TrainError;
 use super::classifier::{self, init_head, nll_loss};
 use super::data::Encoded;

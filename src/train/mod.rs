@@ -7,6 +7,10 @@
 //! ([`classifier`]: dropout forward, pooling, head init, checkpoint export) and the loops
 //! ([`finetune`]: fine-tune, grid search, predict), plus writing the result as a UER
 //! classifier `.bin` or an HF `BertForSequenceClassification` directory ([`save`]).
+//! Each training command is one call here, a task struct in and a report out:
+//! [`finetune::run`], [`pretrain::run`], [`predict::run`] (`uerzoo finetune`, `pretrain`,
+//! `predict` after argument parsing: output checks, opening, reading, training, saving with
+//! the config and vocabulary beside, rescue).
 //! It never prints: epochs are reported through a callback and batches through
 //! [`crate::progress::Progress`].
 
@@ -15,6 +19,7 @@ pub mod data;
 pub mod dataset;
 pub mod finetune;
 pub mod optim;
+pub mod predict;
 pub mod pretrain;
 pub mod save;
 
@@ -67,4 +72,30 @@ pub enum TrainError {
     /// A pretraining dataset that cannot be used (format, vocabulary, target).
     #[error("dataset `{}`: {message}", path.display())]
     Dataset { path: PathBuf, message: String },
+    /// An output that cannot be written, or its companion files.
+    #[error(transparent)]
+    Output(#[from] crate::output::OutputError),
+    /// A config or vocabulary written beside the output.
+    #[error(transparent)]
+    Companion(#[from] crate::output::CompanionError),
+    /// The model's tokenizer.
+    #[error(transparent)]
+    Tokenizer(#[from] crate::resolve::TokenizerOpenError),
+    /// An error with what it means for the run (e.g. where the trained model was rescued).
+    #[error("{what}")]
+    Context {
+        what: String,
+        #[source]
+        source: Box<TrainError>,
+    },
+}
+
+impl TrainError {
+    /// This error under `what` (shown first, this error as its cause).
+    pub fn context(self, what: impl Into<String>) -> TrainError {
+        TrainError::Context {
+            what: what.into(),
+            source: Box::new(self),
+        }
+    }
 }

@@ -23,6 +23,7 @@ mod multinode;
 mod parallel;
 mod param_update;
 mod state;
+mod task;
 mod train_loop;
 mod watchdog;
 
@@ -32,6 +33,7 @@ pub use heads_init::{complete_heads, scratch_checkpoint};
 pub use multinode::{NodeOptions, node_fingerprint, pretrain_multi_node};
 pub use parallel::pretrain_data_parallel;
 pub use state::{HostMoments, OptimState, run_fingerprint, state_path, step_path};
+pub use task::{NodeRequest, PretrainReport, PretrainTask, parse_duration, run};
 
 use crate::checkpoint::Checkpoint;
 use crate::convert::Naming;
