@@ -26,12 +26,12 @@ use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
 use std::collections::VecDeque;
 
 /// How many sequences [`generate_batched`] decodes together when the user names no batch
-/// size, on `device`: 8 everywhere. On a GPU, enough sequences to read each weight once
-/// for several tokens, few enough that the padded KV cache and the per-step logits stay
-/// small; on the CPU, the size `cargo bench --bench generate` found fastest for
-/// `generate --input` (docs/performance.md, "Batched generation"), within the 16 rows the
-/// CPU's few-rows linear kernel takes (`uerzoo_kernels::MAX_ROWS`; more rows go to the
-/// general GEMM, which reads the `[out, in]` weights strided).
+/// size, on `device`. The CPU: 16, the size `cargo bench --bench generate` found fastest
+/// for `generate --input` (3.9× the prompts/s of one by one against 3.6× for 8;
+/// docs/performance.md, "Batched generation") and the most rows the few-rows linear kernel
+/// takes (`uerzoo_kernels::MAX_ROWS`; more go to the general GEMM, which reads the
+/// `[out, in]` weights strided). A GPU: 8, enough sequences to read each weight once for
+/// several tokens, few enough that the padded KV cache and the per-step logits stay small.
 pub fn default_batch_size(device: DeviceSpec) -> usize {
     match device {
         DeviceSpec::Cpu => CPU_BATCH,
@@ -39,7 +39,7 @@ pub fn default_batch_size(device: DeviceSpec) -> usize {
     }
 }
 
-const CPU_BATCH: usize = 8;
+const CPU_BATCH: usize = 16;
 const GPU_BATCH: usize = 8;
 
 /// A sequence being decoded.
