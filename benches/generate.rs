@@ -16,7 +16,13 @@
 //! `UERZOO_BENCH_BATCH_NEW` greedy new tokens [32], one after the other (`--batch-size 1`)
 //! and batched (`UERZOO_BENCH_BATCH` [8], the CLI's default on a GPU), `UERZOO_BENCH_BATCH_ITERS`
 //! timed rounds [2; 0 skips it]; prompts/s and new tokens/s of each (median), the speed-up,
-//! and how many prompts' tokens differ between the two (0 expected).
+//! and how many prompts' tokens differ between the two (0 expected). `UERZOO_BENCH_BATCH`
+//! may list several sizes (`4,8,16`): each is timed in every round.
+//!
+//! Then concurrent sequences per step: `UERZOO_BENCH_SEQS` [8] sequences of an 8-token
+//! prompt decoding `UERZOO_BENCH_BATCH_NEW` tokens together in one batch, against one
+//! sequence alone, interleaved over `UERZOO_BENCH_BATCH_ITERS` rounds: total new tokens/s
+//! of each (median) and the ratio.
 
 use burn::tensor::backend::Backend;
 use std::time::Instant;
@@ -32,7 +38,8 @@ struct Bench {
     iters: usize,
     nocache_iters: usize,
     prompts: usize,
-    batch: usize,
+    batches: Vec<usize>,
+    seqs: usize,
     batch_new: usize,
     batch_iters: usize,
 }
@@ -87,6 +94,7 @@ impl BackendJob for Bench {
         }
         if self.batch_iters > 0 {
             self.input_file(&model);
+            self.concurrent(&model);
         }
     }
 }
@@ -118,29 +126,30 @@ impl Bench {
                 })
                 .collect()
         };
-        let batched = || {
-            generate::generate_batched(model, &jobs, self.batch, &mut |_, _, _| {})
-                .expect("generate")
+        let batched = |batch: usize| {
+            generate::generate_batched(model, &jobs, batch, &mut |_, _, _| {}).expect("generate")
         };
-        let (mut single_t, mut batch_t) = (Vec::new(), Vec::new());
-        let mut differ = 0;
+        let mut single_t = Vec::new();
+        let mut batch_t = vec![Vec::new(); self.batches.len()];
+        let mut differ = vec![0; self.batches.len()];
         for _ in 0..self.batch_iters {
             let start = Instant::now();
             let a = one_by_one();
             single_t.push(start.elapsed().as_secs_f64());
-            let start = Instant::now();
-            let b = batched();
-            batch_t.push(start.elapsed().as_secs_f64());
-            differ = a.iter().zip(&b).filter(|(a, b)| a != b).count();
+            for (k, &batch) in self.batches.iter().enumerate() {
+                let start = Instant::now();
+                let b = batched(batch);
+                batch_t[k].push(start.elapsed().as_secs_f64());
+                differ[k] = a.iter().zip(&b).filter(|(a, b)| a != b).count();
+            }
         }
         let tokens = (self.prompts * self.batch_new) as f64;
-        let mut rates = Vec::new();
-        for (label, times) in [
-            ("one by one".to_string(), single_t),
-            (format!("batch {}", self.batch), batch_t),
-        ] {
+        let mut medians = Vec::new();
+        let labels = std::iter::once("one by one".to_string())
+            .chain(self.batches.iter().map(|b| format!("batch {b}")));
+        for (label, times) in labels.zip(std::iter::once(single_t).chain(batch_t)) {
             let m = median(times);
-            rates.push(m);
+            medians.push(m);
             println!(
                 "generate --input gpt2 12x768, {} prompts x {} new tokens, {label}: median {:.2} s over {} runs, {:.2} prompts/s, {:.1} tokens/s",
                 self.prompts,
@@ -151,10 +160,58 @@ impl Bench {
                 tokens / m
             );
         }
+        for (k, batch) in self.batches.iter().enumerate() {
+            println!(
+                "batch {batch} speed-up: {:.2}x; prompts whose tokens differ from one by one: {} of {}",
+                medians[0] / medians[k + 1],
+                differ[k],
+                self.prompts
+            );
+        }
+    }
+
+    /// `self.seqs` sequences decoding together against one alone: total new tokens/s.
+    fn concurrent<B: Backend>(&self, model: &uerzoo::model::Model<B>) {
+        let job = |i: usize| {
+            let prompt: Vec<u32> = std::iter::once(101u32)
+                .chain((0..7).map(|t| 700 + ((i * 131 + t * 17) % 6000) as u32))
+                .collect();
+            generate::Job {
+                opts: GenerateOptions {
+                    max_length: prompt.len() + self.batch_new,
+                    sampling: Sampling::greedy(),
+                    ..GenerateOptions::default()
+                },
+                prompt,
+                constraint: None,
+            }
+        };
+        let sizes = [1, self.seqs];
+        let mut times = vec![Vec::new(); sizes.len()];
+        for _ in 0..self.batch_iters {
+            for (k, &n) in sizes.iter().enumerate() {
+                let jobs: Vec<generate::Job> = (0..n).map(job).collect();
+                let start = Instant::now();
+                let out = generate::generate_batched(model, &jobs, n, &mut |_, _, _| {})
+                    .expect("generate");
+                times[k].push(start.elapsed().as_secs_f64());
+                assert_eq!(out.len(), n);
+            }
+        }
+        let mut rates = Vec::new();
+        for (&n, t) in sizes.iter().zip(times) {
+            let m = median(t);
+            let rate = (n * self.batch_new) as f64 / m;
+            rates.push(rate);
+            println!(
+                "generate gpt2 12x768, {n} concurrent sequences x {} new tokens: median {:.2} s over {} runs, {:.1} tokens/s in all",
+                self.batch_new, m, self.batch_iters, rate
+            );
+        }
         println!(
-            "batched speed-up: {:.2}x; prompts whose tokens differ from one by one: {differ} of {}",
-            rates[0] / rates[1],
-            self.prompts
+            "{} concurrent sequences: {:.2}x the tokens/s of one",
+            self.seqs,
+            rates[1] / rates[0]
         );
     }
 }
@@ -168,7 +225,18 @@ fn main() {
         iters: env_usize("UERZOO_BENCH_ITERS").unwrap_or(3),
         nocache_iters: env_usize("UERZOO_BENCH_NOCACHE_ITERS").unwrap_or(1),
         prompts: env_usize("UERZOO_BENCH_PROMPTS").unwrap_or(64),
-        batch: env_usize("UERZOO_BENCH_BATCH").unwrap_or(8),
+        batches: match std::env::var("UERZOO_BENCH_BATCH") {
+            Ok(v) => v
+                .split(',')
+                .map(|b| {
+                    b.trim()
+                        .parse()
+                        .expect("UERZOO_BENCH_BATCH: sizes like 4,8,16")
+                })
+                .collect(),
+            Err(_) => vec![8],
+        },
+        seqs: env_usize("UERZOO_BENCH_SEQS").unwrap_or(8),
         batch_new: env_usize("UERZOO_BENCH_BATCH_NEW").unwrap_or(32),
         batch_iters: env_usize("UERZOO_BENCH_BATCH_ITERS").unwrap_or(2),
     };

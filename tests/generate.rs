@@ -1213,6 +1213,33 @@ fn batched_generation_equals_single_runs() {
     }
 }
 
+/// On the CPU the linear layers of a step of up to 16 rows run uerzoo-kernels' few-rows
+/// kernel (each row's values as alone), more rows the general GEMM: 16 and 21 sequences
+/// per step, greedy, equal their single runs, and the default batch size stays within the
+/// kernel's rows.
+#[test]
+fn batched_generation_at_and_past_the_kernels_row_limit_equals_single_runs() {
+    let model = fixture_model();
+    let tok = fixture_tokenizer();
+    let jobs: Vec<generate::Job> = batch_prompts(&tok, 21)
+        .iter()
+        .enumerate()
+        .map(|(i, text)| generate::Job {
+            prompt: generate::prompt_ids(&tok, text),
+            opts: GenerateOptions {
+                max_length: 20 + (i * 5) % 11,
+                sampling: Sampling::greedy(),
+                ..GenerateOptions::default()
+            },
+            constraint: None,
+        })
+        .collect();
+    assert_batched_equals_alone(&model, &jobs, 16);
+    assert_batched_equals_alone(&model, &jobs, 21);
+    let cpu = generate::batch::default_batch_size(uerzoo::model::backend::DeviceSpec::Cpu);
+    assert!((2..=16).contains(&cpu), "CPU default batch size {cpu}");
+}
+
 /// Couplets (the couplet preset with its constraint, several candidates) batched equal
 /// their single runs.
 #[test]

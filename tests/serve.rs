@@ -207,6 +207,50 @@ async fn greedy_stream_equals_cli_generate() {
     assert_eq!(c["usage"]["completion_tokens"], max_length - 7);
 }
 
+/// Concurrent `/v1/completions` decode together on the model's decoding thread (batched
+/// steps); 8 greedy completions sent at once equal their answers sent one at a time.
+#[tokio::test]
+async fn concurrent_greedy_completions_equal_single_requests() {
+    let s = Server::start();
+    let prompts = [
+        "今天天气很好",
+        "我们",
+        "山高月小，水落石出",
+        "春风",
+        "北京是中国的首都",
+        "一",
+        "海阔天空，鱼跃鸟飞",
+        "明天",
+    ];
+    let body = |i: usize| {
+        serde_json::json!({
+            "model": "gpt2", "prompt": prompts[i], "temperature": 0,
+            "max_tokens": 6 + 3 * i,
+        })
+    };
+    let mut alone = Vec::new();
+    for i in 0..prompts.len() {
+        let (status, c) = post(&s, "/v1/completions", body(i)).await;
+        assert_eq!(status, 200, "{c}");
+        alone.push(c["choices"][0]["text"].as_str().unwrap().to_string());
+        assert_eq!(c["usage"]["completion_tokens"], 6 + 3 * i);
+    }
+    let together = futures_util::future::join_all(
+        (0..prompts.len()).map(|i| post(&s, "/v1/completions", body(i))),
+    )
+    .await;
+    for (i, (status, c)) in together.into_iter().enumerate() {
+        assert_eq!(status, 200, "{c}");
+        assert_eq!(
+            c["choices"][0]["text"].as_str().unwrap(),
+            alone[i],
+            "prompt {i} ({})",
+            prompts[i]
+        );
+        assert_eq!(c["usage"]["completion_tokens"], 6 + 3 * i);
+    }
+}
+
 fn read_features(path: &std::path::Path) -> (Vec<usize>, Vec<f32>) {
     let ck = uerzoo::checkpoint::Checkpoint::open(path).unwrap();
     let t = ck.get("features").unwrap();

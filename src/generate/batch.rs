@@ -11,16 +11,36 @@
 //! Each sequence keeps its own options, constraint and RNG: the sequences of one job run
 //! one after the other with the job's [`Sampler`] (seeded by its `seed`), as in a run of
 //! that job alone, so sampled text depends on the seed, not on the batch. The logits of a
-//! sequence agree with those of a run alone to float rounding (the matrix products run
-//! over `batch` rows instead of one); greedy output is token-identical in the tests.
+//! sequence agree with those of a run alone to float rounding (on the CPU the linear layers
+//! of a step of up to 16 rows give each row the values it gets alone; the attention's
+//! padded rows and a GPU's products may round differently); greedy output is
+//! token-identical in the tests.
 
 use super::{
     GenerateError, Generated, Job, Sampler, StopReason, check_job, choose, id_tensor, last_row,
 };
+use crate::model::backend::DeviceSpec;
 use crate::model::kv_cache::KvCache;
 use crate::model::{Model, ModelError};
 use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
 use std::collections::VecDeque;
+
+/// How many sequences [`generate_batched`] decodes together when the user names no batch
+/// size, on `device`. The CPU: 16, the size `cargo bench --bench generate` found fastest
+/// for `generate --input` (3.9× the prompts/s of one by one against 3.6× for 8;
+/// docs/performance.md, "Batched generation") and the most rows the few-rows linear kernel
+/// takes (`uerzoo_kernels::MAX_ROWS`; more go to the general GEMM, which reads the
+/// `[out, in]` weights strided). A GPU: 8, enough sequences to read each weight once for
+/// several tokens, few enough that the padded KV cache and the per-step logits stay small.
+pub fn default_batch_size(device: DeviceSpec) -> usize {
+    match device {
+        DeviceSpec::Cpu => CPU_BATCH,
+        _ => GPU_BATCH,
+    }
+}
+
+const CPU_BATCH: usize = 16;
+const GPU_BATCH: usize = 8;
 
 /// A sequence being decoded.
 struct Active {

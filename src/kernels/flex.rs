@@ -525,8 +525,56 @@ pub fn cross_entropy_ad(logits: AdTensor, targets: &[u32]) -> (AdTensor, usize) 
 
 /// `x·W + b` over the last dimension of `x` (`W`: `[in, out]`, Burn's layout), as one GEMM
 /// over all leading dimensions with the bias written first and accumulated into.
+///
+/// A few rows (1..=[`uerzoo_kernels::MAX_ROWS`], a decode step) against a weight kept in
+/// torch's `[out, in]` layout go to [`uerzoo_kernels::linear_rows`] instead: the GEMM
+/// reads that weight strided for more than one row, and the kernel computes each row the
+/// same way alone or in a batch (batched generation gives each sequence the values of a
+/// run alone).
 pub fn linear(x: &FlexTensor, w: &FlexTensor, b: Option<&FlexTensor>) -> FlexTensor {
+    if let Some(y) = linear_few_rows(x, w, b) {
+        return y;
+    }
     linear_keep(x, w, b).0
+}
+
+/// The row-major `[out, in]` buffer behind a weight seen as its `[in, out]` transpose.
+fn transposed_weight(w: &FlexTensor) -> Option<(&[f32], usize, usize)> {
+    let (d_in, d_out, rs, cs) = w.layout().as_2d_strides()?;
+    if w.dtype() != DType::F32 || rs != 1 || cs != d_in as isize || d_in < 2 {
+        return None;
+    }
+    let data = w.storage::<f32>().get(w.layout().start_offset()..)?;
+    Some((data.get(..d_in * d_out)?, d_in, d_out))
+}
+
+/// [`linear`] by [`uerzoo_kernels::linear_rows`], when `x` has at most
+/// [`uerzoo_kernels::MAX_ROWS`] rows and `w` is the transposed view of an `[out, in]`
+/// buffer; `None` otherwise.
+fn linear_few_rows(x: &FlexTensor, w: &FlexTensor, b: Option<&FlexTensor>) -> Option<FlexTensor> {
+    let (wt, d_in, d_out) = transposed_weight(w)?;
+    let rows = x.shape().num_elements() / d_in;
+    if !(1..=uerzoo_kernels::MAX_ROWS).contains(&rows) {
+        return None;
+    }
+    let x = contiguous(x);
+    let b = b.map(contiguous);
+    let mut y = vec![0f32; rows * d_out];
+    uerzoo_kernels::linear_rows(
+        values(&x),
+        rows,
+        wt,
+        d_in,
+        d_out,
+        b.as_ref().map(values),
+        &mut y,
+    )
+    .ok()?;
+    let mut dims = x.shape().to_vec();
+    if let Some(last) = dims.last_mut() {
+        *last = d_out;
+    }
+    Some(tensor(y, Shape::from(dims)))
 }
 
 /// A 2-D f32 tensor as a GEMM operand without copying: row-major, or the transpose of a

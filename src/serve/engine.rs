@@ -1,6 +1,13 @@
 //! The models a server holds: each opened with [`crate::resolve::open_model`], loaded
 //! once on its backend and kept behind the object-safe [`Engine`], so request handlers
 //! never see a Burn type and several threads can run the same weights at once.
+//!
+//! Generation with the KV cache goes through one decoding thread per model: the requests
+//! waiting when a batch starts (up to [`MAX_BATCH_SEQS`] sequences and
+//! [`MAX_BATCH_TOKENS`] tokens) decode together, one forward per token for all of them
+//! ([`generate::batch::generate_batched`], which gives each sequence what it gets alone),
+//! and each request's tokens go back to its own thread as they are chosen. Requests that
+//! arrive while a batch runs wait for the next one.
 
 use crate::generate::{self, Constraint, GenerateError, GenerateOptions, Generated};
 use crate::model::backend::{BackendJob, DeviceSpec, run_on};
@@ -9,7 +16,7 @@ use crate::model::tasks::{Candidate, top_k};
 use crate::model::{Model, ModelError, Pooling, load_model};
 use burn::tensor::{Tensor, TensorData, activation, backend::Backend};
 use std::ops::ControlFlow;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, mpsc};
 
 /// What a loaded model can do, from the heads its weights carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -96,13 +103,121 @@ impl BackendJob for LoadJob<'_> {
         if let Some(head) = model.classifier.as_mut() {
             head.pooling = self.classifier_pooling;
         }
-        Ok(Arc::new(Loaded { model, device }))
+        Ok(Arc::new(Loaded {
+            model: Arc::new(model),
+            device,
+            decoder: OnceLock::new(),
+        }))
     }
 }
 
 struct Loaded<B: Backend> {
-    model: Model<B>,
+    model: Arc<Model<B>>,
     device: B::Device,
+    /// The decoding thread's queue, started by the first cached generation.
+    decoder: OnceLock<mpsc::Sender<Request>>,
+}
+
+/// Most sequences one batched generation step decodes together: the rows the CPU's few-rows
+/// linear kernel takes (`uerzoo_kernels::MAX_ROWS`).
+pub const MAX_BATCH_SEQS: usize = 16;
+
+/// Most tokens a batch holds, counted as `max_length × num_return` of its requests (the
+/// padded KV cache and the per-step work grow with it). A request over it runs alone.
+pub const MAX_BATCH_TOKENS: usize = 16 * 512;
+
+/// A cached generation handed to the decoding thread, and where its tokens go.
+struct Request {
+    job: generate::Job,
+    events: mpsc::Sender<Event>,
+}
+
+enum Event {
+    /// Sequence `n` of the request chose `id`.
+    Token(usize, u32),
+    /// The request's sequences, or why there are none.
+    Done(Result<Vec<Generated>, GenerateError>),
+}
+
+/// Starts the decoding thread of `model`; it ends when the returned queue is dropped.
+fn start_decoder<B: Backend>(model: Arc<Model<B>>) -> Option<mpsc::Sender<Request>> {
+    let (tx, rx) = mpsc::channel::<Request>();
+    std::thread::Builder::new()
+        .name("uerzoo-decode".into())
+        .spawn(move || decode_loop(&model, &rx))
+        .ok()?;
+    Some(tx)
+}
+
+/// Takes the requests waiting when a batch starts, within the caps, and decodes them
+/// together; a request over the caps starts the next batch.
+fn decode_loop<B: Backend>(model: &Model<B>, rx: &mpsc::Receiver<Request>) {
+    let cost = |r: &Request| r.job.opts.max_length * r.job.opts.num_return.max(1);
+    let mut next: Option<Request> = None;
+    loop {
+        let first = match next.take() {
+            Some(r) => r,
+            None => match rx.recv() {
+                Ok(r) => r,
+                Err(_) => return,
+            },
+        };
+        let (mut seqs, mut tokens) = (first.job.opts.num_return.max(1), cost(&first));
+        let mut batch = vec![first];
+        while let Ok(r) = rx.try_recv() {
+            let (s, t) = (r.job.opts.num_return.max(1), cost(&r));
+            if seqs + s > MAX_BATCH_SEQS || tokens + t > MAX_BATCH_TOKENS {
+                next = Some(r);
+                break;
+            }
+            (seqs, tokens) = (seqs + s, tokens + t);
+            batch.push(r);
+        }
+        run_batch(model, batch);
+    }
+}
+
+/// Decodes `batch` together and answers each request; when the batch is refused (a job's
+/// options the model cannot run, checked before any token), each request runs alone and
+/// gets its own answer or error.
+fn run_batch<B: Backend>(model: &Model<B>, batch: Vec<Request>) {
+    let jobs: Vec<generate::Job> = batch.iter().map(|r| r.job.clone()).collect();
+    let mut sent = false;
+    let result =
+        generate::batch::generate_batched(model, &jobs, MAX_BATCH_SEQS, &mut |j, n, id| {
+            sent = true;
+            let _ = batch[j].events.send(Event::Token(n, id));
+        });
+    match result {
+        Ok(outs) => {
+            for (r, out) in batch.iter().zip(outs) {
+                let _ = r.events.send(Event::Done(Ok(out)));
+            }
+        }
+        Err(e) if sent => {
+            let e = e.to_string();
+            for r in &batch {
+                let failed = ModelError::Input(format!("batched generation failed: {e}"));
+                let _ = r.events.send(Event::Done(Err(failed.into())));
+            }
+        }
+        Err(_) => {
+            for r in &batch {
+                let job = &r.job;
+                let out = generate::generate_constrained_until(
+                    model,
+                    &job.prompt,
+                    &job.opts,
+                    job.constraint.as_ref(),
+                    &mut |n, id| match r.events.send(Event::Token(n, id)) {
+                        Ok(()) => ControlFlow::Continue(()),
+                        Err(_) => ControlFlow::Break(()),
+                    },
+                );
+                let _ = r.events.send(Event::Done(out));
+            }
+        }
+    }
 }
 
 impl<B: Backend> Loaded<B> {
@@ -157,7 +272,39 @@ impl<B: Backend> Engine for Loaded<B> {
         constraint: Option<&Constraint>,
         on_token: &mut dyn FnMut(usize, u32) -> ControlFlow<()>,
     ) -> Result<Vec<Generated>, GenerateError> {
-        generate::generate_constrained_until(&self.model, prompt, opts, constraint, on_token)
+        let alone = |on_token: &mut dyn FnMut(usize, u32) -> ControlFlow<()>| {
+            generate::generate_constrained_until(&self.model, prompt, opts, constraint, on_token)
+        };
+        if !opts.use_cache {
+            return alone(on_token);
+        }
+        // A decoding thread that could not start leaves a queue nobody reads: sending fails.
+        let queue = self
+            .decoder
+            .get_or_init(|| start_decoder(self.model.clone()).unwrap_or_else(|| mpsc::channel().0));
+        let (events, answers) = mpsc::channel();
+        let job = generate::Job {
+            prompt: prompt.to_vec(),
+            opts: opts.clone(),
+            constraint: constraint.cloned(),
+        };
+        if queue.send(Request { job, events }).is_err() {
+            // No decoding thread (it could not start): this thread decodes alone.
+            return alone(on_token);
+        }
+        // A client that went away stops listening; its sequences finish with the batch.
+        let mut listening = true;
+        for event in answers {
+            match event {
+                Event::Token(n, id) => {
+                    if listening && on_token(n, id).is_break() {
+                        listening = false;
+                    }
+                }
+                Event::Done(out) => return out,
+            }
+        }
+        Err(ModelError::Input("the decoding thread stopped without an answer".into()).into())
     }
 
     fn embed(&self, rows: &[Row], pooling: &[Pooling]) -> Result<Vec<Vec<f32>>, ModelError> {
