@@ -16,10 +16,6 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// `batch_size` on a GPU when not given: enough sequences to read each weight once for
-/// several tokens, few enough that the padded KV cache and the per-step logits stay small.
-pub const DEFAULT_BATCH: usize = 8;
-
 /// What to generate and how: the `generate` command's options, unparsed defaults left `None`.
 #[derive(Debug, Clone)]
 pub struct GenerateJob {
@@ -55,7 +51,8 @@ pub struct GenerateJob {
     /// Send the text as it is generated ([`Event::Text`]).
     pub stream: bool,
     pub no_cache: bool,
-    /// Prompts decoded together (default: [`DEFAULT_BATCH`] on a GPU, else 1).
+    /// Prompts decoded together (default: [`super::batch::default_batch_size`] for the
+    /// device; 1 with `stream` or `no_cache`).
     pub batch_size: Option<usize>,
 }
 
@@ -228,8 +225,8 @@ pub fn run_many(
             ));
         }
         Some(n) => n,
-        None if job.stream || job.no_cache || job.device == DeviceSpec::Cpu => 1,
-        None => DEFAULT_BATCH,
+        None if job.stream || job.no_cache => 1,
+        None => super::batch::default_batch_size(job.device),
     };
     let mut streams: Vec<TextStream> = Vec::new();
     let mut current = (usize::MAX, usize::MAX);
