@@ -19,7 +19,7 @@ fn main() -> ExitCode {
         uerzoo::output::install_interrupt_cleanup();
         end_quietly_on_closed_pipe();
     }
-    match cli::run(cli.command) {
+    match run(cli.command) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err}");
@@ -132,4 +132,30 @@ fn full_disk_hint(err: &anyhow::Error) -> Option<&'static str> {
             ),
             _ => None,
         })
+}
+
+/// Runs `command`: its options to the library, the result printed.
+fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::List(a) => cli::list::run(a),
+        Command::Info(a) => cli::info::run(a),
+        Command::Inspect(a) => cli::inspect::run(a),
+        Command::Tokenize(a) => cli::tokenize::run(a),
+        Command::Convert(a) => cli::convert::run(a),
+        Command::Download(a) => cli::download::run(a),
+        Command::Verify(a) => cli::verify::run(a),
+        Command::Import(a) => cli::import::run(a),
+        Command::Cache(a) => cli::cache::run(a),
+        Command::Forward(a) => cli::forward::run(a),
+        Command::FillMask(a) => cli::fill_mask::run(a),
+        Command::ExtractFeatures(a) => cli::extract_features::run(a),
+        Command::Generate(a) => cli::generate::run(a),
+        Command::Finetune(a) => cli::finetune::run(a),
+        Command::Predict(a) => cli::predict::run(a),
+        Command::Preprocess(a) => cli::preprocess::run(a),
+        Command::Pretrain(a) => cli::pretrain::run(a),
+        Command::Serve(a) => cli::serve::run(a),
+        Command::Completions(a) => cli::completions::run(a),
+        Command::Man(a) => cli::man::run(a),
+    }
 }

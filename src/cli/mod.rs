@@ -1,7 +1,8 @@
 //! The command line. One file per subcommand: clap `Args` (doc comments are the `--help`)
 //! plus a `run` that builds options, calls the library once and prints. This file holds
-//! what they share: the dispatch, `--device`, printing to stdout, tables and progress bars.
-//! Exit codes are decided only in the CLI (`src/main.rs` reports errors).
+//! what they share: `--device`, printing to stdout, tables and progress bars.
+//! Exit codes are decided only in the CLI (`src/main.rs` holds the clap `Cli`, the dispatch
+//! to each file's `run` and the error report).
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -42,33 +43,6 @@ pub fn device_arg(s: &str) -> Result<uerzoo::model::DeviceSpec, String> {
     }
     s.parse()
         .map_err(|e: uerzoo::model::ModelError| e.to_string())
-}
-
-/// Runs `command`: its options to the library, the result printed.
-pub fn run(command: crate::Command) -> anyhow::Result<ExitCode> {
-    use crate::Command;
-    match command {
-        Command::List(a) => list::run(a),
-        Command::Info(a) => info::run(a),
-        Command::Inspect(a) => inspect::run(a),
-        Command::Tokenize(a) => tokenize::run(a),
-        Command::Convert(a) => convert::run(a),
-        Command::Download(a) => download::run(a),
-        Command::Verify(a) => verify::run(a),
-        Command::Import(a) => import::run(a),
-        Command::Cache(a) => cache::run(a),
-        Command::Forward(a) => forward::run(a),
-        Command::FillMask(a) => fill_mask::run(a),
-        Command::ExtractFeatures(a) => extract_features::run(a),
-        Command::Generate(a) => generate::run(a),
-        Command::Finetune(a) => finetune::run(a),
-        Command::Predict(a) => predict::run(a),
-        Command::Preprocess(a) => preprocess::run(a),
-        Command::Pretrain(a) => pretrain::run(a),
-        Command::Serve(a) => serve::run(a),
-        Command::Completions(a) => completions::run(a),
-        Command::Man(a) => man::run(a),
-    }
 }
 
 /// An indicatif bar per task (a file, an epoch, a run); nothing when its stream is not a
