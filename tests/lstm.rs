@@ -647,6 +647,35 @@ fn cli_greedy_generation_with_and_without_the_state() {
     assert_eq!(run(&["--preset", "raw"]), plain);
 }
 
+/// `uerzoo generate --preset raw --greedy --max-length 40` prints UER-py 2019's own greedy
+/// generation (`scripts/generate.py --encoder lstm --top_k 1 --seq_length 40`, second line of
+/// `greedy_generation.txt`: prompt and continuation, no `[CLS]` before the prompt), with the
+/// recurrent state and without.
+#[test]
+fn greedy_generation_matches_uer_py_2019() {
+    let dir = fixture();
+    let prompt = std::fs::read_to_string(dir.join("greedy_prompt.txt")).unwrap();
+    let expected = std::fs::read_to_string(dir.join("greedy_generation.txt")).unwrap();
+    let mut lines = expected.lines();
+    assert_eq!(lines.next(), Some(prompt.trim()));
+    let want = lines.next().unwrap();
+    assert_eq!(want.chars().count(), 40, "{want}");
+    for extra in [
+        &["--preset", "raw"][..],
+        &["--preset", "raw", "--no-cache"][..],
+    ] {
+        let out = common::run_ok(
+            Command::new(common::uerzoo_bin())
+                .arg("generate")
+                .arg(dir.join("uer_model.bin"))
+                .args(["--prompt", prompt.trim(), "--greedy", "--max-length", "40"])
+                .args(extra),
+        );
+        let got = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(got.trim_end(), want, "{extra:?}");
+    }
+}
+
 /// The registry's LSTM LM entry: its UER config (which says `mask = "fully_visible"`, as
 /// UER-py's configs do) reads as the LSTM, causal by its keys; `info` lists the commands
 /// that run it, with the `raw` preset.
