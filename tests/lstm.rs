@@ -1032,3 +1032,49 @@ fn int8_is_refused_on_the_lstm() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("int8 with the LSTM encoder"), "{stderr}");
 }
+
+/// A file trained with both targets (the LM's `target.output_layer` beside
+/// `target.linear_{1,2}`, as the zoo's LSTM LM + Cls name suggests; UER-py 2019 writes one
+/// target per run, so the test joins lstm_lm's output layer to lstm_cls): both heads load,
+/// `predict` still gives UER-py's class logits and `generate` runs on the LM head.
+#[test]
+fn lm_and_cls_targets_in_one_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut both = read(&cls_fixture().join("uer_model.bin"));
+    let lm = read(&fixture().join("uer_model.bin"));
+    for key in ["target.output_layer.weight", "target.output_layer.bias"] {
+        both.insert(key, lm.get(key).unwrap().clone());
+    }
+    let bin = tmp.path().join("uer_model.bin");
+    both.write_torch(&bin, false).unwrap();
+    for f in ["uer_config.json", "vocab.txt"] {
+        std::fs::copy(cls_fixture().join(f), tmp.path().join(f)).unwrap();
+    }
+    let det = uerzoo::convert::detect(&read(&bin)).unwrap();
+    assert_eq!(det.family, uerzoo::convert::Family::LegacyLstmLmCls);
+    let opened = model::open::open_model(&bin, None).unwrap();
+    let (m, report) =
+        load_model::<Cpu>(&opened.checkpoint, &opened.config, &Default::default()).unwrap();
+    assert_eq!(report.heads, ["lm", "classifier"]);
+    assert!(report.unused.is_empty(), "{:?}", report.unused);
+    assert!(m.classifier.is_some());
+
+    let reference = read(&cls_fixture().join("uer_outputs.safetensors"));
+    let logits_ref = reference.get("logits").unwrap().to_f32_vec();
+    let texts = cls_texts();
+    let seq = texts.iter().map(|t| t.1).max().unwrap().to_string();
+    let rows: Vec<String> = texts.into_iter().map(|t| t.0).collect();
+    let got = predict_logits(&bin, &rows, &["--seq-length", &seq], tmp.path());
+    for (r, logits) in got.iter().enumerate() {
+        let d = max_abs(logits, &logits_ref[r * 2..r * 2 + 2]);
+        assert!(d < TOL, "row {r}: {logits:?}");
+    }
+    let out = common::run_ok(
+        Command::new(common::uerzoo_bin())
+            .arg("generate")
+            .arg(&bin)
+            .args(["--prompt", "今天", "--greedy", "--max-length", "10"]),
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("今天"), "{text}");
+}

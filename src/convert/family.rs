@@ -32,6 +32,16 @@ const UER_MARKERS: Markers = &[
         &["encoder.rnn.weight_ih_l0"],
     ),
     (
+        Family::LegacyLstmLmCls,
+        &["target.output_layer.weight"],
+        &["encoder.rnn.weight_ih_l0", "target.linear_1.weight"],
+    ),
+    (
+        Family::LegacyLstmLmCls,
+        &["target.lm.output_layer.weight"],
+        &["encoder.rnn.weight_ih_l0", "target.cls.linear_1.weight"],
+    ),
+    (
         Family::LegacyLstmCls,
         &["target.linear_1.weight", "target.cls.linear_1.weight"],
         &["encoder.rnn.weight_ih_l0"],

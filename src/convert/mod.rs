@@ -115,6 +115,9 @@ pub enum Family {
     /// UER-py 2019's LSTM with its classification target (`--encoder lstm --target cls`,
     /// `target.linear_{1,2}`; the legacy zoo's LSTM LM + Cls weights). UER-only.
     LegacyLstmCls,
+    /// [`Family::LegacyLstmCls`] that also keeps the LM's output layer (`target.output_layer`
+    /// beside `target.linear_{1,2}`): a file trained with both targets. UER-only.
+    LegacyLstmLmCls,
     /// run_classifier's head (`output_layer_{1,2}`) on UER-py 2019's LSTM: what `finetune`
     /// writes from an LSTM. UER-only.
     LstmClassifier,
@@ -134,6 +137,7 @@ impl Family {
             | Family::LegacyGpt
             | Family::LegacyLstm
             | Family::LegacyLstmCls
+            | Family::LegacyLstmLmCls
             | Family::LstmClassifier => "(none: UER format only)",
             Family::BertClsTarget => "BertForSequenceClassification",
         }
@@ -148,6 +152,7 @@ impl Family {
                 | Family::Gpt2Classifier
                 | Family::BertClsTarget
                 | Family::LegacyLstmCls
+                | Family::LegacyLstmLmCls
                 | Family::LstmClassifier
         )
     }
@@ -177,7 +182,7 @@ impl Family {
                 "transformers has no exact equivalent of UER-py 2019's GPT, BERT's post-LN layers under a causal mask with one untied output layer: BertLMHeadModel adds the MLM transform (dense, activation, LayerNorm) before its decoder and GPT-2 is pre-LN",
             ),
             Family::LegacyLstm => Some("transformers has no LSTM language model"),
-            Family::LegacyLstmCls | Family::LstmClassifier => {
+            Family::LegacyLstmCls | Family::LegacyLstmLmCls | Family::LstmClassifier => {
                 Some("transformers has no LSTM classifier")
             }
             _ => None,
@@ -189,7 +194,10 @@ impl Family {
     pub fn is_lstm(self) -> bool {
         matches!(
             self,
-            Family::LegacyLstm | Family::LegacyLstmCls | Family::LstmClassifier
+            Family::LegacyLstm
+                | Family::LegacyLstmCls
+                | Family::LegacyLstmLmCls
+                | Family::LstmClassifier
         )
     }
 
@@ -215,6 +223,7 @@ impl fmt::Display for Family {
             Family::BertClsTarget => "BERT with classification target (UER-py 2019)",
             Family::LegacyLstm => "LSTM LM (UER-py 2019: BERT embedding, nn.LSTM, untied LM)",
             Family::LegacyLstmCls => "LSTM with classification target (UER-py 2019)",
+            Family::LegacyLstmLmCls => "LSTM with LM and classification targets (UER-py 2019)",
             Family::LstmClassifier => "LSTM sequence classifier (UER-py 2019's LSTM)",
         })
     }
