@@ -1,7 +1,9 @@
 //! UER-py 2019's LSTM language model (`--embedding bert --encoder lstm --target lm`) against
 //! the reference data written by UER-py of that year (commit 4475b1a,
 //! `fixtures/uer_2019/lstm_lm`, legacy torch format), and a second shape of our own (odd
-//! hidden size) against a scalar f64 recurrence written here.
+//! hidden size) against a scalar f64 recurrence written here. The same LSTM with UER-py
+//! 2019's classification target (`fixtures/uer_2019/lstm_cls`, made by `make_fixture.py`
+//! beside it): predict straight from it, and fine-tuning from both files.
 
 mod common;
 
@@ -647,6 +649,35 @@ fn cli_greedy_generation_with_and_without_the_state() {
     assert_eq!(run(&["--preset", "raw"]), plain);
 }
 
+/// `uerzoo generate --preset raw --greedy --max-length 40` prints UER-py 2019's own greedy
+/// generation (`scripts/generate.py --encoder lstm --top_k 1 --seq_length 40`, second line of
+/// `greedy_generation.txt`: prompt and continuation, no `[CLS]` before the prompt), with the
+/// recurrent state and without.
+#[test]
+fn greedy_generation_matches_uer_py_2019() {
+    let dir = fixture();
+    let prompt = std::fs::read_to_string(dir.join("greedy_prompt.txt")).unwrap();
+    let expected = std::fs::read_to_string(dir.join("greedy_generation.txt")).unwrap();
+    let mut lines = expected.lines();
+    assert_eq!(lines.next(), Some(prompt.trim()));
+    let want = lines.next().unwrap();
+    assert_eq!(want.chars().count(), 40, "{want}");
+    for extra in [
+        &["--preset", "raw"][..],
+        &["--preset", "raw", "--no-cache"][..],
+    ] {
+        let out = common::run_ok(
+            Command::new(common::uerzoo_bin())
+                .arg("generate")
+                .arg(dir.join("uer_model.bin"))
+                .args(["--prompt", prompt.trim(), "--greedy", "--max-length", "40"])
+                .args(extra),
+        );
+        let got = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(got.trim_end(), want, "{extra:?}");
+    }
+}
+
 /// The registry's LSTM LM entry: its UER config (which says `mask = "fully_visible"`, as
 /// UER-py's configs do) reads as the LSTM, causal by its keys; `info` lists the commands
 /// that run it, with the `raw` preset.
@@ -718,4 +749,332 @@ fn naming_v2_round_trip_and_no_hf_form() {
         err.contains("transformers has no LSTM language model") && err.contains("--to uer"),
         "{err}"
     );
+}
+
+// ---- the LSTM with a classification target (uer_2019/lstm_cls) ----
+
+fn cls_fixture() -> PathBuf {
+    common::shared()
+        .join("fixtures")
+        .join("uer_2019")
+        .join("lstm_cls")
+}
+
+fn book_review(name: &str) -> PathBuf {
+    common::shared()
+        .join("data/datasets/book_review_small")
+        .join(name)
+}
+
+/// The keys name the LSTM with UER-py 2019's classification target.
+#[test]
+fn the_lstm_cls_is_detected() {
+    let ckpt = read(&cls_fixture().join("uer_model.bin"));
+    let det = uerzoo::convert::detect(&ckpt).unwrap();
+    assert_eq!(det.family, uerzoo::convert::Family::LegacyLstmCls);
+    assert_eq!(det.layers, 2);
+    assert!(det.family.is_classifier() && det.family.is_lstm());
+}
+
+/// Hidden states and class logits equal UER-py 2019's. Its ClsTarget reads position 0
+/// (`tanh(target.linear_1(h[:, 0]))` → `target.linear_2`); on a left-to-right LSTM that
+/// state has seen `[CLS]` only, so both texts get the same logits, in UER-py as here.
+#[test]
+fn lstm_cls_forward_matches_uer_py_2019() {
+    let dir = cls_fixture();
+    let reference = read(&dir.join("uer_outputs.safetensors"));
+    let input = reference_batch(&reference);
+    let hidden_ref = reference.get("hidden").unwrap();
+    let logits_ref = reference.get("logits").unwrap().to_f32_vec();
+    let opened = model::open::open_model(
+        &dir.join("uer_model.bin"),
+        Some(&dir.join("uer_config.json")),
+    )
+    .unwrap();
+    assert_eq!(opened.config.encoder, EncoderKind::Lstm);
+    let out = model::tasks::forward(&opened, &input, DeviceSpec::Cpu).unwrap();
+    assert!(out.report.unused.is_empty(), "{:?}", out.report.unused);
+    let dh = max_diff_at(
+        &out.hidden.values,
+        &hidden_ref.to_f32_vec(),
+        Some(&input.segment),
+        96,
+    );
+    let logits = out.logits.expect("class logits");
+    assert_eq!(logits.shape, [2, 2]);
+    let dl = max_abs(&logits.values, &logits_ref);
+    eprintln!("lstm_cls: hidden {dh:e}, logits {dl:e}");
+    assert!(dh < TOL && dl < TOL, "hidden {dh:e}, logits {dl:e}");
+    assert_eq!(logits_ref[..2], logits_ref[2..], "UER-py's rows are equal");
+}
+
+/// The reference rows as texts (ids after `[CLS]`, padding dropped) with their token counts.
+fn cls_texts() -> Vec<(String, usize)> {
+    let dir = cls_fixture();
+    let reference = read(&dir.join("uer_outputs.safetensors"));
+    let b = reference_batch(&reference);
+    let vocab: Vec<String> = std::fs::read_to_string(dir.join("vocab.txt"))
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    (0..b.batch)
+        .map(|r| {
+            let row = r * b.seq..(r + 1) * b.seq;
+            let ids: Vec<i64> = b.ids[row.clone()]
+                .iter()
+                .zip(&b.segment[row])
+                .filter(|(_, s)| **s != 0)
+                .map(|(i, _)| *i)
+                .collect();
+            assert_eq!(vocab[ids[0] as usize], "[CLS]");
+            let text = ids[1..]
+                .iter()
+                .map(|&i| vocab[i as usize].as_str())
+                .collect();
+            (text, ids.len())
+        })
+        .collect()
+}
+
+/// `uerzoo predict --logits` on one TSV of `texts`: each row's logits.
+fn predict_logits(model: &Path, texts: &[String], extra: &[&str], dir: &Path) -> Vec<Vec<f32>> {
+    let input = dir.join("texts.tsv");
+    let output = dir.join("pred.tsv");
+    std::fs::write(&input, format!("text_a\n{}\n", texts.join("\n"))).unwrap();
+    common::run_ok(
+        Command::new(common::uerzoo_bin())
+            .arg("predict")
+            .arg(model)
+            .arg("--input")
+            .arg(&input)
+            .arg("--output")
+            .arg(&output)
+            .args(["--logits", "--force"])
+            .args(extra),
+    );
+    let text = std::fs::read_to_string(&output).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("label\tlogits"));
+    lines
+        .map(|l| {
+            let (_, logits) = l.split_once('\t').unwrap();
+            logits.split(' ').map(|v| v.parse().unwrap()).collect()
+        })
+        .collect()
+}
+
+/// `uerzoo predict` straight from the classification-target weights gives UER-py 2019's
+/// logits: the head pools the first position, as that ClsTarget did.
+#[test]
+fn predict_from_the_lstm_cls_target() {
+    let dir = cls_fixture();
+    let reference = read(&dir.join("uer_outputs.safetensors"));
+    let logits_ref = reference.get("logits").unwrap().to_f32_vec();
+    let tmp = tempfile::tempdir().unwrap();
+    let texts = cls_texts();
+    let seq = texts.iter().map(|t| t.1).max().unwrap().to_string();
+    let rows: Vec<String> = texts.into_iter().map(|t| t.0).collect();
+    let got = predict_logits(
+        &dir.join("uer_model.bin"),
+        &rows,
+        &["--seq-length", &seq],
+        tmp.path(),
+    );
+    assert_eq!(got.len(), 2);
+    for (r, logits) in got.iter().enumerate() {
+        let want = &logits_ref[r * 2..r * 2 + 2];
+        let d = max_abs(logits, want);
+        assert!(d < TOL, "row {r}: {logits:?} vs UER-py {want:?}");
+    }
+}
+
+/// `finetune` (pooling mean, as the zoo page advises for the LSTM) from the LM and from the
+/// classification-target weights: the loss falls, the saved file (run_classifier's keys on
+/// the LSTM) reloads, and its predictions equal the trainer's own dev logits.
+#[test]
+fn finetune_the_lstm_with_mean_pooling_and_reload() {
+    use uerzoo::model::Pooling;
+    use uerzoo::progress::NoProgress;
+    use uerzoo::train::{Dataset, FinetuneOptions, TaskData, finetune, predict};
+    for dir in [fixture(), cls_fixture()] {
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        let opened = model::open::open_model(&dir.join("uer_model.bin"), None).unwrap();
+        let tok =
+            Tokenizer::from_vocab_file(dir.join("vocab.txt"), TokenizerOptions::uer()).unwrap();
+        let train = Dataset::read(&book_review("train.tsv"), true).unwrap();
+        let dev = Dataset::read(&book_review("dev.tsv"), true).unwrap();
+        let data = TaskData {
+            labels_num: train.labels_num().unwrap(),
+            train: train.encode(&tok, 32),
+            dev: dev.encode(&tok, 32),
+            test: None,
+        };
+        let opts = FinetuneOptions {
+            epochs: 3,
+            batch_size: 32,
+            learning_rate: 1e-3,
+            pooling: Pooling::Mean,
+            ..Default::default()
+        };
+        let r = finetune(
+            &opened,
+            &data,
+            &opts,
+            DeviceSpec::Cpu,
+            &NoProgress,
+            &mut |_| {},
+        )
+        .unwrap();
+        let losses: Vec<f64> = r.epochs.iter().map(|e| e.loss).collect();
+        eprintln!("{name}: epoch losses {losses:?}");
+        assert!(
+            losses[2] < losses[0],
+            "{name}: loss does not fall: {losses:?}"
+        );
+
+        let tmp = tempfile::tempdir().unwrap();
+        let bin = tmp.path().join("ft.bin");
+        uerzoo::train::save::save_uer(&r.checkpoint, uerzoo::convert::Naming::V1, &bin, false)
+            .unwrap();
+        let det = uerzoo::convert::detect(&read(&bin)).unwrap();
+        assert_eq!(
+            det.family,
+            uerzoo::convert::Family::LstmClassifier,
+            "{name}"
+        );
+        let reopened = model::open::open_model(&bin, Some(&dir.join("uer_config.json"))).unwrap();
+        assert_eq!(reopened.config.encoder, EncoderKind::Lstm);
+        let got = predict(&reopened, &data.dev, Pooling::Mean, 5, DeviceSpec::Cpu).unwrap();
+        assert_eq!(got.logits.len(), r.dev_logits.len());
+        let worst = got
+            .logits
+            .iter()
+            .zip(&r.dev_logits)
+            .map(|(a, b)| max_abs(a, b))
+            .fold(0f32, f32::max);
+        assert!(worst <= 1e-6, "{name}: max |Δlogit| {worst:e}");
+    }
+}
+
+/// `uerzoo finetune --pooling mean` from the classification-target file writes a classifier
+/// whose recorded options `predict` reads back: its logits with no flags equal those with
+/// `--pooling mean --seq-length 32`, and differ from `--pooling first`.
+#[test]
+fn cli_finetune_records_mean_pooling_for_predict() {
+    let dir = cls_fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("classifier.bin");
+    let out = common::run_ok(
+        Command::new(common::uerzoo_bin())
+            .arg("finetune")
+            .arg(dir.join("uer_model.bin"))
+            .arg("--train")
+            .arg(book_review("train.tsv"))
+            .arg("--dev")
+            .arg(book_review("dev.tsv"))
+            .args(["--epochs", "1", "--batch-size", "32", "--seq-length", "32"])
+            .args([
+                "--learning-rate",
+                "1e-3",
+                "--pooling",
+                "mean",
+                "--seed",
+                "7",
+            ])
+            .arg("--output")
+            .arg(&model),
+    );
+    let log =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("naming v1"), "{log}");
+    let texts: Vec<String> = cls_texts().into_iter().map(|t| t.0).collect();
+    let recorded = predict_logits(&model, &texts, &[], tmp.path());
+    let mean = predict_logits(
+        &model,
+        &texts,
+        &["--pooling", "mean", "--seq-length", "32"],
+        tmp.path(),
+    );
+    let first = predict_logits(&model, &texts, &["--pooling", "first"], tmp.path());
+    assert_eq!(recorded, mean);
+    assert_ne!(recorded, first);
+    assert_ne!(recorded[0], recorded[1], "mean pooling sees the text");
+}
+
+/// `--dtype int8` on the LSTM is refused (the int8 kernels quantize transformer GEMMs only)
+/// rather than running f32 under an int8 label; the library says which dtype works.
+#[test]
+fn int8_is_refused_on_the_lstm() {
+    let mut opened = open("uer_config.json");
+    opened.config.dtype = model::Dtype::Int8;
+    let Err(err) = load_model::<Cpu>(&opened.checkpoint, &opened.config, &Default::default())
+    else {
+        panic!("int8 must be refused");
+    };
+    let msg = err.to_string();
+    assert!(msg.contains("int8 with the LSTM encoder"), "{msg}");
+    assert!(msg.contains("f32"), "{msg}");
+    let dir = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(common::uerzoo_bin())
+        .arg("forward")
+        .arg(dir.join("uer_model.bin"))
+        .arg("--input")
+        .arg(dir.join("uer_outputs.safetensors"))
+        .arg("--output")
+        .arg(tmp.path().join("out.safetensors"))
+        .args(["--dtype", "int8"])
+        .output()
+        .unwrap();
+    assert!(!tmp.path().join("out.safetensors").exists());
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("int8 with the LSTM encoder"), "{stderr}");
+}
+
+/// A file trained with both targets (the LM's `target.output_layer` beside
+/// `target.linear_{1,2}`, as the zoo's LSTM LM + Cls name suggests; UER-py 2019 writes one
+/// target per run, so the test joins lstm_lm's output layer to lstm_cls): both heads load,
+/// `predict` still gives UER-py's class logits and `generate` runs on the LM head.
+#[test]
+fn lm_and_cls_targets_in_one_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut both = read(&cls_fixture().join("uer_model.bin"));
+    let lm = read(&fixture().join("uer_model.bin"));
+    for key in ["target.output_layer.weight", "target.output_layer.bias"] {
+        both.insert(key, lm.get(key).unwrap().clone());
+    }
+    let bin = tmp.path().join("uer_model.bin");
+    both.write_torch(&bin, false).unwrap();
+    for f in ["uer_config.json", "vocab.txt"] {
+        std::fs::copy(cls_fixture().join(f), tmp.path().join(f)).unwrap();
+    }
+    let det = uerzoo::convert::detect(&read(&bin)).unwrap();
+    assert_eq!(det.family, uerzoo::convert::Family::LegacyLstmLmCls);
+    let opened = model::open::open_model(&bin, None).unwrap();
+    let (m, report) =
+        load_model::<Cpu>(&opened.checkpoint, &opened.config, &Default::default()).unwrap();
+    assert_eq!(report.heads, ["lm", "classifier"]);
+    assert!(report.unused.is_empty(), "{:?}", report.unused);
+    assert!(m.classifier.is_some());
+
+    let reference = read(&cls_fixture().join("uer_outputs.safetensors"));
+    let logits_ref = reference.get("logits").unwrap().to_f32_vec();
+    let texts = cls_texts();
+    let seq = texts.iter().map(|t| t.1).max().unwrap().to_string();
+    let rows: Vec<String> = texts.into_iter().map(|t| t.0).collect();
+    let got = predict_logits(&bin, &rows, &["--seq-length", &seq], tmp.path());
+    for (r, logits) in got.iter().enumerate() {
+        let d = max_abs(logits, &logits_ref[r * 2..r * 2 + 2]);
+        assert!(d < TOL, "row {r}: {logits:?}");
+    }
+    let out = common::run_ok(
+        Command::new(common::uerzoo_bin())
+            .arg("generate")
+            .arg(&bin)
+            .args(["--prompt", "今天", "--greedy", "--max-length", "10"]),
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("今天"), "{text}");
 }

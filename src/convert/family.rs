@@ -25,6 +25,27 @@ pub struct Detected {
 type Markers = &'static [(Family, &'static [&'static str], &'static [&'static str])];
 
 const UER_MARKERS: Markers = &[
+    // Classifier heads on UER-py 2019's LSTM: run_classifier's, then its cls target.
+    (
+        Family::LstmClassifier,
+        &["output_layer_1.weight"],
+        &["encoder.rnn.weight_ih_l0"],
+    ),
+    (
+        Family::LegacyLstmLmCls,
+        &["target.output_layer.weight"],
+        &["encoder.rnn.weight_ih_l0", "target.linear_1.weight"],
+    ),
+    (
+        Family::LegacyLstmLmCls,
+        &["target.lm.output_layer.weight"],
+        &["encoder.rnn.weight_ih_l0", "target.cls.linear_1.weight"],
+    ),
+    (
+        Family::LegacyLstmCls,
+        &["target.linear_1.weight", "target.cls.linear_1.weight"],
+        &["encoder.rnn.weight_ih_l0"],
+    ),
     (
         Family::AlbertClassifier,
         &["output_layer_1.weight"],

@@ -112,6 +112,15 @@ pub enum Family {
     /// torch `nn.LSTM` (`encoder.rnn.*`) and an untied LM output layer with a bias. UER-only:
     /// transformers has no LSTM model.
     LegacyLstm,
+    /// UER-py 2019's LSTM with its classification target (`--encoder lstm --target cls`,
+    /// `target.linear_{1,2}`; the legacy zoo's LSTM LM + Cls weights). UER-only.
+    LegacyLstmCls,
+    /// [`Family::LegacyLstmCls`] that also keeps the LM's output layer (`target.output_layer`
+    /// beside `target.linear_{1,2}`): a file trained with both targets. UER-only.
+    LegacyLstmLmCls,
+    /// run_classifier's head (`output_layer_{1,2}`) on UER-py 2019's LSTM: what `finetune`
+    /// writes from an LSTM. UER-only.
+    LstmClassifier,
 }
 
 impl Family {
@@ -124,9 +133,12 @@ impl Family {
             Family::Gpt2 => "GPT2LMHeadModel",
             Family::Albert => "AlbertForPreTraining",
             Family::AlbertClassifier => "AlbertForSequenceClassification",
-            Family::Gpt2Classifier | Family::LegacyGpt | Family::LegacyLstm => {
-                "(none: UER format only)"
-            }
+            Family::Gpt2Classifier
+            | Family::LegacyGpt
+            | Family::LegacyLstm
+            | Family::LegacyLstmCls
+            | Family::LegacyLstmLmCls
+            | Family::LstmClassifier => "(none: UER format only)",
             Family::BertClsTarget => "BertForSequenceClassification",
         }
     }
@@ -139,6 +151,9 @@ impl Family {
                 | Family::AlbertClassifier
                 | Family::Gpt2Classifier
                 | Family::BertClsTarget
+                | Family::LegacyLstmCls
+                | Family::LegacyLstmLmCls
+                | Family::LstmClassifier
         )
     }
 
@@ -167,6 +182,9 @@ impl Family {
                 "transformers has no exact equivalent of UER-py 2019's GPT, BERT's post-LN layers under a causal mask with one untied output layer: BertLMHeadModel adds the MLM transform (dense, activation, LayerNorm) before its decoder and GPT-2 is pre-LN",
             ),
             Family::LegacyLstm => Some("transformers has no LSTM language model"),
+            Family::LegacyLstmCls | Family::LegacyLstmLmCls | Family::LstmClassifier => {
+                Some("transformers has no LSTM classifier")
+            }
             _ => None,
         }
     }
@@ -174,14 +192,20 @@ impl Family {
     /// Whether the encoder is UER-py 2019's LSTM (`encoder.rnn.*`) rather than transformer
     /// layers; the 2019 config files do not always name the encoder.
     pub fn is_lstm(self) -> bool {
-        self == Family::LegacyLstm
+        matches!(
+            self,
+            Family::LegacyLstm
+                | Family::LegacyLstmCls
+                | Family::LegacyLstmLmCls
+                | Family::LstmClassifier
+        )
     }
 
     /// Whether the keys alone say the mask is causal, whatever the config states: UER-py
     /// 2019's `--encoder gpt` built its causal mask in code, and its config files (like
     /// `uer_config.json` of the legacy zoo) do not name a mask.
     pub fn causal_by_keys(self) -> bool {
-        matches!(self, Family::LegacyGpt | Family::LegacyLstm)
+        matches!(self, Family::LegacyGpt) || self.is_lstm()
     }
 }
 
@@ -198,6 +222,9 @@ impl fmt::Display for Family {
             Family::LegacyGpt => "GPT (UER-py 2019: post-LN causal BERT layers, untied LM)",
             Family::BertClsTarget => "BERT with classification target (UER-py 2019)",
             Family::LegacyLstm => "LSTM LM (UER-py 2019: BERT embedding, nn.LSTM, untied LM)",
+            Family::LegacyLstmCls => "LSTM with classification target (UER-py 2019)",
+            Family::LegacyLstmLmCls => "LSTM with LM and classification targets (UER-py 2019)",
+            Family::LstmClassifier => "LSTM sequence classifier (UER-py 2019's LSTM)",
         })
     }
 }

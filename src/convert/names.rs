@@ -335,6 +335,22 @@ const LEGACY_LSTM_TABLE: &[Block] = &[
     layers(&LSTM_LAYER),
     once(&LEGACY_LM),
 ];
+const LEGACY_LSTM_CLS_TABLE: &[Block] = &[
+    once(&BERT_EMBEDDINGS),
+    layers(&LSTM_LAYER),
+    once(&CLS_TARGET),
+];
+const LEGACY_LSTM_LM_CLS_TABLE: &[Block] = &[
+    once(&BERT_EMBEDDINGS),
+    layers(&LSTM_LAYER),
+    once(&LEGACY_LM),
+    once(&CLS_TARGET),
+];
+const LSTM_CLASSIFIER_TABLE: &[Block] = &[
+    once(&BERT_EMBEDDINGS),
+    layers(&LSTM_LAYER),
+    once(&CLASSIFIER),
+];
 const BERT_CLS_TARGET_TABLE: &[Block] = &[
     once(&BERT_EMBEDDINGS),
     layers(&BERT_LAYER),
@@ -365,6 +381,9 @@ pub fn table(family: Family) -> &'static [Block] {
         Family::LegacyGpt => LEGACY_GPT_TABLE,
         Family::BertClsTarget => BERT_CLS_TARGET_TABLE,
         Family::LegacyLstm => LEGACY_LSTM_TABLE,
+        Family::LegacyLstmCls => LEGACY_LSTM_CLS_TABLE,
+        Family::LegacyLstmLmCls => LEGACY_LSTM_LM_CLS_TABLE,
+        Family::LstmClassifier => LSTM_CLASSIFIER_TABLE,
     }
 }
 

@@ -243,6 +243,15 @@ pub fn load_model<B: Backend>(
             supported: "int8 for inference on the CPU (the Flex backend, `--device cpu`); f32 on every backend and for training",
         });
     }
+    if config.dtype == Dtype::Int8 && config.encoder == EncoderKind::Lstm {
+        // The int8 kernels quantize the transformer's GEMMs; the LSTM's per-step gates
+        // would run in f32 while the output claimed int8.
+        return Err(ModelError::Unsupported {
+            field: "dtype",
+            value: "int8 with the LSTM encoder".into(),
+            supported: "f32 for UER-py 2019's LSTM (drop --dtype int8); int8 for transformer encoders on the CPU",
+        });
+    }
     let r = Reader::<B> {
         ckpt,
         device,
@@ -372,7 +381,9 @@ pub fn load_model<B: Backend>(
         Some(LmHead {
             output_layer: r.linear(keys::LM_OUT, h, v, lm_bias)?,
         })
-    } else if config.mask == MaskKind::Causal && mlm.is_none() {
+    } else if config.mask == MaskKind::Causal && mlm.is_none() && e == h {
+        // A tied decoder reads the hidden state with the `[vocab, emb]` word embedding; an
+        // LSTM classifier (emb ≠ hidden, no LM output layer) has no LM to tie.
         report.heads.push("lm");
         report.tied.push("lm");
         Some(LmHead {

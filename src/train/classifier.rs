@@ -158,6 +158,21 @@ pub fn to_checkpoint<B: Backend>(model: &Model<B>) -> Checkpoint {
     if let Some(l) = &enc.linear {
         linear(&mut put, keys::ENC_LINEAR, l);
     }
+    if let Some(rnn) = &enc.rnn {
+        // torch `nn.LSTM` names: `weight_ih_l{k}` `[4H, in]`, `bias_ih_l{k}`, and `_hh_`.
+        for (k, layer) in rnn.layers.iter().enumerate() {
+            for (what, l) in [("ih", &layer.input), ("hh", &layer.hidden)] {
+                let (shape, w) = host(l.weight.val());
+                put(
+                    format!("{}weight_{what}_l{k}", keys::LSTM),
+                    (vec![shape[1], shape[0]], transpose(&w, shape[0], shape[1])),
+                );
+                if let Some(b) = &l.bias {
+                    put(format!("{}bias_{what}_l{k}", keys::LSTM), host(b.val()));
+                }
+            }
+        }
+    }
     let shared = model.config.parameter_sharing;
     for (i, layer) in enc.layers.iter().enumerate() {
         let p = if shared {
