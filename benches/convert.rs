@@ -134,6 +134,8 @@ fn request(input: &Path, output: &Path, to: To) -> Request {
         dry_run: false,
         force: true,
         allow_unmapped: false,
+        dtype: None,
+        copy_ranges: true,
     }
 }
 

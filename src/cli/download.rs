@@ -156,6 +156,8 @@ fn to_uer(hub: &Hub, snapshot: &Snapshot, entry: Option<&Entry>) -> anyhow::Resu
         dry_run: false,
         force: true,
         allow_unmapped: false,
+        dtype: None,
+        copy_ranges: true,
     };
     if let Some(dir) = output.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
