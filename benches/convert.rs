@@ -1,8 +1,9 @@
 //! Benchmark of `uerzoo convert` on a RoBERTa-base-sized UER checkpoint (12 layers, hidden
 //! 768, vocab 21128, MLM head; ~409 MB), generated here with the checkpoint writer.
 //!
-//! Times the library call (`convert::run`: read, convert, write the HF directory; and back to
-//! a UER `.bin`) and measures the CLI's peak memory with `/usr/bin/time -v`.
+//! Times the library call (`convert::run`: read, convert, write the HF directory, with the
+//! unchanged tensors copied file to file and through memory, and to f16; and back to a UER
+//! `.bin`) and measures the CLI's peak memory with `/usr/bin/time -v`.
 //! Reference (issue #4): UER-py's own script with torch takes 2.7 s on this 2-core machine;
 //! goal ≥5× faster (≤0.54 s) and peak ≤200 MiB.
 //!
@@ -134,6 +135,8 @@ fn request(input: &Path, output: &Path, to: To) -> Request {
         dry_run: false,
         force: true,
         allow_unmapped: false,
+        dtype: None,
+        copy_ranges: true,
     }
 }
 
@@ -214,6 +217,24 @@ fn main() {
     time_runs("UER .bin → HF dir (safetensors)", || {
         convert::run(&request(&uer, &hf, To::Hf)).expect("convert to hf");
     });
+    time_runs(
+        "UER .bin → HF dir, unchanged tensors through memory",
+        || {
+            let req = Request {
+                copy_ranges: false,
+                ..request(&uer, &hf, To::Hf)
+            };
+            convert::run(&req).expect("convert to hf");
+        },
+    );
+    time_runs("UER .bin → HF dir, --dtype f16", || {
+        let req = Request {
+            dtype: Some(convert::FloatDType::F16),
+            ..request(&uer, &hf, To::Hf)
+        };
+        convert::run(&req).expect("convert to hf");
+    });
+    convert::run(&request(&uer, &hf, To::Hf)).expect("convert to hf");
     time_runs("HF dir → UER .bin (naming v1)", || {
         convert::run(&request(&hf, &back, To::Uer)).expect("convert to uer");
     });

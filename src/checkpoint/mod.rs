@@ -11,6 +11,7 @@ mod torch;
 mod write;
 
 pub use safetensors::TIED_METADATA_KEY;
+pub(crate) use write::{CopySource, write_safetensors_from};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -108,6 +108,17 @@ fn retie(ck: &mut Checkpoint, groups: &str) {
 
 /// Writes `ck` as safetensors (metadata `format: pt`) to `out`.
 pub(crate) fn write(ck: &Checkpoint, out: &mut dyn Write) -> std::io::Result<()> {
+    out.write_all(&header(ck)?)?;
+    for (_, t) in &ck.tensors {
+        out.write_all(t.bytes())?;
+        crate::checkpoint::release_pages(t);
+    }
+    Ok(())
+}
+
+/// The bytes before the tensor data: the header's length (u64 LE) and the JSON header,
+/// padded with spaces to a multiple of 8.
+pub(crate) fn header(ck: &Checkpoint) -> std::io::Result<Vec<u8>> {
     let mut header = serde_json::Map::new();
     let mut metadata = serde_json::Map::new();
     metadata.insert("format".into(), "pt".into());
@@ -130,11 +141,7 @@ pub(crate) fn write(ck: &Checkpoint, out: &mut dyn Write) -> std::io::Result<()>
     while json.len() % 8 != 0 {
         json.push(b' ');
     }
-    out.write_all(&(json.len() as u64).to_le_bytes())?;
-    out.write_all(&json)?;
-    for (_, t) in &ck.tensors {
-        out.write_all(t.bytes())?;
-        crate::checkpoint::release_pages(t);
-    }
-    Ok(())
+    let mut head = (json.len() as u64).to_le_bytes().to_vec();
+    head.extend_from_slice(&json);
+    Ok(head)
 }

@@ -1,11 +1,14 @@
-//! Writing: the torch zip `.bin` layout (FACTS.md §9) and the atomic temp-file-then-rename
-//! step every writer goes through.
+//! Writing: the torch zip `.bin` layout (FACTS.md §9), the atomic temp-file-then-rename
+//! step every writer goes through, and the safetensors writer that copies unchanged tensors
+//! file to file ([`CopySource`], `copy_file_range` on Linux) instead of through memory.
 
-use super::{Checkpoint, CheckpointError, DType, Tensor};
+use super::{Checkpoint, CheckpointError, DType, Storage, Tensor};
 use crate::output::{OutputError, Partial, PersistError, parent_dir};
 use std::collections::HashMap;
-use std::io::{BufWriter, Seek, Write};
+use std::fs::File;
+use std::io::{BufWriter, Read, Seek, Write};
 use std::path::Path;
+use std::sync::Arc;
 
 /// The `torch.<X>Storage` class for a dtype.
 fn storage_class(d: DType) -> &'static str {
@@ -207,12 +210,25 @@ pub(crate) fn write_torch<W: Write + Seek>(ck: &Checkpoint, out: W) -> zip::resu
     }
 }
 
-/// Writes through `fill` into a temp file beside `path`, then renames it into place.
-/// An existing `path` is refused unless `force` (the rules of [`crate::output`]).
+/// Writes through `fill` (buffered) into a temp file beside `path`, then renames it into
+/// place. An existing `path` is refused unless `force` (the rules of [`crate::output`]).
 pub(crate) fn atomic_write(
     path: &Path,
     force: bool,
-    fill: impl FnOnce(&mut BufWriter<&mut std::fs::File>) -> std::io::Result<()>,
+    fill: impl FnOnce(&mut BufWriter<&mut File>) -> std::io::Result<()>,
+) -> Result<(), CheckpointError> {
+    atomic_write_file(path, force, |f| {
+        let mut w = BufWriter::with_capacity(1 << 20, f);
+        fill(&mut w)?;
+        w.flush()
+    })
+}
+
+/// [`atomic_write`] with the temp file itself handed to `fill`.
+fn atomic_write_file(
+    path: &Path,
+    force: bool,
+    fill: impl FnOnce(&mut File) -> std::io::Result<()>,
 ) -> Result<(), CheckpointError> {
     let io = |source: std::io::Error| CheckpointError::Io {
         path: path.to_path_buf(),
@@ -229,15 +245,132 @@ pub(crate) fn atomic_write(
         OutputError::IsInput { .. } => io(std::io::Error::other(e.to_string())),
     })?;
     let mut tmp = Partial::new_in(parent_dir(path)).map_err(io)?;
-    {
-        let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
-        fill(&mut w).map_err(io)?;
-        w.flush().map_err(io)?;
-    }
+    fill(tmp.as_file_mut()).map_err(io)?;
     tmp.persist(path, force).map_err(|e| match e {
         PersistError::Exists => CheckpointError::Exists {
             path: path.to_path_buf(),
         },
         PersistError::Io(e) => io(e),
+    })
+}
+
+/// The file a checkpoint was read from, kept open so that the bytes of its tensors that a
+/// conversion leaves unchanged go from this file to the output by file range
+/// (`copy_file_range`: in the kernel, never through this process's memory).
+pub(crate) struct CopySource {
+    file: File,
+    map: Arc<memmap2::Mmap>,
+    /// Off: every tensor is written from the memory map (the buffered path; same bytes).
+    ranges: std::cell::Cell<bool>,
+}
+
+impl CopySource {
+    /// The source of `ck` as [`Checkpoint::open`] read it: one memory map of the whole file
+    /// (checked: same length, same first bytes). None when the tensors are not all on one
+    /// file's map (bytes in memory, several files).
+    pub(crate) fn of(ck: &Checkpoint) -> Option<CopySource> {
+        let mut maps = ck.tensors.iter().filter_map(|(_, t)| match t.storage().0 {
+            Storage::Mapped(m) => Some(m),
+            Storage::Owned(_) => None,
+        });
+        let map = maps.next()?.clone();
+        if maps.any(|m| !Arc::ptr_eq(m, &map)) {
+            return None;
+        }
+        let mut file = File::open(ck.source.as_ref()?).ok()?;
+        if file.metadata().ok()?.len() != map.len() as u64 {
+            return None;
+        }
+        let mut head = vec![0u8; map.len().min(4096)];
+        file.read_exact(&mut head).ok()?;
+        (head[..] == map[..head.len()]).then(|| CopySource {
+            file,
+            map,
+            ranges: std::cell::Cell::new(true),
+        })
+    }
+
+    /// Writes every tensor from the memory map instead (the fallback path, for comparing).
+    pub(crate) fn buffered(self) -> CopySource {
+        self.ranges.set(false);
+        self
+    }
+
+    /// The byte range of the file that holds `t`, if `t` is this file's bytes unchanged.
+    fn range_of(&self, t: &Tensor) -> Option<std::ops::Range<usize>> {
+        match t.storage() {
+            (Storage::Mapped(m), r) if Arc::ptr_eq(m, &self.map) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// Appends bytes `r` of the source file at `out`'s position: `copy_file_range` where
+    /// the kernel has it for these two files, else (EXDEV, ENOSYS, …, other systems; from
+    /// then on for this source) through the memory map.
+    fn copy(&self, r: std::ops::Range<usize>, out: &mut File) -> std::io::Result<()> {
+        #[allow(unused_mut)]
+        let mut start = r.start;
+        #[cfg(target_os = "linux")]
+        while start < r.end && self.ranges.get() {
+            use std::os::fd::AsRawFd;
+            let mut off_in = start as libc::loff_t;
+            let len = (r.end - start).min(1 << 30);
+            // SAFETY: two open descriptors; the kernel reads and advances `off_in` and the
+            // output file's own position.
+            let n = unsafe {
+                libc::copy_file_range(
+                    self.file.as_raw_fd(),
+                    &mut off_in,
+                    out.as_raw_fd(),
+                    std::ptr::null_mut(),
+                    len,
+                    0,
+                )
+            };
+            if n > 0 {
+                start += n as usize;
+                continue;
+            }
+            let e = std::io::Error::last_os_error();
+            match (n, e.raw_os_error()) {
+                (_, Some(libc::EINTR)) if n < 0 => continue,
+                (0, _)
+                | (
+                    _,
+                    Some(
+                        libc::EXDEV | libc::ENOSYS | libc::EOPNOTSUPP | libc::EINVAL | libc::EPERM,
+                    ),
+                ) => self.ranges.set(false),
+                _ => return Err(e),
+            }
+        }
+        out.write_all(&self.map[start..r.end])
+    }
+}
+
+/// Writes `ck` as safetensors (the bytes of [`Checkpoint::write_safetensors`]) atomically:
+/// the tensors that are `source`'s bytes unchanged are copied by file range, the others
+/// written from memory.
+pub(crate) fn write_safetensors_from(
+    ck: &Checkpoint,
+    source: &CopySource,
+    path: &Path,
+    force: bool,
+) -> Result<(), CheckpointError> {
+    ck.check_unique_names(path)?;
+    atomic_write_file(path, force, |f| {
+        let mut w = BufWriter::with_capacity(1 << 20, f);
+        w.write_all(&super::safetensors::header(ck)?)?;
+        for (_, t) in &ck.tensors {
+            match source.range_of(t) {
+                Some(r) => {
+                    w.flush()?;
+                    source.copy(r, w.get_mut())?;
+                }
+                None => w.write_all(t.bytes())?,
+            }
+            crate::checkpoint::release_pages(t);
+        }
+        w.flush()
     })
 }

@@ -1,6 +1,6 @@
 //! `uerzoo convert`: convert a checkpoint between UER (naming v1/v2) and Huggingface.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -61,13 +61,22 @@ pub struct Args {
     /// Drop input tensors no table knows (listed) instead of failing.
     #[arg(long)]
     allow_unmapped: bool,
+    /// Write every float tensor as f32, f16 or bf16 (default: each keeps its dtype). f16/bf16
+    /// halve the files (round to nearest even; integer tensors untouched; HF `torch_dtype`
+    /// says so). `forward` on them: hidden states within 1e-2 (f16) and 6e-2 (bf16) of f32's
+    /// on the roberta_v1 fixture.
+    #[arg(long, value_parser = ["f32", "f16", "bf16"])]
+    dtype: Option<String>,
+    /// Write unchanged tensors through memory instead of copying them file to file.
+    #[arg(long, hide = true)]
+    no_copy_ranges: bool,
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     // The companions read without being named, said in the summary.
     let mut used: Vec<String> = Vec::new();
     let found = match (&a.config, &a.model) {
-        (None, None) => config_beside(&a.input)?,
+        (None, None) => convert::beside::config_beside(&a.input)?,
         _ => None,
     };
     let config_file = a.config.clone().or_else(|| found.clone());
@@ -96,7 +105,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     };
     let vocab = match &a.vocab {
         Some(v) => Some(v.clone()),
-        None => vocab_beside(&a.input).inspect(|v| {
+        None => convert::beside::vocab_beside(&a.input).inspect(|v| {
             used.push(format!(
                 "using the vocabulary {} (beside {}; --vocab overrides)",
                 v.display(),
@@ -126,6 +135,12 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         dry_run: a.dry_run,
         force: a.force,
         allow_unmapped: a.allow_unmapped,
+        dtype: a
+            .dtype
+            .map(|d| d.parse())
+            .transpose()
+            .map_err(anyhow::Error::msg)?,
+        copy_ranges: !a.no_copy_ranges,
     };
     let mut out = convert::run(&req).with_context(|| match used.is_empty() {
         true => format!("converting {}", req.input.display()),
@@ -146,47 +161,6 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         uer_companions(&req, config_file)?;
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The UER config that the commands which write a UER file put beside it: the file's own
-/// companion (`FILE.uer_config.json`), else the folder's `uer_config.json`, else a
-/// `config.json` that is a UER config (not an HF one). None for a folder (an HF directory
-/// carries its `config.json`).
-fn config_beside(input: &Path) -> anyhow::Result<Option<PathBuf>> {
-    if !input.is_file() {
-        return Ok(None);
-    }
-    let dir = uerzoo::output::parent_dir(input);
-    let own = uerzoo::model::open::companion(input, "uer_config.json");
-    for p in [own, dir.join("uer_config.json")] {
-        if p.is_file() {
-            return Ok(Some(p));
-        }
-    }
-    let p = dir.join("config.json");
-    if !p.is_file() {
-        return Ok(None);
-    }
-    let text = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
-    let hf = serde_json::from_str::<serde_json::Value>(&text)
-        .map_or(true, |v| v.get("model_type").is_some());
-    Ok((!hf).then_some(p))
-}
-
-/// The vocabulary the commands which write a UER file put beside it: the file's own
-/// (`FILE.vocab.txt`, `FILE.spiece.model`), else the folder's. None for a folder (an HF
-/// directory's tokenizer files are read by the conversion itself).
-fn vocab_beside(input: &Path) -> Option<PathBuf> {
-    if !input.is_file() {
-        return None;
-    }
-    let dir = uerzoo::output::parent_dir(input);
-    let names = ["vocab.txt", "spiece.model"];
-    names
-        .map(|n| uerzoo::model::open::companion(input, n))
-        .into_iter()
-        .chain(names.map(|n| dir.join(n)))
-        .find(|p| p.is_file())
 }
 
 /// `--to uer` writes the config and vocabulary beside the `.bin`, so that every command

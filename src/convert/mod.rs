@@ -10,6 +10,8 @@
 //! It never drops a tensor silently: every input tensor is mapped, reported as dropped with a
 //! reason (HF buffers, duplicates), or the conversion fails naming it.
 
+pub mod beside;
+pub mod dtype;
 pub mod family;
 pub mod hf_config;
 pub mod names;
@@ -21,6 +23,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use crate::checkpoint::{Checkpoint, Tensor};
+pub use dtype::FloatDType;
 pub use family::{Detected, detect, detect_as};
 use names::{Op, Row};
 pub use run::{FileFormat, Outcome, Request, To, run};

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::hf_config::{self, HfDir, Hyper, Vocab};
 use super::{Arch, ConvertError, Naming, Report, ToHfOptions, ToUerOptions};
-use crate::checkpoint::{Checkpoint, CheckpointError};
+use crate::checkpoint::{Checkpoint, CheckpointError, CopySource, write_safetensors_from};
 use crate::registry::UerConfig;
 
 /// Which side to write.
@@ -45,6 +45,11 @@ pub struct Request {
     pub dry_run: bool,
     pub force: bool,
     pub allow_unmapped: bool,
+    /// Floating-point dtype of the output (None: each tensor keeps its own).
+    pub dtype: Option<super::FloatDType>,
+    /// Copy the tensors a conversion leaves unchanged file to file (`copy_file_range`) into
+    /// a safetensors output; off, they go through memory. The bytes written are the same.
+    pub copy_ranges: bool,
 }
 
 /// What a run did.
@@ -93,6 +98,10 @@ pub fn run(req: &Request) -> Result<Outcome, ConvertError> {
         }
     }
     let ckpt = Checkpoint::open(&req.input)?;
+    let source = CopySource::of(&ckpt).map(|s| match req.copy_ranges {
+        true => s,
+        false => s.buffered(),
+    });
     let hf_input_config = read_hf_config(&req.input)?;
     let (out, mut report) = match req.to {
         To::Uer => super::to_uer(
@@ -113,6 +122,14 @@ pub fn run(req: &Request) -> Result<Outcome, ConvertError> {
             },
         )?,
     };
+    let out = match req.dtype {
+        Some(d) => super::dtype::cast_checkpoint(&out, d),
+        None => out,
+    };
+    let write_safetensors = |path: &Path, force: bool| match &source {
+        Some(s) => write_safetensors_from(&out, s, path, force),
+        None => out.write_safetensors(path, force),
+    };
     // Every tensor against the config and the vocabulary, before anything is written (after
     // the config's own checks in the HF branch).
     let known = known_sizes(req.uer_config.as_ref(), vocab.as_ref())?;
@@ -126,7 +143,7 @@ pub fn run(req: &Request) -> Result<Outcome, ConvertError> {
             if !req.dry_run {
                 match format {
                     FileFormat::Torch => out.write_torch(&req.output, req.force)?,
-                    FileFormat::Safetensors => out.write_safetensors(&req.output, req.force)?,
+                    FileFormat::Safetensors => write_safetensors(&req.output, req.force)?,
                 }
                 written.push(req.output.clone());
             }
@@ -138,8 +155,11 @@ pub fn run(req: &Request) -> Result<Outcome, ConvertError> {
                 (None, None) => Hyper::default(),
             };
             let exact = report.exact_layernorm;
-            let (config, notes) =
+            let (mut config, notes) =
                 hf_config::config_json(&out, &report, &hyper, vocab.as_ref(), exact)?;
+            if let (Some(d), Some(map)) = (req.dtype, config.as_object_mut()) {
+                map.insert("torch_dtype".into(), d.torch_name().into());
+            }
             report.notes.extend(notes);
             check_shapes(&ckpt)?;
             if vocab.is_none() {
@@ -158,7 +178,7 @@ pub fn run(req: &Request) -> Result<Outcome, ConvertError> {
                 written = hf_config::write_hf_dir(&dir, |path| {
                     match format {
                         FileFormat::Torch => out.write_torch(path, true)?,
-                        FileFormat::Safetensors => out.write_safetensors(path, true)?,
+                        FileFormat::Safetensors => write_safetensors(path, true)?,
                     }
                     Ok(())
                 })?;

@@ -288,6 +288,8 @@ fn to_uer(
         dry_run: false,
         force: true,
         allow_unmapped: false,
+        dtype: None,
+        copy_ranges: true,
     };
     if let Some(dir) = output.parent() {
         std::fs::create_dir_all(dir).map_err(|source| ZooError::Io {

@@ -61,6 +61,8 @@ pub fn save_hf(
         dry_run: false,
         force,
         allow_unmapped: false,
+        dtype: None,
+        copy_ranges: true,
     };
     let written = convert::run(&req)?.written;
     if !recorded.is_empty() {
