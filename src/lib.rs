@@ -24,6 +24,7 @@ pub mod checkpoint;
 pub mod convert;
 pub mod generate;
 pub mod hub;
+pub mod jobs;
 pub mod kernels;
 pub mod model;
 pub mod output;

@@ -447,6 +447,17 @@ fn write_atomic(bytes: &[u8], to: &Path) -> std::io::Result<()> {
     Ok(tmp.persist(to, true)?)
 }
 
+/// The name of a weights file's own companion `name` (`uer_config.json`, `vocab.txt`):
+/// `model.bin` → `model.bin.uer_config.json`. Commands that write several models into one
+/// folder put a config or vocabulary that differs from the folder's under this name, and
+/// opening the file finds it first.
+pub fn companion(weights: &Path, name: &str) -> PathBuf {
+    let mut s = weights.as_os_str().to_os_string();
+    s.push(".");
+    s.push(name);
+    PathBuf::from(s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

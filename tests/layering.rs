@@ -19,6 +19,7 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
             "generate",
             "train",
             "serve",
+            "jobs",
         ],
     ),
     (
@@ -35,6 +36,7 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
             "generate",
             "train",
             "serve",
+            "jobs",
         ],
     ),
     (
@@ -50,6 +52,7 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
             "generate",
             "train",
             "serve",
+            "jobs",
         ],
     ),
     (
@@ -64,6 +67,7 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
             "generate",
             "train",
             "serve",
+            "jobs",
         ],
     ),
     (
@@ -78,6 +82,7 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
             "generate",
             "train",
             "serve",
+            "jobs",
         ],
     ),
     (
@@ -91,6 +96,7 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
             "generate",
             "train",
             "serve",
+            "jobs",
         ],
     ),
     (
@@ -105,6 +111,7 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
             "generate",
             "train",
             "serve",
+            "jobs",
         ],
     ),
     (
@@ -119,12 +126,16 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
             "generate",
             "train",
             "serve",
+            "jobs",
         ],
     ),
-    ("model", &["hub", "resolve", "generate", "train", "serve"]),
-    ("resolve", &["generate", "train", "serve"]),
-    ("generate", &["hub", "resolve", "train", "serve"]),
-    ("train", &["hub", "resolve", "generate", "serve"]),
+    (
+        "model",
+        &["hub", "resolve", "generate", "train", "serve", "jobs"],
+    ),
+    ("resolve", &["generate", "train", "serve", "jobs"]),
+    ("generate", &["hub", "train", "serve", "jobs"]),
+    ("train", &["hub", "generate", "serve", "jobs"]),
 ];
 
 fn sources(module: &str) -> Vec<PathBuf> {

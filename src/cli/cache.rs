@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use uerzoo::hub::zoo::{cache_at, repos_named};
 use uerzoo::hub::{Cache, DeletePlan, LS_HEADER, human_size, plan_prune, plan_remove};
+use uerzoo::jobs::zoo::{cache_at, repos_named};
 
 use super::write_stdout;
 

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use uerzoo::hub::zoo::{DownloadOptions, UerCopy};
+use uerzoo::jobs::zoo::{DownloadOptions, UerCopy};
 
 /// Download a zoo weight into the Huggingface cache.
 ///
@@ -68,7 +68,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         jobs: args.jobs,
         files: args.files,
     };
-    let done = uerzoo::hub::zoo::download(&opts, &super::Bar::bytes())?;
+    let done = uerzoo::jobs::zoo::download(&opts, &super::Bar::bytes())?;
     for file in &done.snapshot.files {
         let how = if file.cached { "cached " } else { "fetched" };
         println!("{how} {:>12} B  {}", file.size, file.path);

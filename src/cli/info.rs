@@ -37,7 +37,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let json = serde_json::to_string_pretty(entry).context("serialising the entry")?;
         format!("{json}\n")
     } else {
-        uerzoo::hub::zoo::info_text(registry, entry)
+        uerzoo::jobs::zoo::info_text(registry, entry)
     };
     super::write_stdout(&text)
 }

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use uerzoo::hub::zoo::{cache_at, is_cached};
+use uerzoo::jobs::zoo::{cache_at, is_cached};
 use uerzoo::registry::{Entry, Family, Filter, Registry};
 
 /// List the zoo's weights (offline: the registry is built into the binary).

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use uerzoo::tokenizer::job::{Event, TokenizeJob};
+use uerzoo::jobs::tokenize::{Event, TokenizeJob};
 
 /// Show the token ids, tokens and character offsets of a text, as UER-py tokenizes it.
 ///
@@ -87,7 +87,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         hf: args.hf,
         force: args.force,
     };
-    let written = uerzoo::tokenizer::job::run(job, &mut |event| match event {
+    let written = uerzoo::jobs::tokenize::run(job, &mut |event| match event {
         Event::Note(line) => eprintln!("{line}"),
         Event::Shown(lines) => print!("{lines}"),
     })?;

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use uerzoo::hub::zoo::VerifyOptions;
+use uerzoo::jobs::zoo::VerifyOptions;
 
 /// Re-hash cached files and report each as OK, CORRUPT or MISSING.
 ///
@@ -43,7 +43,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         endpoint: args.endpoint,
     };
     let report =
-        uerzoo::hub::zoo::verify(&opts, &super::Bar::bytes(), &mut |note| eprintln!("{note}"))?;
+        uerzoo::jobs::zoo::verify(&opts, &super::Bar::bytes(), &mut |note| eprintln!("{note}"))?;
     for line in &report.lines {
         println!("{line}");
     }

@@ -4,8 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::ConvertError;
-use crate::model::open::companion;
-use crate::output::parent_dir;
+use crate::output::{companion, parent_dir};
 
 /// The UER config beside a UER file: its own (`FILE.uer_config.json`), else the folder's
 /// `uer_config.json`, else a `config.json` that is a UER config (not an HF one). None for a

@@ -440,7 +440,7 @@ impl RepoInfo {
             files.push_str(&format!(" +{} partial", self.incomplete.len()));
         }
         [
-            super::zoo::registry_name(&self.repo_id).unwrap_or_else(|| "-".into()),
+            registry_name(&self.repo_id).unwrap_or_else(|| "-".into()),
             self.repo_id.clone(),
             if revisions.is_empty() {
                 "-".into()
@@ -472,7 +472,7 @@ pub fn ls_json(repos: &[RepoInfo]) -> Vec<serde_json::Value> {
         .iter()
         .map(|r| {
             let mut v = serde_json::to_value(r).unwrap_or_default();
-            v["name"] = super::zoo::registry_name(&r.repo_id).into();
+            v["name"] = registry_name(&r.repo_id).into();
             v
         })
         .collect()
@@ -516,4 +516,17 @@ fn ago(now: u64, then: u64) -> String {
         3_600..86_400 => format!("{} h ago", s / 3_600),
         _ => format!("{} days ago", s / 86_400),
     }
+}
+
+/// The registry name of a cached repo id, when the registry knows it.
+pub fn registry_name(repo_id: &str) -> Option<String> {
+    let registry = crate::registry::Registry::builtin();
+    if let Some(name) = repo_id.strip_prefix("uerzoo/") {
+        return registry.get(name).ok().map(|e| e.name.clone());
+    }
+    registry
+        .entries()
+        .iter()
+        .find(|e| e.sources.hf.as_ref().is_some_and(|h| h.repo == repo_id))
+        .map(|e| e.name.clone())
 }

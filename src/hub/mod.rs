@@ -29,7 +29,6 @@ mod download;
 mod hash;
 mod local;
 mod manage;
-pub mod zoo;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -42,7 +41,7 @@ pub use local::{
 };
 pub use manage::{
     DeletePlan, Deletion, Kind, LS_HEADER, RepoInfo, RevisionFile, RevisionInfo, human_size,
-    ls_json, ls_total, plan_prune, plan_remove, scan, scan_repo,
+    ls_json, ls_total, plan_prune, plan_remove, registry_name, scan, scan_repo,
 };
 
 use crate::progress::Progress;

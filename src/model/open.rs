@@ -86,16 +86,7 @@ impl OpenedModel {
     }
 }
 
-/// The name of a weights file's own companion `name` (`uer_config.json`, `vocab.txt`):
-/// `model.bin` → `model.bin.uer_config.json`. Commands that write several models into one
-/// folder put a config or vocabulary that differs from the folder's under this name, and
-/// opening the file finds it first.
-pub fn companion(weights: &Path, name: &str) -> PathBuf {
-    let mut s = weights.as_os_str().to_os_string();
-    s.push(".");
-    s.push(name);
-    PathBuf::from(s)
-}
+pub use crate::output::companion;
 
 /// Opens `model` (a UER file or an HF directory) with an optional UER config path. Registry
 /// names are resolved to such paths above this module, by [`crate::resolve`].

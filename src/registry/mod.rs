@@ -17,7 +17,6 @@
 
 pub mod config;
 mod configs;
-pub mod info;
 
 pub use config::{ConfigError, Parts, UerConfig};
 pub use configs::{config_paths, config_text};

@@ -18,7 +18,6 @@
 //! [`Tokenizer::unknowns`]); [`Tokenizer::model_input`] wraps them as `run_classifier` does.
 
 mod bert;
-pub mod job;
 mod proto;
 mod spm;
 

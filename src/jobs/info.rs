@@ -1,9 +1,9 @@
 //! The text of `uerzoo info`: everything the registry knows about one weight, what the
-//! local cache holds of it (listed by the caller: [`crate::hub::zoo::info_text`] reads the
+//! local cache holds of it (listed by the caller: [`crate::jobs::zoo::info_text`] reads the
 //! cache), and the uerzoo and UER-py commands that use it ([`render`]). Strings only; the
 //! command line prints them.
 
-use super::{Entry, Registry};
+use crate::registry::{Entry, Registry};
 use std::fmt::Write;
 
 /// What the local cache (`$HF_HUB_CACHE`) holds of an entry: Hub downloads and files put
@@ -219,7 +219,7 @@ fn cached(out: &mut String, cache: &LocalCopies) {
     }
 }
 
-fn commands(out: &mut String, title: &str, cmds: &[super::Command], e: &Entry) {
+fn commands(out: &mut String, title: &str, cmds: &[crate::registry::Command], e: &Entry) {
     if cmds.is_empty() {
         return;
     }
@@ -239,9 +239,9 @@ fn commands(out: &mut String, title: &str, cmds: &[super::Command], e: &Entry) {
 /// UER-py 2019's GPT; prediction with the head of a classification-target weight;
 /// fill-mask, features, fine-tuning and further pretraining for encoders; serving for every
 /// architecture but the LSTM, whose language model lists generation, forward and features.
-fn tasks(out: &mut String, e: &Entry, usage: &[super::Command]) {
-    use super::Arch;
+fn tasks(out: &mut String, e: &Entry, usage: &[crate::registry::Command]) {
     use crate::generate::preset::Preset;
+    use crate::registry::Arch;
     let name = &e.name;
     if e.arch == Arch::Lstm {
         // UER-py 2019's LSTM language model: generation, forward and (mean) features run.

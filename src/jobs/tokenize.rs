@@ -4,10 +4,10 @@
 //! writes the model inputs (`input_ids`, `segment`) to a safetensors file. It prints
 //! nothing: each text's lines and the warnings reach the caller through [`Event`]s.
 
-use super::{ModelInput, TokenSpan, Tokenizer, TokenizerOptions};
 use crate::checkpoint::{Checkpoint, CheckpointError, DType, Tensor};
 use crate::model::ModelError;
 use crate::resolve::TokenizerOpenError;
+use crate::tokenizer::{ModelInput, TokenSpan, Tokenizer, TokenizerOptions};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 

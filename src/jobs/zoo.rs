@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use super::local::{CheckStatus, FileCheck, local_repo_id, verify_repo};
-use super::{Cache, FileSpec, Hub, HubError, HubOptions, Request, Snapshot};
+use crate::hub::{Cache, FileSpec, Hub, HubError, HubOptions, Request, Snapshot};
+use crate::hub::{CheckStatus, FileCheck, local_repo_id, verify_repo};
 use crate::progress::Progress;
 use crate::registry::{Entry, Registry, RegistryError};
 
@@ -68,18 +68,7 @@ pub fn hub_with(
     Hub::new(cache_at(cache_dir), options)
 }
 
-/// The registry name of a cached repo id, when the registry knows it.
-pub fn registry_name(repo_id: &str) -> Option<String> {
-    let registry = Registry::builtin();
-    if let Some(name) = repo_id.strip_prefix("uerzoo/") {
-        return registry.get(name).ok().map(|e| e.name.clone());
-    }
-    registry
-        .entries()
-        .iter()
-        .find(|e| e.sources.hf.as_ref().is_some_and(|h| h.repo == repo_id))
-        .map(|e| e.name.clone())
-}
+pub use crate::hub::registry_name;
 
 /// Whether the weights of `entry` are in the cache: the Huggingface weights file at the
 /// registry's revision, or an imported UER file.
@@ -124,7 +113,7 @@ pub fn repos_named(cache: &Cache, name: &str) -> Result<Vec<String>, ZooError> {
     Ok(cached)
 }
 
-/// The `uerzoo info` text of `entry` ([`crate::registry::info::render`]) with what the
+/// The `uerzoo info` text of `entry` ([`crate::jobs::info::render`]) with what the
 /// cache from the environment holds of it: its imported files and its Hub downloads.
 pub fn info_text(registry: &Registry, entry: &Entry) -> String {
     let cache = Cache::from_env();
@@ -134,13 +123,13 @@ pub fn info_text(registry: &Registry, entry: &Entry) -> String {
     }
     let files = repos
         .iter()
-        .flat_map(|r| super::local::cached_files(&cache, r))
+        .flat_map(|r| crate::hub::cached_files(&cache, r))
         .collect();
-    let copies = crate::registry::info::LocalCopies {
+    let copies = crate::jobs::info::LocalCopies {
         root: cache.root().to_path_buf(),
         files,
     };
-    crate::registry::info::render(registry, entry, &copies)
+    crate::jobs::info::render(registry, entry, &copies)
 }
 
 /// What `uerzoo download` fetches.
