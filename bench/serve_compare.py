@@ -4,11 +4,18 @@
   python3 bench/serve_compare.py --uerzoo target/release/uerzoo
 
 Starts both servers on the fixtures' HF directories (tests/fixtures/fixtures/uer/roberta_v1 and
-gpt2_v1, `hf_by_uer_script/` with the `vocab.txt` beside it), then for --rounds rounds runs
-serve_load.py against uerzoo and then the peer: `/v1/embeddings` with --clients closed-loop
+gpt2_v1, `hf_by_uer_script/` with the `vocab.txt` beside it; --gpt2 DIR serves another HF GPT-2
+folder with its vocab.txt, such as the 12-layer one of `serve_load --write-gpt2` converted by
+`uerzoo convert --to hf`), then for --rounds rounds runs the load generator against uerzoo and
+then the peer: `/v1/embeddings` with --clients closed-loop
 clients for --seconds, and streamed `/v1/completions` at each of --streams concurrent streams
 for --gen-seconds. Prints one markdown table of medians (and every round's JSON on stderr).
 Needs torch and transformers for the peer.
+
+The load generator: serve_load.py (--client python, the default), or the compiled
+benches/serve_load.rs (--client rust, --client-bin its executable, e.g. the newest
+target/release/deps/serve_load-*), whose clients share one thread and so take less of the
+cores the servers run on. Both servers get the same client either way.
 """
 
 import argparse
@@ -82,11 +89,25 @@ def start_peer(a, roberta, gpt2):
     return p, url
 
 
-def load(url, route, clients, seconds, max_tokens):
-    out = subprocess.run([sys.executable, os.path.join(HERE, "serve_load.py"), "--url", url,
+def rust_client():
+    """The newest built benches/serve_load.rs executable under target/release/deps."""
+    deps = os.path.join(ROOT, "target/release/deps")
+    found = [os.path.join(deps, f) for f in os.listdir(deps) if f.startswith("serve_load-")
+             and "." not in f] if os.path.isdir(deps) else []
+    found = [f for f in found if os.access(f, os.X_OK)]
+    if not found:
+        sys.exit("no serve_load executable in target/release/deps; build it with "
+                 "`cargo build --release --bench serve_load` or pass --client-bin")
+    return max(found, key=os.path.getmtime)
+
+
+def load(a, url, route, clients, seconds):
+    client = ([a.client_bin] if a.client == "rust"
+              else [sys.executable, os.path.join(HERE, "serve_load.py")])
+    out = subprocess.run(client + ["--url", url,
                           "--model", "roberta" if route == "embeddings" else "gpt2",
                           "--route", route, "--clients", str(clients), "--seconds",
-                          str(seconds), "--max-tokens", str(max_tokens)],
+                          str(seconds), "--max-tokens", str(a.max_tokens)],
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -101,6 +122,10 @@ def main():
     p.add_argument("--gen-seconds", type=float, default=15)
     p.add_argument("--max-tokens", type=int, default=32)
     p.add_argument("--threads", type=int, default=2, help="the peer's torch threads")
+    p.add_argument("--client", choices=["python", "rust"], default="python",
+                   help="the load generator: serve_load.py or benches/serve_load.rs")
+    p.add_argument("--client-bin", help="the built serve_load bench (--client rust)")
+    p.add_argument("--gpt2", help="an HF GPT-2 folder with vocab.txt (default: the fixture's)")
     p.add_argument("--skip", default="", help="embeddings and/or completions")
     p.add_argument("uerzoo_args", nargs="*", help="more `uerzoo serve` options (after --)")
     a = p.parse_args()
@@ -109,11 +134,16 @@ def main():
         import transformers  # noqa: F401
     except ImportError as e:
         sys.exit(f"serve_compare.py needs torch and transformers for the peer ({e})")
+    if a.client == "rust" and not a.client_bin:
+        a.client_bin = rust_client()
+    if a.client == "rust" and not os.access(a.client_bin, os.X_OK):
+        sys.exit(f"--client-bin {a.client_bin}: not an executable")
     if not os.access(a.uerzoo, os.X_OK):
         sys.exit(f"no uerzoo binary at {a.uerzoo} (cargo build --release --bin uerzoo)")
     tmp = tempfile.mkdtemp(prefix="serve_compare_")
     roberta = model_dir(tmp, "roberta", os.path.join(FIX, "roberta_v1/hf_by_uer_script"))
-    gpt2 = model_dir(tmp, "gpt2", os.path.join(FIX, "gpt2_v1/hf_by_uer_script"))
+    gpt2 = (os.path.abspath(a.gpt2) if a.gpt2
+            else model_dir(tmp, "gpt2", os.path.join(FIX, "gpt2_v1/hf_by_uer_script")))
     servers = [("uerzoo serve", *start_uerzoo(a, roberta, gpt2)),
                ("transformers peer", *start_peer(a, roberta, gpt2))]
     work = []
@@ -122,11 +152,12 @@ def main():
     if "completions" not in a.skip:
         work += [("completions", int(n), a.gen_seconds) for n in a.streams.split(",")]
     results = {}
+    print(f"client: {a.client_bin if a.client == 'rust' else 'serve_load.py'}", file=sys.stderr)
     try:
         for rnd in range(a.rounds):
             for route, clients, secs in work:
                 for name, _, url in servers:
-                    r = load(url, route, clients, secs, a.max_tokens)
+                    r = load(a, url, route, clients, secs)
                     results.setdefault((route, clients, name), []).append(r)
                     print(f"round {rnd + 1} {name}: {json.dumps(r)}", file=sys.stderr)
     finally:

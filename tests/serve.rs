@@ -1603,3 +1603,142 @@ async fn vocab_option_serves_weights_without_a_vocabulary() {
         assert!((gs - ws).abs() <= f64::from(PROB_TOL), "{gs} vs {ws}");
     }
 }
+
+/// A streamed completion's text (the `choices[0].text` of its events, in order) and when
+/// its first and last events with text arrived.
+async fn stream_text(s: &Server, body: serde_json::Value) -> (String, Instant, Instant) {
+    let mut r = json_post(s.url("/v1/completions"), &body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (mut text, mut pending) = (String::new(), String::new());
+    let (mut first, mut last) = (None, Instant::now());
+    while let Some(chunk) = r.chunk().await.unwrap() {
+        pending.push_str(std::str::from_utf8(&chunk).unwrap());
+        while let Some(end) = pending.find('\n') {
+            let line: String = pending.drain(..=end).collect();
+            let Some(data) = line.trim_end().strip_prefix("data: ") else {
+                continue;
+            };
+            if !data.starts_with('{') {
+                continue;
+            }
+            let ev: serde_json::Value = serde_json::from_str(data).unwrap();
+            if let Some(t) = ev["choices"][0]["text"].as_str().filter(|t| !t.is_empty()) {
+                text.push_str(t);
+                last = Instant::now();
+                first.get_or_insert(last);
+            }
+        }
+    }
+    (text, first.expect("a token"), last)
+}
+
+/// Continuous batching: 8 greedy streams started at staggered times, the later ones while
+/// the first is mid-decode (they join its batch between steps), each equal its answer alone.
+#[tokio::test]
+async fn staggered_greedy_streams_join_the_running_batch_and_equal_single_requests() {
+    let _heavy = HEAVY.lock().await;
+    let s = Server::start();
+    let prompts = [
+        "今天天气很好",
+        "我们",
+        "山高月小，水落石出",
+        "春风",
+        "北京是中国的首都",
+        "一",
+        "海阔天空，鱼跃鸟飞",
+        "明天",
+    ];
+    let body = |i: usize| {
+        serde_json::json!({
+            "model": "gpt2", "prompt": prompts[i], "temperature": 0, "stream": true,
+            "max_tokens": if i == 0 { 100 } else { 10 + 4 * i },
+        })
+    };
+    let mut alone = Vec::new();
+    for i in 0..prompts.len() {
+        let (text, _, _) = stream_text(&s, body(i)).await;
+        assert!(!text.is_empty(), "prompt {i}");
+        alone.push(text);
+    }
+    let s = &s;
+    let runs = (0..prompts.len()).map(|i| async move {
+        // The first starts at once; the others 20 ms apart after it.
+        tokio::time::sleep(Duration::from_millis(20 * i as u64)).await;
+        stream_text(s, body(i)).await
+    });
+    let together = futures_util::future::join_all(runs).await;
+    let (_, _, first_ends) = together[0];
+    let mut joined = 0;
+    for (i, (text, first, _)) in together.iter().enumerate() {
+        assert_eq!(text, &alone[i], "prompt {i} ({})", prompts[i]);
+        if i > 0 && *first < first_ends {
+            joined += 1;
+        }
+    }
+    // 100 tokens of the first stream outlast the 140 ms of starts: later requests got their
+    // first token while it was still decoding.
+    assert!(
+        joined >= 3,
+        "only {joined} requests decoded beside the first"
+    );
+}
+
+/// A client that disconnects mid-stream leaves the decoding batch at the next step:
+/// `/metrics` counts it as cancelled and the tokens decoded stop far short of what it asked.
+#[tokio::test]
+async fn a_disconnected_stream_leaves_the_decoding_batch() {
+    let f = |n: &str| format!("{n}={}", fixture_model(&format!("{n}_v1")));
+    let s = Server::with(&[f("gpt2")], &[]);
+    // 8 choices × 120 tokens, decoded one choice after the other: 960 tokens.
+    let long = serde_json::json!({"model": "gpt2", "prompt": PROMPT, "stream": true, "max_tokens": 120, "n": 8, "seed": 3});
+    let mut r = json_post(s.url("/v1/completions"), &long)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.chunk().await.unwrap().expect("a first event");
+    drop(r);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let text = loop {
+        let text = client()
+            .get(s.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metric(&text, r#"uerzoo_decode_cancelled_total{model="gpt2"} "#) >= 1.0 {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "never cancelled:\n{text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        metric(&text, r#"uerzoo_decode_cancelled_total{model="gpt2"} "#),
+        1.0
+    );
+    assert_eq!(metric(&text, r#"uerzoo_decode_rows{model="gpt2"} "#), 0.0);
+    let decoded = metric(&text, r#"uerzoo_decoded_tokens_total{model="gpt2"} "#);
+    assert!(
+        (1.0..480.0).contains(&decoded),
+        "decoded {decoded} of 960 tokens"
+    );
+    // Nothing more is decoded for it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let later = client()
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        metric(&later, r#"uerzoo_decoded_tokens_total{model="gpt2"} "#),
+        decoded
+    );
+}

@@ -23,7 +23,8 @@ use crate::model::backend::DeviceSpec;
 use crate::model::kv_cache::KvCache;
 use crate::model::{Model, ModelError};
 use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::ops::ControlFlow;
 
 /// How many sequences [`generate_batched`] decodes together when the user names no batch
 /// size, on `device`. The CPU: 16, the size `cargo bench --bench generate` found fastest
@@ -93,107 +94,28 @@ pub fn generate_batched<B: Backend>(
     batch_size: usize,
     on_token: &mut dyn FnMut(usize, usize, u32),
 ) -> Result<Vec<Vec<Generated>>, GenerateError> {
-    let mut steps = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        steps.push(check_job(model, &job.prompt, &job.opts)?);
+    let mut decoder = Decoder::new(model, batch_size);
+    // Keys follow the order jobs are added in: `keys[k]` is the job index of key `k`.
+    let mut keys = Vec::with_capacity(jobs.len());
+    for (j, job) in jobs.iter().enumerate() {
+        if job.opts.use_cache {
+            decoder.check(job)?;
+            keys.push(j);
+        } else {
+            check_job(model, &job.prompt, &job.opts)?;
+        }
     }
-    let batch_size = batch_size.max(1);
-    let mut out: Vec<Vec<Generated>> = jobs
-        .iter()
-        .map(|j| Vec::with_capacity(j.opts.num_return))
-        .collect();
-    // (job, sequence, the job's sampler) waiting to start, in job order.
-    let mut queue: VecDeque<(usize, usize, Sampler)> = jobs
-        .iter()
-        .enumerate()
-        .filter(|(_, j)| j.opts.use_cache)
-        .map(|(j, job)| (j, 0, Sampler::new(job.opts.seed)))
-        .collect();
-    let device = model.embedding.word.device();
-    let mut batch: Vec<Active> = Vec::with_capacity(batch_size);
-    let mut cache = KvCache::new(model);
-    loop {
-        // Join: prefill waiting prompts alone and add their rows.
-        while batch.len() < batch_size {
-            let Some((j, n, sampler)) = queue.pop_front() else {
-                break;
-            };
-            let job = &jobs[j];
-            let mut seq = Active {
-                job: j,
-                n,
-                ids: job.prompt.clone(),
-                prompt_len: job.prompt.len(),
-                steps: steps[j],
-                score: 0.0,
-                sampler,
-            };
-            if job.opts.max_new_tokens == Some(0) {
-                end(seq, StopReason::MaxNewTokens, jobs, &mut out, &mut queue);
-                continue;
-            }
-            let mut own = KvCache::new(model);
-            let logits = model.decode_step(id_tensor(&job.prompt, &device), &mut own)?;
-            let mut logits = last_row(logits)?;
-            let (id, log_prob) = choose(
-                &mut logits,
-                &seq.ids,
-                seq.prompt_len,
-                &job.opts,
-                job.constraint.as_ref(),
-                &mut seq.sampler,
-            )?;
-            let stop = seq.push(id, log_prob, job);
-            on_token(j, n, id);
-            match stop {
-                Some(stop) => end(seq, stop, jobs, &mut out, &mut queue),
-                None => {
-                    cache.join(own);
-                    batch.push(seq);
-                }
-            }
-        }
-        if batch.is_empty() {
-            break;
-        }
-        // One step: the last token of every sequence, each at its own position.
-        let last: Vec<i64> = batch
-            .iter()
-            .map(|s| i64::from(s.ids[s.ids.len() - 1]))
-            .collect();
-        let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(last, [batch.len(), 1]), &device);
-        let logits = rows(model.decode_step(ids, &mut cache)?)?;
-        let mut keep = vec![true; batch.len()];
-        let mut stops = vec![None; batch.len()];
-        for (r, (seq, mut logits)) in batch.iter_mut().zip(logits).enumerate() {
-            let job = &jobs[seq.job];
-            let (id, log_prob) = choose(
-                &mut logits,
-                &seq.ids,
-                seq.prompt_len,
-                &job.opts,
-                job.constraint.as_ref(),
-                &mut seq.sampler,
-            )?;
-            stops[r] = seq.push(id, log_prob, job);
-            keep[r] = stops[r].is_none();
-            on_token(seq.job, seq.n, id);
-        }
-        if keep.iter().all(|&k| k) {
-            continue;
-        }
-        cache.retain(&keep);
-        // Finished sequences leave; the next sequence of their job waits first in line (in
-        // job order), with the job's sampler.
-        let mut next = Vec::new();
-        for (seq, stop) in std::mem::take(&mut batch).into_iter().zip(stops) {
-            match stop {
-                None => batch.push(seq),
-                Some(stop) => next.push((seq, stop)),
-            }
-        }
-        for (seq, stop) in next.into_iter().rev() {
-            end(seq, stop, jobs, &mut out, &mut queue);
+    for &j in &keys {
+        decoder.add(jobs[j].clone())?;
+    }
+    let mut out: Vec<Vec<Generated>> = vec![Vec::new(); jobs.len()];
+    while !decoder.is_idle() {
+        let report = decoder.step(&mut |k, n, id| {
+            on_token(keys[k], n, id);
+            ControlFlow::Continue(())
+        })?;
+        for (k, done) in report.done {
+            out[keys[k]] = done?;
         }
     }
     // Jobs without the cache: the reference path, alone.
@@ -209,19 +131,287 @@ pub fn generate_batched<B: Backend>(
     Ok(out)
 }
 
-/// Records a finished sequence and queues its job's next one (first in line).
-fn end(
-    seq: Active,
-    stop: StopReason,
-    jobs: &[Job],
-    out: &mut [Vec<Generated>],
-    queue: &mut VecDeque<(usize, usize, Sampler)>,
-) {
-    let (j, n) = (seq.job, seq.n);
-    let sampler = seq.sampler.clone();
-    out[j].push(seq.finish(stop));
-    if n + 1 < jobs[j].opts.num_return {
-        queue.push_front((j, n + 1, sampler));
+/// A job being decoded by a [`Decoder`]: its options, its step count and its finished
+/// sequences.
+struct Slot {
+    job: Job,
+    steps: usize,
+    out: Vec<Generated>,
+}
+
+/// What one [`Decoder::step`] ended.
+#[derive(Debug, Default)]
+pub struct StepReport {
+    /// Jobs whose sequences are all finished, or that failed (a constraint that cannot be
+    /// met, a prefill that failed): their key and sequences or error.
+    pub done: Vec<(usize, Result<Vec<Generated>, GenerateError>)>,
+    /// Jobs whose `on_token` asked to stop: they left the batch before their last token.
+    pub cancelled: Vec<usize>,
+}
+
+/// Continuous batching: jobs are added at any time ([`Decoder::add`]) and each
+/// [`Decoder::step`] first prefills waiting sequences alone and joins them to the batch (up
+/// to its capacity), then decodes one token for every sequence in one forward. A finished
+/// sequence leaves at once; so does every sequence of a job whose `on_token` returns
+/// `Break` (a client that went away). A job's `num_return` sequences run one after the
+/// other with the job's sampler, as [`generate_batched`] runs them: each sequence gets
+/// what it gets alone.
+pub struct Decoder<'m, B: Backend> {
+    model: &'m Model<B>,
+    device: B::Device,
+    capacity: usize,
+    next_key: usize,
+    jobs: HashMap<usize, Slot>,
+    /// (job key, sequence, the job's sampler) waiting to start, first in line first.
+    queue: VecDeque<(usize, usize, Sampler)>,
+    batch: Vec<Active>,
+    cache: KvCache<B>,
+}
+
+impl<'m, B: Backend> Decoder<'m, B> {
+    /// An empty batch of at most `capacity` sequences (at least 1).
+    pub fn new(model: &'m Model<B>, capacity: usize) -> Self {
+        Decoder {
+            model,
+            device: model.embedding.word.device(),
+            capacity: capacity.max(1),
+            next_key: 0,
+            jobs: HashMap::new(),
+            queue: VecDeque::new(),
+            batch: Vec::with_capacity(capacity.max(1)),
+            cache: KvCache::new(model),
+        }
+    }
+
+    /// Checks `job` as [`Decoder::add`] would, without adding it.
+    pub fn check(&self, job: &Job) -> Result<(), GenerateError> {
+        check_job(self.model, &job.prompt, &job.opts).map(|_| ())
+    }
+
+    /// Queues `job` (decoded with the KV cache whatever its `use_cache`); returns its key,
+    /// the first argument of `on_token` and the key in [`StepReport`]. Keys count from 0 in
+    /// the order jobs are added. Nothing runs until the next [`Decoder::step`].
+    pub fn add(&mut self, job: Job) -> Result<usize, GenerateError> {
+        let steps = check_job(self.model, &job.prompt, &job.opts)?;
+        let key = self.next_key;
+        self.next_key += 1;
+        self.queue.push_back((key, 0, Sampler::new(job.opts.seed)));
+        self.jobs.insert(
+            key,
+            Slot {
+                out: Vec::with_capacity(job.opts.num_return),
+                job,
+                steps,
+            },
+        );
+        Ok(key)
+    }
+
+    /// Sequences decoding now (the rows of the next step's forward, before joins).
+    pub fn rows(&self) -> usize {
+        self.batch.len()
+    }
+
+    /// True when no job is queued or decoding.
+    pub fn is_idle(&self) -> bool {
+        self.jobs.is_empty()
+    }
+
+    /// The keys of every job queued or decoding.
+    pub fn keys(&self) -> Vec<usize> {
+        let mut keys: Vec<usize> = self.jobs.keys().copied().collect();
+        keys.sort_unstable();
+        keys
+    }
+
+    /// Drops every job (after a failed step: the batch's cache is no longer consistent).
+    pub fn clear(&mut self) {
+        self.jobs.clear();
+        self.queue.clear();
+        self.batch.clear();
+        self.cache = KvCache::new(self.model);
+    }
+
+    /// Joins waiting sequences (each prefilled alone, its first token chosen), then decodes
+    /// one token for every sequence of the batch together. `on_token(key, sequence, id)` sees
+    /// each chosen id; `Break` removes that job from the batch and the queue. An `Err` is a
+    /// failed batched forward: the batch is lost, [`Decoder::clear`] it (its jobs are
+    /// [`Decoder::keys`]).
+    pub fn step(
+        &mut self,
+        on_token: &mut dyn FnMut(usize, usize, u32) -> ControlFlow<()>,
+    ) -> Result<StepReport, GenerateError> {
+        let mut report = StepReport::default();
+        self.join(on_token, &mut report);
+        if self.batch.is_empty() {
+            return Ok(report);
+        }
+        // One step: the last token of every sequence, each at its own position.
+        let last: Vec<i64> = self
+            .batch
+            .iter()
+            .map(|s| i64::from(s.ids[s.ids.len() - 1]))
+            .collect();
+        let ids = Tensor::<B, 2, Int>::from_data(
+            TensorData::new(last, [self.batch.len(), 1]),
+            &self.device,
+        );
+        let logits = rows(self.model.decode_step(ids, &mut self.cache)?)?;
+        let mut stops: Vec<Option<StopReason>> = vec![None; self.batch.len()];
+        let mut gone: Vec<usize> = Vec::new();
+        let mut failed: Vec<(usize, GenerateError)> = Vec::new();
+        for (r, (seq, mut logits)) in self.batch.iter_mut().zip(logits).enumerate() {
+            if gone.contains(&seq.job) || failed.iter().any(|(k, _)| *k == seq.job) {
+                continue;
+            }
+            let Some(slot) = self.jobs.get(&seq.job) else {
+                continue;
+            };
+            let job = &slot.job;
+            match choose(
+                &mut logits,
+                &seq.ids,
+                seq.prompt_len,
+                &job.opts,
+                job.constraint.as_ref(),
+                &mut seq.sampler,
+            ) {
+                Ok((id, log_prob)) => {
+                    stops[r] = seq.push(id, log_prob, job);
+                    if on_token(seq.job, seq.n, id).is_break() {
+                        gone.push(seq.job);
+                    }
+                }
+                Err(e) => failed.push((seq.job, e)),
+            }
+        }
+        let leaving = |seq: &Active, stop: &Option<StopReason>| {
+            stop.is_some() || gone.contains(&seq.job) || failed.iter().any(|(k, _)| *k == seq.job)
+        };
+        let keep: Vec<bool> = self
+            .batch
+            .iter()
+            .zip(&stops)
+            .map(|(seq, stop)| !leaving(seq, stop))
+            .collect();
+        if keep.iter().all(|&k| k) {
+            return Ok(report);
+        }
+        self.cache.retain(&keep);
+        for key in gone {
+            self.forget(key);
+            report.cancelled.push(key);
+        }
+        for (key, e) in failed {
+            self.forget(key);
+            report.done.push((key, Err(e)));
+        }
+        // Finished sequences leave; the next sequence of their job waits first in line (in
+        // job order), with the job's sampler.
+        let mut next = Vec::new();
+        for (seq, stop) in std::mem::take(&mut self.batch).into_iter().zip(stops) {
+            if !self.jobs.contains_key(&seq.job) {
+                continue;
+            }
+            match stop {
+                None => self.batch.push(seq),
+                Some(stop) => next.push((seq, stop)),
+            }
+        }
+        for (seq, stop) in next.into_iter().rev() {
+            self.end(seq, stop, &mut report);
+        }
+        Ok(report)
+    }
+
+    /// Prefills waiting prompts alone and adds their rows, up to the capacity.
+    fn join(
+        &mut self,
+        on_token: &mut dyn FnMut(usize, usize, u32) -> ControlFlow<()>,
+        report: &mut StepReport,
+    ) {
+        while self.batch.len() < self.capacity {
+            let Some((key, n, sampler)) = self.queue.pop_front() else {
+                break;
+            };
+            let Some(slot) = self.jobs.get(&key) else {
+                continue;
+            };
+            let job = &slot.job;
+            let mut seq = Active {
+                job: key,
+                n,
+                ids: job.prompt.clone(),
+                prompt_len: job.prompt.len(),
+                steps: slot.steps,
+                score: 0.0,
+                sampler,
+            };
+            if job.opts.max_new_tokens == Some(0) {
+                self.end(seq, StopReason::MaxNewTokens, report);
+                continue;
+            }
+            let mut own = KvCache::new(self.model);
+            let first = self
+                .model
+                .decode_step(id_tensor(&job.prompt, &self.device), &mut own)
+                .map_err(GenerateError::from)
+                .and_then(last_row)
+                .and_then(|mut logits| {
+                    choose(
+                        &mut logits,
+                        &seq.ids,
+                        seq.prompt_len,
+                        &job.opts,
+                        job.constraint.as_ref(),
+                        &mut seq.sampler,
+                    )
+                });
+            let (id, log_prob) = match first {
+                Ok(chosen) => chosen,
+                Err(e) => {
+                    self.forget(key);
+                    report.done.push((key, Err(e)));
+                    continue;
+                }
+            };
+            let stop = seq.push(id, log_prob, job);
+            if on_token(key, n, id).is_break() {
+                self.forget(key);
+                report.cancelled.push(key);
+                continue;
+            }
+            match stop {
+                Some(stop) => self.end(seq, stop, report),
+                None => {
+                    self.cache.join(own);
+                    self.batch.push(seq);
+                }
+            }
+        }
+    }
+
+    /// Records a finished sequence and queues its job's next one (first in line), or
+    /// reports the job done after its last.
+    fn end(&mut self, seq: Active, stop: StopReason, report: &mut StepReport) {
+        let (key, n) = (seq.job, seq.n);
+        let sampler = seq.sampler.clone();
+        let Some(slot) = self.jobs.get_mut(&key) else {
+            return;
+        };
+        slot.out.push(seq.finish(stop));
+        if n + 1 < slot.job.opts.num_return {
+            self.queue.push_front((key, n + 1, sampler));
+        } else if let Some(slot) = self.jobs.remove(&key) {
+            report.done.push((key, Ok(slot.out)));
+        }
+    }
+
+    /// Removes a job's queued sequences and its record (its rows are retained out by the
+    /// caller).
+    fn forget(&mut self, key: usize) {
+        self.jobs.remove(&key);
+        self.queue.retain(|(k, _, _)| *k != key);
     }
 }
 

@@ -2,12 +2,15 @@
 //! once on its backend and kept behind the object-safe [`Engine`], so request handlers
 //! never see a Burn type and several threads can run the same weights at once.
 //!
-//! Generation with the KV cache goes through one decoding thread per model: the requests
-//! waiting when a batch starts (up to [`MAX_BATCH_SEQS`] sequences and
-//! [`MAX_BATCH_TOKENS`] tokens) decode together, one forward per token for all of them
-//! ([`generate::batch::generate_batched`], which gives each sequence what it gets alone),
-//! and each request's tokens go back to its own thread as they are chosen. Requests that
-//! arrive while a batch runs wait for the next one.
+//! Generation with the KV cache goes through one decoding thread per model, which batches
+//! continuously ([`generate::batch::Decoder`]): a request that arrives while others decode
+//! joins the batch before the next step (its prompt prefilled alone, then its row added), so
+//! it waits one step, not a whole batch, for its first token; every step decodes one token
+//! for all sequences in one forward, each getting what it gets alone. A finished request
+//! leaves at once, and so does one whose client went away (its caller stopped listening:
+//! the next token finds the channel closed). The requests in the batch hold at most
+//! [`MAX_BATCH_SEQS`] sequences and [`MAX_BATCH_TOKENS`] tokens; the others wait in
+//! arrival order, and one over the caps runs when the batch is empty.
 
 use crate::generate::{self, Constraint, GenerateError, GenerateOptions, Generated};
 use crate::model::backend::{BackendJob, DeviceSpec, run_on};
@@ -15,6 +18,9 @@ use crate::model::open::OpenedModel;
 use crate::model::tasks::{Candidate, top_k};
 use crate::model::{Model, ModelError, Pooling, load_model};
 use burn::tensor::{Tensor, TensorData, activation, backend::Backend};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use std::collections::{HashMap, VecDeque};
 use std::ops::ControlFlow;
 use std::sync::{Arc, OnceLock, mpsc};
 
@@ -70,6 +76,20 @@ pub trait Engine: Send + Sync {
     ) -> Result<Vec<Vec<Vec<Candidate>>>, ModelError>;
     /// Classifier logits per row (`[labels]` each).
     fn classify(&self, rows: &[Row]) -> Result<Vec<Vec<f32>>, ModelError>;
+    /// Where the decoding thread counts its work; set before the first generation (later
+    /// calls are ignored).
+    fn count_decoding(&self, counters: DecodeCounters);
+}
+
+/// What the decoding thread of a model counts (shared handles of `/metrics` series).
+#[derive(Clone, Debug, Default)]
+pub struct DecodeCounters {
+    /// Sequences in the batch after each step.
+    pub rows: Gauge,
+    /// Tokens the decoding thread chose (those of requests whose client left included).
+    pub tokens: Counter,
+    /// Requests that left the batch before their end because their client went away.
+    pub cancelled: Counter,
 }
 
 /// Loads `opened` once on `device`. A classifier head (`output_layer_{1,2}`, what
@@ -107,6 +127,7 @@ impl BackendJob for LoadJob<'_> {
             model: Arc::new(model),
             device,
             decoder: OnceLock::new(),
+            counters: OnceLock::new(),
         }))
     }
 }
@@ -116,6 +137,7 @@ struct Loaded<B: Backend> {
     device: B::Device,
     /// The decoding thread's queue, started by the first cached generation.
     decoder: OnceLock<mpsc::Sender<Request>>,
+    counters: OnceLock<DecodeCounters>,
 }
 
 /// Most sequences one batched generation step decodes together: the rows the CPU's few-rows
@@ -140,84 +162,144 @@ enum Event {
 }
 
 /// Starts the decoding thread of `model`; it ends when the returned queue is dropped.
-fn start_decoder<B: Backend>(model: Arc<Model<B>>) -> Option<mpsc::Sender<Request>> {
+fn start_decoder<B: Backend>(
+    model: Arc<Model<B>>,
+    counters: DecodeCounters,
+) -> Option<mpsc::Sender<Request>> {
     let (tx, rx) = mpsc::channel::<Request>();
     std::thread::Builder::new()
         .name("uerzoo-decode".into())
-        .spawn(move || decode_loop(&model, &rx))
+        .spawn(move || decode_loop(&model, &rx, &counters))
         .ok()?;
     Some(tx)
 }
 
-/// Takes the requests waiting when a batch starts, within the caps, and decodes them
-/// together; a request over the caps starts the next batch.
-fn decode_loop<B: Backend>(model: &Model<B>, rx: &mpsc::Receiver<Request>) {
-    let cost = |r: &Request| r.job.opts.max_length * r.job.opts.num_return.max(1);
-    let mut next: Option<Request> = None;
+/// A request in the decoding batch: where its events go and what it counts against the caps.
+struct Live {
+    events: mpsc::Sender<Event>,
+    seqs: usize,
+    tokens: usize,
+}
+
+/// The continuous batch: between steps, takes the requests that arrived (within the caps)
+/// into the batch, then decodes one step; blocks only while nothing is decoding.
+fn decode_loop<B: Backend>(
+    model: &Model<B>,
+    rx: &mpsc::Receiver<Request>,
+    counters: &DecodeCounters,
+) {
+    let cost = |r: &Request| {
+        (
+            r.job.opts.num_return.max(1),
+            r.job.opts.max_length * r.job.opts.num_return.max(1),
+        )
+    };
+    let mut decoder = generate::batch::Decoder::new(model, MAX_BATCH_SEQS);
+    let mut live: HashMap<usize, Live> = HashMap::new();
+    let mut waiting: VecDeque<Request> = VecDeque::new();
+    let (mut seqs, mut tokens) = (0usize, 0usize);
     loop {
-        let first = match next.take() {
-            Some(r) => r,
-            None => match rx.recv() {
-                Ok(r) => r,
+        if decoder.is_idle() && waiting.is_empty() {
+            match rx.recv() {
+                Ok(r) => waiting.push_back(r),
                 Err(_) => return,
-            },
-        };
-        let (mut seqs, mut tokens) = (first.job.opts.num_return.max(1), cost(&first));
-        let mut batch = vec![first];
-        while let Ok(r) = rx.try_recv() {
-            let (s, t) = (r.job.opts.num_return.max(1), cost(&r));
-            if seqs + s > MAX_BATCH_SEQS || tokens + t > MAX_BATCH_TOKENS {
-                next = Some(r);
+            }
+        }
+        waiting.extend(rx.try_iter());
+        // Join in arrival order while the caps allow; a request over them alone runs when
+        // the batch is empty.
+        while let Some(r) = waiting.front() {
+            let (s, t) = cost(r);
+            if !decoder.is_idle() && (seqs + s > MAX_BATCH_SEQS || tokens + t > MAX_BATCH_TOKENS) {
                 break;
             }
-            (seqs, tokens) = (seqs + s, tokens + t);
-            batch.push(r);
+            let Some(r) = waiting.pop_front() else { break };
+            match decoder.add(r.job) {
+                Ok(key) => {
+                    (seqs, tokens) = (seqs + s, tokens + t);
+                    let events = r.events;
+                    live.insert(
+                        key,
+                        Live {
+                            events,
+                            seqs: s,
+                            tokens: t,
+                        },
+                    );
+                }
+                Err(e) => {
+                    let _ = r.events.send(Event::Done(Err(e)));
+                }
+            }
         }
-        run_batch(model, batch);
+        let step = decoder.step(&mut |key, n, id| {
+            counters.tokens.inc();
+            match live.get(&key) {
+                Some(l) if l.events.send(Event::Token(n, id)).is_ok() => ControlFlow::Continue(()),
+                _ => ControlFlow::Break(()),
+            }
+        });
+        let mut leave = |key: usize| {
+            let l = live.remove(&key)?;
+            seqs -= l.seqs;
+            tokens -= l.tokens;
+            Some(l.events)
+        };
+        match step {
+            Ok(report) => {
+                for (key, out) in report.done {
+                    if let Some(events) = leave(key) {
+                        let _ = events.send(Event::Done(out));
+                    }
+                }
+                for key in report.cancelled {
+                    leave(key);
+                    counters.cancelled.inc();
+                }
+            }
+            Err(e) => {
+                let e = e.to_string();
+                for key in decoder.keys() {
+                    if let Some(events) = leave(key) {
+                        let failed = ModelError::Input(format!("batched generation failed: {e}"));
+                        let _ = events.send(Event::Done(Err(failed.into())));
+                    }
+                }
+                decoder.clear();
+            }
+        }
+        counters.rows.set(decoder.rows() as i64);
     }
 }
 
-/// Decodes `batch` together and answers each request; when the batch is refused (a job's
-/// options the model cannot run, checked before any token), each request runs alone and
-/// gets its own answer or error.
-fn run_batch<B: Backend>(model: &Model<B>, batch: Vec<Request>) {
-    let jobs: Vec<generate::Job> = batch.iter().map(|r| r.job.clone()).collect();
-    let mut sent = false;
-    let result =
-        generate::batch::generate_batched(model, &jobs, MAX_BATCH_SEQS, &mut |j, n, id| {
-            sent = true;
-            let _ = batch[j].events.send(Event::Token(n, id));
-        });
-    match result {
-        Ok(outs) => {
-            for (r, out) in batch.iter().zip(outs) {
-                let _ = r.events.send(Event::Done(Ok(out)));
+/// The sequences of a generation its caller stopped: the earlier ones as they ended, the
+/// last [`generate::StopReason::Cancelled`]. Their scores are not known here (0).
+fn cancelled(prompt: &[u32], opts: &GenerateOptions, new: Vec<Vec<u32>>) -> Vec<Generated> {
+    use generate::StopReason;
+    let count = new.len();
+    let prompt_len = prompt.len().min(opts.max_length);
+    new.into_iter()
+        .enumerate()
+        .map(|(n, tokens)| {
+            let stop = if n + 1 == count {
+                StopReason::Cancelled
+            } else if tokens.last().is_some_and(|&id| opts.stop_id == Some(id)) {
+                StopReason::StopToken
+            } else if opts.max_new_tokens.is_some_and(|m| tokens.len() >= m) {
+                StopReason::MaxNewTokens
+            } else {
+                StopReason::MaxLength
+            };
+            let mut ids = prompt[..prompt_len].to_vec();
+            ids.extend(tokens);
+            Generated {
+                ids,
+                prompt_len,
+                stop,
+                score: 0.0,
             }
-        }
-        Err(e) if sent => {
-            let e = e.to_string();
-            for r in &batch {
-                let failed = ModelError::Input(format!("batched generation failed: {e}"));
-                let _ = r.events.send(Event::Done(Err(failed.into())));
-            }
-        }
-        Err(_) => {
-            for r in &batch {
-                let job = &r.job;
-                let out = generate::generate_constrained_until(
-                    model,
-                    &job.prompt,
-                    &job.opts,
-                    job.constraint.as_ref(),
-                    &mut |n, id| match r.events.send(Event::Token(n, id)) {
-                        Ok(()) => ControlFlow::Continue(()),
-                        Err(_) => ControlFlow::Break(()),
-                    },
-                );
-                let _ = r.events.send(Event::Done(out));
-            }
-        }
-    }
+        })
+        .collect()
 }
 
 impl<B: Backend> Loaded<B> {
@@ -279,9 +361,10 @@ impl<B: Backend> Engine for Loaded<B> {
             return alone(on_token);
         }
         // A decoding thread that could not start leaves a queue nobody reads: sending fails.
-        let queue = self
-            .decoder
-            .get_or_init(|| start_decoder(self.model.clone()).unwrap_or_else(|| mpsc::channel().0));
+        let queue = self.decoder.get_or_init(|| {
+            let counters = self.counters.get().cloned().unwrap_or_default();
+            start_decoder(self.model.clone(), counters).unwrap_or_else(|| mpsc::channel().0)
+        });
         let (events, answers) = mpsc::channel();
         let job = generate::Job {
             prompt: prompt.to_vec(),
@@ -292,13 +375,18 @@ impl<B: Backend> Engine for Loaded<B> {
             // No decoding thread (it could not start): this thread decodes alone.
             return alone(on_token);
         }
-        // A client that went away stops listening; its sequences finish with the batch.
-        let mut listening = true;
+        // A client that went away stops listening: returning drops `answers`, and the
+        // decoding thread's next token for it finds the channel closed and drops its row.
+        let mut new: Vec<Vec<u32>> = Vec::new();
         for event in answers {
             match event {
                 Event::Token(n, id) => {
-                    if listening && on_token(n, id).is_break() {
-                        listening = false;
+                    if new.len() <= n {
+                        new.resize(n + 1, Vec::new());
+                    }
+                    new[n].push(id);
+                    if on_token(n, id).is_break() {
+                        return Ok(cancelled(prompt, opts, new));
                     }
                 }
                 Event::Done(out) => return out,
@@ -378,6 +466,10 @@ impl<B: Backend> Engine for Loaded<B> {
             out.push(masks);
         }
         Ok(out)
+    }
+
+    fn count_decoding(&self, counters: DecodeCounters) {
+        let _ = self.counters.set(counters);
     }
 
     fn classify(&self, rows: &[Row]) -> Result<Vec<Vec<f32>>, ModelError> {

@@ -56,6 +56,14 @@ impl AppState {
         let mut held = Vec::with_capacity(models.len());
         for model in models {
             let c = model.capabilities;
+            if c.generate {
+                let label = Metrics::model(&model.id);
+                model.engine.count_decoding(super::engine::DecodeCounters {
+                    rows: metrics.decode_rows.get_or_create(&label).clone(),
+                    tokens: metrics.decoded_tokens.get_or_create(&label).clone(),
+                    cancelled: metrics.decode_cancelled.get_or_create(&label).clone(),
+                });
+            }
             let batcher = if c.embed || c.classify || c.fill_mask {
                 Some(Batcher::start(
                     &model.id,

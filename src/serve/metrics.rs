@@ -43,6 +43,12 @@ pub struct Metrics {
     pub queue_depth: Family<ModelLabel, Gauge>,
     /// Requests running now.
     pub in_flight: Gauge,
+    /// Sequences in a model's continuous decoding batch.
+    pub decode_rows: Family<ModelLabel, Gauge>,
+    /// Tokens a model's decoding thread chose.
+    pub decoded_tokens: Family<ModelLabel, Counter>,
+    /// Completions that left the decoding batch early because their client went away.
+    pub decode_cancelled: Family<ModelLabel, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -64,6 +70,9 @@ impl Default for Metrics {
             Family::new_with_constructor(count_histogram);
         let queue_depth = Family::<ModelLabel, Gauge>::default();
         let in_flight = Gauge::default();
+        let decode_rows = Family::<ModelLabel, Gauge>::default();
+        let decoded_tokens = Family::<ModelLabel, Counter>::default();
+        let decode_cancelled = Family::<ModelLabel, Counter>::default();
         registry.register(
             "http_requests",
             "HTTP requests by route and status",
@@ -99,6 +108,21 @@ impl Default for Metrics {
             "Requests holding a --max-concurrency slot",
             in_flight.clone(),
         );
+        registry.register(
+            "decode_rows",
+            "Sequences in the continuous decoding batch of /v1/completions",
+            decode_rows.clone(),
+        );
+        registry.register(
+            "decoded_tokens",
+            "Tokens chosen by the decoding thread (those of clients that left included)",
+            decoded_tokens.clone(),
+        );
+        registry.register(
+            "decode_cancelled",
+            "Completions that left the decoding batch early because their client went away",
+            decode_cancelled.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -108,6 +132,9 @@ impl Default for Metrics {
             batch_tokens,
             queue_depth,
             in_flight,
+            decode_rows,
+            decoded_tokens,
+            decode_cancelled,
         }
     }
 }
