@@ -191,3 +191,64 @@ fn extract_file_writes_what_the_command_writes() {
     );
     assert_eq!(std::fs::read(&lib).unwrap(), std::fs::read(&bin).unwrap());
 }
+
+#[test]
+fn preprocess_job_writes_what_the_command_writes() {
+    use uerzoo::train::dataset::Target;
+    use uerzoo::train::dataset::job::{self, PreprocessJob, Source};
+    let d = tempfile::tempdir().unwrap();
+    let corpus = d.path().join("c.txt");
+    std::fs::write(
+        &corpus,
+        "北京是中国的首都。\n今天天气很好，我们去公园散步吧。\n",
+    )
+    .unwrap();
+    let vocab = common::uer_fixture("roberta_v1").join("vocab.txt");
+    let (lib, bin) = (d.path().join("lib.uzds"), d.path().join("cli.uzds"));
+    let done = job::run(
+        PreprocessJob {
+            source: Source::Corpus(corpus.clone()),
+            vocab: vocab.clone(),
+            target: Target::Mlm,
+            seq_length: Some(16),
+            dup_factor: 2,
+            dynamic_masking: false,
+            whole_word_masking: false,
+            full_sentences: false,
+            seed: 7,
+            jobs: 1,
+            output: lib.clone(),
+            force: false,
+        },
+        &uerzoo::progress::NoProgress,
+    )
+    .unwrap();
+    assert_eq!(done.report.lines, 2);
+    assert!(done.report.instances >= 4, "{:?}", done.report);
+    let out = cli(&[
+        os("preprocess"),
+        os("--corpus"),
+        corpus.as_os_str(),
+        os("--vocab"),
+        vocab.as_os_str(),
+        os("--target"),
+        os("mlm"),
+        os("--seq-length"),
+        os("16"),
+        os("--dup-factor"),
+        os("2"),
+        os("--output"),
+        bin.as_os_str(),
+    ]);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let r = &done.report;
+    let head = format!(
+        "{} instances ({} lines, {} tokens) → {} in ",
+        r.instances,
+        r.lines,
+        r.tokens,
+        bin.display()
+    );
+    assert!(stdout.starts_with(&head), "{stdout}");
+    assert_eq!(std::fs::read(&lib).unwrap(), std::fs::read(&bin).unwrap());
+}
