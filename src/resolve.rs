@@ -5,8 +5,11 @@
 //! into the binary). This module sits above `hub` (where the cache is), `registry` and
 //! `model` (how weights are opened), so that none of them knows the others. The commands
 //! that open what such an argument names and do one whole job are here too: `fill-mask`,
-//! `forward` and `extract-features` ([`tasks`]).
+//! `forward` and `extract-features` ([`tasks`]), `import` ([`import`]) and `inspect`
+//! ([`inspect`]: what a tensor file holds and the model its names say).
 
+pub mod import;
+pub mod inspect;
 pub mod tasks;
 
 use crate::model::ModelError;

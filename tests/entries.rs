@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use uerzoo::checkpoint::{Checkpoint, Tensor};
 use uerzoo::model::{DeviceSpec, Dtype, Pooling};
@@ -251,4 +251,77 @@ fn preprocess_job_writes_what_the_command_writes() {
     );
     assert!(stdout.starts_with(&head), "{stdout}");
     assert_eq!(std::fs::read(&lib).unwrap(), std::fs::read(&bin).unwrap());
+}
+
+#[test]
+fn import_gives_what_the_command_prints() {
+    use uerzoo::resolve::import::{ImportJob, import};
+    let d = tempfile::tempdir().unwrap();
+    let (lib_cache, cli_cache) = (d.path().join("lib"), d.path().join("cli"));
+    let file = model();
+    let mut notes = Vec::new();
+    let report = import(
+        ImportJob {
+            name: "google_zh_bert_base".into(),
+            file: file.clone(),
+            as_name: None,
+            sha256: None,
+            vocab: None,
+            skip_check: true,
+            cache_dir: Some(lib_cache),
+        },
+        &mut |n| notes.push(n.to_string()),
+    )
+    .unwrap();
+    assert_eq!(
+        std::fs::read(&report.pointer).unwrap(),
+        std::fs::read(&file).unwrap()
+    );
+    let out = cli(&[
+        os("import"),
+        os("google_zh_bert_base"),
+        file.as_os_str(),
+        os("--skip-check"),
+        os("--cache-dir"),
+        cli_cache.as_os_str(),
+    ]);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let mut lines: Vec<&str> = stdout.lines().collect();
+    let pointer = lines.pop().unwrap();
+    let expected: Vec<String> = report
+        .vocab
+        .iter()
+        .chain([&report.file])
+        .map(|f| format!("sha256 {}  {} B  {}", f.sha256, f.size, f.name))
+        .collect();
+    assert_eq!(lines, expected);
+    assert_eq!(
+        Path::new(pointer).strip_prefix(&cli_cache).unwrap(),
+        report.pointer.strip_prefix(d.path().join("lib")).unwrap()
+    );
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let expected: String = notes.iter().map(|n| format!("{n}\n")).collect();
+    assert_eq!(stderr, expected);
+}
+
+#[test]
+fn inspect_gives_what_the_command_prints() {
+    use uerzoo::resolve::inspect::{InspectJob, inspect};
+    let found = inspect(&InspectJob {
+        path: model(),
+        time: false,
+    })
+    .unwrap();
+    assert!(found.model.is_ok(), "{:?}", found.model);
+    let text = String::from_utf8(cli(&[os("inspect"), model().as_os_str()]).stdout).unwrap();
+    assert_eq!(text, found.text());
+    let json = cli(&[os("inspect"), model().as_os_str(), os("--json")]).stdout;
+    let json: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(json, found.json());
+    let err = inspect(&InspectJob {
+        path: PathBuf::from("/nonexistent/x.bin"),
+        time: false,
+    })
+    .unwrap_err();
+    assert_eq!(err.to_string(), "cannot inspect /nonexistent/x.bin");
 }
