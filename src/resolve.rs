@@ -3,7 +3,14 @@
 //! an imported legacy file), and the tokenizer that goes with it ([`open_tokenizer`]:
 //! `--vocab`, else the file beside the weights, else the registry entry's vocabulary built
 //! into the binary). This module sits above `hub` (where the cache is), `registry` and
-//! `model` (how weights are opened), so that none of them knows the others.
+//! `model` (how weights are opened), so that none of them knows the others. The commands
+//! that open what such an argument names and do one whole job are here too: `fill-mask`,
+//! `forward` and `extract-features` ([`tasks`]), `import` ([`import`]) and `inspect`
+//! ([`inspect`]: what a tensor file holds and the model its names say).
+
+pub mod import;
+pub mod inspect;
+pub mod tasks;
 
 use crate::model::ModelError;
 use crate::model::open::{OpenedModel, open_model as open_path, open_with_uer_config};

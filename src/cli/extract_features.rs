@@ -1,10 +1,9 @@
 //! `uerzoo extract-features`: one vector per line of text, as UER-py's extract_features.
 
-use anyhow::Context;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use uerzoo::checkpoint::{Checkpoint, Tensor};
-use uerzoo::model::{self, DeviceSpec, Pooling, tasks::Batch};
+use uerzoo::model::{DeviceSpec, Pooling};
+use uerzoo::resolve::tasks::{self, ExtractJob};
 
 /// One vector per line of text, as UER-py's `scripts/extract_features.py` computes it.
 ///
@@ -55,54 +54,20 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    uerzoo::output::check_file(&args.output, args.force)?;
-    uerzoo::output::check_not_input(&args.output, &args.input, "--input")?;
-    anyhow::ensure!(args.seq_length > 0, "--seq-length must be at least 1");
-    let mut opened = uerzoo::resolve::open_model(&args.model, args.config.as_deref())?;
-    opened.config.dtype = args.dtype;
-    let tok = uerzoo::resolve::open_tokenizer(&opened, args.vocab.as_deref())?;
-    let text = std::fs::read_to_string(&args.input)
-        .with_context(|| format!("reading {}", args.input.display()))?;
-    let (mut ids, mut segment) = (Vec::new(), Vec::new());
-    for line in text.lines() {
-        let tokens = tok.encode(line);
-        if tokens.is_empty() {
-            continue;
-        }
-        let enc = tok.single_from_ids(&tokens, args.seq_length);
-        ids.extend(enc.ids.iter().map(|&i| i64::from(i)));
-        segment.extend(enc.segments.iter().map(|&s| i64::from(s)));
-    }
-    let batch = Batch {
-        batch: ids.len() / args.seq_length.max(1),
-        ids,
-        segment,
-        seq: args.seq_length,
+    let job = ExtractJob {
+        model: args.model,
+        input: args.input,
+        output: args.output,
+        pooling: args.pooling,
+        seq_length: args.seq_length,
+        batch_size: args.batch_size,
+        config: args.config,
+        vocab: args.vocab,
+        dtype: args.dtype,
+        device: args.device,
+        force: args.force,
     };
-    anyhow::ensure!(
-        batch.batch > 0,
-        "{} has no line with tokens",
-        args.input.display()
-    );
-    let features = model::tasks::extract_features(
-        &opened,
-        &batch,
-        args.pooling,
-        args.batch_size,
-        args.device,
-    )?;
-    let mut out = Checkpoint::default();
-    out.insert(
-        "features",
-        Tensor::from_f32(features.shape.clone(), &features.values),
-    );
-    out.write_safetensors(&args.output, args.force)
-        .with_context(|| format!("writing {}", args.output.display()))?;
-    eprintln!(
-        "wrote {} ({} × {})",
-        args.output.display(),
-        features.shape[0],
-        features.shape[1]
-    );
+    let r = tasks::extract_file(job)?;
+    eprintln!("wrote {} ({} × {})", r.output.display(), r.rows, r.hidden);
     Ok(ExitCode::SUCCESS)
 }

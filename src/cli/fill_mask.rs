@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use uerzoo::model::{self, DeviceSpec};
-use uerzoo::tokenizer::MASK_TOKEN;
+use uerzoo::model::DeviceSpec;
+use uerzoo::resolve::tasks::{self, FillMaskJob};
 
 /// Predict the tokens behind `[MASK]` in a text (the MLM head, as the model cards show it).
 ///
@@ -43,56 +43,34 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let mut opened = uerzoo::resolve::open_model(&args.model, args.config.as_deref())?;
-    opened.config.dtype = args.dtype;
-    let (tok, vocab) = uerzoo::resolve::open_tokenizer_with_origin(&opened, args.vocab.as_deref())?;
-    if matches!(vocab, uerzoo::resolve::VocabOrigin::BuiltIn { .. }) {
-        eprintln!("note: tokenizing with {vocab}");
-    }
-    for u in tok.unknowns(&args.text, &tok.tokenize_with_specials_offsets(&args.text)) {
-        eprintln!(
-            "warning: `{}` (characters {}..{}) is not in the vocabulary; the model sees [UNK]",
-            u.text, u.start, u.end
-        );
-    }
-    let mut ids = vec![i64::from(tok.cls_id())];
-    ids.extend(
-        tok.encode_with_specials(&args.text)
-            .into_iter()
-            .map(i64::from),
-    );
-    ids.push(i64::from(tok.sep_id()));
-    let positions: Vec<usize> = (0..ids.len())
-        .filter(|&i| ids[i] == i64::from(tok.mask_id()))
-        .collect();
-    anyhow::ensure!(!positions.is_empty(), "the text has no {MASK_TOKEN}");
-    let results = model::tasks::fill_mask(&opened, &ids, &positions, args.top_k, args.device)?;
-    let token = |id: u32| tok.id_to_token(id).unwrap_or("[UNK]").to_string();
+    let job = FillMaskJob {
+        model: args.model,
+        text: args.text,
+        top_k: args.top_k,
+        config: args.config,
+        vocab: args.vocab,
+        dtype: args.dtype,
+        device: args.device,
+    };
+    let report = tasks::fill_mask_text(job, &mut |note| eprintln!("{note}"))?;
     if args.json {
-        let json: Vec<Vec<serde_json::Value>> = results
+        let json: Vec<Vec<serde_json::Value>> = report
+            .masks
             .iter()
-            .map(|c| {
-                c.iter()
-                    .map(
-                        |c| serde_json::json!({"token": token(c.id), "id": c.id, "score": c.score}),
-                    )
+            .map(|m| {
+                m.candidates
+                    .iter()
+                    .map(|c| serde_json::json!({"token": c.token, "id": c.id, "score": c.score}))
                     .collect()
             })
             .collect();
         println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
-        for (n, cands) in results.iter().enumerate() {
-            println!("[MASK] #{} (position {}):", n + 1, positions[n]);
-            for (rank, c) in cands.iter().enumerate() {
-                let filled =
-                    args.text
-                        .replacen(MASK_TOKEN, token(c.id).trim_start_matches("##"), 1);
-                println!(
-                    "  {:>2}. {:<8} {:.4}  {filled}",
-                    rank + 1,
-                    token(c.id),
-                    c.score
-                );
+        for (n, m) in report.masks.iter().enumerate() {
+            println!("[MASK] #{} (position {}):", n + 1, m.position);
+            for (rank, c) in m.candidates.iter().enumerate() {
+                let (token, score, filled) = (&c.token, c.score, &c.filled);
+                println!("  {:>2}. {token:<8} {score:.4}  {filled}", rank + 1);
             }
         }
     }

@@ -1,10 +1,9 @@
 //! `uerzoo forward`: run a model on token ids and write its hidden states and logits.
 
-use anyhow::Context;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use uerzoo::checkpoint::{Checkpoint, Tensor};
-use uerzoo::model::{self, DeviceSpec, tasks::Batch};
+use uerzoo::model::DeviceSpec;
+use uerzoo::resolve::tasks::{self, ForwardJob};
 
 /// Run a model on token ids and write its hidden states and logits.
 ///
@@ -43,70 +42,24 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    // Everything that can be wrong with the output or the input is found before loading.
-    uerzoo::output::check_file(&args.output, args.force)?;
-    uerzoo::output::check_not_input(&args.output, &args.input, "--input")?;
-    let input = Checkpoint::open(&args.input)
-        .with_context(|| format!("reading {}", args.input.display()))?;
-    let ids_t = input
-        .get("input_ids")
-        .with_context(|| format!("{}: no `input_ids` tensor", args.input.display()))?;
-    let ids = ids_t
-        .to_i64_vec()
-        .context("`input_ids` must be an integer tensor")?;
-    let [batch, seq] = ids_t.shape[..] else {
-        anyhow::bail!("`input_ids` must be [batch, seq], got {:?}", ids_t.shape)
+    let job = ForwardJob {
+        model: args.model,
+        config: args.config,
+        input: args.input,
+        output: args.output,
+        dtype: args.dtype,
+        device: args.device,
+        force: args.force,
     };
-    let segment = match input.get("segment") {
-        Some(t) => t
-            .to_i64_vec()
-            .context("`segment` must be an integer tensor")?,
-        None => ids.iter().map(|&i| i64::from(i != 0)).collect(),
-    };
-    anyhow::ensure!(
-        batch > 0 && seq > 0,
-        "{}: `input_ids` is {:?}; it needs at least one sequence of at least one token",
-        args.input.display(),
-        ids_t.shape
-    );
-    anyhow::ensure!(
-        segment.len() == ids.len(),
-        "{}: `segment` has {} values, `input_ids` {}; both must be [batch, seq]",
-        args.input.display(),
-        segment.len(),
-        ids.len()
-    );
-    let mut opened = uerzoo::resolve::open_model(&args.model, args.config.as_deref())?;
-    opened.config.dtype = args.dtype;
-    let out = model::tasks::forward(
-        &opened,
-        &Batch {
-            ids,
-            segment,
-            batch,
-            seq,
-        },
-        args.device,
-    )?;
-    let mut result = Checkpoint::default();
-    result.insert(
-        "hidden",
-        Tensor::from_f32(out.hidden.shape, &out.hidden.values),
-    );
-    if let Some(logits) = out.logits {
-        result.insert("logits", Tensor::from_f32(logits.shape, &logits.values));
-    }
-    result
-        .write_safetensors(&args.output, args.force)
-        .with_context(|| format!("writing {}", args.output.display()))?;
-    let int8 = match out.report.int8_path {
+    let report = tasks::forward_file(job)?;
+    let int8 = match report.int8_path {
         Some(path) => format!("; int8 linear layers on the {path} path"),
         None => String::new(),
     };
     eprintln!(
         "wrote {} (heads: {}{int8})",
-        args.output.display(),
-        out.report.heads.join(", ")
+        report.output.display(),
+        report.heads.join(", ")
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -1,11 +1,10 @@
 //! `uerzoo preprocess`: build a pretraining dataset from a corpus (UER-py's preprocess.py),
 //! or convert a `dataset.pt` UER-py's preprocess.py made.
 
-use anyhow::Context;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use uerzoo::tokenizer::{Tokenizer, TokenizerOptions};
-use uerzoo::train::dataset::{self, FromUerOptions, PreprocessOptions, Target};
+use uerzoo::train::dataset::Target;
+use uerzoo::train::dataset::job::{self, PreprocessJob, Source};
 
 /// Build a pretraining dataset from a corpus, as UER-py's preprocess.py does.
 ///
@@ -73,94 +72,43 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
-    if a.whole_word_masking {
-        anyhow::bail!(
-            "--whole-word-masking needs jieba word segmentation, which uerzoo does not have yet; use plain or --dynamic-masking"
-        );
-    }
-    let (input, flag) = match (&a.corpus, &a.from_uer) {
-        (Some(c), _) => (c, "--corpus"),
-        (None, Some(pt)) => (pt, "--from-uer"),
+    let source = match (a.corpus, a.from_uer) {
+        (Some(c), _) => Source::Corpus(c),
+        (None, Some(pt)) => Source::FromUer(pt),
         (None, None) => anyhow::bail!("give --corpus or --from-uer"),
     };
-    uerzoo::output::check_not_input(&a.output, input, flag)?;
-    uerzoo::output::check_file(&a.output, a.force)?;
-    let vocab_file = &a.vocab;
-    let tok = uerzoo::resolve::tokenizer_from_file(vocab_file, TokenizerOptions::uer())?;
-    if let Some(pt) = &a.from_uer {
-        return from_uer(&a, pt, &tok, vocab_file);
-    }
-    let opts = PreprocessOptions {
+    let job = PreprocessJob {
+        source,
+        vocab: a.vocab,
         target: a.target,
-        seq_length: a.seq_length.unwrap_or(128),
+        seq_length: a.seq_length,
         dup_factor: a.dup_factor,
         dynamic_masking: a.dynamic_masking,
+        whole_word_masking: a.whole_word_masking,
         full_sentences: a.full_sentences,
         seed: a.seed,
         jobs: a.jobs,
+        output: a.output,
         force: a.force,
     };
-    let r = dataset::preprocess(
-        input,
-        &tok,
-        vocab_file,
-        &a.output,
-        &opts,
-        &super::Bar::new("bytes"),
-    )
-    .with_context(|| format!("preprocessing `{}`", input.display()))?;
-    println!(
-        "{} instances ({} lines, {} tokens) → {} in {:.1}s ({:.0} lines/s, {:.2} MB/s)",
-        r.instances,
-        r.lines,
-        r.tokens,
-        a.output.display(),
-        r.seconds,
-        r.lines as f64 / r.seconds.max(1e-9),
-        r.bytes_read as f64 / 1e6 / r.seconds.max(1e-9)
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `--from-uer`: converts UER-py's `dataset.pt`.
-fn from_uer(
-    a: &Args,
-    pt: &std::path::Path,
-    tok: &Tokenizer,
-    vocab_file: &std::path::Path,
-) -> anyhow::Result<ExitCode> {
-    let ignored = [
-        (a.dup_factor != 5, "--dup-factor"),
-        (a.dynamic_masking, "--dynamic-masking"),
-        (a.full_sentences, "--full-sentences"),
-    ];
-    if let Some((_, flag)) = ignored.iter().find(|(set, _)| *set) {
-        anyhow::bail!(
-            "{flag} does not apply to --from-uer: the instances are converted as preprocess.py made them"
-        );
+    let done = job::run(job, &super::Bar::new("bytes"))?;
+    let (r, out) = (&done.report, done.output.display());
+    let secs = r.seconds;
+    let mb_s = r.bytes_read as f64 / 1e6 / secs.max(1e-9);
+    match &done.source {
+        Source::Corpus(_) => println!(
+            "{} instances ({} lines, {} tokens) → {out} in {secs:.1}s ({:.0} lines/s, {mb_s:.2} MB/s)",
+            r.instances,
+            r.lines,
+            r.tokens,
+            r.lines as f64 / secs.max(1e-9),
+        ),
+        Source::FromUer(pt) => println!(
+            "{} instances ({} tokens) from UER-py's {} → {out} in {secs:.1}s ({mb_s:.2} MB/s)",
+            r.instances,
+            r.tokens,
+            pt.display(),
+        ),
     }
-    let opts = FromUerOptions {
-        target: a.target,
-        seq_length: a.seq_length,
-        force: a.force,
-    };
-    let r = dataset::convert_uer(
-        pt,
-        tok,
-        vocab_file,
-        &a.output,
-        &opts,
-        &super::Bar::new("bytes"),
-    )
-    .with_context(|| format!("converting UER-py's `{}`", pt.display()))?;
-    println!(
-        "{} instances ({} tokens) from UER-py's {} → {} in {:.1}s ({:.2} MB/s)",
-        r.instances,
-        r.tokens,
-        pt.display(),
-        a.output.display(),
-        r.seconds,
-        r.bytes_read as f64 / 1e6 / r.seconds.max(1e-9)
-    );
     Ok(ExitCode::SUCCESS)
 }

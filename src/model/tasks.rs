@@ -1,6 +1,8 @@
 //! Host-side entry points the commands call: forward on id arrays, masked-token
 //! prediction, pooled features. Each loads the model on the requested backend, runs it and
-//! returns plain vectors, so the CLI never touches a Burn type.
+//! returns plain vectors, so the CLI never touches a Burn type. The whole commands
+//! (`fill-mask`, `forward`, `extract-features`: opening by name, files in and out) are one
+//! level up, in `resolve::tasks`, which may open registry names.
 
 use super::ModelError;
 use super::backend::{BackendJob, DeviceSpec, run_on};

@@ -20,7 +20,8 @@
 //! (`dup_factor` copies) or at training time (dynamic masking).
 //!
 //! The on-disk format (`.uzds`) and its checks are in [`format`]; UER-py's own
-//! `dataset.pt`, read and converted into it, in [`uer_pt`].
+//! `dataset.pt`, read and converted into it, in [`uer_pt`]; the `preprocess` command as one
+//! call in [`job`].
 
 use super::TrainError;
 use crate::progress::Progress;
@@ -35,6 +36,7 @@ use std::io::{BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 pub mod format;
+pub mod job;
 pub mod uer_pt;
 pub use format::{
     FormatError, HEADER_LEN, Header, MAGIC, MAX_SEQ_LENGTH, Record, Specials, Target,
