@@ -12,8 +12,9 @@
 //! minutes, so alternating keeps one side from getting all the fast minutes).
 //!
 //! Per config it prints medians of: forward tokens/s (the encoder's hidden states,
-//! inference; `forward_int8`: the same with `--dtype int8`'s linear layers, measured right
-//! after the f32 forward in each round, and their ratio per round), training-step tokens/s (forward with UER-py's dropouts + MLM loss on 15% of
+//! inference; `forward_int8` and `forward_bf16`: the same with `--dtype int8`'s and `--dtype
+//! bf16`'s linear layers, measured right after the f32 forward in each round, and their
+//! ratios per round; PyTorch's `forward_bf16` is the f32 model under bf16 autocast), training-step tokens/s (forward with UER-py's dropouts + MLM loss on 15% of
 //! the positions + backward; with dropout 0.1 and 0) and generation tokens/s (a causal
 //! pre-LN model of the same size, greedy, batch 1, 32-token prompt, 32 new tokens, full
 //! recompute per token as the model has no KV cache yet). Shapes: tiny (L2/H128/A2/FF512)
@@ -33,9 +34,10 @@ mod common;
 use common::{VOCAB, env_usize, median};
 
 /// The measurements, in the order they are printed.
-const KEYS: [&str; 5] = [
+const KEYS: [&str; 6] = [
     "forward",
     "forward_int8",
+    "forward_bf16",
     "train_dropout",
     "train_no_dropout",
     "generate",
@@ -202,6 +204,22 @@ fn bench_config(
         });
         row.insert("forward_int8", tokens / secs);
     }
+    if keys.contains(&"forward_bf16") {
+        // The same forward with the encoder's linear layers in bf16 (`--dtype bf16`), right
+        // after the f32 (and int8) ones; torch's row for this key is the f32 model under
+        // bf16 autocast.
+        let mut cfg16 = cfg.clone();
+        cfg16.dtype = uerzoo::model::Dtype::Bf16;
+        let (model, report) = load_model::<Flex>(&ckpt, &cfg16, &dev).expect("load");
+        if !BF16_PATH_SHOWN.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            println!("bf16 kernel path: {}", report.bf16_path.unwrap_or("(none)"));
+        }
+        let secs = time(iters, || {
+            let (ids, seg) = inputs::<Flex>(batch, seq, &dev);
+            let _ = model.encode(ids, seg).into_data();
+        });
+        row.insert("forward_bf16", tokens / secs);
+    }
     let train: Vec<_> = [("train_dropout", 0.1), ("train_no_dropout", 0.0)]
         .into_iter()
         .filter(|(k, _)| keys.contains(k))
@@ -232,6 +250,7 @@ fn bench_config(
 }
 
 static INT8_PATH_SHOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static BF16_PATH_SHOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Element-wise op timings (ms, median), plain vs fused, on Flex.
 fn bench_ops() {
@@ -415,10 +434,14 @@ fn main() {
         let mut ratios: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
         let mut fast = Row::new();
         let mut int8_vs_f32 = Vec::new();
+        let mut bf16_vs_f32 = Vec::new();
         for _ in 0..rounds {
             fast = bench_config(name, shape, batch, seq, iters, &keys);
             if let (Some(q), Some(f)) = (fast.get("forward_int8"), fast.get("forward")) {
                 int8_vs_f32.push(q / f);
+            }
+            if let (Some(h), Some(f)) = (fast.get("forward_bf16"), fast.get("forward")) {
+                bf16_vs_f32.push(h / f);
             }
             let torch = if with_torch {
                 torch_row(name, iters, &keys)
@@ -452,12 +475,15 @@ fn main() {
                 });
             println!("{name:>5} {key:<17} kernels/plain {vs_plain}  {vs_torch}");
         }
-        if !int8_vs_f32.is_empty() {
-            let each: Vec<String> = int8_vs_f32.iter().map(|x| format!("{x:.2}")).collect();
+        for (what, r) in [("int8", &int8_vs_f32), ("bf16", &bf16_vs_f32)] {
+            if r.is_empty() {
+                continue;
+            }
+            let each: Vec<String> = r.iter().map(|x| format!("{x:.2}")).collect();
             println!(
-                "{name:>5} forward int8/f32 {:.2}× (median of {} rounds: {})",
-                median(int8_vs_f32.clone()),
-                int8_vs_f32.len(),
+                "{name:>5} forward {what}/f32 {:.2}× (median of {} rounds: {})",
+                median(r.clone()),
+                r.len(),
                 each.join(", ")
             );
         }

@@ -38,9 +38,10 @@ pub struct Args {
     /// `vocab.txt` or sentencepiece `.model` (default: beside the weights).
     #[arg(long)]
     vocab: Option<PathBuf>,
-    /// Precision of the encoder's linear layers: f32, or int8 (weights quantized once at
-    /// load, per output channel; activations per row on the fly; `--device cpu` only).
-    /// Embeddings, LayerNorm, softmax and the heads stay f32.
+    /// Precision of the encoder's linear layers: f32|int8|bf16. int8: weights quantized once
+    /// at load, per output channel, activations per row on the fly; bf16: weights rounded to
+    /// bf16 once at load, activations per call, f32 sums (AVX-512 BF16 where the CPU has it).
+    /// Both `--device cpu` only. Embeddings, LayerNorm, softmax and the heads stay f32.
     #[arg(long, default_value = "f32")]
     dtype: uerzoo::model::Dtype,
     /// `cpu`, `cuda[:N]` (a build with `--features cuda`), `wgpu[:N]` (`--features wgpu`;

@@ -26,9 +26,10 @@ pub struct Args {
     /// Output safetensors (`hidden`, `logits`).
     #[arg(long)]
     output: PathBuf,
-    /// Precision of the encoder's linear layers: f32, or int8 (weights quantized once at
-    /// load, per output channel; activations per row on the fly; `--device cpu` only).
-    /// Embeddings, LayerNorm, softmax and the heads stay f32.
+    /// Precision of the encoder's linear layers: f32|int8|bf16. int8: weights quantized once
+    /// at load, per output channel, activations per row on the fly; bf16: weights rounded to
+    /// bf16 once at load, activations per call, f32 sums (AVX-512 BF16 where the CPU has it).
+    /// Both `--device cpu` only. Embeddings, LayerNorm, softmax and the heads stay f32.
     #[arg(long, default_value = "f32")]
     dtype: uerzoo::model::Dtype,
     /// `cpu`, `cuda[:N]` (a build with `--features cuda`), `wgpu[:N]` (`--features wgpu`;
@@ -52,9 +53,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         force: args.force,
     };
     let report = tasks::forward_file(job)?;
-    let int8 = match report.int8_path {
-        Some(path) => format!("; int8 linear layers on the {path} path"),
-        None => String::new(),
+    let int8 = match (report.int8_path, report.bf16_path) {
+        (Some(path), _) => format!("; int8 linear layers on the {path} path"),
+        (None, Some(path)) => format!("; bf16 linear layers on the {path} path"),
+        (None, None) => String::new(),
     };
     eprintln!(
         "wrote {} (heads: {}{int8})",

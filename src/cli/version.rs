@@ -31,7 +31,8 @@ pub fn text() -> String {
 }
 
 /// The f32 kernels' SIMD path, the int8 kernels' path (`--dtype int8`, VNNI where the CPU has
-/// it) and whether the CPU has BF16 (reported, not used yet).
+/// it), the bf16 kernels' path (`--dtype bf16`, AVX-512 BF16 where the CPU has it) and
+/// whether the CPU has VNNI and BF16.
 fn cpu() -> String {
     let path = uerzoo::kernels::cpu::simd_path();
     #[cfg(target_arch = "x86_64")]
@@ -40,8 +41,9 @@ fn cpu() -> String {
         let vnni = is_x86_feature_detected!("avx512vnni") || is_x86_feature_detected!("avxvnni");
         let bf16 = is_x86_feature_detected!("avx512bf16");
         format!(
-            "{path} kernels (f32); int8 {} (--dtype int8); VNNI {}, BF16 {} (BF16 unused yet)",
+            "{path} kernels (f32); int8 {} (--dtype int8); bf16 {} (--dtype bf16); VNNI {}, BF16 {}",
             uerzoo::kernels::int8::Path::best().name(),
+            uerzoo::kernels::bf16::Bf16Path::best().name(),
             yes(vnni),
             yes(bf16)
         )

@@ -20,6 +20,10 @@ pub mod cpu;
 pub mod flex;
 pub mod int8;
 
+/// The bf16 linear layer ([`uerzoo_kernels::bf16`]): weight rounded to bf16 once, rows per
+/// call, f32 sums; AVX-512 BF16, AVX2+FMA or scalar.
+pub use uerzoo_kernels::bf16;
+
 use burn::backend::{Autodiff, Flex};
 use burn::nn::Linear;
 use burn::tensor::backend::Backend;
@@ -505,6 +509,12 @@ pub fn runs_int8<B: Backend>() -> bool {
     TypeId::of::<B>() == TypeId::of::<Flex>()
 }
 
+/// Whether backend `B` runs bf16 linear layers ([`bf16_linear`]): Burn's Flex (CPU) for
+/// inference; not `Autodiff<Flex>` (training) nor the GPU backends.
+pub fn runs_bf16<B: Backend>() -> bool {
+    TypeId::of::<B>() == TypeId::of::<Flex>()
+}
+
 /// `layer` quantized for [`int8_linear`] (its weight read back as torch's `[out, in]`).
 pub fn quantize_linear<B: Backend>(layer: &Linear<B>) -> int8::QLinear {
     let [d_in, d_out] = layer.weight.dims();
@@ -546,6 +556,62 @@ pub fn int8_linear<B: Backend, const D: usize>(
         }
         _ => panic!(
             "int8 linear layers run on the Flex backend only (the loader refuses int8 elsewhere)"
+        ),
+    }
+}
+
+/// A [`Linear`] layer for bf16 inference ([`bf16_linear`]): its weight rounded to bf16 and
+/// packed once, its bias kept in f32.
+#[derive(Debug, Clone)]
+pub struct Bf16Linear {
+    /// The packed `[out, in]` weight.
+    pub weight: bf16::Bf16Weight,
+    /// The f32 bias, if the layer has one.
+    pub bias: Option<Vec<f32>>,
+}
+
+/// `layer` rounded to bf16 for [`bf16_linear`] (its weight read back as torch's `[out, in]`).
+pub fn bf16_weights<B: Backend>(layer: &Linear<B>) -> Bf16Linear {
+    let [d_in, d_out] = layer.weight.dims();
+    let to_vec = |d: TensorData| d.convert::<f32>().to_vec::<f32>();
+    let w =
+        to_vec(layer.weight.val().transpose().into_data()).expect("an f32 weight converts to f32");
+    let bias = layer
+        .bias
+        .as_ref()
+        .map(|b| to_vec(b.val().into_data()).expect("an f32 bias converts to f32"));
+    let weight = bf16::Bf16Weight::pack(&w, d_out, d_in)
+        .expect("a weight read back from its tensor has the tensor's shape");
+    Bf16Linear { weight, bias }
+}
+
+/// `x·Wᵀ + b` over the last dimension of `x` with a bf16 layer ([`Bf16Linear`]: the rows of
+/// `x` rounded to bf16 on the fly, the products summed in f32, f32 out). Only on Flex
+/// ([`runs_bf16`]; the loader refuses bf16 elsewhere).
+pub fn bf16_linear<B: Backend, const D: usize>(
+    layer: &Bf16Linear,
+    x: Tensor<B, D>,
+) -> Tensor<B, D> {
+    let mut dims = x.dims();
+    let k = dims[D - 1];
+    let (d_in, d_out) = (layer.weight.in_features(), layer.weight.out_features());
+    assert_eq!(k, d_in, "bf16 linear of {d_in} inputs handed {k}");
+    match split(x) {
+        Prim::Flex(t) => {
+            let t = t.to_contiguous();
+            let values = t
+                .as_slice::<f32>()
+                .expect("a contiguous f32 Flex tensor has an f32 slice");
+            let rows = values.len() / k.max(1);
+            let mut out = vec![0f32; rows * d_out];
+            bf16::linear_bf16(values, rows, &layer.weight, layer.bias.as_deref(), &mut out)
+                .expect("the shapes were checked above");
+            dims[D - 1] = d_out;
+            let t = burn::backend::flex::FlexTensor::from_data(TensorData::new(out, dims));
+            join(Prim::<B>::Flex(t))
+        }
+        _ => panic!(
+            "bf16 linear layers run on the Flex backend only (the loader refuses bf16 elsewhere)"
         ),
     }
 }

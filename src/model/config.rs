@@ -100,7 +100,7 @@ pub struct ModelConfig {
     pub dropout: f64,
     /// The precision of the encoder's linear layers when loaded (not part of UER-py's
     /// config: the commands' `--dtype` sets it on the opened model). `Int8` quantizes them
-    /// at load, for inference on the CPU (Flex) backend only.
+    /// and `Bf16` rounds them at load, for inference on the CPU (Flex) backend only.
     pub dtype: Dtype,
     /// Transformer layers or UER-py 2019's LSTM.
     pub encoder: EncoderKind,
@@ -116,6 +116,9 @@ pub enum Dtype {
     /// Weights quantized once at load (symmetric, per output channel), activations per row
     /// on the fly, i32 accumulation ([`crate::kernels::int8`]). CPU inference only.
     Int8,
+    /// Weights rounded to bf16 once at load, activations rounded per call, f32 accumulation
+    /// ([`crate::kernels::bf16`]: AVX-512 BF16 where the CPU has it). CPU inference only.
+    Bf16,
 }
 
 impl std::str::FromStr for Dtype {
@@ -124,7 +127,8 @@ impl std::str::FromStr for Dtype {
         match s {
             "f32" => Ok(Dtype::F32),
             "int8" => Ok(Dtype::Int8),
-            other => Err(format!("dtype `{other}`: expected f32 or int8")),
+            "bf16" => Ok(Dtype::Bf16),
+            other => Err(format!("dtype `{other}`: expected f32 or int8 or bf16")),
         }
     }
 }
@@ -134,6 +138,7 @@ impl std::fmt::Display for Dtype {
         f.write_str(match self {
             Dtype::F32 => "f32",
             Dtype::Int8 => "int8",
+            Dtype::Bf16 => "bf16",
         })
     }
 }

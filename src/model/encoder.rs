@@ -17,18 +17,22 @@ use crate::kernels;
 use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::{Tensor, activation, backend::Backend};
+use kernels::Bf16Linear;
 use kernels::int8::QLinear;
 use std::sync::Arc;
 
-/// `layer`, or its int8 twin when the model was loaded with int8 linear layers.
+/// `layer`, or its int8 or bf16 twin when the model was loaded with int8 or bf16 linear
+/// layers.
 fn apply<B: Backend, const D: usize>(
     layer: &Linear<B>,
     int8: Option<&QLinear>,
+    bf16: Option<&Bf16Linear>,
     x: Tensor<B, D>,
 ) -> Tensor<B, D> {
-    match int8 {
-        Some(q) => kernels::int8_linear(q, x),
-        None => kernels::linear(layer, x),
+    match (int8, bf16) {
+        (Some(q), _) => kernels::int8_linear(q, x),
+        (None, Some(h)) => kernels::bf16_linear(h, x),
+        (None, None) => kernels::linear(layer, x),
     }
 }
 
@@ -59,6 +63,9 @@ pub struct SelfAttention<B: Backend> {
     /// query, key, value, output quantized for int8 inference ([`super::Dtype::Int8`]).
     #[module(skip)]
     pub int8: Option<Arc<[QLinear; 4]>>,
+    /// query, key, value, output rounded to bf16 for bf16 inference ([`super::Dtype::Bf16`]).
+    #[module(skip)]
+    pub bf16: Option<Arc<[Bf16Linear; 4]>>,
 }
 
 impl<B: Backend> SelfAttention<B> {
@@ -75,14 +82,15 @@ impl<B: Backend> SelfAttention<B> {
         cache: Option<&mut LayerKv<B>>,
     ) -> Tensor<B, 3> {
         let q8 = |i: usize| self.int8.as_ref().map(|q| &q[i]);
-        let q = apply(&self.query, q8(0), x.clone());
-        let mut k = apply(&self.key, q8(1), x.clone());
-        let mut v = apply(&self.value, q8(2), x);
+        let h16 = |i: usize| self.bf16.as_ref().map(|h| &h[i]);
+        let q = apply(&self.query, q8(0), h16(0), x.clone());
+        let mut k = apply(&self.key, q8(1), h16(1), x.clone());
+        let mut v = apply(&self.value, q8(2), h16(2), x);
         if let Some(cache) = cache {
             (k, v) = cache.append(k, v);
         }
         let ctx = kernels::self_attention(q, k, v, self.heads, bias, p);
-        dropout_fn(apply(&self.output, q8(3), ctx), p)
+        dropout_fn(apply(&self.output, q8(3), h16(3), ctx), p)
     }
 }
 
@@ -96,14 +104,18 @@ pub struct FeedForward<B: Backend> {
     /// linear_1, linear_2 quantized for int8 inference ([`super::Dtype::Int8`]).
     #[module(skip)]
     pub int8: Option<Arc<[QLinear; 2]>>,
+    /// linear_1, linear_2 rounded to bf16 for bf16 inference ([`super::Dtype::Bf16`]).
+    #[module(skip)]
+    pub bf16: Option<Arc<[Bf16Linear; 2]>>,
 }
 
 impl<B: Backend> FeedForward<B> {
     /// With dropout `p` (0 at inference) on the output (UER-py's `dropout_2`).
     pub fn forward(&self, x: Tensor<B, 3>, p: f64) -> Tensor<B, 3> {
         let q8 = |i: usize| self.int8.as_ref().map(|q| &q[i]);
-        let inner = activate(apply(&self.linear_1, q8(0), x), self.act);
-        dropout_fn(apply(&self.linear_2, q8(1), inner), p)
+        let h16 = |i: usize| self.bf16.as_ref().map(|h| &h[i]);
+        let inner = activate(apply(&self.linear_1, q8(0), h16(0), x), self.act);
+        dropout_fn(apply(&self.linear_2, q8(1), h16(1), inner), p)
     }
 }
 

@@ -67,6 +67,9 @@ pub struct LoadReport {
     /// With [`Dtype::Int8`]: the int8 kernel path that runs the encoder's linear layers
     /// (`avx512-vnni`, `avx-vnni`, `avx2` or `scalar`, [`crate::kernels::int8::Path`]).
     pub int8_path: Option<&'static str>,
+    /// With [`Dtype::Bf16`]: the bf16 kernel path that runs the encoder's linear layers
+    /// (`avx512-bf16`, `avx2-fma` or `scalar`, [`crate::kernels::bf16::Bf16Path`]).
+    pub bf16_path: Option<&'static str>,
 }
 
 /// Reads tensors by name, remembering which were used.
@@ -252,6 +255,22 @@ pub fn load_model<B: Backend>(
             supported: "f32 for UER-py 2019's LSTM (drop --dtype int8); int8 for transformer encoders on the CPU",
         });
     }
+    if config.dtype == Dtype::Bf16 && !crate::kernels::runs_bf16::<B>() {
+        return Err(ModelError::Unsupported {
+            field: "dtype",
+            value: "bf16 on this backend".into(),
+            supported: "bf16 for inference on the CPU (the Flex backend, `--device cpu`); f32 on every backend and for training",
+        });
+    }
+    if config.dtype == Dtype::Bf16 && config.encoder == EncoderKind::Lstm {
+        // The bf16 kernel runs the transformer's GEMMs; the LSTM's per-step gates would
+        // run in f32 while the output claimed bf16.
+        return Err(ModelError::Unsupported {
+            field: "dtype",
+            value: "bf16 with the LSTM encoder".into(),
+            supported: "f32 for UER-py 2019's LSTM (drop --dtype bf16); bf16 for transformer encoders on the CPU",
+        });
+    }
     let r = Reader::<B> {
         ckpt,
         device,
@@ -312,12 +331,14 @@ pub fn load_model<B: Backend>(
                 output: r.linear(&format!("{p}.{}", keys::ATTN_OUT), h, h, bias)?,
                 heads: config.heads_num,
                 int8: None,
+                bf16: None,
             },
             feed_forward: FeedForward {
                 linear_1: r.linear(&format!("{p}.{}", keys::FF_1), h, f, bias)?,
                 linear_2: r.linear(&format!("{p}.{}", keys::FF_2), f, h, bias)?,
                 act: config.activation,
                 int8: None,
+                bf16: None,
             },
             layer_norm_1: r.layer_norm(&format!("{p}.{}", keys::LN_1), h, &config)?,
             layer_norm_2: r.layer_norm(&format!("{p}.{}", keys::LN_2), h, &config)?,
@@ -332,6 +353,10 @@ pub fn load_model<B: Backend>(
     if config.dtype == Dtype::Int8 {
         quantize_layers(&mut layers);
         report.int8_path = Some(crate::kernels::int8::Path::best().name());
+    }
+    if config.dtype == Dtype::Bf16 {
+        bf16_layers(&mut layers);
+        report.bf16_path = Some(crate::kernels::bf16::Bf16Path::best().name());
     }
     let encoder = Encoder {
         linear,
@@ -445,6 +470,24 @@ fn quantize_layers<B: Backend>(layers: &mut [TransformerLayer<B>]) {
         ]));
         let f = &mut layer.feed_forward;
         f.int8 = Some(Arc::new([q(&f.linear_1), q(&f.linear_2)]));
+    }
+}
+
+/// Rounds the transformer layers' linear layers (attention q/k/v/o, feed-forward) to bf16
+/// for bf16 inference; the f32 weights stay as loaded.
+fn bf16_layers<B: Backend>(layers: &mut [TransformerLayer<B>]) {
+    use crate::kernels::bf16_weights as h;
+    use std::sync::Arc;
+    for layer in layers {
+        let a = &mut layer.self_attn;
+        a.bf16 = Some(Arc::new([
+            h(&a.query),
+            h(&a.key),
+            h(&a.value),
+            h(&a.output),
+        ]));
+        let f = &mut layer.feed_forward;
+        f.bf16 = Some(Arc::new([h(&f.linear_1), h(&f.linear_2)]));
     }
 }
 

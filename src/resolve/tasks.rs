@@ -165,6 +165,8 @@ pub struct ForwardReport {
     pub heads: Vec<&'static str>,
     /// The int8 kernel path of the linear layers, with `Dtype::Int8`.
     pub int8_path: Option<&'static str>,
+    /// With `--dtype bf16`: the bf16 kernel path the encoder's linear layers run.
+    pub bf16_path: Option<&'static str>,
 }
 
 /// Runs `forward`: every check of the output and the input before the model loads, then
@@ -230,6 +232,7 @@ pub fn forward_file(job: ForwardJob) -> Result<ForwardReport, TaskError> {
         output: job.output,
         heads: out.report.heads,
         int8_path: out.report.int8_path,
+        bf16_path: out.report.bf16_path,
     })
 }
 

@@ -13,8 +13,14 @@
 //! Every output `y[r, o]` is summed the same way whatever the number of rows, their
 //! grouping or the thread split (same lanes, same order), so a row's result is bit-for-bit
 //! the same alone or in a batch.
+//!
+//! [`bf16`] is a linear layer with its weight held as bf16 and f32 sums (AVX-512 BF16's
+//! `vdpbf16ps`, an AVX2+FMA fallback, scalar), for any number of rows.
 
 use std::fmt;
+
+pub mod bf16;
+pub use bf16::{Bf16Error, Bf16Path, Bf16Weight, linear_bf16, linear_bf16_on};
 
 /// The most rows [`linear_rows`] takes.
 pub const MAX_ROWS: usize = 16;
