@@ -258,6 +258,28 @@ fn info_suggests_converting_to_hf_only_what_convert_maps() {
             "{name}:\n{text}"
         );
     }
+    // Both LSTM weights fine-tune with mean pooling; the one with a classification target
+    // also predicts as it is.
+    let lm = uerzoo_commands("reviews_lstm_lm");
+    let cls = uerzoo_commands("mixed_amazon_lstm_lm_cls");
+    for commands in [&lm, &cls] {
+        assert!(
+            commands
+                .iter()
+                .any(|c| c.starts_with("uerzoo finetune") && c.contains("--pooling mean")),
+            "{commands:#?}"
+        );
+    }
+    let predicts_itself = |c: &Vec<String>| {
+        c.iter()
+            .any(|l| l.starts_with("uerzoo predict mixed_amazon_lstm_lm_cls"))
+    };
+    assert!(predicts_itself(&cls), "{cls:#?}");
+    assert!(
+        !lm.iter()
+            .any(|l| l.starts_with("uerzoo predict reviews_lstm_lm")),
+        "{lm:#?}"
+    );
     // A legacy BERT in the same family keeps the suggestion.
     let text = stdout(&uerzoo(&["info", "ifeng_news_bert"]));
     assert!(text.contains("--to hf"), "{text}");

@@ -269,6 +269,31 @@ fn tasks(out: &mut String, e: &Entry, usage: &[crate::registry::Command]) {
                 let _ = writeln!(out, "  # {what}\n  {command}");
             }
         }
+        // The classification target (the LSTM+cls weight) predicts as it is; every LSTM
+        // fine-tunes with mean pooling (UER-py 2020's README: lr 1e-3).
+        let mut rows: Vec<(String, String)> = Vec::new();
+        if e.uer.target.parts().contains(&"cls") {
+            rows.push((
+                "classify with the weight's own classification target".into(),
+                format!("uerzoo predict {name} --input new.tsv --output predictions.tsv"),
+            ));
+        }
+        rows.push((
+            "fine-tune a classifier (mean pooling, as the zoo page advises for the LSTM)".into(),
+            format!(
+                "uerzoo finetune {name} --train train.tsv --dev dev.tsv --test test.tsv --pooling mean --learning-rate 1e-3 --output classifier.bin"
+            ),
+        ));
+        rows.push((
+            String::new(),
+            "uerzoo predict classifier.bin --input new.tsv --output predictions.tsv".into(),
+        ));
+        for (what, command) in rows {
+            if !what.is_empty() {
+                let _ = writeln!(out, "  # {what}");
+            }
+            let _ = writeln!(out, "  {command}");
+        }
         return;
     }
     let mut rows: Vec<(String, String)> = Vec::new();
