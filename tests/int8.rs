@@ -8,38 +8,10 @@
 
 mod common;
 
-use uerzoo::model::{self, DeviceSpec, Dtype, open::open_model, tasks::Batch};
+use uerzoo::model::{self, DeviceSpec, Dtype, open::open_model};
 
+use common::precision::{Closeness, batch_of, closeness, opened};
 use common::read;
-
-fn opened(name: &str, dtype: Dtype) -> model::OpenedModel {
-    let dir = common::uer_fixture(name);
-    let mut m = open_model(
-        &dir.join("uer_model.bin"),
-        Some(&dir.join("uer_config.json")),
-    )
-    .unwrap();
-    m.config.dtype = dtype;
-    m
-}
-
-fn batch_of(name: &str) -> Batch {
-    let reference = read(&common::uer_fixture(name).join("uer_outputs.safetensors"));
-    let ids = reference.get("input_ids").unwrap();
-    Batch {
-        ids: ids.to_i64_vec().unwrap(),
-        segment: reference.get("segment").unwrap().to_i64_vec().unwrap(),
-        batch: ids.shape[0],
-        seq: ids.shape[1],
-    }
-}
-
-fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
-    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    dot / (na * nb)
-}
 
 /// Hidden-state cosine (min over real positions), the largest |Δlogit| over real positions
 /// relative to the largest |logit|, and the argmax token per real position, per fixture.
@@ -58,35 +30,13 @@ fn int8_hidden_states_and_logits_stay_close_to_f32_on_every_fixture() {
         let q = model::tasks::forward(&opened(name, Dtype::Int8), &input, DeviceSpec::Cpu).unwrap();
         assert_eq!(f.report.int8_path, None);
         let path = q.report.int8_path.expect("int8 load names its kernel path");
-        assert_eq!(f.hidden.shape, q.hidden.shape);
-        let h = f.hidden.shape[2];
-        let mut min_cos = f64::INFINITY;
-        for (pos, &s) in input.segment.iter().enumerate() {
-            if s == 0 {
-                continue;
-            }
-            let r = pos * h..(pos + 1) * h;
-            min_cos = min_cos.min(cosine(&f.hidden.values[r.clone()], &q.hidden.values[r]));
-        }
-        let (fl, ql) = (f.logits.unwrap(), q.logits.unwrap());
-        let v = fl.shape[2];
-        let (mut worst, mut top, mut agree, mut real) = (0f32, 0f32, 0, 0);
-        for (pos, &s) in input.segment.iter().enumerate() {
-            if s == 0 {
-                continue;
-            }
-            let (a, b) = (
-                &fl.values[pos * v..(pos + 1) * v],
-                &ql.values[pos * v..(pos + 1) * v],
-            );
-            for (x, y) in a.iter().zip(b) {
-                worst = worst.max((x - y).abs());
-                top = top.max(x.abs());
-            }
-            let am = |r: &[f32]| (0..v).max_by(|&i, &j| r[i].total_cmp(&r[j])).unwrap();
-            agree += usize::from(am(a) == am(b));
-            real += 1;
-        }
+        let Closeness {
+            min_cos,
+            worst,
+            top,
+            agree,
+            real,
+        } = closeness(&f, &q, &input.segment);
         eprintln!(
             "{name} ({path}): hidden cosine min {min_cos:.6}, max |Δlogit| {worst:.4} of max |logit| {top:.3} ({:.2}%), argmax agrees {agree}/{real}",
             100.0 * worst / top

@@ -1,6 +1,8 @@
 //! Shared test helpers: where the read-only reference data lives.
 #![allow(dead_code)]
 
+pub mod precision;
+
 use std::path::PathBuf;
 
 /// The reference data the tests read: `$UERZOO_SHARED` when set (a full `../shared` from

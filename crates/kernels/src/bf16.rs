@@ -470,18 +470,7 @@ mod x86 {
 mod tests {
     use super::*;
 
-    /// A deterministic pseudo-random value in [-1, 1).
-    fn value(seed: u64, i: usize) -> f32 {
-        let mut z = seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        (z >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-
-    fn fill(seed: u64, n: usize) -> Vec<f32> {
-        (0..n).map(|i| value(seed, i)).collect()
-    }
+    use crate::test_data::fill;
 
     #[test]
     fn rounds_to_nearest_even() {

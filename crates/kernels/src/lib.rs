@@ -457,10 +457,9 @@ mod x86 {
     }
 }
 
+/// Inputs for the kernels' unit tests: the same deterministic values in every module.
 #[cfg(test)]
-mod tests {
-    use super::*;
-
+mod test_data {
     /// A deterministic pseudo-random value in [-1, 1).
     fn value(seed: u64, i: usize) -> f32 {
         let mut z = seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
@@ -470,9 +469,17 @@ mod tests {
         (z >> 40) as f32 / (1u64 << 23) as f32 - 1.0
     }
 
-    fn fill(seed: u64, n: usize) -> Vec<f32> {
+    /// `n` such values.
+    pub(crate) fn fill(seed: u64, n: usize) -> Vec<f32> {
         (0..n).map(|i| value(seed, i)).collect()
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::test_data::fill;
 
     fn reference(
         x: &[f32],
