@@ -19,6 +19,12 @@
 //! and how many prompts' tokens differ between the two (0 expected). `UERZOO_BENCH_BATCH`
 //! may list several sizes (`4,8,16`): each is timed in every round.
 //!
+//! First, low precision (CPU only): the same weights loaded as f32, `--dtype int8` and
+//! `--dtype bf16` (linear layers and LM head), batch 1, the 8-token prompt and
+//! `UERZOO_BENCH_DTYPE_NEW` greedy new tokens [64], the three models taking turns in each of
+//! `UERZOO_BENCH_DTYPE_ITERS` rounds [3; 0 skips it]: new tokens/s of each (median), and
+//! each round's ratio to f32 with their median (`UERZOO_BENCH_DTYPES` [f32,int8,bf16]).
+//!
 //! Then concurrent sequences per step: `UERZOO_BENCH_SEQS` [8] sequences of an 8-token
 //! prompt decoding `UERZOO_BENCH_BATCH_NEW` tokens together in one batch, against one
 //! sequence alone, interleaved over `UERZOO_BENCH_BATCH_ITERS` rounds: total new tokens/s
@@ -42,6 +48,9 @@ struct Bench {
     seqs: usize,
     batch_new: usize,
     batch_iters: usize,
+    dtypes: Vec<uerzoo::model::Dtype>,
+    dtype_new: usize,
+    dtype_iters: usize,
 }
 
 impl BackendJob for Bench {
@@ -49,6 +58,9 @@ impl BackendJob for Bench {
     fn run<B: Backend>(self, device: B::Device) {
         let cfg = common::gpt2(12, 768, 12, 3072, 1024);
         let ckpt = random_checkpoint(&cfg, 1);
+        if self.dtype_iters > 0 && uerzoo::kernels::runs_int8::<B>() {
+            self.low_precision::<B>(&ckpt, &cfg, &device);
+        }
         let (model, _) = load_model::<B>(&ckpt, &cfg, &device).expect("load");
         drop(ckpt);
         let prompt: Vec<u32> = [101u32, 791, 1921, 1921, 3698, 2523, 1962, 4638].to_vec();
@@ -100,6 +112,68 @@ impl BackendJob for Bench {
 }
 
 impl Bench {
+    /// f32 against `--dtype int8` and `bf16`, batch 1, the models taking turns each round.
+    fn low_precision<B: Backend>(
+        &self,
+        ckpt: &uerzoo::checkpoint::Checkpoint,
+        cfg: &uerzoo::model::ModelConfig,
+        device: &B::Device,
+    ) {
+        let prompt: Vec<u32> = [101u32, 791, 1921, 1921, 3698, 2523, 1962, 4638].to_vec();
+        let opts = |new: usize| GenerateOptions {
+            max_length: prompt.len() + new,
+            sampling: Sampling::greedy(),
+            ..GenerateOptions::default()
+        };
+        let models: Vec<_> = self
+            .dtypes
+            .iter()
+            .map(|&dtype| {
+                let mut cfg = cfg.clone();
+                cfg.dtype = dtype;
+                let (model, report) = load_model::<B>(ckpt, &cfg, device).expect("load");
+                let path = report.int8_path.or(report.bf16_path).unwrap_or("f32");
+                println!("{dtype}: kernel path {path}");
+                generate::generate(&model, &prompt, &opts(8), &mut |_, _| {}).expect("warm-up");
+                model
+            })
+            .collect();
+        let mut times = vec![Vec::new(); models.len()];
+        for _ in 0..self.dtype_iters {
+            for (t, model) in times.iter_mut().zip(&models) {
+                let start = Instant::now();
+                let out = generate::generate(model, &prompt, &opts(self.dtype_new), &mut |_, _| {})
+                    .expect("generate");
+                t.push(start.elapsed().as_secs_f64());
+                assert_eq!(out[0].continuation().len(), self.dtype_new);
+            }
+        }
+        for (dtype, t) in self.dtypes.iter().zip(&times) {
+            let m = median(t.clone());
+            print!(
+                "generate gpt2 12x768 batch 1 --dtype {dtype}, {} new tokens: median {:.3} s over {} runs, {:.1} tokens/s",
+                self.dtype_new,
+                m,
+                self.dtype_iters,
+                self.dtype_new as f64 / m
+            );
+            if let Some(base) = self
+                .dtypes
+                .iter()
+                .position(|d| *d == uerzoo::model::Dtype::F32)
+            {
+                let ratios: Vec<f64> = times[base].iter().zip(t).map(|(b, x)| b / x).collect();
+                let shown: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+                print!(
+                    "; × f32 per round {}, median {:.2}",
+                    shown.join(" "),
+                    median(ratios)
+                );
+            }
+            println!();
+        }
+    }
+
     /// `generate --input`: the prompts one by one vs batched, interleaved.
     fn input_file<B: Backend>(&self, model: &uerzoo::model::Model<B>) {
         let jobs: Vec<generate::Job> = (0..self.prompts)
@@ -239,6 +313,17 @@ fn main() {
         seqs: env_usize("UERZOO_BENCH_SEQS").unwrap_or(8),
         batch_new: env_usize("UERZOO_BENCH_BATCH_NEW").unwrap_or(32),
         batch_iters: env_usize("UERZOO_BENCH_BATCH_ITERS").unwrap_or(2),
+        dtypes: std::env::var("UERZOO_BENCH_DTYPES")
+            .unwrap_or_else(|_| "f32,int8,bf16".into())
+            .split(',')
+            .map(|d| {
+                d.trim()
+                    .parse()
+                    .expect("UERZOO_BENCH_DTYPES: f32,int8,bf16")
+            })
+            .collect(),
+        dtype_new: env_usize("UERZOO_BENCH_DTYPE_NEW").unwrap_or(64),
+        dtype_iters: env_usize("UERZOO_BENCH_DTYPE_ITERS").unwrap_or(3),
     };
     println!("device {device}, threads {}", rayon::current_num_threads());
     run_on(device, bench).expect("backend");

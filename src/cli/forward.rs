@@ -29,7 +29,8 @@ pub struct Args {
     /// Precision of the encoder's linear layers: f32|int8|bf16. int8: weights quantized once
     /// at load, per output channel, activations per row on the fly; bf16: weights rounded to
     /// bf16 once at load, activations per call, f32 sums (AVX-512 BF16 where the CPU has it).
-    /// Both `--device cpu` only. Embeddings, LayerNorm, softmax and the heads stay f32.
+    /// Both `--device cpu` only. Embeddings, LayerNorm, softmax and the heads stay f32, but
+    /// for a GPT-2's LM head (int8/bf16 weights too, logits f32: what `generate --dtype` runs).
     #[arg(long, default_value = "f32")]
     dtype: uerzoo::model::Dtype,
     /// `cpu`, `cuda[:N]` (a build with `--features cuda`), `wgpu[:N]` (`--features wgpu`;

@@ -104,6 +104,14 @@ pub struct Args {
     /// wgpu GPU (never a software one), else the CPU; it notes which.
     #[arg(long, default_value = "cpu", value_parser = super::device_arg)]
     device: DeviceSpec,
+    /// Precision of the linear layers and the LM head: f32|int8|bf16 (`--device cpu` only).
+    /// Decoding reads every weight once per token, so fewer bytes per weight decode faster
+    /// (int8: weights quantized once at load per output channel, activations per row; bf16:
+    /// weights rounded once, f32 sums). Logits, LayerNorm, softmax and the KV cache stay f32;
+    /// greedy text may differ from f32's where two tokens are nearly tied (perplexity within
+    /// 2 % of f32, docs/performance.md).
+    #[arg(long, default_value = "f32")]
+    dtype: uerzoo::model::Dtype,
     /// Print tokens as they are generated.
     #[arg(long, conflicts_with_all = ["output", "json"])]
     stream: bool,
@@ -140,6 +148,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         seed: args.seed,
         num_return: args.num_return,
         device: args.device,
+        dtype: args.dtype,
         stream: args.stream,
         no_cache: args.no_cache,
         batch_size: args.batch_size,

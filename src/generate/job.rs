@@ -48,6 +48,9 @@ pub struct GenerateJob {
     pub seed: Option<u64>,
     pub num_return: usize,
     pub device: DeviceSpec,
+    /// Precision of the linear layers and the LM head ([`crate::model::Dtype`]: int8 or
+    /// bf16 on the CPU; the logits, LayerNorm, softmax and the KV cache stay f32).
+    pub dtype: crate::model::Dtype,
     /// Send the text as it is generated ([`Event::Text`]).
     pub stream: bool,
     pub no_cache: bool,
@@ -166,7 +169,19 @@ pub fn run_many(
         }
     }
     let prompts = read_prompts(&job, on_event)?;
-    let opened = crate::resolve::open_model(&job.model, job.config.as_deref())?;
+    let mut opened = crate::resolve::open_model(&job.model, job.config.as_deref())?;
+    opened.config.dtype = job.dtype;
+    match job.dtype {
+        crate::model::Dtype::F32 => {}
+        crate::model::Dtype::Int8 => on_event(Event::Note(&format!(
+            "note: int8 linear layers and LM head ({} kernel path)",
+            crate::kernels::int8::Path::best().name()
+        ))),
+        crate::model::Dtype::Bf16 => on_event(Event::Note(&format!(
+            "note: bf16 linear layers and LM head ({} kernel path)",
+            crate::kernels::bf16::Bf16Path::best().name()
+        ))),
+    }
     let preset = named.unwrap_or_else(|| Preset::for_weights(&opened.checkpoint));
     let (tok, vocab) = crate::resolve::open_tokenizer_with_origin(&opened, job.vocab.as_deref())?;
     if matches!(vocab, crate::resolve::VocabOrigin::BuiltIn { .. }) {

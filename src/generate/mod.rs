@@ -24,12 +24,14 @@ pub mod constraint;
 pub mod job;
 pub mod preset;
 pub mod sampling;
+pub mod score;
 
 pub use batch::generate_batched;
 pub use constraint::{Constraint, Rule};
 pub use job::{Event, GenerateJob, GenerateReport, RunError, run_many};
 pub use preset::{PRESETS, Preset, TextStream, clean_text, uer_text};
 pub use sampling::{Sampler, Sampling};
+pub use score::{Perplexity, perplexity};
 
 use crate::model::backend::{BackendJob, DeviceSpec, run_on};
 use crate::model::kv_cache::KvCache;

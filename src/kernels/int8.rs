@@ -157,7 +157,9 @@ pub struct PackedWeight {
 
 impl PackedWeight {
     /// Quantizes `w` (row-major `[n, k]`, torch's `[out, in]`): per row, `scale =
-    /// max|w|/127` and `q = round(w/scale)` (ties to even).
+    /// max|w|/127` and `q = round(w/scale)` (ties to even). Each block of [`NB`] rows is
+    /// quantized and packed in place, in parallel: no unpacked copy of the weight is made, so
+    /// loading holds only the packed bytes (what [`Self::pack`] of the quantized rows gives).
     pub fn quantize(w: &[f32], n: usize, k: usize) -> Self {
         assert_eq!(
             w.len(),
@@ -165,13 +167,35 @@ impl PackedWeight {
             "weight of {} values is not {n}×{k}",
             w.len()
         );
-        let mut q = vec![0i8; n * k];
-        let mut scale = vec![0f32; n];
-        q.par_chunks_mut(k.max(1))
-            .zip(scale.par_iter_mut())
+        let kp = padded_k(k);
+        let np = n.div_ceil(TILE_N) * TILE_N;
+        let mut data = vec![0i8; np * kp];
+        let mut colsum = vec![0i32; np];
+        let mut scale = vec![0f32; np];
+        data.par_chunks_mut((kp * NB).max(1))
+            .zip(colsum.par_chunks_mut(NB))
+            .zip(scale.par_chunks_mut(NB))
             .enumerate()
-            .for_each(|(r, (qr, s))| *s = quantize_row(&w[r * k..(r + 1) * k], qr));
-        Self::pack(&q, scale, n, k)
+            .for_each(|(blk, ((block, sums), scales))| {
+                let mut row = vec![0i8; k];
+                for lane in 0..NB.min(n.saturating_sub(blk * NB)) {
+                    let c = blk * NB + lane;
+                    scales[lane] = quantize_row(&w[c * k..(c + 1) * k], &mut row);
+                    for (kk, &v) in row.iter().enumerate() {
+                        block[(kk / 4) * NB * 4 + lane * 4 + kk % 4] = v;
+                    }
+                    sums[lane] = row.iter().map(|&v| v as i32).sum();
+                }
+            });
+        scale.truncate(n);
+        PackedWeight {
+            n,
+            k,
+            kp,
+            data,
+            colsum,
+            scale,
+        }
     }
 
     /// Packs already quantized `q` (row-major `[n, k]`, values in −127..=127) with its
@@ -506,6 +530,11 @@ fn tile_fn(path: Path) -> TileFn {
     }
 }
 
+/// Up to this many rows (decoding a batch of sequences) the work is split over column tiles,
+/// above it over rows. Either way each output is the same tile's sum: a row's values do not
+/// depend on how many rows come with it.
+const FEW_ROWS: usize = 64;
+
 /// Rows per rayon task: enough tasks for every thread, whole micro-tiles, at most 64.
 fn rows_per_task(m: usize) -> usize {
     let threads = rayon::current_num_threads().max(1);
@@ -532,6 +561,32 @@ fn drive<T: Send>(
         return;
     }
     let tile = tile_fn(path);
+    if m <= FEW_ROWS {
+        // Decoding: split the columns instead of the rows, so the weight is read once in all
+        // (each column tile stays in cache while every row tile passes over it).
+        let row_tiles = m.div_ceil(MR);
+        let tiles: Vec<Vec<[i32; MR * TILE_N]>> = (0..n.div_ceil(TILE_N))
+            .into_par_iter()
+            .map(|ct| {
+                let c0 = ct * TILE_N;
+                let ws = &w.data[c0 * kp..(c0 + TILE_N) * kp];
+                let cs = &w.colsum[c0..c0 + TILE_N];
+                (0..row_tiles)
+                    .map(|rt| {
+                        let mut acc = [0i32; MR * TILE_N];
+                        tile(&xq[rt * MR * kp..(rt + 1) * MR * kp], ws, cs, kp, &mut acc);
+                        acc
+                    })
+                    .collect()
+            })
+            .collect();
+        for (ct, accs) in tiles.iter().enumerate() {
+            for (rt, acc) in accs.iter().enumerate() {
+                emit(out, 0, rt * MR, ct * TILE_N, acc);
+            }
+        }
+        return;
+    }
     let rc = rows_per_task(m);
     out.par_chunks_mut(rc * n)
         .enumerate()
@@ -723,6 +778,63 @@ mod tests {
             eprintln!(
                 "int8 paths skipped (not on this CPU): {}",
                 skipped.join(", ")
+            );
+        }
+    }
+
+    /// Decoding runs 1–64 rows split over columns, the encoders more rows split over rows:
+    /// a row's outputs are the same bits alone, among few rows and among many, on every path.
+    #[test]
+    fn a_row_gives_the_same_bits_alone_and_in_any_batch() {
+        let (n, k) = (200, 96);
+        let f = |i: usize, s: f32| (i as f32 * s).sin();
+        let w: Vec<f32> = (0..n * k).map(|i| f(i, 0.13) * 0.2).collect();
+        let b: Vec<f32> = (0..n).map(|i| i as f32 * 0.01).collect();
+        let q = QLinear::quantize(&w, n, k, Some(b));
+        let x: Vec<f32> = (0..130 * k).map(|i| f(i, 0.29) * 3.0).collect();
+        for path in Path::ALL.into_iter().filter(|p| p.available()) {
+            let alone: Vec<Vec<f32>> = (0..130)
+                .map(|r| {
+                    linear_on(
+                        path,
+                        &x[r * k..(r + 1) * k],
+                        1,
+                        &q.weight,
+                        q.bias.as_deref(),
+                    )
+                })
+                .collect();
+            for m in [2, 5, 16, 63, 64, 65, 130] {
+                let y = linear_on(path, &x[..m * k], m, &q.weight, q.bias.as_deref());
+                for (r, want) in alone.iter().take(m).enumerate() {
+                    assert_eq!(
+                        &y[r * n..(r + 1) * n],
+                        &want[..],
+                        "{}: row {r} of {m}",
+                        path.name()
+                    );
+                }
+            }
+        }
+    }
+
+    /// Quantizing in place packs exactly what packing the quantized rows gives.
+    #[test]
+    fn quantize_packs_in_place_what_pack_gives() {
+        for (n, k) in [(1, 1), (17, 7), (64, 768), (130, 33)] {
+            let w: Vec<f32> = (0..n * k).map(|i| ((i as f32) * 0.71).sin()).collect();
+            let mut q = vec![0i8; n * k];
+            let scale: Vec<f32> = (0..n)
+                .map(|r| quantize_row(&w[r * k..(r + 1) * k], &mut q[r * k..(r + 1) * k]))
+                .collect();
+            let (a, b) = (
+                PackedWeight::quantize(&w, n, k),
+                PackedWeight::pack(&q, scale, n, k),
+            );
+            assert_eq!((a.n, a.k, a.kp), (b.n, b.k, b.kp));
+            assert!(
+                a.data == b.data && a.colsum == b.colsum && a.scale == b.scale,
+                "{n}×{k}"
             );
         }
     }

@@ -106,8 +106,10 @@ pub struct ModelConfig {
     pub encoder: EncoderKind,
 }
 
-/// The precision of the encoder's linear layers (attention q/k/v/o and feed-forward).
-/// Embeddings, LayerNorm, softmax, the residual stream and the heads stay f32 either way.
+/// The precision of the encoder's linear layers (attention q/k/v/o and feed-forward) and of
+/// a causal model's LM head (its logits f32), the matrices generation reads once per token.
+/// Embeddings, LayerNorm, softmax, the residual stream, the KV cache and the other heads stay
+/// f32 either way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Dtype {
     /// f32 weights and activations (what the checkpoint holds).

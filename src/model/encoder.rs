@@ -22,8 +22,8 @@ use kernels::int8::QLinear;
 use std::sync::Arc;
 
 /// `layer`, or its int8 or bf16 twin when the model was loaded with int8 or bf16 linear
-/// layers.
-fn apply<B: Backend, const D: usize>(
+/// layers (the encoder's linear layers and GPT-2's LM head).
+pub(crate) fn apply<B: Backend, const D: usize>(
     layer: &Linear<B>,
     int8: Option<&QLinear>,
     bf16: Option<&Bf16Linear>,

@@ -4,12 +4,15 @@
 //! UER-py 2019's classification target `target.cls.linear_{1,2}`: the same computation).
 
 use super::config::Activation;
-use super::encoder::activate;
+use super::encoder::{activate, apply};
 use super::layer_norm::LayerNorm;
 use crate::kernels;
 use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::{Tensor, backend::Backend};
+use kernels::Bf16Linear;
+use kernels::int8::QLinear;
+use std::sync::Arc;
 
 /// Which weight a head decodes to the vocabulary with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -98,12 +101,34 @@ impl<B: Backend> SpHead<B> {
 #[derive(Module, Debug)]
 pub struct LmHead<B: Backend> {
     pub output_layer: Linear<B>,
+    /// `output_layer` quantized for int8 inference ([`super::Dtype::Int8`]; the logits stay
+    /// f32): decoding reads the vocabulary's weights once per token, a quarter of f32's bytes.
+    #[module(skip)]
+    pub int8: Option<Arc<QLinear>>,
+    /// `output_layer` rounded to bf16 for bf16 inference ([`super::Dtype::Bf16`]).
+    #[module(skip)]
+    pub bf16: Option<Arc<Bf16Linear>>,
 }
 
 impl<B: Backend> LmHead<B> {
-    /// `[batch, seq, hidden]` → logits `[batch, seq, vocab]` (inference).
+    /// A head decoding with `output_layer` in f32.
+    pub fn new(output_layer: Linear<B>) -> Self {
+        LmHead {
+            output_layer,
+            int8: None,
+            bf16: None,
+        }
+    }
+
+    /// `[batch, seq, hidden]` → logits `[batch, seq, vocab]` (inference: through the int8 or
+    /// bf16 twin of `output_layer` when the model was loaded with one).
     pub fn forward(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.logits(hidden, None)
+        apply(
+            &self.output_layer,
+            self.int8.as_deref(),
+            self.bf16.as_deref(),
+            hidden,
+        )
     }
 
     /// `[…, hidden]` → `[…, vocab]`, decoding with `output_layer`, or with `word`

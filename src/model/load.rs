@@ -120,6 +120,29 @@ impl<'a, B: Backend> Reader<'a, B> {
         Ok(Tensor::from_data(data(t), self.device))
     }
 
+    /// Hands `f` the f32 values of `key` (row-major, as stored): the checkpoint's bytes
+    /// themselves when they are aligned little-endian f32 (a memory map), else a converted
+    /// copy. Then the tensor's file pages are dropped from memory
+    /// ([`crate::checkpoint::release_pages`]): for weights read once to make their int8 or
+    /// bf16 twins. Only for keys already read (checked) by the loader.
+    fn with_values<R>(&self, key: &str, f: impl FnOnce(&[f32]) -> R) -> R {
+        let t = self
+            .ckpt
+            .get(key)
+            .expect("the loader read this key before lowering its precision");
+        let bytes = t.bytes();
+        let out = match bytemuck::try_cast_slice::<u8, f32>(bytes) {
+            Ok(values)
+                if t.dtype == crate::checkpoint::DType::F32 && cfg!(target_endian = "little") =>
+            {
+                f(values)
+            }
+            _ => f(&t.to_f32_vec()),
+        };
+        crate::checkpoint::release_pages(t);
+        out
+    }
+
     fn vector(&self, key: &str, n: usize) -> Result<Tensor<B, 1>, ModelError> {
         let t = self.raw(key, &[n])?;
         Ok(Tensor::from_data(data(t), self.device))
@@ -350,15 +373,7 @@ pub fn load_model<B: Backend>(
     } else {
         None
     };
-    if config.dtype == Dtype::Int8 {
-        quantize_layers(&mut layers);
-        report.int8_path = Some(crate::kernels::int8::Path::best().name());
-    }
-    if config.dtype == Dtype::Bf16 {
-        bf16_layers(&mut layers);
-        report.bf16_path = Some(crate::kernels::bf16::Bf16Path::best().name());
-    }
-    let encoder = Encoder {
+    let mut encoder = Encoder {
         linear,
         layers,
         layer_norm: final_ln,
@@ -403,20 +418,20 @@ pub fn load_model<B: Backend>(
     let lm = if r.has(&lm_key) {
         report.heads.push("lm");
         let lm_bias = r.has(&format!("{}.bias", keys::LM_OUT));
-        Some(LmHead {
-            output_layer: r.linear(keys::LM_OUT, h, v, lm_bias)?,
-        })
+        Some(LmHead::new(r.linear(keys::LM_OUT, h, v, lm_bias)?))
     } else if config.mask == MaskKind::Causal && mlm.is_none() && e == h {
         // A tied decoder reads the hidden state with the `[vocab, emb]` word embedding; an
         // LSTM classifier (emb ≠ hidden, no LM output layer) has no LM to tie.
         report.heads.push("lm");
         report.tied.push("lm");
-        Some(LmHead {
-            output_layer: tied(None),
-        })
+        Some(LmHead::new(tied(None)))
     } else {
         None
     };
+    let mut lm = lm;
+    if config.dtype != Dtype::F32 {
+        lower_precision(&r, &config, &mut encoder.layers, lm.as_mut(), &mut report);
+    }
     let classifier = match keys::CLASSIFIERS
         .iter()
         .find(|(one, _)| r.has(&format!("{one}.weight")))
@@ -455,39 +470,110 @@ pub fn load_model<B: Backend>(
     ))
 }
 
-/// Quantizes the transformer layers' linear layers (attention q/k/v/o, feed-forward) for
-/// int8 inference; the f32 weights stay as loaded (memory-mapped file pages, read once here).
-fn quantize_layers<B: Backend>(layers: &mut [TransformerLayer<B>]) {
-    use crate::kernels::quantize_linear as q;
-    use std::sync::Arc;
-    for layer in layers {
-        let a = &mut layer.self_attn;
-        a.int8 = Some(Arc::new([
-            q(&a.query),
-            q(&a.key),
-            q(&a.value),
-            q(&a.output),
-        ]));
-        let f = &mut layer.feed_forward;
-        f.int8 = Some(Arc::new([q(&f.linear_1), q(&f.linear_2)]));
-    }
+/// The weight keys of layer application `i`'s linear layers, in [`TransformerLayer`] order:
+/// query, key, value, attention output, feed-forward 1 and 2.
+fn layer_weight_keys(config: &ModelConfig, i: usize) -> [String; 6] {
+    let p = if config.parameter_sharing {
+        keys::SHARED_LAYER.to_string()
+    } else {
+        crate::convert::names::instantiate(keys::LAYER, i)
+    };
+    [
+        keys::QUERY,
+        keys::KEY,
+        keys::VALUE,
+        keys::ATTN_OUT,
+        keys::FF_1,
+        keys::FF_2,
+    ]
+    .map(|k| format!("{p}.{k}.weight"))
 }
 
-/// Rounds the transformer layers' linear layers (attention q/k/v/o, feed-forward) to bf16
-/// for bf16 inference; the f32 weights stay as loaded.
-fn bf16_layers<B: Backend>(layers: &mut [TransformerLayer<B>]) {
-    use crate::kernels::bf16_weights as h;
+/// Gives the transformer layers' linear layers (attention q/k/v/o, feed-forward) and the LM
+/// head int8 or bf16 twins for `config.dtype`, made from the checkpoint's `[out, in]` f32
+/// values. The LM head comes first: it is the largest matrix (the vocabulary), and each
+/// matrix's file pages are dropped from memory once its twin is made
+/// ([`Reader::with_values`]), so the f32 weights never stay resident beside the low-precision
+/// ones (the f32 tensors remain valid: a page touched again is read from the file again).
+fn lower_precision<B: Backend>(
+    r: &Reader<'_, B>,
+    config: &ModelConfig,
+    layers: &mut [TransformerLayer<B>],
+    lm: Option<&mut LmHead<B>>,
+    report: &mut LoadReport,
+) {
+    use crate::kernels::{Bf16Linear, bf16, int8};
     use std::sync::Arc;
-    for layer in layers {
+    let bias = |l: &Linear<B>| {
+        l.bias.as_ref().map(|b| {
+            b.val()
+                .into_data()
+                .convert::<f32>()
+                .to_vec::<f32>()
+                .expect("an f32 bias converts to f32")
+        })
+    };
+    let q = |key: &str, l: &Linear<B>| {
+        let [d_in, d_out] = l.weight.dims();
+        let w = r.with_values(key, |w| int8::PackedWeight::quantize(w, d_out, d_in));
+        int8::QLinear {
+            weight: w,
+            bias: bias(l),
+        }
+    };
+    let h = |key: &str, l: &Linear<B>| {
+        let [d_in, d_out] = l.weight.dims();
+        let w = r.with_values(key, |w| {
+            bf16::Bf16Weight::pack(w, d_out, d_in)
+                .expect("a checkpoint weight has the shape its layer was loaded with")
+        });
+        Bf16Linear {
+            weight: w,
+            bias: bias(l),
+        }
+    };
+    if let Some(lm) = lm {
+        let key = if r.has(&format!("{}.weight", keys::LM_OUT)) {
+            format!("{}.weight", keys::LM_OUT)
+        } else {
+            keys::WORD.to_string()
+        };
+        match config.dtype {
+            Dtype::Int8 => lm.int8 = Some(Arc::new(q(&key, &lm.output_layer))),
+            Dtype::Bf16 => lm.bf16 = Some(Arc::new(h(&key, &lm.output_layer))),
+            Dtype::F32 => {}
+        }
+    }
+    for (i, layer) in layers.iter_mut().enumerate() {
+        let k = layer_weight_keys(config, i);
         let a = &mut layer.self_attn;
-        a.bf16 = Some(Arc::new([
-            h(&a.query),
-            h(&a.key),
-            h(&a.value),
-            h(&a.output),
-        ]));
         let f = &mut layer.feed_forward;
-        f.bf16 = Some(Arc::new([h(&f.linear_1), h(&f.linear_2)]));
+        match config.dtype {
+            Dtype::Int8 => {
+                a.int8 = Some(Arc::new([
+                    q(&k[0], &a.query),
+                    q(&k[1], &a.key),
+                    q(&k[2], &a.value),
+                    q(&k[3], &a.output),
+                ]));
+                f.int8 = Some(Arc::new([q(&k[4], &f.linear_1), q(&k[5], &f.linear_2)]));
+            }
+            Dtype::Bf16 => {
+                a.bf16 = Some(Arc::new([
+                    h(&k[0], &a.query),
+                    h(&k[1], &a.key),
+                    h(&k[2], &a.value),
+                    h(&k[3], &a.output),
+                ]));
+                f.bf16 = Some(Arc::new([h(&k[4], &f.linear_1), h(&k[5], &f.linear_2)]));
+            }
+            Dtype::F32 => {}
+        }
+    }
+    match config.dtype {
+        Dtype::Int8 => report.int8_path = Some(int8::Path::best().name()),
+        Dtype::Bf16 => report.bf16_path = Some(bf16::Bf16Path::best().name()),
+        Dtype::F32 => {}
     }
 }
 
