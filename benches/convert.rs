@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use uerzoo::checkpoint::{Checkpoint, Tensor};
-use uerzoo::convert::{self, FileFormat, Naming, Request, To};
+use uerzoo::convert::{self, ConvertRequest, FileFormat, Naming, To};
 
 const LAYERS: usize = 12;
 const HIDDEN: usize = 768;
@@ -117,8 +117,8 @@ fn roberta_base() -> Checkpoint {
     c
 }
 
-fn request(input: &Path, output: &Path, to: To) -> Request {
-    Request {
+fn request(input: &Path, output: &Path, to: To) -> ConvertRequest {
+    ConvertRequest {
         input: input.into(),
         output: output.into(),
         to,
@@ -220,7 +220,7 @@ fn main() {
     time_runs(
         "UER .bin → HF dir, unchanged tensors through memory",
         || {
-            let req = Request {
+            let req = ConvertRequest {
                 copy_ranges: false,
                 ..request(&uer, &hf, To::Hf)
             };
@@ -228,7 +228,7 @@ fn main() {
         },
     );
     time_runs("UER .bin → HF dir, --dtype f16", || {
-        let req = Request {
+        let req = ConvertRequest {
             dtype: Some(convert::FloatDType::F16),
             ..request(&uer, &hf, To::Hf)
         };

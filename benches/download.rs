@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hub_server::{Faults, HubServer, Served};
-use uerzoo::hub::{Cache, Hub, HubOptions, Request};
+use uerzoo::hub::{Cache, DownloadRequest, Hub, HubOptions};
 use uerzoo::progress::NoProgress;
 
 const REPO: &str = "uer/bench-model";
@@ -58,7 +58,7 @@ fn main() {
         jobs,
         ..HubOptions::default()
     };
-    let request = Request::new(REPO, "main", [FILE]);
+    let request = DownloadRequest::new(REPO, "main", [FILE]);
     let run_uerzoo = |jobs: usize, round: usize| {
         let cache = tmp.path().join(format!("cache-{jobs}-{round}"));
         let start = Instant::now();

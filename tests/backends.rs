@@ -17,7 +17,7 @@ use uerzoo::model::backend::{BackendJob, run_on};
 use uerzoo::model::{self, DeviceSpec, load_model, tasks::Batch};
 use uerzoo::progress::NoProgress;
 use uerzoo::tokenizer::{Tokenizer, TokenizerOptions};
-use uerzoo::train::dataset::{self, DatasetFile, PreprocessOptions, Target};
+use uerzoo::train::dataset::{self, DatasetFile, PreprocessOptions, PretrainTarget};
 use uerzoo::train::pretrain::{self, PretrainOptions};
 use uerzoo::train::{Dataset, FinetuneOptions, TaskData, finetune};
 
@@ -200,7 +200,7 @@ fn pretrain_steps(device: DeviceSpec) {
     )
     .unwrap();
     let opts = PretrainOptions {
-        target: Target::Mlm,
+        target: PretrainTarget::Mlm,
         total_steps: 4,
         batch_size: 4,
         learning_rate: 1e-3,

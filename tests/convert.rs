@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use uerzoo::checkpoint::Checkpoint;
-use uerzoo::convert::{self, Family, Naming, Source, ToHfOptions, ToUerOptions};
+use uerzoo::convert::{self, Layout, Naming, Source, ToHfOptions, ToUerOptions};
 
 /// HF names UER-py's script writes that we need not: GPT-2's causal-mask buffers.
 fn is_buffer(name: &str) -> bool {
@@ -108,10 +108,10 @@ fn every_fixture_converts_bit_for_bit_like_uer_script_and_back() {
         let det = convert::detect(&uer).unwrap();
         assert_eq!(det.source, Source::Uer(naming), "{fixture}");
         let expected_family = match fixture {
-            "albert_v1" => Family::Albert,
-            "bert_v1" => Family::BertPretraining,
-            "gpt2_v1" | "gpt2_v2" => Family::Gpt2,
-            _ => Family::BertMlm,
+            "albert_v1" => Layout::Albert,
+            "bert_v1" => Layout::BertPretraining,
+            "gpt2_v1" | "gpt2_v2" => Layout::Gpt2,
+            _ => Layout::BertMlm,
         };
         assert_eq!(det.family, expected_family, "{fixture}");
         let (hf, report) = convert::to_hf(&uer, &ToHfOptions::default()).unwrap();
@@ -175,7 +175,7 @@ fn generations_migrate_both_ways() {
                 },
             )
             .unwrap();
-            assert_eq!(report.target, convert::Target::Uer(naming));
+            assert_eq!(report.target, convert::Destination::Uer(naming));
             // Same tensors under the other generation's names: its HF form equals the script's.
             let (hf, _) = convert::to_hf(&out, &ToHfOptions::default()).unwrap();
             assert_matches_script(from, &hf);
@@ -826,7 +826,7 @@ fn hf_classifiers_convert_to_uer_py_names() {
 
 /// A GPT-2 fine-tuned by run_classifier (`--mask causal`): the real UER-py GPT-2 keys of
 /// `gpt2_v1` (its `target.*` head dropped) plus run_classifier's head. It is recognised as
-/// [`Family::Gpt2Classifier`], migrates to exactly `gpt2_v2`'s names (UER-py's v2 spelling of
+/// [`Layout::Gpt2Classifier`], migrates to exactly `gpt2_v2`'s names (UER-py's v2 spelling of
 /// the same model, read from the fixture) and back bit for bit, and is refused by `to_hf`
 /// with a message naming it: transformers has no class with this pooled head.
 #[test]
@@ -853,7 +853,7 @@ fn gpt2_classifier_migrates_and_has_no_hf_form() {
     let d = convert::detect(&v1).unwrap();
     assert_eq!(
         (d.family, d.source),
-        (Family::Gpt2Classifier, Source::Uer(Naming::V1))
+        (Layout::Gpt2Classifier, Source::Uer(Naming::V1))
     );
     let (v2, _) = convert::to_uer(
         &v1,
@@ -892,7 +892,7 @@ fn gpt2_classifier_migrates_and_has_no_hf_form() {
 
 /// An ALBERT classifier (from transformers' `AlbertForSequenceClassification`) migrates
 /// between UER naming generations and back bit for bit, and is recognised as
-/// [`Family::AlbertClassifier`] in both.
+/// [`Layout::AlbertClassifier`] in both.
 #[test]
 fn albert_classifier_migrates_between_generations() {
     let dir = common::shared().join("fixtures/hf_classifiers/albert_cls_hf");
@@ -914,7 +914,7 @@ fn albert_classifier_migrates_between_generations() {
         let d = convert::detect(c).unwrap();
         assert_eq!(
             (d.family, d.source),
-            (Family::AlbertClassifier, Source::Uer(naming))
+            (Layout::AlbertClassifier, Source::Uer(naming))
         );
     }
     assert_ne!(

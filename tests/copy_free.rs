@@ -20,7 +20,7 @@ use uerzoo::convert::{self, Naming, ToUerOptions};
 use uerzoo::model::{self, DeviceSpec, load::set_contiguous_weights};
 use uerzoo::progress::NoProgress;
 use uerzoo::tokenizer::{Tokenizer, TokenizerOptions};
-use uerzoo::train::dataset::{self, DatasetFile, PreprocessOptions, Target};
+use uerzoo::train::dataset::{self, DatasetFile, PreprocessOptions, PretrainTarget};
 use uerzoo::train::pretrain::{self, OptimState, PretrainOptions};
 use uerzoo::train::{Dataset, FinetuneOptions, TaskData, finetune};
 
@@ -96,7 +96,7 @@ fn pretrained(
     )
     .unwrap();
     let opts = PretrainOptions {
-        target: Target::Mlm,
+        target: PretrainTarget::Mlm,
         total_steps: steps,
         batch_size: 4,
         learning_rate: 1e-4,

@@ -194,7 +194,7 @@ fn extract_file_writes_what_the_command_writes() {
 
 #[test]
 fn preprocess_job_writes_what_the_command_writes() {
-    use uerzoo::train::dataset::Target;
+    use uerzoo::train::dataset::PretrainTarget;
     use uerzoo::train::dataset::job::{self, PreprocessJob, Source};
     let d = tempfile::tempdir().unwrap();
     let corpus = d.path().join("c.txt");
@@ -209,7 +209,7 @@ fn preprocess_job_writes_what_the_command_writes() {
         PreprocessJob {
             source: Source::Corpus(corpus.clone()),
             vocab: vocab.clone(),
-            target: Target::Mlm,
+            target: PretrainTarget::Mlm,
             seq_length: Some(16),
             dup_factor: 2,
             dynamic_masking: false,

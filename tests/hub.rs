@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use hub_server::{COMMIT, Faults, HubServer, Served};
 use uerzoo::hub::{
-    Cache, CheckStatus, Hub, HubError, HubOptions, Request, import_file, local_repo_id,
+    Cache, CheckStatus, DownloadRequest, Hub, HubError, HubOptions, import_file, local_repo_id,
     sha256_file, verify_repo,
 };
 use uerzoo::progress::NoProgress;
@@ -100,12 +100,12 @@ impl Fixture {
     fn hub(&self) -> Hub {
         Hub::new(self.cache(), self.options())
     }
-    fn request(&self) -> Request {
-        Request::new(REPO, "main", ["config.json", "pytorch_model.bin"])
+    fn request(&self) -> DownloadRequest {
+        DownloadRequest::new(REPO, "main", ["config.json", "pytorch_model.bin"])
     }
     /// The weight file alone.
-    fn weight_request(&self) -> Request {
-        Request::new(REPO, "main", ["pytorch_model.bin"])
+    fn weight_request(&self) -> DownloadRequest {
+        DownloadRequest::new(REPO, "main", ["pytorch_model.bin"])
     }
     /// The server cuts the next content response after `bytes` bytes, once.
     fn cut_once(&self, bytes: u64) {
@@ -388,7 +388,7 @@ fn corrupted_small_git_file_fails_its_sha1() {
             corrupt: true,
             ..Faults::default()
         });
-        let request = Request::new(REPO, "main", ["config.json"]);
+        let request = DownloadRequest::new(REPO, "main", ["config.json"]);
         let err = fx.hub().download(&request, &NoProgress).unwrap_err();
         assert!(
             matches!(
@@ -489,7 +489,7 @@ fn offline_succeeds_from_a_complete_cache() {
 fn offline_names_the_missing_file() {
     with_timeout(|| {
         let fx = fixture();
-        let offline = |request: &Request| {
+        let offline = |request: &DownloadRequest| {
             Hub::new(
                 fx.cache(),
                 HubOptions {
@@ -505,7 +505,10 @@ fn offline_names_the_missing_file() {
         assert!(matches!(err, HubError::OfflineNoRevision { .. }), "{err}");
         // Cache with config.json only: the weight is named.
         fx.hub()
-            .download(&Request::new(REPO, "main", ["config.json"]), &NoProgress)
+            .download(
+                &DownloadRequest::new(REPO, "main", ["config.json"]),
+                &NoProgress,
+            )
             .unwrap();
         let err = offline(&fx.request());
         let HubError::OfflineMissing { file, path, .. } = &err else {
@@ -722,7 +725,7 @@ fn parallel_ranges_download_and_resume() {
 fn missing_file_is_a_clear_404() {
     with_timeout(|| {
         let fx = fixture();
-        let request = Request::new(REPO, "main", ["tf_model.h5"]);
+        let request = DownloadRequest::new(REPO, "main", ["tf_model.h5"]);
         let err = fx.hub().download(&request, &NoProgress).unwrap_err();
         let HubError::Status { status, code, .. } = &err else {
             panic!("{err}")
@@ -756,7 +759,7 @@ fn token_goes_to_the_hub_never_to_the_cdn() {
 fn registry_hash_disagreeing_with_the_hub_is_refused() {
     with_timeout(|| {
         let fx = fixture();
-        let mut request = Request::new(REPO, "main", ["pytorch_model.bin"]);
+        let mut request = DownloadRequest::new(REPO, "main", ["pytorch_model.bin"]);
         request.files[0].sha256 = Some("ab".repeat(32));
         let err = fx.hub().download(&request, &NoProgress).unwrap_err();
         assert!(matches!(err, HubError::RegistryMismatch { .. }), "{err}");
@@ -1087,7 +1090,10 @@ fn unreachable_hub_falls_back_to_a_cached_file() {
         assert_eq!(online.dir, again.dir);
         // A file that is not cached still fails, naming the request.
         let err = hub
-            .download(&Request::new(REPO, "main", ["tf_model.h5"]), &NoProgress)
+            .download(
+                &DownloadRequest::new(REPO, "main", ["tf_model.h5"]),
+                &NoProgress,
+            )
             .unwrap_err();
         assert!(matches!(err, HubError::Http { .. }), "{err}");
     })

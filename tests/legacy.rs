@@ -83,8 +83,8 @@ fn sub_batch(b: &Batch, rows: &[(usize, usize)], seq: usize) -> Batch {
 #[test]
 fn the_2019_families_are_detected() {
     for (name, family, layers) in [
-        ("gpt_lm", uerzoo::convert::Family::LegacyGpt, 2),
-        ("bert_cls", uerzoo::convert::Family::BertClsTarget, 2),
+        ("gpt_lm", uerzoo::convert::Layout::LegacyGpt, 2),
+        ("bert_cls", uerzoo::convert::Layout::BertClsTarget, 2),
     ] {
         let ckpt = read(&fixture(name).join("uer_model.bin"));
         let det = uerzoo::convert::detect(&ckpt).unwrap();
@@ -753,7 +753,7 @@ fn pretrain_lm_from_the_2019_gpt() {
     );
     let ckpt = read(&out);
     let det = uerzoo::convert::detect(&ckpt).unwrap();
-    assert_eq!(det.family, uerzoo::convert::Family::LegacyGpt);
+    assert_eq!(det.family, uerzoo::convert::Layout::LegacyGpt);
     assert!(ckpt.get("target.output_layer.bias").is_some());
     let generated = common::run_ok(
         Command::new(common::uerzoo_bin())

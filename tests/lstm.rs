@@ -66,7 +66,7 @@ fn max_diff_at(a: &[f32], b: &[f32], segment: Option<&[i64]>, width: usize) -> f
 fn the_lstm_lm_is_detected() {
     let ckpt = read(&fixture().join("uer_model.bin"));
     let det = uerzoo::convert::detect(&ckpt).unwrap();
-    assert_eq!(det.family, uerzoo::convert::Family::LegacyLstm);
+    assert_eq!(det.family, uerzoo::convert::Layout::LegacyLstm);
     assert_eq!(det.layers, 2);
     assert_eq!(
         det.source,
@@ -732,7 +732,7 @@ fn naming_v2_round_trip_and_no_hf_form() {
         );
     }
     let det = uerzoo::convert::detect(&v2).unwrap();
-    assert_eq!(det.family, uerzoo::convert::Family::LegacyLstm);
+    assert_eq!(det.family, uerzoo::convert::Layout::LegacyLstm);
     assert_eq!(det.layers, 2);
 
     let tmp = tempfile::tempdir().unwrap();
@@ -771,7 +771,7 @@ fn book_review(name: &str) -> PathBuf {
 fn the_lstm_cls_is_detected() {
     let ckpt = read(&cls_fixture().join("uer_model.bin"));
     let det = uerzoo::convert::detect(&ckpt).unwrap();
-    assert_eq!(det.family, uerzoo::convert::Family::LegacyLstmCls);
+    assert_eq!(det.family, uerzoo::convert::Layout::LegacyLstmCls);
     assert_eq!(det.layers, 2);
     assert!(det.family.is_classifier() && det.family.is_lstm());
 }
@@ -940,7 +940,7 @@ fn finetune_the_lstm_with_mean_pooling_and_reload() {
         let det = uerzoo::convert::detect(&read(&bin)).unwrap();
         assert_eq!(
             det.family,
-            uerzoo::convert::Family::LstmClassifier,
+            uerzoo::convert::Layout::LstmClassifier,
             "{name}"
         );
         let reopened = model::open::open_model(&bin, Some(&dir.join("uer_config.json"))).unwrap();
@@ -1051,7 +1051,7 @@ fn lm_and_cls_targets_in_one_file() {
         std::fs::copy(cls_fixture().join(f), tmp.path().join(f)).unwrap();
     }
     let det = uerzoo::convert::detect(&read(&bin)).unwrap();
-    assert_eq!(det.family, uerzoo::convert::Family::LegacyLstmLmCls);
+    assert_eq!(det.family, uerzoo::convert::Layout::LegacyLstmLmCls);
     let opened = model::open::open_model(&bin, None).unwrap();
     let (m, report) =
         load_model::<Cpu>(&opened.checkpoint, &opened.config, &Default::default()).unwrap();

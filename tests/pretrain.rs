@@ -16,7 +16,7 @@ use uerzoo::model::{self, Cpu, DeviceSpec, load_model};
 use uerzoo::progress::NoProgress;
 use uerzoo::tokenizer::{Tokenizer, TokenizerOptions};
 use uerzoo::train::TrainError;
-use uerzoo::train::dataset::{self, DatasetFile, PreprocessOptions, Target};
+use uerzoo::train::dataset::{self, DatasetFile, PreprocessOptions, PretrainTarget};
 use uerzoo::train::pretrain::{self, OptimState, PretrainOptions, PretrainResult, StepReport};
 
 static TRAINING: Mutex<()> = Mutex::new(());
@@ -249,7 +249,7 @@ fn mlm_and_lm_instances_equal_uer_py() {
         false,
     );
     let lm = PreprocessOptions {
-        target: Target::Lm,
+        target: PretrainTarget::Lm,
         seq_length: 64,
         dup_factor: 1,
         ..Default::default()
@@ -317,7 +317,7 @@ fn mlm_dataset_packs_documents_by_hand_counts() {
     let h = &ds.header;
     assert_eq!(
         (h.target, h.seq_length, h.row, h.vocab_size, h.id_bytes),
-        (Target::Mlm, 64, 64, 3006, 2)
+        (PretrainTarget::Mlm, 64, 64, 3006, 2)
     );
     let first = ds.get(0).unwrap();
     let (cls, sep, pad) = (h.specials.cls, h.specials.sep, h.specials.pad);
@@ -346,7 +346,7 @@ fn lm_and_bert_datasets() {
     std::fs::write(&c, "一二三四五六七八九十\n").unwrap();
     let out = dir.path().join("lm.uzds");
     let lm = PreprocessOptions {
-        target: Target::Lm,
+        target: PretrainTarget::Lm,
         seq_length: 8,
         ..Default::default()
     };
@@ -366,7 +366,7 @@ fn lm_and_bert_datasets() {
     let bert_corpus = head(dir.path(), "CLUECorpusSmall_bert_sampled.txt", 400);
     let out = dir.path().join("bert.uzds");
     let bert = PreprocessOptions {
-        target: Target::Bert,
+        target: PretrainTarget::Bert,
         seq_length: 64,
         dup_factor: 1,
         ..Default::default()
@@ -427,7 +427,7 @@ fn bad_inputs_are_clear_errors() {
     // --seq-length beyond GPT-2's 128 positions; the wrong target.
     let lm_out = dir.path().join("lm.uzds");
     let lm = PreprocessOptions {
-        target: Target::Lm,
+        target: PretrainTarget::Lm,
         seq_length: 200,
         ..Default::default()
     };
@@ -437,7 +437,7 @@ fn bad_inputs_are_clear_errors() {
         model::open::open_model(&common::uer_fixture("gpt2_v1").join("uer_model.bin"), None)
             .unwrap();
     let opts = PretrainOptions {
-        target: Target::Lm,
+        target: PretrainTarget::Lm,
         ..Default::default()
     };
     let err = pretrain::check(&ds, &opened.config, &opened.checkpoint, &opts).unwrap_err();
@@ -450,7 +450,7 @@ fn bad_inputs_are_clear_errors() {
     assert!(err.to_string().contains("target lm, not mlm"), "{err}");
 }
 
-fn small_opts(target: Target, steps: usize) -> PretrainOptions {
+fn small_opts(target: PretrainTarget, steps: usize) -> PretrainOptions {
     PretrainOptions {
         target,
         total_steps: steps,
@@ -478,7 +478,7 @@ fn learnable_mlm_dataset(dir: &Path) -> PathBuf {
 
 /// 24 steps of batch 8 at lr 1e-3, reports every 8 steps, checkpoints at 8, 16, 24.
 fn learnable_mlm_opts() -> PretrainOptions {
-    let mut opts = small_opts(Target::Mlm, 24);
+    let mut opts = small_opts(PretrainTarget::Mlm, 24);
     opts.batch_size = 8;
     opts.learning_rate = 1e-3;
     opts.report_steps = 8;
@@ -550,14 +550,21 @@ fn lm_from_gpt2_v1_writes_tied_v1_keys_and_v2_on_request() {
     let c = head(dir.path(), "CLUECorpusSmall_sampled.txt", 30);
     let ds = dir.path().join("lm.uzds");
     let pre = PreprocessOptions {
-        target: Target::Lm,
+        target: PretrainTarget::Lm,
         seq_length: 32,
         ..Default::default()
     };
     build("gpt2_v1", &c, &ds, &pre).unwrap();
     let out = dir.path().join("gpt.bin");
     let _g = lock();
-    let (_, reports) = train("gpt2_v1", None, &ds, &small_opts(Target::Lm, 8), &out, None);
+    let (_, reports) = train(
+        "gpt2_v1",
+        None,
+        &ds,
+        &small_opts(PretrainTarget::Lm, 8),
+        &out,
+        None,
+    );
     assert!(reports.iter().all(|r| r.loss.is_finite() && r.acc > 0.0));
     let written = Checkpoint::open(pretrain::step_path(&out, 8)).unwrap();
     assert_eq!(keys(&written), fixture_keys("gpt2_v1"));
@@ -569,7 +576,7 @@ fn lm_from_gpt2_v1_writes_tied_v1_keys_and_v2_on_request() {
     );
     assert!(groups[0].contains(&"target.output_layer.weight".to_string()));
     // v2 naming: the keys of the v2 fixture.
-    let mut opts = small_opts(Target::Lm, 8);
+    let mut opts = small_opts(PretrainTarget::Lm, 8);
     opts.naming = Naming::V2;
     let out2 = dir.path().join("gpt_v2.bin");
     train("gpt2_v1", None, &ds, &opts, &out2, None);
@@ -583,7 +590,7 @@ fn bert_target_from_bert_v1_keeps_nsp_and_tied_decoder() {
     let c = head(dir.path(), "CLUECorpusSmall_bert_sampled.txt", 300);
     let ds = dir.path().join("bert.uzds");
     let pre = PreprocessOptions {
-        target: Target::Bert,
+        target: PretrainTarget::Bert,
         seq_length: 32,
         dup_factor: 1,
         ..Default::default()
@@ -595,7 +602,7 @@ fn bert_target_from_bert_v1_keeps_nsp_and_tied_decoder() {
         "bert_v1",
         None,
         &ds,
-        &small_opts(Target::Bert, 8),
+        &small_opts(PretrainTarget::Bert, 8),
         &out,
         None,
     );
@@ -620,7 +627,7 @@ fn albert_dataset_pairs_consecutive_segments_swapped_half_the_time() {
     let c = head(dir.path(), "CLUECorpusSmall_bert_sampled.txt", 400);
     let out = dir.path().join("albert.uzds");
     let pre = PreprocessOptions {
-        target: Target::Albert,
+        target: PretrainTarget::Albert,
         seq_length: 64,
         dup_factor: 1,
         dynamic_masking: true,
@@ -628,7 +635,7 @@ fn albert_dataset_pairs_consecutive_segments_swapped_half_the_time() {
     };
     let r = build("albert_v1", &c, &out, &pre).unwrap();
     let ds = DatasetFile::open(&out).unwrap();
-    assert_eq!(ds.header.target, Target::Albert);
+    assert_eq!(ds.header.target, PretrainTarget::Albert);
     assert!(r.instances > 20, "{}", r.instances);
     // The documents as token streams (one sentence a line, blank lines between documents).
     let (tok, _) = tokenizer("albert_v1");
@@ -781,7 +788,7 @@ fn resume_continues_exactly() {
     };
     build("roberta_v1", &c, &ds, &pre).unwrap();
     let _g = lock();
-    let opts = small_opts(Target::Mlm, 16);
+    let opts = small_opts(PretrainTarget::Mlm, 16);
     let straight = dir.path().join("straight.bin");
     let (a, ra) = train("roberta_v1", None, &ds, &opts, &straight, None);
     // Interrupted at 8 (the checkpoint pair), resumed to 16.
@@ -914,7 +921,7 @@ fn data_parallel_on_two_cpu_peers_equals_one_device() {
     let dir = tempfile::tempdir().unwrap();
     let ds_path = learnable_mlm_dataset(dir.path());
     let _g = lock();
-    let mut opts = small_opts(Target::Mlm, 4);
+    let mut opts = small_opts(PretrainTarget::Mlm, 4);
     opts.batch_size = 8;
     opts.dropout = Some(0.0);
     let (ckpt, config) = starting_point("roberta_v1", None, &opts);

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use uerzoo::progress::NoProgress;
 use uerzoo::tokenizer::{Tokenizer, TokenizerOptions};
-use uerzoo::train::dataset::{self, DatasetFile, FromUerOptions, Target, UerReader};
+use uerzoo::train::dataset::{self, DatasetFile, FromUerOptions, PretrainTarget, UerReader};
 
 /// The most bytes the reader may hold at once in the streaming test: a read chunk (64 KiB)
 /// and one instance of a few hundred bytes, far below the 20 MB file.
@@ -48,11 +48,11 @@ fn instances(name: &str) -> Vec<serde_json::Value> {
 }
 
 /// The target and tokenizer (with its file) each fixture was made with.
-fn made_with(name: &str) -> (Target, Tokenizer, PathBuf) {
+fn made_with(name: &str) -> (PretrainTarget, Tokenizer, PathBuf) {
     let target = match name {
-        "lm" => Target::Lm,
-        "bert" => Target::Bert,
-        _ => Target::Mlm,
+        "lm" => PretrainTarget::Lm,
+        "bert" => PretrainTarget::Bert,
+        _ => PretrainTarget::Mlm,
     };
     if name.contains("spm") {
         let m = common::vocab("cluecorpussmall_spm.model");
@@ -133,7 +133,10 @@ fn conversion_keeps_every_instance() {
             assert_eq!(rec.seg_a, seg[0], "{name}: instance {i}");
             assert_eq!(rec.seg_b, seg.get(1).copied().unwrap_or(0));
             let static_mask = w.len() == 3 && w[1].is_array() || w.len() == 4;
-            assert_eq!(h.dynamic_masking, !static_mask && target != Target::Lm);
+            assert_eq!(
+                h.dynamic_masking,
+                !static_mask && target != PretrainTarget::Lm
+            );
             if static_mask {
                 let mut t = vec![0u32; h.row];
                 for pair in w[1].as_array().unwrap() {
@@ -142,7 +145,7 @@ fn conversion_keeps_every_instance() {
                 }
                 assert_eq!(rec.targets.as_ref(), Some(&t), "{name}: instance {i}");
             }
-            if target == Target::Bert {
+            if target == PretrainTarget::Bert {
                 assert_eq!(rec.is_random_next as u64, w[2].as_u64().unwrap());
             }
         }
@@ -187,7 +190,7 @@ fn an_albert_shaped_dataset_converts_with_target_albert() {
     let (ok, text) = convert_cli("bert", "albert", &ds);
     assert!(ok, "{text}");
     let file = DatasetFile::open(&ds).unwrap();
-    assert_eq!(file.header.target, Target::Albert);
+    assert_eq!(file.header.target, PretrainTarget::Albert);
     let want = instances("bert");
     assert_eq!(file.len(), want.len());
     for (i, w) in want.iter().enumerate() {
@@ -460,7 +463,7 @@ fn reading_holds_one_instance_at_a_time() {
     let mut tokens = 0usize;
     for ins in r.by_ref() {
         let ins = ins.unwrap();
-        let (i, _) = ins.to_instance(Target::Mlm).unwrap();
+        let (i, _) = ins.to_instance(PretrainTarget::Mlm).unwrap();
         tokens += i.ids.len();
         n += 1;
     }

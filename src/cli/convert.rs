@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use uerzoo::convert::{self, Arch, FileFormat, Naming, Request, To};
+use uerzoo::convert::{self, ArchHint, ConvertRequest, FileFormat, Naming, To};
 use uerzoo::registry::{Registry, UerConfig};
 
 /// Convert a checkpoint between UER-py and Huggingface, exactly.
@@ -113,12 +113,12 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             ))
         }),
     };
-    let req = Request {
+    let req = ConvertRequest {
         input: a.input,
         output: a.output,
         to: if a.to == "hf" { To::Hf } else { To::Uer },
         arch: (a.arch != "auto")
-            .then(|| a.arch.parse::<Arch>())
+            .then(|| a.arch.parse::<ArchHint>())
             .transpose()
             .map_err(anyhow::Error::msg)?,
         uer_config,
@@ -166,7 +166,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
 /// `--to uer` writes the config and vocabulary beside the `.bin`, so that every command
 /// opens it by its path alone: the `--config` file (or the `--model` entry's config), else
 /// the input's own `uer_config.json`; the `--vocab` file, else the input's.
-fn uer_companions(req: &Request, config_file: Option<PathBuf>) -> anyhow::Result<()> {
+fn uer_companions(req: &ConvertRequest, config_file: Option<PathBuf>) -> anyhow::Result<()> {
     let input_dir = if req.input.is_dir() {
         req.input.clone()
     } else {

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use uerzoo::train::dataset::Target;
+use uerzoo::train::dataset::PretrainTarget;
 use uerzoo::train::dataset::job::{self, PreprocessJob, Source};
 
 /// Build a pretraining dataset from a corpus, as UER-py's preprocess.py does.
@@ -41,7 +41,7 @@ pub struct Args {
     /// next sentence half the time) or albert (mlm + sentence-order prediction: two
     /// consecutive segments of a document, swapped half the time).
     #[arg(long)]
-    target: Target,
+    target: PretrainTarget,
     /// Tokens per instance [128; with --from-uer: the dataset's].
     #[arg(long)]
     seq_length: Option<usize>,

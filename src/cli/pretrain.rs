@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use uerzoo::convert::Naming;
 use uerzoo::model::DeviceSpec;
-use uerzoo::train::dataset::Target;
+use uerzoo::train::dataset::PretrainTarget;
 use uerzoo::train::pretrain::{self, NodeRequest, PretrainOptions, PretrainTask, StepReport};
 
 /// Pretrain a model on a dataset from `uerzoo preprocess`, as UER-py's pretrain.py does.
@@ -40,7 +40,7 @@ pub struct Args {
     /// mlm (RoBERTa), lm (GPT-2), bert (mlm + next-sentence prediction) or albert (mlm +
     /// sentence-order prediction); the dataset must have been made for it.
     #[arg(long)]
-    target: Target,
+    target: PretrainTarget,
     /// Forward passes.
     #[arg(long, default_value_t = 100_000)]
     total_steps: usize,

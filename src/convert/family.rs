@@ -4,13 +4,13 @@
 //! from its keys alone. The markers are data; the first matching row wins.
 
 use super::names::{HF_BERT_PREFIX_ALIASES, HF_LAYERNORM_ALIASES};
-use super::{Arch, ConvertError, Family, Naming, Source};
+use super::{ArchHint, ConvertError, Layout, Naming, Source};
 use crate::checkpoint::Checkpoint;
 
 /// What [`detect`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Detected {
-    pub family: Family,
+    pub family: Layout,
     pub source: Source,
     /// Layer indices present (`encoder.transformer.{i}` / `…layer.{i}` / `transformer.h.{i}`);
     /// 1 for ALBERT's shared layer.
@@ -22,42 +22,42 @@ pub struct Detected {
 
 /// Marker keys, in order: a checkpoint holding any of a row's first keys, and all of its
 /// second ones, is that family.
-type Markers = &'static [(Family, &'static [&'static str], &'static [&'static str])];
+type Markers = &'static [(Layout, &'static [&'static str], &'static [&'static str])];
 
 const UER_MARKERS: Markers = &[
     // Classifier heads on UER-py 2019's LSTM: run_classifier's, then its cls target.
     (
-        Family::LstmClassifier,
+        Layout::LstmClassifier,
         &["output_layer_1.weight"],
         &["encoder.rnn.weight_ih_l0"],
     ),
     (
-        Family::LegacyLstmLmCls,
+        Layout::LegacyLstmLmCls,
         &["target.output_layer.weight"],
         &["encoder.rnn.weight_ih_l0", "target.linear_1.weight"],
     ),
     (
-        Family::LegacyLstmLmCls,
+        Layout::LegacyLstmLmCls,
         &["target.lm.output_layer.weight"],
         &["encoder.rnn.weight_ih_l0", "target.cls.linear_1.weight"],
     ),
     (
-        Family::LegacyLstmCls,
+        Layout::LegacyLstmCls,
         &["target.linear_1.weight", "target.cls.linear_1.weight"],
         &["encoder.rnn.weight_ih_l0"],
     ),
     (
-        Family::AlbertClassifier,
+        Layout::AlbertClassifier,
         &["output_layer_1.weight"],
         &["encoder.linear.weight"],
     ),
     (
-        Family::Gpt2Classifier,
+        Layout::Gpt2Classifier,
         &["output_layer_1.weight"],
         &["encoder.layer_norm.gamma"],
     ),
     (
-        Family::Albert,
+        Layout::Albert,
         &[
             "encoder.linear.weight",
             "encoder.transformer.self_attn.linear_layers.0.weight",
@@ -66,7 +66,7 @@ const UER_MARKERS: Markers = &[
     ),
     // An LM on an LSTM encoder: UER-py 2019's LSTM language model.
     (
-        Family::LegacyLstm,
+        Layout::LegacyLstm,
         &[
             "target.output_layer.weight",
             "target.lm.output_layer.weight",
@@ -76,7 +76,7 @@ const UER_MARKERS: Markers = &[
     // An LM on BERT's embedding (with its LayerNorm): UER-py 2019's GPT, not GPT-2 (whose
     // embedding has no LayerNorm and whose encoder ends in one).
     (
-        Family::LegacyGpt,
+        Layout::LegacyGpt,
         &[
             "target.output_layer.weight",
             "target.lm.output_layer.weight",
@@ -87,7 +87,7 @@ const UER_MARKERS: Markers = &[
         ],
     ),
     (
-        Family::Gpt2,
+        Layout::Gpt2,
         &[
             "target.output_layer.weight",
             "target.lm.output_layer.weight",
@@ -95,14 +95,14 @@ const UER_MARKERS: Markers = &[
         ],
         &[],
     ),
-    (Family::BertClassifier, &["output_layer_1.weight"], &[]),
+    (Layout::BertClassifier, &["output_layer_1.weight"], &[]),
     (
-        Family::BertClsTarget,
+        Layout::BertClsTarget,
         &["target.linear_1.weight", "target.cls.linear_1.weight"],
         &["encoder.transformer.0.layer_norm_1.gamma"],
     ),
     (
-        Family::BertPretraining,
+        Layout::BertPretraining,
         &[
             "target.nsp_linear_1.weight",
             "target.sp.linear_1.weight",
@@ -111,7 +111,7 @@ const UER_MARKERS: Markers = &[
         &[],
     ),
     (
-        Family::BertMlm,
+        Layout::BertMlm,
         &["target.mlm_linear_1.weight", "target.mlm.linear_1.weight"],
         &[],
     ),
@@ -119,24 +119,24 @@ const UER_MARKERS: Markers = &[
 
 const HF_MARKERS: Markers = &[
     (
-        Family::AlbertClassifier,
+        Layout::AlbertClassifier,
         &["classifier.weight"],
         &["albert.embeddings.word_embeddings.weight"],
     ),
     (
-        Family::Albert,
+        Layout::Albert,
         &["albert.embeddings.word_embeddings.weight"],
         &[],
     ),
-    (Family::Gpt2, &["transformer.wte.weight"], &[]),
-    (Family::BertClassifier, &["classifier.weight"], &[]),
+    (Layout::Gpt2, &["transformer.wte.weight"], &[]),
+    (Layout::BertClassifier, &["classifier.weight"], &[]),
     (
-        Family::BertPretraining,
+        Layout::BertPretraining,
         &["cls.seq_relationship.weight"],
         &[],
     ),
     (
-        Family::BertMlm,
+        Layout::BertMlm,
         &[
             "cls.predictions.transform.dense.weight",
             "cls.predictions.decoder.weight",
@@ -181,13 +181,13 @@ pub(crate) fn canonical_hf(name: &str, bert_aliases: bool) -> String {
     out
 }
 
-/// Family, side, naming generation and layer count of `ckpt`; `arch` narrows the family.
+/// Layout, side, naming generation and layer count of `ckpt`; `arch` narrows the family.
 pub fn detect(ckpt: &Checkpoint) -> Result<Detected, ConvertError> {
     detect_as(ckpt, None)
 }
 
 /// [`detect`] with an `--arch` override.
-pub fn detect_as(ckpt: &Checkpoint, arch: Option<Arch>) -> Result<Detected, ConvertError> {
+pub fn detect_as(ckpt: &Checkpoint, arch: Option<ArchHint>) -> Result<Detected, ConvertError> {
     let file = super::file_name(ckpt);
     let mut notes = Vec::new();
     let (source, keys): (Source, Vec<String>) = if is_uer(ckpt) {
@@ -233,7 +233,7 @@ pub fn detect_as(ckpt: &Checkpoint, arch: Option<Arch>) -> Result<Detected, Conv
     } else {
         UER_MARKERS
     };
-    let allowed = |f: Family| arch.is_none_or(|a| a.families().contains(&f));
+    let allowed = |f: Layout| arch.is_none_or(|a| a.families().contains(&f));
     let has = |k: &&str| keys.iter().any(|n| n == k);
     let family = markers
         .iter()

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use super::{Arch, ConvertError, Family, Report};
+use super::{ArchHint, ConvertError, Layout, Report};
 use crate::checkpoint::Checkpoint;
 
 /// The hyper-parameters that are not in the weights, from a UER config / registry entry /
@@ -92,9 +92,9 @@ pub enum Vocab {
 
 impl Vocab {
     /// Reads which kind `path` is (`.model` = sentencepiece) and the special-token ids.
-    pub fn open(path: &Path, arch: Option<Arch>) -> Result<Vocab, ConvertError> {
+    pub fn open(path: &Path, arch: Option<ArchHint>) -> Result<Vocab, ConvertError> {
         let is_spm =
-            path.extension().is_some_and(|e| e == "model") || arch == Some(Arch::WordRoberta);
+            path.extension().is_some_and(|e| e == "model") || arch == Some(ArchHint::WordRoberta);
         if is_spm {
             if !path.is_file() {
                 return Err(ConvertError::Config {
@@ -141,13 +141,13 @@ pub fn config_json(
     let family = report.family;
     let mut notes = Vec::new();
     let (word_key, hidden_key, ffn_key, pos_key) = match family {
-        Family::Gpt2 | Family::Gpt2Classifier => (
+        Layout::Gpt2 | Layout::Gpt2Classifier => (
             "transformer.wte.weight",
             None,
             "transformer.h.0.mlp.c_fc.weight",
             "transformer.wpe.weight",
         ),
-        Family::Albert | Family::AlbertClassifier => (
+        Layout::Albert | Layout::AlbertClassifier => (
             "albert.embeddings.word_embeddings.weight",
             Some("albert.encoder.embedding_hidden_mapping_in.weight"),
             "albert.encoder.albert_layer_groups.0.albert_layers.0.ffn.weight",
@@ -170,7 +170,7 @@ pub fn config_json(
     let intermediate = if family.is_gpt2() { ffn[1] } else { ffn[0] };
     let positions = shape_of(hf, pos_key)?[0];
     let layers = match family {
-        Family::Albert | Family::AlbertClassifier => hyper.layers.ok_or_else(|| ConvertError::Config {
+        Layout::Albert | Layout::AlbertClassifier => hyper.layers.ok_or_else(|| ConvertError::Config {
             path: "<config>".into(),
             message: "ALBERT shares one layer, so the layer count is not in the weights; pass --config UER_CONFIG.json or --model NAME".into(),
         })?,
@@ -194,8 +194,8 @@ pub fn config_json(
         });
     }
     let default_act = match family {
-        Family::Gpt2 | Family::Gpt2Classifier => "gelu_fast",
-        Family::Albert | Family::AlbertClassifier => "relu",
+        Layout::Gpt2 | Layout::Gpt2Classifier => "gelu_fast",
+        Layout::Albert | Layout::AlbertClassifier => "relu",
         _ => "gelu",
     };
     let act_uer = hyper.hidden_act.clone().unwrap_or_else(|| {
@@ -220,7 +220,7 @@ pub fn config_json(
         _ => (None, None),
     };
     let mut cfg = match family {
-        Family::Gpt2 | Family::Gpt2Classifier => {
+        Layout::Gpt2 | Layout::Gpt2Classifier => {
             let (bos, eos) = (cls.unwrap_or(101), sep.unwrap_or(102));
             notes.push(format!(
                 "GPT-2 bos/eos set to [CLS] {bos} / [SEP] {eos} (the published configs' 50256 is outside the vocabulary)"
@@ -247,7 +247,7 @@ pub fn config_json(
                 "vocab_size": vocab_size,
             })
         }
-        Family::Albert | Family::AlbertClassifier => json!({
+        Layout::Albert | Layout::AlbertClassifier => json!({
             "architectures": [family.hf_architecture()],
             "model_type": "albert",
             "attention_probs_dropout_prob": dropout,

@@ -26,7 +26,7 @@ use crate::checkpoint::{Checkpoint, Tensor};
 pub use dtype::FloatDType;
 pub use family::{Detected, detect, detect_as};
 use names::{Op, Row};
-pub use run::{FileFormat, Outcome, Request, To, run};
+pub use run::{ConvertRequest, FileFormat, Outcome, To, run};
 
 /// UER naming generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -82,9 +82,9 @@ impl fmt::Display for Source {
     }
 }
 
-/// A model family: which tensors exist (the table in [`names::table`]).
+/// A checkpoint layout (a model family as the conversion sees it): which tensors exist (the table in [`names::table`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Family {
+pub enum Layout {
     /// BERT/RoBERTa with the MLM head (`BertForMaskedLM`); also word-based RoBERTa.
     BertMlm,
     /// BERT with MLM + next-sentence heads (`BertForPreTraining`).
@@ -118,7 +118,7 @@ pub enum Family {
     /// UER-py 2019's LSTM with its classification target (`--encoder lstm --target cls`,
     /// `target.linear_{1,2}`; the legacy zoo's LSTM LM + Cls weights). UER-only.
     LegacyLstmCls,
-    /// [`Family::LegacyLstmCls`] that also keeps the LM's output layer (`target.output_layer`
+    /// [`Layout::LegacyLstmCls`] that also keeps the LM's output layer (`target.output_layer`
     /// beside `target.linear_{1,2}`): a file trained with both targets. UER-only.
     LegacyLstmLmCls,
     /// run_classifier's head (`output_layer_{1,2}`) on UER-py 2019's LSTM: what `finetune`
@@ -126,23 +126,23 @@ pub enum Family {
     LstmClassifier,
 }
 
-impl Family {
+impl Layout {
     /// The transformers class of the HF side.
     pub fn hf_architecture(self) -> &'static str {
         match self {
-            Family::BertMlm => "BertForMaskedLM",
-            Family::BertPretraining => "BertForPreTraining",
-            Family::BertClassifier => "BertForSequenceClassification",
-            Family::Gpt2 => "GPT2LMHeadModel",
-            Family::Albert => "AlbertForPreTraining",
-            Family::AlbertClassifier => "AlbertForSequenceClassification",
-            Family::Gpt2Classifier
-            | Family::LegacyGpt
-            | Family::LegacyLstm
-            | Family::LegacyLstmCls
-            | Family::LegacyLstmLmCls
-            | Family::LstmClassifier => "(none: UER format only)",
-            Family::BertClsTarget => "BertForSequenceClassification",
+            Layout::BertMlm => "BertForMaskedLM",
+            Layout::BertPretraining => "BertForPreTraining",
+            Layout::BertClassifier => "BertForSequenceClassification",
+            Layout::Gpt2 => "GPT2LMHeadModel",
+            Layout::Albert => "AlbertForPreTraining",
+            Layout::AlbertClassifier => "AlbertForSequenceClassification",
+            Layout::Gpt2Classifier
+            | Layout::LegacyGpt
+            | Layout::LegacyLstm
+            | Layout::LegacyLstmCls
+            | Layout::LegacyLstmLmCls
+            | Layout::LstmClassifier => "(none: UER format only)",
+            Layout::BertClsTarget => "BertForSequenceClassification",
         }
     }
 
@@ -150,24 +150,24 @@ impl Family {
     pub fn is_classifier(self) -> bool {
         matches!(
             self,
-            Family::BertClassifier
-                | Family::AlbertClassifier
-                | Family::Gpt2Classifier
-                | Family::BertClsTarget
-                | Family::LegacyLstmCls
-                | Family::LegacyLstmLmCls
-                | Family::LstmClassifier
+            Layout::BertClassifier
+                | Layout::AlbertClassifier
+                | Layout::Gpt2Classifier
+                | Layout::BertClsTarget
+                | Layout::LegacyLstmCls
+                | Layout::LegacyLstmLmCls
+                | Layout::LstmClassifier
         )
     }
 
     /// Whether the encoder is ALBERT's (factorized embedding, one shared layer).
     pub fn is_albert(self) -> bool {
-        matches!(self, Family::Albert | Family::AlbertClassifier)
+        matches!(self, Layout::Albert | Layout::AlbertClassifier)
     }
 
     /// Whether the encoder is GPT-2's (pre-LN, causal).
     pub fn is_gpt2(self) -> bool {
-        matches!(self, Family::Gpt2 | Family::Gpt2Classifier)
+        matches!(self, Layout::Gpt2 | Layout::Gpt2Classifier)
     }
 
     /// Whether transformers has a class for it, so that it can be written as an HF folder.
@@ -178,14 +178,14 @@ impl Family {
     /// Why transformers has no exact equivalent of this family, when it has none.
     pub fn no_hf_form(self) -> Option<&'static str> {
         match self {
-            Family::Gpt2Classifier => {
+            Layout::Gpt2Classifier => {
                 Some("transformers has no class with UER's pooled classifier head on this encoder")
             }
-            Family::LegacyGpt => Some(
+            Layout::LegacyGpt => Some(
                 "transformers has no exact equivalent of UER-py 2019's GPT, BERT's post-LN layers under a causal mask with one untied output layer: BertLMHeadModel adds the MLM transform (dense, activation, LayerNorm) before its decoder and GPT-2 is pre-LN",
             ),
-            Family::LegacyLstm => Some("transformers has no LSTM language model"),
-            Family::LegacyLstmCls | Family::LegacyLstmLmCls | Family::LstmClassifier => {
+            Layout::LegacyLstm => Some("transformers has no LSTM language model"),
+            Layout::LegacyLstmCls | Layout::LegacyLstmLmCls | Layout::LstmClassifier => {
                 Some("transformers has no LSTM classifier")
             }
             _ => None,
@@ -197,10 +197,10 @@ impl Family {
     pub fn is_lstm(self) -> bool {
         matches!(
             self,
-            Family::LegacyLstm
-                | Family::LegacyLstmCls
-                | Family::LegacyLstmLmCls
-                | Family::LstmClassifier
+            Layout::LegacyLstm
+                | Layout::LegacyLstmCls
+                | Layout::LegacyLstmLmCls
+                | Layout::LstmClassifier
         )
     }
 
@@ -208,26 +208,26 @@ impl Family {
     /// 2019's `--encoder gpt` built its causal mask in code, and its config files (like
     /// `uer_config.json` of the legacy zoo) do not name a mask.
     pub fn causal_by_keys(self) -> bool {
-        matches!(self, Family::LegacyGpt) || self.is_lstm()
+        matches!(self, Layout::LegacyGpt) || self.is_lstm()
     }
 }
 
-impl fmt::Display for Family {
+impl fmt::Display for Layout {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Family::BertMlm => "BERT/RoBERTa with MLM head",
-            Family::BertPretraining => "BERT with MLM + NSP heads",
-            Family::BertClassifier => "BERT sequence classifier",
-            Family::Gpt2 => "GPT-2 LM",
-            Family::Albert => "ALBERT with MLM + SOP heads",
-            Family::AlbertClassifier => "ALBERT sequence classifier",
-            Family::Gpt2Classifier => "GPT-2 sequence classifier",
-            Family::LegacyGpt => "GPT (UER-py 2019: post-LN causal BERT layers, untied LM)",
-            Family::BertClsTarget => "BERT with classification target (UER-py 2019)",
-            Family::LegacyLstm => "LSTM LM (UER-py 2019: BERT embedding, nn.LSTM, untied LM)",
-            Family::LegacyLstmCls => "LSTM with classification target (UER-py 2019)",
-            Family::LegacyLstmLmCls => "LSTM with LM and classification targets (UER-py 2019)",
-            Family::LstmClassifier => "LSTM sequence classifier (UER-py 2019's LSTM)",
+            Layout::BertMlm => "BERT/RoBERTa with MLM head",
+            Layout::BertPretraining => "BERT with MLM + NSP heads",
+            Layout::BertClassifier => "BERT sequence classifier",
+            Layout::Gpt2 => "GPT-2 LM",
+            Layout::Albert => "ALBERT with MLM + SOP heads",
+            Layout::AlbertClassifier => "ALBERT sequence classifier",
+            Layout::Gpt2Classifier => "GPT-2 sequence classifier",
+            Layout::LegacyGpt => "GPT (UER-py 2019: post-LN causal BERT layers, untied LM)",
+            Layout::BertClsTarget => "BERT with classification target (UER-py 2019)",
+            Layout::LegacyLstm => "LSTM LM (UER-py 2019: BERT embedding, nn.LSTM, untied LM)",
+            Layout::LegacyLstmCls => "LSTM with classification target (UER-py 2019)",
+            Layout::LegacyLstmLmCls => "LSTM with LM and classification targets (UER-py 2019)",
+            Layout::LstmClassifier => "LSTM sequence classifier (UER-py 2019's LSTM)",
         })
     }
 }
@@ -235,7 +235,7 @@ impl fmt::Display for Family {
 /// `--arch`: the user's word for the architecture (narrows detection; word-roberta also picks
 /// sentencepiece tokenizer files).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Arch {
+pub enum ArchHint {
     Bert,
     Roberta,
     WordRoberta,
@@ -245,46 +245,46 @@ pub enum Arch {
     Albert,
 }
 
-impl Arch {
+impl ArchHint {
     /// The families this architecture may be.
-    pub fn families(self) -> &'static [Family] {
+    pub fn families(self) -> &'static [Layout] {
         match self {
-            Arch::Bert | Arch::Roberta | Arch::WordRoberta => &[
-                Family::BertMlm,
-                Family::BertPretraining,
-                Family::BertClassifier,
-                Family::BertClsTarget,
+            ArchHint::Bert | ArchHint::Roberta | ArchHint::WordRoberta => &[
+                Layout::BertMlm,
+                Layout::BertPretraining,
+                Layout::BertClassifier,
+                Layout::BertClsTarget,
             ],
-            Arch::Gpt2 => &[Family::Gpt2Classifier, Family::Gpt2],
-            Arch::Gpt => &[Family::LegacyGpt],
-            Arch::Albert => &[Family::AlbertClassifier, Family::Albert],
+            ArchHint::Gpt2 => &[Layout::Gpt2Classifier, Layout::Gpt2],
+            ArchHint::Gpt => &[Layout::LegacyGpt],
+            ArchHint::Albert => &[Layout::AlbertClassifier, Layout::Albert],
         }
     }
 }
 
-impl fmt::Display for Arch {
+impl fmt::Display for ArchHint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Arch::Bert => "bert",
-            Arch::Roberta => "roberta",
-            Arch::WordRoberta => "word-roberta",
-            Arch::Gpt2 => "gpt2",
-            Arch::Gpt => "gpt",
-            Arch::Albert => "albert",
+            ArchHint::Bert => "bert",
+            ArchHint::Roberta => "roberta",
+            ArchHint::WordRoberta => "word-roberta",
+            ArchHint::Gpt2 => "gpt2",
+            ArchHint::Gpt => "gpt",
+            ArchHint::Albert => "albert",
         })
     }
 }
 
-impl std::str::FromStr for Arch {
+impl std::str::FromStr for ArchHint {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         Ok(match s {
-            "bert" => Arch::Bert,
-            "roberta" => Arch::Roberta,
-            "word-roberta" => Arch::WordRoberta,
-            "gpt2" => Arch::Gpt2,
-            "gpt" => Arch::Gpt,
-            "albert" => Arch::Albert,
+            "bert" => ArchHint::Bert,
+            "roberta" => ArchHint::Roberta,
+            "word-roberta" => ArchHint::WordRoberta,
+            "gpt2" => ArchHint::Gpt2,
+            "gpt" => ArchHint::Gpt,
+            "albert" => ArchHint::Albert,
             _ => {
                 return Err(format!(
                     "unknown arch `{s}` (bert, roberta, word-roberta, gpt2, gpt, albert)"
@@ -316,7 +316,7 @@ pub enum ConvertError {
     MissingKey {
         file: String,
         key: String,
-        family: Family,
+        family: Layout,
         side: Source,
         hint: String,
         more: usize,
@@ -328,7 +328,7 @@ pub enum ConvertError {
     )]
     Unmapped {
         file: String,
-        family: Family,
+        family: Layout,
         side: Source,
         names: Vec<String>,
     },
@@ -357,7 +357,7 @@ pub enum ConvertError {
         "{file}: a {family} has no Huggingface form ({}); keep it in UER format (`--format uer` / `--to uer`)",
         family.no_hf_form().unwrap_or("no transformers class")
     )]
-    NoHfForm { file: String, family: Family },
+    NoHfForm { file: String, family: Layout },
     #[error("{}: {message}", path.display())]
     Config {
         path: std::path::PathBuf,
@@ -383,7 +383,7 @@ pub struct ToUerOptions {
     /// Drop input tensors that no table row knows (listed in the report) instead of failing.
     pub allow_unmapped: bool,
     /// Narrow family detection.
-    pub arch: Option<Arch>,
+    pub arch: Option<ArchHint>,
 }
 
 impl Default for ToUerOptions {
@@ -406,21 +406,21 @@ pub struct ToHfOptions {
     /// Drop input tensors that no table row knows instead of failing.
     pub allow_unmapped: bool,
     /// Narrow family detection.
-    pub arch: Option<Arch>,
+    pub arch: Option<ArchHint>,
 }
 
 /// Where a conversion goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
+pub enum Destination {
     Uer(Naming),
     Hf,
 }
 
-impl fmt::Display for Target {
+impl fmt::Display for Destination {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Target::Uer(n) => write!(f, "UER naming {n}"),
-            Target::Hf => f.write_str("Huggingface"),
+            Destination::Uer(n) => write!(f, "UER naming {n}"),
+            Destination::Hf => f.write_str("Huggingface"),
         }
     }
 }
@@ -437,9 +437,9 @@ pub struct Mapping {
 /// What a conversion did.
 #[derive(Debug, Clone)]
 pub struct Report {
-    pub family: Family,
+    pub family: Layout,
     pub source: Source,
-    pub target: Target,
+    pub target: Destination,
     pub layers: usize,
     pub exact_layernorm: bool,
     pub mapped: Vec<Mapping>,
@@ -467,11 +467,11 @@ impl fmt::Display for Report {
             f,
             "layernorm:  {}",
             match (self.exact_layernorm, self.source, self.target) {
-                (true, _, Target::Hf) =>
+                (true, _, Destination::Hf) =>
                     "exact (LayerNorm weights × sqrt((n-1)/n), eps 1e-12: HF reproduces UER's outputs)",
-                (true, _, Target::Uer(_)) =>
+                (true, _, Destination::Uer(_)) =>
                     "exact (LayerNorm weights × sqrt(n/(n-1)): UER reproduces HF's outputs)",
-                (false, Source::Uer(_), Target::Uer(_)) => "weights copied as is",
+                (false, Source::Uer(_), Destination::Uer(_)) => "weights copied as is",
                 (false, _, _) => {
                     "weights copied as is (like UER-py's scripts; UER and HF LayerNorm differ, ~1e-2 in logits; --exact-layernorm rescales)"
                 }
@@ -527,7 +527,7 @@ pub fn to_uer(
     convert(
         ckpt,
         &det,
-        Target::Uer(opts.naming),
+        Destination::Uer(opts.naming),
         opts.exact_layernorm,
         opts.allow_unmapped,
     )
@@ -547,7 +547,7 @@ pub fn to_hf(ckpt: &Checkpoint, opts: &ToHfOptions) -> Result<(Checkpoint, Repor
         let (uer, first) = convert(
             ckpt,
             &det,
-            Target::Uer(Naming::V2),
+            Destination::Uer(Naming::V2),
             false,
             opts.allow_unmapped,
         )?;
@@ -556,7 +556,7 @@ pub fn to_hf(ckpt: &Checkpoint, opts: &ToHfOptions) -> Result<(Checkpoint, Repor
             notes: Vec::new(),
             ..det
         };
-        let (hf, mut report) = convert(&uer, &det2, Target::Hf, false, false)?;
+        let (hf, mut report) = convert(&uer, &det2, Destination::Hf, false, false)?;
         report.source = Source::Hf;
         report.dropped = first.dropped;
         // The second pass dropped the zero rows the first one added: nothing of the input.
@@ -567,7 +567,7 @@ pub fn to_hf(ckpt: &Checkpoint, opts: &ToHfOptions) -> Result<(Checkpoint, Repor
     convert(
         ckpt,
         &det,
-        Target::Hf,
+        Destination::Hf,
         opts.exact_layernorm,
         opts.allow_unmapped,
     )
@@ -577,7 +577,7 @@ pub fn to_hf(ckpt: &Checkpoint, opts: &ToHfOptions) -> Result<(Checkpoint, Repor
 fn convert(
     ckpt: &Checkpoint,
     det: &Detected,
-    target: Target,
+    target: Destination,
     exact_layernorm: bool,
     allow_unmapped: bool,
 ) -> Result<(Checkpoint, Report), ConvertError> {
@@ -613,13 +613,13 @@ fn convert(
     };
     let dst_name = |row: &Row, layer: usize| -> String {
         match target {
-            Target::Uer(n) => names::instantiate(row.uer[n.index()], layer),
-            Target::Hf => names::instantiate(row.hf, layer),
+            Destination::Uer(n) => names::instantiate(row.uer[n.index()], layer),
+            Destination::Hf => names::instantiate(row.hf, layer),
         }
     };
     let rescale = match (exact_layernorm, det.source, target) {
-        (true, Source::Uer(_), Target::Hf) => Some(true),
-        (true, Source::Hf, Target::Uer(_)) => Some(false),
+        (true, Source::Uer(_), Destination::Hf) => Some(true),
+        (true, Source::Hf, Destination::Uer(_)) => Some(false),
         _ => None,
     };
     let shape_err = |key: &str, t: &Tensor, expected: &str| ConvertError::Shape {
@@ -651,7 +651,7 @@ fn convert(
                 if row.op == Op::HfDuplicate {
                     // A second HF name for the previous row's tensor.
                     match (det.source, target) {
-                        (Source::Uer(_), Target::Hf) => {
+                        (Source::Uer(_), Destination::Hf) => {
                             let main = names::instantiate(block.rows[ri - 1].hf, layer);
                             if let Some(t) = out.get(&main).cloned() {
                                 out.insert(dst.clone(), t);
@@ -721,7 +721,7 @@ fn convert(
                 let from = vec![orig.to_string()];
                 let (tensor, transform): (Tensor, &'static str) = match (row.op, target) {
                     (Op::Copy, _) => (t.clone(), "copy"),
-                    (op, Target::Uer(_))
+                    (op, Destination::Uer(_))
                         if op != Op::Decoder && matches!(det.source, Source::Uer(_)) =>
                     {
                         (t.clone(), "copy")
@@ -751,7 +751,7 @@ fn convert(
                             )
                         }
                     },
-                    (Op::SegmentRows, Target::Hf) => {
+                    (Op::SegmentRows, Destination::Hf) => {
                         if t.shape.len() != 2 || t.shape[0] != 3 {
                             return Err(shape_err(orig, t, "[3, H] (UER: padding + 2 segments)"));
                         }
@@ -766,7 +766,7 @@ fn convert(
                         ));
                         (ops::rows(t, 1, 3), "drop segment row 0")
                     }
-                    (Op::SegmentRows, Target::Uer(_)) => {
+                    (Op::SegmentRows, Destination::Uer(_)) => {
                         if t.shape.len() != 2 {
                             return Err(shape_err(orig, t, "[2, H]"));
                         }
@@ -782,7 +782,7 @@ fn convert(
                         }
                         (ops::transpose(t), "transpose (Conv1D)")
                     }
-                    (Op::QkvWeight(j) | Op::QkvBias(j), Target::Hf) => {
+                    (Op::QkvWeight(j) | Op::QkvBias(j), Destination::Hf) => {
                         let is_weight = matches!(row.op, Op::QkvWeight(_));
                         let parts = qkv_parts
                             .entry(dst.clone())
@@ -816,7 +816,7 @@ fn convert(
                         }
                         continue;
                     }
-                    (Op::QkvWeight(j), Target::Uer(_)) => {
+                    (Op::QkvWeight(j), Destination::Uer(_)) => {
                         if t.shape.len() != 2 || !t.shape[1].is_multiple_of(3) {
                             return Err(shape_err(orig, t, "[H, 3H] (Conv1D c_attn)"));
                         }
@@ -829,7 +829,7 @@ fn convert(
                             "transpose (Conv1D) + split q,k,v",
                         )
                     }
-                    (Op::QkvBias(j), Target::Uer(_)) => {
+                    (Op::QkvBias(j), Destination::Uer(_)) => {
                         if t.shape.len() != 1 || !t.shape[0].is_multiple_of(3) {
                             return Err(shape_err(orig, t, "[3H]"));
                         }
@@ -925,10 +925,10 @@ fn convert(
     Ok((out, report))
 }
 
-fn family_is_bert(f: Family) -> bool {
+fn family_is_bert(f: Layout) -> bool {
     matches!(
         f,
-        Family::BertMlm | Family::BertPretraining | Family::BertClassifier | Family::BertClsTarget
+        Layout::BertMlm | Layout::BertPretraining | Layout::BertClassifier | Layout::BertClsTarget
     )
 }
 

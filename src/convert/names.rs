@@ -7,7 +7,7 @@
 //! Sources: UER-py `scripts/convert_*_{from,to}_huggingface*.py` (dbiir/UER-py 5743050) and the
 //! fixtures' `hf_by_uer_script/pytorch_model.bin`; `shared/FACTS.md` §1–2.
 
-use super::Family;
+use super::Layout;
 
 /// What happens to a tensor on the way between UER and Huggingface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,7 +187,7 @@ const GPT2_LM: [Row; 1] = [
 ];
 
 /// UER-py 2019's LM target (`--encoder gpt --target lm`): one untied output layer with a
-/// bias. transformers has no exact equivalent ([`super::Family::no_hf_form`]): the HF
+/// bias. transformers has no exact equivalent ([`super::Layout::no_hf_form`]): the HF
 /// names keep the table whole and are never written.
 #[rustfmt::skip]
 const LEGACY_LM: [Row; 2] = [
@@ -197,7 +197,7 @@ const LEGACY_LM: [Row; 2] = [
 
 /// One layer of UER-py 2019's LSTM encoder (torch `nn.LSTM`; same names in both UER
 /// generations). transformers has no such model: the HF names only keep the table whole
-/// and are never written ([`super::Family::has_hf_form`]).
+/// and are never written ([`super::Layout::has_hf_form`]).
 #[rustfmt::skip]
 const LSTM_LAYER: [Row; 4] = [
     s("encoder.rnn.weight_ih_l{i}", "uer_lstm.weight_ih_l{i}", Copy),
@@ -218,7 +218,7 @@ const CLS_TARGET: [Row; 4] = [
 ];
 
 /// run_classifier's head on GPT-2. transformers has no such class: the HF names only keep
-/// the table whole and are never written ([`super::Family::has_hf_form`]).
+/// the table whole and are never written ([`super::Layout::has_hf_form`]).
 #[rustfmt::skip]
 const GPT2_CLASSIFIER: [Row; 4] = [
     s("output_layer_1.weight", "uer_classifier.output_layer_1.weight", Copy),
@@ -369,21 +369,21 @@ const ALBERT_CLASSIFIER_TABLE: &[Block] = &[
 ];
 
 /// The table of a family: its blocks in file order. The first row is the word embedding.
-pub fn table(family: Family) -> &'static [Block] {
+pub fn table(family: Layout) -> &'static [Block] {
     match family {
-        Family::BertMlm => BERT_MLM_TABLE,
-        Family::BertPretraining => BERT_PRETRAINING_TABLE,
-        Family::BertClassifier => BERT_CLASSIFIER_TABLE,
-        Family::Gpt2 => GPT2_TABLE,
-        Family::Albert => ALBERT_TABLE,
-        Family::AlbertClassifier => ALBERT_CLASSIFIER_TABLE,
-        Family::Gpt2Classifier => GPT2_CLASSIFIER_TABLE,
-        Family::LegacyGpt => LEGACY_GPT_TABLE,
-        Family::BertClsTarget => BERT_CLS_TARGET_TABLE,
-        Family::LegacyLstm => LEGACY_LSTM_TABLE,
-        Family::LegacyLstmCls => LEGACY_LSTM_CLS_TABLE,
-        Family::LegacyLstmLmCls => LEGACY_LSTM_LM_CLS_TABLE,
-        Family::LstmClassifier => LSTM_CLASSIFIER_TABLE,
+        Layout::BertMlm => BERT_MLM_TABLE,
+        Layout::BertPretraining => BERT_PRETRAINING_TABLE,
+        Layout::BertClassifier => BERT_CLASSIFIER_TABLE,
+        Layout::Gpt2 => GPT2_TABLE,
+        Layout::Albert => ALBERT_TABLE,
+        Layout::AlbertClassifier => ALBERT_CLASSIFIER_TABLE,
+        Layout::Gpt2Classifier => GPT2_CLASSIFIER_TABLE,
+        Layout::LegacyGpt => LEGACY_GPT_TABLE,
+        Layout::BertClsTarget => BERT_CLS_TARGET_TABLE,
+        Layout::LegacyLstm => LEGACY_LSTM_TABLE,
+        Layout::LegacyLstmCls => LEGACY_LSTM_CLS_TABLE,
+        Layout::LegacyLstmLmCls => LEGACY_LSTM_LM_CLS_TABLE,
+        Layout::LstmClassifier => LSTM_CLASSIFIER_TABLE,
     }
 }
 

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use super::hf_config::{self, HfDir, Hyper, Vocab};
-use super::{Arch, ConvertError, Naming, Report, ToHfOptions, ToUerOptions};
+use super::{ArchHint, ConvertError, Naming, Report, ToHfOptions, ToUerOptions};
 use crate::checkpoint::{Checkpoint, CheckpointError, CopySource, write_safetensors_from};
 use crate::registry::UerConfig;
 
@@ -26,13 +26,13 @@ pub enum FileFormat {
 
 /// Everything `uerzoo convert` was asked.
 #[derive(Debug, Clone)]
-pub struct Request {
+pub struct ConvertRequest {
     /// A UER `.bin`, or an HF directory / tensor file.
     pub input: PathBuf,
     /// A directory (`--to hf`) or a file (`--to uer`).
     pub output: PathBuf,
     pub to: To,
-    pub arch: Option<Arch>,
+    pub arch: Option<ArchHint>,
     /// The UER config (from `--config` or `--model`): heads, activation, ALBERT's layer count.
     pub uer_config: Option<UerConfig>,
     /// `vocab.txt` or a sentencepiece `.model` for the HF directory.
@@ -67,7 +67,7 @@ impl From<CheckpointError> for ConvertError {
 }
 
 /// Runs one conversion.
-pub fn run(req: &Request) -> Result<Outcome, ConvertError> {
+pub fn run(req: &ConvertRequest) -> Result<Outcome, ConvertError> {
     let format = req.format.unwrap_or(match req.to {
         To::Hf => FileFormat::Safetensors,
         To::Uer => FileFormat::Torch,
@@ -235,7 +235,7 @@ fn read_hf_config(input: &Path) -> Result<Option<serde_json::Value>, ConvertErro
 }
 
 /// The tokenizer files of an HF input directory, carried over on HF → HF.
-fn input_vocab(input: &Path, arch: Option<Arch>) -> Result<Option<Vocab>, ConvertError> {
+fn input_vocab(input: &Path, arch: Option<ArchHint>) -> Result<Option<Vocab>, ConvertError> {
     if !input.is_dir() {
         return Ok(None);
     }

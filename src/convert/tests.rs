@@ -17,7 +17,7 @@ fn t(shape: &[usize], seed: usize) -> Tensor {
 }
 
 /// A synthetic UER checkpoint of `family` in `naming`, H=8, F=16, V=10, P=6, 2 layers.
-fn uer(family: Family, naming: Naming) -> Checkpoint {
+fn uer(family: Layout, naming: Naming) -> Checkpoint {
     let (h, f, v, p, e) = (8, 16, 10, 6, if family.is_albert() { 4 } else { 8 });
     let mut c = Checkpoint::default();
     let mut seed = 1;
@@ -96,14 +96,14 @@ fn assert_same_tensors(a: &Checkpoint, b: &Checkpoint, skip_seg: bool) {
     }
 }
 
-const FAMILIES: [Family; 7] = [
-    Family::BertMlm,
-    Family::BertPretraining,
-    Family::BertClassifier,
-    Family::Gpt2,
-    Family::Albert,
-    Family::AlbertClassifier,
-    Family::Gpt2Classifier,
+const FAMILIES: [Layout; 7] = [
+    Layout::BertMlm,
+    Layout::BertPretraining,
+    Layout::BertClassifier,
+    Layout::Gpt2,
+    Layout::Albert,
+    Layout::AlbertClassifier,
+    Layout::Gpt2Classifier,
 ];
 
 #[test]
@@ -172,7 +172,7 @@ fn migrate_between_generations() {
 
 #[test]
 fn gpt2_qkv_is_concatenated_and_transposed() {
-    let src = uer(Family::Gpt2, Naming::V1);
+    let src = uer(Layout::Gpt2, Naming::V1);
     let (hf, _) = to_hf(&src, &ToHfOptions::default()).unwrap();
     let c = hf.get("transformer.h.1.attn.c_attn.weight").unwrap();
     assert_eq!(c.shape, vec![8, 24]);
@@ -200,7 +200,7 @@ fn gpt2_qkv_is_concatenated_and_transposed() {
 
 #[test]
 fn segment_row_zero_dropped_and_both_decoder_biases_written() {
-    let src = uer(Family::BertMlm, Naming::V1);
+    let src = uer(Layout::BertMlm, Naming::V1);
     let (hf, rep) = to_hf(&src, &ToHfOptions::default()).unwrap();
     let seg = src
         .get("embedding.segment_embedding.weight")
@@ -227,7 +227,7 @@ fn segment_row_zero_dropped_and_both_decoder_biases_written() {
 
 #[test]
 fn tied_decoder_is_detected_and_kept_tied() {
-    let mut src = uer(Family::Gpt2, Naming::V2);
+    let mut src = uer(Layout::Gpt2, Naming::V2);
     let w = src.get("embedding.word.embedding.weight").unwrap().clone();
     src.insert("target.lm.output_layer.weight", w);
     let (hf, rep) = to_hf(&src, &ToHfOptions::default()).unwrap();
@@ -247,7 +247,7 @@ fn tied_decoder_is_detected_and_kept_tied() {
 
 #[test]
 fn hf_spellings_roberta_prefix_gamma_beta_and_buffers() {
-    let src = uer(Family::BertMlm, Naming::V1);
+    let src = uer(Layout::BertMlm, Naming::V1);
     let (hf, _) = to_hf(&src, &ToHfOptions::default()).unwrap();
     let mut odd = Checkpoint::default();
     for (n, t) in &hf.tensors {
@@ -283,7 +283,7 @@ fn hf_spellings_roberta_prefix_gamma_beta_and_buffers() {
 
 #[test]
 fn exact_layernorm_rescales_and_inverts() {
-    let src = uer(Family::BertMlm, Naming::V1);
+    let src = uer(Layout::BertMlm, Naming::V1);
     let opts = ToHfOptions {
         exact_layernorm: true,
         ..Default::default()
@@ -331,7 +331,7 @@ fn exact_layernorm_rescales_and_inverts() {
 
 #[test]
 fn missing_key_names_key_and_generation() {
-    let mut src = uer(Family::BertMlm, Naming::V1);
+    let mut src = uer(Layout::BertMlm, Naming::V1);
     src.tensors
         .retain(|(n, _)| n != "encoder.transformer.1.feed_forward.linear_2.weight");
     let err = to_hf(&src, &ToHfOptions::default())
@@ -346,7 +346,7 @@ fn missing_key_names_key_and_generation() {
 
 #[test]
 fn mixed_generation_is_reported() {
-    let mut src = uer(Family::BertMlm, Naming::V1);
+    let mut src = uer(Layout::BertMlm, Naming::V1);
     let t = src.get("target.mlm_linear_1.weight").unwrap().clone();
     src.tensors
         .retain(|(n, _)| n != "target.mlm_linear_1.weight");
@@ -362,7 +362,7 @@ fn mixed_generation_is_reported() {
 
 #[test]
 fn unmapped_is_an_error_unless_allowed() {
-    let mut src = uer(Family::BertMlm, Naming::V2);
+    let mut src = uer(Layout::BertMlm, Naming::V2);
     src.insert("target.extra.weight", t(&[2], 99));
     let err = to_hf(&src, &ToHfOptions::default())
         .unwrap_err()
@@ -391,14 +391,14 @@ fn unknown_family() {
         Err(ConvertError::UnknownFamily { .. })
     ));
     // The 2022 `sp_linear` spelling reads as v1.
-    let mut src = uer(Family::BertPretraining, Naming::V1);
+    let mut src = uer(Layout::BertPretraining, Naming::V1);
     for (n, _) in src.tensors.iter_mut() {
         *n = n.replace("target.nsp_linear_", "target.sp_linear_");
     }
     let d = detect(&src).unwrap();
     assert_eq!(
         (d.family, d.source),
-        (Family::BertPretraining, Source::Uer(Naming::V1))
+        (Layout::BertPretraining, Source::Uer(Naming::V1))
     );
     let (v1, _) = to_uer(
         &src,
@@ -413,7 +413,7 @@ fn unknown_family() {
 
 #[test]
 fn two_spellings_of_one_name_are_not_silently_merged() {
-    let src = uer(Family::BertMlm, Naming::V1);
+    let src = uer(Layout::BertMlm, Naming::V1);
     let (mut hf, _) = to_hf(&src, &ToHfOptions::default()).unwrap();
     let w = hf
         .get("bert.embeddings.word_embeddings.weight")
@@ -518,7 +518,7 @@ fn table_names_are_uer_py_and_transformers_own() {
     let names = |c: &Checkpoint| -> BTreeSet<String> { c.names().map(String::from).collect() };
     let v1 = [&v1_global[..], &head[..]].concat();
     let v2 = [&v2_global[..], &head[..]].concat();
-    let src = uer(Family::BertClassifier, Naming::V1);
+    let src = uer(Layout::BertClassifier, Naming::V1);
     assert_eq!(names(&src), spell(&v1, &uer_layer), "the table's v1 names");
     let (hf, _) = to_hf(&src, &ToHfOptions::default()).unwrap();
     assert_eq!(

@@ -7,7 +7,7 @@
 
 use super::GenerateError;
 use crate::checkpoint::Checkpoint;
-use crate::convert::Family;
+use crate::convert::Layout;
 use crate::tokenizer::Tokenizer;
 
 /// What to do with the continuation after generation.
@@ -112,8 +112,8 @@ pub const ENTRY_PRESETS: &[(&str, &str)] = &[
 
 /// The default preset of weights of a family, when they are not a registry entry (others
 /// get `plain`): the 2019 GPT and LSTM LM were trained and sampled without `[CLS]` first.
-pub const FAMILY_PRESETS: &[(Family, &str)] =
-    &[(Family::LegacyGpt, "raw"), (Family::LegacyLstm, "raw")];
+pub const FAMILY_PRESETS: &[(Layout, &str)] =
+    &[(Layout::LegacyGpt, "raw"), (Layout::LegacyLstm, "raw")];
 
 impl Preset {
     /// Looks a preset up by name.

@@ -18,7 +18,7 @@ use reqwest::{Client, StatusCode, Url, redirect};
 
 use super::cache::{Cache, CacheRepo, is_commit, write_atomic};
 use super::hash::{Hash, StreamHasher};
-use super::{FileOutcome, FileSpec, Hub, HubError, HubOptions, Request, Snapshot};
+use super::{DownloadRequest, FileOutcome, FileSpec, Hub, HubError, HubOptions, Snapshot};
 use crate::progress::Progress;
 
 /// At most this many same-host redirects (repo renames) are followed for the metadata.
@@ -27,7 +27,7 @@ const MAX_REDIRECTS: usize = 5;
 const WRITE_BUF: usize = 1 << 20;
 
 /// Serves a request from the cache alone.
-pub(super) fn offline(cache: &Cache, request: &Request) -> Result<Snapshot, HubError> {
+pub(super) fn offline(cache: &Cache, request: &DownloadRequest) -> Result<Snapshot, HubError> {
     let repo = cache.repo(&request.repo_id);
     let commit =
         repo.resolve_revision(&request.revision)
@@ -68,7 +68,7 @@ pub(super) fn offline(cache: &Cache, request: &Request) -> Result<Snapshot, HubE
 /// Downloads a request over the network.
 pub(super) fn online(
     hub: &Hub,
-    request: &Request,
+    request: &DownloadRequest,
     progress: &dyn Progress,
 ) -> Result<Snapshot, HubError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -391,7 +391,7 @@ async fn fetch_file(
         Ok(meta) => meta,
         // Network down but the file is cached for this revision: use the cache.
         Err(err @ HubError::Http { .. }) => {
-            let request = Request {
+            let request = DownloadRequest {
                 repo_id: repo.repo_id().to_string(),
                 revision: revision.to_string(),
                 files: vec![spec.clone()],

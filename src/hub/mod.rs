@@ -5,15 +5,15 @@
 //! registry turns a zoo name into those. Three nouns, as in hf-hub:
 //! - [`Cache`] / [`CacheRepo`] (in `cache.rs`, the only file that spells the layout),
 //! - [`Hub`]: a cache plus [`HubOptions`] (endpoint, token, offline, parallel ranges),
-//! - [`Request`] → [`Hub::download`] → [`Snapshot`].
+//! - [`DownloadRequest`] → [`Hub::download`] → [`Snapshot`].
 //!
 //! `manage.rs` is the cache management of `uerzoo cache`: [`scan`], [`plan_remove`],
 //! [`plan_prune`] → [`DeletePlan::execute`].
 //!
 //! ```no_run
-//! use uerzoo::hub::{Hub, Request};
+//! use uerzoo::hub::{Hub, DownloadRequest};
 //! let hub = Hub::from_env();
-//! let request = Request::new("uer/chinese_roberta_L-2_H-128", "main", ["config.json", "vocab.txt"]);
+//! let request = DownloadRequest::new("uer/chinese_roberta_L-2_H-128", "main", ["config.json", "vocab.txt"]);
 //! let snapshot = hub.download(&request, &uerzoo::progress::NoProgress)?;
 //! println!("{}", snapshot.dir.display());
 //! # Ok::<(), uerzoo::hub::HubError>(())
@@ -267,7 +267,7 @@ pub struct FileSpec {
 
 /// What to download: files of one repo at one revision.
 #[derive(Clone, Debug)]
-pub struct Request {
+pub struct DownloadRequest {
     /// `org/name`.
     pub repo_id: String,
     /// Branch, tag or 40-hex commit.
@@ -275,14 +275,14 @@ pub struct Request {
     pub files: Vec<FileSpec>,
 }
 
-impl Request {
+impl DownloadRequest {
     /// The Huggingface files of a registry entry at `revision` (default: the registry's),
     /// with the registry's sha256 on the weights file when the revision is the registry's
     /// own. `None` for a legacy entry, which has no Huggingface copy.
-    pub fn from_entry(entry: &Entry, revision: Option<&str>) -> Option<Request> {
+    pub fn from_entry(entry: &Entry, revision: Option<&str>) -> Option<DownloadRequest> {
         let hf = entry.sources.hf.as_ref()?;
         let pinned = revision.is_none_or(|r| r == hf.revision);
-        Some(Request {
+        Some(DownloadRequest {
             repo_id: hf.repo.clone(),
             revision: revision.unwrap_or(&hf.revision).to_string(),
             files: hf
@@ -302,7 +302,7 @@ impl Request {
         revision: &str,
         files: impl IntoIterator<Item = S>,
     ) -> Self {
-        Request {
+        DownloadRequest {
             repo_id: repo_id.to_string(),
             revision: revision.to_string(),
             files: files
@@ -366,10 +366,10 @@ impl Hub {
         entry: &Entry,
         progress: &dyn Progress,
     ) -> Result<Snapshot, HubError> {
-        if let Some(request) = Request::from_entry(entry, None) {
+        if let Some(request) = DownloadRequest::from_entry(entry, None) {
             return self.download(&request, progress);
         }
-        let request = Request::new(&local_repo_id(&entry.name), "main", [&entry.uer_file]);
+        let request = DownloadRequest::new(&local_repo_id(&entry.name), "main", [&entry.uer_file]);
         download::offline(&self.cache, &request).map_err(|_| HubError::Legacy {
             name: entry.name.clone(),
             page: entry
@@ -386,7 +386,7 @@ impl Hub {
     /// and continued by the next run unless it failed verification.
     pub fn download(
         &self,
-        request: &Request,
+        request: &DownloadRequest,
         progress: &dyn Progress,
     ) -> Result<Snapshot, HubError> {
         if self.options.offline {

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use crate::hub::{Cache, FileSpec, Hub, HubError, HubOptions, Request, Snapshot};
+use crate::hub::{Cache, DownloadRequest, FileSpec, Hub, HubError, HubOptions, Snapshot};
 use crate::hub::{CheckStatus, FileCheck, local_repo_id, verify_repo};
 use crate::progress::Progress;
 use crate::registry::{Entry, Registry, RegistryError};
@@ -221,10 +221,10 @@ pub fn download(opts: &DownloadOptions, progress: &dyn Progress) -> Result<Downl
 
 /// The registry's request (or a plain repo's) with the revision and files applied; `None`
 /// for a legacy entry.
-fn request(opts: &DownloadOptions, entry: Option<&Entry>) -> Option<Request> {
+fn request(opts: &DownloadOptions, entry: Option<&Entry>) -> Option<DownloadRequest> {
     let mut request = match entry {
-        Some(entry) => Request::from_entry(entry, opts.revision.as_deref())?,
-        None => Request::new(
+        Some(entry) => DownloadRequest::from_entry(entry, opts.revision.as_deref())?,
+        None => DownloadRequest::new(
             &opts.name,
             opts.revision.as_deref().unwrap_or("main"),
             DEFAULT_FILES,
@@ -238,7 +238,7 @@ fn request(opts: &DownloadOptions, entry: Option<&Entry>) -> Option<Request> {
 }
 
 /// Adds each of `files` the request lacks, with no expected sha256.
-fn add_files(request: &mut Request, files: &[String]) {
+fn add_files(request: &mut DownloadRequest, files: &[String]) {
     for path in files {
         if !request.files.iter().any(|f| &f.path == path) {
             request.files.push(FileSpec {
@@ -262,7 +262,7 @@ fn to_uer(
         .cache
         .repo(&snapshot.repo_id)
         .uer_path(&snapshot.commit, file);
-    let request = convert::Request {
+    let request = convert::ConvertRequest {
         input: snapshot.dir.clone(),
         output: output.clone(),
         to: convert::To::Uer,
@@ -456,8 +456,8 @@ fn repair(
         };
         // The registry's sha256 applies where the revision is the registry's own.
         let mut request = entry
-            .and_then(|e| Request::from_entry(e, Some(&revision)))
-            .unwrap_or_else(|| Request::new(repo_id, &revision, Vec::<String>::new()));
+            .and_then(|e| DownloadRequest::from_entry(e, Some(&revision)))
+            .unwrap_or_else(|| DownloadRequest::new(repo_id, &revision, Vec::<String>::new()));
         request.repo_id = repo_id.to_string();
         request.files.retain(|f| files.contains(&f.path));
         add_files(&mut request, &files);

@@ -8,7 +8,7 @@ use super::ModelError;
 use super::config::{EncoderKind, LnKind, MaskKind, ModelConfig};
 use super::heads::Pooling;
 use crate::checkpoint::Checkpoint;
-use crate::convert::{self, Family, Source, ToUerOptions};
+use crate::convert::{self, Layout, Source, ToUerOptions};
 use crate::tokenizer::Truncation;
 use std::path::{Path, PathBuf};
 
@@ -148,7 +148,7 @@ pub fn open_model(model: &Path, config: Option<&Path>) -> Result<OpenedModel, Mo
 }
 
 /// Reads a checkpoint and renames it to UER naming v2.
-fn read_as_uer_v2(weights: &Path) -> Result<(Checkpoint, Source, Family), ModelError> {
+fn read_as_uer_v2(weights: &Path) -> Result<(Checkpoint, Source, Layout), ModelError> {
     let open_err = |message: String| ModelError::Open {
         path: weights.to_path_buf(),
         message,
@@ -161,12 +161,12 @@ fn read_as_uer_v2(weights: &Path) -> Result<(Checkpoint, Source, Family), ModelE
 
 /// Sets the LN formula from where the weights came from, whatever spelling the config used,
 /// and the causal mask and the LSTM encoder where the keys say so
-/// ([`Family::causal_by_keys`], [`Family::is_lstm`]).
+/// ([`Layout::causal_by_keys`], [`Layout::is_lstm`]).
 fn finish(
     checkpoint: Checkpoint,
     mut config: ModelConfig,
     source: Source,
-    family: Family,
+    family: Layout,
     dir: PathBuf,
 ) -> OpenedModel {
     if family.causal_by_keys() {

@@ -48,7 +48,7 @@ pub fn save_hf(
     })?;
     let bin = tmp.path().join("classifier.bin");
     save_uer(ckpt, Naming::V1, &bin, true)?;
-    let req = convert::Request {
+    let req = convert::ConvertRequest {
         input: bin,
         output: dir.to_path_buf(),
         to: convert::To::Hf,

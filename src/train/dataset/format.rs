@@ -34,7 +34,7 @@ pub const HEADER_LEN: usize = 128;
 pub const MAX_SEQ_LENGTH: usize = 1 << 16;
 /// Pretraining target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
+pub enum PretrainTarget {
     /// Masked language model (RoBERTa).
     Mlm,
     /// Left-to-right language model (GPT-2).
@@ -46,50 +46,55 @@ pub enum Target {
     Albert,
 }
 
-impl Target {
+impl PretrainTarget {
     fn code(self) -> u8 {
         match self {
-            Target::Mlm => 0,
-            Target::Lm => 1,
-            Target::Bert => 2,
-            Target::Albert => 3,
+            PretrainTarget::Mlm => 0,
+            PretrainTarget::Lm => 1,
+            PretrainTarget::Bert => 2,
+            PretrainTarget::Albert => 3,
         }
     }
     fn from_code(c: u8) -> Option<Self> {
-        [Target::Mlm, Target::Lm, Target::Bert, Target::Albert]
-            .into_iter()
-            .find(|t| t.code() == c)
+        [
+            PretrainTarget::Mlm,
+            PretrainTarget::Lm,
+            PretrainTarget::Bert,
+            PretrainTarget::Albert,
+        ]
+        .into_iter()
+        .find(|t| t.code() == c)
     }
     /// Whether instances carry masked targets.
     pub fn masks(self) -> bool {
-        self != Target::Lm
+        self != PretrainTarget::Lm
     }
     /// Whether instances are sentence pairs with a sentence-prediction label (NSP for
     /// `bert`, SOP for `albert`).
     pub fn pairs(self) -> bool {
-        matches!(self, Target::Bert | Target::Albert)
+        matches!(self, PretrainTarget::Bert | PretrainTarget::Albert)
     }
 }
 
-impl std::fmt::Display for Target {
+impl std::fmt::Display for PretrainTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Target::Mlm => "mlm",
-            Target::Lm => "lm",
-            Target::Bert => "bert",
-            Target::Albert => "albert",
+            PretrainTarget::Mlm => "mlm",
+            PretrainTarget::Lm => "lm",
+            PretrainTarget::Bert => "bert",
+            PretrainTarget::Albert => "albert",
         })
     }
 }
 
-impl std::str::FromStr for Target {
+impl std::str::FromStr for PretrainTarget {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
-            "mlm" => Ok(Target::Mlm),
-            "lm" => Ok(Target::Lm),
-            "bert" => Ok(Target::Bert),
-            "albert" => Ok(Target::Albert),
+            "mlm" => Ok(PretrainTarget::Mlm),
+            "lm" => Ok(PretrainTarget::Lm),
+            "bert" => Ok(PretrainTarget::Bert),
+            "albert" => Ok(PretrainTarget::Albert),
             _ => Err(format!(
                 "unknown target `{s}`; use mlm, lm, bert (mlm + next-sentence prediction) or albert (mlm + sentence-order prediction)"
             )),
@@ -109,7 +114,7 @@ pub struct Specials {
 /// The header of a dataset file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Header {
-    pub target: Target,
+    pub target: PretrainTarget,
     pub dynamic_masking: bool,
     pub id_bytes: usize,
     pub seq_length: usize,
@@ -177,7 +182,7 @@ impl Header {
                 u32_at(8)
             )));
         }
-        let target = Target::from_code(b[12]).ok_or_else(|| {
+        let target = PretrainTarget::from_code(b[12]).ok_or_else(|| {
             bad(format!(
                 "unknown target code {} at offset 12; {rebuild}",
                 b[12]
@@ -197,7 +202,7 @@ impl Header {
                 "seq_length (offset 16) is {seq_length}, must be 1..={MAX_SEQ_LENGTH}; {rebuild}"
             )));
         }
-        let want_row = seq_length + usize::from(target == Target::Lm);
+        let want_row = seq_length + usize::from(target == PretrainTarget::Lm);
         if row != want_row {
             return Err(bad(format!(
                 "row length (offset 20) is {row}, but seq_length (offset 16) {seq_length} with target {target} needs {want_row}; {rebuild}"

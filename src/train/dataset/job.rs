@@ -3,7 +3,7 @@
 //! UER-py's `dataset.pt` ([`super::convert_uer`]). It prints nothing; progress goes through
 //! [`Progress`], the counts come back in a [`PreprocessOutcome`].
 
-use super::{FromUerOptions, PreprocessOptions, PreprocessReport, Target};
+use super::{FromUerOptions, PreprocessOptions, PreprocessReport, PretrainTarget};
 use crate::progress::Progress;
 use crate::tokenizer::TokenizerOptions;
 use crate::train::TrainError;
@@ -25,7 +25,7 @@ pub struct PreprocessJob {
     pub source: Source,
     /// `vocab.txt` or sentencepiece `.model`, told by content.
     pub vocab: PathBuf,
-    pub target: Target,
+    pub target: PretrainTarget,
     /// Tokens per instance (default: 128; for `FromUer` the dataset's).
     pub seq_length: Option<usize>,
     pub dup_factor: usize,

@@ -39,7 +39,7 @@ pub mod format;
 pub mod job;
 pub mod uer_pt;
 pub use format::{
-    FormatError, HEADER_LEN, Header, MAGIC, MAX_SEQ_LENGTH, Record, Specials, Target,
+    FormatError, HEADER_LEN, Header, MAGIC, MAX_SEQ_LENGTH, PretrainTarget, Record, Specials,
 };
 pub use uer_pt::{FromUerOptions, UerReader, convert_uer};
 
@@ -53,7 +53,7 @@ const CHUNK_LINES: usize = 4096;
 /// Options of [`preprocess`] (UER-py's `preprocess.py` flags; defaults in brackets).
 #[derive(Debug, Clone)]
 pub struct PreprocessOptions {
-    pub target: Target,
+    pub target: PretrainTarget,
     /// Tokens per instance [128].
     pub seq_length: usize,
     /// Copies with different static masks [5].
@@ -73,7 +73,7 @@ pub struct PreprocessOptions {
 impl Default for PreprocessOptions {
     fn default() -> Self {
         PreprocessOptions {
-            target: Target::Mlm,
+            target: PretrainTarget::Mlm,
             seq_length: 128,
             dup_factor: 5,
             dynamic_masking: false,
@@ -320,7 +320,7 @@ pub fn preprocess(
         pad: ids.pad,
     };
     let vocab_size = tok.vocab_size();
-    let row = opts.seq_length + usize::from(opts.target == Target::Lm);
+    let row = opts.seq_length + usize::from(opts.target == PretrainTarget::Lm);
     let header = Header {
         target: opts.target,
         dynamic_masking: opts.dynamic_masking,
@@ -339,7 +339,7 @@ pub fn preprocess(
         .num_threads(opts.jobs.max(1))
         .build()
         .map_err(|e| TrainError::Options(format!("--jobs: {e}")))?;
-    let passes = if opts.target == Target::Lm {
+    let passes = if opts.target == PretrainTarget::Lm {
         1
     } else {
         opts.dup_factor
@@ -406,7 +406,7 @@ impl Builder<'_> {
     fn line(&mut self, doc: Option<Vec<u32>>, emit: &mut Emit<'_>) -> Result<(), TrainError> {
         let sp = self.specials;
         match self.opts.target {
-            Target::Bert => match doc {
+            PretrainTarget::Bert => match doc {
                 Some(s) if !s.is_empty() => self.document.push(s),
                 Some(_) => {}
                 None => {
@@ -418,18 +418,18 @@ impl Builder<'_> {
                     }
                 }
             },
-            Target::Albert => match doc {
+            PretrainTarget::Albert => match doc {
                 Some(s) if !s.is_empty() => self.document.push(s),
                 Some(_) => {}
                 None => self.albert_document(emit)?,
             },
-            Target::Mlm | Target::Lm => {
+            PretrainTarget::Mlm | PretrainTarget::Lm => {
                 let Some(ids) = doc else { return Ok(()) };
                 let mut d = Vec::with_capacity(ids.len() + 2);
                 d.push(sp.cls);
                 d.extend(ids);
                 d.push(sp.sep);
-                if self.opts.target == Target::Lm {
+                if self.opts.target == PretrainTarget::Lm {
                     self.windows(&d, self.opts.seq_length + 1, emit)?;
                 } else if self.opts.full_sentences {
                     self.buffer.push(d);
@@ -447,14 +447,14 @@ impl Builder<'_> {
     /// End of a pass: what is buffered becomes instances.
     fn flush(&mut self, emit: &mut Emit<'_>) -> Result<(), TrainError> {
         match self.opts.target {
-            Target::Bert => {
+            PretrainTarget::Bert => {
                 if !self.document.is_empty() {
                     self.docs.push(std::mem::take(&mut self.document));
                 }
                 self.bert_buffer(emit)
             }
-            Target::Albert => self.albert_document(emit),
-            Target::Mlm if !self.buffer.is_empty() => {
+            PretrainTarget::Albert => self.albert_document(emit),
+            PretrainTarget::Mlm if !self.buffer.is_empty() => {
                 let all: Vec<u32> = std::mem::take(&mut self.buffer).concat();
                 self.windows(&all, self.opts.seq_length, emit)
             }
@@ -470,7 +470,7 @@ impl Builder<'_> {
                 seg_a: chunk.len() as u32,
                 ..Default::default()
             };
-            if self.opts.target == Target::Lm && chunk.len() == w {
+            if self.opts.target == PretrainTarget::Lm && chunk.len() == w {
                 ins.seg_a = (w - 1) as u32;
             }
             self.mask(&mut ins);
@@ -749,7 +749,7 @@ mod tests {
     #[test]
     fn header_round_trips() {
         let h = Header {
-            target: Target::Bert,
+            target: PretrainTarget::Bert,
             dynamic_masking: false,
             id_bytes: 2,
             seq_length: 128,
@@ -769,21 +769,24 @@ mod tests {
         assert_eq!(Header::parse(&h.to_bytes()).unwrap(), h);
         assert_eq!(h.record_len(), 2 * 128 * 2 + 12);
         let albert = Header {
-            target: Target::Albert,
+            target: PretrainTarget::Albert,
             ..h.clone()
         };
         let bytes = albert.to_bytes();
         assert_eq!(bytes[12], 3);
         assert_eq!(Header::parse(&bytes).unwrap(), albert);
         assert_eq!(albert.record_len(), h.record_len());
-        assert_eq!("albert".parse::<Target>(), Ok(Target::Albert));
-        assert_eq!(Target::Albert.to_string(), "albert");
+        assert_eq!(
+            "albert".parse::<PretrainTarget>(),
+            Ok(PretrainTarget::Albert)
+        );
+        assert_eq!(PretrainTarget::Albert.to_string(), "albert");
     }
 
     #[test]
     fn albert_chunks_stay_in_their_document_and_swap_about_half() {
         let opts = PreprocessOptions {
-            target: Target::Albert,
+            target: PretrainTarget::Albert,
             seq_length: 16,
             dynamic_masking: true,
             ..Default::default()

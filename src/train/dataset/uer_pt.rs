@@ -20,7 +20,7 @@
 //! refused before any REDUCE, and nothing is ever called. The reader holds one instance's
 //! bytes at a time (a 64 KiB read buffer that grows only for an instance larger than it).
 
-use super::format::{FormatError, Header, MAX_SEQ_LENGTH, Specials, Target};
+use super::format::{FormatError, Header, MAX_SEQ_LENGTH, PretrainTarget, Specials};
 use super::{Instance, PreprocessReport, Writer, io, vocab_hash};
 use crate::checkpoint::pickle::{self, Allow, Obj, Pickle, PickleError, Value};
 use crate::progress::Progress;
@@ -126,23 +126,25 @@ impl RawInstance {
     /// Reads the instance for `target`: the record fields and whether it is masked at
     /// training time (no `tgt_mlm`). Values are checked for range only here (ids fit u32,
     /// ends and positions inside `src`); the vocabulary is checked by the caller.
-    pub fn to_instance(&self, target: Target) -> Result<(Instance, bool), String> {
+    pub fn to_instance(&self, target: PretrainTarget) -> Result<(Instance, bool), String> {
         use Field::*;
         let f = self.fields.as_slice();
         let (src, tgt, is_next, seg): Parts<'_> = match (target, f) {
-            (Target::Mlm, [Ints(s), t, Ints(g)]) if t.pairs().is_some() => {
+            (PretrainTarget::Mlm, [Ints(s), t, Ints(g)]) if t.pairs().is_some() => {
                 (s, t.pairs(), 0, g.clone())
             }
-            (Target::Mlm, [Ints(s), Ints(g)]) => (s, None, 0, g.clone()),
-            (Target::Lm, [Ints(s), Int(g)]) => (s, None, 0, vec![*g]),
-            (Target::Lm, [Ints(s), Ints(g)]) => (s, None, 0, g.clone()),
+            (PretrainTarget::Mlm, [Ints(s), Ints(g)]) => (s, None, 0, g.clone()),
+            (PretrainTarget::Lm, [Ints(s), Int(g)]) => (s, None, 0, vec![*g]),
+            (PretrainTarget::Lm, [Ints(s), Ints(g)]) => (s, None, 0, g.clone()),
             // bert's is_next and albert's is_wrong_order have the same place.
-            (Target::Bert | Target::Albert, [Ints(s), t, Int(n), Ints(g)])
+            (PretrainTarget::Bert | PretrainTarget::Albert, [Ints(s), t, Int(n), Ints(g)])
                 if t.pairs().is_some() =>
             {
                 (s, t.pairs(), *n, g.clone())
             }
-            (Target::Bert | Target::Albert, [Ints(s), Int(n), Ints(g)]) => (s, None, *n, g.clone()),
+            (PretrainTarget::Bert | PretrainTarget::Albert, [Ints(s), Int(n), Ints(g)]) => {
+                (s, None, *n, g.clone())
+            }
             _ => {
                 return Err(format!(
                     "the instance is {}, which is {}, not a `--target {target}` instance; pass the --target given to preprocess.py",
@@ -412,7 +414,7 @@ fn decode(p: &Pickle) -> Result<RawInstance, String> {
 #[derive(Debug, Clone)]
 pub struct FromUerOptions {
     /// The target the dataset was made for (checked against every instance).
-    pub target: Target,
+    pub target: PretrainTarget,
     /// The `--seq_length` given to preprocess.py (default: the longest `src`, less one for
     /// lm).
     pub seq_length: Option<usize>,
@@ -454,7 +456,7 @@ pub fn convert_uer(
     progress.start("check", size);
     let survey = survey(input, opts.target, vocab_size, vocab_file, progress)?;
     progress.finish();
-    let lm = usize::from(opts.target == Target::Lm);
+    let lm = usize::from(opts.target == PretrainTarget::Lm);
     let seq_length = match opts.seq_length {
         Some(s) if s + lm < survey.longest => {
             return Err(bad(format!(
@@ -523,7 +525,7 @@ pub fn convert_uer(
 /// The checking pass of [`convert_uer`].
 fn survey(
     input: &Path,
-    target: Target,
+    target: PretrainTarget,
     vocab_size: usize,
     vocab_file: &Path,
     progress: &dyn Progress,

@@ -3,7 +3,7 @@
 
 use super::PretrainOptions;
 use crate::train::TrainError;
-use crate::train::dataset::{DatasetFile, Record, Target, mask_seq};
+use crate::train::dataset::{DatasetFile, PretrainTarget, Record, mask_seq};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -116,7 +116,7 @@ pub(super) fn host_batch(
             }
         };
         match h.target {
-            Target::Lm => {
+            PretrainTarget::Lm => {
                 for i in 0..l {
                     out.ids.push(ids[i] as i64);
                     let s = seg_of(i);
@@ -127,7 +127,7 @@ pub(super) fn host_batch(
                     }
                 }
             }
-            Target::Mlm | Target::Bert | Target::Albert => {
+            PretrainTarget::Mlm | PretrainTarget::Bert | PretrainTarget::Albert => {
                 let targets = match targets {
                     Some(t) => t,
                     None => {

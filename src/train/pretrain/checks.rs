@@ -7,7 +7,7 @@ use crate::checkpoint::Checkpoint;
 use crate::model::load::keys;
 use crate::model::{MaskKind, Model, ModelConfig};
 use crate::train::TrainError;
-use crate::train::dataset::{DatasetFile, Target};
+use crate::train::dataset::{DatasetFile, PretrainTarget};
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
@@ -45,12 +45,12 @@ pub fn check(
             max,
         });
     }
-    if opts.target == Target::Lm && config.mask != MaskKind::Causal {
+    if opts.target == PretrainTarget::Lm && config.mask != MaskKind::Causal {
         return Err(TrainError::Options(
             "target lm needs a causal model (GPT-2 config: \"mask\": \"causal\")".into(),
         ));
     }
-    if opts.target != Target::Lm && config.mask == MaskKind::Causal {
+    if opts.target != PretrainTarget::Lm && config.mask == MaskKind::Causal {
         return Err(TrainError::Options(format!(
             "target {} needs a fully-visible model (BERT/RoBERTa/ALBERT), this one is causal",
             opts.target

@@ -4,7 +4,7 @@
 use crate::checkpoint::{Checkpoint, Tensor as CkptTensor};
 use crate::model::ModelConfig;
 use crate::model::load::keys;
-use crate::train::dataset::Target;
+use crate::train::dataset::PretrainTarget;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -15,7 +15,7 @@ use rand_chacha::ChaCha8Rng;
 pub fn complete_heads(
     ckpt: &mut Checkpoint,
     config: &ModelConfig,
-    target: Target,
+    target: PretrainTarget,
     tie: bool,
     seed: u64,
 ) {
@@ -36,7 +36,9 @@ pub fn complete_heads(
     };
     let has = |k: &str| ckpt.get(&format!("{k}.weight")).is_some();
     match target {
-        Target::Mlm | Target::Bert | Target::Albert if !has(keys::MLM_1) => {
+        PretrainTarget::Mlm | PretrainTarget::Bert | PretrainTarget::Albert
+            if !has(keys::MLM_1) =>
+        {
             lin(&mut want, keys::MLM_1, h, m);
             want.push((format!("{}.gamma", keys::MLM_LN), vec![m]));
             want.push((format!("{}.beta", keys::MLM_LN), vec![m]));
@@ -52,7 +54,7 @@ pub fn complete_heads(
         lin(&mut want, keys::SP_1, h, h);
         lin(&mut want, keys::SP_2, h, 2);
     }
-    if target == Target::Lm && !tie && !has(keys::LM_OUT) {
+    if target == PretrainTarget::Lm && !tie && !has(keys::LM_OUT) {
         want.push((format!("{}.weight", keys::LM_OUT), vec![v, h]));
     }
     for (name, shape) in want {
@@ -84,7 +86,7 @@ fn uer_init(name: &str, shape: Vec<usize>, rng: &mut ChaCha8Rng) -> CkptTensor {
 /// UER-py's initialisation; the decoder left out when `tie` (so loading ties it).
 pub fn scratch_checkpoint(
     config: &ModelConfig,
-    target: Target,
+    target: PretrainTarget,
     tie: bool,
     seed: u64,
 ) -> Checkpoint {
@@ -110,8 +112,8 @@ pub fn scratch_checkpoint(
 
 /// A decoder that is the word embedding (same storage or same values, as torch saves tied
 /// weights) is left out, so [`load_model`](crate::model::load_model) ties it and training keeps it tied.
-pub(super) fn untie_for_loading(ckpt: &Checkpoint, target: Target) -> Checkpoint {
-    let key = if target == Target::Lm {
+pub(super) fn untie_for_loading(ckpt: &Checkpoint, target: PretrainTarget) -> Checkpoint {
+    let key = if target == PretrainTarget::Lm {
         format!("{}.weight", keys::LM_OUT)
     } else {
         format!("{}.weight", keys::MLM_2)

@@ -41,7 +41,7 @@ use crate::model::backend::run_on;
 use crate::model::{DeviceSpec, ModelConfig};
 use crate::progress::Progress;
 use crate::train::TrainError;
-use crate::train::dataset::{DatasetFile, Target};
+use crate::train::dataset::{DatasetFile, PretrainTarget};
 use crate::train::optim::UerAdamW;
 use checks::check_resume;
 use heads_init::untie_for_loading;
@@ -51,7 +51,7 @@ use train_loop::Job;
 /// Options of [`pretrain`] (UER-py's `pretrain.py` flags; its defaults in brackets).
 #[derive(Debug, Clone)]
 pub struct PretrainOptions {
-    pub target: Target,
+    pub target: PretrainTarget,
     /// Forward passes [100000].
     pub total_steps: usize,
     /// Instances per pass [32].
@@ -80,7 +80,7 @@ pub struct PretrainOptions {
 impl Default for PretrainOptions {
     fn default() -> Self {
         PretrainOptions {
-            target: Target::Mlm,
+            target: PretrainTarget::Mlm,
             total_steps: 100_000,
             batch_size: 32,
             learning_rate: 1e-4,

@@ -18,7 +18,7 @@ use crate::model::heads::Decoder;
 use crate::model::{Model, ModelConfig, load_model};
 use crate::progress::Progress;
 use crate::train::TrainError;
-use crate::train::dataset::{DatasetFile, Target};
+use crate::train::dataset::{DatasetFile, PretrainTarget};
 use crate::train::optim::WarmupLinear;
 use burn::backend::Autodiff;
 use burn::module::{AutodiffModule, Module};
@@ -134,7 +134,7 @@ fn train<A: AutodiffBackend>(
     if !target.pairs() {
         model.sp = None;
     }
-    if target == Target::Lm {
+    if target == PretrainTarget::Lm {
         model.mlm = None;
     } else {
         model.lm = None;
@@ -142,10 +142,10 @@ fn train<A: AutodiffBackend>(
     if peer.is_some() {
         model = model.map(&mut RenumberParams { next: 0 });
     }
-    let tied = report
-        .tied
-        .iter()
-        .any(|t| (*t == "mlm" && target != Target::Lm) || (*t == "lm" && target == Target::Lm));
+    let tied = report.tied.iter().any(|t| {
+        (*t == "mlm" && target != PretrainTarget::Lm)
+            || (*t == "lm" && target == PretrainTarget::Lm)
+    });
     let dropout = opts.dropout.unwrap_or(model.config.dropout);
     let schedule = WarmupLinear::new(opts.learning_rate, opts.warmup, opts.total_steps);
     let (mut step, mut updates) = (0usize, 0usize);
