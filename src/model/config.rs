@@ -3,6 +3,8 @@
 //! (see [`super::load`]), not here.
 
 use super::ModelError;
+use crate::registry::UerConfig;
+use crate::registry::config::ENCODER_MASKS;
 use serde_json::Value;
 use std::path::Path;
 
@@ -145,17 +147,6 @@ impl std::fmt::Display for Dtype {
     }
 }
 
-/// The UER config's `encoder` values this crate builds, with the mask each implies when the
-/// config names none: `transformer` (UER-py 2020 on), and UER-py 2019's `bert` and `gpt`
-/// (BERT's post-LN layer, the latter under a causal mask) and `lstm` (left to right, so
-/// causal).
-const ENCODERS: &[(&str, &str)] = &[
-    ("transformer", "fully_visible"),
-    ("bert", "fully_visible"),
-    ("gpt", "causal"),
-    ("lstm", "causal"),
-];
-
 /// UER-py's LayerNorm epsilon (added to the standard deviation).
 pub const UER_LN_EPS: f64 = 1e-6;
 
@@ -163,7 +154,11 @@ impl ModelConfig {
     /// Reads a UER-py config JSON file.
     pub fn from_uer_file(path: &Path) -> Result<Self, ModelError> {
         let v = read_json(path)?;
-        Self::from_uer_json(&v).map_err(|m| with_path(m, path))
+        let c = UerConfig::from_json_value(&v).map_err(|e| ModelError::Config {
+            path: path.to_path_buf(),
+            message: format!("{e} (expected UER-py's config JSON)"),
+        })?;
+        Self::from_uer(&c).map_err(|m| with_path(m, path))
     }
 
     /// Reads a Huggingface `config.json`.
@@ -173,55 +168,49 @@ impl ModelConfig {
     }
 
     /// Builds the config from UER-py's config JSON (v1 strings or v2 lists for
-    /// `embedding`/`target`), with UER-py's defaults for absent fields.
+    /// `embedding`/`target`), with UER-py's defaults for absent fields: the JSON is read once
+    /// into [`UerConfig`] ([`UerConfig::from_json_value`]), then [`Self::from_uer`].
     pub fn from_uer_json(v: &Value) -> Result<Self, ModelError> {
-        let hidden = get_usize(v, "hidden_size").unwrap_or(768);
-        let embedding =
-            string_list(v.get("embedding")).unwrap_or_else(|| vec!["word_pos_seg".into()]);
-        let segment_embedding = embedding.iter().any(|e| e == "seg" || e == "word_pos_seg");
-        let has_pos = embedding
-            .iter()
-            .any(|e| e == "pos" || e == "word_pos" || e == "word_pos_seg");
-        if !has_pos {
+        let c = UerConfig::from_json_value(v).map_err(|e| ModelError::Config {
+            path: "(UER config)".into(),
+            message: format!("{e} (expected UER-py's config JSON)"),
+        })?;
+        Self::from_uer(&c)
+    }
+
+    /// The model a UER-py config describes (the one config type from the registry, a config
+    /// file or a checkpoint's companion to the model). Refuses what the model does not
+    /// build: other encoders, feed-forwards, LayerNorms and relative positions.
+    pub fn from_uer(c: &UerConfig) -> Result<Self, ModelError> {
+        let parts = c.embedding_parts();
+        if !parts.contains(&"pos") {
             return Err(unsupported(
                 "embedding",
-                embedding.join(","),
+                parts.join(","),
                 "word_pos_seg, word_pos, [word, pos(, seg)]",
             ));
         }
-        // UER-py 2019 named the encoder (`--encoder bert|gpt`) where later UER-py names a
-        // transformer and its mask; an explicit `mask` wins.
-        let encoder = v
-            .get("encoder")
-            .and_then(Value::as_str)
-            .unwrap_or("transformer");
-        let encoder_mask = match ENCODERS.iter().find(|(name, _)| *name == encoder) {
-            Some((_, mask)) => *mask,
-            None => {
-                return Err(unsupported(
-                    "encoder",
-                    encoder.into(),
-                    "transformer, bert, gpt, lstm",
-                ));
+        if !ENCODER_MASKS.iter().any(|(name, _)| *name == c.encoder) {
+            return Err(unsupported(
+                "encoder",
+                c.encoder.clone(),
+                "transformer, bert, gpt, lstm",
+            ));
+        }
+        let extra = |key: &str| c.extra.get(key);
+        for (key, allowed) in [("feed_forward", "dense"), ("layernorm", "normal")] {
+            if let Some(s) = extra(key).and_then(Value::as_str).filter(|s| *s != allowed) {
+                return Err(unsupported(key, s.into(), allowed));
             }
-        };
-        check_eq(v, "feed_forward", &["dense"])?;
-        check_eq(v, "layernorm", &["normal"])?;
-        if v.get("relative_position_embedding")
-            .and_then(Value::as_bool)
-            == Some(true)
-        {
+        }
+        if extra("relative_position_embedding").and_then(Value::as_bool) == Some(true) {
             return Err(unsupported(
                 "relative_position_embedding",
                 "true".into(),
                 "false",
             ));
         }
-        let activation = match v
-            .get("hidden_act")
-            .and_then(Value::as_str)
-            .unwrap_or("gelu")
-        {
+        let activation = match c.hidden_act.as_str() {
             "gelu" => Activation::Gelu,
             "gelu_fast" => Activation::GeluFast,
             "relu" => Activation::Relu,
@@ -233,20 +222,12 @@ impl ModelConfig {
                 ));
             }
         };
-        let mask = match v
-            .get("mask")
-            .and_then(Value::as_str)
-            .unwrap_or(encoder_mask)
-        {
+        let mask = match c.mask.as_str() {
             "fully_visible" => MaskKind::FullyVisible,
             "causal" => MaskKind::Causal,
             other => return Err(unsupported("mask", other.into(), "fully_visible, causal")),
         };
-        let ln_position = match v
-            .get("layernorm_positioning")
-            .and_then(Value::as_str)
-            .unwrap_or("post")
-        {
+        let ln_position = match c.layernorm_positioning.as_str() {
             "post" => LnPosition::Post,
             "pre" => LnPosition::Pre,
             other => {
@@ -259,25 +240,27 @@ impl ModelConfig {
         };
         Ok(ModelConfig {
             vocab_size: 0,
-            emb_size: get_usize(v, "emb_size").unwrap_or(hidden),
-            hidden_size: hidden,
-            feedforward_size: get_usize(v, "feedforward_size").unwrap_or(4 * hidden),
-            heads_num: get_usize(v, "heads_num").unwrap_or(12),
-            layers_num: get_usize(v, "layers_num").unwrap_or(12),
+            emb_size: c.emb_size,
+            hidden_size: c.hidden_size,
+            feedforward_size: c.feedforward_size,
+            heads_num: c.heads_num,
+            layers_num: c.layers_num,
             max_seq_length: 0,
-            segment_embedding,
-            embedding_layernorm: !get_bool(v, "remove_embedding_layernorm"),
-            factorized_embedding: get_bool(v, "factorized_embedding_parameterization"),
-            parameter_sharing: get_bool(v, "parameter_sharing"),
-            transformer_bias: !get_bool(v, "remove_transformer_bias"),
+            segment_embedding: parts.contains(&"seg"),
+            embedding_layernorm: !c.remove_embedding_layernorm,
+            factorized_embedding: c.factorized_embedding_parameterization,
+            parameter_sharing: c.parameter_sharing,
+            transformer_bias: !extra("remove_transformer_bias")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
             activation,
             mask,
             ln_position,
             ln_kind: LnKind::Uer,
             ln_eps: UER_LN_EPS,
-            dropout: v.get("dropout").and_then(Value::as_f64).unwrap_or(0.1),
+            dropout: c.dropout,
             dtype: Dtype::F32,
-            encoder: if encoder == "lstm" {
+            encoder: if c.encoder == "lstm" {
                 EncoderKind::Lstm
             } else {
                 EncoderKind::Transformer
@@ -443,31 +426,34 @@ fn get_usize(v: &Value, key: &str) -> Option<usize> {
     v.get(key).and_then(Value::as_u64).map(|x| x as usize)
 }
 
-fn get_bool(v: &Value, key: &str) -> bool {
-    v.get(key).and_then(Value::as_bool).unwrap_or(false)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
 
-/// A string or a list of strings (UER v1 writes `"word_pos_seg"`, v2 `["word","pos","seg"]`).
-fn string_list(v: Option<&Value>) -> Option<Vec<String>> {
-    match v? {
-        Value::String(s) => Some(vec![s.clone()]),
-        Value::Array(a) => Some(
-            a.iter()
-                .filter_map(|x| x.as_str().map(String::from))
-                .collect(),
-        ),
-        _ => None,
-    }
-}
-
-/// Fails when `key` is present with a value outside `allowed`.
-fn check_eq(
-    v: &Value,
-    key: &'static str,
-    allowed: &'static [&'static str],
-) -> Result<(), ModelError> {
-    match v.get(key).and_then(Value::as_str) {
-        Some(s) if !allowed.contains(&s) => Err(unsupported(key, s.into(), allowed[0])),
-        _ => Ok(()),
+    /// The registry's config type and a config JSON build the same model config: the JSON is
+    /// read once into [`UerConfig`].
+    #[test]
+    fn a_uer_config_and_its_json_give_the_same_model() {
+        let v = json!({"hidden_size": 128, "heads_num": 2, "layers_num": 2, "encoder": "gpt",
+                       "embedding": ["word", "pos", "seg"], "remove_transformer_bias": true});
+        let from_json = ModelConfig::from_uer_json(&v).unwrap();
+        let from_type = ModelConfig::from_uer(&UerConfig::from_json_value(&v).unwrap()).unwrap();
+        assert_eq!(format!("{from_json:?}"), format!("{from_type:?}"));
+        assert_eq!(from_json.mask, MaskKind::Causal);
+        assert!(from_json.segment_embedding && !from_json.transformer_bias);
+        assert_eq!((from_json.emb_size, from_json.feedforward_size), (128, 512));
+        for (field, bad) in [
+            ("feed_forward", json!("gated")),
+            ("layernorm", json!("rms")),
+            ("relative_position_embedding", json!(true)),
+            ("encoder", json!("gru")),
+            ("hidden_act", json!("silu")),
+        ] {
+            let mut v = v.clone();
+            v[field] = bad;
+            let err = ModelConfig::from_uer_json(&v).unwrap_err().to_string();
+            assert!(err.contains(field), "{field}: {err}");
+        }
     }
 }

@@ -202,12 +202,7 @@ pub fn open_with_uer_config(
     if config_file.is_some() {
         return open_model(path, config_file);
     }
-    let cfg_err = |message: String| ModelError::Open {
-        path: path.to_path_buf(),
-        message,
-    };
-    let value = serde_json::to_value(uer).map_err(|e| cfg_err(e.to_string()))?;
-    let cfg = ModelConfig::from_uer_json(&value)?;
+    let cfg = ModelConfig::from_uer(uer)?;
     let (checkpoint, source, family) = read_as_uer_v2(path)?;
     let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
     let mut opened = finish(checkpoint, cfg, source, family, dir);

@@ -154,13 +154,46 @@ pub enum ConfigError {
     },
 }
 
+/// The encoders a UER config may name, with the attention mask each implies when the config
+/// names none: `transformer` (UER-py 2020 on), and UER-py 2019's `bert` and `gpt` (BERT's
+/// post-LN layer, the latter under a causal mask) and `lstm` (left to right, so causal).
+pub const ENCODER_MASKS: &[(&str, &str)] = &[
+    ("transformer", "fully_visible"),
+    ("bert", "fully_visible"),
+    ("gpt", "causal"),
+    ("lstm", "causal"),
+];
+
 impl UerConfig {
     /// Parse UER config JSON text; `origin` names the source in errors.
     pub fn from_json_str(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        serde_json::from_str(text).map_err(|source| ConfigError::Parse {
+        let parse = |source| ConfigError::Parse {
             path: origin.to_string(),
             source,
-        })
+        };
+        let value: serde_json::Value = serde_json::from_str(text).map_err(parse)?;
+        Self::from_json_value(&value).map_err(parse)
+    }
+
+    /// From parsed config JSON. An absent field takes UER-py's default, except three that
+    /// follow the fields given, as the model they describe implies: `emb_size` is
+    /// `hidden_size` and `feedforward_size` 4 × `hidden_size` (so a small model's config
+    /// need not repeat them), and `mask` is the one `encoder` implies ([`ENCODER_MASKS`]:
+    /// UER-py 2019's GPT configs name no mask).
+    pub fn from_json_value(value: &serde_json::Value) -> Result<Self, serde_json::Error> {
+        let mut c: UerConfig = serde_json::from_value(value.clone())?;
+        let absent = |key: &str| value.get(key).is_none();
+        if absent("emb_size") {
+            c.emb_size = c.hidden_size;
+        }
+        if absent("feedforward_size") {
+            c.feedforward_size = 4 * c.hidden_size;
+        }
+        let implied = ENCODER_MASKS.iter().find(|(e, _)| *e == c.encoder);
+        if let (true, Some((_, mask))) = (absent("mask"), implied) {
+            c.mask = (*mask).to_string();
+        }
+        Ok(c)
     }
 
     /// Read a UER config JSON file (e.g. a fixture's `uer_config.json`).
@@ -231,5 +264,32 @@ impl UerConfig {
     /// Whether the embedding has a learned position table.
     pub fn has_position_embedding(&self) -> bool {
         self.embedding.contains("pos")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::UerConfig;
+    use serde_json::json;
+
+    #[test]
+    fn absent_widths_and_mask_follow_the_fields_given() {
+        let small = UerConfig::from_json_value(&json!({"hidden_size": 128})).unwrap();
+        assert_eq!((small.emb_size, small.feedforward_size), (128, 512));
+        assert_eq!(small.mask, "fully_visible");
+        let gpt = UerConfig::from_json_value(&json!({"encoder": "gpt"})).unwrap();
+        assert_eq!((gpt.mask.as_str(), gpt.emb_size), ("causal", 768));
+        let lstm = UerConfig::from_json_value(&json!({"encoder": "lstm"})).unwrap();
+        assert_eq!(lstm.mask, "causal");
+        // What the file says wins.
+        let given = json!({"encoder": "gpt", "mask": "fully_visible", "hidden_size": 256,
+                           "emb_size": 128, "feedforward_size": 1000});
+        let c = UerConfig::from_json_value(&given).unwrap();
+        assert_eq!(
+            (c.mask.as_str(), c.emb_size, c.feedforward_size),
+            ("fully_visible", 128, 1000)
+        );
+        // A wrong type is an error, not a silent default.
+        assert!(UerConfig::from_json_value(&json!({"hidden_size": "wide"})).is_err());
     }
 }
