@@ -123,7 +123,7 @@ pub fn check_import(entry: &Entry, file: &Path) -> Result<(), ImportCheckError> 
     })?;
     ckpt.strip_module_prefix();
     let has = |key: &str| ckpt.get(key).is_some();
-    if !has("embedding.word_embedding.weight") && !has("embedding.word.embedding.weight") {
+    if !has(crate::convert::names::v1::WORD) && !has(crate::convert::names::v2::WORD) {
         let first: Vec<String> = ckpt.names().take(3).map(|n| format!("`{n}`")).collect();
         return Err(ImportCheckError::NotUer {
             path: file.to_path_buf(),
@@ -169,7 +169,9 @@ pub fn check_import(entry: &Entry, file: &Path) -> Result<(), ImportCheckError> 
     if transformer && !shared {
         let mut indices = std::collections::BTreeSet::new();
         for key in ckpt.names() {
-            if let Some(rest) = key.strip_prefix("encoder.transformer.")
+            if let Some(rest) = key
+                .strip_prefix(crate::convert::names::v2::SHARED_LAYER)
+                .and_then(|k| k.strip_prefix('.'))
                 && let Some((i, _)) = rest.split_once('.')
                 && let Ok(i) = i.parse::<usize>()
             {
@@ -318,7 +320,7 @@ pub fn open_tokenizer_with_origin(
         let tok = builtin_tokenizer(file, bytes, options)?;
         let rows = opened
             .checkpoint
-            .get("embedding.word.embedding.weight")
+            .get(crate::convert::names::v2::WORD)
             .and_then(|t| t.shape.first().copied());
         if let Some(rows) = rows
             && rows != tok.vocab_size()

@@ -9,6 +9,88 @@
 
 use super::Layout;
 
+/// UER naming v2's key parts, each spelled here once: the tables' UER columns are composed
+/// from them (`concat!`) and the model's loader reads by them ([`v2`]). `{i}` is the layer
+/// index; ALBERT's one shared layer has none.
+#[rustfmt::skip]
+macro_rules! v2 {
+    (word) => { "embedding.word.embedding.weight" };
+    (pos) => { "embedding.pos.embedding.weight" };
+    (seg) => { "embedding.seg.embedding.weight" };
+    (emb_ln) => { "embedding.layer_norm" };
+    (enc_linear) => { "encoder.linear" };
+    (layer) => { "encoder.transformer.{i}" };
+    (shared_layer) => { "encoder.transformer" };
+    (query) => { "self_attn.linear_layers.0" };
+    (key) => { "self_attn.linear_layers.1" };
+    (value) => { "self_attn.linear_layers.2" };
+    (attn_out) => { "self_attn.final_linear" };
+    (ff_1) => { "feed_forward.linear_1" };
+    (ff_2) => { "feed_forward.linear_2" };
+    (ln_1) => { "layer_norm_1" };
+    (ln_2) => { "layer_norm_2" };
+    (final_ln) => { "encoder.layer_norm" };
+    (lstm) => { "encoder.rnn." };
+    (mlm_1) => { "target.mlm.linear_1" };
+    (mlm_ln) => { "target.mlm.layer_norm" };
+    (mlm_2) => { "target.mlm.linear_2" };
+    (sp_1) => { "target.sp.linear_1" };
+    (sp_2) => { "target.sp.linear_2" };
+    (lm_out) => { "target.lm.output_layer" };
+    (cls_1) => { "output_layer_1" };
+    (cls_2) => { "output_layer_2" };
+    (cls_target_1) => { "target.cls.linear_1" };
+    (cls_target_2) => { "target.cls.linear_2" };
+}
+
+/// UER naming v1's embedding keys, which the commands also look for to tell a UER file.
+#[rustfmt::skip]
+macro_rules! v1 {
+    (word) => { "embedding.word_embedding.weight" };
+    (pos) => { "embedding.position_embedding.weight" };
+}
+
+/// UER naming v1's embedding keys as constants (from [`v1!`]).
+pub mod v1 {
+    pub const WORD: &str = v1!(word);
+    pub const POS: &str = v1!(pos);
+}
+
+/// UER naming v2's keys as constants (from [`v2!`]): what the model's loader reads
+/// (`model::load::keys`) and what its trainers write.
+pub mod v2 {
+    pub const WORD: &str = v2!(word);
+    pub const POS: &str = v2!(pos);
+    pub const SEG: &str = v2!(seg);
+    pub const EMB_LN: &str = v2!(emb_ln);
+    pub const ENC_LINEAR: &str = v2!(enc_linear);
+    pub const LAYER: &str = v2!(layer);
+    pub const SHARED_LAYER: &str = v2!(shared_layer);
+    pub const QUERY: &str = v2!(query);
+    pub const KEY: &str = v2!(key);
+    pub const VALUE: &str = v2!(value);
+    pub const ATTN_OUT: &str = v2!(attn_out);
+    pub const FF_1: &str = v2!(ff_1);
+    pub const FF_2: &str = v2!(ff_2);
+    pub const LN_1: &str = v2!(ln_1);
+    pub const LN_2: &str = v2!(ln_2);
+    pub const FINAL_LN: &str = v2!(final_ln);
+    pub const LSTM: &str = v2!(lstm);
+    pub const MLM_1: &str = v2!(mlm_1);
+    pub const MLM_LN: &str = v2!(mlm_ln);
+    pub const MLM_2: &str = v2!(mlm_2);
+    pub const SP_1: &str = v2!(sp_1);
+    pub const SP_2: &str = v2!(sp_2);
+    pub const LM_OUT: &str = v2!(lm_out);
+    pub const CLS_1: &str = v2!(cls_1);
+    pub const CLS_2: &str = v2!(cls_2);
+    pub const CLS_TARGET_1: &str = v2!(cls_target_1);
+    pub const CLS_TARGET_2: &str = v2!(cls_target_2);
+    /// The classifier heads, first match wins: run_classifier's, then UER-py 2019's
+    /// classification target's (the same computation: first token → linear → tanh → linear).
+    pub const CLASSIFIERS: &[(&str, &str)] = &[(CLS_1, CLS_2), (CLS_TARGET_1, CLS_TARGET_2)];
+}
+
 /// What happens to a tensor on the way between UER and Huggingface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
@@ -82,11 +164,11 @@ use Op::*;
 macro_rules! bert_embeddings {
     ($m:literal) => {
         [
-            r("embedding.word_embedding.weight", "embedding.word.embedding.weight", concat!($m, ".embeddings.word_embeddings.weight"), Copy),
-            r("embedding.position_embedding.weight", "embedding.pos.embedding.weight", concat!($m, ".embeddings.position_embeddings.weight"), Copy),
-            r("embedding.segment_embedding.weight", "embedding.seg.embedding.weight", concat!($m, ".embeddings.token_type_embeddings.weight"), SegmentRows),
-            s("embedding.layer_norm.gamma", concat!($m, ".embeddings.LayerNorm.weight"), LnWeight),
-            s("embedding.layer_norm.beta", concat!($m, ".embeddings.LayerNorm.bias"), Copy),
+            r(v1!(word), v2!(word), concat!($m, ".embeddings.word_embeddings.weight"), Copy),
+            r(v1!(pos), v2!(pos), concat!($m, ".embeddings.position_embeddings.weight"), Copy),
+            r("embedding.segment_embedding.weight", v2!(seg), concat!($m, ".embeddings.token_type_embeddings.weight"), SegmentRows),
+            s(concat!(v2!(emb_ln), ".gamma"), concat!($m, ".embeddings.LayerNorm.weight"), LnWeight),
+            s(concat!(v2!(emb_ln), ".beta"), concat!($m, ".embeddings.LayerNorm.bias"), Copy),
         ]
     };
 }
@@ -99,91 +181,91 @@ const ALBERT_EMBEDDINGS: [Row; 5] = bert_embeddings!("albert");
 /// One post-LN BERT layer.
 #[rustfmt::skip]
 const BERT_LAYER: [Row; 16] = [
-    s("encoder.transformer.{i}.self_attn.linear_layers.0.weight", "bert.encoder.layer.{i}.attention.self.query.weight", Copy),
-    s("encoder.transformer.{i}.self_attn.linear_layers.0.bias", "bert.encoder.layer.{i}.attention.self.query.bias", Copy),
-    s("encoder.transformer.{i}.self_attn.linear_layers.1.weight", "bert.encoder.layer.{i}.attention.self.key.weight", Copy),
-    s("encoder.transformer.{i}.self_attn.linear_layers.1.bias", "bert.encoder.layer.{i}.attention.self.key.bias", Copy),
-    s("encoder.transformer.{i}.self_attn.linear_layers.2.weight", "bert.encoder.layer.{i}.attention.self.value.weight", Copy),
-    s("encoder.transformer.{i}.self_attn.linear_layers.2.bias", "bert.encoder.layer.{i}.attention.self.value.bias", Copy),
-    s("encoder.transformer.{i}.self_attn.final_linear.weight", "bert.encoder.layer.{i}.attention.output.dense.weight", Copy),
-    s("encoder.transformer.{i}.self_attn.final_linear.bias", "bert.encoder.layer.{i}.attention.output.dense.bias", Copy),
-    s("encoder.transformer.{i}.feed_forward.linear_1.weight", "bert.encoder.layer.{i}.intermediate.dense.weight", Copy),
-    s("encoder.transformer.{i}.feed_forward.linear_1.bias", "bert.encoder.layer.{i}.intermediate.dense.bias", Copy),
-    s("encoder.transformer.{i}.feed_forward.linear_2.weight", "bert.encoder.layer.{i}.output.dense.weight", Copy),
-    s("encoder.transformer.{i}.feed_forward.linear_2.bias", "bert.encoder.layer.{i}.output.dense.bias", Copy),
-    s("encoder.transformer.{i}.layer_norm_1.gamma", "bert.encoder.layer.{i}.attention.output.LayerNorm.weight", LnWeight),
-    s("encoder.transformer.{i}.layer_norm_1.beta", "bert.encoder.layer.{i}.attention.output.LayerNorm.bias", Copy),
-    s("encoder.transformer.{i}.layer_norm_2.gamma", "bert.encoder.layer.{i}.output.LayerNorm.weight", LnWeight),
-    s("encoder.transformer.{i}.layer_norm_2.beta", "bert.encoder.layer.{i}.output.LayerNorm.bias", Copy),
+    s(concat!(v2!(layer), ".", v2!(query), ".weight"), "bert.encoder.layer.{i}.attention.self.query.weight", Copy),
+    s(concat!(v2!(layer), ".", v2!(query), ".bias"), "bert.encoder.layer.{i}.attention.self.query.bias", Copy),
+    s(concat!(v2!(layer), ".", v2!(key), ".weight"), "bert.encoder.layer.{i}.attention.self.key.weight", Copy),
+    s(concat!(v2!(layer), ".", v2!(key), ".bias"), "bert.encoder.layer.{i}.attention.self.key.bias", Copy),
+    s(concat!(v2!(layer), ".", v2!(value), ".weight"), "bert.encoder.layer.{i}.attention.self.value.weight", Copy),
+    s(concat!(v2!(layer), ".", v2!(value), ".bias"), "bert.encoder.layer.{i}.attention.self.value.bias", Copy),
+    s(concat!(v2!(layer), ".", v2!(attn_out), ".weight"), "bert.encoder.layer.{i}.attention.output.dense.weight", Copy),
+    s(concat!(v2!(layer), ".", v2!(attn_out), ".bias"), "bert.encoder.layer.{i}.attention.output.dense.bias", Copy),
+    s(concat!(v2!(layer), ".", v2!(ff_1), ".weight"), "bert.encoder.layer.{i}.intermediate.dense.weight", Copy),
+    s(concat!(v2!(layer), ".", v2!(ff_1), ".bias"), "bert.encoder.layer.{i}.intermediate.dense.bias", Copy),
+    s(concat!(v2!(layer), ".", v2!(ff_2), ".weight"), "bert.encoder.layer.{i}.output.dense.weight", Copy),
+    s(concat!(v2!(layer), ".", v2!(ff_2), ".bias"), "bert.encoder.layer.{i}.output.dense.bias", Copy),
+    s(concat!(v2!(layer), ".", v2!(ln_1), ".gamma"), "bert.encoder.layer.{i}.attention.output.LayerNorm.weight", LnWeight),
+    s(concat!(v2!(layer), ".", v2!(ln_1), ".beta"), "bert.encoder.layer.{i}.attention.output.LayerNorm.bias", Copy),
+    s(concat!(v2!(layer), ".", v2!(ln_2), ".gamma"), "bert.encoder.layer.{i}.output.LayerNorm.weight", LnWeight),
+    s(concat!(v2!(layer), ".", v2!(ln_2), ".beta"), "bert.encoder.layer.{i}.output.LayerNorm.bias", Copy),
 ];
 
 /// BERT's MLM head (`BertForMaskedLM` / `BertForPreTraining` `cls.predictions`).
 #[rustfmt::skip]
 const BERT_MLM: [Row; 7] = [
-    r("target.mlm_linear_1.weight", "target.mlm.linear_1.weight", "cls.predictions.transform.dense.weight", Copy),
-    r("target.mlm_linear_1.bias", "target.mlm.linear_1.bias", "cls.predictions.transform.dense.bias", Copy),
-    r("target.layer_norm.gamma", "target.mlm.layer_norm.gamma", "cls.predictions.transform.LayerNorm.weight", LnWeight),
-    r("target.layer_norm.beta", "target.mlm.layer_norm.beta", "cls.predictions.transform.LayerNorm.bias", Copy),
-    r("target.mlm_linear_2.weight", "target.mlm.linear_2.weight", "cls.predictions.decoder.weight", Decoder),
-    r("target.mlm_linear_2.bias", "target.mlm.linear_2.bias", "cls.predictions.bias", Copy),
-    r("target.mlm_linear_2.bias", "target.mlm.linear_2.bias", "cls.predictions.decoder.bias", HfDuplicate),
+    r("target.mlm_linear_1.weight", concat!(v2!(mlm_1), ".weight"), "cls.predictions.transform.dense.weight", Copy),
+    r("target.mlm_linear_1.bias", concat!(v2!(mlm_1), ".bias"), "cls.predictions.transform.dense.bias", Copy),
+    r("target.layer_norm.gamma", concat!(v2!(mlm_ln), ".gamma"), "cls.predictions.transform.LayerNorm.weight", LnWeight),
+    r("target.layer_norm.beta", concat!(v2!(mlm_ln), ".beta"), "cls.predictions.transform.LayerNorm.bias", Copy),
+    r("target.mlm_linear_2.weight", concat!(v2!(mlm_2), ".weight"), "cls.predictions.decoder.weight", Decoder),
+    r("target.mlm_linear_2.bias", concat!(v2!(mlm_2), ".bias"), "cls.predictions.bias", Copy),
+    r("target.mlm_linear_2.bias", concat!(v2!(mlm_2), ".bias"), "cls.predictions.decoder.bias", HfDuplicate),
 ];
 
 /// BERT's next-sentence head (pooler + `seq_relationship`).
 #[rustfmt::skip]
 const BERT_NSP: [Row; 4] = [
-    alt("target.nsp_linear_1.weight", "target.sp.linear_1.weight", "target.sp_linear_1.weight", "bert.pooler.dense.weight"),
-    alt("target.nsp_linear_1.bias", "target.sp.linear_1.bias", "target.sp_linear_1.bias", "bert.pooler.dense.bias"),
-    alt("target.nsp_linear_2.weight", "target.sp.linear_2.weight", "target.sp_linear_2.weight", "cls.seq_relationship.weight"),
-    alt("target.nsp_linear_2.bias", "target.sp.linear_2.bias", "target.sp_linear_2.bias", "cls.seq_relationship.bias"),
+    alt("target.nsp_linear_1.weight", concat!(v2!(sp_1), ".weight"), "target.sp_linear_1.weight", "bert.pooler.dense.weight"),
+    alt("target.nsp_linear_1.bias", concat!(v2!(sp_1), ".bias"), "target.sp_linear_1.bias", "bert.pooler.dense.bias"),
+    alt("target.nsp_linear_2.weight", concat!(v2!(sp_2), ".weight"), "target.sp_linear_2.weight", "cls.seq_relationship.weight"),
+    alt("target.nsp_linear_2.bias", concat!(v2!(sp_2), ".bias"), "target.sp_linear_2.bias", "cls.seq_relationship.bias"),
 ];
 
 /// A fine-tuned classifier's head (`run_classifier` ⇄ `BertForSequenceClassification`).
 #[rustfmt::skip]
 const CLASSIFIER: [Row; 4] = [
-    s("output_layer_1.weight", "bert.pooler.dense.weight", Copy),
-    s("output_layer_1.bias", "bert.pooler.dense.bias", Copy),
-    s("output_layer_2.weight", "classifier.weight", Copy),
-    s("output_layer_2.bias", "classifier.bias", Copy),
+    s(concat!(v2!(cls_1), ".weight"), "bert.pooler.dense.weight", Copy),
+    s(concat!(v2!(cls_1), ".bias"), "bert.pooler.dense.bias", Copy),
+    s(concat!(v2!(cls_2), ".weight"), "classifier.weight", Copy),
+    s(concat!(v2!(cls_2), ".bias"), "classifier.bias", Copy),
 ];
 
 #[rustfmt::skip]
 const GPT2_EMBEDDINGS: [Row; 2] = [
-    r("embedding.word_embedding.weight", "embedding.word.embedding.weight", "transformer.wte.weight", Copy),
-    r("embedding.position_embedding.weight", "embedding.pos.embedding.weight", "transformer.wpe.weight", Copy),
+    r(v1!(word), v2!(word), "transformer.wte.weight", Copy),
+    r(v1!(pos), v2!(pos), "transformer.wpe.weight", Copy),
 ];
 
 /// One pre-LN GPT-2 layer: q/k/v concatenated into `c_attn`, Conv1D weights transposed.
 #[rustfmt::skip]
 const GPT2_LAYER: [Row; 16] = [
-    s("encoder.transformer.{i}.self_attn.linear_layers.0.weight", "transformer.h.{i}.attn.c_attn.weight", QkvWeight(0)),
-    s("encoder.transformer.{i}.self_attn.linear_layers.0.bias", "transformer.h.{i}.attn.c_attn.bias", QkvBias(0)),
-    s("encoder.transformer.{i}.self_attn.linear_layers.1.weight", "transformer.h.{i}.attn.c_attn.weight", QkvWeight(1)),
-    s("encoder.transformer.{i}.self_attn.linear_layers.1.bias", "transformer.h.{i}.attn.c_attn.bias", QkvBias(1)),
-    s("encoder.transformer.{i}.self_attn.linear_layers.2.weight", "transformer.h.{i}.attn.c_attn.weight", QkvWeight(2)),
-    s("encoder.transformer.{i}.self_attn.linear_layers.2.bias", "transformer.h.{i}.attn.c_attn.bias", QkvBias(2)),
-    s("encoder.transformer.{i}.self_attn.final_linear.weight", "transformer.h.{i}.attn.c_proj.weight", Conv1D),
-    s("encoder.transformer.{i}.self_attn.final_linear.bias", "transformer.h.{i}.attn.c_proj.bias", Copy),
-    s("encoder.transformer.{i}.feed_forward.linear_1.weight", "transformer.h.{i}.mlp.c_fc.weight", Conv1D),
-    s("encoder.transformer.{i}.feed_forward.linear_1.bias", "transformer.h.{i}.mlp.c_fc.bias", Copy),
-    s("encoder.transformer.{i}.feed_forward.linear_2.weight", "transformer.h.{i}.mlp.c_proj.weight", Conv1D),
-    s("encoder.transformer.{i}.feed_forward.linear_2.bias", "transformer.h.{i}.mlp.c_proj.bias", Copy),
-    s("encoder.transformer.{i}.layer_norm_1.gamma", "transformer.h.{i}.ln_1.weight", LnWeight),
-    s("encoder.transformer.{i}.layer_norm_1.beta", "transformer.h.{i}.ln_1.bias", Copy),
-    s("encoder.transformer.{i}.layer_norm_2.gamma", "transformer.h.{i}.ln_2.weight", LnWeight),
-    s("encoder.transformer.{i}.layer_norm_2.beta", "transformer.h.{i}.ln_2.bias", Copy),
+    s(concat!(v2!(layer), ".", v2!(query), ".weight"), "transformer.h.{i}.attn.c_attn.weight", QkvWeight(0)),
+    s(concat!(v2!(layer), ".", v2!(query), ".bias"), "transformer.h.{i}.attn.c_attn.bias", QkvBias(0)),
+    s(concat!(v2!(layer), ".", v2!(key), ".weight"), "transformer.h.{i}.attn.c_attn.weight", QkvWeight(1)),
+    s(concat!(v2!(layer), ".", v2!(key), ".bias"), "transformer.h.{i}.attn.c_attn.bias", QkvBias(1)),
+    s(concat!(v2!(layer), ".", v2!(value), ".weight"), "transformer.h.{i}.attn.c_attn.weight", QkvWeight(2)),
+    s(concat!(v2!(layer), ".", v2!(value), ".bias"), "transformer.h.{i}.attn.c_attn.bias", QkvBias(2)),
+    s(concat!(v2!(layer), ".", v2!(attn_out), ".weight"), "transformer.h.{i}.attn.c_proj.weight", Conv1D),
+    s(concat!(v2!(layer), ".", v2!(attn_out), ".bias"), "transformer.h.{i}.attn.c_proj.bias", Copy),
+    s(concat!(v2!(layer), ".", v2!(ff_1), ".weight"), "transformer.h.{i}.mlp.c_fc.weight", Conv1D),
+    s(concat!(v2!(layer), ".", v2!(ff_1), ".bias"), "transformer.h.{i}.mlp.c_fc.bias", Copy),
+    s(concat!(v2!(layer), ".", v2!(ff_2), ".weight"), "transformer.h.{i}.mlp.c_proj.weight", Conv1D),
+    s(concat!(v2!(layer), ".", v2!(ff_2), ".bias"), "transformer.h.{i}.mlp.c_proj.bias", Copy),
+    s(concat!(v2!(layer), ".", v2!(ln_1), ".gamma"), "transformer.h.{i}.ln_1.weight", LnWeight),
+    s(concat!(v2!(layer), ".", v2!(ln_1), ".beta"), "transformer.h.{i}.ln_1.bias", Copy),
+    s(concat!(v2!(layer), ".", v2!(ln_2), ".gamma"), "transformer.h.{i}.ln_2.weight", LnWeight),
+    s(concat!(v2!(layer), ".", v2!(ln_2), ".beta"), "transformer.h.{i}.ln_2.bias", Copy),
 ];
 
 /// GPT-2's final LayerNorm (pre-LN: after the last layer).
 #[rustfmt::skip]
 const GPT2_FINAL_LN: [Row; 2] = [
-    s("encoder.layer_norm.gamma", "transformer.ln_f.weight", LnWeight),
-    s("encoder.layer_norm.beta", "transformer.ln_f.bias", Copy),
+    s(concat!(v2!(final_ln), ".gamma"), "transformer.ln_f.weight", LnWeight),
+    s(concat!(v2!(final_ln), ".beta"), "transformer.ln_f.bias", Copy),
 ];
 
 #[rustfmt::skip]
 const GPT2_LM: [Row; 1] = [
-    r("target.output_layer.weight", "target.lm.output_layer.weight", "lm_head.weight", Decoder),
+    r("target.output_layer.weight", concat!(v2!(lm_out), ".weight"), "lm_head.weight", Decoder),
 ];
 
 /// UER-py 2019's LM target (`--encoder gpt --target lm`): one untied output layer with a
@@ -191,8 +273,8 @@ const GPT2_LM: [Row; 1] = [
 /// names keep the table whole and are never written.
 #[rustfmt::skip]
 const LEGACY_LM: [Row; 2] = [
-    r("target.output_layer.weight", "target.lm.output_layer.weight", "uer_lm.output_layer.weight", Decoder),
-    r("target.output_layer.bias", "target.lm.output_layer.bias", "uer_lm.output_layer.bias", Copy),
+    r("target.output_layer.weight", concat!(v2!(lm_out), ".weight"), "uer_lm.output_layer.weight", Decoder),
+    r("target.output_layer.bias", concat!(v2!(lm_out), ".bias"), "uer_lm.output_layer.bias", Copy),
 ];
 
 /// One layer of UER-py 2019's LSTM encoder (torch `nn.LSTM`; same names in both UER
@@ -200,10 +282,10 @@ const LEGACY_LM: [Row; 2] = [
 /// and are never written ([`super::Layout::has_hf_form`]).
 #[rustfmt::skip]
 const LSTM_LAYER: [Row; 4] = [
-    s("encoder.rnn.weight_ih_l{i}", "uer_lstm.weight_ih_l{i}", Copy),
-    s("encoder.rnn.weight_hh_l{i}", "uer_lstm.weight_hh_l{i}", Copy),
-    s("encoder.rnn.bias_ih_l{i}", "uer_lstm.bias_ih_l{i}", Copy),
-    s("encoder.rnn.bias_hh_l{i}", "uer_lstm.bias_hh_l{i}", Copy),
+    s(concat!(v2!(lstm), "weight_ih_l{i}"), "uer_lstm.weight_ih_l{i}", Copy),
+    s(concat!(v2!(lstm), "weight_hh_l{i}"), "uer_lstm.weight_hh_l{i}", Copy),
+    s(concat!(v2!(lstm), "bias_ih_l{i}"), "uer_lstm.bias_ih_l{i}", Copy),
+    s(concat!(v2!(lstm), "bias_hh_l{i}"), "uer_lstm.bias_hh_l{i}", Copy),
 ];
 
 /// UER-py 2019's classification target (`--target cls`): `linear_1` → tanh → `linear_2` on
@@ -211,74 +293,74 @@ const LSTM_LAYER: [Row; 4] = [
 /// Naming v2 puts it under the target's name, as every v2 target (`target.cls.`).
 #[rustfmt::skip]
 const CLS_TARGET: [Row; 4] = [
-    r("target.linear_1.weight", "target.cls.linear_1.weight", "bert.pooler.dense.weight", Copy),
-    r("target.linear_1.bias", "target.cls.linear_1.bias", "bert.pooler.dense.bias", Copy),
-    r("target.linear_2.weight", "target.cls.linear_2.weight", "classifier.weight", Copy),
-    r("target.linear_2.bias", "target.cls.linear_2.bias", "classifier.bias", Copy),
+    r("target.linear_1.weight", concat!(v2!(cls_target_1), ".weight"), "bert.pooler.dense.weight", Copy),
+    r("target.linear_1.bias", concat!(v2!(cls_target_1), ".bias"), "bert.pooler.dense.bias", Copy),
+    r("target.linear_2.weight", concat!(v2!(cls_target_2), ".weight"), "classifier.weight", Copy),
+    r("target.linear_2.bias", concat!(v2!(cls_target_2), ".bias"), "classifier.bias", Copy),
 ];
 
 /// run_classifier's head on GPT-2. transformers has no such class: the HF names only keep
 /// the table whole and are never written ([`super::Layout::has_hf_form`]).
 #[rustfmt::skip]
 const GPT2_CLASSIFIER: [Row; 4] = [
-    s("output_layer_1.weight", "uer_classifier.output_layer_1.weight", Copy),
-    s("output_layer_1.bias", "uer_classifier.output_layer_1.bias", Copy),
-    s("output_layer_2.weight", "uer_classifier.output_layer_2.weight", Copy),
-    s("output_layer_2.bias", "uer_classifier.output_layer_2.bias", Copy),
+    s(concat!(v2!(cls_1), ".weight"), "uer_classifier.output_layer_1.weight", Copy),
+    s(concat!(v2!(cls_1), ".bias"), "uer_classifier.output_layer_1.bias", Copy),
+    s(concat!(v2!(cls_2), ".weight"), "uer_classifier.output_layer_2.weight", Copy),
+    s(concat!(v2!(cls_2), ".bias"), "uer_classifier.output_layer_2.bias", Copy),
 ];
 
 /// ALBERT: factorized embedding projection and the one shared layer (no index).
 #[rustfmt::skip]
 const ALBERT_ENCODER: [Row; 18] = [
-    s("encoder.linear.weight", "albert.encoder.embedding_hidden_mapping_in.weight", Copy),
-    s("encoder.linear.bias", "albert.encoder.embedding_hidden_mapping_in.bias", Copy),
-    s("encoder.transformer.self_attn.linear_layers.0.weight", "albert.encoder.albert_layer_groups.0.albert_layers.0.attention.query.weight", Copy),
-    s("encoder.transformer.self_attn.linear_layers.0.bias", "albert.encoder.albert_layer_groups.0.albert_layers.0.attention.query.bias", Copy),
-    s("encoder.transformer.self_attn.linear_layers.1.weight", "albert.encoder.albert_layer_groups.0.albert_layers.0.attention.key.weight", Copy),
-    s("encoder.transformer.self_attn.linear_layers.1.bias", "albert.encoder.albert_layer_groups.0.albert_layers.0.attention.key.bias", Copy),
-    s("encoder.transformer.self_attn.linear_layers.2.weight", "albert.encoder.albert_layer_groups.0.albert_layers.0.attention.value.weight", Copy),
-    s("encoder.transformer.self_attn.linear_layers.2.bias", "albert.encoder.albert_layer_groups.0.albert_layers.0.attention.value.bias", Copy),
-    s("encoder.transformer.self_attn.final_linear.weight", "albert.encoder.albert_layer_groups.0.albert_layers.0.attention.dense.weight", Copy),
-    s("encoder.transformer.self_attn.final_linear.bias", "albert.encoder.albert_layer_groups.0.albert_layers.0.attention.dense.bias", Copy),
-    s("encoder.transformer.feed_forward.linear_1.weight", "albert.encoder.albert_layer_groups.0.albert_layers.0.ffn.weight", Copy),
-    s("encoder.transformer.feed_forward.linear_1.bias", "albert.encoder.albert_layer_groups.0.albert_layers.0.ffn.bias", Copy),
-    s("encoder.transformer.feed_forward.linear_2.weight", "albert.encoder.albert_layer_groups.0.albert_layers.0.ffn_output.weight", Copy),
-    s("encoder.transformer.feed_forward.linear_2.bias", "albert.encoder.albert_layer_groups.0.albert_layers.0.ffn_output.bias", Copy),
-    s("encoder.transformer.layer_norm_1.gamma", "albert.encoder.albert_layer_groups.0.albert_layers.0.attention.LayerNorm.weight", LnWeight),
-    s("encoder.transformer.layer_norm_1.beta", "albert.encoder.albert_layer_groups.0.albert_layers.0.attention.LayerNorm.bias", Copy),
-    s("encoder.transformer.layer_norm_2.gamma", "albert.encoder.albert_layer_groups.0.albert_layers.0.full_layer_layer_norm.weight", LnWeight),
-    s("encoder.transformer.layer_norm_2.beta", "albert.encoder.albert_layer_groups.0.albert_layers.0.full_layer_layer_norm.bias", Copy),
+    s(concat!(v2!(enc_linear), ".weight"), "albert.encoder.embedding_hidden_mapping_in.weight", Copy),
+    s(concat!(v2!(enc_linear), ".bias"), "albert.encoder.embedding_hidden_mapping_in.bias", Copy),
+    s(concat!(v2!(shared_layer), ".", v2!(query), ".weight"), "albert.encoder.albert_layer_groups.0.albert_layers.0.attention.query.weight", Copy),
+    s(concat!(v2!(shared_layer), ".", v2!(query), ".bias"), "albert.encoder.albert_layer_groups.0.albert_layers.0.attention.query.bias", Copy),
+    s(concat!(v2!(shared_layer), ".", v2!(key), ".weight"), "albert.encoder.albert_layer_groups.0.albert_layers.0.attention.key.weight", Copy),
+    s(concat!(v2!(shared_layer), ".", v2!(key), ".bias"), "albert.encoder.albert_layer_groups.0.albert_layers.0.attention.key.bias", Copy),
+    s(concat!(v2!(shared_layer), ".", v2!(value), ".weight"), "albert.encoder.albert_layer_groups.0.albert_layers.0.attention.value.weight", Copy),
+    s(concat!(v2!(shared_layer), ".", v2!(value), ".bias"), "albert.encoder.albert_layer_groups.0.albert_layers.0.attention.value.bias", Copy),
+    s(concat!(v2!(shared_layer), ".", v2!(attn_out), ".weight"), "albert.encoder.albert_layer_groups.0.albert_layers.0.attention.dense.weight", Copy),
+    s(concat!(v2!(shared_layer), ".", v2!(attn_out), ".bias"), "albert.encoder.albert_layer_groups.0.albert_layers.0.attention.dense.bias", Copy),
+    s(concat!(v2!(shared_layer), ".", v2!(ff_1), ".weight"), "albert.encoder.albert_layer_groups.0.albert_layers.0.ffn.weight", Copy),
+    s(concat!(v2!(shared_layer), ".", v2!(ff_1), ".bias"), "albert.encoder.albert_layer_groups.0.albert_layers.0.ffn.bias", Copy),
+    s(concat!(v2!(shared_layer), ".", v2!(ff_2), ".weight"), "albert.encoder.albert_layer_groups.0.albert_layers.0.ffn_output.weight", Copy),
+    s(concat!(v2!(shared_layer), ".", v2!(ff_2), ".bias"), "albert.encoder.albert_layer_groups.0.albert_layers.0.ffn_output.bias", Copy),
+    s(concat!(v2!(shared_layer), ".", v2!(ln_1), ".gamma"), "albert.encoder.albert_layer_groups.0.albert_layers.0.attention.LayerNorm.weight", LnWeight),
+    s(concat!(v2!(shared_layer), ".", v2!(ln_1), ".beta"), "albert.encoder.albert_layer_groups.0.albert_layers.0.attention.LayerNorm.bias", Copy),
+    s(concat!(v2!(shared_layer), ".", v2!(ln_2), ".gamma"), "albert.encoder.albert_layer_groups.0.albert_layers.0.full_layer_layer_norm.weight", LnWeight),
+    s(concat!(v2!(shared_layer), ".", v2!(ln_2), ".beta"), "albert.encoder.albert_layer_groups.0.albert_layers.0.full_layer_layer_norm.bias", Copy),
 ];
 
 /// ALBERT's MLM head (`predictions`, projecting back to the embedding size).
 #[rustfmt::skip]
 const ALBERT_MLM: [Row; 7] = [
-    r("target.mlm_linear_1.weight", "target.mlm.linear_1.weight", "predictions.dense.weight", Copy),
-    r("target.mlm_linear_1.bias", "target.mlm.linear_1.bias", "predictions.dense.bias", Copy),
-    r("target.layer_norm.gamma", "target.mlm.layer_norm.gamma", "predictions.LayerNorm.weight", LnWeight),
-    r("target.layer_norm.beta", "target.mlm.layer_norm.beta", "predictions.LayerNorm.bias", Copy),
-    r("target.mlm_linear_2.weight", "target.mlm.linear_2.weight", "predictions.decoder.weight", Decoder),
-    r("target.mlm_linear_2.bias", "target.mlm.linear_2.bias", "predictions.bias", Copy),
-    r("target.mlm_linear_2.bias", "target.mlm.linear_2.bias", "predictions.decoder.bias", HfDuplicate),
+    r("target.mlm_linear_1.weight", concat!(v2!(mlm_1), ".weight"), "predictions.dense.weight", Copy),
+    r("target.mlm_linear_1.bias", concat!(v2!(mlm_1), ".bias"), "predictions.dense.bias", Copy),
+    r("target.layer_norm.gamma", concat!(v2!(mlm_ln), ".gamma"), "predictions.LayerNorm.weight", LnWeight),
+    r("target.layer_norm.beta", concat!(v2!(mlm_ln), ".beta"), "predictions.LayerNorm.bias", Copy),
+    r("target.mlm_linear_2.weight", concat!(v2!(mlm_2), ".weight"), "predictions.decoder.weight", Decoder),
+    r("target.mlm_linear_2.bias", concat!(v2!(mlm_2), ".bias"), "predictions.bias", Copy),
+    r("target.mlm_linear_2.bias", concat!(v2!(mlm_2), ".bias"), "predictions.decoder.bias", HfDuplicate),
 ];
 
 /// ALBERT's sentence-order head.
 #[rustfmt::skip]
 const ALBERT_SOP: [Row; 4] = [
-    alt("target.sop_linear_1.weight", "target.sp.linear_1.weight", "target.sp_linear_1.weight", "albert.pooler.weight"),
-    alt("target.sop_linear_1.bias", "target.sp.linear_1.bias", "target.sp_linear_1.bias", "albert.pooler.bias"),
-    alt("target.sop_linear_2.weight", "target.sp.linear_2.weight", "target.sp_linear_2.weight", "sop_classifier.classifier.weight"),
-    alt("target.sop_linear_2.bias", "target.sp.linear_2.bias", "target.sp_linear_2.bias", "sop_classifier.classifier.bias"),
+    alt("target.sop_linear_1.weight", concat!(v2!(sp_1), ".weight"), "target.sp_linear_1.weight", "albert.pooler.weight"),
+    alt("target.sop_linear_1.bias", concat!(v2!(sp_1), ".bias"), "target.sp_linear_1.bias", "albert.pooler.bias"),
+    alt("target.sop_linear_2.weight", concat!(v2!(sp_2), ".weight"), "target.sp_linear_2.weight", "sop_classifier.classifier.weight"),
+    alt("target.sop_linear_2.bias", concat!(v2!(sp_2), ".bias"), "target.sp_linear_2.bias", "sop_classifier.classifier.bias"),
 ];
 
 /// A fine-tuned ALBERT classifier's head (`AlbertForSequenceClassification`: the pooler is
 /// dense + tanh on the first token, as UER's `output_layer_1`).
 #[rustfmt::skip]
 const ALBERT_CLASSIFIER: [Row; 4] = [
-    s("output_layer_1.weight", "albert.pooler.weight", Copy),
-    s("output_layer_1.bias", "albert.pooler.bias", Copy),
-    s("output_layer_2.weight", "classifier.weight", Copy),
-    s("output_layer_2.bias", "classifier.bias", Copy),
+    s(concat!(v2!(cls_1), ".weight"), "albert.pooler.weight", Copy),
+    s(concat!(v2!(cls_1), ".bias"), "albert.pooler.bias", Copy),
+    s(concat!(v2!(cls_2), ".weight"), "classifier.weight", Copy),
+    s(concat!(v2!(cls_2), ".bias"), "classifier.bias", Copy),
 ];
 
 /// A block of rows; `per_layer` blocks are instantiated for every layer index.

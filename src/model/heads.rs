@@ -291,7 +291,8 @@ mod tests {
             (cfg.vocab_size, cfg.max_seq_length) = (30, 8);
             let mut ckpt = crate::model::random_checkpoint(&cfg, 5);
             ckpt.tensors.retain(|(n, _)| {
-                n != "target.mlm.linear_2.weight" && n != "target.lm.output_layer.weight"
+                *n != format!("{}.weight", crate::model::load::keys::MLM_2)
+                    && *n != format!("{}.weight", crate::model::load::keys::LM_OUT)
             });
             let dev = Default::default();
             let (model, report) =

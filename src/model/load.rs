@@ -19,41 +19,9 @@ use std::cell::RefCell;
 use std::collections::BTreeSet;
 
 /// UER naming v2 keys the model reads (`{i}` = layer index; ALBERT's shared layer has no
-/// index). They are the v2 column of the conversion tables.
-pub mod keys {
-    pub const WORD: &str = "embedding.word.embedding.weight";
-    pub const POS: &str = "embedding.pos.embedding.weight";
-    pub const SEG: &str = "embedding.seg.embedding.weight";
-    pub const EMB_LN: &str = "embedding.layer_norm";
-    pub const ENC_LINEAR: &str = "encoder.linear";
-    pub const LAYER: &str = "encoder.transformer.{i}";
-    pub const SHARED_LAYER: &str = "encoder.transformer";
-    pub const QUERY: &str = "self_attn.linear_layers.0";
-    pub const KEY: &str = "self_attn.linear_layers.1";
-    pub const VALUE: &str = "self_attn.linear_layers.2";
-    pub const ATTN_OUT: &str = "self_attn.final_linear";
-    pub const FF_1: &str = "feed_forward.linear_1";
-    pub const FF_2: &str = "feed_forward.linear_2";
-    pub const LN_1: &str = "layer_norm_1";
-    pub const LN_2: &str = "layer_norm_2";
-    pub const FINAL_LN: &str = "encoder.layer_norm";
-    /// UER-py 2019's LSTM: `{LSTM}weight_ih_l{k}` and so on (torch `nn.LSTM` names).
-    pub const LSTM: &str = "encoder.rnn.";
-    pub const MLM_1: &str = "target.mlm.linear_1";
-    pub const MLM_LN: &str = "target.mlm.layer_norm";
-    pub const MLM_2: &str = "target.mlm.linear_2";
-    pub const SP_1: &str = "target.sp.linear_1";
-    pub const SP_2: &str = "target.sp.linear_2";
-    pub const LM_OUT: &str = "target.lm.output_layer";
-    pub const CLS_1: &str = "output_layer_1";
-    pub const CLS_2: &str = "output_layer_2";
-    /// UER-py 2019's classification target (`--target cls`), naming v2.
-    pub const CLS_TARGET_1: &str = "target.cls.linear_1";
-    pub const CLS_TARGET_2: &str = "target.cls.linear_2";
-    /// The classifier heads, first match wins: run_classifier's, then the classification
-    /// target's (the same computation: first token → linear → tanh → linear).
-    pub const CLASSIFIERS: &[(&str, &str)] = &[(CLS_1, CLS_2), (CLS_TARGET_1, CLS_TARGET_2)];
-}
+/// index): the parts the naming table ([`crate::convert::names`]) composes its v2 column of,
+/// spelled there once.
+pub use crate::convert::names::v2 as keys;
 
 /// What loading found: heads built, tied decoders, and keys the model did not use.
 #[derive(Debug, Clone, Default)]
@@ -232,10 +200,7 @@ fn data(t: &CkptTensor) -> TensorData {
 /// A hint for a missing key: which naming the keys look like.
 fn hint(ckpt: &Checkpoint) -> String {
     let names: Vec<&str> = ckpt.names().collect();
-    if names
-        .iter()
-        .any(|n| n.starts_with("embedding.word_embedding"))
-    {
+    if names.contains(&crate::convert::names::v1::WORD) {
         "the keys look like UER naming v1; convert them with `convert::to_uer` (naming v2) first"
             .into()
     } else if names.iter().any(|n| {
