@@ -753,3 +753,69 @@ fn training_forward_equals_inference_when_nothing_drops() {
         );
     }
 }
+
+/// The GPT-2 classifier path (causal mask, `last` pooling over padded rows, head, NLL, UER's
+/// AdamW and warmup) trains step for step as UER-py's run_classifier: on one deterministic
+/// batch (dropout 0, all 50 rows of dev.tsv at seq 32, so the shuffle cannot matter), 4
+/// epochs at lr 3e-4 from the same weights, the loss of every step equals UER-py's.
+///
+/// The reference: UER-py's own run_classifier pieces (2022 code: `Classifier`,
+/// `read_dataset`, `build_optimizer`, `train_model`; torch 2.15 on CPU, 2026-12-07), the batch
+/// size set to the 50 rows, `--pooling last --seq_length 32 --dropout 0 --epochs_num 4
+/// --learning_rate 3e-4`, loading `gpt2_v1` (keys renamed v1 → v2) plus the head uerzoo
+/// draws for seed 7 (`uerzoo finetune … --learning-rate 1e-30 --dropout 0` saves it
+/// untouched; the head does not depend on the data). Epochs 1 and 2 are equal because the
+/// first update runs at lr 0 (the scheduler steps after the optimizer).
+///
+/// The bound: both sides are f32 summed in different orders; measured 1e-7. 1e-5 leaves room
+/// for that and none for another pooled token, mask, schedule or optimizer (the steps move
+/// the loss by 5e-2).
+#[test]
+fn a_gpt2_classifier_trains_step_for_step_as_uer_py() {
+    const UER_PY: [f32; 4] = [0.7171735, 0.7171735, 0.7718431, 0.6812453];
+    let fixture = common::uer_fixture("gpt2_v1");
+    let opened = open_model(&fixture.join("uer_model.bin"), None).unwrap();
+    let tok =
+        Tokenizer::from_vocab_file(fixture.join("vocab.txt"), TokenizerOptions::uer()).unwrap();
+    let rows = Dataset::read(&small("dev.tsv"), true).unwrap();
+    let data = TaskData {
+        labels_num: rows.labels_num().unwrap(),
+        train: rows.encode(&tok, 32),
+        dev: rows.encode(&tok, 32),
+        test: None,
+    };
+    let n = data.train.len();
+    assert_eq!(n, 50);
+    let opts = FinetuneOptions {
+        epochs: 4,
+        batch_size: n,
+        learning_rate: 3e-4,
+        dropout: 0.0,
+        seed: 7,
+        pooling: Pooling::Last,
+        ..Default::default()
+    };
+    let r = finetune(
+        &opened,
+        &data,
+        &opts,
+        DeviceSpec::Cpu,
+        &NoProgress,
+        &mut |_| {},
+    )
+    .unwrap();
+    let losses: Vec<f32> = r
+        .epochs
+        .iter()
+        .flat_map(|e| e.batch_losses.clone())
+        .collect();
+    eprintln!("uerzoo {losses:?}\nUER-py {UER_PY:?}");
+    assert_eq!(losses.len(), 4, "one step per epoch");
+    for (step, (ours, theirs)) in losses.iter().zip(UER_PY).enumerate() {
+        assert!(
+            (ours - theirs).abs() < 1e-5,
+            "step {}: uerzoo {ours} vs UER-py {theirs}",
+            step + 1
+        );
+    }
+}

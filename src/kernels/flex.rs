@@ -23,33 +23,57 @@ fn contiguous(t: &FlexTensor) -> FlexTensor {
     t.to_contiguous()
 }
 
+/// A tensor the fused kernels cannot read: another dtype than f32, or an f32 tensor whose
+/// values are not one contiguous run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KernelInputError {
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+}
+
+impl std::fmt::Display for KernelInputError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = if self.dtype == DType::F32 {
+            "not contiguous"
+        } else {
+            "not f32"
+        };
+        write!(
+            f,
+            "the fused CPU kernels (src/kernels/flex.rs) were handed a {:?} tensor of shape {:?}, \
+             {what}; they read contiguous f32 only, and the dispatch in src/kernels/mod.rs \
+             (`flex::supported`) sends every other dtype to Burn's plain ops, so this is a bug in \
+             uerzoo: please report it with the command that ran",
+            self.dtype, self.shape
+        )
+    }
+}
+
+impl std::error::Error for KernelInputError {}
+
 /// The f32 values of a contiguous tensor, or why there are none (another dtype, or a
 /// strided layout).
-fn try_values(t: &FlexTensor) -> Result<&[f32], String> {
-    t.as_slice::<f32>().ok_or_else(|| {
-        format!(
-            "a {:?} tensor of shape {:?} that is {}",
-            t.dtype(),
-            t.shape(),
-            if t.dtype() == DType::F32 {
-                "not contiguous"
-            } else {
-                "not f32"
-            }
-        )
+fn values(t: &FlexTensor) -> Result<&[f32], KernelInputError> {
+    t.as_slice::<f32>().ok_or_else(|| KernelInputError {
+        dtype: t.dtype(),
+        shape: t.shape().to_vec(),
     })
 }
 
-/// The f32 values of a tensor the fused kernels were handed. Dispatch ([`supported`]) lets
-/// only f32 tensors in and every caller makes them contiguous first, so a failure is a bug
-/// in this module; Burn's op traits cannot return an error, so it stops here with what the
-/// tensor was, instead of running a kernel on no values.
+/// Why [`infallible`] holds.
+const F32_BY_DISPATCH: &str = "the fused kernels are reached only through the dispatch in \
+     src/kernels/mod.rs, which admits f32 tensors only (`flex::supported`), and every tensor is \
+     made contiguous before its values are read";
+
+/// The value of a [`values`] read (or of a helper that propagates one) where no error can be
+/// returned: inside Burn's `Backward::backward` (the trait returns nothing), and in the op
+/// entry points that `kernels/mod.rs` calls from Burn tensor ops (which return tensors, not
+/// results). Every tensor reaching those is f32 by dispatch ([`F32_BY_DISPATCH`]), so the
+/// error cannot occur there; were it to, this stops with what the tensor was rather than
+/// running a kernel on no values.
 #[track_caller]
-fn values(t: &FlexTensor) -> &[f32] {
-    match try_values(t) {
-        Ok(v) => v,
-        Err(e) => panic!("fused kernel handed {e} (a bug in uerzoo's kernels::flex)"),
-    }
+fn infallible<T>(r: Result<T, KernelInputError>) -> T {
+    r.expect(F32_BY_DISPATCH)
 }
 
 /// A fresh buffer of `n` values filled by `fill`.
@@ -117,26 +141,32 @@ pub enum GeluForm {
 
 pub fn gelu(x: &FlexTensor, form: GeluForm) -> FlexTensor {
     let x = contiguous(x);
+    let xv = infallible(values(&x));
     // SAFETY: a `cpu` kernel, which writes every value of its output.
     let y = unsafe {
         filled(x.shape().num_elements(), |y| match form {
-            GeluForm::Erf => cpu::gelu_erf(values(&x), y),
-            GeluForm::Tanh => cpu::gelu_tanh(values(&x), y),
+            GeluForm::Erf => cpu::gelu_erf(xv, y),
+            GeluForm::Tanh => cpu::gelu_tanh(xv, y),
         })
     };
     tensor(y, x.shape())
 }
 
-fn gelu_grad(x: &FlexTensor, g: &FlexTensor, form: GeluForm) -> FlexTensor {
+fn gelu_grad(
+    x: &FlexTensor,
+    g: &FlexTensor,
+    form: GeluForm,
+) -> Result<FlexTensor, KernelInputError> {
     let (x, g) = (contiguous(x), contiguous(g));
+    let (xv, gv) = (values(&x)?, values(&g)?);
     // SAFETY: a `cpu` kernel, which writes every value of its output.
     let out = unsafe {
         filled(x.shape().num_elements(), |out| match form {
-            GeluForm::Erf => cpu::gelu_erf_grad(values(&x), values(&g), out),
-            GeluForm::Tanh => cpu::gelu_tanh_grad(values(&x), values(&g), out),
+            GeluForm::Erf => cpu::gelu_erf_grad(xv, gv, out),
+            GeluForm::Tanh => cpu::gelu_tanh_grad(xv, gv, out),
         })
     };
-    tensor(out, x.shape())
+    Ok(tensor(out, x.shape()))
 }
 
 #[derive(Debug)]
@@ -146,7 +176,9 @@ impl Backward<Flex, 1> for GeluBackward {
     type State = FlexTensor;
     fn backward(self, ops: Ops<FlexTensor, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         let x = ops.state;
-        unary::<Flex, _>(ops.parents, ops.node, grads, |g| gelu_grad(&x, &g, self.0));
+        unary::<Flex, _>(ops.parents, ops.node, grads, |g| {
+            infallible(gelu_grad(&x, &g, self.0))
+        });
     }
 }
 
@@ -174,7 +206,7 @@ pub fn dropout(x: &FlexTensor, spec: DropSpec) -> (FlexTensor, Vec<u8>) {
     let x = contiguous(x);
     let n = x.shape().num_elements();
     let (mut y, mut mask) = (cpu::uninit(n), cpu::uninit(n));
-    cpu::dropout(values(&x), &mut y, &mut mask, spec);
+    cpu::dropout(infallible(values(&x)), &mut y, &mut mask, spec);
     // SAFETY: `cpu::dropout` writes every value of both outputs.
     let (y, mask) = unsafe { (cpu::assume_init(y), cpu::assume_init(mask)) };
     (tensor(y, x.shape()), mask)
@@ -189,12 +221,9 @@ impl Backward<Flex, 1> for DropoutBackward {
         let (mask, scale) = ops.state;
         unary::<Flex, _>(ops.parents, ops.node, grads, |g| {
             let g = contiguous(&g);
+            let gv = infallible(values(&g));
             // SAFETY: a `cpu` kernel, which writes every value of its output.
-            let out = unsafe {
-                filled(mask.len(), |out| {
-                    cpu::masked_scale(values(&g), &mask, scale, out)
-                })
-            };
+            let out = unsafe { filled(mask.len(), |out| cpu::masked_scale(gv, &mask, scale, out)) };
             tensor(out, g.shape())
         });
     }
@@ -259,10 +288,11 @@ pub fn masked_softmax(
     let s = contiguous(scores);
     let n = s.shape().num_elements();
     let mut p = cpu::uninit(n);
-    let bias_ref = bias.as_ref().map(|(b, lay)| (values(b), *lay));
+    let bias_ref = bias.as_ref().map(|(b, lay)| (infallible(values(b)), *lay));
+    let sv = infallible(values(&s));
     match drop {
         None => {
-            cpu::masked_softmax(values(&s), dims[3], bias_ref, scale, &mut p, None);
+            cpu::masked_softmax(sv, dims[3], bias_ref, scale, &mut p, None);
             // SAFETY: `cpu::masked_softmax` writes every value of its outputs.
             let p = tensor(unsafe { cpu::assume_init(p) }, s.shape());
             Some((p.clone(), p, None))
@@ -270,7 +300,7 @@ pub fn masked_softmax(
         Some(spec) => {
             let (mut out, mut mask) = (cpu::uninit(n), cpu::uninit(n));
             cpu::masked_softmax(
-                values(&s),
+                sv,
                 dims[3],
                 bias_ref,
                 scale,
@@ -301,10 +331,11 @@ impl Backward<Flex, 1> for SoftmaxBackward {
             let g = contiguous(&g);
             let k = g.shape().dims::<4>()[3];
             let mask = st.mask.as_ref().map(|(m, s)| (m.as_slice(), *s));
+            let (pv, gv) = (infallible(values(&st.probs)), infallible(values(&g)));
             // SAFETY: a `cpu` kernel, which writes every value of its output.
             let out = unsafe {
                 filled(g.shape().num_elements(), |out| {
-                    cpu::masked_softmax_grad(values(&st.probs), values(&g), k, mask, st.scale, out)
+                    cpu::masked_softmax_grad(pv, gv, k, mask, st.scale, out)
                 })
             };
             tensor(out, g.shape())
@@ -352,18 +383,15 @@ pub fn layer_norm(
     let n = gamma.shape().num_elements();
     let total = x.shape().num_elements();
     let mut stats = vec![LnRow::default(); total / n.max(1)];
+    let (xv, gv, bv) = (
+        infallible(values(&x)),
+        infallible(values(&gamma)),
+        infallible(values(&beta)),
+    );
     // SAFETY: a `cpu` kernel, which writes every value of its output.
     let y = unsafe {
         filled(total, |y| {
-            cpu::layer_norm(
-                values(&x),
-                values(&gamma),
-                values(&beta),
-                formula,
-                eps,
-                y,
-                &mut stats,
-            )
+            cpu::layer_norm(xv, gv, bv, formula, eps, y, &mut stats)
         })
     };
     (tensor(y, x.shape()), stats)
@@ -387,9 +415,9 @@ impl Backward<Flex, 3> for LnBackward {
         let dy = contiguous(&grads.consume::<Flex>(&ops.node));
         let mut dx = cpu::uninit(dy.shape().num_elements());
         let (dg, db) = cpu::layer_norm_grad(
-            values(&st.x),
-            values(&dy),
-            values(&st.gamma),
+            infallible(values(&st.x)),
+            infallible(values(&dy)),
+            infallible(values(&st.gamma)),
             st.formula,
             &st.stats,
             &mut dx,
@@ -456,8 +484,8 @@ pub fn cross_entropy(
     let x = contiguous(logits);
     let [n, k] = x.shape().dims::<2>();
     let (mut lse, mut arg) = (vec![0f32; n], vec![0u32; n]);
-    cpu::log_sum_exp_rows(values(&x), k, &mut lse, &mut arg);
-    let v = values(&x);
+    let v = infallible(values(&x));
+    cpu::log_sum_exp_rows(v, k, &mut lse, &mut arg);
     let mut total = 0f64;
     let mut hits = 0usize;
     for (r, &t) in targets.iter().enumerate() {
@@ -483,13 +511,17 @@ impl Backward<Flex, 1> for CeBackward {
     fn backward(self, ops: Ops<CeState, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         let st = ops.state;
         unary::<Flex, _>(ops.parents, ops.node, grads, |g| {
-            let g = values(&contiguous(&g)).first().copied().unwrap_or(0.0);
+            let g = infallible(values(&contiguous(&g)))
+                .first()
+                .copied()
+                .unwrap_or(0.0);
             let [n, k] = st.logits.shape().dims::<2>();
             let scale = g / n.max(1) as f32;
+            let lv = infallible(values(&st.logits));
             // SAFETY: a `cpu` kernel, which writes every value of its output.
             let out = unsafe {
                 filled(n * k, |out| {
-                    cpu::cross_entropy_grad(values(&st.logits), k, &st.lse, &st.targets, scale, out)
+                    cpu::cross_entropy_grad(lv, k, &st.lse, &st.targets, scale, out)
                 })
             };
             tensor(out, st.logits.shape())
@@ -532,10 +564,10 @@ pub fn cross_entropy_ad(logits: AdTensor, targets: &[u32]) -> (AdTensor, usize) 
 /// same way alone or in a batch (batched generation gives each sequence the values of a
 /// run alone).
 pub fn linear(x: &FlexTensor, w: &FlexTensor, b: Option<&FlexTensor>) -> FlexTensor {
-    if let Some(y) = linear_few_rows(x, w, b) {
+    if let Some(y) = infallible(linear_few_rows(x, w, b)) {
         return y;
     }
-    linear_keep(x, w, b).0
+    infallible(linear_keep(x, w, b)).0
 }
 
 /// The row-major `[out, in]` buffer behind a weight seen as its `[in, out]` transpose.
@@ -551,30 +583,30 @@ fn transposed_weight(w: &FlexTensor) -> Option<(&[f32], usize, usize)> {
 /// [`linear`] by [`uerzoo_kernels::linear_rows`], when `x` has at most
 /// [`uerzoo_kernels::MAX_ROWS`] rows and `w` is the transposed view of an `[out, in]`
 /// buffer; `None` otherwise.
-fn linear_few_rows(x: &FlexTensor, w: &FlexTensor, b: Option<&FlexTensor>) -> Option<FlexTensor> {
-    let (wt, d_in, d_out) = transposed_weight(w)?;
+fn linear_few_rows(
+    x: &FlexTensor,
+    w: &FlexTensor,
+    b: Option<&FlexTensor>,
+) -> Result<Option<FlexTensor>, KernelInputError> {
+    let Some((wt, d_in, d_out)) = transposed_weight(w) else {
+        return Ok(None);
+    };
     let rows = x.shape().num_elements() / d_in;
     if !(1..=uerzoo_kernels::MAX_ROWS).contains(&rows) {
-        return None;
+        return Ok(None);
     }
     let x = contiguous(x);
     let b = b.map(contiguous);
     let mut y = vec![0f32; rows * d_out];
-    uerzoo_kernels::linear_rows(
-        values(&x),
-        rows,
-        wt,
-        d_in,
-        d_out,
-        b.as_ref().map(values),
-        &mut y,
-    )
-    .ok()?;
+    let bv = b.as_ref().map(values).transpose()?;
+    if uerzoo_kernels::linear_rows(values(&x)?, rows, wt, d_in, d_out, bv, &mut y).is_err() {
+        return Ok(None);
+    }
     let mut dims = x.shape().to_vec();
     if let Some(last) = dims.last_mut() {
         *last = d_out;
     }
-    Some(tensor(y, Shape::from(dims)))
+    Ok(Some(tensor(y, Shape::from(dims))))
 }
 
 /// A 2-D f32 tensor as a GEMM operand without copying: row-major, or the transpose of a
@@ -629,17 +661,17 @@ fn linear_keep(
     x: &FlexTensor,
     w: &FlexTensor,
     b: Option<&FlexTensor>,
-) -> (FlexTensor, LinearState) {
+) -> Result<(FlexTensor, LinearState), KernelInputError> {
     let (x, w) = (contiguous(x), weight_operand(w));
     let [d_in, d_out] = w.shape().dims::<2>();
     let rows = x.shape().num_elements() / d_in.max(1);
     let (xm, wm) = (
-        cpu::MatRef::row_major(values(&x), rows, d_in),
+        cpu::MatRef::row_major(values(&x)?, rows, d_in),
         weight_view(&w),
     );
     let out = match b {
         Some(b) => {
-            let mut out = cpu::repeat_rows(values(&contiguous(b)), rows);
+            let mut out = cpu::repeat_rows(values(&contiguous(b))?, rows);
             cpu::gemm(&mut out, true, xm, wm);
             out
         }
@@ -649,7 +681,7 @@ fn linear_keep(
     if let Some(last) = dims.last_mut() {
         *last = d_out;
     }
-    (tensor(out, Shape::from(dims)), LinearState { x, w })
+    Ok((tensor(out, Shape::from(dims)), LinearState { x, w }))
 }
 
 /// Whether a [`linear`] call is well-formed (the fast path's precondition).
@@ -671,18 +703,25 @@ struct LinearState {
 }
 
 /// The gradients of `y = x·W + b` from `dy`: (dx, dW, db), each only when asked for.
-fn linear_grads(st: &LinearState, dy: &FlexTensor, want: [bool; 3]) -> [Option<FlexTensor>; 3] {
+fn linear_grads(
+    st: &LinearState,
+    dy: &FlexTensor,
+    want: [bool; 3],
+) -> Result<[Option<FlexTensor>; 3], KernelInputError> {
     let dy = contiguous(dy);
     let [d_in, d_out] = st.w.shape().dims::<2>();
     let rows = dy.shape().num_elements() / d_out.max(1);
-    let g = cpu::MatRef::row_major(values(&dy), rows, d_out);
+    let dyv = values(&dy)?;
+    let g = cpu::MatRef::row_major(dyv, rows, d_out);
     let dx = want[0].then(|| tensor(cpu::matmul(g, weight_view(&st.w).t()), st.x.shape()));
-    let dw = want[1].then(|| {
-        let x = cpu::MatRef::row_major(values(&st.x), rows, d_in);
-        tensor(cpu::matmul(x.t(), g), st.w.shape())
-    });
-    let db = want[2].then(|| tensor(cpu::col_sums(values(&dy), d_out), Shape::new([d_out])));
-    [dx, dw, db]
+    let dw = if want[1] {
+        let x = cpu::MatRef::row_major(values(&st.x)?, rows, d_in);
+        Some(tensor(cpu::matmul(x.t(), g), st.w.shape()))
+    } else {
+        None
+    };
+    let db = want[2].then(|| tensor(cpu::col_sums(dyv, d_out), Shape::new([d_out])));
+    Ok([dx, dw, db])
 }
 
 /// The backward of [`linear_ad`]: parents `x`, `W` (and `b` when N = 3).
@@ -695,7 +734,7 @@ impl<const N: usize> Backward<Flex, N> for LinearBackward {
         let dy = grads.consume::<Flex>(&ops.node);
         let parents = ops.parents.map(|p| p.map(|n| n.id));
         let want = std::array::from_fn(|i| parents.get(i).is_some_and(Option::is_some));
-        let mut got = linear_grads(&ops.state, &dy, want).into_iter();
+        let mut got = infallible(linear_grads(&ops.state, &dy, want)).into_iter();
         register(
             grads,
             parents,
@@ -708,7 +747,11 @@ impl<const N: usize> Backward<Flex, N> for LinearBackward {
 /// views (no transposed copies, no per-batch weight gradients summed afterwards) and one
 /// column sum.
 pub fn linear_ad(x: AdTensor, w: AdTensor, b: Option<AdTensor>) -> AdTensor {
-    let (y, state) = linear_keep(&x.primitive, &w.primitive, b.as_ref().map(|b| &b.primitive));
+    let (y, state) = infallible(linear_keep(
+        &x.primitive,
+        &w.primitive,
+        b.as_ref().map(|b| &b.primitive),
+    ));
     match &b {
         Some(b) => record(LinearBackward, [&x, &w, b], state, y),
         None => record(LinearBackward, [&x, &w], state, y),
@@ -806,14 +849,17 @@ fn attn_forward(
     d: AttnDims,
     bias: Option<&FlexTensor>,
     drop: Option<DropSpec>,
-) -> Option<(FlexTensor, Vec<f32>, Option<(Vec<f32>, Vec<u8>)>)> {
+) -> Result<Option<(FlexTensor, Vec<f32>, Option<(Vec<f32>, Vec<u8>)>)>, KernelInputError> {
     use rayon::prelude::*;
     let bias = match bias {
-        Some(b) => Some(bias_rows(b, &[d.b, d.heads, d.sq, d.sk])?),
+        Some(b) => match bias_rows(b, &[d.b, d.heads, d.sq, d.sk]) {
+            Some(rows) => Some(rows),
+            None => return Ok(None),
+        },
         None => None,
     };
     let (q, k, v) = (contiguous(q), contiguous(k), contiguous(v));
-    let (qv, kv, vv) = (values(&q), values(&k), values(&v));
+    let (qv, kv, vv) = (values(&q)?, values(&k)?, values(&v)?);
     let scale = 1.0 / (d.dh as f32).sqrt();
     let n = d.b * d.heads * d.pair();
     // Scores, one GEMM per (batch, head) on strided views of q and k.
@@ -829,7 +875,10 @@ fn attn_forward(
         });
     // SAFETY: each chunk is one (batch, head) pair's sq×sk block, written whole above.
     let scores = unsafe { cpu::assume_init(scores) };
-    let bias_ref = bias.as_ref().map(|(b, lay)| (values(b), *lay));
+    let bias_ref = match &bias {
+        Some((b, lay)) => Some((values(b)?, *lay)),
+        None => None,
+    };
     let mut probs = cpu::uninit(n);
     let dropped = match drop {
         None => {
@@ -893,16 +942,16 @@ fn attn_forward(
         unsafe { cpu::assume_init(ctx) },
         Shape::new([d.b, d.sq, d.h]),
     );
-    Some((ctx, probs, dropped))
+    Ok(Some((ctx, probs, dropped)))
 }
 
 /// The backward: (dq, dk, dv) from the context's gradient.
-fn attn_backward(st: &AttnState, dctx: &FlexTensor) -> [FlexTensor; 3] {
+fn attn_backward(st: &AttnState, dctx: &FlexTensor) -> Result<[FlexTensor; 3], KernelInputError> {
     use rayon::prelude::*;
     let d = st.dims;
     let g = contiguous(dctx);
-    let gv = values(&g);
-    let (qv, kv, vv) = (values(&st.q), values(&st.k), values(&st.v));
+    let gv = values(&g)?;
+    let (qv, kv, vv) = (values(&st.q)?, values(&st.k)?, values(&st.v)?);
     let n = d.b * d.heads * d.pair();
     // dP = dctx·vᵀ per (batch, head).
     let mut dp = cpu::uninit(n);
@@ -963,11 +1012,11 @@ fn attn_backward(st: &AttnState, dctx: &FlexTensor) -> [FlexTensor; 3] {
             cpu::assume_init(dv),
         )
     };
-    [
+    Ok([
         tensor(dq, st.q.shape()),
         tensor(dk, st.k.shape()),
         tensor(dv, st.v.shape()),
-    ]
+    ])
 }
 
 /// Multi-head attention over `[b, s, h]` activations (no head split/merge copies):
@@ -982,7 +1031,7 @@ pub fn self_attention(
     drop: Option<DropSpec>,
 ) -> Option<FlexTensor> {
     let d = AttnDims::new(q, k, v, heads)?;
-    attn_forward(q, k, v, d, bias, drop).map(|(ctx, _, _)| ctx)
+    infallible(attn_forward(q, k, v, d, bias, drop)).map(|(ctx, _, _)| ctx)
 }
 
 #[derive(Debug)]
@@ -993,7 +1042,8 @@ impl Backward<Flex, 3> for AttnBackward {
     fn backward(self, ops: Ops<AttnState, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let dctx = grads.consume::<Flex>(&ops.node);
         let parents = ops.parents.map(|p| p.map(|n| n.id));
-        register(grads, parents, attn_backward(&ops.state, &dctx).map(Some));
+        let got = infallible(attn_backward(&ops.state, &dctx));
+        register(grads, parents, got.map(Some));
     }
 }
 
@@ -1008,8 +1058,14 @@ pub fn self_attention_ad(
     drop: Option<DropSpec>,
 ) -> Option<AdTensor> {
     let d = AttnDims::new(&q.primitive, &k.primitive, &v.primitive, heads)?;
-    let (ctx, probs, dropped) =
-        attn_forward(&q.primitive, &k.primitive, &v.primitive, d, bias, drop)?;
+    let (ctx, probs, dropped) = infallible(attn_forward(
+        &q.primitive,
+        &k.primitive,
+        &v.primitive,
+        d,
+        bias,
+        drop,
+    ))?;
     let nodes = [q.node.clone(), k.node.clone(), v.node.clone()];
     Some(
         match AttnBackward
@@ -1059,10 +1115,10 @@ pub fn adamw(
     let n = shape.num_elements();
     let (mut po, mut mo, mut vo) = (cpu::uninit(n), cpu::uninit(n), cpu::uninit(n));
     cpu::adamw(
-        values(&p),
-        values(&g),
-        moments.as_ref().map(|(m, _)| values(m)),
-        moments.as_ref().map(|(_, v)| values(v)),
+        infallible(values(&p)),
+        infallible(values(&g)),
+        moments.as_ref().map(|(m, _)| infallible(values(m))),
+        moments.as_ref().map(|(_, v)| infallible(values(v))),
         hp,
         &mut po,
         &mut mo,
@@ -1128,15 +1184,15 @@ pub fn embed(
     let (word, pos) = (contiguous(word), contiguous(pos));
     let seg = seg.map(contiguous);
     let n = ids.ids.len() * e;
+    let (wv, pv) = (infallible(values(&word)), infallible(values(&pos)));
+    let sv = seg.as_ref().map(|t| infallible(values(t)));
     // SAFETY: a `cpu` kernel, which writes every value of its output.
     let out = unsafe {
         filled(n, |out| {
             cpu::embed(
-                values(&word),
-                values(&pos),
-                seg.as_ref()
-                    .zip(ids.segs.as_ref())
-                    .map(|(t, s)| (values(t), s.as_slice())),
+                wv,
+                pv,
+                sv.zip(ids.segs.as_ref()).map(|(t, s)| (t, s.as_slice())),
                 &ids.ids,
                 ids.seq.max(1),
                 e,
@@ -1159,9 +1215,13 @@ struct EmbedState {
 }
 
 /// (dword, dpos, dseg) for the asked-for tables.
-fn embed_grads(st: &EmbedState, g: &FlexTensor, want: [bool; 3]) -> [Option<FlexTensor>; 3] {
+fn embed_grads(
+    st: &EmbedState,
+    g: &FlexTensor,
+    want: [bool; 3],
+) -> Result<[Option<FlexTensor>; 3], KernelInputError> {
     let g = contiguous(g);
-    let gv = values(&g);
+    let gv = values(&g)?;
     let e = g.shape().dims::<3>()[2];
     let ids = &st.ids;
     let table = |rows: usize, index: &(dyn Fn(usize) -> usize + Sync)| {
@@ -1170,14 +1230,14 @@ fn embed_grads(st: &EmbedState, g: &FlexTensor, want: [bool; 3]) -> [Option<Flex
             Shape::new([rows, e]),
         )
     };
-    [
+    Ok([
         want[0].then(|| table(st.rows[0], &|t| ids.ids[t] as usize)),
         want[1].then(|| table(st.rows[1], &|t| t % ids.seq.max(1))),
         match (&ids.segs, want[2]) {
             (Some(s), true) => Some(table(st.rows[2], &|t| s[t] as usize)),
             _ => None,
         },
-    ]
+    ])
 }
 
 /// The backward of [`embed_ad`]: parents the word and position tables (and the segment
@@ -1191,7 +1251,7 @@ impl<const N: usize> Backward<Flex, N> for EmbedBackward {
         let g = grads.consume::<Flex>(&ops.node);
         let parents = ops.parents.map(|p| p.map(|n| n.id));
         let want = std::array::from_fn(|i| parents.get(i).is_some_and(Option::is_some));
-        let mut got = embed_grads(&ops.state, &g, want).into_iter();
+        let mut got = infallible(embed_grads(&ops.state, &g, want)).into_iter();
         register(
             grads,
             parents,
@@ -1227,4 +1287,79 @@ pub fn embed_ad(
         Some(seg) => record(EmbedBackward, [&word, &pos, seg], state, out),
         None => record(EmbedBackward, [&word, &pos], state, out),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f64_tensor() -> FlexTensor {
+        FlexTensor::from_data(TensorData::new(vec![0.5f64, -1.0, 2.0, 0.25], [2, 2]))
+    }
+
+    #[test]
+    fn a_tensor_that_is_not_f32_is_an_error_naming_its_dtype_and_shape() {
+        let err = values(&f64_tensor()).unwrap_err();
+        assert_eq!(
+            err,
+            KernelInputError {
+                dtype: DType::F64,
+                shape: vec![2, 2]
+            }
+        );
+        let text = err.to_string();
+        for part in [
+            "F64",
+            "[2, 2]",
+            "not f32",
+            "src/kernels/flex.rs",
+            "flex::supported",
+        ] {
+            assert!(text.contains(part), "{part}: {text}");
+        }
+        // An f32 tensor reads as its values.
+        let ok = tensor(vec![1.0, 2.0, 3.0], Shape::new([3]));
+        assert_eq!(values(&ok).unwrap(), &[1.0, 2.0, 3.0]);
+    }
+
+    #[test]
+    fn the_helpers_that_can_return_the_error_do() {
+        // A backward helper handed a non-f32 gradient returns the error (its Burn trait,
+        // which cannot, is the one place that expects); the same call on f32 computes.
+        let x = tensor(vec![0.5, -1.0, 2.0, 0.25], Shape::new([2, 2]));
+        let err = gelu_grad(&x, &f64_tensor(), GeluForm::Erf).unwrap_err();
+        assert_eq!(err.dtype, DType::F64);
+        let ones = tensor(vec![1.0; 4], Shape::new([2, 2]));
+        let grad = gelu_grad(&x, &ones, GeluForm::Erf).unwrap();
+        let want: Vec<f32> = [0.5f32, -1.0, 2.0, 0.25]
+            .iter()
+            .map(|&v| {
+                let (v, pi) = (f64::from(v), std::f64::consts::PI);
+                let cdf = 0.5 * (1.0 + libm_erf(v / std::f64::consts::SQRT_2));
+                (cdf + v * (-v * v / 2.0).exp() / (2.0 * pi).sqrt()) as f32
+            })
+            .collect();
+        for (g, w) in values(&grad).unwrap().iter().zip(&want) {
+            assert!((g - w).abs() < 1e-5, "{g} vs {w}");
+        }
+        // The linear layer's backward: a non-f32 output gradient is an error too.
+        let state = LinearState {
+            x: x.clone(),
+            w: ones.clone(),
+        };
+        let err = linear_grads(&state, &f64_tensor(), [true, true, true]).unwrap_err();
+        assert_eq!(err.shape, vec![2, 2]);
+        assert!(linear_grads(&state, &ones, [true, true, true]).is_ok());
+    }
+
+    /// erf by Abramowitz–Stegun 7.1.26 (|error| < 1.5e-7), enough for a 1e-5 comparison.
+    fn libm_erf(x: f64) -> f64 {
+        let t = 1.0 / (1.0 + 0.327_591_1 * x.abs());
+        let poly = t
+            * (0.254_829_592
+                + t * (-0.284_496_736
+                    + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+        let y = 1.0 - poly * (-x * x).exp();
+        if x < 0.0 { -y } else { y }
+    }
 }
