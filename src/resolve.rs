@@ -191,7 +191,10 @@ pub fn check_import(entry: &Entry, file: &Path) -> Result<(), ImportCheckError> 
             return Err(ImportCheckError::Layers {
                 path: file.to_path_buf(),
                 name,
-                key: format!("encoder.transformer.{missing}.*"),
+                key: format!(
+                    "{}.*",
+                    crate::convert::names::instantiate(crate::convert::names::v2::LAYER, missing)
+                ),
                 problem: "is missing".into(),
                 expected: entry.layers,
             });

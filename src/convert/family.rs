@@ -3,7 +3,10 @@
 //! (UER and its naming generation, or Huggingface) and how many layers a checkpoint has,
 //! from its keys alone. The markers are data; the first matching row wins.
 
-use super::names::{HF_BERT_PREFIX_ALIASES, HF_LAYERNORM_ALIASES};
+use super::names::{
+    HF_BERT_PREFIX_ALIASES, HF_LAYERNORM_ALIASES, HF_MARKERS, LAYER_PREFIXES, UER_MARKERS,
+    UER_NAMING_MARKERS, UER_ROOTS, UER_SP_2022,
+};
 use super::{ArchHint, ConvertError, Layout, Naming, Source};
 use crate::checkpoint::Checkpoint;
 
@@ -20,144 +23,10 @@ pub struct Detected {
     pub notes: Vec<String>,
 }
 
-/// Marker keys, in order: a checkpoint holding any of a row's first keys, and all of its
-/// second ones, is that family.
-type Markers = &'static [(Layout, &'static [&'static str], &'static [&'static str])];
-
-const UER_MARKERS: Markers = &[
-    // Classifier heads on UER-py 2019's LSTM: run_classifier's, then its cls target.
-    (
-        Layout::LstmClassifier,
-        &["output_layer_1.weight"],
-        &["encoder.rnn.weight_ih_l0"],
-    ),
-    (
-        Layout::LegacyLstmLmCls,
-        &["target.output_layer.weight"],
-        &["encoder.rnn.weight_ih_l0", "target.linear_1.weight"],
-    ),
-    (
-        Layout::LegacyLstmLmCls,
-        &["target.lm.output_layer.weight"],
-        &["encoder.rnn.weight_ih_l0", "target.cls.linear_1.weight"],
-    ),
-    (
-        Layout::LegacyLstmCls,
-        &["target.linear_1.weight", "target.cls.linear_1.weight"],
-        &["encoder.rnn.weight_ih_l0"],
-    ),
-    (
-        Layout::AlbertClassifier,
-        &["output_layer_1.weight"],
-        &["encoder.linear.weight"],
-    ),
-    (
-        Layout::Gpt2Classifier,
-        &["output_layer_1.weight"],
-        &["encoder.layer_norm.gamma"],
-    ),
-    (
-        Layout::Albert,
-        &[
-            "encoder.linear.weight",
-            "encoder.transformer.self_attn.linear_layers.0.weight",
-        ],
-        &[],
-    ),
-    // An LM on an LSTM encoder: UER-py 2019's LSTM language model.
-    (
-        Layout::LegacyLstm,
-        &[
-            "target.output_layer.weight",
-            "target.lm.output_layer.weight",
-        ],
-        &["encoder.rnn.weight_ih_l0"],
-    ),
-    // An LM on BERT's embedding (with its LayerNorm): UER-py 2019's GPT, not GPT-2 (whose
-    // embedding has no LayerNorm and whose encoder ends in one).
-    (
-        Layout::LegacyGpt,
-        &[
-            "target.output_layer.weight",
-            "target.lm.output_layer.weight",
-        ],
-        &[
-            "embedding.layer_norm.gamma",
-            "encoder.transformer.0.layer_norm_1.gamma",
-        ],
-    ),
-    (
-        Layout::Gpt2,
-        &[
-            "target.output_layer.weight",
-            "target.lm.output_layer.weight",
-            "encoder.layer_norm.gamma",
-        ],
-        &[],
-    ),
-    (Layout::BertClassifier, &["output_layer_1.weight"], &[]),
-    (
-        Layout::BertClsTarget,
-        &["target.linear_1.weight", "target.cls.linear_1.weight"],
-        &["encoder.transformer.0.layer_norm_1.gamma"],
-    ),
-    (
-        Layout::BertPretraining,
-        &[
-            "target.nsp_linear_1.weight",
-            "target.sp.linear_1.weight",
-            "target.sp_linear_1.weight",
-        ],
-        &[],
-    ),
-    (
-        Layout::BertMlm,
-        &["target.mlm_linear_1.weight", "target.mlm.linear_1.weight"],
-        &[],
-    ),
-];
-
-const HF_MARKERS: Markers = &[
-    (
-        Layout::AlbertClassifier,
-        &["classifier.weight"],
-        &["albert.embeddings.word_embeddings.weight"],
-    ),
-    (
-        Layout::Albert,
-        &["albert.embeddings.word_embeddings.weight"],
-        &[],
-    ),
-    (Layout::Gpt2, &["transformer.wte.weight"], &[]),
-    (Layout::BertClassifier, &["classifier.weight"], &[]),
-    (
-        Layout::BertPretraining,
-        &["cls.seq_relationship.weight"],
-        &[],
-    ),
-    (
-        Layout::BertMlm,
-        &[
-            "cls.predictions.transform.dense.weight",
-            "cls.predictions.decoder.weight",
-        ],
-        &[],
-    ),
-];
-
-/// Word-embedding key of each UER generation.
-const UER_NAMING_MARKERS: &[(Naming, &str)] = &[
-    (Naming::V1, "embedding.word_embedding.weight"),
-    (Naming::V2, "embedding.word.embedding.weight"),
-];
-
 /// Whether a key set is UER's (`embedding.`/`encoder.transformer`/`encoder.rnn` roots).
 fn is_uer(ckpt: &Checkpoint) -> bool {
-    ckpt.names().any(|n| {
-        ["embedding.", "encoder.transformer", "encoder.rnn."]
-            .iter()
-            .any(|p| n.starts_with(p))
-    })
+    ckpt.names()
+        .any(|n| UER_ROOTS.iter().any(|p| n.starts_with(p)))
 }
 
 /// HF key in canonical spelling (`bert.` prefix, `LayerNorm.weight/bias`); `bert_aliases`
@@ -215,7 +84,8 @@ pub fn detect_as(ckpt: &Checkpoint, arch: Option<ArchHint>) -> Result<Detected, 
         )
     } else {
         let keys: Vec<String> = ckpt.names().map(|n| canonical_hf(n, true)).collect();
-        if ckpt.names().any(|n| n.starts_with("roberta.")) {
+        let roberta = HF_BERT_PREFIX_ALIASES[0].0;
+        if ckpt.names().any(|n| n.starts_with(roberta)) {
             notes.push("HF keys carry a `roberta.` prefix: read as `bert.`".into());
         }
         if ckpt
@@ -244,15 +114,15 @@ pub fn detect_as(ckpt: &Checkpoint, arch: Option<ArchHint>) -> Result<Detected, 
             arch: arch.map(|a| a.to_string()),
             sample: keys.iter().take(6).cloned().collect::<Vec<_>>().join(", "),
         })?;
-    if matches!(source, Source::Uer(_)) && keys.iter().any(|k| k.starts_with("target.sp_linear_")) {
+    if matches!(source, Source::Uer(_)) && keys.iter().any(|k| k.starts_with(UER_SP_2022)) {
         notes.push("UER keys use the 2022 `target.sp_linear_*` spelling: read as naming v1".into());
     }
     let layer_prefix = match (source, family) {
         (_, f) if f.is_albert() => None,
-        (_, f) if f.is_lstm() => Some("encoder.rnn.weight_ih_l"),
-        (Source::Uer(_), _) => Some("encoder.transformer."),
-        (Source::Hf, f) if f.is_gpt2() => Some("transformer.h."),
-        (Source::Hf, _) => Some("bert.encoder.layer."),
+        (_, f) if f.is_lstm() => Some(LAYER_PREFIXES.lstm),
+        (Source::Uer(_), _) => Some(LAYER_PREFIXES.uer),
+        (Source::Hf, f) if f.is_gpt2() => Some(LAYER_PREFIXES.hf_gpt2),
+        (Source::Hf, _) => Some(LAYER_PREFIXES.hf_bert),
     };
     let layers = match layer_prefix {
         None => 1,

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
+use super::names::HF_SIZE_KEYS;
 use super::{ArchHint, ConvertError, Layout, Report};
 use crate::checkpoint::Checkpoint;
 
@@ -140,26 +141,12 @@ pub fn config_json(
 ) -> Result<(Value, Vec<String>), ConvertError> {
     let family = report.family;
     let mut notes = Vec::new();
-    let (word_key, hidden_key, ffn_key, pos_key) = match family {
-        Layout::Gpt2 | Layout::Gpt2Classifier => (
-            "transformer.wte.weight",
-            None,
-            "transformer.h.0.mlp.c_fc.weight",
-            "transformer.wpe.weight",
-        ),
-        Layout::Albert | Layout::AlbertClassifier => (
-            "albert.embeddings.word_embeddings.weight",
-            Some("albert.encoder.embedding_hidden_mapping_in.weight"),
-            "albert.encoder.albert_layer_groups.0.albert_layers.0.ffn.weight",
-            "albert.embeddings.position_embeddings.weight",
-        ),
-        _ => (
-            "bert.embeddings.word_embeddings.weight",
-            None,
-            "bert.encoder.layer.0.intermediate.dense.weight",
-            "bert.embeddings.position_embeddings.weight",
-        ),
+    let keys = match family {
+        Layout::Gpt2 | Layout::Gpt2Classifier => &HF_SIZE_KEYS.gpt2,
+        Layout::Albert | Layout::AlbertClassifier => &HF_SIZE_KEYS.albert,
+        _ => &HF_SIZE_KEYS.bert,
     };
+    let (word_key, hidden_key, ffn_key, pos_key) = (keys.word, keys.projection, keys.ffn, keys.pos);
     let word = shape_of(hf, word_key)?;
     let (vocab_size, emb) = (word[0], word[1]);
     let hidden = match hidden_key {
@@ -292,7 +279,7 @@ pub fn config_json(
         }),
     };
     if family.is_classifier() {
-        let labels = shape_of(hf, "classifier.weight")?[0];
+        let labels = shape_of(hf, HF_SIZE_KEYS.classifier)?[0];
         let id2label: serde_json::Map<String, Value> = (0..labels)
             .map(|i| (i.to_string(), json!(format!("LABEL_{i}"))))
             .collect();

@@ -7,7 +7,7 @@
 //! Sources: UER-py `scripts/convert_*_{from,to}_huggingface*.py` (dbiir/UER-py 5743050) and the
 //! fixtures' `hf_by_uer_script/pytorch_model.bin`; `shared/FACTS.md` §1–2.
 
-use super::Layout;
+use super::{Layout, Naming};
 
 /// UER naming v2's key parts, each spelled here once: the tables' UER columns are composed
 /// from them (`concat!`) and the model's loader reads by them ([`v2`]). `{i}` is the layer
@@ -509,3 +509,240 @@ pub const HF_BUFFERS: &[(&str, &str)] = &[
 pub fn instantiate(pattern: &str, layer: usize) -> String {
     pattern.replace("{i}", &layer.to_string())
 }
+
+// Detection: which layout a checkpoint is, from its keys ([`super::family`]).
+
+/// Marker keys, in order: a checkpoint holding any of a row's first keys, and all of its
+/// second ones, is that family.
+pub(crate) type Markers = &'static [(Layout, &'static [&'static str], &'static [&'static str])];
+
+pub(crate) const UER_MARKERS: Markers = &[
+    // Classifier heads on UER-py 2019's LSTM: run_classifier's, then its cls target.
+    (
+        Layout::LstmClassifier,
+        &["output_layer_1.weight"],
+        &["encoder.rnn.weight_ih_l0"],
+    ),
+    (
+        Layout::LegacyLstmLmCls,
+        &["target.output_layer.weight"],
+        &["encoder.rnn.weight_ih_l0", "target.linear_1.weight"],
+    ),
+    (
+        Layout::LegacyLstmLmCls,
+        &["target.lm.output_layer.weight"],
+        &["encoder.rnn.weight_ih_l0", "target.cls.linear_1.weight"],
+    ),
+    (
+        Layout::LegacyLstmCls,
+        &["target.linear_1.weight", "target.cls.linear_1.weight"],
+        &["encoder.rnn.weight_ih_l0"],
+    ),
+    (
+        Layout::AlbertClassifier,
+        &["output_layer_1.weight"],
+        &["encoder.linear.weight"],
+    ),
+    (
+        Layout::Gpt2Classifier,
+        &["output_layer_1.weight"],
+        &["encoder.layer_norm.gamma"],
+    ),
+    (
+        Layout::Albert,
+        &[
+            "encoder.linear.weight",
+            "encoder.transformer.self_attn.linear_layers.0.weight",
+        ],
+        &[],
+    ),
+    // An LM on an LSTM encoder: UER-py 2019's LSTM language model.
+    (
+        Layout::LegacyLstm,
+        &[
+            "target.output_layer.weight",
+            "target.lm.output_layer.weight",
+        ],
+        &["encoder.rnn.weight_ih_l0"],
+    ),
+    // An LM on BERT's embedding (with its LayerNorm): UER-py 2019's GPT, not GPT-2 (whose
+    // embedding has no LayerNorm and whose encoder ends in one).
+    (
+        Layout::LegacyGpt,
+        &[
+            "target.output_layer.weight",
+            "target.lm.output_layer.weight",
+        ],
+        &[
+            "embedding.layer_norm.gamma",
+            "encoder.transformer.0.layer_norm_1.gamma",
+        ],
+    ),
+    (
+        Layout::Gpt2,
+        &[
+            "target.output_layer.weight",
+            "target.lm.output_layer.weight",
+            "encoder.layer_norm.gamma",
+        ],
+        &[],
+    ),
+    (Layout::BertClassifier, &["output_layer_1.weight"], &[]),
+    (
+        Layout::BertClsTarget,
+        &["target.linear_1.weight", "target.cls.linear_1.weight"],
+        &["encoder.transformer.0.layer_norm_1.gamma"],
+    ),
+    (
+        Layout::BertPretraining,
+        &[
+            "target.nsp_linear_1.weight",
+            "target.sp.linear_1.weight",
+            "target.sp_linear_1.weight",
+        ],
+        &[],
+    ),
+    (
+        Layout::BertMlm,
+        &["target.mlm_linear_1.weight", "target.mlm.linear_1.weight"],
+        &[],
+    ),
+];
+
+pub(crate) const HF_MARKERS: Markers = &[
+    (
+        Layout::AlbertClassifier,
+        &["classifier.weight"],
+        &["albert.embeddings.word_embeddings.weight"],
+    ),
+    (
+        Layout::Albert,
+        &["albert.embeddings.word_embeddings.weight"],
+        &[],
+    ),
+    (Layout::Gpt2, &["transformer.wte.weight"], &[]),
+    (Layout::BertClassifier, &["classifier.weight"], &[]),
+    (
+        Layout::BertPretraining,
+        &["cls.seq_relationship.weight"],
+        &[],
+    ),
+    (
+        Layout::BertMlm,
+        &[
+            "cls.predictions.transform.dense.weight",
+            "cls.predictions.decoder.weight",
+        ],
+        &[],
+    ),
+];
+
+/// Word-embedding key of each UER generation.
+pub(crate) const UER_NAMING_MARKERS: &[(Naming, &str)] =
+    &[(Naming::V1, v1!(word)), (Naming::V2, v2!(word))];
+
+/// The roots of UER's keys (`embedding.`, `encoder.transformer…`, `encoder.rnn.`): a key set
+/// with one of them is UER's.
+pub(crate) const UER_ROOTS: &[&str] = &["embedding.", "encoder.transformer", "encoder.rnn."];
+
+/// The root of UER's pretraining heads (`target.mlm.…`, `target.sp.…`, `target.lm.…`).
+pub const UER_TARGET_ROOT: &str = "target.";
+
+/// The roots of Huggingface keys of the families converted (BERT, GPT-2, ALBERT).
+pub const HF_ROOTS: &[&str] = &["bert.", "transformer.", "albert."];
+
+/// The 2022 spelling of the sentence-prediction head (`target.sp_linear_*`), read as v1.
+pub(crate) const UER_SP_2022: &str = "target.sp_linear_";
+
+/// Where the layer index follows, per side and family ([`LayerPrefixes`]).
+pub(crate) struct LayerPrefixes {
+    pub lstm: &'static str,
+    pub uer: &'static str,
+    pub hf_gpt2: &'static str,
+    pub hf_bert: &'static str,
+}
+
+pub(crate) const LAYER_PREFIXES: LayerPrefixes = LayerPrefixes {
+    lstm: "encoder.rnn.weight_ih_l",
+    uer: "encoder.transformer.",
+    hf_gpt2: "transformer.h.",
+    hf_bert: "bert.encoder.layer.",
+};
+
+// Shape checks ([`super::shapes`]): rows match key suffixes.
+
+/// (key suffix, shape symbols).
+#[rustfmt::skip]
+pub(crate) const SHAPES: &[(&str, &[char])] = &[
+    // Embeddings, naming v1 then v2.
+    ("embedding.word_embedding.weight", &['V', 'E']),
+    ("embedding.position_embedding.weight", &['P', 'E']),
+    ("embedding.segment_embedding.weight", &['3', 'E']),
+    ("embedding.word.embedding.weight", &['V', 'E']),
+    ("embedding.pos.embedding.weight", &['P', 'E']),
+    ("embedding.seg.embedding.weight", &['3', 'E']),
+    ("embedding.layer_norm.gamma", &['E']),
+    ("embedding.layer_norm.beta", &['E']),
+    // A transformer layer (BERT, RoBERTa, GPT-2, ALBERT's shared layer).
+    ("self_attn.linear_layers.0.weight", &['H', 'H']),
+    ("self_attn.linear_layers.1.weight", &['H', 'H']),
+    ("self_attn.linear_layers.2.weight", &['H', 'H']),
+    ("self_attn.linear_layers.0.bias", &['H']),
+    ("self_attn.linear_layers.1.bias", &['H']),
+    ("self_attn.linear_layers.2.bias", &['H']),
+    ("self_attn.final_linear.weight", &['H', 'H']),
+    ("self_attn.final_linear.bias", &['H']),
+    ("feed_forward.linear_1.weight", &['F', 'H']),
+    ("feed_forward.linear_1.bias", &['F']),
+    ("feed_forward.linear_2.weight", &['H', 'F']),
+    ("feed_forward.linear_2.bias", &['H']),
+    ("layer_norm_1.gamma", &['H']),
+    ("layer_norm_1.beta", &['H']),
+    ("layer_norm_2.gamma", &['H']),
+    ("layer_norm_2.beta", &['H']),
+];
+
+// The HF config written beside a conversion ([`super::hf_config`]) takes its sizes from these
+// tensors' shapes.
+
+/// Which HF tensors give a model's sizes.
+pub(crate) struct SizeKeys {
+    /// The word embedding (`[vocab, emb]`).
+    pub word: &'static str,
+    /// ALBERT's embedding projection (`[hidden, emb]`), where the hidden size differs.
+    pub projection: Option<&'static str>,
+    /// The first feed-forward layer (its larger side is the feed-forward size).
+    pub ffn: &'static str,
+    /// The position embedding (`[positions, emb]`).
+    pub pos: &'static str,
+}
+
+/// [`SizeKeys`] per HF family, and the classifier whose rows are the labels.
+pub(crate) struct HfSizeKeys {
+    pub gpt2: SizeKeys,
+    pub albert: SizeKeys,
+    pub bert: SizeKeys,
+    pub classifier: &'static str,
+}
+
+pub(crate) const HF_SIZE_KEYS: HfSizeKeys = HfSizeKeys {
+    gpt2: SizeKeys {
+        word: "transformer.wte.weight",
+        projection: None,
+        ffn: "transformer.h.0.mlp.c_fc.weight",
+        pos: "transformer.wpe.weight",
+    },
+    albert: SizeKeys {
+        word: "albert.embeddings.word_embeddings.weight",
+        projection: Some("albert.encoder.embedding_hidden_mapping_in.weight"),
+        ffn: "albert.encoder.albert_layer_groups.0.albert_layers.0.ffn.weight",
+        pos: "albert.embeddings.position_embeddings.weight",
+    },
+    bert: SizeKeys {
+        word: "bert.embeddings.word_embeddings.weight",
+        projection: None,
+        ffn: "bert.encoder.layer.0.intermediate.dense.weight",
+        pos: "bert.embeddings.position_embeddings.weight",
+    },
+    classifier: "classifier.weight",
+};

@@ -10,39 +10,9 @@
 //! where they agree, and ALBERT's shared layer.
 
 use super::ConvertError;
+use super::names::SHAPES;
 use crate::checkpoint::{Checkpoint, DType};
 use std::collections::BTreeMap;
-
-/// (key suffix, shape symbols).
-#[rustfmt::skip]
-const SHAPES: &[(&str, &[char])] = &[
-    // Embeddings, naming v1 then v2.
-    ("embedding.word_embedding.weight", &['V', 'E']),
-    ("embedding.position_embedding.weight", &['P', 'E']),
-    ("embedding.segment_embedding.weight", &['3', 'E']),
-    ("embedding.word.embedding.weight", &['V', 'E']),
-    ("embedding.pos.embedding.weight", &['P', 'E']),
-    ("embedding.seg.embedding.weight", &['3', 'E']),
-    ("embedding.layer_norm.gamma", &['E']),
-    ("embedding.layer_norm.beta", &['E']),
-    // A transformer layer (BERT, RoBERTa, GPT-2, ALBERT's shared layer).
-    ("self_attn.linear_layers.0.weight", &['H', 'H']),
-    ("self_attn.linear_layers.1.weight", &['H', 'H']),
-    ("self_attn.linear_layers.2.weight", &['H', 'H']),
-    ("self_attn.linear_layers.0.bias", &['H']),
-    ("self_attn.linear_layers.1.bias", &['H']),
-    ("self_attn.linear_layers.2.bias", &['H']),
-    ("self_attn.final_linear.weight", &['H', 'H']),
-    ("self_attn.final_linear.bias", &['H']),
-    ("feed_forward.linear_1.weight", &['F', 'H']),
-    ("feed_forward.linear_1.bias", &['F']),
-    ("feed_forward.linear_2.weight", &['H', 'F']),
-    ("feed_forward.linear_2.bias", &['H']),
-    ("layer_norm_1.gamma", &['H']),
-    ("layer_norm_1.beta", &['H']),
-    ("layer_norm_2.gamma", &['H']),
-    ("layer_norm_2.beta", &['H']),
-];
 
 /// What is known of the sizes before the file is read.
 #[derive(Debug, Clone, Default)]

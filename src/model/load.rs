@@ -204,7 +204,9 @@ fn hint(ckpt: &Checkpoint) -> String {
         "the keys look like UER naming v1; convert them with `convert::to_uer` (naming v2) first"
             .into()
     } else if names.iter().any(|n| {
-        n.starts_with("bert.") || n.starts_with("transformer.") || n.starts_with("albert.")
+        crate::convert::names::HF_ROOTS
+            .iter()
+            .any(|root| n.starts_with(root))
     }) {
         "the keys look like a Huggingface model; convert them with `convert::to_uer` (naming v2) first".into()
     } else {

@@ -16,8 +16,8 @@ use burn::tensor::{Tensor, TensorData, backend::Backend};
 use rand::{Rng, SeedableRng};
 
 /// Keys of the classifier head in a UER checkpoint (all naming generations).
-pub const HEAD_1: &str = "output_layer_1";
-pub const HEAD_2: &str = "output_layer_2";
+pub const HEAD_1: &str = crate::model::load::keys::CLS_1;
+pub const HEAD_2: &str = crate::model::load::keys::CLS_2;
 
 /// A head initialised as PyTorch's `nn.Linear` does (weight and bias uniform in
 /// ±1/sqrt(fan_in)), from `seed`.

@@ -97,7 +97,7 @@ pub fn scratch_checkpoint(
         let tied_out = tie
             && (name == format!("{}.weight", keys::MLM_2)
                 || name == format!("{}.weight", keys::LM_OUT));
-        if tied_out || name.starts_with("target.") {
+        if tied_out || name.starts_with(crate::convert::names::UER_TARGET_ROOT) {
             continue;
         }
         let shape = shapes
