@@ -20,7 +20,7 @@ use super::{
     GenerateError, Generated, Job, Sampler, StopReason, check_job, choose, id_tensor, last_row,
 };
 use crate::model::backend::DeviceSpec;
-use crate::model::kv_cache::KvCache;
+use crate::model::kv_cache::{KvCache, PACKED_ROWS};
 use crate::model::{Model, ModelError};
 use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
 use std::collections::{HashMap, VecDeque};
@@ -147,6 +147,11 @@ pub struct StepReport {
     pub done: Vec<(usize, Result<Vec<Generated>, GenerateError>)>,
     /// Jobs whose `on_token` asked to stop: they left the batch before their last token.
     pub cancelled: Vec<usize>,
+    /// Forwards that prefilled joining prompts: one for the prompts prefilled together, one
+    /// per prompt prefilled alone.
+    pub prefills: usize,
+    /// Prompts prefilled (together or alone).
+    pub prefilled: usize,
 }
 
 /// Continuous batching: jobs are added at any time ([`Decoder::add`]) and each
@@ -324,13 +329,19 @@ impl<'m, B: Backend> Decoder<'m, B> {
         Ok(report)
     }
 
-    /// Prefills waiting prompts alone and adds their rows, up to the capacity.
+    /// Prefills waiting prompts and adds their rows, up to the capacity: when the model
+    /// packs prefills ([`Model::packs_prefill`]), the prompts of at most [`PACKED_ROWS`]
+    /// tokens together in one forward ([`Model::prefill_packed`], each prompt's cache and
+    /// logits those of a prefill alone), the others alone. First tokens are chosen in the
+    /// queue's order.
     fn join(
         &mut self,
         on_token: &mut dyn FnMut(usize, usize, u32) -> ControlFlow<()>,
         report: &mut StepReport,
     ) {
-        while self.batch.len() < self.capacity {
+        // The sequences that start now, first in line first.
+        let mut starting: Vec<Active> = Vec::new();
+        while self.batch.len() + starting.len() < self.capacity {
             let Some((key, n, sampler)) = self.queue.pop_front() else {
                 break;
             };
@@ -338,7 +349,7 @@ impl<'m, B: Backend> Decoder<'m, B> {
                 continue;
             };
             let job = &slot.job;
-            let mut seq = Active {
+            let seq = Active {
                 job: key,
                 n,
                 ids: job.prompt.clone(),
@@ -351,23 +362,70 @@ impl<'m, B: Backend> Decoder<'m, B> {
                 self.end(seq, StopReason::MaxNewTokens, report);
                 continue;
             }
-            let mut own = KvCache::new(self.model);
-            let first = self
+            starting.push(seq);
+        }
+        let packs = self.model.packs_prefill();
+        let packed: Vec<usize> = (0..starting.len())
+            .filter(|&i| packs && starting[i].prompt_len <= PACKED_ROWS)
+            .collect();
+        // Prefills of the packed prompts, by their index in `starting`.
+        let mut done: HashMap<usize, Prefilled<B>> = HashMap::new();
+        if packed.len() > 1 {
+            report.prefills += 1;
+            report.prefilled += packed.len();
+            let prompts: Vec<&[u32]> = packed.iter().map(|&i| &starting[i].ids[..]).collect();
+            match self
                 .model
-                .decode_step(id_tensor(&job.prompt, &self.device), &mut own)
+                .prefill_packed(&prompts)
                 .map_err(GenerateError::from)
-                .and_then(last_row)
-                .and_then(|mut logits| {
-                    choose(
-                        &mut logits,
-                        &seq.ids,
-                        seq.prompt_len,
-                        &job.opts,
-                        job.constraint.as_ref(),
-                        &mut seq.sampler,
-                    )
-                });
-            let (id, log_prob) = match first {
+            {
+                Ok((caches, logits)) => match rows(logits.unsqueeze_dim::<3>(1)) {
+                    Ok(logits) => {
+                        for ((&i, cache), logits) in packed.iter().zip(caches).zip(logits) {
+                            done.insert(i, Ok((cache, logits)));
+                        }
+                    }
+                    Err(e) => {
+                        for &i in &packed {
+                            done.insert(i, Err(read_error(&e)));
+                        }
+                    }
+                },
+                Err(e) => {
+                    for &i in &packed {
+                        done.insert(i, Err(read_error(&e)));
+                    }
+                }
+            }
+        }
+        for (i, mut seq) in starting.into_iter().enumerate() {
+            let key = seq.job;
+            let Some(slot) = self.jobs.get(&key) else {
+                continue;
+            };
+            let job = &slot.job;
+            let prefilled = done.remove(&i).unwrap_or_else(|| {
+                report.prefills += 1;
+                report.prefilled += 1;
+                let mut own = KvCache::new(self.model);
+                self.model
+                    .decode_step(id_tensor(&job.prompt, &self.device), &mut own)
+                    .map_err(GenerateError::from)
+                    .and_then(last_row)
+                    .map(|logits| (own, logits))
+            });
+            let first = prefilled.and_then(|(own, mut logits)| {
+                choose(
+                    &mut logits,
+                    &seq.ids,
+                    seq.prompt_len,
+                    &job.opts,
+                    job.constraint.as_ref(),
+                    &mut seq.sampler,
+                )
+                .map(|chosen| (own, chosen))
+            });
+            let (own, (id, log_prob)) = match first {
                 Ok(chosen) => chosen,
                 Err(e) => {
                     self.forget(key);
@@ -376,7 +434,7 @@ impl<'m, B: Backend> Decoder<'m, B> {
                 }
             };
             let stop = seq.push(id, log_prob, job);
-            if on_token(key, n, id).is_break() {
+            if on_token(key, seq.n, id).is_break() {
                 self.forget(key);
                 report.cancelled.push(key);
                 continue;
@@ -426,4 +484,12 @@ fn rows<B: Backend>(logits: Tensor<B, 3>) -> Result<Vec<Vec<f32>>, GenerateError
     Ok((0..b)
         .map(|r| values[r * v..(r + 1) * v].to_vec())
         .collect())
+}
+
+/// A prompt's prefill: its cache and its last position's logits.
+type Prefilled<B> = Result<(KvCache<B>, Vec<f32>), GenerateError>;
+
+/// A packed prefill's error, once for each of its prompts.
+fn read_error(e: &GenerateError) -> GenerateError {
+    ModelError::Input(format!("prefilling prompts together: {e}")).into()
 }

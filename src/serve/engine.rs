@@ -90,6 +90,10 @@ pub struct DecodeCounters {
     pub tokens: Counter,
     /// Requests that left the batch before their end because their client went away.
     pub cancelled: Counter,
+    /// Forwards that prefilled joining prompts (prompts prefilled together count once).
+    pub prefills: Counter,
+    /// Prompts prefilled to join the batch.
+    pub prefilled: Counter,
 }
 
 /// Loads `opened` once on `device`. A classifier head (`output_layer_{1,2}`, what
@@ -247,6 +251,8 @@ fn decode_loop<B: Backend>(
         };
         match step {
             Ok(report) => {
+                counters.prefills.inc_by(report.prefills as u64);
+                counters.prefilled.inc_by(report.prefilled as u64);
                 for (key, out) in report.done {
                     if let Some(events) = leave(key) {
                         let _ = events.send(Event::Done(out));
