@@ -5,8 +5,11 @@
 //! model's own decode step ([`Model::decode_step`]) on one [`KvCache`] whose rows are
 //! left-padded to a common width, each token embedded at its own sequence's position and
 //! the padding masked out of its attention. Sequences join and leave between steps
-//! (continuous batching): a prompt is prefilled alone (as [`super::generate`] does it) and
-//! its cache joins the batch's; a finished sequence's row is dropped.
+//! (continuous batching): the prompts waiting to join are prefilled, those of at most
+//! [`PACKED_ROWS`] tokens together in one forward ([`Model::prefill_packed`], each prompt's
+//! cache and logits bit for bit those of its prefill alone), the others alone (as
+//! [`super::generate`] does it), and their caches join the batch's; a finished sequence's
+//! row is dropped.
 //!
 //! Each sequence keeps its own options, constraint and RNG: the sequences of one job run
 //! one after the other with the job's [`Sampler`] (seeded by its `seed`), as in a run of
@@ -155,8 +158,9 @@ pub struct StepReport {
 }
 
 /// Continuous batching: jobs are added at any time ([`Decoder::add`]) and each
-/// [`Decoder::step`] first prefills waiting sequences alone and joins them to the batch (up
-/// to its capacity), then decodes one token for every sequence in one forward. A finished
+/// [`Decoder::step`] first prefills waiting sequences (together where the model allows, see
+/// [`Model::packs_prefill`]) and joins them to the batch (up to its capacity), then decodes
+/// one token for every sequence in one forward. A finished
 /// sequence leaves at once; so does every sequence of a job whose `on_token` returns
 /// `Break` (a client that went away). A job's `num_return` sequences run one after the
 /// other with the job's sampler, as [`generate_batched`] runs them: each sequence gets
@@ -237,7 +241,8 @@ impl<'m, B: Backend> Decoder<'m, B> {
         self.cache = KvCache::new(self.model);
     }
 
-    /// Joins waiting sequences (each prefilled alone, its first token chosen), then decodes
+    /// Joins waiting sequences (prefilled, together where they can be, each first token
+    /// chosen as alone), then decodes
     /// one token for every sequence of the batch together. `on_token(key, sequence, id)` sees
     /// each chosen id; `Break` removes that job from the batch and the queue. An `Err` is a
     /// failed batched forward: the batch is lost, [`Decoder::clear`] it (its jobs are

@@ -12,8 +12,8 @@
 //! [`crate::generate::generate_batched`]): row `r` is left-padded by `pad[r]` columns, so
 //! every row appends its next keys and values at the same column while its token is
 //! embedded at its own position (the columns it holds) and the padding is masked out of
-//! its attention. Sequences join ([`KvCache::join`], a prompt prefilled alone) and leave
-//! ([`KvCache::retain`]) between steps.
+//! its attention. Sequences join ([`KvCache::join`], a prompt prefilled alone or packed)
+//! and leave ([`KvCache::retain`]) between steps.
 //!
 //! Several prompts can also be prefilled in one forward ([`Model::prefill_packed`]): their
 //! tokens side by side in one row, the linear layers on at most [`PACKED_ROWS`] rows per

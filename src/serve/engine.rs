@@ -4,9 +4,10 @@
 //!
 //! Generation with the KV cache goes through one decoding thread per model, which batches
 //! continuously ([`generate::batch::Decoder`]): a request that arrives while others decode
-//! joins the batch before the next step (its prompt prefilled alone, then its row added), so
-//! it waits one step, not a whole batch, for its first token; every step decodes one token
-//! for all sequences in one forward, each getting what it gets alone. A finished request
+//! joins the batch before the next step (its prompt prefilled, in one forward with the
+//! others that arrived where they fit the few-rows kernel, then its row added), so it waits
+//! one step, not a whole batch, for its first token; every step decodes one token for all
+//! sequences in one forward, each getting what it gets alone. A finished request
 //! leaves at once, and so does one whose client went away (its caller stopped listening:
 //! the next token finds the channel closed). The requests in the batch hold at most
 //! [`MAX_BATCH_SEQS`] sequences and [`MAX_BATCH_TOKENS`] tokens; the others wait in
