@@ -153,6 +153,12 @@ pub const MAX_BATCH_SEQS: usize = 16;
 /// padded KV cache and the per-step work grow with it). A request over it runs alone.
 pub const MAX_BATCH_TOKENS: usize = 16 * 512;
 
+/// How long an idle decoding thread, woken by a request, waits for others before its first
+/// step: requests sent together (clients whose answers ended at the same step) then arrive
+/// within it and are prefilled in one forward ([`generate::batch::Decoder`]) instead of the
+/// first alone and the rest after it. A lone request's first token comes this much later.
+pub const JOIN_WINDOW: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// A cached generation handed to the decoding thread, and where its tokens go.
 struct Request {
     job: generate::Job,
@@ -208,6 +214,14 @@ fn decode_loop<B: Backend>(
             match rx.recv() {
                 Ok(r) => waiting.push_back(r),
                 Err(_) => return,
+            }
+            // Requests sent together with this one join its first prefill.
+            let until = std::time::Instant::now() + JOIN_WINDOW;
+            while let Some(left) = until.checked_duration_since(std::time::Instant::now()) {
+                match rx.recv_timeout(left) {
+                    Ok(r) => waiting.push_back(r),
+                    Err(_) => break,
+                }
             }
         }
         waiting.extend(rx.try_iter());
