@@ -160,11 +160,10 @@ pub struct StepReport {
 /// Continuous batching: jobs are added at any time ([`Decoder::add`]) and each
 /// [`Decoder::step`] first prefills waiting sequences (together where the model allows, see
 /// [`Model::packs_prefill`]) and joins them to the batch (up to its capacity), then decodes
-/// one token for every sequence in one forward. A finished
-/// sequence leaves at once; so does every sequence of a job whose `on_token` returns
-/// `Break` (a client that went away). A job's `num_return` sequences run one after the
-/// other with the job's sampler, as [`generate_batched`] runs them: each sequence gets
-/// what it gets alone.
+/// one token for every sequence in one forward. A finished sequence leaves at once; so does
+/// every sequence of a job whose `on_token` returns `Break` (a client that went away). A
+/// job's `num_return` sequences run one after the other with the job's sampler, as
+/// [`generate_batched`] runs them: each sequence gets what it gets alone.
 pub struct Decoder<'m, B: Backend> {
     model: &'m Model<B>,
     device: B::Device,
@@ -242,11 +241,10 @@ impl<'m, B: Backend> Decoder<'m, B> {
     }
 
     /// Joins waiting sequences (prefilled, together where they can be, each first token
-    /// chosen as alone), then decodes
-    /// one token for every sequence of the batch together. `on_token(key, sequence, id)` sees
-    /// each chosen id; `Break` removes that job from the batch and the queue. An `Err` is a
-    /// failed batched forward: the batch is lost, [`Decoder::clear`] it (its jobs are
-    /// [`Decoder::keys`]).
+    /// chosen as alone), then decodes one token for every sequence of the batch together.
+    /// `on_token(key, sequence, id)` sees each chosen id; `Break` removes that job from the
+    /// batch and the queue. An `Err` is a failed batched forward: the batch is lost,
+    /// [`Decoder::clear`] it (its jobs are [`Decoder::keys`]).
     pub fn step(
         &mut self,
         on_token: &mut dyn FnMut(usize, usize, u32) -> ControlFlow<()>,
