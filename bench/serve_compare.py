@@ -16,6 +16,10 @@ The load generator: serve_load.py (--client python, the default), or the compile
 benches/serve_load.rs (--client rust, --client-bin its executable, e.g. the newest
 target/release/deps/serve_load-*), whose clients share one thread and so take less of the
 cores the servers run on. Both servers get the same client either way.
+
+--baseline BIN serves a second uerzoo binary (an earlier build) beside the first, measured in the
+same rounds, labelled "uerzoo serve (baseline)"; --skip peer leaves the transformers peer out
+(then torch is not needed).
 """
 
 import argparse
@@ -66,8 +70,8 @@ def wait_up(url, proc, what, limit=300):
     sys.exit(f"{what} did not answer at {url} within {limit} s")
 
 
-def start_uerzoo(a, roberta, gpt2):
-    p = subprocess.Popen([a.uerzoo, "serve", f"roberta={roberta}", f"gpt2={gpt2}",
+def start_uerzoo(a, roberta, gpt2, binary=None):
+    p = subprocess.Popen([binary or a.uerzoo, "serve", f"roberta={roberta}", f"gpt2={gpt2}",
                           "--host", "127.0.0.1", "--port", "0"] + a.uerzoo_args,
                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     for line in p.stdout:
@@ -126,14 +130,19 @@ def main():
                    help="the load generator: serve_load.py or benches/serve_load.rs")
     p.add_argument("--client-bin", help="the built serve_load bench (--client rust)")
     p.add_argument("--gpt2", help="an HF GPT-2 folder with vocab.txt (default: the fixture's)")
-    p.add_argument("--skip", default="", help="embeddings and/or completions")
+    p.add_argument("--skip", default="", help="embeddings, completions and/or peer")
+    p.add_argument("--baseline", help="another uerzoo binary measured in the same rounds")
     p.add_argument("uerzoo_args", nargs="*", help="more `uerzoo serve` options (after --)")
     a = p.parse_args()
-    try:
-        import torch  # noqa: F401
-        import transformers  # noqa: F401
-    except ImportError as e:
-        sys.exit(f"serve_compare.py needs torch and transformers for the peer ({e})")
+    peer = "peer" not in a.skip
+    if peer:
+        try:
+            import torch  # noqa: F401
+            import transformers  # noqa: F401
+        except ImportError as e:
+            sys.exit(f"serve_compare.py needs torch and transformers for the peer ({e})")
+    if a.baseline and not os.access(a.baseline, os.X_OK):
+        sys.exit(f"--baseline {a.baseline}: not an executable")
     if a.client == "rust" and not a.client_bin:
         a.client_bin = rust_client()
     if a.client == "rust" and not os.access(a.client_bin, os.X_OK):
@@ -144,8 +153,11 @@ def main():
     roberta = model_dir(tmp, "roberta", os.path.join(FIX, "roberta_v1/hf_by_uer_script"))
     gpt2 = (os.path.abspath(a.gpt2) if a.gpt2
             else model_dir(tmp, "gpt2", os.path.join(FIX, "gpt2_v1/hf_by_uer_script")))
-    servers = [("uerzoo serve", *start_uerzoo(a, roberta, gpt2)),
-               ("transformers peer", *start_peer(a, roberta, gpt2))]
+    servers = [("uerzoo serve", *start_uerzoo(a, roberta, gpt2))]
+    if a.baseline:
+        servers.append(("uerzoo serve (baseline)", *start_uerzoo(a, roberta, gpt2, a.baseline)))
+    if peer:
+        servers.append(("transformers peer", *start_peer(a, roberta, gpt2)))
     work = []
     if "embeddings" not in a.skip:
         work.append(("embeddings", a.clients, a.seconds))
@@ -177,9 +189,12 @@ def main():
               + " | ".join("–" if c is None else f"{c:g}" for c in cells) + " |")
     for route, clients, _ in work:
         u = results[(route, clients, "uerzoo serve")]
-        t = results[(route, clients, "transformers peer")]
         k = "requests_per_s" if route == "embeddings" else "tokens_per_s"
-        print(f"{route} x{clients}: uerzoo / peer {k} = {med(u, k) / med(t, k):.2f}")
+        for other in ["transformers peer", "uerzoo serve (baseline)"]:
+            if (route, clients, other) in results:
+                t = results[(route, clients, other)]
+                print(f"{route} x{clients}: uerzoo / {other} {k} = "
+                      f"{med(u, k) / med(t, k):.2f}")
 
 
 if __name__ == "__main__":

@@ -1357,3 +1357,127 @@ fn cli_input_batched_equals_one_by_one() {
         "{err}"
     );
 }
+
+/// Prompts of up to `PACKED_ROWS` tokens prefilled together in one forward
+/// (`Model::prefill_packed`, more rows than the few-rows kernel takes, linear layers in
+/// chunks of its rows) get each prompt's bits alone: its last position's logits, and the
+/// cache it leaves (the next step's logits on it). On the fixture and on a random GPT-2
+/// whose widths are not multiples of a SIMD vector; more prompts than one LM-head chunk.
+#[test]
+fn packed_prefill_gives_each_prompt_its_bits_alone() {
+    use uerzoo::model::kv_cache::PACKED_ROWS;
+    let mut cfg = ModelConfig::from_uer_json(&serde_json::json!({
+        "emb_size": 36, "hidden_size": 36, "feedforward_size": 100, "heads_num": 3, "layers_num": 2,
+        "hidden_act": "gelu_fast", "embedding": "word_pos", "remove_embedding_layernorm": true,
+        "mask": "causal", "layernorm_positioning": "pre"
+    }))
+    .unwrap();
+    cfg.vocab_size = 301;
+    cfg.max_seq_length = 40;
+    let random = load_model::<Cpu>(&random_checkpoint(&cfg, 5), &cfg, &Default::default())
+        .unwrap()
+        .0;
+    for (name, model) in [("fixture", fixture_model()), ("random", random)] {
+        assert!(model.packs_prefill(), "{name}");
+        let vocab = model.config.vocab_size as u32;
+        let prompts: Vec<Vec<u32>> = (0..19usize)
+            .map(|i| {
+                let len = 1 + (i * 7) % PACKED_ROWS;
+                (0..len)
+                    .map(|j| ((i * 31 + j * 17) as u32) % (vocab - 1) + 1)
+                    .collect()
+            })
+            .collect();
+        assert!(prompts.iter().map(Vec::len).sum::<usize>() > 8 * PACKED_ROWS);
+        let refs: Vec<&[u32]> = prompts.iter().map(|p| &p[..]).collect();
+        let (mut caches, logits) = model.prefill_packed(&refs).unwrap();
+        let v = logits.dims()[1];
+        assert_eq!(logits.dims()[0], prompts.len());
+        let logits = logits.into_data().to_vec::<f32>().unwrap();
+        for (i, (p, packed)) in prompts.iter().zip(&mut caches).enumerate() {
+            let mut own = KvCache::new(&model);
+            let alone = to_vec(model.decode_step(ids_tensor(p), &mut own).unwrap());
+            let last = &alone[(p.len() - 1) * v..];
+            // Values whose bits differ (0 for the same bits).
+            let differ = |a: &[f32], b: &[f32]| {
+                assert_eq!(a.len(), b.len());
+                a.iter()
+                    .zip(b)
+                    .filter(|(x, y)| x.to_bits() != y.to_bits())
+                    .count()
+            };
+            assert_eq!(
+                differ(&logits[i * v..(i + 1) * v], last),
+                0,
+                "{name} prompt {i}: logits"
+            );
+            assert_eq!(packed.positions(), own.positions(), "{name} prompt {i}");
+            let next = ids_tensor(&[(i as u32 * 3) % (vocab - 1) + 1]);
+            let a = to_vec(model.decode_step(next.clone(), packed).unwrap());
+            let b = to_vec(model.decode_step(next, &mut own).unwrap());
+            assert_eq!(differ(&a, &b), 0, "{name} prompt {i}: its cache");
+        }
+    }
+    // Bad input is an error.
+    let model = fixture_model();
+    assert!(model.prefill_packed(&[]).is_err());
+    assert!(model.prefill_packed(&[&[1, 2], &[]]).is_err());
+    assert!(model.prefill_packed(&[&[u32::MAX]]).is_err());
+}
+
+/// The continuous batch's first step prefills its waiting prompts of up to `PACKED_ROWS`
+/// tokens in one forward and a longer one alone (`StepReport` counts them); every sequence
+/// equals its run alone, token for token.
+#[test]
+fn decoder_packs_waiting_prompts_into_one_prefill() {
+    use std::ops::ControlFlow;
+    use uerzoo::model::kv_cache::PACKED_ROWS;
+    let model = fixture_model();
+    let tok = fixture_tokenizer();
+    let mut texts: Vec<String> = batch_prompts(&tok, 8)
+        .into_iter()
+        .map(|t| t.chars().take(PACKED_ROWS - 1).collect())
+        .collect();
+    texts.push("春风得意马蹄疾，一日看尽长安花。白日依山尽".into());
+    let jobs: Vec<generate::Job> = texts
+        .iter()
+        .map(|t| generate::Job {
+            prompt: generate::prompt_ids(&tok, t),
+            opts: greedy(40),
+            constraint: None,
+        })
+        .collect();
+    assert!(jobs[8].prompt.len() > PACKED_ROWS);
+    let mut decoder = generate::batch::Decoder::new(&model, 16);
+    for job in &jobs {
+        decoder.add(job.clone()).unwrap();
+    }
+    let mut ids: Vec<Vec<u32>> = vec![Vec::new(); jobs.len()];
+    let mut out = vec![Vec::new(); jobs.len()];
+    let mut first = true;
+    while !decoder.is_idle() {
+        let report = decoder
+            .step(&mut |k, _, id| {
+                ids[k].push(id);
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+        if first {
+            // The 8 short prompts together, the long one alone.
+            assert_eq!((report.prefills, report.prefilled), (2, 9));
+            first = false;
+        } else {
+            assert_eq!((report.prefills, report.prefilled), (0, 0));
+        }
+        for (k, done) in report.done {
+            out[k] = done.unwrap();
+        }
+    }
+    for (k, job) in jobs.iter().enumerate() {
+        let alone =
+            generate::generate_constrained(&model, &job.prompt, &job.opts, None, &mut |_, _| {})
+                .unwrap();
+        assert_eq!(out[k], alone, "job {k}");
+        assert_eq!(ids[k], alone[0].continuation(), "job {k}: streamed ids");
+    }
+}

@@ -249,6 +249,23 @@ async fn concurrent_greedy_completions_equal_single_requests() {
         );
         assert_eq!(c["usage"]["completion_tokens"], 6 + 3 * i);
     }
+    // Every prompt was prefilled once; those that arrived together, in fewer forwards
+    // (prompts that wait together are prefilled in one).
+    let text = client()
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let prompts_total = metric(
+        &text,
+        r#"uerzoo_decode_prefilled_prompts_total{model="gpt2"} "#,
+    );
+    let forwards = metric(&text, r#"uerzoo_decode_prefills_total{model="gpt2"} "#);
+    assert_eq!(prompts_total, 16.0, "{text}");
+    assert!((9.0..=16.0).contains(&forwards), "{text}");
 }
 
 fn read_features(path: &std::path::Path) -> (Vec<usize>, Vec<f32>) {

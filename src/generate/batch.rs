@@ -5,8 +5,11 @@
 //! model's own decode step ([`Model::decode_step`]) on one [`KvCache`] whose rows are
 //! left-padded to a common width, each token embedded at its own sequence's position and
 //! the padding masked out of its attention. Sequences join and leave between steps
-//! (continuous batching): a prompt is prefilled alone (as [`super::generate`] does it) and
-//! its cache joins the batch's; a finished sequence's row is dropped.
+//! (continuous batching): the prompts waiting to join are prefilled, those of at most
+//! [`PACKED_ROWS`] tokens together in one forward ([`Model::prefill_packed`], each prompt's
+//! cache and logits bit for bit those of its prefill alone), the others alone (as
+//! [`super::generate`] does it), and their caches join the batch's; a finished sequence's
+//! row is dropped.
 //!
 //! Each sequence keeps its own options, constraint and RNG: the sequences of one job run
 //! one after the other with the job's [`Sampler`] (seeded by its `seed`), as in a run of
@@ -20,7 +23,7 @@ use super::{
     GenerateError, Generated, Job, Sampler, StopReason, check_job, choose, id_tensor, last_row,
 };
 use crate::model::backend::DeviceSpec;
-use crate::model::kv_cache::KvCache;
+use crate::model::kv_cache::{KvCache, PACKED_ROWS};
 use crate::model::{Model, ModelError};
 use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
 use std::collections::{HashMap, VecDeque};
@@ -147,15 +150,20 @@ pub struct StepReport {
     pub done: Vec<(usize, Result<Vec<Generated>, GenerateError>)>,
     /// Jobs whose `on_token` asked to stop: they left the batch before their last token.
     pub cancelled: Vec<usize>,
+    /// Forwards that prefilled joining prompts: one for the prompts prefilled together, one
+    /// per prompt prefilled alone.
+    pub prefills: usize,
+    /// Prompts prefilled (together or alone).
+    pub prefilled: usize,
 }
 
 /// Continuous batching: jobs are added at any time ([`Decoder::add`]) and each
-/// [`Decoder::step`] first prefills waiting sequences alone and joins them to the batch (up
-/// to its capacity), then decodes one token for every sequence in one forward. A finished
-/// sequence leaves at once; so does every sequence of a job whose `on_token` returns
-/// `Break` (a client that went away). A job's `num_return` sequences run one after the
-/// other with the job's sampler, as [`generate_batched`] runs them: each sequence gets
-/// what it gets alone.
+/// [`Decoder::step`] first prefills waiting sequences (together where the model allows, see
+/// [`Model::packs_prefill`]) and joins them to the batch (up to its capacity), then decodes
+/// one token for every sequence in one forward. A finished sequence leaves at once; so does
+/// every sequence of a job whose `on_token` returns `Break` (a client that went away). A
+/// job's `num_return` sequences run one after the other with the job's sampler, as
+/// [`generate_batched`] runs them: each sequence gets what it gets alone.
 pub struct Decoder<'m, B: Backend> {
     model: &'m Model<B>,
     device: B::Device,
@@ -232,11 +240,11 @@ impl<'m, B: Backend> Decoder<'m, B> {
         self.cache = KvCache::new(self.model);
     }
 
-    /// Joins waiting sequences (each prefilled alone, its first token chosen), then decodes
-    /// one token for every sequence of the batch together. `on_token(key, sequence, id)` sees
-    /// each chosen id; `Break` removes that job from the batch and the queue. An `Err` is a
-    /// failed batched forward: the batch is lost, [`Decoder::clear`] it (its jobs are
-    /// [`Decoder::keys`]).
+    /// Joins waiting sequences (prefilled, together where they can be, each first token
+    /// chosen as alone), then decodes one token for every sequence of the batch together.
+    /// `on_token(key, sequence, id)` sees each chosen id; `Break` removes that job from the
+    /// batch and the queue. An `Err` is a failed batched forward: the batch is lost,
+    /// [`Decoder::clear`] it (its jobs are [`Decoder::keys`]).
     pub fn step(
         &mut self,
         on_token: &mut dyn FnMut(usize, usize, u32) -> ControlFlow<()>,
@@ -324,13 +332,19 @@ impl<'m, B: Backend> Decoder<'m, B> {
         Ok(report)
     }
 
-    /// Prefills waiting prompts alone and adds their rows, up to the capacity.
+    /// Prefills waiting prompts and adds their rows, up to the capacity: when the model
+    /// packs prefills ([`Model::packs_prefill`]), the prompts of at most [`PACKED_ROWS`]
+    /// tokens together in one forward ([`Model::prefill_packed`], each prompt's cache and
+    /// logits those of a prefill alone), the others alone. First tokens are chosen in the
+    /// queue's order.
     fn join(
         &mut self,
         on_token: &mut dyn FnMut(usize, usize, u32) -> ControlFlow<()>,
         report: &mut StepReport,
     ) {
-        while self.batch.len() < self.capacity {
+        // The sequences that start now, first in line first.
+        let mut starting: Vec<Active> = Vec::new();
+        while self.batch.len() + starting.len() < self.capacity {
             let Some((key, n, sampler)) = self.queue.pop_front() else {
                 break;
             };
@@ -338,7 +352,7 @@ impl<'m, B: Backend> Decoder<'m, B> {
                 continue;
             };
             let job = &slot.job;
-            let mut seq = Active {
+            let seq = Active {
                 job: key,
                 n,
                 ids: job.prompt.clone(),
@@ -351,23 +365,70 @@ impl<'m, B: Backend> Decoder<'m, B> {
                 self.end(seq, StopReason::MaxNewTokens, report);
                 continue;
             }
-            let mut own = KvCache::new(self.model);
-            let first = self
+            starting.push(seq);
+        }
+        let packs = self.model.packs_prefill();
+        let packed: Vec<usize> = (0..starting.len())
+            .filter(|&i| packs && starting[i].prompt_len <= PACKED_ROWS)
+            .collect();
+        // Prefills of the packed prompts, by their index in `starting`.
+        let mut done: HashMap<usize, Prefilled<B>> = HashMap::new();
+        if packed.len() > 1 {
+            report.prefills += 1;
+            report.prefilled += packed.len();
+            let prompts: Vec<&[u32]> = packed.iter().map(|&i| &starting[i].ids[..]).collect();
+            match self
                 .model
-                .decode_step(id_tensor(&job.prompt, &self.device), &mut own)
+                .prefill_packed(&prompts)
                 .map_err(GenerateError::from)
-                .and_then(last_row)
-                .and_then(|mut logits| {
-                    choose(
-                        &mut logits,
-                        &seq.ids,
-                        seq.prompt_len,
-                        &job.opts,
-                        job.constraint.as_ref(),
-                        &mut seq.sampler,
-                    )
-                });
-            let (id, log_prob) = match first {
+            {
+                Ok((caches, logits)) => match rows(logits.unsqueeze_dim::<3>(1)) {
+                    Ok(logits) => {
+                        for ((&i, cache), logits) in packed.iter().zip(caches).zip(logits) {
+                            done.insert(i, Ok((cache, logits)));
+                        }
+                    }
+                    Err(e) => {
+                        for &i in &packed {
+                            done.insert(i, Err(read_error(&e)));
+                        }
+                    }
+                },
+                Err(e) => {
+                    for &i in &packed {
+                        done.insert(i, Err(read_error(&e)));
+                    }
+                }
+            }
+        }
+        for (i, mut seq) in starting.into_iter().enumerate() {
+            let key = seq.job;
+            let Some(slot) = self.jobs.get(&key) else {
+                continue;
+            };
+            let job = &slot.job;
+            let prefilled = done.remove(&i).unwrap_or_else(|| {
+                report.prefills += 1;
+                report.prefilled += 1;
+                let mut own = KvCache::new(self.model);
+                self.model
+                    .decode_step(id_tensor(&job.prompt, &self.device), &mut own)
+                    .map_err(GenerateError::from)
+                    .and_then(last_row)
+                    .map(|logits| (own, logits))
+            });
+            let first = prefilled.and_then(|(own, mut logits)| {
+                choose(
+                    &mut logits,
+                    &seq.ids,
+                    seq.prompt_len,
+                    &job.opts,
+                    job.constraint.as_ref(),
+                    &mut seq.sampler,
+                )
+                .map(|chosen| (own, chosen))
+            });
+            let (own, (id, log_prob)) = match first {
                 Ok(chosen) => chosen,
                 Err(e) => {
                     self.forget(key);
@@ -376,7 +437,7 @@ impl<'m, B: Backend> Decoder<'m, B> {
                 }
             };
             let stop = seq.push(id, log_prob, job);
-            if on_token(key, n, id).is_break() {
+            if on_token(key, seq.n, id).is_break() {
                 self.forget(key);
                 report.cancelled.push(key);
                 continue;
@@ -426,4 +487,12 @@ fn rows<B: Backend>(logits: Tensor<B, 3>) -> Result<Vec<Vec<f32>>, GenerateError
     Ok((0..b)
         .map(|r| values[r * v..(r + 1) * v].to_vec())
         .collect())
+}
+
+/// A prompt's prefill: its cache and its last position's logits.
+type Prefilled<B> = Result<(KvCache<B>, Vec<f32>), GenerateError>;
+
+/// A packed prefill's error, once for each of its prompts.
+fn read_error(e: &GenerateError) -> GenerateError {
+    ModelError::Input(format!("prefilling prompts together: {e}")).into()
 }

@@ -128,6 +128,7 @@ impl<B: Backend> LmHead<B> {
             self.int8.as_deref(),
             self.bf16.as_deref(),
             hidden,
+            None,
         )
     }
 

@@ -12,18 +12,32 @@
 //! [`crate::generate::generate_batched`]): row `r` is left-padded by `pad[r]` columns, so
 //! every row appends its next keys and values at the same column while its token is
 //! embedded at its own position (the columns it holds) and the padding is masked out of
-//! its attention. Sequences join ([`KvCache::join`], a prompt prefilled alone) and leave
-//! ([`KvCache::retain`]) between steps.
+//! its attention. Sequences join ([`KvCache::join`], a prompt prefilled alone or packed)
+//! and leave ([`KvCache::retain`]) between steps.
+//!
+//! Several prompts can also be prefilled in one forward ([`Model::prefill_packed`]): their
+//! tokens side by side in one row, the linear layers on at most [`PACKED_ROWS`] rows per
+//! call (the few-rows kernel, whose rows do not depend on the call's other rows), each
+//! prompt attending to its own positions into its own cache. Each prompt gets the keys,
+//! values and logits of a prefill alone, bit for bit, when it is itself at most
+//! [`PACKED_ROWS`] tokens (alone it then goes through the same kernel); the weights are
+//! read once per [`PACKED_ROWS`] rows instead of once per prompt.
 //!
 //! For UER-py 2019's LSTM the cache is the recurrent state instead ([`LstmState`]: each
 //! layer's `h` and `c` after the positions seen so far); joining and dropping rows works on
 //! it the same way, and no padding needs masking (each row's state is its own).
 
 use super::ModelError;
-use super::config::MaskKind;
+use super::config::{Dtype, MaskKind};
 use super::lstm::{Lstm, LstmState};
 use super::transformer::{MASK_VALUE, Model};
 use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
+
+/// The most rows one linear call takes in a packed prefill ([`Model::prefill_packed`]): the
+/// few-rows kernel's limit (`uerzoo_kernels::MAX_ROWS`), under which it gives each row the
+/// values it gets in a call of any other row count, so that each prompt's rows get what
+/// they get in a prefill alone.
+pub const PACKED_ROWS: usize = uerzoo_kernels::MAX_ROWS;
 
 /// `x` (`[rows, len, hidden]`) with `n` zero columns in front.
 fn left_pad<B: Backend>(x: Tensor<B, 3>, n: usize) -> Tensor<B, 3> {
@@ -284,5 +298,88 @@ impl<B: Backend> Model<B> {
         }
         let segment = Tensor::<B, 2, Int>::ones([b, s], &ids.device());
         Ok(lm.forward(self.encode_with_cache(ids, segment, 0.0, Some(cache))))
+    }
+}
+
+impl<B: Backend> Model<B> {
+    /// Whether [`Model::prefill_packed`] gives a prompt of at most [`PACKED_ROWS`] tokens the
+    /// bits of its prefill alone ([`Model::decode_step`] on an empty cache): a causal
+    /// transformer with an LM head and f32 linear layers on the CPU's fused path (the
+    /// few-rows kernel; int8 and bf16 round each call's activations their own way, Burn's
+    /// general products on other backends may round a row by the rows beside it).
+    pub fn packs_prefill(&self) -> bool {
+        self.lm.is_some()
+            && self.config.mask == MaskKind::Causal
+            && self.encoder.rnn.is_none()
+            && self.config.dtype == Dtype::F32
+            && crate::kernels::reads_transposed_weights::<B>()
+    }
+
+    /// Prefills `prompts` (token ids, each 1 to `max_seq_length` long) together in one
+    /// forward: their tokens side by side in one row, each prompt at positions from 0,
+    /// attending to its own positions only, the linear layers on at most [`PACKED_ROWS`]
+    /// rows per call. Returns each prompt's new cache (as [`Model::decode_step`] on an
+    /// empty cache leaves it) and the LM logits of each prompt's last position, `[prompts,
+    /// vocab]`. See [`Model::packs_prefill`] for when these are a prefill alone's bits.
+    pub fn prefill_packed(
+        &self,
+        prompts: &[&[u32]],
+    ) -> Result<(Vec<KvCache<B>>, Tensor<B, 2>), ModelError> {
+        let lm = self.lm.as_ref().ok_or_else(|| {
+            ModelError::Input(
+                "the weights have no LM head (`target.lm.output_layer`); generation needs a GPT-2"
+                    .into(),
+            )
+        })?;
+        if self.config.mask != MaskKind::Causal || self.encoder.rnn.is_some() {
+            return Err(ModelError::Input(
+                "a packed prefill needs a causal transformer (mask = causal, no LSTM)".into(),
+            ));
+        }
+        if prompts.is_empty() {
+            return Err(ModelError::Input("a packed prefill needs a prompt".into()));
+        }
+        for p in prompts {
+            if p.is_empty() || p.len() > self.config.max_seq_length {
+                return Err(ModelError::Input(format!(
+                    "prompt length {} is outside 1..={} (the model's position embeddings)",
+                    p.len(),
+                    self.config.max_seq_length
+                )));
+            }
+            if let Some(bad) = p.iter().find(|&&i| i as usize >= self.config.vocab_size) {
+                return Err(ModelError::Input(format!(
+                    "token id {bad} is outside the vocabulary 0..{}",
+                    self.config.vocab_size
+                )));
+            }
+        }
+        let lens: Vec<usize> = prompts.iter().map(|p| p.len()).collect();
+        let total: usize = lens.iter().sum();
+        let device = self.embedding.word.device();
+        let values: Vec<i64> = prompts
+            .iter()
+            .flat_map(|p| p.iter().map(|&i| i64::from(i)))
+            .collect();
+        let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(values, [1, total]), &device);
+        let mut caches: Vec<KvCache<B>> = prompts.iter().map(|_| KvCache::new(self)).collect();
+        let hidden = self.encode_packed(ids, &lens, &mut caches);
+        let h = hidden.dims()[2];
+        // Each prompt's last position, then the LM head on at most PACKED_ROWS of them a call.
+        let last: Vec<i64> = lens
+            .iter()
+            .scan(0usize, |end, &l| {
+                *end += l;
+                Some(*end as i64 - 1)
+            })
+            .collect();
+        let n = last.len();
+        let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(last, [n]), &device);
+        let rows = hidden.reshape([total, h]).select(0, idx);
+        let logits: Vec<Tensor<B, 2>> = (0..n)
+            .step_by(PACKED_ROWS)
+            .map(|s| lm.logits(rows.clone().narrow(0, s, PACKED_ROWS.min(n - s)), None))
+            .collect();
+        Ok((caches, Tensor::cat(logits, 0)))
     }
 }

@@ -60,10 +60,11 @@ impl<B: Backend> Embeddings<B> {
 }
 
 impl<B: Backend> Embeddings<B> {
-    /// One token per row (`ids`, `segment`: `[batch, 1]`), row `r` at position
-    /// `positions[r]` → `[batch, 1, emb]` (batched decoding of sequences of different
-    /// lengths). The same kernel as [`Self::forward`], on the rows seen as one sequence
-    /// whose `r`-th position table row is `positions[r]`.
+    /// Each token at its own position: `ids`, `segment` `[batch, seq]`, token `(r, j)` at
+    /// position `positions[r·seq + j]` → `[batch, seq, emb]` (batched decoding of sequences
+    /// of different lengths, one token per row; a packed prefill, several prompts in one
+    /// row). The same kernel as [`Self::forward`], on the tokens seen as one sequence whose
+    /// `t`-th position table row is `positions[t]`.
     pub fn forward_at(
         &self,
         ids: Tensor<B, 2, Int>,
@@ -71,10 +72,11 @@ impl<B: Backend> Embeddings<B> {
         positions: &[usize],
     ) -> Tensor<B, 3> {
         let [b, s] = ids.dims();
-        debug_assert!(s == 1 && positions.len() == b);
+        let n = b * s;
+        debug_assert!(positions.len() == n);
         let device = ids.device();
         let rows = Tensor::<B, 1, Int>::from_data(
-            TensorData::new(positions.iter().map(|&p| p as i64).collect(), [b]),
+            TensorData::new(positions.iter().map(|&p| p as i64).collect(), [n]),
             &device,
         );
         let position = self.position.val().select(0, rows);
@@ -82,11 +84,11 @@ impl<B: Backend> Embeddings<B> {
             self.word.val(),
             position,
             self.segment.as_ref().map(|s| s.val()),
-            ids.reshape([1, b]),
-            segment.reshape([1, b]),
+            ids.reshape([1, n]),
+            segment.reshape([1, n]),
         );
         let e = emb.dims()[2];
-        let emb = emb.reshape([b, 1, e]);
+        let emb = emb.reshape([b, s, e]);
         match &self.layer_norm {
             Some(ln) => ln.forward(emb),
             None => emb,
@@ -173,6 +175,30 @@ impl<B: Backend> Model<B> {
         };
         let emb = super::encoder::dropout_fn(emb, p);
         self.encoder.forward(emb, bias, p, cache)
+    }
+
+    /// The encoder on several prompts side by side in one row (`ids`: `[1, Σ lens]`, prompt
+    /// `i` the next `lens[i]` tokens, each at positions `0..lens[i]`), at inference, each
+    /// prompt's keys and values appended to its empty cache `caches[i]` and its attention
+    /// confined to its own positions under its causal mask ([`Self::mask_bias`] of a prompt
+    /// alone). Every prompt's hidden states are those of a prefill alone when each linear
+    /// call of up to [`super::encoder::PACKED_ROWS`] rows gives each row the values of a
+    /// call on that row's prompt alone (see [`Model::prefill_packed`]).
+    pub(crate) fn encode_packed(
+        &self,
+        ids: Tensor<B, 2, Int>,
+        lens: &[usize],
+        caches: &mut [KvCache<B>],
+    ) -> Tensor<B, 3> {
+        let device = ids.device();
+        let positions: Vec<usize> = lens.iter().flat_map(|&l| 0..l).collect();
+        let segment = Tensor::<B, 2, Int>::ones(ids.dims(), &device);
+        let biases: Vec<Option<Tensor<B, 4>>> = lens
+            .iter()
+            .map(|&l| self.mask_bias(&Tensor::<B, 2, Int>::ones([1, l], &device), 0))
+            .collect();
+        let emb = self.embedding.forward_at(ids, segment, &positions);
+        self.encoder.forward_packed(emb, lens, &biases, caches)
     }
 
     /// Classifier logits `[batch, labels]` (the one forward, with dropout `p` when training):

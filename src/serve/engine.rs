@@ -4,9 +4,10 @@
 //!
 //! Generation with the KV cache goes through one decoding thread per model, which batches
 //! continuously ([`generate::batch::Decoder`]): a request that arrives while others decode
-//! joins the batch before the next step (its prompt prefilled alone, then its row added), so
-//! it waits one step, not a whole batch, for its first token; every step decodes one token
-//! for all sequences in one forward, each getting what it gets alone. A finished request
+//! joins the batch before the next step (its prompt prefilled, in one forward with the
+//! others that arrived where they fit the few-rows kernel, then its row added), so it waits
+//! one step, not a whole batch, for its first token; every step decodes one token for all
+//! sequences in one forward, each getting what it gets alone. A finished request
 //! leaves at once, and so does one whose client went away (its caller stopped listening:
 //! the next token finds the channel closed). The requests in the batch hold at most
 //! [`MAX_BATCH_SEQS`] sequences and [`MAX_BATCH_TOKENS`] tokens; the others wait in
@@ -90,6 +91,10 @@ pub struct DecodeCounters {
     pub tokens: Counter,
     /// Requests that left the batch before their end because their client went away.
     pub cancelled: Counter,
+    /// Forwards that prefilled joining prompts (prompts prefilled together count once).
+    pub prefills: Counter,
+    /// Prompts prefilled to join the batch.
+    pub prefilled: Counter,
 }
 
 /// Loads `opened` once on `device`. A classifier head (`output_layer_{1,2}`, what
@@ -148,6 +153,12 @@ pub const MAX_BATCH_SEQS: usize = 16;
 /// padded KV cache and the per-step work grow with it). A request over it runs alone.
 pub const MAX_BATCH_TOKENS: usize = 16 * 512;
 
+/// How long an idle decoding thread, woken by a request, waits for others before its first
+/// step: requests sent together (clients whose answers ended at the same step) then arrive
+/// within it and are prefilled in one forward ([`generate::batch::Decoder`]) instead of the
+/// first alone and the rest after it. A lone request's first token comes this much later.
+pub const JOIN_WINDOW: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// A cached generation handed to the decoding thread, and where its tokens go.
 struct Request {
     job: generate::Job,
@@ -204,6 +215,14 @@ fn decode_loop<B: Backend>(
                 Ok(r) => waiting.push_back(r),
                 Err(_) => return,
             }
+            // Requests sent together with this one join its first prefill.
+            let until = std::time::Instant::now() + JOIN_WINDOW;
+            while let Some(left) = until.checked_duration_since(std::time::Instant::now()) {
+                match rx.recv_timeout(left) {
+                    Ok(r) => waiting.push_back(r),
+                    Err(_) => break,
+                }
+            }
         }
         waiting.extend(rx.try_iter());
         // Join in arrival order while the caps allow; a request over them alone runs when
@@ -247,6 +266,8 @@ fn decode_loop<B: Backend>(
         };
         match step {
             Ok(report) => {
+                counters.prefills.inc_by(report.prefills as u64);
+                counters.prefilled.inc_by(report.prefilled as u64);
                 for (key, out) in report.done {
                     if let Some(events) = leave(key) {
                         let _ = events.send(Event::Done(out));

@@ -62,6 +62,11 @@ impl AppState {
                     rows: metrics.decode_rows.get_or_create(&label).clone(),
                     tokens: metrics.decoded_tokens.get_or_create(&label).clone(),
                     cancelled: metrics.decode_cancelled.get_or_create(&label).clone(),
+                    prefills: metrics.decode_prefills.get_or_create(&label).clone(),
+                    prefilled: metrics
+                        .decode_prefilled_prompts
+                        .get_or_create(&label)
+                        .clone(),
                 });
             }
             let batcher = if c.embed || c.classify || c.fill_mask {

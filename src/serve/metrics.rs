@@ -49,6 +49,10 @@ pub struct Metrics {
     pub decoded_tokens: Family<ModelLabel, Counter>,
     /// Completions that left the decoding batch early because their client went away.
     pub decode_cancelled: Family<ModelLabel, Counter>,
+    /// Forwards that prefilled joining prompts (several prompts packed in one count once).
+    pub decode_prefills: Family<ModelLabel, Counter>,
+    /// Prompts prefilled to join the decoding batch.
+    pub decode_prefilled_prompts: Family<ModelLabel, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -73,6 +77,8 @@ impl Default for Metrics {
         let decode_rows = Family::<ModelLabel, Gauge>::default();
         let decoded_tokens = Family::<ModelLabel, Counter>::default();
         let decode_cancelled = Family::<ModelLabel, Counter>::default();
+        let decode_prefills = Family::<ModelLabel, Counter>::default();
+        let decode_prefilled_prompts = Family::<ModelLabel, Counter>::default();
         registry.register(
             "http_requests",
             "HTTP requests by route and status",
@@ -123,6 +129,16 @@ impl Default for Metrics {
             "Completions that left the decoding batch early because their client went away",
             decode_cancelled.clone(),
         );
+        registry.register(
+            "decode_prefills",
+            "Forwards that prefilled prompts joining the decoding batch (prompts prefilled together count once)",
+            decode_prefills.clone(),
+        );
+        registry.register(
+            "decode_prefilled_prompts",
+            "Prompts prefilled to join the decoding batch",
+            decode_prefilled_prompts.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -135,6 +151,8 @@ impl Default for Metrics {
             decode_rows,
             decoded_tokens,
             decode_cancelled,
+            decode_prefills,
+            decode_prefilled_prompts,
         }
     }
 }
