@@ -580,6 +580,18 @@ fn transposed_weight(w: &FlexTensor) -> Option<(&[f32], usize, usize)> {
     Some((data.get(..d_in * d_out)?, d_in, d_out))
 }
 
+/// [`linear`] by [`uerzoo_kernels::linear_rows`] for any number of rows up to
+/// [`uerzoo_kernels::ROW_LIMIT`], each row with the bits it gets alone (several prompts
+/// prefilled in one forward); `None` when `w` is not the transposed view of an `[out, in]`
+/// buffer or the rows are too many.
+pub fn linear_rowwise(
+    x: &FlexTensor,
+    w: &FlexTensor,
+    b: Option<&FlexTensor>,
+) -> Option<FlexTensor> {
+    infallible(linear_rows_upto(x, w, b, uerzoo_kernels::ROW_LIMIT))
+}
+
 /// [`linear`] by [`uerzoo_kernels::linear_rows`], when `x` has at most
 /// [`uerzoo_kernels::MAX_ROWS`] rows and `w` is the transposed view of an `[out, in]`
 /// buffer; `None` otherwise.
@@ -588,11 +600,21 @@ fn linear_few_rows(
     w: &FlexTensor,
     b: Option<&FlexTensor>,
 ) -> Result<Option<FlexTensor>, KernelInputError> {
+    linear_rows_upto(x, w, b, uerzoo_kernels::MAX_ROWS)
+}
+
+/// [`uerzoo_kernels::linear_rows`] on up to `most` rows; `None` where it does not apply.
+fn linear_rows_upto(
+    x: &FlexTensor,
+    w: &FlexTensor,
+    b: Option<&FlexTensor>,
+    most: usize,
+) -> Result<Option<FlexTensor>, KernelInputError> {
     let Some((wt, d_in, d_out)) = transposed_weight(w) else {
         return Ok(None);
     };
     let rows = x.shape().num_elements() / d_in;
-    if !(1..=uerzoo_kernels::MAX_ROWS).contains(&rows) {
+    if !(1..=most).contains(&rows) {
         return Ok(None);
     }
     let x = contiguous(x);

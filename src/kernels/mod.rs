@@ -503,6 +503,31 @@ pub fn linear<B: Backend, const D: usize>(layer: &Linear<B>, x: Tensor<B, D>) ->
     }
 }
 
+/// [`linear`] with every row computed as the few-rows kernel computes it alone, whatever the
+/// number of rows (up to [`uerzoo_kernels::ROW_LIMIT`]), reading the weight once for all of
+/// them: several prompts prefilled in one forward keep each prompt's bits. `None` where that
+/// kernel does not apply (another backend, a weight not in `[out, in]` layout, too many
+/// rows); the caller then runs [`linear`] on chunks of at most
+/// [`uerzoo_kernels::MAX_ROWS`] rows.
+pub fn linear_rowwise<B: Backend, const D: usize>(
+    layer: &Linear<B>,
+    x: &Tensor<B, D>,
+) -> Option<Tensor<B, D>> {
+    if TypeId::of::<B>() != TypeId::of::<Flex>() || !enabled() {
+        return None;
+    }
+    let w = layer.weight.val();
+    let b = layer.bias.as_ref().map(|b| b.val());
+    match (split(x.clone()), split(w), b.map(split)) {
+        (Prim::Flex(x), Prim::Flex(w), None) => flex::linear_rowwise(&x, &w, None),
+        (Prim::Flex(x), Prim::Flex(w), Some(Prim::Flex(b))) => {
+            flex::linear_rowwise(&x, &w, Some(&b))
+        }
+        _ => None,
+    }
+    .map(|y| join(Prim::<B>::Flex(y)))
+}
+
 /// Whether backend `B` runs int8 linear layers ([`int8_linear`]): Burn's Flex (CPU) for
 /// inference; not `Autodiff<Flex>` (training) nor the GPU backends.
 pub fn runs_int8<B: Backend>() -> bool {

@@ -33,6 +33,12 @@ pub(crate) fn apply<B: Backend, const D: usize>(
 ) -> Tensor<B, D> {
     let dims = x.dims();
     let rows: usize = dims[..D - 1].iter().product();
+    if chunk.is_some() && int8.is_none() && bf16.is_none() {
+        // All rows in one call of the few-rows kernel: the weight read once for all prompts.
+        if let Some(y) = kernels::linear_rowwise(layer, &x) {
+            return y;
+        }
+    }
     if let Some(c) = chunk.filter(|&c| c > 0 && rows > c) {
         let flat = x.reshape([rows, dims[D - 1]]);
         let parts: Vec<Tensor<B, 2>> = (0..rows)

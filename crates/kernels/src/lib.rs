@@ -22,8 +22,15 @@ use std::fmt;
 pub mod bf16;
 pub use bf16::{Bf16Error, Bf16Path, Bf16Weight, linear_bf16, linear_bf16_on};
 
-/// The most rows [`linear_rows`] takes.
+/// The most rows for which callers pick [`linear_rows`] over a GEMM on their own (a decode
+/// step): up to here its row-at-a-time dot products beat a GEMM reading the weight strided.
 pub const MAX_ROWS: usize = 16;
+
+/// The most rows [`linear_rows`] takes. Beyond [`MAX_ROWS`] a GEMM is faster, but a caller
+/// that needs each row's bits as they are alone (several prompts prefilled in one forward)
+/// can still hand it this many: the weight tile of each output block stays in cache while
+/// every row passes over it, so the weight is read from memory once for all rows.
+pub const ROW_LIMIT: usize = 1024;
 
 /// The instruction set a kernel runs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,7 +89,7 @@ impl Path {
 /// Why [`linear_rows`] refused its arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LinearError {
-    /// `rows` is 0 or over [`MAX_ROWS`].
+    /// `rows` is 0 or over [`ROW_LIMIT`].
     Rows(usize),
     /// A buffer's length does not match the shape: (which, expected, got).
     Len(&'static str, usize, usize),
@@ -93,7 +100,7 @@ pub enum LinearError {
 impl fmt::Display for LinearError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            LinearError::Rows(r) => write!(f, "linear_rows takes 1..={MAX_ROWS} rows, got {r}"),
+            LinearError::Rows(r) => write!(f, "linear_rows takes 1..={ROW_LIMIT} rows, got {r}"),
             LinearError::Len(what, want, got) => {
                 write!(
                     f,
@@ -115,7 +122,7 @@ impl std::error::Error for LinearError {}
 
 /// `y[r, o] = bias[o] + Σ_i x[r, i] · w[o, i]` for `r < rows`, `o < d_out`: `x` is
 /// `[rows, d_in]`, `w` `[d_out, d_in]` and `y` `[rows, d_out]`, all row-major; `rows` is
-/// 1..=[`MAX_ROWS`]. Runs on the CPU's fastest [`Path`].
+/// 1..=[`ROW_LIMIT`]. Runs on the CPU's fastest [`Path`].
 pub fn linear_rows(
     x: &[f32],
     rows: usize,
@@ -141,7 +148,7 @@ pub fn linear_rows_on(
     bias: Option<&[f32]>,
     y: &mut [f32],
 ) -> Result<(), LinearError> {
-    if rows == 0 || rows > MAX_ROWS {
+    if rows == 0 || rows > ROW_LIMIT {
         return Err(LinearError::Rows(rows));
     }
     let want = |what, n: usize, got: usize| {
@@ -548,18 +555,20 @@ mod tests {
         eprintln!("linear_rows paths skipped on this CPU: {skipped:?}");
     }
 
-    /// A row's outputs are bit-for-bit the same alone and among 1..=16 rows, on the serial
-    /// and the threaded split (the large shape crosses the threading threshold).
+    /// A row's outputs are bit-for-bit the same alone and among up to 72 rows (8 prompts
+    /// prefilled together), on the serial and the threaded split (the large shape crosses
+    /// the threading threshold).
     #[test]
     fn a_row_alone_equals_it_in_a_batch() {
+        const MOST: usize = 72;
         for path in PATHS.into_iter().filter(|p| p.available()) {
             for &(d_in, d_out) in &[(37, 19), (768, 3072)] {
                 let w = fill(3, d_out * d_in);
                 let b = fill(4, d_out);
-                let x = fill(5, MAX_ROWS * d_in);
-                let mut all = vec![0f32; MAX_ROWS * d_out];
-                linear_rows_on(path, &x, MAX_ROWS, &w, d_in, d_out, Some(&b), &mut all).unwrap();
-                for rows in 1..=MAX_ROWS {
+                let x = fill(5, MOST * d_in);
+                let mut all = vec![0f32; MOST * d_out];
+                linear_rows_on(path, &x, MOST, &w, d_in, d_out, Some(&b), &mut all).unwrap();
+                for rows in (1..=MAX_ROWS).chain([17, 33, 71, MOST]) {
                     let mut some = vec![0f32; rows * d_out];
                     linear_rows_on(
                         path,
@@ -574,7 +583,7 @@ mod tests {
                     .unwrap();
                     assert!(
                         some == all[..rows * d_out],
-                        "{} {d_in}->{d_out}: {rows} rows differ from the same rows among 16",
+                        "{} {d_in}->{d_out}: {rows} rows differ from the same rows among {MOST}",
                         path.name()
                     );
                 }
@@ -590,8 +599,8 @@ mod tests {
             Err(LinearError::Rows(0))
         );
         assert_eq!(
-            linear_rows(&x, 17, &w, 3, 2, None, &mut y),
-            Err(LinearError::Rows(17))
+            linear_rows(&x, ROW_LIMIT + 1, &w, 3, 2, None, &mut y),
+            Err(LinearError::Rows(ROW_LIMIT + 1))
         );
         assert_eq!(
             linear_rows(&x, 2, &w, 3, 2, Some(&[0.0]), &mut y),
