@@ -207,6 +207,36 @@ async fn greedy_stream_equals_cli_generate() {
     assert_eq!(c["usage"]["completion_tokens"], max_length - 7);
 }
 
+/// `serve --dtype int8` and `--dtype bf16` decode completions as `generate --dtype` does
+/// (linear layers and LM head in low precision): the same greedy text.
+#[tokio::test]
+async fn low_precision_completions_equal_cli_generate() {
+    for dtype in ["int8", "bf16"] {
+        let gpt2 = format!("gpt2={}", fixture_model("gpt2_v1"));
+        let s = Server::with(&[gpt2], &["--dtype", dtype]);
+        let cli = uerzoo(&[
+            "generate",
+            &fixture_model("gpt2_v1"),
+            "--prompt",
+            PROMPT,
+            "--greedy",
+            "--preset",
+            "plain",
+            "--max-length",
+            "30",
+            "--dtype",
+            dtype,
+        ]);
+        let body = serde_json::json!({
+            "model": "gpt2", "prompt": PROMPT, "temperature": 0, "max_tokens": 30 - 7,
+        });
+        let (status, c) = post(&s, "/v1/completions", body).await;
+        assert_eq!(status, 200, "{c}");
+        let text = c["choices"][0]["text"].as_str().unwrap();
+        assert_eq!(format!("{PROMPT}{text}"), cli.trim_end(), "{dtype}");
+    }
+}
+
 /// Concurrent `/v1/completions` decode together on the model's decoding thread (batched
 /// steps); 8 greedy completions sent at once equal their answers sent one at a time.
 #[tokio::test]
@@ -1409,6 +1439,58 @@ async fn concurrent_embeddings_are_batched() {
         }
     }
     panic!("10 rounds of 8 concurrent requests, every batch of one row");
+}
+
+/// Several encoder workers (`--batch-workers 3`: batches side by side, each on its own
+/// one-thread pool while another is busy) give every request its own text's vector, as one
+/// worker does; `--batch-workers 0` is refused before the server starts.
+#[tokio::test]
+async fn batch_workers_answer_what_one_worker_answers() {
+    let texts: Vec<String> = (0..24).map(|i| format!("第{i}本书很好读")).collect();
+    let embed_all = |s: &Server| {
+        let url = s.url("/v1/embeddings");
+        let texts = texts.clone();
+        async move {
+            let answers = futures_util::future::join_all(texts.iter().map(|t| {
+                json_post(
+                    url.clone(),
+                    &serde_json::json!({"model": "roberta", "input": t}),
+                )
+                .send()
+            }))
+            .await;
+            let mut out = Vec::new();
+            for a in answers {
+                let a = a.unwrap();
+                assert_eq!(a.status().as_u16(), 200);
+                out.push(json_of(a).await["data"][0]["embedding"].clone());
+            }
+            out
+        }
+    };
+    let roberta = format!("roberta={}", fixture_model("roberta_v1"));
+    let one = embed_all(&Server::with(
+        std::slice::from_ref(&roberta),
+        &["--batch-workers", "1"],
+    ))
+    .await;
+    let three = embed_all(&Server::with(
+        std::slice::from_ref(&roberta),
+        &["--batch-workers", "3"],
+    ))
+    .await;
+    for (i, (a, b)) in one.iter().zip(&three).enumerate() {
+        let (a, b) = (a.as_array().unwrap(), b.as_array().unwrap());
+        assert_eq!(a.len(), b.len());
+        let diff = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x.as_f64().unwrap() - y.as_f64().unwrap()).abs())
+            .fold(0.0, f64::max);
+        assert!(diff <= f64::from(EMB_TOL), "text {i}: {diff}");
+    }
+    let err = serve_fails(&[roberta, "--batch-workers".into(), "0".into()]);
+    assert!(err.contains("batch-workers"), "{err}");
 }
 
 /// `line_length` is `generate --line-length` for poems: greedy text equal to the CLI's, and

@@ -47,6 +47,11 @@ pub struct Args {
     /// requests are batched up to this.
     #[arg(long, default_value_t = 16384)]
     max_batch_tokens: usize,
+    /// Encoder batches computed at once per model [default: one per core on the CPU, 1 on a
+    /// GPU]. Alone, a batch uses every core; side by side, one core each (small encoders
+    /// serve more requests so than with each matrix product split across the cores).
+    #[arg(long, value_name = "N")]
+    batch_workers: Option<usize>,
     /// Model requests running at once; more are answered 429.
     #[arg(long, default_value_t = 64)]
     max_concurrency: usize,
@@ -93,6 +98,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         port: args.port,
         device: args.device,
         max_batch_tokens: args.max_batch_tokens,
+        batch_workers: args.batch_workers,
         max_concurrency: args.max_concurrency,
         max_body_bytes: args.max_body_bytes,
         max_request_tokens: args.max_request_tokens,

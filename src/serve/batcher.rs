@@ -4,14 +4,22 @@
 //! answers each request through its own `oneshot`. Requests whose client already went away
 //! are skipped. Embeddings, classifications (`/v1/classify`) and fill-mask share the queue;
 //! a batch holds one kind.
+//!
+//! Several workers (`--batch-workers`, one per core by default) take batches from the same
+//! queue. A worker that runs alone computes on the whole thread pool (all cores on one
+//! batch: a lone request's latency); while another worker is busy too, each computes on its
+//! own one-thread pool, so concurrent batches run side by side instead of splitting every
+//! small matrix product across the cores (on small encoders the threads' synchronisation
+//! costs more than the split gains).
 
 use super::engine::{Engine, Row};
 use super::error::ApiError;
 use super::metrics::Metrics;
 use crate::model::tasks::Candidate;
 use crate::model::{ModelError, Pooling};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
 type Reply = Result<Vec<Vec<f32>>, ApiError>;
@@ -80,18 +88,46 @@ pub struct Batcher {
 }
 
 impl Batcher {
-    /// Starts the worker thread of `engine` (it ends when the `Batcher` is dropped).
+    /// Starts `workers` (at least 1) worker threads of `engine` on one queue (they end when
+    /// the `Batcher` is dropped).
     pub fn start(
         model: &str,
         engine: Arc<dyn Engine>,
         max_batch_tokens: usize,
+        workers: usize,
         metrics: Arc<Metrics>,
     ) -> std::io::Result<Batcher> {
         let (tx, rx) = mpsc::channel::<Job>();
-        let (id, m) = (model.to_string(), metrics.clone());
-        std::thread::Builder::new()
-            .name(format!("uerzoo-batch-{model}"))
-            .spawn(move || work(&id, engine.as_ref(), rx, max_batch_tokens, &m))?;
+        let rx = Arc::new(Mutex::new(rx));
+        let busy = Arc::new(AtomicUsize::new(0));
+        for w in 0..workers.max(1) {
+            let own = if workers > 1 {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(1)
+                    .thread_name(move |_| format!("uerzoo-batch-pool-{w}"))
+                    .build()
+                    .map_err(std::io::Error::other)?;
+                Some(pool)
+            } else {
+                None
+            };
+            let (id, m) = (model.to_string(), metrics.clone());
+            let (engine, rx, busy) = (engine.clone(), rx.clone(), busy.clone());
+            std::thread::Builder::new()
+                .name(format!("uerzoo-batch-{model}-{w}"))
+                .spawn(move || {
+                    let worker = Worker {
+                        model: &id,
+                        engine: engine.as_ref(),
+                        rx: &rx,
+                        max_batch_tokens,
+                        metrics: &m,
+                        own,
+                        busy: &busy,
+                    };
+                    worker.run()
+                })?;
+        }
         Ok(Batcher {
             tx,
             model: model.to_string(),
@@ -151,58 +187,80 @@ impl Batcher {
     }
 }
 
-fn work(
-    model: &str,
-    engine: &dyn Engine,
-    rx: mpsc::Receiver<Job>,
+/// One worker: its share of the queue, and its own one-thread pool when there are several.
+struct Worker<'a> {
+    model: &'a str,
+    engine: &'a dyn Engine,
+    rx: &'a Mutex<mpsc::Receiver<Job>>,
     max_batch_tokens: usize,
-    metrics: &Metrics,
-) {
-    let label = Metrics::model(model);
-    let depth = metrics.queue_depth.get_or_create(&label).clone();
-    let mut carried: Option<Job> = None;
-    loop {
-        let first = match carried.take() {
-            Some(job) => job,
-            None => match rx.recv() {
-                Ok(job) => {
+    metrics: &'a Metrics,
+    own: Option<rayon::ThreadPool>,
+    /// Workers computing now (of this encoder).
+    busy: &'a AtomicUsize,
+}
+
+impl Worker<'_> {
+    fn run(&self) {
+        let label = Metrics::model(self.model);
+        let depth = self.metrics.queue_depth.get_or_create(&label).clone();
+        let mut carried: Option<Job> = None;
+        loop {
+            let mut jobs = {
+                // The queue is held while a batch forms: one worker gathers at a time.
+                let Ok(rx) = self.rx.lock() else { return };
+                let first = match carried.take() {
+                    Some(job) => job,
+                    None => match rx.recv() {
+                        Ok(job) => {
+                            depth.dec();
+                            job
+                        }
+                        Err(_) => return,
+                    },
+                };
+                let mut jobs = vec![first];
+                let (mut rows, mut longest) = (jobs[0].rows.len(), jobs[0].longest());
+                let kind = jobs[0].task.kind();
+                while let Ok(job) = rx.try_recv() {
                     depth.dec();
-                    job
+                    let (r, l) = (rows + job.rows.len(), longest.max(job.longest()));
+                    if r * l > self.max_batch_tokens || job.task.kind() != kind {
+                        carried = Some(job);
+                        break;
+                    }
+                    (rows, longest) = (r, l);
+                    jobs.push(job);
                 }
-                Err(_) => return,
-            },
-        };
-        let mut jobs = vec![first];
-        let (mut rows, mut longest) = (jobs[0].rows.len(), jobs[0].longest());
-        let kind = jobs[0].task.kind();
-        while let Ok(job) = rx.try_recv() {
-            depth.dec();
-            let (r, l) = (rows + job.rows.len(), longest.max(job.longest()));
-            if r * l > max_batch_tokens || job.task.kind() != kind {
-                carried = Some(job);
-                break;
+                jobs
+            };
+            jobs.retain(|j| !j.task.is_closed());
+            if jobs.is_empty() {
+                continue;
             }
-            (rows, longest) = (r, l);
-            jobs.push(job);
-        }
-        jobs.retain(|j| !j.task.is_closed());
-        if jobs.is_empty() {
-            continue;
-        }
-        let all: Vec<Row> = jobs.iter().flat_map(|j| j.rows.iter().cloned()).collect();
-        metrics
-            .batch_rows
-            .get_or_create(&label)
-            .observe(all.len() as f64);
-        let longest = all.iter().map(|r| r.ids.len()).max().unwrap_or(0);
-        metrics
-            .batch_tokens
-            .get_or_create(&label)
-            .observe((all.len() * longest) as f64);
-        if matches!(jobs[0].task, Task::FillMask { .. }) {
-            fill_masks(engine, &all, jobs);
-        } else {
-            vectors(engine, &all, jobs);
+            let all: Vec<Row> = jobs.iter().flat_map(|j| j.rows.iter().cloned()).collect();
+            self.metrics
+                .batch_rows
+                .get_or_create(&label)
+                .observe(all.len() as f64);
+            let longest = all.iter().map(|r| r.ids.len()).max().unwrap_or(0);
+            self.metrics
+                .batch_tokens
+                .get_or_create(&label)
+                .observe((all.len() * longest) as f64);
+            let engine = self.engine;
+            let compute = move || {
+                if matches!(jobs[0].task, Task::FillMask { .. }) {
+                    fill_masks(engine, &all, jobs);
+                } else {
+                    vectors(engine, &all, jobs);
+                }
+            };
+            let alone = self.busy.fetch_add(1, Ordering::SeqCst) == 0;
+            match &self.own {
+                Some(pool) if !alone => pool.install(compute),
+                _ => compute(),
+            }
+            self.busy.fetch_sub(1, Ordering::SeqCst);
         }
     }
 }

@@ -74,6 +74,10 @@ impl AppState {
                     &model.id,
                     model.engine.clone(),
                     opts.max_batch_tokens,
+                    opts.batch_workers.unwrap_or(match opts.device {
+                        crate::model::DeviceSpec::Cpu => rayon::current_num_threads(),
+                        _ => 1,
+                    }),
                     metrics.clone(),
                 )?)
             } else {

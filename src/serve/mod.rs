@@ -154,6 +154,9 @@ pub struct ServeOptions {
     pub device: DeviceSpec,
     /// Padded tokens (rows × longest row) per encoder forward pass.
     pub max_batch_tokens: usize,
+    /// Encoder batches computed at once per model (`--batch-workers`; `None`: one per core
+    /// on the CPU, 1 on a GPU). See [`batcher`].
+    pub batch_workers: Option<usize>,
     /// Model requests running at once; more get 429.
     pub max_concurrency: usize,
     /// Largest request body in bytes; larger get 413.
@@ -192,6 +195,7 @@ impl Default for ServeOptions {
             port: 8080,
             device: DeviceSpec::Cpu,
             max_batch_tokens: 16384,
+            batch_workers: None,
             max_concurrency: 64,
             max_body_bytes: 2 << 20,
             max_choices: 8,
@@ -366,6 +370,7 @@ pub async fn bind(opts: &ServeOptions) -> Result<Bound, ServeError> {
     for (option, value) in [
         ("max-concurrency", opts.max_concurrency),
         ("max-batch-tokens", opts.max_batch_tokens),
+        ("batch-workers", opts.batch_workers.unwrap_or(1)),
         ("max-request-tokens", opts.max_request_tokens),
     ] {
         if value == 0 {
