@@ -171,7 +171,12 @@ pub fn run_many(
     let prompts = read_prompts(&job, on_event)?;
     let mut opened = crate::resolve::open_model(&job.model, job.config.as_deref())?;
     opened.config.dtype = job.dtype;
+    // Said only where the loader accepts the dtype (the CPU, a transformer); elsewhere its
+    // refusal is the message.
+    let accepted = job.device == DeviceSpec::Cpu
+        && opened.config.encoder == crate::model::EncoderKind::Transformer;
     match job.dtype {
+        _ if !accepted => {}
         crate::model::Dtype::F32 => {}
         crate::model::Dtype::Int8 => on_event(Event::Note(&format!(
             "note: int8 linear layers and LM head ({} kernel path)",
