@@ -120,3 +120,47 @@ fn low_precision_prompts_in_batches_equal_each_alone() {
         assert_eq!(run("8"), alone, "{dtype}: batches of 8 against one by one");
     }
 }
+
+/// Prompts prefilled together in one forward (`Model::prefill_packed`, what `serve` does
+/// with a burst of short prompts) get the bits of their prefill alone in int8 and bf16 too:
+/// the LM logits of each last position and the next step on each cache.
+#[test]
+fn low_precision_packed_prefill_gives_each_prompt_its_bits_alone() {
+    use burn::tensor::{Int, Tensor, TensorData};
+    use uerzoo::model::kv_cache::{KvCache, PACKED_ROWS};
+    let ids = |p: &[u32]| {
+        let v: Vec<i64> = p.iter().map(|&i| i64::from(i)).collect();
+        Tensor::<Cpu, 2, Int>::from_data(TensorData::new(v, [1, p.len()]), &Default::default())
+    };
+    let values = |t: Tensor<Cpu, 3>| t.into_data().to_vec::<f32>().unwrap();
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for dtype in [Dtype::Int8, Dtype::Bf16] {
+        let m = model(dtype);
+        assert!(m.packs_prefill(), "{dtype}");
+        let vocab = m.config.vocab_size as u32;
+        let prompts: Vec<Vec<u32>> = (0..9usize)
+            .map(|i| {
+                (0..1 + (i * 5) % PACKED_ROWS)
+                    .map(|j| ((i * 31 + j * 17) as u32) % (vocab - 1) + 1)
+                    .collect()
+            })
+            .collect();
+        let refs: Vec<&[u32]> = prompts.iter().map(|p| &p[..]).collect();
+        let (mut caches, logits) = m.prefill_packed(&refs).unwrap();
+        let v = logits.dims()[1];
+        let logits = logits.into_data().to_vec::<f32>().unwrap();
+        for (i, (p, packed)) in prompts.iter().zip(&mut caches).enumerate() {
+            let mut own = KvCache::new(&m);
+            let alone = values(m.decode_step(ids(p), &mut own).unwrap());
+            assert_eq!(
+                bits(&logits[i * v..(i + 1) * v]),
+                bits(&alone[(p.len() - 1) * v..]),
+                "{dtype} prompt {i}: logits"
+            );
+            let next = ids(&[(i as u32 * 3) % (vocab - 1) + 1]);
+            let a = values(m.decode_step(next.clone(), packed).unwrap());
+            let b = values(m.decode_step(next, &mut own).unwrap());
+            assert_eq!(bits(&a), bits(&b), "{dtype} prompt {i}: its cache");
+        }
+    }
+}

@@ -33,10 +33,17 @@ pub(crate) fn apply<B: Backend, const D: usize>(
 ) -> Tensor<B, D> {
     let dims = x.dims();
     let rows: usize = dims[..D - 1].iter().product();
-    if chunk.is_some() && int8.is_none() && bf16.is_none() {
-        // All rows in one call of the few-rows kernel: the weight read once for all prompts.
-        if let Some(y) = kernels::linear_rowwise(layer, &x) {
-            return y;
+    if chunk.is_some() {
+        // All rows in one call, the weight read once for all prompts: the int8 and bf16
+        // kernels treat each row alone at any row count, f32 takes the few-rows kernel.
+        match (int8, bf16) {
+            (Some(q), _) => return kernels::int8_linear(q, x),
+            (None, Some(h)) => return kernels::bf16_linear(h, x),
+            (None, None) => {
+                if let Some(y) = kernels::linear_rowwise(layer, &x) {
+                    return y;
+                }
+            }
         }
     }
     if let Some(c) = chunk.filter(|&c| c > 0 && rows > c) {

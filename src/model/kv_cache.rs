@@ -28,7 +28,7 @@
 //! it the same way, and no padding needs masking (each row's state is its own).
 
 use super::ModelError;
-use super::config::{Dtype, MaskKind};
+use super::config::MaskKind;
 use super::lstm::{Lstm, LstmState};
 use super::transformer::{MASK_VALUE, Model};
 use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
@@ -304,14 +304,14 @@ impl<B: Backend> Model<B> {
 impl<B: Backend> Model<B> {
     /// Whether [`Model::prefill_packed`] gives a prompt of at most [`PACKED_ROWS`] tokens the
     /// bits of its prefill alone ([`Model::decode_step`] on an empty cache): a causal
-    /// transformer with an LM head and f32 linear layers on the CPU's fused path (the
-    /// few-rows kernel; int8 and bf16 round each call's activations their own way, Burn's
-    /// general products on other backends may round a row by the rows beside it).
+    /// transformer with an LM head on the CPU's fused path — f32 linear layers through the
+    /// few-rows kernel, int8 and bf16 ones through their kernels, which quantize or round each
+    /// row on its own and sum it the same way whatever the rows beside it (Burn's general
+    /// products on other backends may round a row by the rows beside it).
     pub fn packs_prefill(&self) -> bool {
         self.lm.is_some()
             && self.config.mask == MaskKind::Causal
             && self.encoder.rnn.is_none()
-            && self.config.dtype == Dtype::F32
             && crate::kernels::reads_transposed_weights::<B>()
     }
 
@@ -378,7 +378,11 @@ impl<B: Backend> Model<B> {
         let rows = hidden.reshape([total, h]).select(0, idx);
         let logits: Vec<Tensor<B, 2>> = (0..n)
             .step_by(PACKED_ROWS)
-            .map(|s| lm.logits(rows.clone().narrow(0, s, PACKED_ROWS.min(n - s)), None))
+            .map(|s| {
+                let part = rows.clone().narrow(0, s, PACKED_ROWS.min(n - s));
+                // The head a decode step runs (the int8 or bf16 twin where loaded).
+                lm.forward(part.unsqueeze_dim::<3>(0)).squeeze_dim::<2>(0)
+            })
             .collect();
         Ok((caches, Tensor::cat(logits, 0)))
     }
