@@ -361,7 +361,7 @@ pub fn registry_entry(opened: &OpenedModel) -> Option<&'static Entry> {
 }
 
 /// A tokenizer from a vocabulary built into the binary (`file` names it in errors).
-fn builtin_tokenizer(
+pub(crate) fn builtin_tokenizer(
     file: &str,
     bytes: &[u8],
     options: crate::tokenizer::TokenizerOptions,

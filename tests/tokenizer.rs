@@ -1078,3 +1078,42 @@ fn cli_tokenize_errors_explain_themselves() {
         assert!(stderr.contains(message), "{args:?}: stderr was {stderr}");
     }
 }
+
+/// A registry name tokenizes with its built-in vocabulary, with nothing downloaded (an empty
+/// Hub cache, offline): the same ids as `--vocab` with the shipped file, for a WordPiece
+/// (char-based RoBERTa) and a sentencepiece (word-based RoBERTa) entry, and a note says so.
+#[test]
+fn cli_tokenize_a_registry_name_needs_no_download() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(common::uerzoo_bin())
+            .arg("tokenize")
+            .args(args)
+            .env("HF_HUB_CACHE", dir.path())
+            .env("HF_HUB_OFFLINE", "1")
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let text = "北京是中国的首都，今天天气很好";
+    let vocab = vocab_path();
+    let spm = spm_path();
+    for (name, flag, file) in [
+        ("chinese_roberta_L-2_H-128", "--vocab", &vocab),
+        ("roberta-tiny-word-chinese-cluecorpussmall", "--spm", &spm),
+    ] {
+        let (named, note) = run(&[name, text]);
+        let (given, _) = run(&[flag, file.to_str().unwrap(), text]);
+        assert_eq!(named, given, "{name}");
+        assert!(note.contains("built-in vocab/"), "{name}: {note}");
+    }
+}

@@ -8,7 +8,8 @@ use uerzoo::jobs::tokenize::{Event, TokenizeJob};
 /// Show the token ids, tokens and character offsets of a text, as UER-py tokenizes it.
 ///
 /// The tokenizer is the one beside MODEL (`vocab.txt` or `spiece.model` next to a UER
-/// `.bin` or in an HF directory; a registry name must be downloaded), or `--vocab
+/// `.bin` or in an HF directory; a registry name uses the vocabulary built into uerzoo, so
+/// nothing needs downloading), or `--vocab
 /// vocab.txt` (BERT WordPiece, the char-based models) or `--spm X.model` (sentencepiece, the
 /// word-based models); with `--vocab`/`--spm` the first argument is the text.
 ///

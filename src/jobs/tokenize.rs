@@ -106,12 +106,17 @@ pub fn run(
     } else {
         TokenizerOptions::uer()
     };
-    let path = match (&job.vocab, &job.model) {
-        (Some(v), _) => v.clone(),
-        (None, Some(m)) => beside(Path::new(m))?,
+    let tok = match (&job.vocab, &job.model) {
+        (Some(v), _) => crate::resolve::tokenizer_from_file(v, options)?,
+        (None, Some(m)) => match built_in(m, options.clone())? {
+            Some((tok, note)) => {
+                on_event(Event::Note(&note));
+                tok
+            }
+            None => crate::resolve::tokenizer_from_file(&beside(Path::new(m))?, options)?,
+        },
         (None, None) => return invalid("give MODEL, or --vocab vocab.txt / --spm X.model"),
     };
-    let tok = crate::resolve::tokenizer_from_file(&path, options)?;
     if job.hf && tok.as_spm().is_some() {
         return invalid(
             "--hf is transformers' BertTokenizer; this model's tokenizer is sentencepiece",
@@ -156,6 +161,32 @@ pub fn run(
         texts: inputs.len(),
         tokens: inputs.iter().map(|i| i.tokens.len()).max().unwrap_or(0),
     }))
+}
+
+/// The vocabulary built into the binary for `model` when it names a registry entry (and no
+/// file or folder of that name exists): tokenizing needs no download. `None` otherwise.
+fn built_in(
+    model: &str,
+    options: TokenizerOptions,
+) -> Result<Option<(crate::tokenizer::Tokenizer, String)>, TokenizeError> {
+    if Path::new(model).exists() {
+        return Ok(None);
+    }
+    let Ok(entry) = crate::registry::Registry::builtin().get(model) else {
+        return Ok(None);
+    };
+    let Some(file) = entry.tokenizer_file() else {
+        return Ok(None);
+    };
+    let Some(bytes) = crate::registry::builtin_vocab(file) else {
+        return Ok(None);
+    };
+    let tok = crate::resolve::builtin_tokenizer(file, bytes, options)?;
+    let note = format!(
+        "note: tokenizing with the built-in vocab/{file} of {}",
+        entry.name
+    );
+    Ok(Some((tok, note)))
 }
 
 /// `vocab.txt` or `spiece.model` beside the weights (or in the directory, or in the cached
